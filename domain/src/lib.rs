@@ -1,0 +1,15 @@
+//! wearhouse-domain: aggregates, commands, events and value types. No I/O lives here: every
+//! decision is a pure function of the aggregate's past events and the command.
+
+pub mod api_key;
+pub mod developer;
+pub mod user;
+
+pub use cqrs_es;
+
+/// Trims a free-text field and turns an empty string into `None`.
+pub fn clean(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
