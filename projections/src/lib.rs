@@ -1,1 +1,33 @@
+//! wearhouse-projections: the read models and the checkpointed runner that builds them from
+//! the event log. Every read model can be dropped and rebuilt from the log.
 
+pub mod api_keys;
+pub mod developers;
+pub mod log;
+pub mod runner;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use log::{Cursor, LogEntry};
+pub use runner::{Projection, ProjectionError, Runner};
+
+/// Every read model of the platform, in the order the runner starts them.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(users::Users),
+        Arc::new(developers::Developers),
+        Arc::new(api_keys::ApiKeys),
+    ]
+}
+
+/// Decodes an entry's payload into the aggregate's event type.
+pub(crate) fn decode<E: serde::de::DeserializeOwned>(
+    entry: &LogEntry,
+) -> Result<E, ProjectionError> {
+    serde_json::from_value(entry.payload.clone()).map_err(|source| ProjectionError::Decode {
+        position: entry.position(),
+        event_type: entry.event_type.clone(),
+        source,
+    })
+}

@@ -1,0 +1,81 @@
+//! The `developers` read model and the active developer refresh tokens (for login and refresh).
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use wearhouse_domain::developer::DeveloperEvent;
+
+use crate::{decode, LogEntry, Projection, ProjectionError};
+
+pub struct Developers;
+
+#[async_trait]
+impl Projection for Developers {
+    fn name(&self) -> &'static str {
+        "developers"
+    }
+
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        tx.batch_execute("TRUNCATE developers, developer_refresh_tokens")
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &[LogEntry],
+    ) -> Result<(), ProjectionError> {
+        for entry in entries.iter().filter(|e| e.aggregate_type == "Developer") {
+            let id: uuid::Uuid = entry.aggregate_id.parse().unwrap_or_default();
+            match decode::<DeveloperEvent>(entry)? {
+                DeveloperEvent::DeveloperRegistered {
+                    id,
+                    email,
+                    password_hash,
+                    first_name,
+                    last_name,
+                    at,
+                } => {
+                    tx.execute(
+                        "INSERT INTO developers (id, email, password_hash, first_name, last_name, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+                        &[&id, &email, &password_hash, &first_name, &last_name, &at],
+                    )
+                    .await?;
+                }
+                DeveloperEvent::PasswordChanged { password_hash, at } => {
+                    tx.execute(
+                        "UPDATE developers SET password_hash = $2, updated_at = $3 WHERE id = $1",
+                        &[&id, &password_hash, &at],
+                    )
+                    .await?;
+                }
+                DeveloperEvent::RefreshTokenIssued {
+                    token_hash,
+                    expires_at,
+                    at,
+                } => {
+                    tx.execute(
+                        "INSERT INTO developer_refresh_tokens (token_hash, developer_id, expires_at, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        &[&token_hash, &id, &expires_at, &at],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM developer_refresh_tokens WHERE developer_id = $1 AND expires_at <= $2",
+                        &[&id, &at],
+                    )
+                    .await?;
+                }
+                DeveloperEvent::RefreshTokenRevoked { token_hash, .. } => {
+                    tx.execute(
+                        "DELETE FROM developer_refresh_tokens WHERE token_hash = $1",
+                        &[&token_hash],
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

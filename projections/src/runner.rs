@@ -1,0 +1,253 @@
+//! The checkpointed projection runner: for each read model it reads the log after the model's
+//! checkpoint, applies one batch and stores the new checkpoint in the same transaction, so a
+//! crash replays at most the uncommitted batch and never applies an entry twice. The
+//! checkpoint row is locked for the batch, so several processes can run the same projections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Pool, Transaction};
+use futures::StreamExt;
+use tokio::sync::{watch, Notify};
+use tracing::{debug, error, info, warn};
+
+use crate::log::{read_after, Cursor, LogEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("entry {position} ({event_type}) cannot be decoded: {source}")]
+    Decode {
+        position: i64,
+        event_type: String,
+        source: serde_json::Error,
+    },
+    #[error("unknown projection '{0}'")]
+    Unknown(String),
+}
+
+/// A read model built from the log.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the checkpoint's key and the CLI's argument.
+    fn name(&self) -> &'static str;
+    /// Empties every table of this read model (a rebuild starts from nothing).
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError>;
+    /// Applies a batch of entries, in log order, inside the runner's transaction.
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &[LogEntry],
+    ) -> Result<(), ProjectionError>;
+}
+
+pub struct Runner {
+    pool: Pool,
+    projections: Vec<Arc<dyn Projection>>,
+    progress: HashMap<&'static str, watch::Sender<Cursor>>,
+    wake: Notify,
+    batch_size: i64,
+}
+
+impl Runner {
+    pub fn new(pool: Pool, projections: Vec<Arc<dyn Projection>>) -> Arc<Self> {
+        let progress = projections
+            .iter()
+            .map(|p| (p.name(), watch::channel(Cursor::START).0))
+            .collect();
+        Arc::new(Runner {
+            pool,
+            projections,
+            progress,
+            wake: Notify::new(),
+            batch_size: 1000,
+        })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name()).collect()
+    }
+
+    /// Applies one batch to `projection`; returns how many entries it applied.
+    pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        let name = projection.name();
+        let mut client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&name],
+            )
+            .await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                "SELECT tx, position FROM checkpoints WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await?;
+        let from = Cursor {
+            tx: row.get(0),
+            position: row.get(1),
+        };
+        let entries = read_after(&tx, from, self.batch_size).await?;
+        let Some(last) = entries.last().map(|e| e.cursor) else {
+            tx.rollback().await?;
+            self.publish(name, from);
+            return Ok(0);
+        };
+        projection.apply(&tx, &entries).await?;
+        tx.execute(
+            "UPDATE checkpoints SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
+            &[&name, &last.tx, &last.position],
+        )
+        .await?;
+        tx.commit().await?;
+        debug!(
+            projection = name,
+            entries = entries.len(),
+            position = last.position,
+            "applied"
+        );
+        self.publish(name, last);
+        Ok(entries.len())
+    }
+
+    fn publish(&self, name: &str, cursor: Cursor) {
+        if let Some(tx) = self.progress.get(name) {
+            tx.send_if_modified(|c| {
+                let newer = cursor > *c;
+                if newer {
+                    *c = cursor;
+                }
+                newer
+            });
+        }
+    }
+
+    /// Runs every projection until none has anything left to apply.
+    pub async fn catch_up(&self) -> Result<(), ProjectionError> {
+        for p in &self.projections {
+            while self.step(p.as_ref()).await? > 0 {}
+        }
+        Ok(())
+    }
+
+    /// Wakes the loop at once (writers call this after a commit in this process).
+    pub fn nudge(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Waits until `projection` has applied the entry at `cursor`; false on timeout.
+    pub async fn wait_for(&self, projection: &str, cursor: Cursor, timeout: Duration) -> bool {
+        let Some(sender) = self.progress.get(projection) else {
+            return false;
+        };
+        self.nudge();
+        let mut rx = sender.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= cursor))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Tails the log until `shutdown` turns true. Woken by NOTIFY from committing writers (when
+    /// `listen` is given), by `nudge`, and by a short poll that also picks up entries whose
+    /// transaction was still open on the previous pass.
+    pub async fn run(
+        self: Arc<Self>,
+        listen: Option<tokio_postgres::Config>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        if let Some(config) = listen {
+            let me = self.clone();
+            tokio::spawn(async move { me.listen(config).await });
+        }
+        info!(projections = ?self.names(), "projection runner started");
+        let mut failures = 0u32;
+        loop {
+            let mut applied = 0;
+            let mut failed = false;
+            for p in &self.projections {
+                match self.step(p.as_ref()).await {
+                    Ok(n) => applied += n,
+                    Err(e) => {
+                        failed = true;
+                        error!(projection = p.name(), error = %e, "projection batch failed; will retry");
+                    }
+                }
+            }
+            failures = if failed { (failures + 1).min(8) } else { 0 };
+            if applied > 0 && !failed {
+                continue;
+            }
+            let pause = Duration::from_millis(if failed { 100 << failures } else { 200 });
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                info!("projection runner stopped");
+                return;
+            }
+        }
+    }
+
+    async fn listen(self: Arc<Self>, config: tokio_postgres::Config) {
+        loop {
+            match config.connect(tokio_postgres::NoTls).await {
+                Ok((client, mut connection)) => {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                    let pump = tokio::spawn(async move {
+                        let mut messages =
+                            futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                        while let Some(Ok(msg)) = messages.next().await {
+                            if let tokio_postgres::AsyncMessage::Notification(_) = msg {
+                                let _ = tx.send(());
+                            }
+                        }
+                    });
+                    if let Err(e) = client.batch_execute("LISTEN wearhouse_log").await {
+                        warn!(error = %e, "LISTEN failed; relying on polling");
+                    }
+                    while rx.recv().await.is_some() {
+                        self.nudge();
+                    }
+                    pump.abort();
+                }
+                Err(e) => warn!(error = %e, "log listener cannot connect; relying on polling"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Empties one read model and rewinds its checkpoint in one transaction; the runner then
+/// rebuilds it from the start of the log.
+pub async fn reset(pool: &Pool, projection: &dyn Projection) -> Result<(), ProjectionError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&projection.name()],
+    )
+    .await?;
+    // Lock first so a running worker cannot commit a batch on top of the emptied model.
+    tx.execute(
+        "SELECT 1 FROM checkpoints WHERE name = $1 FOR UPDATE",
+        &[&projection.name()],
+    )
+    .await?;
+    projection.reset(&tx).await?;
+    tx.execute(
+        "UPDATE checkpoints SET tx = 0, position = 0, updated_at = now() WHERE name = $1",
+        &[&projection.name()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

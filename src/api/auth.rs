@@ -1,0 +1,242 @@
+//! Developer sign-in: `POST /auth/login` (OAuth2 password form), `GET /auth/me`, refresh-token
+//! rotation and revocation.
+
+use chrono::{DateTime, Duration, Utc};
+use poem::Request;
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use uuid::Uuid;
+use wearhouse_domain::developer::{Developer, DeveloperCommand};
+
+use super::{request_id, ApiError, AppState};
+use crate::auth::{self, DeveloperAuth, Principal};
+
+#[derive(Tags)]
+enum Tag {
+    /// Developer authentication
+    Auth,
+}
+
+#[derive(Object, Debug, serde::Deserialize)]
+struct LoginForm {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Object)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+}
+
+#[derive(Object)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Object)]
+pub struct DeveloperRead {
+    pub id: Uuid,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+const BAD_LOGIN: &str = "Incorrect email or password";
+
+pub struct AuthApi;
+
+impl AuthApi {
+    /// Issues an access token and a new refresh token for `developer`.
+    async fn tokens(
+        state: &AppState,
+        developer: Uuid,
+        req: &Request,
+        rotate: Option<String>,
+    ) -> Result<TokenResponse, ApiError> {
+        let now = Utc::now();
+        let refresh = auth::new_refresh_token();
+        let expires_at = now + Duration::days(state.config.refresh_token_days);
+        let command = match rotate {
+            Some(old_hash) => DeveloperCommand::RotateRefreshToken {
+                old_hash,
+                new_hash: auth::sha256_hex(&refresh),
+                expires_at,
+                at: now,
+            },
+            None => DeveloperCommand::IssueRefreshToken {
+                token_hash: auth::sha256_hex(&refresh),
+                expires_at,
+                at: now,
+            },
+        };
+        let actor = Principal::Developer(developer).actor(request_id(req));
+        state
+            .commands
+            .execute::<Developer>(
+                &developer.to_string(),
+                command,
+                &actor,
+                None,
+                Some("developers"),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::store::CommandError::Rejected(e) => ApiError::unauthorized(e.to_string()),
+                other => other.into(),
+            })?;
+        Ok(TokenResponse {
+            access_token: state.jwt.issue(developer, now),
+            token_type: "bearer".into(),
+            refresh_token: refresh,
+            expires_in: state.jwt.access_minutes * 60,
+        })
+    }
+
+    async fn refresh_owner(
+        state: &AppState,
+        token: &str,
+    ) -> Result<Option<(Uuid, String)>, ApiError> {
+        let hash = auth::sha256_hex(token.trim());
+        let row = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT developer_id FROM developer_refresh_tokens WHERE token_hash = $1 AND expires_at > now()",
+                &[&hash],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), hash)))
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl AuthApi {
+    /// Sign in with e-mail and password (OAuth2 password form: `username`, `password`)
+    #[oai(path = "/auth/login", method = "post", tag = "Tag::Auth")]
+    async fn login(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        form: Form<LoginForm>,
+    ) -> Result<Json<TokenResponse>, ApiError> {
+        let (Some(email), Some(password)) = (form.0.username, form.0.password) else {
+            return Err(ApiError::unauthorized(BAD_LOGIN));
+        };
+        let row = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT id, password_hash FROM developers WHERE email = lower(trim($1))",
+                &[&email],
+            )
+            .await?;
+        let Some(row) = row else {
+            // Same work as a real check, so timing does not reveal which addresses exist.
+            let _ = tokio::task::spawn_blocking(move || {
+                auth::verify_password(&password, auth::decoy_hash())
+            })
+            .await;
+            return Err(ApiError::unauthorized(BAD_LOGIN));
+        };
+        let hash: String = row.get(1);
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(ApiError::unauthorized(BAD_LOGIN));
+        }
+        Ok(Json(Self::tokens(&state, row.get(0), req, None).await?))
+    }
+
+    /// Sign out (tokens are stateless; revoke the refresh token with `/token/revoke`)
+    #[oai(path = "/auth/logout", method = "post", tag = "Tag::Auth")]
+    async fn logout(&self, _auth: DeveloperAuth) -> Json<serde_json::Value> {
+        Json(serde_json::json!({ "message": "Successfully logged out" }))
+    }
+
+    /// The signed-in developer
+    #[oai(path = "/auth/me", method = "get", tag = "Tag::Auth")]
+    async fn me(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: DeveloperAuth,
+    ) -> Result<Json<DeveloperRead>, ApiError> {
+        let row = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT id, first_name, last_name, email, created_at, updated_at FROM developers WHERE id = $1",
+                &[&auth.0],
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Developer with ID: {} not found.", auth.0)))?;
+        Ok(Json(DeveloperRead {
+            id: row.get(0),
+            first_name: row.get(1),
+            last_name: row.get(2),
+            email: row.get(3),
+            created_at: row.get(4),
+            updated_at: row.get(5),
+        }))
+    }
+
+    /// Exchange a refresh token for new tokens (the old refresh token stops working)
+    #[oai(path = "/token/refresh", method = "post", tag = "Tag::Auth")]
+    async fn refresh(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<RefreshRequest>,
+    ) -> Result<Json<TokenResponse>, ApiError> {
+        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token).await?
+        else {
+            return Err(ApiError::unauthorized("Invalid or revoked refresh token"));
+        };
+        Ok(Json(
+            Self::tokens(&state, developer, req, Some(hash)).await?,
+        ))
+    }
+
+    /// Revoke a refresh token
+    #[oai(path = "/token/revoke", method = "post", tag = "Tag::Auth")]
+    async fn revoke(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<RefreshRequest>,
+    ) -> Result<NoContent, ApiError> {
+        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token).await?
+        else {
+            return Err(ApiError::not_found("Refresh token not found"));
+        };
+        let actor = Principal::Developer(developer).actor(request_id(req));
+        state
+            .commands
+            .execute::<Developer>(
+                &developer.to_string(),
+                DeveloperCommand::RevokeRefreshToken {
+                    token_hash: hash,
+                    at: Utc::now(),
+                },
+                &actor,
+                None,
+                Some("developers"),
+            )
+            .await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,117 @@
+//! The one place where errors become HTTP: every error body is `{"detail": "..."}`.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+#[derive(Debug, Object)]
+pub struct Detail {
+    pub detail: String,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    #[oai(status = 400)]
+    BadRequest(Json<Detail>),
+    #[oai(status = 401)]
+    Unauthorized(Json<Detail>),
+    #[oai(status = 403)]
+    Forbidden(Json<Detail>),
+    #[oai(status = 404)]
+    NotFound(Json<Detail>),
+    #[oai(status = 409)]
+    Conflict(Json<Detail>),
+    #[oai(status = 500)]
+    Internal(Json<Detail>),
+}
+
+fn d(msg: impl Into<String>) -> Json<Detail> {
+    Json(Detail { detail: msg.into() })
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(d(msg))
+    }
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        ApiError::Unauthorized(d(msg))
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ApiError::NotFound(d(msg))
+    }
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        ApiError::Conflict(d(msg))
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        ApiError::Internal(d(msg))
+    }
+}
+
+/// Logs an unexpected failure with its cause and answers a generic 500 (causes can carry
+/// internals that callers must not see).
+pub fn internal(e: impl std::fmt::Display) -> poem::Error {
+    tracing::error!(error = %e, "internal error");
+    poem::Error::from_string("Internal server error", StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+pub fn internal_api(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "internal error");
+    ApiError::internal("Internal server error")
+}
+
+impl<E: std::error::Error> From<crate::store::CommandError<E>> for ApiError {
+    fn from(e: crate::store::CommandError<E>) -> Self {
+        match e {
+            crate::store::CommandError::Rejected(e) => {
+                let msg = e.to_string();
+                if msg.ends_with("not found") {
+                    ApiError::not_found(msg)
+                } else {
+                    ApiError::bad_request(msg)
+                }
+            }
+            crate::store::CommandError::Conflict => {
+                ApiError::conflict("The resource was changed concurrently; retry the request")
+            }
+            crate::store::CommandError::Store(e) => internal_api(e),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        internal_api(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        internal_api(e)
+    }
+}
+
+/// Turns every error that escapes a handler (bad parameters, bad JSON, unknown routes, failed
+/// credentials) into the contract's shape. Request validation errors are 400, as upstream.
+pub async fn to_detail(err: poem::Error) -> Response {
+    let mut status = err.status();
+    if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        status = StatusCode::BAD_REQUEST;
+    }
+    let detail = if status == StatusCode::NOT_FOUND && err.to_string() == "not found" {
+        "Not Found".to_string()
+    } else if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(error = %err, "request failed");
+        "Internal server error".to_string()
+    } else {
+        err.to_string()
+    };
+    let mut resp = poem::web::Json(serde_json::json!({ "detail": detail }))
+        .with_status(status)
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED && detail == crate::auth::MSG_BAD_JWT {
+        resp.headers_mut()
+            .insert("WWW-Authenticate", "Bearer".parse().expect("static header"));
+    }
+    resp
+}

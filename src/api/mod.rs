@@ -1,0 +1,111 @@
+//! The HTTP API: the Open Wearables contract under `/api/v1`, the OpenAPI document at
+//! `/openapi.json` and its interactive docs at `/docs`.
+
+mod api_keys;
+mod auth;
+mod error;
+mod meta;
+mod users;
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use poem::middleware::{RequestId, Tracing};
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+pub use api_keys::create_key;
+pub use error::{internal, ApiError};
+
+use crate::auth::Jwt;
+use crate::config::ServeConfig;
+use crate::store::Commands;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub commands: Commands,
+    pub jwt: Jwt,
+    pub config: Arc<ServeConfig>,
+}
+
+impl AppState {
+    pub async fn db(&self) -> poem::Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(internal)
+    }
+}
+
+pub fn app(state: AppState) -> impl Endpoint {
+    let public_url = state.config.public_url();
+    let service = OpenApiService::new(
+        (
+            meta::MetaApi,
+            auth::AuthApi,
+            users::UsersApi,
+            api_keys::ApiKeysApi,
+        ),
+        "wearhouse",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Self-hosted health-data platform speaking the Open Wearables API. Authenticate with the \
+         `X-Open-Wearables-API-Key` header or a developer `Authorization: Bearer <jwt>` from \
+         `POST /api/v1/auth/login`.",
+    )
+    .server(public_url);
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let max_body = state.config.max_json_bytes;
+    Route::new()
+        .nest("/", service)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .around(move |ep, req| limit_body(ep, req, max_body))
+        .with(Tracing)
+        .with(RequestId::default())
+        .data(state)
+        .catch_all_error(error::to_detail)
+}
+
+/// Buffers JSON and form bodies up to `max` bytes and refuses larger ones with 413 before
+/// anything parses them (a chunked body has no Content-Length to check up front). Uploads
+/// (multipart, octet-stream) stream through untouched: their handlers bound them.
+async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: poem::Request,
+    max: usize,
+) -> poem::Result<poem::Response> {
+    use poem::http::StatusCode;
+    let streamed = req.content_type().is_some_and(|ct| {
+        ct.starts_with("multipart/")
+            || ct.starts_with("application/octet-stream")
+            || ct.starts_with("application/zip")
+    });
+    if !streamed {
+        let too_large = || {
+            poem::Error::from_string(
+                format!("Request body larger than {max} bytes"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+        };
+        let declared = req
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let body = req
+            .take_body()
+            .into_bytes_limit(max)
+            .await
+            .map_err(|_| too_large())?;
+        req.set_body(body);
+    }
+    ep.call(req).await.map(poem::IntoResponse::into_response)
+}
+
+/// The request id the RequestId middleware assigned, for event metadata.
+pub fn request_id(req: &poem::Request) -> Option<String> {
+    req.data::<poem::middleware::ReqId>().map(|r| r.to_string())
+}

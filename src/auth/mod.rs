@@ -1,0 +1,184 @@
+//! Credentials: developer passwords (argon2), developer JWTs (HS256), refresh tokens and API
+//! keys (random, stored only as SHA-256), and the request extractors that check them.
+
+mod extract;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use extract::{AnyCredential, DeveloperAuth, Principal};
+
+pub const API_KEY_HEADER: &str = "X-Open-Wearables-API-Key";
+pub const MSG_AUTH_REQUIRED: &str = "Authentication required: provide JWT token or API key";
+pub const MSG_BAD_API_KEY: &str = "Invalid or missing API key";
+pub const MSG_BAD_JWT: &str = "Could not validate credentials";
+pub const MSG_SDK_TOKEN: &str = "SDK tokens cannot access this endpoint";
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+pub fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// A new API key, `sk-` + 32 hex characters.
+pub fn new_api_key() -> String {
+    format!("sk-{}", random_hex(16))
+}
+
+/// What is kept of a key so people can tell keys apart: `sk-1a2b…`.
+pub fn key_prefix(key: &str) -> String {
+    format!("{}…", &key[..key.len().min(7)])
+}
+
+pub fn new_refresh_token() -> String {
+    format!("rt-{}", random_hex(16))
+}
+
+pub fn new_password() -> String {
+    random_hex(12)
+}
+
+pub fn hash_password(password: &str) -> String {
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters cannot fail")
+        .to_string()
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash to verify against when the account does not exist, so a failed login costs the same
+/// either way.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&random_hex(8)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// `sdk` for user-scoped SDK tokens; absent for developer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Jwt {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub access_minutes: i64,
+}
+
+impl Jwt {
+    pub fn new(secret: &[u8], access_minutes: i64) -> Self {
+        Jwt {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            access_minutes,
+        }
+    }
+
+    pub fn issue(&self, developer: Uuid, now: DateTime<Utc>) -> String {
+        let claims = Claims {
+            sub: developer.to_string(),
+            iat: now.timestamp(),
+            exp: (now + Duration::minutes(self.access_minutes)).timestamp(),
+            scope: None,
+        };
+        jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    pub fn decode(&self, token: &str) -> Option<Claims> {
+        let mut validation = Validation::default();
+        validation.leeway = 0;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|d| d.claims)
+    }
+}
+
+/// The JWT key: configured, or generated once and kept in `WEARHOUSE_HOME/jwt.key` (0600).
+pub fn load_or_create_secret(
+    configured: Option<&str>,
+    home: &std::path::Path,
+) -> std::io::Result<Vec<u8>> {
+    if let Some(s) = configured {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = home.join("jwt.key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if existing.trim().len() >= 32 {
+            return Ok(existing.trim().as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(home)?;
+    let secret = random_hex(32);
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?
+        .write_all(secret.as_bytes())?;
+    Ok(secret.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_have_the_contract_shape() {
+        let k = new_api_key();
+        assert_eq!(k.len(), 35);
+        assert!(k.starts_with("sk-") && k[3..].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(k, new_api_key());
+        assert_eq!(key_prefix(&k), format!("{}…", &k[..7]));
+    }
+
+    #[test]
+    fn password_round_trip() {
+        let h = hash_password("correct horse");
+        assert!(h.starts_with("$argon2"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn jwt_round_trip_and_expiry() {
+        let jwt = Jwt::new(b"0123456789abcdef0123456789abcdef", 60);
+        let id = Uuid::new_v4();
+        let t = jwt.issue(id, Utc::now());
+        assert_eq!(jwt.decode(&t).unwrap().sub, id.to_string());
+        let old = jwt.issue(id, Utc::now() - Duration::minutes(61));
+        assert!(jwt.decode(&old).is_none());
+        let other = Jwt::new(b"another-secret-another-secret-xx", 60);
+        assert!(other.decode(&t).is_none());
+    }
+}

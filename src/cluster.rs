@@ -1,0 +1,226 @@
+//! The private PostgreSQL cluster: the embedded default when DATABASE_URL is unset. It lives in
+//! WEARHOUSE_HOME (own data directory, own port on 127.0.0.1, own unix socket) and loads
+//! TimescaleDB when it is installed (scripts/install-deps.sh builds it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tracing::{info, warn};
+
+use crate::config::DbConfig;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const DB_NAME: &str = "wearhouse";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("PostgreSQL 15 server binaries not found in {PG_BIN}: run scripts/install-deps.sh")]
+    NoPostgres,
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Cluster {
+    pub data: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub port: u16,
+}
+
+fn as_root() -> bool {
+    // SAFETY-free check: root's uid is 0; initdb refuses to run as root, so we use `runuser`.
+    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false)
+}
+
+pub fn timescaledb_installed() -> bool {
+    Path::new("/usr/lib/postgresql/15/lib/timescaledb.so").exists()
+}
+
+impl Cluster {
+    pub fn new(cfg: &DbConfig) -> Self {
+        let home = std::path::absolute(&cfg.home).unwrap_or_else(|_| cfg.home.clone());
+        Cluster {
+            data: home.join("pgdata"),
+            socket: home.join("pgsock"),
+            log: home.join("pgsock").join("postgres.log"),
+            port: cfg.pg_port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{DB_NAME}", self.port)
+    }
+
+    fn pg(&self, tool: &str) -> Command {
+        let path = format!("{PG_BIN}/{tool}");
+        if as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &path]);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, what: &str, mut cmd: Command) -> Result<String, ClusterError> {
+        let out = cmd.output()?;
+        if !out.status.success() {
+            return Err(ClusterError::Command {
+                what: what.into(),
+                detail: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .trim()
+                .to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.data.join("PG_VERSION").exists()
+    }
+
+    /// Creates the data directory when missing. Idempotent.
+    pub fn setup(&self) -> Result<(), ClusterError> {
+        if !Path::new(PG_BIN).join("initdb").exists() {
+            return Err(ClusterError::NoPostgres);
+        }
+        std::fs::create_dir_all(&self.socket)?;
+        std::fs::create_dir_all(&self.data)?;
+        if as_root() {
+            self.run("chown", {
+                let mut c = Command::new("chown");
+                c.arg("postgres:postgres").arg(&self.data).arg(&self.socket);
+                c
+            })?;
+        }
+        if self.is_initialized() {
+            return Ok(());
+        }
+        info!(data = %self.data.display(), "creating the private PostgreSQL cluster");
+        let mut initdb = self.pg("initdb");
+        initdb.arg("-D").arg(&self.data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]);
+        self.run("initdb", initdb)?;
+        let preload = if timescaledb_installed() {
+            "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n"
+        } else {
+            warn!("TimescaleDB is not installed: the private cluster runs without it (plain range partitioning)");
+            ""
+        };
+        // synchronous_commit=off keeps the cluster crash-consistent (no fsync=off) while making
+        // small commits cheap; a power loss can lose the last few hundred milliseconds.
+        let conf = format!(
+            "\n# wearhouse private cluster\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n{preload}\
+             synchronous_commit = off\nmax_connections = 200\nshared_buffers = 256MB\nmax_wal_size = 2GB\n",
+            self.port,
+            self.socket.display()
+        );
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))?
+            .write_all(conf.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.is_initialized()
+            && self
+                .pg("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .arg("status")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+    }
+
+    /// Sets up and starts the cluster unless it already runs, then makes sure the
+    /// `wearhouse` database exists. Returns its URL.
+    pub fn start(&self) -> Result<String, ClusterError> {
+        self.setup()?;
+        if !self.is_running() {
+            info!(port = self.port, "starting the private PostgreSQL cluster");
+            let mut ctl = self.pg("pg_ctl");
+            ctl.arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(&self.log)
+                .args(["-w", "-t", "60", "start"]);
+            self.run("pg_ctl start", ctl).map_err(|e| match e {
+                ClusterError::Command { what, detail } => ClusterError::Command {
+                    what,
+                    detail: format!("{detail}\n(see {})", self.log.display()),
+                },
+                e => e,
+            })?;
+        }
+        let exists = self.psql(
+            "postgres",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"),
+        )?;
+        if exists.trim() != "1" {
+            self.psql("postgres", &format!("CREATE DATABASE {DB_NAME}"))?;
+        }
+        Ok(self.url())
+    }
+
+    pub fn stop(&self) -> Result<bool, ClusterError> {
+        if !self.is_running() {
+            return Ok(false);
+        }
+        let mut ctl = self.pg("pg_ctl");
+        ctl.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]);
+        self.run("pg_ctl stop", ctl)?;
+        Ok(true)
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
+        let mut c = Command::new("psql");
+        c.args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]);
+        self.run("psql", c)
+    }
+
+    pub fn status(&self) -> String {
+        format!(
+            "data directory: {}\ninitialized: {}\nrunning: {}\nport: {} (127.0.0.1)\nsocket: {}\ntimescaledb installed: {}\nurl: {}",
+            self.data.display(),
+            self.is_initialized(),
+            self.is_running(),
+            self.port,
+            self.socket.display(),
+            timescaledb_installed(),
+            self.url()
+        )
+    }
+}

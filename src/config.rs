@@ -1,0 +1,108 @@
+//! Configuration: every setting is an environment variable with a documented default, also
+//! accepted as a command-line flag. `wearhouse --help` lists them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// Postgres to use. Unset: the private cluster under WEARHOUSE_HOME is started (or reused).
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the private cluster and generated files.
+    #[arg(
+        long,
+        env = "WEARHOUSE_HOME",
+        default_value = ".wearhouse",
+        global = true
+    )]
+    pub home: PathBuf,
+    /// TCP port of the private cluster (listens on 127.0.0.1 only).
+    #[arg(
+        long,
+        env = "WEARHOUSE_PG_PORT",
+        default_value_t = 55432,
+        global = true
+    )]
+    pub pg_port: u16,
+    /// Database connections per process.
+    #[arg(
+        long,
+        env = "WEARHOUSE_DB_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the HTTP API binds to.
+    #[arg(long, env = "WEARHOUSE_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+    /// The URL clients use to reach this server (links, OAuth redirects). Default: http://<bind>.
+    #[arg(long, env = "WEARHOUSE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// HS256 key for developer JWTs. Unset: a random key is generated once and kept in
+    /// WEARHOUSE_HOME/jwt.key (mode 0600).
+    #[arg(long, env = "WEARHOUSE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// E-mail of the first developer account, created at start when missing.
+    #[arg(long, env = "WEARHOUSE_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of that account. When neither is set and no developer exists, one is generated
+    /// and its credentials are printed once.
+    #[arg(long, env = "WEARHOUSE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Lifetime of developer access tokens, in minutes.
+    #[arg(long, env = "WEARHOUSE_ACCESS_TOKEN_MINUTES", default_value_t = 60)]
+    pub access_token_minutes: i64,
+    /// Lifetime of developer refresh tokens, in days.
+    #[arg(long, env = "WEARHOUSE_REFRESH_TOKEN_DAYS", default_value_t = 30)]
+    pub refresh_token_days: i64,
+    /// Largest accepted JSON request body, in bytes.
+    #[arg(long, env = "WEARHOUSE_MAX_JSON_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_json_bytes: usize,
+    /// Run the projection workers inside this process (tailing Postgres).
+    #[arg(long, env = "WEARHOUSE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub projections: bool,
+}
+
+impl ServeConfig {
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, env = "WEARHOUSE_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        env = "WEARHOUSE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+}
+
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,170 @@
+//! Connecting to Postgres and applying the versioned, forward-only migrations.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tracing::{info, warn};
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::DbConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid DATABASE_URL: {0}")]
+    Url(tokio_postgres::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("private cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i32,
+        name: &'static str,
+        source: tokio_postgres::Error,
+    },
+    #[error("migration {version} was applied with different contents (checksum {found}, expected {expected})")]
+    Checksum {
+        version: i32,
+        found: String,
+        expected: String,
+    },
+}
+
+/// The migrations, in order. Forward-only: a released migration is never edited (its checksum
+/// is checked), a change is a new file.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "event_store",
+        include_str!("../migrations/0001_event_store.sql"),
+    ),
+    (
+        2,
+        "identity_read_models",
+        include_str!("../migrations/0002_identity_read_models.sql"),
+    ),
+];
+
+/// The database URL: DATABASE_URL when set, else the private cluster (started when needed).
+pub fn resolve_url(cfg: &DbConfig) -> Result<String, DbError> {
+    match &cfg.database_url {
+        Some(url) => Ok(url.clone()),
+        None => Ok(Cluster::new(cfg).start()?),
+    }
+}
+
+pub fn pool(url: &str, size: usize) -> Result<(Pool, tokio_postgres::Config), DbError> {
+    let pg = tokio_postgres::Config::from_str(url).map_err(DbError::Url)?;
+    let manager = Manager::from_config(
+        pg.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .expect("pool builder without runtime hooks cannot fail");
+    Ok((pool, pg))
+}
+
+fn checksum(sql: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(sql.as_bytes()))[..16].to_string()
+}
+
+/// Whether the TimescaleDB extension is active in this database.
+pub async fn has_timescaledb(pool: &Pool) -> Result<bool, DbError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'",
+            &[],
+        )
+        .await?
+        .is_some())
+}
+
+/// Applies every migration not yet applied, under an advisory lock so concurrent starts are
+/// safe. Returns how many were applied.
+pub async fn migrate(pool: &Pool) -> Result<usize, DbError> {
+    let mut client = pool.get().await?;
+    client
+        .batch_execute("SELECT pg_advisory_lock(7261001)")
+        .await?;
+    let result = migrate_locked(&mut client).await;
+    client
+        .batch_execute("SELECT pg_advisory_unlock(7261001)")
+        .await?;
+    result
+}
+
+async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<usize, DbError> {
+    // TimescaleDB first, so migrations can use it when present; without it they fall back to
+    // plain range partitioning.
+    let has_ext = client
+        .query_opt(
+            "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'",
+            &[],
+        )
+        .await?
+        .is_some();
+    if !has_ext {
+        if let Err(e) = client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            .await
+        {
+            warn!(reason = %e, "TimescaleDB extension unavailable: using plain range partitioning");
+        }
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let applied: Vec<(i32, String)> = client
+        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut count = 0;
+    for &(version, name, sql) in MIGRATIONS {
+        let expected = checksum(sql);
+        if let Some((_, found)) = applied.iter().find(|(v, _)| *v == version) {
+            if *found != expected {
+                return Err(DbError::Checksum {
+                    version,
+                    found: found.clone(),
+                    expected,
+                });
+            }
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|source| DbError::Migration {
+                version,
+                name,
+                source,
+            })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&version, &name, &expected],
+        )
+        .await?;
+        tx.commit().await?;
+        info!(version, name, "migration applied");
+        count += 1;
+    }
+    Ok(count)
+}

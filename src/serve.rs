@@ -1,0 +1,177 @@
+//! Starting the platform: database, migrations, projection workers, first developer, HTTP.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::info;
+use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand};
+use wearhouse_projections::Runner;
+
+use crate::api::{self, AppState};
+use crate::auth::{self, Jwt};
+use crate::config::{DbConfig, ServeConfig};
+use crate::store::{Actor, Commands};
+
+pub struct Platform {
+    pub state: AppState,
+    pub shutdown: watch::Sender<bool>,
+    runner_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Connects (starting the private cluster when DATABASE_URL is unset), migrates, and starts
+/// the projection runner.
+pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> {
+    let url = crate::db::resolve_url(db)?;
+    let (pool, pg_config) = crate::db::pool(&url, db.pool_size)?;
+    let applied = crate::db::migrate(&pool).await?;
+    info!(
+        applied,
+        timescaledb = crate::db::has_timescaledb(&pool).await?,
+        "database ready"
+    );
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (runner, runner_task) = if cfg.projections {
+        let runner = Runner::new(pool.clone(), wearhouse_projections::all());
+        runner.catch_up().await?;
+        let task = tokio::spawn(runner.clone().run(Some(pg_config), shutdown_rx));
+        (Some(runner), Some(task))
+    } else {
+        (None, None)
+    };
+    let secret = auth::load_or_create_secret(cfg.secret_key.as_deref(), &db.home)?;
+    let state = AppState {
+        commands: Commands {
+            pool: pool.clone(),
+            runner: runner.clone(),
+        },
+        pool,
+        jwt: Jwt::new(&secret, cfg.access_token_minutes),
+        config: Arc::new(cfg),
+    };
+    Ok(Platform {
+        state,
+        shutdown,
+        runner_task,
+    })
+}
+
+fn system() -> Actor {
+    Actor {
+        kind: "system",
+        id: "bootstrap".into(),
+        request_id: None,
+    }
+}
+
+/// Registers a developer unless one with that e-mail exists. Returns whether it was created.
+pub async fn ensure_developer(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<bool> {
+    let id = developer_id(email);
+    let exists = state
+        .pool
+        .get()
+        .await?
+        .query_opt("SELECT 1 FROM developers WHERE id = $1", &[&id])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    let password = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await?;
+    let command = DeveloperCommand::Register {
+        email: email.to_string(),
+        password_hash: hash,
+        first_name: None,
+        last_name: None,
+        at: Utc::now(),
+    };
+    state
+        .commands
+        .execute::<Developer>(
+            &id.to_string(),
+            command,
+            &system(),
+            None,
+            Some("developers"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("registering {email}: {e}"))?;
+    Ok(true)
+}
+
+/// The first developer: from WEARHOUSE_ADMIN_EMAIL / _PASSWORD, or generated (and printed once)
+/// when no developer exists yet.
+pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<(String, String)>> {
+    let cfg = &state.config;
+    if let (Some(email), Some(password)) = (&cfg.admin_email, &cfg.admin_password) {
+        if ensure_developer(state, email, password).await? {
+            info!(
+                email,
+                "developer account created from WEARHOUSE_ADMIN_EMAIL"
+            );
+        }
+        return Ok(None);
+    }
+    let any = state
+        .pool
+        .get()
+        .await?
+        .query_opt("SELECT 1 FROM developers LIMIT 1", &[])
+        .await?
+        .is_some();
+    if any {
+        return Ok(None);
+    }
+    let email = cfg
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| "admin@wearhouse.local".into());
+    let password = auth::new_password();
+    ensure_developer(state, &email, &password).await?;
+    eprintln!("\nFirst developer account created (shown once):\n  e-mail:   {email}\n  password: {password}\n");
+    Ok(Some((email, password)))
+}
+
+/// Creates an API key on behalf of the system (the demo key).
+pub async fn system_api_key(state: &AppState, name: &str) -> anyhow::Result<String> {
+    let (key, _, _) = api::create_key(state, name.to_string(), None, &system())
+        .await
+        .map_err(|e| anyhow::anyhow!("creating API key: {e:?}"))?;
+    Ok(key)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received, shutting down"),
+    }
+}
+
+impl Platform {
+    /// Serves HTTP until SIGTERM or Ctrl-C, then drains requests and stops the workers.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let bind = self.state.config.bind.clone();
+        let listener = poem::listener::TcpListener::bind(bind.clone());
+        let app = api::app(self.state.clone());
+        info!(url = %self.state.config.public_url(), "wearhouse listening");
+        poem::Server::new(listener)
+            .run_with_graceful_shutdown(
+                app,
+                shutdown_signal(),
+                Some(std::time::Duration::from_secs(10)),
+            )
+            .await?;
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.runner_task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}

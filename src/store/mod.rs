@@ -1,0 +1,164 @@
+//! The write side of the event store: cqrs-es aggregates persisted on deadpool-postgres in
+//! postgres-es's table layout, with many events appended in one statement.
+
+mod repository;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use deadpool_postgres::{GenericClient, Pool};
+use serde_json::Value;
+use uuid::Uuid;
+use wearhouse_projections::log::last_cursor_of;
+use wearhouse_projections::{Cursor, Runner};
+
+pub use repository::PgEventRepository;
+
+/// One event to append (what `SerializedEvent` carries, plus the user it concerns).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub user_id: Option<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("optimistic lock: another writer appended to this aggregate first")]
+    Conflict,
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Appends `events` with one INSERT … SELECT FROM unnest(…), inside whatever transaction the
+/// client is in. Returns the cursor of the last appended entry.
+pub async fn append(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+) -> Result<Option<Cursor>, AppendError> {
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let col = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+    let types = col(|e| e.aggregate_type.clone());
+    let ids = col(|e| e.aggregate_id.clone());
+    let event_types = col(|e| e.event_type.clone());
+    let versions = col(|e| e.event_version.clone());
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
+    let users: Vec<Option<Uuid>> = events.iter().map(|e| e.user_id).collect();
+    let rows = client
+        .query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, user_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::uuid[]) \
+             RETURNING tx::text::bigint, position",
+            &[&types, &ids, &sequences, &event_types, &versions, &payloads, &metadata, &users],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                AppendError::Conflict
+            } else {
+                AppendError::Db(e)
+            }
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| Cursor {
+            tx: r.get(0),
+            position: r.get(1),
+        })
+        .max())
+}
+
+pub type Framework<A> = CqrsFramework<A, PersistedEventStore<PgEventRepository, A>>;
+
+/// Who caused a change, kept in each event's metadata for auditors.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub kind: &'static str,
+    pub id: String,
+    pub request_id: Option<String>,
+}
+
+/// Runs commands on aggregates and, when asked, waits until a read model shows the result.
+#[derive(Clone)]
+pub struct Commands {
+    pub pool: Pool,
+    pub runner: Option<Arc<Runner>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    #[error("{0}")]
+    Rejected(E),
+    #[error("conflict: the resource was changed concurrently, retry")]
+    Conflict,
+    #[error("event store: {0}")]
+    Store(String),
+}
+
+impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
+    fn from(e: AggregateError<E>) -> Self {
+        match e {
+            AggregateError::UserError(e) => CommandError::Rejected(e),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            other => CommandError::Store(other.to_string()),
+        }
+    }
+}
+
+impl Commands {
+    fn framework<A: Aggregate<Services = ()>>(&self) -> Framework<A> {
+        let store = PersistedEventStore::new_event_store(PgEventRepository::new(self.pool.clone()));
+        CqrsFramework::new(store, vec![], ())
+    }
+
+    /// Executes `command` on aggregate `A` `id`. When `read_model` is given, returns only once
+    /// that projection has applied the resulting events (read-your-writes for the API).
+    pub async fn execute<A: Aggregate<Services = ()>>(
+        &self,
+        id: &str,
+        command: A::Command,
+        actor: &Actor,
+        user_id: Option<Uuid>,
+        read_model: Option<&str>,
+    ) -> Result<(), CommandError<A::Error>> {
+        let mut metadata = HashMap::new();
+        metadata.insert("actor".to_string(), format!("{}:{}", actor.kind, actor.id));
+        if let Some(r) = &actor.request_id {
+            metadata.insert("request_id".to_string(), r.clone());
+        }
+        if let Some(u) = user_id {
+            metadata.insert("user_id".to_string(), u.to_string());
+        }
+        self.framework::<A>()
+            .execute_with_metadata(id, command, metadata)
+            .await?;
+        if let (Some(name), Some(runner)) = (read_model, &self.runner) {
+            let client = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?;
+            let cursor = last_cursor_of(&client, A::TYPE, id)
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?;
+            if let Some(cursor) = cursor {
+                if !runner.wait_for(name, cursor, Duration::from_secs(10)).await {
+                    tracing::warn!(read_model = name, "read model did not catch up within 10 s");
+                }
+            }
+        }
+        Ok(())
+    }
+}
