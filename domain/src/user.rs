@@ -21,14 +21,35 @@ pub struct UserProfile {
 /// A partial update: `None` leaves a field alone, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserChanges {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub first_name: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub last_name: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub email: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub external_user_id: Option<Option<String>>,
+}
+
+/// Keeps "present but null" apart from "absent": serde would read both as `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl UserChanges {
@@ -322,6 +343,24 @@ mod tests {
                 at: at(),
             })
             .then_expect_error(UserError::NotFound);
+    }
+
+    #[test]
+    fn a_cleared_field_survives_serialization() {
+        let changes = UserChanges {
+            last_name: Some(None),
+            email: Some(Some("a@b.co".into())),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&changes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"last_name": null, "email": "a@b.co"})
+        );
+        assert_eq!(
+            serde_json::from_value::<UserChanges>(json).unwrap(),
+            changes
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod users;
 use std::sync::Arc;
 
 pub use log::{Cursor, LogEntry};
-pub use runner::{Projection, ProjectionError, Runner};
+pub use runner::{pg_message, Projection, ProjectionError, Runner};
 
 /// Every read model of the platform, in the order the runner starts them.
 pub fn all() -> Vec<Arc<dyn Projection>> {

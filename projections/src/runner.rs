@@ -17,7 +17,7 @@ use crate::log::{read_after, Cursor, LogEntry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
-    #[error("database: {0}")]
+    #[error("database: {}", pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -29,6 +29,14 @@ pub enum ProjectionError {
     },
     #[error("unknown projection '{0}'")]
     Unknown(String),
+}
+
+/// tokio-postgres displays server errors as just "db error"; this includes the server's message.
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// A read model built from the log.

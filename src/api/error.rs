@@ -87,13 +87,17 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        internal_api(e)
+        internal_api(wearhouse_projections::pg_message(&e))
     }
 }
 
 /// Turns every error that escapes a handler (bad parameters, bad JSON, unknown routes, failed
 /// credentials) into the contract's shape. Request validation errors are 400, as upstream.
 pub async fn to_detail(err: poem::Error) -> Response {
+    // Handlers' own `ApiError`s are already complete responses in the contract's shape.
+    if err.is_from_response() {
+        return err.into_response();
+    }
     let mut status = err.status();
     if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         status = StatusCode::BAD_REQUEST;

@@ -78,6 +78,7 @@ pub fn decoy_hash() -> &'static str {
 pub struct Claims {
     pub sub: String,
     pub exp: i64,
+    #[serde(default)]
     pub iat: i64,
     /// `sdk` for user-scoped SDK tokens; absent for developer tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]

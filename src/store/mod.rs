@@ -34,7 +34,7 @@ pub struct NewEvent {
 pub enum AppendError {
     #[error("optimistic lock: another writer appended to this aggregate first")]
     Conflict,
-    #[error("database: {0}")]
+    #[error("database: {}", wearhouse_projections::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 

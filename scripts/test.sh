@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh machine and runs the whole suite:
+# system packages + TimescaleDB, a private PostgreSQL cluster on 127.0.0.1 (stopped afterwards),
+# formatting and lint checks, then every test. Exits non-zero on any failure.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+scripts/install-deps.sh
+
+echo "[test] cargo fmt --check"
+cargo fmt --all -- --check
+echo "[test] building"
+cargo build --workspace --all-targets --locked
+echo "[test] cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The tests' own cluster: its own directory and port, so a running demo is not disturbed.
+export WEARHOUSE_HOME=$ROOT/.wearhouse/test
+export WEARHOUSE_PG_PORT=${WEARHOUSE_TEST_PG_PORT:-55439}
+BIN=$CARGO_TARGET_DIR/debug/wearhouse
+cleanup() { WEARHOUSE_LOG=warn "$BIN" db stop >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+WEARHOUSE_LOG=warn "$BIN" db start >/dev/null
+export WEARHOUSE_TEST_PG=postgres://postgres@127.0.0.1:$WEARHOUSE_PG_PORT/postgres
+unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
+
+echo "[test] running the test suite"
+cargo test --workspace --locked -- --test-threads="${WEARHOUSE_TEST_THREADS:-4}"
+echo "[test] all tests passed"

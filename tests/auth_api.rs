@@ -1,0 +1,413 @@
+//! Credentials: API keys (create, list, rename, rotate, delete), developer JWTs, login,
+//! refresh tokens, and the contract's 401 messages.
+
+mod common;
+
+use common::{call, Server, ADMIN_EMAIL, ADMIN_PASSWORD, SECRET};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn users_with_key(s: &Server, key: &str) -> (u16, Value) {
+    call(
+        s.req(Method::GET, "/api/v1/users")
+            .header("X-Open-Wearables-API-Key", key),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn api_key_lifecycle() {
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let (status, created) = call(
+        s.req(Method::POST, "/api/v1/developer/api-keys")
+            .bearer_auth(&jwt)
+            .json(&json!({"name": "ci"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let key = created["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("sk-") && key.len() == 35, "{key}");
+    assert_eq!(created["key"], key.as_str());
+    let key_id = created["key_id"].as_str().unwrap().to_string();
+    assert_eq!(users_with_key(&s, &key).await.0, 200);
+
+    // Listing never shows the key, and the database never holds it.
+    let (status, listed) = call(
+        s.req(Method::GET, "/api/v1/developer/api-keys")
+            .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], key_id.as_str());
+    assert_eq!(listed[0]["name"], "ci");
+    assert!(!listed.to_string().contains(&key));
+    let db = s.db.client().await;
+    let dump: String = db
+        .query_one(
+            "SELECT coalesce(string_agg(payload::text, ''), '') FROM events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!dump.contains(&key), "the key must not be stored in clear");
+    let keys: String = db
+        .query_one(
+            "SELECT string_agg(key_hash || key_prefix, '') FROM api_keys",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!keys.contains(&key));
+
+    // Rename.
+    let (status, renamed) = call(
+        s.req(
+            Method::PATCH,
+            &format!("/api/v1/developer/api-keys/{key_id}"),
+        )
+        .bearer_auth(&jwt)
+        .json(&json!({"name": "renamed"})),
+    )
+    .await;
+    assert_eq!(
+        (status, renamed["name"].as_str().unwrap()),
+        (200, "renamed")
+    );
+
+    // Rotate: old key stops, new key works.
+    let (status, rotated) = call(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/developer/api-keys/{key_id}/rotate"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new_key = rotated["id"].as_str().unwrap().to_string();
+    assert_ne!(new_key, key);
+    let (status, body) = users_with_key(&s, &key).await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Invalid or missing API key")
+    );
+    assert_eq!(users_with_key(&s, &new_key).await.0, 200);
+
+    // Delete by the key itself (what upstream clients hold): it stops working at once.
+    let (status, _) = call(
+        s.req(
+            Method::DELETE,
+            &format!("/api/v1/developer/api-keys/{new_key}"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(users_with_key(&s, &new_key).await.0, 401);
+    let (status, _) = call(
+        s.req(
+            Method::DELETE,
+            &format!("/api/v1/developer/api-keys/{new_key}"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Key management needs a developer JWT, not an API key.
+    let other = s.api_key().await;
+    let (status, body) = call(
+        s.req(Method::GET, "/api/v1/developer/api-keys")
+            .header("X-Open-Wearables-API-Key", &other),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Could not validate credentials")
+    );
+}
+
+#[tokio::test]
+async fn missing_wrong_and_expired_credentials_are_401() {
+    let s = Server::start().await;
+    let (status, body) = call(s.req(Method::GET, "/api/v1/users")).await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Authentication required: provide JWT token or API key")
+    );
+    let (status, body) = users_with_key(&s, "sk-00000000000000000000000000000000").await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Invalid or missing API key")
+    );
+    let (status, body) = users_with_key(&s, "").await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Invalid or missing API key")
+    );
+
+    // An expired JWT signed with the right key, a JWT signed with another key, garbage.
+    let claims = |exp: i64| json!({"sub": wearhouse_domain::developer::developer_id(ADMIN_EMAIL).to_string(), "exp": exp, "iat": exp - 3600});
+    let now = chrono::Utc::now().timestamp();
+    let sign = |c: &Value, secret: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            c,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let valid = sign(&claims(now + 600), SECRET);
+    let expired = sign(&claims(now - 10), SECRET);
+    let forged = sign(&claims(now + 600), "some-other-secret-some-other-secret");
+    let sdk = sign(
+        &json!({"sub": uuid::Uuid::new_v4().to_string(), "exp": now + 600, "scope": "sdk"}),
+        SECRET,
+    );
+    let (status, _) = call(s.req(Method::GET, "/api/v1/auth/me").bearer_auth(&valid)).await;
+    assert_eq!(status, 200);
+    for (token, expected) in [
+        (&expired, "Could not validate credentials"),
+        (&forged, "Could not validate credentials"),
+        (&"garbage".to_string(), "Could not validate credentials"),
+        (&sdk, "SDK tokens cannot access this endpoint"),
+    ] {
+        let r = s
+            .req(Method::GET, "/api/v1/auth/me")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        if expected == "Could not validate credentials" {
+            assert_eq!(r.headers().get("www-authenticate").unwrap(), "Bearer");
+        }
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["detail"], expected);
+        // On API-key endpoints a bad JWT without a key is refused too.
+        let (status, _) = call(s.req(Method::GET, "/api/v1/users").bearer_auth(token)).await;
+        assert_eq!(status, 401);
+    }
+    // A JWT and a good API key: the key still lets the caller in, as upstream.
+    let key = s.api_key().await;
+    let (status, _) = call(
+        s.req(Method::GET, "/api/v1/users")
+            .bearer_auth(&expired)
+            .header("X-Open-Wearables-API-Key", &key),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn login_me_refresh_and_revoke() {
+    let s = Server::start().await;
+    let (status, body) = call(
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", ADMIN_EMAIL), ("password", "wrong")]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Incorrect email or password")
+    );
+    let (status, body) = call(
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", "nobody@x.io"), ("password", ADMIN_PASSWORD)]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Incorrect email or password")
+    );
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", ADMIN_EMAIL)]),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let (status, tokens) = call(s.req(Method::POST, "/api/v1/auth/login").form(&[
+        ("username", ADMIN_EMAIL.to_uppercase().as_str()),
+        ("password", ADMIN_PASSWORD),
+    ]))
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "bearer");
+    assert_eq!(tokens["expires_in"], 3600);
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    assert!(refresh.starts_with("rt-"));
+
+    let (status, me) = call(s.req(Method::GET, "/api/v1/auth/me").bearer_auth(access)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email"], ADMIN_EMAIL);
+    let (status, body) = call(s.req(Method::GET, "/api/v1/auth/me")).await;
+    assert_eq!(
+        (status, body["detail"].as_str().unwrap()),
+        (401, "Could not validate credentials")
+    );
+
+    // Refresh rotates: the new pair works, the old refresh token does not.
+    let (status, next) = call(
+        s.req(Method::POST, "/api/v1/token/refresh")
+            .json(&json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, 200, "{next}");
+    let next_refresh = next["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(next_refresh, refresh);
+    let (status, _) = call(
+        s.req(Method::GET, "/api/v1/auth/me")
+            .bearer_auth(next["access_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/token/refresh")
+            .json(&json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Revoke.
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/token/revoke")
+            .json(&json!({"refresh_token": next_refresh})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/token/refresh")
+            .json(&json!({"refresh_token": next_refresh})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/token/revoke")
+            .json(&json!({"refresh_token": next_refresh})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Passwords are stored as argon2 hashes only.
+    let db = s.db.client().await;
+    let hash: String = db
+        .query_one("SELECT password_hash FROM developers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(hash.starts_with("$argon2id$"));
+    let all: String = db
+        .query_one(
+            "SELECT string_agg(payload::text || metadata::text, '') FROM events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!all.contains(ADMIN_PASSWORD) && !all.contains(&refresh));
+}
+
+#[tokio::test]
+async fn docs_openapi_health_and_graceful_shutdown() {
+    let mut s = Server::start().await;
+    let (status, body) = call(s.req(Method::GET, "/")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "Server is running!"}))
+    );
+    let (status, spec) = call(s.req(Method::GET, "/openapi.json")).await;
+    assert_eq!(status, 200);
+    let paths = spec["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/users",
+        "/api/v1/users/{user_id}",
+        "/api/v1/auth/login",
+        "/api/v1/developer/api-keys",
+        "/api/v1/meta/coverage",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let html = s
+        .req(Method::GET, "/docs")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.to_lowercase().contains("swagger"),
+        "docs page: {}",
+        &html[..html.len().min(200)]
+    );
+    let (status, coverage) = call(s.req(Method::GET, "/api/v1/meta/coverage")).await;
+    assert_eq!(status, 200);
+    assert!(coverage["providers"].is_array() && coverage["timeseries"].is_array());
+    let exit = s.terminate();
+    assert!(
+        exit.success(),
+        "SIGTERM must lead to a clean exit, got {exit}"
+    );
+}
+
+#[tokio::test]
+async fn generated_admin_is_printed_once() {
+    // No WEARHOUSE_ADMIN_*: the first start generates a developer and prints it; the second does not.
+    let db = common::TestDb::new().await;
+    let home = std::env::temp_dir().join(format!("wearhouse-admin-{}", db.name));
+    let run = || {
+        let port = common::free_port();
+        let mut child = std::process::Command::new(common::bin())
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("WEARHOUSE_HOME", &home)
+            .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
+            .env("WEARHOUSE_LOG", "warn")
+            .env_remove("WEARHOUSE_ADMIN_EMAIL")
+            .env_remove("WEARHOUSE_ADMIN_PASSWORD")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+            s
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap()
+    };
+    let first = run();
+    assert!(first.contains("First developer account created"), "{first}");
+    let password = first
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(password.len() >= 16);
+    let second = run();
+    assert!(
+        !second.contains("First developer account created"),
+        "{second}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -1,0 +1,254 @@
+//! Test harness: each test gets its own database in the private cluster that `scripts/test.sh`
+//! starts, and talks to the real `wearhouse` binary over HTTP.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub const ADMIN_EMAIL: &str = "admin@test.local";
+pub const ADMIN_PASSWORD: &str = "test-password-1";
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wearhouse")
+}
+
+/// The admin URL of the test cluster. Tests never skip: without it they fail, loudly.
+pub fn admin_url() -> String {
+    std::env::var("WEARHOUSE_TEST_PG").unwrap_or_else(|_| {
+        panic!("WEARHOUSE_TEST_PG is not set: run the tests with scripts/test.sh, which starts the private PostgreSQL cluster")
+    })
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// A fresh, empty database; dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin = admin_url();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        connect(&admin)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').expect("URL has a database").0;
+        TestDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// Runs `wearhouse <args>` against this database and returns its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(bin())
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("WEARHOUSE_LOG", "warn")
+            .output()
+            .expect("run wearhouse");
+        assert!(
+            out.status.success(),
+            "wearhouse {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = admin_url();
+        let name = self.name.clone();
+        // Best effort, on a thread of its own: Drop cannot be async.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let c = connect(&admin).await;
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `wearhouse serve` on its own database and port.
+pub struct Server {
+    pub db: TestDb,
+    pub url: String,
+    pub home: PathBuf,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(TestDb::new().await, &[]).await
+    }
+
+    pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("WEARHOUSE_HOME", &home)
+            .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
+            .env("WEARHOUSE_SECRET_KEY", SECRET)
+            .env("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("WEARHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("WEARHOUSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn wearhouse serve");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut server = Server {
+            db,
+            url,
+            home,
+            child,
+            http,
+        };
+        loop {
+            if let Ok(r) = server.http.get(format!("{}/", server.url)).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("wearhouse serve exited early: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wearhouse serve did not answer within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url))
+    }
+
+    /// Signs in as the admin developer and returns the access token.
+    pub async fn login(&self) -> String {
+        let r = self
+            .req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login failed");
+        r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates an API key through the API and returns it.
+    pub async fn api_key(&self) -> String {
+        let jwt = self.login().await;
+        let r = self
+            .req(Method::POST, "/api/v1/developer/api-keys")
+            .bearer_auth(&jwt)
+            .json(&serde_json::json!({"name": "tests"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Sends a request with an API key and returns (status, JSON body).
+pub async fn call(rb: RequestBuilder) -> (u16, Value) {
+    let r: Response = rb.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// A small deadpool pool on `url`, for code that takes deadpool clients.
+pub fn pool(url: &str) -> deadpool_postgres::Pool {
+    let cfg: tokio_postgres::Config = url.parse().unwrap();
+    let mgr = deadpool_postgres::Manager::new(cfg, tokio_postgres::NoTls);
+    deadpool_postgres::Pool::builder(mgr)
+        .max_size(8)
+        .build()
+        .unwrap()
+}
