@@ -10,7 +10,7 @@ mod db;
 mod serve;
 mod store;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use wearhouse_projections::Runner;
 
 use crate::config::{DbConfig, LogConfig, ServeConfig};
@@ -80,8 +80,32 @@ enum BenchCommand {
     Events,
 }
 
+/// Every environment variable any command reads, with its default, for `wearhouse --help`.
+fn environment_help(cmd: &clap::Command) -> String {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut stack = vec![cmd];
+    while let Some(c) = stack.pop() {
+        for arg in c.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let default: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let default = if default.is_empty() { "unset".to_string() } else { default.join(",") };
+                seen.insert(env.to_string_lossy().into_owned(), (default, help));
+            }
+        }
+        stack.extend(c.get_subcommands());
+    }
+    let mut out = String::from("Environment (each also a flag of the commands that use it):\n");
+    for (env, (default, help)) in seen {
+        out.push_str(&format!("  {env:<32} default: {default}\n      {help}\n"));
+    }
+    out
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let help = environment_help(&command);
+    let cli = Cli::from_arg_matches(&command.after_help(help).get_matches())?;
     config::init_logging(&cli.log);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(cli))
