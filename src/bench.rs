@@ -28,7 +28,7 @@ pub async fn scratch_pool(db: &DbConfig) -> anyhow::Result<deadpool_postgres::Po
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(4)
         .build()?;
-    crate::db::migrate(&pool).await?;
+    crate::db::migrate(&pool, db.timescaledb != "off").await?;
     Ok(pool)
 }
 

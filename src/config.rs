@@ -26,6 +26,14 @@ pub struct DbConfig {
         global = true
     )]
     pub pg_port: u16,
+    /// Use TimescaleDB when the server has it (`auto`), or never (`off`: plain range partitions).
+    #[arg(
+        long,
+        env = "WEARHOUSE_TIMESCALEDB",
+        default_value = "auto",
+        global = true
+    )]
+    pub timescaledb: String,
     /// Database connections per process.
     #[arg(
         long,

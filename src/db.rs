@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "identity_read_models",
         include_str!("../migrations/0002_identity_read_models.sql"),
     ),
+    (
+        3,
+        "raw_samples_timeseries",
+        include_str!("../migrations/0003_raw_samples_timeseries.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).
@@ -91,19 +96,22 @@ pub async fn has_timescaledb(pool: &Pool) -> Result<bool, DbError> {
 
 /// Applies every migration not yet applied, under an advisory lock so concurrent starts are
 /// safe. Returns how many were applied.
-pub async fn migrate(pool: &Pool) -> Result<usize, DbError> {
+pub async fn migrate(pool: &Pool, timescaledb: bool) -> Result<usize, DbError> {
     let mut client = pool.get().await?;
     client
         .batch_execute("SELECT pg_advisory_lock(7261001)")
         .await?;
-    let result = migrate_locked(&mut client).await;
+    let result = migrate_locked(&mut client, timescaledb).await;
     client
         .batch_execute("SELECT pg_advisory_unlock(7261001)")
         .await?;
     result
 }
 
-async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<usize, DbError> {
+async fn migrate_locked(
+    client: &mut deadpool_postgres::Object,
+    timescaledb: bool,
+) -> Result<usize, DbError> {
     // TimescaleDB first, so migrations can use it when present; without it they fall back to
     // plain range partitioning.
     let has_ext = client
@@ -113,7 +121,9 @@ async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<usize,
         )
         .await?
         .is_some();
-    if !has_ext {
+    if !has_ext && !timescaledb {
+        warn!("TimescaleDB disabled by WEARHOUSE_TIMESCALEDB=off: using plain range partitioning");
+    } else if !has_ext {
         if let Err(e) = client
             .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             .await

@@ -87,9 +87,17 @@ fn environment_help(cmd: &clap::Command) -> String {
     while let Some(c) = stack.pop() {
         for arg in c.get_arguments() {
             if let Some(env) = arg.get_env() {
-                let default: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+                let default: Vec<String> = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
                 let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                let default = if default.is_empty() { "unset".to_string() } else { default.join(",") };
+                let default = if default.is_empty() {
+                    "unset".to_string()
+                } else {
+                    default.join(",")
+                };
                 seen.insert(env.to_string_lossy().into_owned(), (default, help));
             }
         }
@@ -127,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let url = db::resolve_url(&db)?;
             let (pool, _) = db::pool(&url, 2)?;
-            let n = db::migrate(&pool).await?;
+            let n = db::migrate(&pool, db.timescaledb != "off").await?;
             println!("{n} migration(s) applied; {} known", db::MIGRATIONS.len());
             Ok(())
         }
@@ -148,7 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Projections(cmd) => {
             let url = db::resolve_url(&db)?;
             let (pool, _) = db::pool(&url, 4)?;
-            db::migrate(&pool).await?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
             let projections = wearhouse_projections::all();
             match cmd {
                 ProjectionsCommand::Status => {

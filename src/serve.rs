@@ -24,7 +24,7 @@ pub struct Platform {
 pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> {
     let url = crate::db::resolve_url(db)?;
     let (pool, pg_config) = crate::db::pool(&url, db.pool_size)?;
-    let applied = crate::db::migrate(&pool).await?;
+    let applied = crate::db::migrate(&pool, db.timescaledb != "off").await?;
     info!(
         applied,
         timescaledb = crate::db::has_timescaledb(&pool).await?,
