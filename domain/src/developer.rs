@@ -260,7 +260,10 @@ mod tests {
                 at: at("2026-01-01T00:00:00Z"),
             })
             .then_expect_events(vec![registered()]);
-        assert_eq!(developer_id("admin@example.com"), developer_id("ADMIN@example.com "));
+        assert_eq!(
+            developer_id("admin@example.com"),
+            developer_id("ADMIN@example.com ")
+        );
     }
 
     #[test]
