@@ -141,7 +141,12 @@ mod tests {
             b"2024/03/10 01:59:00 -0800",
             b"2024-03-10 01:5x:00 -0800",
         ] {
-            assert_eq!(parse_apple_date(bad), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_apple_date(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

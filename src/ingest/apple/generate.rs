@@ -1,4 +1,6 @@
 //! Deterministic synthetic exports (placeholder replaced below).
-use std::io::{self, Write};
 use super::records::Counts;
-pub fn generate<W: Write>(_out: W, _seed: u64, _target_bytes: u64) -> io::Result<Counts> { Ok(Counts::default()) }
+use std::io::{self, Write};
+pub fn generate<W: Write>(_out: W, _seed: u64, _target_bytes: u64) -> io::Result<Counts> {
+    Ok(Counts::default())
+}

@@ -298,13 +298,13 @@ impl State {
                 self.unknown_type(&ty);
                 return Ok(());
             }
-            Kind::Quantity(m) => {
-                self.quantity(m, [&name, &version, &device, &unit, &start, &end, &value], corr, sink)?
-            }
-            Kind::Sleep => self.sleep(
-                [&name, &version, &device, &start, &end, &value],
+            Kind::Quantity(m) => self.quantity(
+                m,
+                [&name, &version, &device, &unit, &start, &end, &value],
+                corr,
                 sink,
             )?,
+            Kind::Sleep => self.sleep([&name, &version, &device, &start, &end, &value], sink)?,
         };
         if let Err(reason) = outcome {
             self.counts.skip(reason);
@@ -337,7 +337,11 @@ impl State {
         corr: Option<&CorrelationCtx>,
         sink: &mut S,
     ) -> Result<Result<(), SkipReason>, ImportError> {
-        let raw = match value.as_deref().map(number).unwrap_or(Err(SkipReason::EmptyValue)) {
+        let raw = match value
+            .as_deref()
+            .map(number)
+            .unwrap_or(Err(SkipReason::EmptyValue))
+        {
             Ok(v) => v,
             Err(r) => return Ok(Err(r)),
         };
@@ -345,7 +349,14 @@ impl State {
             Ok(t) => t,
             Err(r) => return Ok(Err(r)),
         };
-        let Some(v) = convert(m.conv, unit.as_deref().unwrap_or(b""), raw) else {
+        let unit = unit.as_deref().unwrap_or(b"");
+        // Apple escapes the molar-mass brackets: `mmol&lt;180.15…&gt;/L`.
+        let unit: Cow<'_, [u8]> = if unit.contains(&b'&') {
+            Cow::Owned(unescape(unit).into_bytes())
+        } else {
+            Cow::Borrowed(unit)
+        };
+        let Some(v) = convert(m.conv, &unit, raw) else {
             return Ok(Err(SkipReason::UnsupportedUnit));
         };
         if !(m.min..=m.max).contains(&v) {
@@ -446,8 +457,8 @@ impl State {
         let unit_or = |u: &Option<Cow<'_, [u8]>>, d: &'static [u8]| -> Vec<u8> {
             u.as_deref().unwrap_or(d).to_vec()
         };
-        w.duration_s = opt_number(dur.as_ref())
-            .and_then(|d| duration_seconds(&unit_or(&dur_unit, b"min"), d));
+        w.duration_s =
+            opt_number(dur.as_ref()).and_then(|d| duration_seconds(&unit_or(&dur_unit, b"min"), d));
         w.legacy_distance_m = opt_number(dist.as_ref())
             .and_then(|d| convert(Conv::Meters, &unit_or(&dist_unit, b"km"), d));
         w.legacy_energy_kcal = opt_number(energy.as_ref())
@@ -461,11 +472,23 @@ impl State {
         Ok(w)
     }
 
-    fn workout_child(&mut self, w: &mut WorkoutBuilder, e: &BytesStart<'_>) -> Result<(), ImportError> {
+    fn workout_child(
+        &mut self,
+        w: &mut WorkoutBuilder,
+        e: &BytesStart<'_>,
+    ) -> Result<(), ImportError> {
         let mut attrs: [Option<Cow<'_, [u8]>>; 10] = Default::default();
         const KEYS: [&[u8]; 10] = [
-            b"type", b"date", b"duration", b"durationUnit", b"average", b"minimum", b"maximum",
-            b"sum", b"unit", b"key",
+            b"type",
+            b"date",
+            b"duration",
+            b"durationUnit",
+            b"average",
+            b"minimum",
+            b"maximum",
+            b"sum",
+            b"unit",
+            b"key",
         ];
         let mut meta_value = None;
         for a in e.attributes().with_checks(false) {
@@ -480,16 +503,19 @@ impl State {
         match e.local_name().as_ref().as_bytes() {
             b"MetadataEntry" => {
                 if let Some(k) = key {
-                    w.metadata.push((unescape(&k), unescape(meta_value.as_deref().unwrap_or(b""))));
+                    w.metadata
+                        .push((unescape(&k), unescape(meta_value.as_deref().unwrap_or(b""))));
                 }
             }
             b"WorkoutEvent" => {
                 if let Some((t, off)) = date.as_deref().and_then(parse_apple_date) {
                     let kind = unescape(ty.as_deref().unwrap_or(b""));
-                    let kind = kind.strip_prefix("HKWorkoutEventType").unwrap_or(&kind).to_string();
-                    let duration_s = opt_number(dur.as_ref()).and_then(|d| {
-                        duration_seconds(dur_unit.as_deref().unwrap_or(b"min"), d)
-                    });
+                    let kind = kind
+                        .strip_prefix("HKWorkoutEventType")
+                        .unwrap_or(&kind)
+                        .to_string();
+                    let duration_s = opt_number(dur.as_ref())
+                        .and_then(|d| duration_seconds(dur_unit.as_deref().unwrap_or(b"min"), d));
                     w.events.push(WorkoutEvent {
                         kind,
                         time: t,
@@ -500,7 +526,9 @@ impl State {
             }
             b"WorkoutStatistics" => {
                 let ty = ty.as_deref().unwrap_or(b"");
-                let ty = ty.strip_prefix(types::QUANTITY_PREFIX.as_bytes()).unwrap_or(ty);
+                let ty = ty
+                    .strip_prefix(types::QUANTITY_PREFIX.as_bytes())
+                    .unwrap_or(ty);
                 let unit = unit.as_deref().unwrap_or(b"");
                 let get = |v: &Option<Cow<'_, [u8]>>, conv| {
                     opt_number(v.as_ref()).and_then(|x| convert(conv, unit, x))
@@ -521,7 +549,9 @@ impl State {
                     b"BasalEnergyBurned" => {
                         add(&mut s.basal_energy_kcal, get(&sum, Conv::Kilocalories))
                     }
-                    t if t.starts_with(b"Distance") => add(&mut s.distance_m, get(&sum, Conv::Meters)),
+                    t if t.starts_with(b"Distance") => {
+                        add(&mut s.distance_m, get(&sum, Conv::Meters))
+                    }
                     b"StepCount" => add(&mut s.steps, get(&sum, Conv::Count)),
                     b"SwimmingStrokeCount" => add(&mut s.swim_strokes, get(&sum, Conv::Count)),
                     b"FlightsClimbed" => add(&mut s.flights_climbed, get(&sum, Conv::Count)),
@@ -542,7 +572,11 @@ impl State {
         Ok(())
     }
 
-    fn workout_end<S: Sink + ?Sized>(&mut self, w: Box<WorkoutBuilder>, sink: &mut S) -> Result<(), ImportError> {
+    fn workout_end<S: Sink + ?Sized>(
+        &mut self,
+        w: Box<WorkoutBuilder>,
+        sink: &mut S,
+    ) -> Result<(), ImportError> {
         let w = *w;
         let (Some((start, off)), Some((end, _))) = (w.start, w.end) else {
             self.counts.skip(SkipReason::BadDate);
@@ -552,7 +586,12 @@ impl State {
             self.counts.skip(SkipReason::EndBeforeStart);
             return Ok(());
         }
-        let meta = |k: &str| w.metadata.iter().find(|(mk, _)| mk == k).map(|(_, v)| v.as_str());
+        let meta = |k: &str| {
+            w.metadata
+                .iter()
+                .find(|(mk, _)| mk == k)
+                .map(|(_, v)| v.as_str())
+        };
         let indoor = meta("HKIndoorWorkout") == Some("1");
         let mapped = types::workout_type(&w.hk_type);
         if mapped.is_none() {
@@ -564,7 +603,11 @@ impl State {
         }
         let mut workout_type = mapped.unwrap_or(WorkoutType::OTHER);
         // HealthKit folds indoor/pool variants into one activity type plus metadata.
-        let refined = match (workout_type.as_str(), indoor, meta("HKSwimmingLocationType")) {
+        let refined = match (
+            workout_type.as_str(),
+            indoor,
+            meta("HKSwimmingLocationType"),
+        ) {
             ("running", true, _) => "treadmill",
             ("cycling", true, _) => "indoor_cycling",
             ("swimming", _, Some("1")) => "pool_swimming",
@@ -577,10 +620,10 @@ impl State {
         let mut stats = w.stats.clone();
         stats.energy_kcal = stats.energy_kcal.or(w.legacy_energy_kcal);
         stats.distance_m = stats.distance_m.or(w.legacy_distance_m);
-        stats.elevation_gain_m = meta("HKElevationAscended").and_then(|v| quantity_string(v, Conv::Meters));
-        stats.avg_met = meta("HKAverageMETs").and_then(|v| {
-            quantity_string(v, Conv::Exact(&["kcal/hr·kg"]))
-        });
+        stats.elevation_gain_m =
+            meta("HKElevationAscended").and_then(|v| quantity_string(v, Conv::Meters));
+        stats.avg_met =
+            meta("HKAverageMETs").and_then(|v| quantity_string(v, Conv::Exact(&["kcal/hr·kg"])));
         let workout = Workout {
             workout_type,
             source: w.source,
@@ -598,7 +641,11 @@ impl State {
         Ok(())
     }
 
-    fn activity_summary<S: Sink + ?Sized>(&mut self, e: &BytesStart<'_>, sink: &mut S) -> Result<(), ImportError> {
+    fn activity_summary<S: Sink + ?Sized>(
+        &mut self,
+        e: &BytesStart<'_>,
+        sink: &mut S,
+    ) -> Result<(), ImportError> {
         let mut day = None;
         let mut energy_unit = None;
         let mut f: [Option<f64>; 8] = [None; 8];
@@ -641,12 +688,17 @@ impl State {
             stand_hours: f[6],
             stand_hours_goal: f[7],
         };
-        sink.activity_summary(&summary).map_err(sink_err(self.position))?;
+        sink.activity_summary(&summary)
+            .map_err(sink_err(self.position))?;
         self.counts.activity_summaries += 1;
         Ok(())
     }
 
-    fn me<S: Sink + ?Sized>(&mut self, e: &BytesStart<'_>, sink: &mut S) -> Result<(), ImportError> {
+    fn me<S: Sink + ?Sized>(
+        &mut self,
+        e: &BytesStart<'_>,
+        sink: &mut S,
+    ) -> Result<(), ImportError> {
         let mut me = Me {
             birth_date: None,
             sex: None,
@@ -654,7 +706,9 @@ impl State {
         for a in e.attributes().with_checks(false) {
             let a = a.map_err(|err| malformed(self.position, err.to_string()))?;
             match a.key.as_ref().as_bytes() {
-                b"HKCharacteristicTypeIdentifierDateOfBirth" => me.birth_date = date(a.value.as_bytes()),
+                b"HKCharacteristicTypeIdentifierDateOfBirth" => {
+                    me.birth_date = date(a.value.as_bytes())
+                }
                 b"HKCharacteristicTypeIdentifierBiologicalSex" => {
                     me.sex = match a.value.as_bytes() {
                         b"HKBiologicalSexFemale" => Some(BiologicalSex::Female),
@@ -806,7 +860,9 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                 }
             }
             Event::End(_) => {
-                depth = depth.checked_sub(1).ok_or_else(|| malformed(before, "unmatched end tag"))?;
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| malformed(before, "unmatched end tag"))?;
                 match depth {
                     0 => root_closed = true,
                     1 => {
@@ -833,8 +889,451 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
     if !root_closed {
         return Err(ImportError::Truncated {
             position: pos,
-            message: format!("input ended with {depth} element(s) still open (missing </HealthData>)"),
+            message: format!(
+                "input ended with {depth} element(s) still open (missing </HealthData>)"
+            ),
         });
     }
     Ok(st.finish(pos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wearhouse_domain::sleep::SleepStage;
+
+    #[derive(Default)]
+    struct Collect {
+        samples: Vec<Sample>,
+        sleep: Vec<SleepInterval>,
+        workouts: Vec<Workout>,
+        summaries: Vec<ActivitySummary>,
+        me: Vec<Me>,
+        sources: Vec<(u32, Source)>,
+    }
+
+    impl Sink for Collect {
+        fn source(&mut self, index: u32, source: &Source) -> Result<(), SinkError> {
+            self.sources.push((index, source.clone()));
+            Ok(())
+        }
+        fn sample(&mut self, s: &Sample) -> Result<(), SinkError> {
+            self.samples.push(*s);
+            Ok(())
+        }
+        fn sleep(&mut self, s: &SleepInterval) -> Result<(), SinkError> {
+            self.sleep.push(*s);
+            Ok(())
+        }
+        fn workout(&mut self, w: &Workout) -> Result<(), SinkError> {
+            self.workouts.push(w.clone());
+            Ok(())
+        }
+        fn activity_summary(&mut self, a: &ActivitySummary) -> Result<(), SinkError> {
+            self.summaries.push(a.clone());
+            Ok(())
+        }
+        fn me(&mut self, m: &Me) -> Result<(), SinkError> {
+            self.me.push(m.clone());
+            Ok(())
+        }
+    }
+
+    const WATCH: &str = "&lt;&lt;HKDevice: 0x283ca8f00&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1, software:9.5&gt;";
+
+    fn doc(body: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE HealthData [\n<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary)*)>\n]>\n<HealthData locale=\"en_US\">\n <ExportDate value=\"2024-03-11 08:00:00 -0700\"/>\n{body}\n</HealthData>\n"
+        )
+    }
+
+    fn rec(ty: &str, unit: &str, value: &str, start: &str) -> String {
+        format!(
+            r#" <Record type="HKQuantityTypeIdentifier{ty}" sourceName="Anna’s Apple Watch" sourceVersion="9.5" device="{WATCH}" unit="{unit}" creationDate="{start}" startDate="{start}" endDate="{start}" value="{value}"/>"#
+        )
+    }
+
+    fn run(body: &str) -> (Report, Collect) {
+        let mut sink = Collect::default();
+        let report = parse(doc(body).as_bytes(), &mut sink).expect("parses");
+        (report, sink)
+    }
+
+    fn one(ty: &str, unit: &str, value: &str) -> Option<f64> {
+        let (_, sink) = run(&rec(ty, unit, value, "2024-03-10 08:00:00 +0100"));
+        sink.samples.first().map(|s| s.value)
+    }
+
+    fn approx(a: Option<f64>, b: f64) {
+        let a = a.expect("a sample");
+        assert!((a - b).abs() < 1e-6, "{a} != {b}");
+    }
+
+    #[test]
+    fn each_healthkit_family_is_converted_to_its_canonical_unit() {
+        approx(one("HeartRate", "count/min", "61"), 61.0);
+        approx(one("HeartRateVariabilitySDNN", "ms", "48.2"), 48.2);
+        approx(one("OxygenSaturation", "%", "0.97"), 97.0);
+        approx(
+            one("BloodGlucose", "mmol&lt;180.1558800000541&gt;/L", "5.5"),
+            99.085_734,
+        );
+        approx(one("BloodGlucose", "mg/dL", "101"), 101.0);
+        approx(one("RespiratoryRate", "count/min", "14.5"), 14.5);
+        approx(one("Height", "m", "1.82"), 182.0);
+        approx(one("BodyMass", "lb", "165"), 74.842_741);
+        approx(one("BodyFatPercentage", "%", "0.215"), 21.5);
+        approx(one("BodyTemperature", "degF", "98.6"), 37.0);
+        approx(one("VO2Max", "mL/min·kg", "42.1"), 42.1);
+        approx(one("StepCount", "count", "120"), 120.0);
+        approx(one("ActiveEnergyBurned", "kJ", "41.84"), 10.0);
+        approx(one("AppleStandTime", "min", "5"), 5.0);
+        approx(one("DistanceWalkingRunning", "mi", "0.5"), 804.672);
+        approx(one("DistanceCycling", "km", "1.2"), 1200.0);
+        approx(one("WalkingSpeed", "km/hr", "4.5"), 1.25);
+        approx(one("WalkingAsymmetryPercentage", "%", "0.04"), 4.0);
+        approx(one("StairAscentSpeed", "ft/s", "1"), 0.3048);
+        approx(one("RunningStrideLength", "m", "1.1"), 110.0);
+        approx(one("RunningGroundContactTime", "ms", "250"), 250.0);
+        approx(one("EnvironmentalAudioExposure", "dBASPL", "71.5"), 71.5);
+        approx(one("TimeInDaylight", "min", "12"), 12.0);
+        approx(one("DietaryWater", "fl_oz_us", "8"), 236.588_236_5);
+        approx(one("BloodAlcoholContent", "%", "0.0008"), 80.0);
+    }
+
+    #[test]
+    fn bad_values_are_skipped_and_counted_per_reason() {
+        let body = [
+            rec("HeartRate", "count/min", "", "2024-03-10 08:00:00 +0100"),
+            rec("HeartRate", "count/min", "abc", "2024-03-10 08:00:00 +0100"),
+            rec("HeartRate", "count/min", "NaN", "2024-03-10 08:00:00 +0100"),
+            rec("HeartRate", "count/min", "900", "2024-03-10 08:00:00 +0100"),
+            rec("BodyMass", "furlong", "70", "2024-03-10 08:00:00 +0100"),
+            rec("HeartRate", "count/min", "60", "yesterday"),
+            rec("HeartRate", "count/min", "60", "2024-03-10 08:00:00 +0100"),
+        ]
+        .join("\n");
+        let (report, sink) = run(&body);
+        let c = &report.counts;
+        assert_eq!(c.records, 7);
+        assert_eq!(c.samples, 1);
+        assert_eq!(sink.samples.len(), 1);
+        let expected: BTreeMap<SkipReason, u64> = [
+            (SkipReason::EmptyValue, 1),
+            (SkipReason::NotANumber, 2),
+            (SkipReason::OutOfRange, 1),
+            (SkipReason::UnsupportedUnit, 1),
+            (SkipReason::BadDate, 1),
+        ]
+        .into();
+        assert_eq!(c.skipped, expected);
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn unknown_types_are_counted_by_name() {
+        let body = format!(
+            "{}\n{}\n{}\n <ClinicalRecord type=\"x\"/>",
+            rec(
+                "DietaryEnergyConsumed",
+                "kcal",
+                "500",
+                "2024-03-10 08:00:00 +0100"
+            ),
+            rec(
+                "DietaryEnergyConsumed",
+                "kcal",
+                "300",
+                "2024-03-10 09:00:00 +0100"
+            ),
+            r#" <Record type="HKCategoryTypeIdentifierMindfulSession" sourceName="Calm" startDate="2024-03-10 08:00:00 +0100" endDate="2024-03-10 08:10:00 +0100"/>"#
+        );
+        let (report, _) = run(&body);
+        let u = &report.counts.unknown_types;
+        assert_eq!(u["HKQuantityTypeIdentifierDietaryEnergyConsumed"], 2);
+        assert_eq!(u["HKCategoryTypeIdentifierMindfulSession"], 1);
+        assert_eq!(u["ClinicalRecord"], 1);
+        assert_eq!(report.counts.samples, 0);
+    }
+
+    #[test]
+    fn zone_offsets_are_kept_per_record_across_dst_and_travel() {
+        let body = [
+            rec("StepCount", "count", "10", "2024-03-10 01:59:00 -0800"),
+            rec("StepCount", "count", "10", "2024-03-10 03:00:00 -0700"),
+            rec("StepCount", "count", "10", "2024-03-20 09:00:00 +0900"),
+            rec("StepCount", "count", "10", "2024-03-25 09:00:00 +0530"),
+        ]
+        .join("\n");
+        let (_, sink) = run(&body);
+        let offs: Vec<i16> = sink.samples.iter().map(|s| s.zone_offset_min).collect();
+        assert_eq!(offs, [-480, -420, 540, 330]);
+        assert_eq!(sink.samples[1].start - sink.samples[0].start, 60_000_000);
+        assert_eq!(sink.samples[0].start, 1_710_064_740_000_000);
+    }
+
+    #[test]
+    fn sources_are_interned_with_parsed_devices() {
+        let body = [
+            rec("HeartRate", "count/min", "60", "2024-03-10 08:00:00 +0100"),
+            rec("HeartRate", "count/min", "61", "2024-03-10 08:01:00 +0100"),
+            r#" <Record type="HKQuantityTypeIdentifierBodyMass" sourceName="Withings &amp; Co" unit="kg" startDate="2024-03-10 07:00:00 +0100" endDate="2024-03-10 07:00:00 +0100" value="70"/>"#.to_string(),
+            rec("HeartRate", "count/min", "62", "2024-03-10 08:02:00 +0100"),
+        ]
+        .join("\n");
+        let (report, sink) = run(&body);
+        assert_eq!(report.sources.len(), 2);
+        let srcs: Vec<u32> = sink.samples.iter().map(|s| s.source).collect();
+        assert_eq!(srcs, [0, 0, 1, 0]);
+        let watch = &report.sources[0];
+        assert_eq!(watch.source_name, "Anna’s Apple Watch");
+        assert_eq!(watch.source_version.as_deref(), Some("9.5"));
+        let d = watch.device.as_ref().unwrap();
+        assert_eq!(d.hardware.as_deref(), Some("Watch6,1"));
+        assert_eq!(d.model.as_deref(), Some("Watch"));
+        assert_eq!(watch.device_type, crate::ingest::apple::DeviceType::Watch);
+        assert_eq!(report.sources[1].source_name, "Withings & Co");
+        assert_eq!(sink.sources.len(), 2);
+    }
+
+    #[test]
+    fn sleep_stages_named_and_legacy() {
+        let s = |v: &str, start: &str, end: &str| {
+            format!(
+                r#" <Record type="HKCategoryTypeIdentifierSleepAnalysis" sourceName="Watch" startDate="{start}" endDate="{end}" value="{v}"/>"#
+            )
+        };
+        let body = [
+            s(
+                "HKCategoryValueSleepAnalysisInBed",
+                "2024-03-09 23:00:00 +0100",
+                "2024-03-10 07:00:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisAsleepCore",
+                "2024-03-09 23:10:00 +0100",
+                "2024-03-10 00:00:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisAsleepDeep",
+                "2024-03-10 00:00:00 +0100",
+                "2024-03-10 01:00:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisAsleepREM",
+                "2024-03-10 01:00:00 +0100",
+                "2024-03-10 01:30:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisAwake",
+                "2024-03-10 01:30:00 +0100",
+                "2024-03-10 01:35:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisAsleepUnspecified",
+                "2024-03-10 01:35:00 +0100",
+                "2024-03-10 02:00:00 +0100",
+            ),
+            s(
+                "1",
+                "2024-03-10 02:00:00 +0100",
+                "2024-03-10 03:00:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisNap",
+                "2024-03-10 03:00:00 +0100",
+                "2024-03-10 04:00:00 +0100",
+            ),
+            s(
+                "HKCategoryValueSleepAnalysisAwake",
+                "2024-03-10 05:00:00 +0100",
+                "2024-03-10 04:00:00 +0100",
+            ),
+        ]
+        .join("\n");
+        let (report, sink) = run(&body);
+        use SleepStage::*;
+        let stages: Vec<_> = sink.sleep.iter().map(|i| i.stage).collect();
+        assert_eq!(stages, [InBed, Light, Deep, Rem, Awake, Sleeping, Sleeping]);
+        assert_eq!(sink.sleep[2].end - sink.sleep[2].start, 3_600_000_000);
+        assert_eq!(report.counts.sleep_intervals, 7);
+        assert_eq!(report.counts.skipped[&SkipReason::UnknownSleepValue], 1);
+        assert_eq!(report.counts.skipped[&SkipReason::EndBeforeStart], 1);
+    }
+
+    #[test]
+    fn blood_pressure_correlation_gives_two_samples_once() {
+        let inner = |ty: &str, v: &str, t: &str| {
+            format!(
+                r#"  <Record type="HKQuantityTypeIdentifierBloodPressure{ty}" sourceName="Omron" unit="mmHg" startDate="{t}" endDate="{t}" value="{v}"/>"#
+            )
+        };
+        let t = "2024-03-10 08:00:00 +0100";
+        let body = format!(
+            "{}\n{}\n <Correlation type=\"HKCorrelationTypeIdentifierBloodPressure\" sourceName=\"Omron\" startDate=\"{t}\" endDate=\"{t}\">\n  <MetadataEntry key=\"k\" value=\"v\"/>\n{}\n{}\n </Correlation>",
+            inner("Systolic", "121", t),
+            inner("Diastolic", "79", t),
+            inner("Systolic", "121", "2024-03-10 08:00:01 +0100"),
+            inner("Diastolic", "79", t),
+        );
+        let (report, sink) = run(&body);
+        assert_eq!(report.counts.correlations, 1);
+        assert_eq!(report.counts.samples, 2);
+        assert_eq!(
+            report.counts.skipped[&SkipReason::DuplicateInCorrelation],
+            2
+        );
+        let ids: Vec<i16> = sink.samples.iter().map(|s| s.series.id).collect();
+        assert_eq!(ids, [22, 23]);
+        assert_eq!(sink.samples[0].start, sink.samples[1].start);
+        assert_eq!(
+            (sink.samples[0].value, sink.samples[1].value),
+            (121.0, 79.0)
+        );
+    }
+
+    #[test]
+    fn workouts_with_statistics_events_and_metadata() {
+        let body = format!(
+            r#" <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="30.5" durationUnit="min" sourceName="Watch" device="{WATCH}" startDate="2024-03-10 07:00:00 +0100" endDate="2024-03-10 07:31:00 +0100">
+  <MetadataEntry key="HKIndoorWorkout" value="1"/>
+  <MetadataEntry key="HKElevationAscended" value="1250 cm"/>
+  <MetadataEntry key="HKAverageMETs" value="9.8 kcal/hr·kg"/>
+  <WorkoutEvent type="HKWorkoutEventTypePause" date="2024-03-10 07:10:00 +0100"/>
+  <WorkoutEvent type="HKWorkoutEventTypeSegment" date="2024-03-10 07:00:00 +0100" duration="5" durationUnit="min"/>
+  <WorkoutStatistics type="HKQuantityTypeIdentifierActiveEnergyBurned" startDate="2024-03-10 07:00:00 +0100" endDate="2024-03-10 07:31:00 +0100" sum="1255.2" unit="kJ"/>
+  <WorkoutStatistics type="HKQuantityTypeIdentifierDistanceWalkingRunning" sum="5.2" unit="km"/>
+  <WorkoutStatistics type="HKQuantityTypeIdentifierHeartRate" average="151" minimum="98" maximum="178" unit="count/min"/>
+  <WorkoutStatistics type="HKQuantityTypeIdentifierStepCount" sum="5012" unit="count"/>
+  <WorkoutRoute sourceName="Watch"><FileReference path="/workout-routes/route.gpx"/></WorkoutRoute>
+ </Workout>
+ <Workout workoutActivityType="HKWorkoutActivityTypeUnderwaterBasketWeaving" duration="10" durationUnit="min" totalDistance="1" totalDistanceUnit="mi" totalEnergyBurned="100" totalEnergyBurnedUnit="kcal" sourceName="Watch" startDate="2024-03-10 09:00:00 +0100" endDate="2024-03-10 09:10:00 +0100"/>"#
+        );
+        let (report, sink) = run(&body);
+        assert_eq!(report.counts.workouts, 2);
+        let w = &sink.workouts[0];
+        assert_eq!(w.workout_type.as_str(), "treadmill");
+        assert_eq!(w.duration_s, 1830.0);
+        assert_eq!(w.zone_offset_min, 60);
+        approx(w.stats.energy_kcal, 300.0);
+        approx(w.stats.distance_m, 5200.0);
+        approx(w.stats.elevation_gain_m, 12.5);
+        approx(w.stats.avg_met, 9.8);
+        assert_eq!(
+            (
+                w.stats.heart_rate_avg,
+                w.stats.heart_rate_min,
+                w.stats.heart_rate_max,
+                w.stats.steps
+            ),
+            (Some(151.0), Some(98.0), Some(178.0), Some(5012.0))
+        );
+        assert_eq!(w.events.len(), 2);
+        assert_eq!(w.events[0].kind, "Pause");
+        assert_eq!(w.events[1].duration_s, Some(300.0));
+        assert_eq!(w.metadata[0], ("HKIndoorWorkout".into(), "1".into()));
+        let legacy = &sink.workouts[1];
+        assert_eq!(legacy.workout_type.as_str(), "other");
+        approx(legacy.stats.distance_m, 1609.344);
+        approx(legacy.stats.energy_kcal, 100.0);
+        assert_eq!(
+            report.counts.unmapped_workout_types["HKWorkoutActivityTypeUnderwaterBasketWeaving"],
+            1
+        );
+    }
+
+    #[test]
+    fn activity_summary_and_me() {
+        let body = r#" <Me HKCharacteristicTypeIdentifierDateOfBirth="1985-04-12" HKCharacteristicTypeIdentifierBiologicalSex="HKBiologicalSexFemale" HKCharacteristicTypeIdentifierBloodType="HKBloodTypeNotSet"/>
+ <ActivitySummary dateComponents="2024-03-10" activeEnergyBurned="2092" activeEnergyBurnedGoal="2092" activeEnergyBurnedUnit="kJ" appleMoveTime="0" appleMoveTimeGoal="0" appleExerciseTime="32" appleExerciseTimeGoal="30" appleStandHours="11" appleStandHoursGoal="12"/>
+ <ActivitySummary dateComponents="" activeEnergyBurned="1"/>"#;
+        let (report, sink) = run(body);
+        assert_eq!(
+            sink.me,
+            [Me {
+                birth_date: NaiveDate::from_ymd_opt(1985, 4, 12),
+                sex: Some(BiologicalSex::Female)
+            }]
+        );
+        let a = &sink.summaries[0];
+        assert_eq!(a.date, NaiveDate::from_ymd_opt(2024, 3, 10).unwrap());
+        approx(a.active_energy_kcal, 500.0);
+        assert_eq!(
+            (a.exercise_time_min, a.stand_hours, a.stand_hours_goal),
+            (Some(32.0), Some(11.0), Some(12.0))
+        );
+        assert_eq!(report.counts.activity_summaries, 1);
+        assert_eq!(report.counts.skipped[&SkipReason::BadDate], 1);
+    }
+
+    #[test]
+    fn records_with_children_are_parsed_and_children_skipped() {
+        let body = r#" <Record type="HKQuantityTypeIdentifierHeartRateVariabilitySDNN" sourceName="Watch" unit="ms" startDate="2024-03-10 08:00:00 +0100" endDate="2024-03-10 08:01:00 +0100" value="45">
+  <HeartRateVariabilityMetadataList>
+   <InstantaneousBeatsPerMinute bpm="61" time="8:00:01.00 AM"/>
+  </HeartRateVariabilityMetadataList>
+ </Record>"#;
+        let (report, sink) = run(body);
+        assert_eq!(report.counts.records, 1);
+        assert_eq!(sink.samples.len(), 1);
+        assert_eq!(sink.samples[0].end - sink.samples[0].start, 60_000_000);
+    }
+
+    fn err(input: &[u8]) -> ImportError {
+        parse(input, &mut NullSink).expect_err("must fail")
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        assert!(matches!(err(b""), ImportError::Empty));
+        assert!(matches!(err(b"  \n "), ImportError::Empty));
+        assert_eq!(err(b"").to_string(), "empty input: the file holds no XML");
+    }
+
+    #[test]
+    fn truncated_input_reports_the_byte_position() {
+        let full = doc(&rec("StepCount", "count", "5", "2024-03-10 08:00:00 +0100"));
+        // Cut inside the Record tag.
+        let cut = full.find("value=").unwrap();
+        let e = err(&full.as_bytes()[..cut]);
+        assert!(matches!(e, ImportError::Truncated { .. }), "{e}");
+        let pos = e.position().unwrap();
+        assert!(pos > 0 && pos <= cut as u64, "{pos} vs {cut}");
+        assert!(e.to_string().starts_with("truncated XML at byte"), "{e}");
+        // Cut after a complete record: the root is never closed.
+        let cut = full.find("</HealthData>").unwrap();
+        let e = err(&full.as_bytes()[..cut]);
+        assert!(
+            matches!(e, ImportError::Truncated { position, .. } if position == cut as u64),
+            "{e}"
+        );
+        assert!(e.to_string().contains("missing </HealthData>"), "{e}");
+    }
+
+    #[test]
+    fn malformed_input_reports_message_and_position() {
+        let bad = doc(" <Record type=\"x\"></Workout>");
+        let e = err(bad.as_bytes());
+        assert!(matches!(e, ImportError::Malformed { .. }), "{e}");
+        let at = bad.find("</Workout>").unwrap() as u64;
+        assert!(e.position().unwrap() >= at, "{e}");
+        assert!(e.to_string().contains("malformed XML at byte"), "{e}");
+        let e = err(b"<html><body/></html>");
+        assert!(e.to_string().contains("not an Apple Health export"), "{e}");
+        assert_eq!(e.position(), Some(0));
+    }
+
+    #[test]
+    fn a_failing_sink_stops_the_parse() {
+        struct Fail;
+        impl Sink for Fail {
+            fn sample(&mut self, _: &Sample) -> Result<(), SinkError> {
+                Err("disk full".into())
+            }
+        }
+        let d = doc(&rec("StepCount", "count", "5", "2024-03-10 08:00:00 +0100"));
+        let e = parse(d.as_bytes(), &mut Fail).unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+    }
 }
