@@ -120,3 +120,102 @@ impl Read for ChannelReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::apple::{generate, parse, NullSink};
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("wearhouse-{}-{name}", std::process::id()))
+    }
+
+    fn zip_with(path: &Path, entries: &[(&str, &[u8])]) {
+        let mut z = zip::ZipWriter::new(File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in entries {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(data).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn xml_and_zip_exports_parse_the_same() {
+        let mut xml = Vec::new();
+        let expected = generate(&mut xml, 3, 3_000_000).unwrap();
+        let xml_path = temp("export.xml");
+        std::fs::write(&xml_path, &xml).unwrap();
+        let zip_path = temp("export.zip");
+        // The CDA document and routes come first in a real archive; they must be passed over.
+        zip_with(
+            &zip_path,
+            &[
+                ("apple_health_export/export_cda.xml", b"<ClinicalDocument/>"),
+                ("apple_health_export/workout-routes/route_1.gpx", b"<gpx/>"),
+                ("apple_health_export/export.xml", &xml),
+            ],
+        );
+        for path in [&xml_path, &zip_path] {
+            let report = parse(open_export(path).unwrap(), &mut NullSink).unwrap();
+            assert_eq!(report.counts, expected, "{}", path.display());
+            assert_eq!(report.bytes, xml.len() as u64);
+        }
+        std::fs::remove_file(xml_path).unwrap();
+        std::fs::remove_file(zip_path).unwrap();
+    }
+
+    #[test]
+    fn any_export_xml_inside_a_zip_is_found() {
+        let path = temp("renamed.zip");
+        let body = b"<HealthData locale=\"en_US\"></HealthData>";
+        zip_with(&path, &[("Export/export.xml", body)]);
+        let report = parse(open_export(&path).unwrap(), &mut NullSink).unwrap();
+        assert_eq!(report.bytes, body.len() as u64);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn zip_without_export_and_empty_files_are_errors() {
+        let path = temp("noexport.zip");
+        zip_with(&path, &[("apple_health_export/export_cda.xml", b"<x/>")]);
+        assert!(matches!(
+            open_export(&path),
+            Err(ImportError::NoExportInZip)
+        ));
+        std::fs::remove_file(&path).unwrap();
+        let empty = temp("empty.xml");
+        std::fs::write(&empty, b"").unwrap();
+        let e = parse(open_export(&empty).unwrap(), &mut NullSink).unwrap_err();
+        assert!(matches!(e, ImportError::Empty));
+        std::fs::remove_file(&empty).unwrap();
+        assert!(matches!(
+            open_export(Path::new("/nonexistent/export.xml")),
+            Err(ImportError::Open(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_zip_entry_is_an_error() {
+        let mut xml = Vec::new();
+        generate(&mut xml, 4, 1_000_000).unwrap();
+        let path = temp("cut.zip");
+        zip_with(
+            &path,
+            &[("apple_health_export/export.xml", &xml[..xml.len() / 2])],
+        );
+        let e = parse(open_export(&path).unwrap(), &mut NullSink).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ImportError::Truncated { .. } | ImportError::Malformed { .. }
+            ),
+            "{e}"
+        );
+        assert!(e.position().unwrap() > 0);
+        std::fs::remove_file(path).unwrap();
+    }
+}
