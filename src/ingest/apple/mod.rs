@@ -33,8 +33,10 @@
 //!
 //! # Throughput
 //!
-//! Measured (release, one core of the 2-core dev box, generated 200 MB export, `NullSink`):
-//! see `THROUGHPUT` below.
+//! Measured once (release, one thread on the 2-core dev box, file in page cache, `NullSink`):
+//! a generated 199.7 MB export (539,060 records + workouts + summaries, ~370 B each because
+//! every watch record carries its device string) parses in 0.23 s: about 2.3 M elements/s,
+//! 870 MB/s. The generator writes about 270 MB/s (1 GB in about 4 s).
 
 mod dates;
 mod device;

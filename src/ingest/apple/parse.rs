@@ -1325,6 +1325,19 @@ mod tests {
     }
 
     #[test]
+    fn parses_a_generated_export_at_a_sane_rate_even_unoptimised() {
+        use crate::ingest::apple::generate;
+        let mut xml = Vec::new();
+        let expected = generate(&mut xml, 9, 5_000_000).unwrap();
+        let t = std::time::Instant::now();
+        let report = parse(xml.as_slice(), &mut NullSink).unwrap();
+        let rate = expected.elements() as f64 / t.elapsed().as_secs_f64();
+        assert_eq!(report.counts, expected);
+        // A floor for debug builds on a busy CI core; release figures are in the module doc.
+        assert!(rate > 10_000.0, "{rate:.0} elements/s");
+    }
+
+    #[test]
     fn a_failing_sink_stops_the_parse() {
         struct Fail;
         impl Sink for Fail {
