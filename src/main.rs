@@ -7,6 +7,8 @@ mod cluster;
 mod config;
 mod coverage;
 mod db;
+#[allow(dead_code, unused_imports)] // wired to HTTP and the CLI in the next commits
+mod ingest;
 mod serve;
 mod store;
 

@@ -3,7 +3,10 @@
 
 pub mod api_key;
 pub mod developer;
+pub mod series;
+pub mod sleep;
 pub mod user;
+pub mod workout_type;
 
 pub use cqrs_es;
 

@@ -1,0 +1,1012 @@
+//! A deterministic synthetic Apple Health export, for tests and benchmarks.
+//!
+//! The same seed gives the same bytes. Alongside the XML it returns the [`Counts`] a correct parse
+//! must report, so a test can compare the two exactly. Content per day: iPhone and Apple Watch
+//! both writing steps for the same minutes, watch heart rate, energy in `Cal` and (Oura) `kJ`,
+//! distances in km or mi, `%` fractions, glucose in mg/dL or `mmol<180.15…>/L`, weight in lb,
+//! temperature in degF, sleep stages (named, and Oura's legacy integers), a workout with
+//! statistics/events/metadata/route, the day's ActivitySummary, a blood-pressure Correlation whose
+//! readings are also written at top level (as Apple does), unknown types and bad values. Time zones:
+//! US Pacific with both DST changes, and trips to UTC+1, UTC+9 and UTC+5:30.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter, Write};
+
+use super::dates::{days_from_civil, format_apple_date};
+use super::records::{Counts, SkipReason};
+
+/// SplitMix64: tiny, fast and stable across crate versions (the bytes must not change).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Src {
+    name: &'static str,
+    version: &'static str,
+    device: Option<&'static str>,
+}
+
+const PHONE: Src = Src {
+    name: "Anna’s iPhone",
+    version: "17.3.1",
+    device: Some("&lt;&lt;HKDevice: 0x28301c0a0&gt;, name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2, software:17.3.1&gt;"),
+};
+const WATCH: Src = Src {
+    name: "Anna’s Apple Watch",
+    version: "10.3",
+    device: Some("&lt;&lt;HKDevice: 0x283ca8f00&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1, software:10.3&gt;"),
+};
+const SCALE: Src = Src {
+    name: "Withings Health Mate",
+    version: "6.2.1",
+    device: Some("&lt;&lt;HKDevice: 0x2832a1b80&gt;, name:Body+, manufacturer:Withings, model:WBS05, hardware:WBS05, software:1.2&gt;"),
+};
+const OURA: Src = Src {
+    name: "Oura",
+    version: "5.1",
+    device: None,
+};
+const MFP: Src = Src {
+    name: "MyFitnessPal",
+    version: "24.1.0",
+    device: None,
+};
+const CGM: Src = Src {
+    name: "Dexcom G7",
+    version: "2.0",
+    device: None,
+};
+const OMRON: Src = Src {
+    name: "OMRON connect &amp; BP",
+    version: "7.4",
+    device: None,
+};
+const HEALTH: Src = Src {
+    name: "Health",
+    version: "17.3.1",
+    device: None,
+};
+
+/// Number of distinct sources a generated export holds.
+pub const GENERATED_SOURCES: usize = 8;
+
+const MIN: i64 = 60_000_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+/// First day: 2024-01-01 (UTC midnight); US DST starts 2024-03-10 and ends 2024-11-03.
+const EPOCH_DAY: i64 = 19_723;
+
+/// UTC offset in minutes at a UTC instant: US Pacific with DST, except on trips.
+fn offset_at(utc: i64) -> i16 {
+    let day = utc.div_euclid(DAY);
+    let n = day - EPOCH_DAY;
+    if (25..30).contains(&n.rem_euclid(45)) {
+        return match n.div_euclid(45).rem_euclid(3) {
+            0 => 60,
+            1 => 540,
+            _ => 330,
+        };
+    }
+    let (y, _, _) = super::dates::civil_from_days(day);
+    let sunday_on_or_after = |d: i64| d + (7 - (d + 4).rem_euclid(7)) % 7;
+    let dst_start = (sunday_on_or_after(days_from_civil(y, 3, 8)) * DAY) + 10 * HOUR;
+    let dst_end = (sunday_on_or_after(days_from_civil(y, 11, 1)) * DAY) + 9 * HOUR;
+    if (dst_start..dst_end).contains(&utc) {
+        -420
+    } else {
+        -480
+    }
+}
+
+struct Gen<W: Write> {
+    out: BufWriter<W>,
+    line: Vec<u8>,
+    bytes: u64,
+    rng: Rng,
+    c: Counts,
+    per_series: BTreeMap<i16, u64>,
+}
+
+impl<W: Write> Gen<W> {
+    fn flush_line(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.line)?;
+        self.bytes += self.line.len() as u64;
+        self.line.clear();
+        Ok(())
+    }
+
+    fn date(&mut self, utc: i64) {
+        let mut b = [0u8; 25];
+        format_apple_date(utc, offset_at(utc), &mut b);
+        self.line.extend_from_slice(&b);
+    }
+
+    fn src(&mut self, s: &Src) {
+        let _ = write!(
+            self.line,
+            " sourceName=\"{}\" sourceVersion=\"{}\"",
+            s.name, s.version
+        );
+        if let Some(d) = s.device {
+            let _ = write!(self.line, " device=\"{d}\"");
+        }
+    }
+
+    /// One `<Record …>` line; `close` false leaves it open for children.
+    // Mirrors the attributes of a `<Record>` one to one; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    fn record_line(
+        &mut self,
+        ty: &str,
+        s: &Src,
+        unit: &str,
+        start: i64,
+        end: i64,
+        value: &str,
+        close: bool,
+    ) {
+        self.line.extend_from_slice(b" <Record type=\"");
+        self.line.extend_from_slice(ty.as_bytes());
+        self.line.push(b'"');
+        self.src(s);
+        if !unit.is_empty() {
+            let _ = write!(self.line, " unit=\"{unit}\"");
+        }
+        self.line.extend_from_slice(b" creationDate=\"");
+        self.date(end);
+        self.line.extend_from_slice(b"\" startDate=\"");
+        self.date(start);
+        self.line.extend_from_slice(b"\" endDate=\"");
+        self.date(end);
+        let _ = write!(self.line, "\" value=\"{value}\"");
+        self.line
+            .extend_from_slice(if close { b"/>\n" } else { b">\n" });
+        self.c.records += 1;
+    }
+
+    /// A quantity record expected to become one sample of `series`.
+    #[allow(clippy::too_many_arguments)]
+    fn q(
+        &mut self,
+        hk: &str,
+        series: i16,
+        s: &Src,
+        unit: &str,
+        start: i64,
+        end: i64,
+        v: f64,
+        decimals: usize,
+    ) -> io::Result<()> {
+        let value = format!("{v:.decimals$}");
+        let ty = format!("HKQuantityTypeIdentifier{hk}");
+        self.record_line(&ty, s, unit, start, end, &value, true);
+        self.c.samples += 1;
+        *self.per_series.entry(series).or_default() += 1;
+        self.flush_line()
+    }
+
+    fn skipped(
+        &mut self,
+        ty: &str,
+        s: &Src,
+        unit: &str,
+        t: i64,
+        value: &str,
+        reason: SkipReason,
+    ) -> io::Result<()> {
+        self.record_line(ty, s, unit, t, t + MIN, value, true);
+        self.c.skip(reason);
+        self.flush_line()
+    }
+
+    fn unknown(
+        &mut self,
+        ty: &str,
+        s: &Src,
+        unit: &str,
+        start: i64,
+        end: i64,
+        value: &str,
+    ) -> io::Result<()> {
+        self.record_line(ty, s, unit, start, end, value, true);
+        *self.c.unknown_types.entry(ty.to_string()).or_default() += 1;
+        self.flush_line()
+    }
+
+    fn sleep(&mut self, s: &Src, start: i64, end: i64, value: &str) -> io::Result<()> {
+        self.record_line(
+            "HKCategoryTypeIdentifierSleepAnalysis",
+            s,
+            "",
+            start,
+            end,
+            value,
+            true,
+        );
+        self.c.sleep_intervals += 1;
+        self.flush_line()
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        self.line.extend_from_slice(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE HealthData [\n<!-- HealthKit Export Version: 13 -->\n<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription)*)>\n<!ATTLIST HealthData\n  locale CDATA #REQUIRED\n>\n<!ELEMENT Record ((MetadataEntry|HeartRateVariabilityMetadataList)*)>\n]>\n<HealthData locale=\"en_US\">\n <ExportDate value=\"2025-01-01 09:00:00 -0800\"/>\n <Me HKCharacteristicTypeIdentifierDateOfBirth=\"1988-06-14\" HKCharacteristicTypeIdentifierBiologicalSex=\"HKBiologicalSexFemale\" HKCharacteristicTypeIdentifierBloodType=\"HKBloodTypeAPositive\" HKCharacteristicTypeIdentifierFitzpatrickSkinType=\"HKFitzpatrickSkinTypeNotSet\" HKCharacteristicTypeIdentifierCardioFitnessMedicationsUse=\"None\"/>\n",
+        );
+        self.flush_line()
+    }
+
+    fn day(&mut self, n: i64) -> io::Result<()> {
+        // Local midnight at home is about 08:00 UTC; the day's events hang off that.
+        let t0 = (EPOCH_DAY + n) * DAY + 8 * HOUR;
+        let miles = n % 7 == 3;
+
+        // Phone and watch count the same walking minutes: overlapping steps (OW #1287).
+        for slot in 0..48 {
+            let t = t0 + 7 * HOUR + slot * 15 * MIN + self.rng.below(5) as i64 * MIN;
+            let steps = self.rng.range(20.0, 900.0).round();
+            self.q("StepCount", 80, &PHONE, "count", t, t + 10 * MIN, steps, 0)?;
+            let w = (steps * self.rng.range(0.9, 1.1)).round();
+            self.q("StepCount", 80, &WATCH, "count", t, t + 10 * MIN, w, 0)?;
+            let km = steps * 0.00075;
+            if miles {
+                self.q(
+                    "DistanceWalkingRunning",
+                    100,
+                    &PHONE,
+                    "mi",
+                    t,
+                    t + 10 * MIN,
+                    km / 1.609_344,
+                    5,
+                )?;
+            } else {
+                self.q(
+                    "DistanceWalkingRunning",
+                    100,
+                    &PHONE,
+                    "km",
+                    t,
+                    t + 10 * MIN,
+                    km,
+                    5,
+                )?;
+            }
+        }
+        for i in 0..240 {
+            let t = t0 + i * 6 * MIN + self.rng.below(60) as i64 * 1_000_000;
+            let hr = self.rng.range(52.0, 150.0).round();
+            if i % 40 == 7 {
+                // A record with metadata children, as the watch writes during workouts.
+                self.record_line(
+                    "HKQuantityTypeIdentifierHeartRate",
+                    &WATCH,
+                    "count/min",
+                    t,
+                    t,
+                    &format!("{hr}"),
+                    false,
+                );
+                self.line.extend_from_slice(b"  <MetadataEntry key=\"HKMetadataKeyHeartRateMotionContext\" value=\"1\"/>\n </Record>\n");
+                self.c.samples += 1;
+                *self.per_series.entry(1).or_default() += 1;
+                self.flush_line()?;
+            } else {
+                self.q("HeartRate", 1, &WATCH, "count/min", t, t, hr, 0)?;
+            }
+        }
+        for i in 0..64 {
+            let t = t0 + 6 * HOUR + i * 15 * MIN;
+            let v = self.rng.range(0.5, 25.0);
+            self.q(
+                "ActiveEnergyBurned",
+                81,
+                &WATCH,
+                "Cal",
+                t,
+                t + 15 * MIN,
+                v,
+                3,
+            )?;
+        }
+        for i in 0..16 {
+            let t = t0 + 7 * HOUR + i * HOUR;
+            let v = self.rng.range(10.0, 120.0);
+            self.q("ActiveEnergyBurned", 81, &OURA, "kJ", t, t + HOUR, v, 2)?;
+            let stand = self.rng.range(1.0, 12.0).round();
+            self.q(
+                "AppleStandTime",
+                83,
+                &WATCH,
+                "min",
+                t,
+                t + 5 * MIN,
+                stand,
+                0,
+            )?;
+            let hour = if i % 3 == 0 {
+                "HKCategoryValueAppleStandHourIdle"
+            } else {
+                "HKCategoryValueAppleStandHourStood"
+            };
+            self.unknown(
+                "HKCategoryTypeIdentifierAppleStandHour",
+                &WATCH,
+                "",
+                t,
+                t + HOUR,
+                hour,
+            )?;
+        }
+        for i in 0..24 {
+            let t = t0 + i * HOUR;
+            let v = self.rng.range(55.0, 75.0);
+            self.q("BasalEnergyBurned", 82, &WATCH, "Cal", t, t + HOUR, v, 3)?;
+        }
+        for i in 0..30 {
+            let t = t0 + 17 * HOUR + i * MIN;
+            self.q("AppleExerciseTime", 84, &WATCH, "min", t, t + MIN, 1.0, 0)?;
+        }
+        for i in 0..8 {
+            let t = t0 + i * 40 * MIN;
+            let spo2 = self.rng.range(0.93, 0.995);
+            self.q("OxygenSaturation", 20, &WATCH, "%", t, t, spo2, 3)?;
+            let rr = self.rng.range(11.0, 18.0);
+            self.q(
+                "RespiratoryRate",
+                24,
+                &WATCH,
+                "count/min",
+                t,
+                t + 30 * MIN,
+                rr,
+                1,
+            )?;
+        }
+        for i in 0..6 {
+            let t = t0 + i * 4 * HOUR + 13 * MIN;
+            let v = self.rng.range(20.0, 90.0);
+            if i == 2 {
+                // HRV records carry their beat-to-beat list as children.
+                self.record_line(
+                    "HKQuantityTypeIdentifierHeartRateVariabilitySDNN",
+                    &WATCH,
+                    "ms",
+                    t,
+                    t + MIN,
+                    &format!("{v:.3}"),
+                    false,
+                );
+                self.line.extend_from_slice(b"  <HeartRateVariabilityMetadataList>\n   <InstantaneousBeatsPerMinute bpm=\"64\" time=\"2:13:01.12 AM\"/>\n   <InstantaneousBeatsPerMinute bpm=\"66\" time=\"2:13:02.05 AM\"/>\n  </HeartRateVariabilityMetadataList>\n </Record>\n");
+                self.c.samples += 1;
+                *self.per_series.entry(3).or_default() += 1;
+                self.flush_line()?;
+            } else {
+                self.q(
+                    "HeartRateVariabilitySDNN",
+                    3,
+                    &WATCH,
+                    "ms",
+                    t,
+                    t + MIN,
+                    v,
+                    3,
+                )?;
+            }
+        }
+        let v = self.rng.range(50.0, 62.0).round();
+        self.q(
+            "RestingHeartRate",
+            2,
+            &WATCH,
+            "count/min",
+            t0 + 23 * HOUR,
+            t0 + 23 * HOUR,
+            v,
+            0,
+        )?;
+        let v = self.rng.range(85.0, 110.0).round();
+        self.q(
+            "WalkingHeartRateAverage",
+            5,
+            &WATCH,
+            "count/min",
+            t0 + 23 * HOUR,
+            t0 + 23 * HOUR,
+            v,
+            0,
+        )?;
+        let v = self.rng.range(-0.5, 0.5) + 36.4;
+        self.q(
+            "AppleSleepingWristTemperature",
+            45,
+            &WATCH,
+            "degC",
+            t0 - HOUR,
+            t0 + 6 * HOUR,
+            v,
+            3,
+        )?;
+        if n % 7 == 0 {
+            let v = self.rng.range(38.0, 46.0);
+            self.q(
+                "VO2Max",
+                60,
+                &WATCH,
+                "mL/min·kg",
+                t0 + 18 * HOUR,
+                t0 + 18 * HOUR,
+                v,
+                2,
+            )?;
+            let v = self.rng.range(0.9, 1.0);
+            self.q(
+                "AppleWalkingSteadiness",
+                124,
+                &PHONE,
+                "%",
+                t0 + 12 * HOUR,
+                t0 + 12 * HOUR,
+                v,
+                3,
+            )?;
+            let f = 98.0 + self.rng.range(-0.8, 1.2);
+            self.q(
+                "BodyTemperature",
+                45,
+                &HEALTH,
+                "degF",
+                t0 + 9 * HOUR,
+                t0 + 9 * HOUR,
+                f,
+                1,
+            )?;
+            let cm = self.rng.range(70.0, 74.0);
+            self.q(
+                "WaistCircumference",
+                47,
+                &HEALTH,
+                "in",
+                t0 + 9 * HOUR,
+                t0 + 9 * HOUR,
+                cm / 2.54,
+                1,
+            )?;
+        }
+        for i in 0..10 {
+            let t = t0 + 8 * HOUR + i * 50 * MIN;
+            let v = self.rng.range(3.5, 5.5);
+            self.q("WalkingSpeed", 121, &PHONE, "km/hr", t, t + 2 * MIN, v, 2)?;
+            let v = self.rng.range(60.0, 78.0);
+            self.q("WalkingStepLength", 120, &PHONE, "cm", t, t + 2 * MIN, v, 1)?;
+            if i % 2 == 0 {
+                let v = self.rng.range(0.0, 0.08);
+                self.q(
+                    "WalkingAsymmetryPercentage",
+                    123,
+                    &PHONE,
+                    "%",
+                    t,
+                    t + 2 * MIN,
+                    v,
+                    3,
+                )?;
+                let v = self.rng.range(0.22, 0.34);
+                self.q(
+                    "WalkingDoubleSupportPercentage",
+                    122,
+                    &PHONE,
+                    "%",
+                    t,
+                    t + 2 * MIN,
+                    v,
+                    3,
+                )?;
+            }
+        }
+        for i in 0..2 {
+            let t = t0 + 10 * HOUR + i * 5 * HOUR;
+            let v = self.rng.range(1.0, 2.0);
+            self.q("StairAscentSpeed", 126, &PHONE, "ft/s", t, t + MIN, v, 3)?;
+            let v = self.rng.range(1.2, 2.2);
+            self.q(
+                "StairDescentSpeed",
+                125,
+                &PHONE,
+                "ft/s",
+                t + 2 * MIN,
+                t + 3 * MIN,
+                v,
+                3,
+            )?;
+            let v = self.rng.range(1.0, 4.0).round();
+            self.q("FlightsClimbed", 86, &PHONE, "count", t, t + 3 * MIN, v, 0)?;
+        }
+        for i in 0..12 {
+            let t = t0 + 7 * HOUR + i * HOUR;
+            let v = self.rng.range(45.0, 85.0);
+            self.q(
+                "EnvironmentalAudioExposure",
+                200,
+                &WATCH,
+                "dBASPL",
+                t,
+                t + 30 * MIN,
+                v,
+                2,
+            )?;
+            if i % 3 == 0 {
+                let v = self.rng.range(55.0, 80.0);
+                self.q(
+                    "HeadphoneAudioExposure",
+                    201,
+                    &PHONE,
+                    "dBASPL",
+                    t,
+                    t + 20 * MIN,
+                    v,
+                    2,
+                )?;
+                let v = self.rng.range(1.0, 20.0).round();
+                self.q("TimeInDaylight", 203, &WATCH, "min", t, t + 20 * MIN, v, 0)?;
+            }
+        }
+        // Morning weigh-in from a scale app (pounds, fractions).
+        let tw = t0 + 7 * HOUR + 5 * MIN;
+        let kg = 64.0 + self.rng.range(-1.0, 1.0);
+        self.q("BodyMass", 41, &SCALE, "lb", tw, tw, kg / 0.453_592_37, 1)?;
+        let fat = self.rng.range(0.22, 0.26);
+        self.q("BodyFatPercentage", 42, &SCALE, "%", tw, tw, fat, 3)?;
+        self.q(
+            "BodyMassIndex",
+            43,
+            &SCALE,
+            "count",
+            tw,
+            tw,
+            kg / (1.68 * 1.68),
+            1,
+        )?;
+        self.q(
+            "LeanBodyMass",
+            44,
+            &SCALE,
+            "lb",
+            tw,
+            tw,
+            kg * (1.0 - fat) / 0.453_592_37,
+            1,
+        )?;
+        if n == 0 {
+            self.q("Height", 40, &HEALTH, "ft", tw, tw, 1.68 / 0.3048, 2)?;
+        }
+        // CGM readings, in mg/dL or mmol/L depending on the app's setting that day.
+        for i in 0..48 {
+            let t = t0 + i * 30 * MIN;
+            let mg = self.rng.range(75.0, 160.0);
+            if n % 2 == 0 {
+                self.q("BloodGlucose", 21, &CGM, "mg/dL", t, t, mg, 0)?;
+            } else {
+                self.q(
+                    "BloodGlucose",
+                    21,
+                    &CGM,
+                    "mmol&lt;180.1558800000541&gt;/L",
+                    t,
+                    t,
+                    mg / 18.0156,
+                    1,
+                )?;
+            }
+        }
+        for i in 0..4 {
+            let t = t0 + 9 * HOUR + i * 3 * HOUR;
+            let ml = self.rng.range(200.0, 500.0).round();
+            self.q("DietaryWater", 507, &MFP, "mL", t, t, ml, 0)?;
+        }
+        for i in 0..3 {
+            let t = t0 + 8 * HOUR + i * 5 * HOUR;
+            let kcal = self.rng.range(300.0, 900.0);
+            self.unknown(
+                "HKQuantityTypeIdentifierDietaryEnergyConsumed",
+                &MFP,
+                "kcal",
+                t,
+                t,
+                &format!("{kcal:.1}"),
+            )?;
+        }
+        self.blood_pressure(t0 + 8 * HOUR + 30 * MIN)?;
+        self.sleep_night(t0)?;
+        self.oura_night(t0)?;
+        if n % 2 == 0 {
+            self.workout(n, t0 + 17 * HOUR)?;
+        }
+        if n % 5 == 0 {
+            self.edge_cases(t0 + 12 * HOUR)?;
+        }
+        self.activity_summary(n)
+    }
+
+    fn blood_pressure(&mut self, t: i64) -> io::Result<()> {
+        let sys = self.rng.range(108.0, 132.0).round();
+        let dia = self.rng.range(68.0, 85.0).round();
+        self.q("BloodPressureSystolic", 22, &OMRON, "mmHg", t, t, sys, 0)?;
+        self.q("BloodPressureDiastolic", 23, &OMRON, "mmHg", t, t, dia, 0)?;
+        self.line
+            .extend_from_slice(b" <Correlation type=\"HKCorrelationTypeIdentifierBloodPressure\"");
+        self.src(&OMRON);
+        self.line.extend_from_slice(b" creationDate=\"");
+        self.date(t);
+        self.line.extend_from_slice(b"\" startDate=\"");
+        self.date(t);
+        self.line.extend_from_slice(b"\" endDate=\"");
+        self.date(t);
+        self.line
+            .extend_from_slice(b"\">\n  <MetadataEntry key=\"HKWasUserEntered\" value=\"0\"/>\n");
+        self.flush_line()?;
+        // Apple repeats the readings inside the correlation: the parser must not count them twice.
+        for (ty, v) in [("Systolic", sys), ("Diastolic", dia)] {
+            let ty = format!("HKQuantityTypeIdentifierBloodPressure{ty}");
+            self.record_line(&ty, &OMRON, "mmHg", t, t, &format!("{v:.0}"), true);
+            self.c.skip(SkipReason::DuplicateInCorrelation);
+            self.flush_line()?;
+        }
+        self.line.extend_from_slice(b" </Correlation>\n");
+        self.c.correlations += 1;
+        self.flush_line()
+    }
+
+    fn sleep_night(&mut self, t0: i64) -> io::Result<()> {
+        let bed = t0 - HOUR - self.rng.below(40) as i64 * MIN;
+        let wake = t0 + 6 * HOUR + self.rng.below(60) as i64 * MIN;
+        self.sleep(&WATCH, bed, wake, "HKCategoryValueSleepAnalysisInBed")?;
+        let stages = [
+            "HKCategoryValueSleepAnalysisAsleepCore",
+            "HKCategoryValueSleepAnalysisAsleepDeep",
+            "HKCategoryValueSleepAnalysisAsleepCore",
+            "HKCategoryValueSleepAnalysisAsleepREM",
+            "HKCategoryValueSleepAnalysisAwake",
+        ];
+        let mut t = bed + 10 * MIN;
+        let mut i = 0;
+        while t < wake - 20 * MIN {
+            let len = (10 + self.rng.below(40) as i64) * MIN;
+            let end = (t + len).min(wake);
+            self.sleep(&WATCH, t, end, stages[i % stages.len()])?;
+            t = end;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn oura_night(&mut self, t0: i64) -> io::Result<()> {
+        // Oura writes the legacy integer values and its own night-time heart rate.
+        let mut t = t0 - 50 * MIN;
+        for v in ["0", "1", "3", "4", "3", "5", "2", "3", "5"] {
+            let end = t + 40 * MIN;
+            self.sleep(&OURA, t, end, v)?;
+            t = end;
+        }
+        for i in 0..24 {
+            let t = t0 + i * 15 * MIN;
+            let hr = self.rng.range(48.0, 64.0).round();
+            self.q("HeartRate", 1, &OURA, "count/min", t, t, hr, 0)?;
+        }
+        Ok(())
+    }
+
+    fn workout(&mut self, n: i64, start: i64) -> io::Result<()> {
+        let kinds = [
+            (
+                "HKWorkoutActivityTypeRunning",
+                "0",
+                "HKQuantityTypeIdentifierDistanceWalkingRunning",
+            ),
+            (
+                "HKWorkoutActivityTypeCycling",
+                "1",
+                "HKQuantityTypeIdentifierDistanceCycling",
+            ),
+            (
+                "HKWorkoutActivityTypeSwimming",
+                "0",
+                "HKQuantityTypeIdentifierDistanceSwimming",
+            ),
+            (
+                "HKWorkoutActivityTypeHighIntensityIntervalTraining",
+                "1",
+                "",
+            ),
+            ("HKWorkoutActivityTypeYoga", "1", ""),
+            (
+                "HKWorkoutActivityTypeRunning",
+                "1",
+                "HKQuantityTypeIdentifierDistanceWalkingRunning",
+            ),
+            ("HKWorkoutActivityTypeTraditionalStrengthTraining", "1", ""),
+        ];
+        let (ty, indoor, dist) = kinds[(n / 2) as usize % kinds.len()];
+        let ty = if n % 60 == 30 {
+            "HKWorkoutActivityTypeMindfulCooking"
+        } else {
+            ty
+        };
+        let minutes = self.rng.range(25.0, 70.0);
+        let end = start + (minutes * 60.0) as i64 * 1_000_000;
+        let _ = write!(
+            self.line,
+            " <Workout workoutActivityType=\"{ty}\" duration=\"{minutes:.4}\" durationUnit=\"min\""
+        );
+        self.src(&WATCH);
+        self.line.extend_from_slice(b" creationDate=\"");
+        self.date(end);
+        self.line.extend_from_slice(b"\" startDate=\"");
+        self.date(start);
+        self.line.extend_from_slice(b"\" endDate=\"");
+        self.date(end);
+        self.line.extend_from_slice(b"\">\n");
+        let _ = writeln!(
+            self.line,
+            "  <MetadataEntry key=\"HKIndoorWorkout\" value=\"{indoor}\"/>"
+        );
+        if ty.ends_with("Swimming") {
+            self.line.extend_from_slice(b"  <MetadataEntry key=\"HKSwimmingLocationType\" value=\"1\"/>\n  <MetadataEntry key=\"HKLapLength\" value=\"25 m\"/>\n");
+        }
+        let _ = writeln!(
+            self.line,
+            "  <MetadataEntry key=\"HKAverageMETs\" value=\"{:.5} kcal/hr·kg\"/>",
+            self.rng.range(4.0, 11.0)
+        );
+        let _ = writeln!(
+            self.line,
+            "  <MetadataEntry key=\"HKElevationAscended\" value=\"{:.0} cm\"/>",
+            self.rng.range(0.0, 9000.0)
+        );
+        self.line.extend_from_slice(
+            b"  <MetadataEntry key=\"HKTimeZone\" value=\"America/Los_Angeles\"/>\n",
+        );
+        for (k, at) in [("Pause", 10), ("Resume", 12)] {
+            self.line
+                .extend_from_slice(b"  <WorkoutEvent type=\"HKWorkoutEventType");
+            let _ = write!(self.line, "{k}\" date=\"");
+            self.date(start + at * MIN);
+            self.line.extend_from_slice(b"\"/>\n");
+        }
+        self.line
+            .extend_from_slice(b"  <WorkoutEvent type=\"HKWorkoutEventTypeSegment\" date=\"");
+        self.date(start);
+        self.line
+            .extend_from_slice(b"\" duration=\"5.0\" durationUnit=\"min\"/>\n");
+        let stat = |g: &mut Self, ty: &str, attrs: String| {
+            let _ = write!(g.line, "  <WorkoutStatistics type=\"{ty}\" startDate=\"");
+            g.date(start);
+            g.line.extend_from_slice(b"\" endDate=\"");
+            g.date(end);
+            let _ = writeln!(g.line, "\" {attrs}/>");
+        };
+        let kcal = minutes * self.rng.range(6.0, 12.0);
+        stat(
+            self,
+            "HKQuantityTypeIdentifierActiveEnergyBurned",
+            format!("sum=\"{kcal:.3}\" unit=\"Cal\""),
+        );
+        stat(
+            self,
+            "HKQuantityTypeIdentifierBasalEnergyBurned",
+            format!("sum=\"{:.3}\" unit=\"Cal\"", minutes * 1.1),
+        );
+        let avg = self.rng.range(110.0, 160.0);
+        stat(
+            self,
+            "HKQuantityTypeIdentifierHeartRate",
+            format!(
+                "average=\"{avg:.2}\" minimum=\"{:.0}\" maximum=\"{:.0}\" unit=\"count/min\"",
+                avg - 30.0,
+                avg + 25.0
+            ),
+        );
+        if !dist.is_empty() {
+            stat(
+                self,
+                dist,
+                format!("sum=\"{:.4}\" unit=\"km\"", minutes * 0.15),
+            );
+        }
+        self.line.extend_from_slice(b"  <WorkoutRoute");
+        self.src(&WATCH);
+        self.line.extend_from_slice(b">\n   <MetadataEntry key=\"HKMetadataKeySyncVersion\" value=\"2\"/>\n   <FileReference path=\"/workout-routes/route_");
+        self.date(start);
+        self.line
+            .extend_from_slice(b".gpx\"/>\n  </WorkoutRoute>\n </Workout>\n");
+        self.c.workouts += 1;
+        if ty == "HKWorkoutActivityTypeMindfulCooking" {
+            *self.c.unmapped_workout_types.entry(ty.into()).or_default() += 1;
+        }
+        self.flush_line()
+    }
+
+    fn edge_cases(&mut self, t: i64) -> io::Result<()> {
+        let hr = "HKQuantityTypeIdentifierHeartRate";
+        self.skipped(hr, &WATCH, "count/min", t, "", SkipReason::EmptyValue)?;
+        self.skipped(
+            hr,
+            &WATCH,
+            "count/min",
+            t + MIN,
+            "n/a",
+            SkipReason::NotANumber,
+        )?;
+        self.skipped(
+            hr,
+            &WATCH,
+            "count/min",
+            t + 2 * MIN,
+            "912",
+            SkipReason::OutOfRange,
+        )?;
+        self.skipped(
+            "HKQuantityTypeIdentifierBodyMass",
+            &SCALE,
+            "slug",
+            t,
+            "4.4",
+            SkipReason::UnsupportedUnit,
+        )?;
+        self.skipped(
+            "HKCategoryTypeIdentifierSleepAnalysis",
+            &OURA,
+            "",
+            t,
+            "HKCategoryValueSleepAnalysisDaydream",
+            SkipReason::UnknownSleepValue,
+        )?;
+        self.unknown(
+            "HKCategoryTypeIdentifierMindfulSession",
+            &HEALTH,
+            "",
+            t,
+            t + 10 * MIN,
+            "",
+        )?;
+        self.unknown("HKDataTypeSleepDurationGoal", &HEALTH, "hr", t, t, "8")?;
+        // Units a wearable rarely uses but HealthKit allows.
+        self.q(
+            "DistanceCycling",
+            101,
+            &PHONE,
+            "yd",
+            t,
+            t + 5 * MIN,
+            1200.0,
+            0,
+        )?;
+        self.q(
+            "ActiveEnergyBurned",
+            81,
+            &MFP,
+            "kJ",
+            t,
+            t + 5 * MIN,
+            150.0,
+            1,
+        )?;
+        self.q(
+            "HeartRate",
+            1,
+            &WATCH,
+            "count/s",
+            t + 3 * MIN,
+            t + 3 * MIN,
+            1.25,
+            2,
+        )
+    }
+
+    fn activity_summary(&mut self, n: i64) -> io::Result<()> {
+        let (y, m, d) = super::dates::civil_from_days(EPOCH_DAY + n);
+        let kcal = self.rng.range(250.0, 800.0);
+        let (e, goal, unit) = if n % 10 == 9 {
+            (kcal * 4.184, 500.0 * 4.184, "kJ")
+        } else {
+            (kcal, 500.0, "kcal")
+        };
+        let _ = writeln!(
+            self.line,
+            " <ActivitySummary dateComponents=\"{y:04}-{m:02}-{d:02}\" activeEnergyBurned=\"{e:.3}\" activeEnergyBurnedGoal=\"{goal:.0}\" activeEnergyBurnedUnit=\"{unit}\" appleMoveTime=\"0\" appleMoveTimeGoal=\"0\" appleExerciseTime=\"{:.0}\" appleExerciseTimeGoal=\"30\" appleStandHours=\"{}\" appleStandHoursGoal=\"12\"/>",
+            self.rng.range(5.0, 90.0),
+            self.rng.below(16)
+        );
+        self.c.activity_summaries += 1;
+        self.flush_line()
+    }
+}
+
+/// Writes a synthetic export of at most about `target_bytes` (whole days; the first day is always
+/// written) and returns the counts a correct parse of it reports.
+pub fn generate<W: Write>(out: W, seed: u64, target_bytes: u64) -> io::Result<Counts> {
+    let mut g = Gen {
+        out: BufWriter::with_capacity(1 << 20, out),
+        line: Vec::with_capacity(4096),
+        bytes: 0,
+        rng: Rng(seed),
+        c: Counts::default(),
+        per_series: BTreeMap::new(),
+    };
+    g.header()?;
+    let footer = b"</HealthData>\n";
+    let mut n = 0;
+    loop {
+        let before = g.bytes;
+        g.day(n)?;
+        n += 1;
+        let day_bytes = g.bytes - before;
+        if g.bytes + day_bytes + footer.len() as u64 > target_bytes {
+            break;
+        }
+    }
+    g.line.extend_from_slice(footer);
+    g.flush_line()?;
+    g.out.flush()?;
+    g.c.per_series = g.per_series;
+    Ok(g.c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse;
+    use super::super::records::NullSink;
+    use super::*;
+
+    #[test]
+    fn same_seed_same_bytes_different_seed_different_bytes() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let mut c = Vec::new();
+        let ca = generate(&mut a, 7, 600_000).unwrap();
+        let cb = generate(&mut b, 7, 600_000).unwrap();
+        generate(&mut c, 8, 600_000).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(ca, cb);
+        assert_ne!(a, c);
+        assert!(a.len() <= 600_000 && a.len() > 300_000, "{}", a.len());
+    }
+
+    #[test]
+    fn parsing_a_generated_export_reports_exactly_the_expected_counts() {
+        let mut xml = Vec::new();
+        // Long enough to cross the March DST change and several trips.
+        let expected = generate(&mut xml, 42, 40_000_000).unwrap();
+        let report = parse(xml.as_slice(), &mut NullSink).unwrap();
+        assert_eq!(report.counts, expected);
+        assert_eq!(report.sources.len(), GENERATED_SOURCES);
+        assert!(expected.per_series.len() >= 35, "{:?}", expected.per_series);
+        assert!(expected.skipped.len() >= 5);
+        assert_eq!(report.bytes, xml.len() as u64);
+    }
+
+    #[test]
+    fn offsets_follow_dst_and_trips() {
+        let utc = |y, m, d, h| (days_from_civil(y, m, d) * 24 + h) * HOUR;
+        assert_eq!(offset_at(utc(2024, 3, 10, 9)), -480);
+        assert_eq!(offset_at(utc(2024, 3, 10, 11)), -420);
+        assert_eq!(offset_at(utc(2024, 11, 3, 8)), -420);
+        assert_eq!(offset_at(utc(2024, 11, 3, 10)), -480);
+        // Days 25-29 of each 45-day cycle is a trip to UTC+1.
+        assert_eq!(offset_at((EPOCH_DAY + 26) * DAY), 60);
+        assert_eq!(offset_at((EPOCH_DAY + 45 + 26) * DAY), 540);
+        assert_eq!(offset_at((EPOCH_DAY + 90 + 26) * DAY), 330);
+    }
+}
