@@ -72,6 +72,12 @@ pub struct ServeConfig {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "WEARHOUSE_MAX_JSON_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_json_bytes: usize,
+    /// Largest accepted upload (Apple Health exports), in bytes.
+    #[arg(long, env = "WEARHOUSE_MAX_UPLOAD_BYTES", default_value_t = 8 << 30)]
+    pub max_upload_bytes: u64,
+    /// Imports processed at the same time by one `serve` process.
+    #[arg(long, env = "WEARHOUSE_IMPORT_CONCURRENCY", default_value_t = 1)]
+    pub import_concurrency: usize,
     /// Run the projection workers inside this process (tailing Postgres).
     #[arg(long, env = "WEARHOUSE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,

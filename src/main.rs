@@ -7,7 +7,7 @@ mod cluster;
 mod config;
 mod coverage;
 mod db;
-#[allow(dead_code, unused_imports)] // wired to HTTP and the CLI in the next commits
+mod import_cli;
 mod ingest;
 mod serve;
 mod store;
@@ -49,6 +49,37 @@ enum Command {
     /// Performance benchmarks; each prints one line of key=value figures
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Import a file for a user (progress on stderr, counts on stdout)
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Generate synthetic test data
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// An Apple Health export.xml or export.zip
+    AppleHealth {
+        file: std::path::PathBuf,
+        /// The user the data belongs to
+        #[arg(long)]
+        user: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// A deterministic, realistic Apple Health export.xml
+    AppleHealth {
+        /// Approximate size, e.g. 200MB, 1GB
+        #[arg(long, default_value = "50MB", value_parser = import_cli::parse_size)]
+        size: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +111,11 @@ enum ProjectionsCommand {
 enum BenchCommand {
     /// Event-store appends per second, single and batched (100 events per append)
     Events,
+    /// Generate an export, upload it over HTTP and wait for every projection
+    AppleImport {
+        #[arg(long, default_value = "200MB", value_parser = import_cli::parse_size)]
+        size: u64,
+    },
 }
 
 /// Every environment variable any command reads, with its default, for `wearhouse --help`.
@@ -194,6 +230,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
+        Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,
+        Command::Import(ImportCommand::AppleHealth { file, user }) => {
+            import_cli::import_apple(&db, &file, user).await
+        }
+        Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
+            let counts = import_cli::generate(size, seed, &output)?;
+            println!(
+                "{}: {} records, {} workouts, {} activity summaries",
+                output.display(),
+                counts.records,
+                counts.workouts,
+                counts.activity_summaries
+            );
+            Ok(())
+        }
     }
 }
 

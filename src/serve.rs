@@ -11,6 +11,7 @@ use wearhouse_projections::Runner;
 use crate::api::{self, AppState};
 use crate::auth::{self, Jwt};
 use crate::config::{DbConfig, ServeConfig};
+use crate::ingest::queue::ImportQueue;
 use crate::store::{Actor, Commands};
 
 pub struct Platform {
@@ -40,13 +41,22 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
         (None, None)
     };
     let secret = auth::load_or_create_secret(cfg.secret_key.as_deref(), &db.home)?;
+    let commands = Commands {
+        pool: pool.clone(),
+        runner: runner.clone(),
+    };
+    let imports = ImportQueue::new(
+        commands.clone(),
+        db.home.join("uploads"),
+        cfg.import_concurrency,
+    );
     let state = AppState {
-        commands: Commands {
-            pool: pool.clone(),
-            runner: runner.clone(),
-        },
+        commands,
         pool,
         jwt: Jwt::new(&secret, cfg.access_token_minutes),
+        upload_secret: auth::sha256_hex(&format!("upload-urls:{}", hex::encode(&secret)))
+            .into_bytes(),
+        imports,
         config: Arc::new(cfg),
     };
     Ok(Platform {

@@ -3,8 +3,11 @@
 
 pub mod api_key;
 pub mod developer;
+pub mod import;
+pub mod records;
 pub mod series;
 pub mod sleep;
+pub mod sync_run;
 pub mod user;
 pub mod workout_type;
 

@@ -14,6 +14,10 @@ impl Projection for ApiKeys {
         "api_keys"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["ApiKeyCreated", "ApiKeyRenamed", "ApiKeyRevoked"]
+    }
+
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
         tx.batch_execute("TRUNCATE api_keys").await?;
         Ok(())

@@ -14,6 +14,15 @@ impl Projection for Developers {
         "developers"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &[
+            "DeveloperRegistered",
+            "RefreshTokenIssued",
+            "RefreshTokenRevoked",
+            "PasswordChanged",
+        ]
+    }
+
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
         tx.batch_execute("TRUNCATE developers, developer_refresh_tokens")
             .await?;

@@ -2,10 +2,17 @@
 //! the event log. Every read model can be dropped and rebuilt from the log.
 
 pub mod api_keys;
+pub mod arrow_batch;
+pub mod data_sources;
 pub mod developers;
+pub mod imports;
 pub mod log;
+pub mod personal;
 pub mod runner;
+pub mod samples;
+pub mod sleep_sessions;
 pub mod users;
+pub mod workouts;
 
 use std::sync::Arc;
 
@@ -18,6 +25,12 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(users::Users),
         Arc::new(developers::Developers),
         Arc::new(api_keys::ApiKeys),
+        Arc::new(imports::Imports),
+        Arc::new(data_sources::DataSources),
+        Arc::new(samples::Samples),
+        Arc::new(workouts::Workouts),
+        Arc::new(sleep_sessions::SleepSessions),
+        Arc::new(personal::Personal),
     ]
 }
 

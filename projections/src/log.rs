@@ -88,6 +88,29 @@ pub async fn read_after(
     Ok(rows.iter().map(entry).collect())
 }
 
+/// Like [`read_after`], but only entries whose event type is in `types`: a read model that
+/// needs few kinds of entries skips the rest without a round trip per batch.
+pub async fn read_after_of_types(
+    client: &impl GenericClient,
+    after: Cursor,
+    limit: i64,
+    types: &[&str],
+) -> Result<Vec<LogEntry>, tokio_postgres::Error> {
+    if types.is_empty() {
+        return read_after(client, after, limit).await;
+    }
+    let sql = format!(
+        "{SELECT} WHERE (tx, position) > ($1::bigint::text::xid8, $2) \
+         AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND event_type = ANY($4) \
+         ORDER BY tx, position LIMIT $3"
+    );
+    let types: Vec<&str> = types.to_vec();
+    let rows = client
+        .query(&sql, &[&after.tx, &after.position, &limit, &types])
+        .await?;
+    Ok(rows.iter().map(entry).collect())
+}
+
 /// The cursor of the entry at `position`, to resume "after position P" (for example from a
 /// position a data engineer noted down). `None` when no such entry exists.
 pub async fn cursor_of(

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, warn};
 
-use crate::log::{read_after, Cursor, LogEntry};
+use crate::log::{read_after_of_types, Cursor, LogEntry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -27,6 +27,8 @@ pub enum ProjectionError {
         event_type: String,
         source: serde_json::Error,
     },
+    #[error("entry {position} is inconsistent: {detail}")]
+    Corrupt { position: i64, detail: String },
     #[error("unknown projection '{0}'")]
     Unknown(String),
 }
@@ -44,6 +46,14 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 pub trait Projection: Send + Sync + 'static {
     /// Stable name: the checkpoint's key and the CLI's argument.
     fn name(&self) -> &'static str;
+    /// The event types this read model reads; empty means every entry.
+    fn event_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Log entries per batch (one transaction).
+    fn batch_size(&self) -> i64 {
+        1000
+    }
     /// Empties every table of this read model (a rebuild starts from nothing).
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError>;
     /// Applies a batch of entries, in log order, inside the runner's transaction.
@@ -59,7 +69,6 @@ pub struct Runner {
     projections: Vec<Arc<dyn Projection>>,
     progress: HashMap<&'static str, watch::Sender<Cursor>>,
     wake: Notify,
-    batch_size: i64,
 }
 
 impl Runner {
@@ -73,7 +82,6 @@ impl Runner {
             projections,
             progress,
             wake: Notify::new(),
-            batch_size: 1000,
         })
     }
 
@@ -102,7 +110,9 @@ impl Runner {
             tx: row.get(0),
             position: row.get(1),
         };
-        let entries = read_after(&tx, from, self.batch_size).await?;
+        let entries =
+            read_after_of_types(&tx, from, projection.batch_size(), projection.event_types())
+                .await?;
         let Some(last) = entries.last().map(|e| e.cursor) else {
             tx.rollback().await?;
             self.publish(name, from);

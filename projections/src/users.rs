@@ -14,6 +14,10 @@ impl Projection for Users {
         "users"
     }
 
+    fn event_types(&self) -> &'static [&'static str] {
+        &["UserCreated", "UserUpdated", "UserDeleted"]
+    }
+
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
         tx.batch_execute("TRUNCATE users").await?;
         Ok(())

@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(Json<Detail>),
     #[oai(status = 409)]
     Conflict(Json<Detail>),
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<Detail>),
     #[oai(status = 500)]
     Internal(Json<Detail>),
 }

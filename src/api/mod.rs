@@ -4,6 +4,7 @@
 mod api_keys;
 mod auth;
 mod error;
+mod imports;
 mod meta;
 mod users;
 
@@ -15,10 +16,11 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 pub use api_keys::create_key;
-pub use error::{internal, ApiError};
+pub use error::{internal, ApiError, Detail};
 
 use crate::auth::Jwt;
 use crate::config::ServeConfig;
+use crate::ingest::queue::ImportQueue;
 use crate::store::Commands;
 
 /// What every handler can reach.
@@ -28,6 +30,9 @@ pub struct AppState {
     pub commands: Commands,
     pub jwt: Jwt,
     pub config: Arc<ServeConfig>,
+    pub imports: ImportQueue,
+    /// HMAC key of signed upload URLs.
+    pub upload_secret: Vec<u8>,
 }
 
 impl AppState {
@@ -44,6 +49,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             auth::AuthApi,
             users::UsersApi,
             api_keys::ApiKeysApi,
+            imports::ImportsApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),

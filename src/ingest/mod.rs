@@ -1,4 +1,7 @@
 //! Ingestion: turning what users and providers send into normalized records.
 
 pub mod apple;
-pub mod samples_arrow;
+pub mod import;
+pub mod queue;
+pub mod raw;
+pub mod sleep_sessions;

@@ -3,7 +3,9 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 
 use super::parse::ImportError;
 
@@ -14,14 +16,47 @@ const CHUNK: usize = 1 << 20;
 /// entry `apple_health_export/export.xml` (or else any `*/export.xml` / `export.xml`) is inflated on
 /// a helper thread, which also puts the second core to work while the parser runs.
 pub fn open_export(path: &Path) -> Result<Box<dyn BufRead + Send>, ImportError> {
+    open_export_counted(path, Arc::new(AtomicU64::new(0)))
+}
+
+/// Like [`open_export`], adding to `read` every byte taken from the file (compressed bytes for
+/// a zip), so a caller can show progress against the file's size.
+pub fn open_export_counted(
+    path: &Path,
+    read: Arc<AtomicU64>,
+) -> Result<Box<dyn BufRead + Send>, ImportError> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut file, &mut magic)?;
     drop(file);
+    let file = Counted {
+        inner: File::open(path)?,
+        read,
+    };
     if n == 4 && &magic == ZIP_MAGIC {
-        open_zip(path)
+        open_zip(file)
     } else {
-        Ok(Box::new(BufReader::with_capacity(CHUNK, File::open(path)?)))
+        Ok(Box::new(BufReader::with_capacity(CHUNK, file)))
+    }
+}
+
+/// A reader that counts the bytes it hands out.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: io::Seek> io::Seek for Counted<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
     }
 }
 
@@ -52,8 +87,8 @@ fn find_entry<R: Read + io::Seek>(zip: &mut zip::ZipArchive<R>) -> Option<usize>
         .map(|(i, _)| *i)
 }
 
-fn open_zip(path: &Path) -> Result<Box<dyn BufRead + Send>, ImportError> {
-    let mut zip = zip::ZipArchive::new(BufReader::new(File::open(path)?))
+fn open_zip(file: Counted<File>) -> Result<Box<dyn BufRead + Send>, ImportError> {
+    let mut zip = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| ImportError::Open(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     let index = find_entry(&mut zip).ok_or(ImportError::NoExportInZip)?;
     // Bounded: at most a few MiB of inflated data wait for the parser.

@@ -47,11 +47,11 @@ mod records;
 mod types;
 mod units;
 
-pub use device::{Device, DeviceType, Source};
+pub use device::Source;
 pub use generate::generate;
-pub use input::open_export;
-pub use parse::{parse, ImportError, Report};
+pub use input::{open_export, open_export_counted};
+pub use parse::{parse, ImportError};
 pub use records::{
-    ActivitySummary, BiologicalSex, Counts, Me, NullSink, Sample, Sink, SinkError, SkipReason,
-    SleepInterval, Workout, WorkoutEvent, WorkoutStats,
+    ActivitySummary, BiologicalSex, Counts, Me, NullSink, Sample, Sink, SinkError, SleepInterval,
+    Workout,
 };

@@ -8,6 +8,7 @@ use wearhouse_domain::sleep::SleepStage;
 use wearhouse_domain::workout_type::WorkoutType;
 
 use super::device::Source;
+use wearhouse_projections::arrow_batch::SampleRow;
 
 /// One quantity sample, already in the series type's canonical unit. Times are UTC microseconds;
 /// `zone_offset_min` is the offset the start date was written with.
@@ -20,6 +21,19 @@ pub struct Sample {
     pub end: i64,
     pub zone_offset_min: i16,
     pub value: f64,
+}
+
+impl From<&Sample> for SampleRow {
+    /// Apple samples are intraday: `false` for additive series, null otherwise.
+    fn from(s: &Sample) -> Self {
+        SampleRow {
+            time: s.start,
+            end_time: s.end,
+            zone_offset_min: s.zone_offset_min,
+            value: s.value,
+            is_daily_total: s.series.is_additive().then_some(false),
+        }
+    }
 }
 
 /// One interval of a sleep-analysis category record.
@@ -197,5 +211,35 @@ impl Counts {
     /// Elements that each cost a parse step: records + workouts + summaries.
     pub fn elements(&self) -> u64 {
         self.records + self.workouts + self.activity_summaries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wearhouse_domain::series;
+
+    #[test]
+    fn rows_from_parsed_samples_mark_additive_series_as_intraday() {
+        let s = Sample {
+            series: series::by_code("heart_rate").unwrap(),
+            source: 0,
+            start: 5,
+            end: 6,
+            zone_offset_min: 60,
+            value: 61.0,
+        };
+        assert_eq!(SampleRow::from(&s).is_daily_total, None);
+        let s = Sample {
+            series: series::by_code("steps").unwrap(),
+            ..s
+        };
+        let row = SampleRow::from(&s);
+        assert_eq!(row.is_daily_total, Some(false));
+        let back = wearhouse_projections::arrow_batch::decode(
+            &wearhouse_projections::arrow_batch::encode(s.series, &[row], &[]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.rows, [row]);
     }
 }

@@ -17,8 +17,6 @@ use arrow_ipc::CompressionType;
 use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use wearhouse_domain::series::{self, SeriesType};
 
-use super::apple::Sample;
-
 pub const META_SERIES_ID: &str = "series_type_id";
 pub const META_SERIES_CODE: &str = "series_type_code";
 pub const META_UNIT: &str = "unit";
@@ -31,19 +29,6 @@ pub struct SampleRow {
     pub zone_offset_min: i16,
     pub value: f64,
     pub is_daily_total: Option<bool>,
-}
-
-impl From<&Sample> for SampleRow {
-    /// Apple samples are intraday: `false` for additive series, null otherwise.
-    fn from(s: &Sample) -> Self {
-        SampleRow {
-            time: s.start,
-            end_time: s.end,
-            zone_offset_min: s.zone_offset_min,
-            value: s.value,
-            is_daily_total: s.series.is_additive().then_some(false),
-        }
-    }
 }
 
 /// A decoded batch.
@@ -179,27 +164,6 @@ mod tests {
         assert_eq!(back.metadata["data_source_id"], "ds-1");
         assert_eq!(back.metadata[META_UNIT], "count");
         assert_eq!(back.rows, rows);
-    }
-
-    #[test]
-    fn rows_from_parsed_samples_mark_additive_series_as_intraday() {
-        let s = Sample {
-            series: series::by_code("heart_rate").unwrap(),
-            source: 0,
-            start: 5,
-            end: 6,
-            zone_offset_min: 60,
-            value: 61.0,
-        };
-        assert_eq!(SampleRow::from(&s).is_daily_total, None);
-        let s = Sample {
-            series: series::by_code("steps").unwrap(),
-            ..s
-        };
-        let row = SampleRow::from(&s);
-        assert_eq!(row.is_daily_total, Some(false));
-        let back = decode(&encode(s.series, &[row], &[]).unwrap()).unwrap();
-        assert_eq!(back.rows, [row]);
     }
 
     #[test]

@@ -1,0 +1,52 @@
+//! The `data_sources` read model: every provider/app/device that wrote data for a user.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use wearhouse_domain::records::DataEvent;
+
+use crate::{decode, LogEntry, Projection, ProjectionError};
+
+pub struct DataSources;
+
+#[async_trait]
+impl Projection for DataSources {
+    fn name(&self) -> &'static str {
+        "data_sources"
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &["SourcesDiscovered"]
+    }
+
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        tx.batch_execute("TRUNCATE data_sources").await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &[LogEntry],
+    ) -> Result<(), ProjectionError> {
+        for entry in entries
+            .iter()
+            .filter(|e| e.event_type == "SourcesDiscovered")
+        {
+            let DataEvent::SourcesDiscovered { user_id, sources } = decode(entry)? else {
+                continue;
+            };
+            for s in sources {
+                tx.execute(
+                    "INSERT INTO data_sources (id, user_id, provider, device_model, software_version, source, device_type, \
+                       original_source_name, manufacturer, device_name, hardware, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (id) DO UPDATE SET software_version = coalesce(EXCLUDED.software_version, data_sources.software_version)",
+                    &[&s.id, &user_id, &s.provider, &s.device_model, &s.software_version, &s.source, &s.device_type,
+                      &s.original_source_name, &s.manufacturer, &s.device_name, &s.hardware, &entry.recorded_at],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

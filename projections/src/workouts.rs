@@ -1,0 +1,53 @@
+//! The `workouts` read model. A record that was deleted stays hidden when it is imported again.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use wearhouse_domain::records::DataEvent;
+
+use crate::{decode, LogEntry, Projection, ProjectionError};
+
+pub struct Workouts;
+
+#[async_trait]
+impl Projection for Workouts {
+    fn name(&self) -> &'static str {
+        "workouts"
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &["WorkoutsRecorded"]
+    }
+
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        tx.batch_execute("TRUNCATE workouts").await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &[LogEntry],
+    ) -> Result<(), ProjectionError> {
+        for entry in entries
+            .iter()
+            .filter(|e| e.event_type == "WorkoutsRecorded")
+        {
+            let DataEvent::WorkoutsRecorded { user_id, workouts } = decode(entry)? else {
+                continue;
+            };
+            for w in workouts {
+                let stats = serde_json::to_value(&w.stats).unwrap_or_default();
+                let metadata = serde_json::to_value(&w.metadata).unwrap_or_default();
+                tx.execute(
+                    "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
+                       duration_s = EXCLUDED.duration_s, stats = EXCLUDED.stats, metadata = EXCLUDED.metadata",
+                    &[&w.id, &user_id, &w.data_source_id, &w.workout_type, &w.start, &w.end, &w.zone_offset, &w.duration_s, &stats, &metadata],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

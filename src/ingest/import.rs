@@ -1,0 +1,720 @@
+//! The Apple Health import pipeline: store the raw file, check it parses, then stream it through
+//! the parser into Arrow sample batches and data events, appended in short transactions while the
+//! parser runs on its own thread. Memory stays flat whatever the file size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::json;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use wearhouse_domain::import::{Import, ImportCommand, ImportCounts};
+use wearhouse_domain::records::{
+    record_id, ActivitySummaryRecord, Characteristics, DataEvent, DataSourceInfo, SampleBatchRef,
+    WorkoutRecord,
+};
+use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
+use wearhouse_projections::arrow_batch::{self, SampleRow};
+
+use super::apple::{self, BiologicalSex, NullSink, Sink, SinkError, Source};
+use super::raw::{self, RawMeta};
+use super::sleep_sessions::{self, Interval};
+use crate::store::{append, Actor, Commands, NewEvent};
+
+/// Samples per Arrow batch (one series type and one source per batch).
+pub const BATCH_ROWS: usize = 10_000;
+/// Records per workout / sleep / summary event.
+const RECORDS_PER_EVENT: usize = 500;
+const PROVIDER: &str = "apple";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Raw(#[from] raw::RawError),
+    #[error("{0}")]
+    Parse(#[from] apple::ImportError),
+    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("event store: {0}")]
+    Store(String),
+    #[error("encoding a sample batch: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// Live figures of a running import, for progress bars.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub total_bytes: AtomicU64,
+    pub bytes_read: Arc<AtomicU64>,
+    pub records: AtomicU64,
+}
+
+pub struct ImportRequest {
+    pub import_id: Uuid,
+    pub user_id: Uuid,
+    pub path: PathBuf,
+    pub filename: Option<String>,
+    /// Known when the upload computed it on the way in.
+    pub sha256: Option<String>,
+    pub actor: Actor,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Completed {
+        counts: ImportCounts,
+        duplicate_of: Option<Uuid>,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// What the parser thread hands to the writer, in order.
+enum Out {
+    Event(DataEvent),
+    Batch {
+        data_source_id: Uuid,
+        series_type: i16,
+        count: i32,
+        start: i64,
+        end: i64,
+        arrow: Vec<u8>,
+    },
+}
+
+fn ts(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+struct BatchSink {
+    user_id: Uuid,
+    sources: Vec<Uuid>,
+    buffers: HashMap<
+        (u32, i16),
+        (
+            &'static wearhouse_domain::series::SeriesType,
+            Vec<SampleRow>,
+        ),
+    >,
+    sleep: HashMap<u32, Vec<Interval>>,
+    workouts: Vec<WorkoutRecord>,
+    summaries: Vec<ActivitySummaryRecord>,
+    out: mpsc::Sender<Out>,
+    progress: Arc<Progress>,
+}
+
+impl BatchSink {
+    fn send(&self, out: Out) -> Result<(), SinkError> {
+        self.out
+            .blocking_send(out)
+            .map_err(|_| "the writer stopped".into())
+    }
+
+    fn flush(&mut self, key: (u32, i16)) -> Result<(), SinkError> {
+        let Some((series, rows)) = self.buffers.remove(&key) else {
+            return Ok(());
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let data_source_id = self.sources[key.0 as usize];
+        let ds = data_source_id.to_string();
+        let arrow = arrow_batch::encode(series, &rows, &[("data_source_id", &ds)])?;
+        let start = rows.iter().map(|r| r.time).min().unwrap_or_default();
+        let end = rows
+            .iter()
+            .map(|r| r.end_time.max(r.time))
+            .max()
+            .unwrap_or_default();
+        self.send(Out::Batch {
+            data_source_id,
+            series_type: series.id,
+            count: rows.len() as i32,
+            start,
+            end,
+            arrow,
+        })
+    }
+
+    fn summary_source(&mut self) -> Result<Uuid, SinkError> {
+        let id = DataSourceInfo::id_for(self.user_id, PROVIDER, None, Some("apple_health_xml"));
+        if !self.sources.contains(&id) {
+            self.sources.push(id);
+            let info = DataSourceInfo {
+                id,
+                provider: PROVIDER.into(),
+                source: Some("apple_health_xml".into()),
+                original_source_name: Some("Apple Health".into()),
+                device_model: None,
+                device_name: None,
+                manufacturer: Some("Apple Inc.".into()),
+                hardware: None,
+                software_version: None,
+                device_type: Some("phone".into()),
+            };
+            self.send(Out::Event(DataEvent::SourcesDiscovered {
+                user_id: self.user_id,
+                sources: vec![info],
+            }))?;
+        }
+        Ok(id)
+    }
+
+    /// Everything still buffered: partial batches, sleep sessions, workouts, summaries.
+    fn finish(&mut self) -> Result<u64, SinkError> {
+        let keys: Vec<(u32, i16)> = self.buffers.keys().copied().collect();
+        for key in keys {
+            self.flush(key)?;
+        }
+        let mut sessions = Vec::new();
+        for (source, intervals) in std::mem::take(&mut self.sleep) {
+            sessions.extend(sleep_sessions::build(
+                self.sources[source as usize],
+                intervals,
+            ));
+        }
+        sessions.sort_by_key(|s| (s.start, s.id));
+        let session_count = sessions.len() as u64;
+        for chunk in sessions.chunks(RECORDS_PER_EVENT) {
+            self.send(Out::Event(DataEvent::SleepSessionsRecorded {
+                user_id: self.user_id,
+                sessions: chunk.to_vec(),
+            }))?;
+        }
+        for chunk in std::mem::take(&mut self.workouts).chunks(RECORDS_PER_EVENT) {
+            self.send(Out::Event(DataEvent::WorkoutsRecorded {
+                user_id: self.user_id,
+                workouts: chunk.to_vec(),
+            }))?;
+        }
+        for chunk in std::mem::take(&mut self.summaries).chunks(RECORDS_PER_EVENT) {
+            self.send(Out::Event(DataEvent::ActivitySummariesRecorded {
+                user_id: self.user_id,
+                summaries: chunk.to_vec(),
+            }))?;
+        }
+        Ok(session_count)
+    }
+}
+
+fn source_info(user_id: Uuid, source: &Source) -> DataSourceInfo {
+    let device = source.device.clone().unwrap_or_default();
+    let model = device.hardware.clone().or(device.model.clone());
+    DataSourceInfo {
+        id: DataSourceInfo::id_for(
+            user_id,
+            PROVIDER,
+            model.as_deref(),
+            Some(&source.source_name),
+        ),
+        provider: PROVIDER.into(),
+        source: Some(source.source_name.clone()),
+        original_source_name: Some(source.source_name.clone()),
+        device_model: model,
+        device_name: device.name,
+        manufacturer: device.manufacturer,
+        hardware: device.hardware,
+        software_version: device.software.or(source.source_version.clone()),
+        device_type: Some(source.device_type.as_str().to_string()),
+    }
+}
+
+impl Sink for BatchSink {
+    fn source(&mut self, index: u32, source: &Source) -> Result<(), SinkError> {
+        let info = source_info(self.user_id, source);
+        debug_assert_eq!(index as usize, self.sources.len());
+        self.sources.push(info.id);
+        self.send(Out::Event(DataEvent::SourcesDiscovered {
+            user_id: self.user_id,
+            sources: vec![info],
+        }))
+    }
+
+    fn sample(&mut self, s: &apple::Sample) -> Result<(), SinkError> {
+        let key = (s.source, s.series.id);
+        let (_, rows) = self
+            .buffers
+            .entry(key)
+            .or_insert_with(|| (s.series, Vec::with_capacity(1024)));
+        rows.push(SampleRow::from(s));
+        if rows.len() >= BATCH_ROWS {
+            self.progress
+                .records
+                .fetch_add(BATCH_ROWS as u64, Ordering::Relaxed);
+            self.flush(key)?;
+        }
+        Ok(())
+    }
+
+    fn sleep(&mut self, i: &apple::SleepInterval) -> Result<(), SinkError> {
+        self.sleep.entry(i.source).or_default().push(Interval {
+            stage: i.stage,
+            start: i.start,
+            end: i.end,
+            zone_offset_min: i.zone_offset_min,
+        });
+        Ok(())
+    }
+
+    fn workout(&mut self, w: &apple::Workout) -> Result<(), SinkError> {
+        let data_source_id = self.sources[w.source as usize];
+        let s = &w.stats;
+        let stats: BTreeMap<String, f64> = [
+            ("energy_kcal", s.energy_kcal),
+            ("basal_energy_kcal", s.basal_energy_kcal),
+            ("distance_m", s.distance_m),
+            ("steps", s.steps),
+            ("swim_strokes", s.swim_strokes),
+            ("flights_climbed", s.flights_climbed),
+            ("heart_rate_avg", s.heart_rate_avg),
+            ("heart_rate_min", s.heart_rate_min),
+            ("heart_rate_max", s.heart_rate_max),
+            ("avg_speed_m_s", s.avg_speed_m_s),
+            ("max_speed_m_s", s.max_speed_m_s),
+            ("avg_power_w", s.avg_power_w),
+            ("max_power_w", s.max_power_w),
+            ("avg_cadence", s.avg_cadence),
+            ("elevation_gain_m", s.elevation_gain_m),
+            ("avg_met", s.avg_met),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+        let mut metadata: BTreeMap<String, String> = w.metadata.iter().cloned().collect();
+        metadata.insert("HKWorkoutActivityType".into(), w.hk_activity_type.clone());
+        self.workouts.push(WorkoutRecord {
+            id: record_id(&[
+                &data_source_id.to_string(),
+                "workout",
+                &w.start.to_string(),
+                &w.end.to_string(),
+            ]),
+            data_source_id,
+            workout_type: w.workout_type.as_str().to_string(),
+            start: ts(w.start),
+            end: ts(w.end),
+            zone_offset: Some(w.zone_offset_min),
+            duration_s: Some(w.duration_s),
+            stats,
+            metadata,
+        });
+        Ok(())
+    }
+
+    fn activity_summary(&mut self, a: &apple::ActivitySummary) -> Result<(), SinkError> {
+        let data_source_id = self.summary_source()?;
+        let values: BTreeMap<String, f64> = [
+            ("active_energy_kcal", a.active_energy_kcal),
+            ("active_energy_goal_kcal", a.active_energy_goal_kcal),
+            ("move_time_min", a.move_time_min),
+            ("move_time_goal_min", a.move_time_goal_min),
+            ("exercise_time_min", a.exercise_time_min),
+            ("exercise_time_goal_min", a.exercise_time_goal_min),
+            ("stand_hours", a.stand_hours),
+            ("stand_hours_goal", a.stand_hours_goal),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+        self.summaries.push(ActivitySummaryRecord {
+            data_source_id,
+            date: a.date,
+            values,
+        });
+        Ok(())
+    }
+
+    fn me(&mut self, me: &apple::Me) -> Result<(), SinkError> {
+        let sex = me.sex.map(|s| match s {
+            BiologicalSex::Female => "female",
+            BiologicalSex::Male => "male",
+            BiologicalSex::Other => "other",
+        });
+        let characteristics = Characteristics {
+            birth_date: me.birth_date,
+            sex: sex.map(String::from),
+        };
+        self.send(Out::Event(DataEvent::CharacteristicsRecorded {
+            user_id: self.user_id,
+            characteristics,
+        }))
+    }
+}
+
+/// Appends what the parser produced, grouping whatever is queued into one transaction.
+async fn writer(
+    pool: Pool,
+    stream_id: Uuid,
+    user_id: Uuid,
+    actor: Actor,
+    mut rx: mpsc::Receiver<Out>,
+) -> Result<u64, PipelineError> {
+    let mut client = pool.get().await?;
+    let mut sequence = 0i64;
+    let mut samples = 0u64;
+    let metadata = json!({
+        "actor": format!("{}:{}", actor.kind, actor.id),
+        "request_id": actor.request_id,
+        "user_id": user_id.to_string(),
+        "import_id": stream_id.to_string(),
+    });
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < 64 {
+            match rx.try_recv() {
+                Ok(m) => group.push(m),
+                Err(_) => break,
+            }
+        }
+        let tx = client.transaction().await?;
+        let batches = group
+            .iter()
+            .filter(|m| matches!(m, Out::Batch { .. }))
+            .count() as i64;
+        let mut ids: Vec<i64> = Vec::new();
+        if batches > 0 {
+            ids = tx
+                .query(
+                    "SELECT nextval('sample_batches_id_seq') FROM generate_series(1, $1::bigint)",
+                    &[&batches],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        }
+        let (mut b_ids, mut b_ds, mut b_types, mut b_counts, mut b_start, mut b_end, mut b_data) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut events = Vec::with_capacity(group.len());
+        let mut next_id = ids.into_iter();
+        for message in group {
+            let event = match message {
+                Out::Event(e) => e,
+                Out::Batch {
+                    data_source_id,
+                    series_type,
+                    count,
+                    start,
+                    end,
+                    arrow,
+                } => {
+                    let batch_id = next_id.next().expect("one id per batch");
+                    samples += count as u64;
+                    b_ids.push(batch_id);
+                    b_ds.push(data_source_id);
+                    b_types.push(series_type);
+                    b_counts.push(count);
+                    b_start.push(ts(start));
+                    b_end.push(ts(end));
+                    b_data.push(arrow);
+                    DataEvent::SamplesRecorded {
+                        user_id,
+                        batch: SampleBatchRef {
+                            batch_id,
+                            data_source_id,
+                            series_type,
+                            count,
+                            start: ts(start),
+                            end: ts(end),
+                        },
+                    }
+                }
+            };
+            sequence += 1;
+            events.push(NewEvent {
+                aggregate_type: DataEvent::AGGREGATE_TYPE.into(),
+                aggregate_id: stream_id.to_string(),
+                sequence,
+                event_type: event.event_type().into(),
+                event_version: "1".into(),
+                payload: serde_json::to_value(&event).expect("data events serialize"),
+                metadata: metadata.clone(),
+                user_id: Some(user_id),
+            });
+        }
+        if !b_ids.is_empty() {
+            let users = vec![user_id; b_ids.len()];
+            tx.execute(
+                "INSERT INTO sample_batches (id, user_id, data_source_id, series_type, count, start_time, end_time, arrow) \
+                 SELECT * FROM unnest($1::int8[], $2::uuid[], $3::uuid[], $4::int2[], $5::int4[], $6::timestamptz[], $7::timestamptz[], $8::bytea[])",
+                &[&b_ids, &users, &b_ds, &b_types, &b_counts, &b_start, &b_end, &b_data],
+            )
+            .await?;
+        }
+        append(&tx, &events)
+            .await
+            .map_err(|e| PipelineError::Store(e.to_string()))?;
+        tx.commit().await?;
+    }
+    Ok(samples)
+}
+
+fn counts_of(c: &apple::Counts, sleep_sessions: u64) -> ImportCounts {
+    ImportCounts {
+        records: c.records,
+        samples: c.samples,
+        sleep_intervals: c.sleep_intervals,
+        sleep_sessions,
+        workouts: c.workouts,
+        activity_summaries: c.activity_summaries,
+        per_series: c
+            .per_series
+            .iter()
+            .map(|(id, n)| {
+                (
+                    wearhouse_domain::series::by_id(*id)
+                        .map(|s| s.code.to_string())
+                        .unwrap_or(id.to_string()),
+                    *n,
+                )
+            })
+            .collect(),
+        skipped: c
+            .skipped
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), *n))
+            .collect(),
+        unknown_types: c.unknown_types.clone(),
+    }
+}
+
+async fn exec<A: cqrs_es::Aggregate<Services = ()>>(
+    commands: &Commands,
+    id: Uuid,
+    cmd: A::Command,
+    actor: &Actor,
+    user: Uuid,
+) -> Result<(), PipelineError> {
+    commands
+        .execute::<A>(&id.to_string(), cmd, actor, Some(user), None)
+        .await
+        .map_err(|e| PipelineError::Store(e.to_string()))
+}
+
+/// Records that the bytes arrived: stores them raw and appends `RawPayloadReceived`.
+pub async fn receive(
+    pool: &Pool,
+    commands: &Commands,
+    req: &ImportRequest,
+) -> Result<String, PipelineError> {
+    let path = req.path.clone();
+    let sha256 = match &req.sha256 {
+        Some(s) => s.clone(),
+        None => tokio::task::spawn_blocking(move || raw::sha256_file(&path))
+            .await
+            .map_err(|e| PipelineError::Store(e.to_string()))?
+            .map_err(raw::RawError::Io)?,
+    };
+    let zip = std::fs::File::open(&req.path)
+        .and_then(|mut f| {
+            let mut magic = [0u8; 2];
+            std::io::Read::read_exact(&mut f, &mut magic).map(|_| magic == *b"PK")
+        })
+        .unwrap_or(false);
+    let meta = RawMeta {
+        provider: PROVIDER,
+        kind: "apple_health_export",
+        content_type: if zip {
+            "application/zip"
+        } else {
+            "application/xml"
+        },
+        user_id: Some(req.user_id),
+    };
+    let raw_ref = raw::store_file(pool, &req.path, &sha256, meta).await?;
+    let at = Utc::now();
+    let cmd = ImportCommand::Receive {
+        id: req.import_id,
+        user_id: req.user_id,
+        filename: req.filename.clone(),
+        raw: raw_ref,
+        at,
+    };
+    exec::<Import>(commands, req.import_id, cmd, &req.actor, req.user_id).await?;
+    Ok(sha256)
+}
+
+/// Runs a whole import: receive (unless already received), validate, parse and append, complete.
+/// A file that does not parse fails the import before any data is appended.
+pub async fn run(
+    pool: &Pool,
+    commands: &Commands,
+    req: ImportRequest,
+    progress: Arc<Progress>,
+) -> Result<Outcome, PipelineError> {
+    let (id, user, actor) = (req.import_id, req.user_id, req.actor.clone());
+    progress.total_bytes.store(
+        std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0),
+        Ordering::Relaxed,
+    );
+    let sha256 = receive(pool, commands, &req).await?;
+    let sync = SyncRunCommand::Start {
+        id,
+        user_id: user,
+        provider: PROVIDER.into(),
+        source: "apple_xml_import".into(),
+        at: Utc::now(),
+    };
+    exec::<SyncRun>(commands, id, sync, &actor, user).await?;
+    exec::<Import>(
+        commands,
+        id,
+        ImportCommand::Start { at: Utc::now() },
+        &actor,
+        user,
+    )
+    .await?;
+
+    let previous = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT id FROM imports WHERE user_id = $1 AND sha256 = $2 AND status = 'completed' AND id <> $3 ORDER BY created_at LIMIT 1",
+            &[&user, &sha256, &id],
+        )
+        .await?
+        .map(|r| r.get::<_, Uuid>(0));
+    let result = match previous {
+        Some(dup) => Ok((ImportCounts::default(), Some(dup))),
+        None => parse_and_append(pool, &req, progress)
+            .await
+            .map(|c| (c, None)),
+    };
+    match result {
+        Ok((counts, duplicate_of)) => {
+            let processed = counts.samples;
+            let done = ImportCommand::Complete {
+                counts: counts.clone(),
+                duplicate_of,
+                at: Utc::now(),
+            };
+            exec::<Import>(commands, id, done, &actor, user).await?;
+            exec::<SyncRun>(
+                commands,
+                id,
+                SyncRunCommand::Complete {
+                    processed,
+                    at: Utc::now(),
+                },
+                &actor,
+                user,
+            )
+            .await?;
+            Ok(Outcome::Completed {
+                counts,
+                duplicate_of,
+            })
+        }
+        Err(PipelineError::Parse(e)) => {
+            let error = e.to_string();
+            let failed = ImportCommand::Fail {
+                error: error.clone(),
+                position: e.position(),
+                at: Utc::now(),
+            };
+            exec::<Import>(commands, id, failed, &actor, user).await?;
+            exec::<SyncRun>(
+                commands,
+                id,
+                SyncRunCommand::Fail {
+                    error: error.clone(),
+                    at: Utc::now(),
+                },
+                &actor,
+                user,
+            )
+            .await?;
+            Ok(Outcome::Failed { error })
+        }
+        Err(other) => {
+            let error = other.to_string();
+            let _ = exec::<Import>(
+                commands,
+                id,
+                ImportCommand::Fail {
+                    error: error.clone(),
+                    position: None,
+                    at: Utc::now(),
+                },
+                &actor,
+                user,
+            )
+            .await;
+            let _ = exec::<SyncRun>(
+                commands,
+                id,
+                SyncRunCommand::Fail {
+                    error,
+                    at: Utc::now(),
+                },
+                &actor,
+                user,
+            )
+            .await;
+            Err(other)
+        }
+    }
+}
+
+async fn parse_and_append(
+    pool: &Pool,
+    req: &ImportRequest,
+    progress: Arc<Progress>,
+) -> Result<ImportCounts, PipelineError> {
+    // First pass: the whole file must parse, so a malformed export appends nothing. The parser
+    // reads well over 1 GB/s, so this costs little next to the writes.
+    let path = req.path.clone();
+    tokio::task::spawn_blocking(move || apple::parse(apple::open_export(&path)?, &mut NullSink))
+        .await
+        .map_err(|e| PipelineError::Store(e.to_string()))??;
+
+    let (tx, rx) = mpsc::channel(16);
+    let write = tokio::spawn(writer(
+        pool.clone(),
+        req.import_id,
+        req.user_id,
+        req.actor.clone(),
+        rx,
+    ));
+    let path = req.path.clone();
+    let user_id = req.user_id;
+    let parse = tokio::task::spawn_blocking(move || {
+        let mut sink = BatchSink {
+            user_id,
+            sources: Vec::new(),
+            buffers: HashMap::new(),
+            sleep: HashMap::new(),
+            workouts: Vec::new(),
+            summaries: Vec::new(),
+            out: tx,
+            progress: progress.clone(),
+        };
+        let input = apple::open_export_counted(&path, progress.bytes_read.clone())?;
+        let report = apple::parse(input, &mut sink)?;
+        let sessions = sink.finish().map_err(|source| apple::ImportError::Sink {
+            position: report.bytes,
+            source,
+        })?;
+        progress
+            .records
+            .store(report.counts.elements(), Ordering::Relaxed);
+        Ok::<_, apple::ImportError>((report, sessions))
+    });
+    let parsed = parse
+        .await
+        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    // The writer's error explains a sink failure better than the parser's "writer stopped".
+    let written = write
+        .await
+        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    written?;
+    let (report, sessions) = parsed?;
+    Ok(counts_of(&report.counts, sessions))
+}

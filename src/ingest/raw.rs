@@ -1,0 +1,166 @@
+//! Raw payload storage: every inbound byte is kept, zstd-compressed, content-addressed by
+//! SHA-256, before anything parses it. Large payloads are split into chunks so memory stays flat.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use deadpool_postgres::Pool;
+use sha2::{Digest, Sha256};
+use wearhouse_domain::import::RawPayloadRef;
+
+/// Uncompressed bytes per stored chunk.
+pub const CHUNK: usize = 8 << 20;
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error("reading the payload: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("raw payload {0} not found")]
+    NotFound(String),
+}
+
+/// What a payload is, for the `raw_payloads` row.
+pub struct RawMeta<'a> {
+    pub provider: &'a str,
+    pub kind: &'a str,
+    pub content_type: &'a str,
+    pub user_id: Option<uuid::Uuid>,
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Stores the file at `path` (whose SHA-256 is `sha256`) unless the same bytes are already
+/// stored. Chunks are compressed on a blocking thread while earlier ones are inserted.
+pub async fn store_file(
+    pool: &Pool,
+    path: &Path,
+    sha256: &str,
+    meta: RawMeta<'_>,
+) -> Result<RawPayloadRef, RawError> {
+    let client = pool.get().await?;
+    if let Some(row) = client
+        .query_opt(
+            "SELECT size, chunks, content_type FROM raw_payloads WHERE sha256 = $1",
+            &[&sha256],
+        )
+        .await?
+    {
+        return Ok(RawPayloadRef {
+            sha256: sha256.to_string(),
+            size: row.get(0),
+            chunks: row.get(1),
+            content_type: row.get(2),
+            provider: meta.provider.into(),
+            kind: meta.kind.into(),
+        });
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    let file_path = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut file = match std::fs::File::open(&file_path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                return;
+            }
+            let compressed = zstd::bulk::compress(&buf[..filled], ZSTD_LEVEL);
+            if tx.blocking_send(compressed).is_err() || filled < CHUNK {
+                return;
+            }
+        }
+    });
+    let mut chunks = 0i32;
+    while let Some(chunk) = rx.recv().await {
+        let data = chunk?;
+        client
+            .execute(
+                "INSERT INTO raw_payload_chunks (sha256, chunk, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&sha256, &chunks, &data],
+            )
+            .await?;
+        chunks += 1;
+    }
+    reader
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let size = std::fs::metadata(path)?.len() as i64;
+    client
+        .execute(
+            "INSERT INTO raw_payloads (sha256, size, chunks, content_type, provider, kind, user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
+            &[&sha256, &size, &chunks, &meta.content_type, &meta.provider, &meta.kind, &meta.user_id],
+        )
+        .await?;
+    Ok(RawPayloadRef {
+        sha256: sha256.to_string(),
+        size,
+        chunks,
+        content_type: meta.content_type.into(),
+        provider: meta.provider.into(),
+        kind: meta.kind.into(),
+    })
+}
+
+/// Writes the original bytes of payload `sha256` to `out`, one chunk at a time.
+pub async fn write_to(
+    pool: &Pool,
+    sha256: &str,
+    out: &mut (impl Write + Send),
+) -> Result<u64, RawError> {
+    let client = pool.get().await?;
+    let chunks: i32 = client
+        .query_opt(
+            "SELECT chunks FROM raw_payloads WHERE sha256 = $1",
+            &[&sha256],
+        )
+        .await?
+        .ok_or_else(|| RawError::NotFound(sha256.into()))?
+        .get(0);
+    let mut written = 0u64;
+    for i in 0..chunks {
+        let row = client
+            .query_one(
+                "SELECT data FROM raw_payload_chunks WHERE sha256 = $1 AND chunk = $2",
+                &[&sha256, &i],
+            )
+            .await?;
+        let data: Vec<u8> = row.get(0);
+        let plain = zstd::stream::decode_all(&data[..])?;
+        out.write_all(&plain)?;
+        written += plain.len() as u64;
+    }
+    Ok(written)
+}

@@ -1,0 +1,134 @@
+//! Turning sleep-analysis intervals into sessions: a source's intervals belong to one session
+//! while the gap between them is at most 120 minutes (the contract's rule).
+
+use chrono::{DateTime, Timelike, Utc};
+use uuid::Uuid;
+use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval};
+use wearhouse_domain::sleep::SleepStage;
+
+pub const SESSION_GAP_US: i64 = 120 * 60 * 1_000_000;
+/// A session shorter than this whose local midpoint falls in the day is a nap.
+const NAP_MAX_US: i64 = 3 * 3600 * 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    pub stage: SleepStage,
+    pub start: i64,
+    pub end: i64,
+    pub zone_offset_min: i16,
+}
+
+fn ts(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// Sessions of one data source, in time order. `intervals` may come in any order.
+pub fn build(data_source_id: Uuid, mut intervals: Vec<Interval>) -> Vec<SleepSessionRecord> {
+    intervals.sort_by_key(|i| (i.start, i.end));
+    let mut sessions = Vec::new();
+    let mut current: Vec<Interval> = Vec::new();
+    let mut current_end = i64::MIN;
+    for interval in intervals {
+        if !current.is_empty() && interval.start - current_end > SESSION_GAP_US {
+            sessions.push(session(data_source_id, std::mem::take(&mut current)));
+        }
+        current_end = if current.is_empty() {
+            interval.end
+        } else {
+            current_end.max(interval.end)
+        };
+        current.push(interval);
+    }
+    if !current.is_empty() {
+        sessions.push(session(data_source_id, current));
+    }
+    sessions
+}
+
+fn session(data_source_id: Uuid, intervals: Vec<Interval>) -> SleepSessionRecord {
+    let start = intervals.iter().map(|i| i.start).min().unwrap_or_default();
+    let end = intervals.iter().map(|i| i.end).max().unwrap_or_default();
+    let offset = intervals[0].zone_offset_min;
+    let asleep: i64 = intervals
+        .iter()
+        .filter(|i| i.stage.is_asleep())
+        .map(|i| i.end - i.start)
+        .sum();
+    let span = if asleep > 0 { asleep } else { end - start };
+    let local_mid = ts((start + end) / 2 + offset as i64 * 60_000_000);
+    let daytime = (9..21).contains(&local_mid.hour());
+    SleepSessionRecord {
+        id: record_id(&[&data_source_id.to_string(), "sleep", &start.to_string()]),
+        data_source_id,
+        start: ts(start),
+        end: ts(end),
+        zone_offset: Some(offset),
+        is_nap: daytime && span < NAP_MAX_US,
+        stages: intervals
+            .iter()
+            .map(|i| SleepStageInterval {
+                stage: i.stage.as_str().to_string(),
+                start: ts(i.start),
+                end: ts(i.end),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3600 * 1_000_000;
+    const M: i64 = 60 * 1_000_000;
+    // 2024-03-09T22:00:00Z
+    const NIGHT: i64 = 1_710_021_600 * 1_000_000;
+
+    fn iv(stage: SleepStage, start: i64, end: i64) -> Interval {
+        Interval {
+            stage,
+            start,
+            end,
+            zone_offset_min: 60,
+        }
+    }
+
+    #[test]
+    fn intervals_within_two_hours_form_one_session() {
+        let ds = Uuid::nil();
+        let s = build(
+            ds,
+            vec![
+                iv(SleepStage::Rem, NIGHT + 3 * H, NIGHT + 4 * H),
+                iv(SleepStage::Light, NIGHT, NIGHT + 2 * H),
+                // 110 minutes after the previous end: still the same night.
+                iv(SleepStage::Deep, NIGHT + 5 * H + 50 * M, NIGHT + 7 * H),
+                // 6 hours later: a new session (an afternoon nap, 13:00-14:00 local).
+                iv(SleepStage::Light, NIGHT + 14 * H, NIGHT + 15 * H),
+            ],
+        );
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].start, s[0].end), (ts(NIGHT), ts(NIGHT + 7 * H)));
+        assert_eq!(s[0].stages.len(), 3);
+        assert!(!s[0].is_nap);
+        assert!(s[1].is_nap);
+        assert_eq!(s[0].zone_offset, Some(60));
+        // Ids are stable across imports.
+        assert_eq!(
+            build(ds, vec![iv(SleepStage::Light, NIGHT, NIGHT + 2 * H)])[0].id,
+            s[0].id
+        );
+    }
+
+    #[test]
+    fn a_gap_just_over_two_hours_splits() {
+        let s = build(
+            Uuid::nil(),
+            vec![
+                iv(SleepStage::Light, NIGHT, NIGHT + H),
+                iv(SleepStage::Light, NIGHT + 3 * H + M, NIGHT + 4 * H),
+            ],
+        );
+        assert_eq!(s.len(), 2);
+    }
+}
