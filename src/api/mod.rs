@@ -3,8 +3,13 @@
 
 mod api_keys;
 mod auth;
+mod data_sources;
+pub mod envelope;
 mod error;
 mod meta;
+pub mod params;
+mod summaries;
+mod timeseries;
 mod users;
 
 use std::sync::Arc;
@@ -28,6 +33,8 @@ pub struct AppState {
     pub commands: Commands,
     pub jwt: Jwt,
     pub config: Arc<ServeConfig>,
+    /// Whether the database has TimescaleDB (picks `time_bucket` over `date_bin`).
+    pub timescaledb: bool,
 }
 
 impl AppState {
@@ -44,6 +51,9 @@ pub fn app(state: AppState) -> impl Endpoint {
             auth::AuthApi,
             users::UsersApi,
             api_keys::ApiKeysApi,
+            timeseries::TimeseriesApi,
+            data_sources::DataSourcesApi,
+            summaries::SummariesApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),

@@ -55,3 +55,4 @@ pub use records::{
     ActivitySummary, BiologicalSex, Counts, Me, NullSink, Sample, Sink, SinkError, SkipReason,
     SleepInterval, Workout, WorkoutEvent, WorkoutStats,
 };
+pub use types::series_types;

@@ -250,6 +250,14 @@ pub fn quantity_mappings() -> impl Iterator<Item = &'static QuantityMapping> {
     quantity_map().values()
 }
 
+/// Every series type the Apple importer can produce, by id (the coverage document lists these).
+pub fn series_types() -> Vec<&'static SeriesType> {
+    let mut out: Vec<&'static SeriesType> = quantity_mappings().map(|m| m.series).collect();
+    out.sort_by_key(|t| t.id);
+    out.dedup_by_key(|t| t.id);
+    out
+}
+
 /// Sleep-analysis category values: the symbolic names of current exports and the integers of old
 /// ones (0 in bed, 1 asleep, 2 awake, 3 core, 4 deep, 5 REM).
 pub fn sleep_stage(value: &[u8]) -> Option<SleepStage> {
@@ -349,6 +357,16 @@ pub fn workout_type(hk: &str) -> Option<WorkoutType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_types_are_the_table_ids_sorted_once_each() {
+        let ids: Vec<i16> = series_types().iter().map(|t| t.id).collect();
+        let mut expected: Vec<i16> = QUANTITY_TABLE.iter().map(|e| e.1).collect();
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(ids, expected);
+        assert!(ids.contains(&1) && ids.contains(&BP_SYSTOLIC) && ids.contains(&BP_DIASTOLIC));
+    }
 
     #[test]
     fn every_table_entry_resolves_and_is_unique() {
