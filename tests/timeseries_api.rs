@@ -111,14 +111,6 @@ impl Fixture {
         assert_eq!(status, 200, "{query}: {body}");
         body
     }
-
-    fn device(&self, id: Uuid) -> &'static str {
-        if id == self.watch {
-            "watch"
-        } else {
-            "phone"
-        }
-    }
 }
 
 fn items(page: &Value) -> &Vec<Value> {
