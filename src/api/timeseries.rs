@@ -14,6 +14,8 @@
 //!   `(user_id, series_type, time)`, each stopped at `limit + 1` rows, then merge; aggregated
 //!   pages group the rows of the range beyond the cursor.
 //! * An aggregated bucket's `is_daily_total` is true when any of its rows is a daily total.
+//! * `metadata.start_time`/`end_time` echo the request in UTC (the end as given, before the
+//!   end-of-day extension); `sample_count` is the number of items in this page.
 
 use std::collections::HashMap;
 
