@@ -1,28 +1,221 @@
 //! `/meta/coverage`: built from what the code actually maps. Nothing is claimed for a provider
-//! or importer until its mapper exists; each one registers its coverage here.
+//! or importer until its mapper exists; each one registers its coverage in [`mappers`].
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
+use wearhouse_domain::series::SeriesType;
 
-/// (provider, series codes it maps) for every mapper compiled into this build.
-fn mapped() -> Vec<(&'static str, Vec<&'static str>)> {
-    Vec::new()
+/// What one provider's mapper delivers.
+struct Mapper {
+    provider: &'static str,
+    series: Vec<&'static SeriesType>,
+    workout_fields: &'static [&'static str],
+    sleep_fields: &'static [&'static str],
+}
+
+/// Workout item fields the `workouts` read model can fill (columns plus its `stats`).
+const WORKOUT_FIELDS: &[&str] = &[
+    "type",
+    "start_time",
+    "end_time",
+    "zone_offset",
+    "duration_seconds",
+    "calories_kcal",
+    "distance_meters",
+    "avg_heart_rate_bpm",
+    "max_heart_rate_bpm",
+    "elevation_gain_meters",
+];
+
+/// Sleep item fields the `sleep_sessions` read model can fill.
+const SLEEP_FIELDS: &[&str] = &[
+    "start_time",
+    "end_time",
+    "zone_offset",
+    "duration_seconds",
+    "sleep_duration_seconds",
+    "efficiency_percent",
+    "stages",
+    "sleep_stage_intervals",
+    "is_nap",
+];
+
+/// Every mapper compiled into this build.
+fn mappers() -> Vec<Mapper> {
+    vec![Mapper {
+        provider: "apple",
+        series: crate::ingest::apple::series_types(),
+        workout_fields: WORKOUT_FIELDS,
+        sleep_fields: SLEEP_FIELDS,
+    }]
+}
+
+/// Catalog category → the contract's coverage category, in the contract's order.
+const CATEGORIES: &[(&str, &str)] = &[
+    ("Heart & Cardiovascular", "Heart & Cardiovascular"),
+    ("Blood & Respiratory", "Blood & Respiratory"),
+    ("Body Composition", "Body Composition"),
+    ("Fitness", "Fitness Metrics"),
+    ("Activity", "Activity - Basic"),
+    ("Distance", "Activity - Distance"),
+    ("Walking", "Activity - Walking"),
+    ("Running", "Activity - Running"),
+    ("Swimming", "Activity - Swimming"),
+    ("Generic", "Activity - Generic"),
+    ("Environmental", "Environmental"),
+    ("Provider-Specific", "Provider-Specific"),
+    ("Other", "Other"),
+];
+
+fn fields(mappers: &[Mapper], pick: impl Fn(&Mapper) -> &[&'static str]) -> Value {
+    // Field order follows the first mapper that lists a field, so it reads like the item.
+    let mut order: Vec<&str> = Vec::new();
+    for m in mappers {
+        for f in pick(m) {
+            if !order.contains(f) {
+                order.push(f);
+            }
+        }
+    }
+    Value::Array(
+        order
+            .into_iter()
+            .map(|f| {
+                let providers: BTreeSet<&str> = mappers
+                    .iter()
+                    .filter(|m| pick(m).contains(&f))
+                    .map(|m| m.provider)
+                    .collect();
+                json!({ "code": f, "providers": providers })
+            })
+            .collect(),
+    )
+}
+
+fn build(mappers: &[Mapper]) -> Value {
+    let providers: BTreeSet<&str> = mappers.iter().map(|m| m.provider).collect();
+    let timeseries: Vec<Value> = CATEGORIES
+        .iter()
+        .filter_map(|&(catalog, name)| {
+            let mut types: Vec<&SeriesType> = mappers
+                .iter()
+                .flat_map(|m| m.series.iter().copied())
+                .filter(|t| t.category == catalog)
+                .collect();
+            types.sort_by_key(|t| t.id);
+            types.dedup_by_key(|t| t.id);
+            if types.is_empty() {
+                return None;
+            }
+            let metrics: Vec<Value> = types
+                .iter()
+                .map(|t| {
+                    let providers: BTreeSet<&str> = mappers
+                        .iter()
+                        .filter(|m| m.series.iter().any(|s| s.id == t.id))
+                        .map(|m| m.provider)
+                        .collect();
+                    json!({ "code": t.code, "unit": t.unit, "providers": providers })
+                })
+                .collect();
+            Some(json!({ "name": name, "metrics": metrics }))
+        })
+        .collect();
+    json!({
+        "providers": providers,
+        "timeseries": timeseries,
+        "workout_fields": fields(mappers, |m| m.workout_fields),
+        "sleep_fields": fields(mappers, |m| m.sleep_fields),
+        "menstrual_cycle_fields": [],
+        "health_scores": [],
+    })
 }
 
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let mapped = mapped();
-        let mut providers: Vec<&str> = mapped.iter().map(|(p, _)| *p).collect();
-        providers.sort();
-        json!({
-            "providers": providers,
-            "timeseries": [],
-            "workout_fields": [],
-            "sleep_fields": [],
-            "menstrual_cycle_fields": [],
-            "health_scores": [],
-        })
-    })
+    DOC.get_or_init(|| build(&mappers()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wearhouse_domain::series::{by_id, SERIES_TYPES};
+
+    #[test]
+    fn every_catalog_category_has_a_contract_name() {
+        for t in &SERIES_TYPES {
+            assert!(
+                CATEGORIES.iter().any(|(c, _)| *c == t.category),
+                "{} has category {}",
+                t.code,
+                t.category
+            );
+        }
+    }
+
+    #[test]
+    fn document_lists_exactly_what_the_apple_importer_maps_in_contract_order() {
+        let doc = document();
+        assert_eq!(doc["providers"], json!(["apple"]));
+        let listed: Vec<&str> = doc["timeseries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["metrics"].as_array().unwrap())
+            .map(|m| m["code"].as_str().unwrap())
+            .collect();
+        let mapped: BTreeSet<&str> = crate::ingest::apple::series_types()
+            .iter()
+            .map(|t| t.code)
+            .collect();
+        assert_eq!(listed.len(), mapped.len());
+        assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), mapped);
+        assert!(listed.contains(&"active_energy") && !listed.contains(&"energy"));
+        // Categories appear in the contract's order.
+        let names: Vec<&str> = doc["timeseries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        let positions: Vec<usize> = names
+            .iter()
+            .map(|n| CATEGORIES.iter().position(|(_, c)| c == n).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+        assert_eq!(names[0], "Heart & Cardiovascular");
+        let hr = &doc["timeseries"][0]["metrics"][0];
+        assert_eq!(
+            hr,
+            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple"]})
+        );
+        assert_eq!(
+            doc["workout_fields"][0],
+            json!({"code": "type", "providers": ["apple"]})
+        );
+        assert!(doc["sleep_fields"].as_array().unwrap().len() == SLEEP_FIELDS.len());
+    }
+
+    #[test]
+    fn providers_merge_per_metric() {
+        let one = |p, ids: &[i16]| Mapper {
+            provider: p,
+            series: ids.iter().map(|&i| by_id(i).unwrap()).collect(),
+            workout_fields: &["type"],
+            sleep_fields: &[],
+        };
+        let doc = build(&[one("oura", &[1, 80]), one("apple", &[1])]);
+        assert_eq!(doc["providers"], json!(["apple", "oura"]));
+        assert_eq!(
+            doc["timeseries"][0]["metrics"][0]["providers"],
+            json!(["apple", "oura"])
+        );
+        assert_eq!(doc["timeseries"][1]["name"], "Activity - Basic");
+        assert_eq!(
+            doc["workout_fields"],
+            json!([{"code": "type", "providers": ["apple", "oura"]}])
+        );
+    }
 }

@@ -55,6 +55,24 @@ enum Command {
     /// Generate synthetic test data
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Stored raw payloads (every inbound byte, as received)
+    #[command(subcommand)]
+    Raw(RawCommand),
+}
+
+#[derive(Subcommand)]
+enum RawCommand {
+    /// List stored payloads, newest first
+    List {
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+    },
+    /// Write a payload's original bytes to a file (or stdout)
+    Export {
+        sha256: String,
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,6 +251,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,
         Command::Import(ImportCommand::AppleHealth { file, user }) => {
             import_cli::import_apple(&db, &file, user).await
+        }
+        Command::Raw(cmd) => {
+            let url = db::resolve_url(&db)?;
+            let (pool, _) = db::pool(&url, 2)?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
+            match cmd {
+                RawCommand::List { user } => {
+                    let rows = pool
+                        .get()
+                        .await?
+                        .query(
+                            "SELECT sha256, provider, kind, content_type, size, user_id::text, received_at::text FROM raw_payloads \
+                             WHERE $1::uuid IS NULL OR user_id = $1 ORDER BY received_at DESC",
+                            &[&user],
+                        )
+                        .await?;
+                    for r in rows {
+                        let user: Option<String> = r.get(5);
+                        println!(
+                            "{} {} {} {} {} user={} received={}",
+                            r.get::<_, String>(0),
+                            r.get::<_, String>(1),
+                            r.get::<_, String>(2),
+                            r.get::<_, String>(3),
+                            r.get::<_, i64>(4),
+                            user.unwrap_or_default(),
+                            r.get::<_, String>(6)
+                        );
+                    }
+                }
+                RawCommand::Export { sha256, output } => match output {
+                    Some(path) => {
+                        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                        let n = ingest::raw::write_to(&pool, &sha256, &mut file).await?;
+                        eprintln!("{n} bytes written to {}", path.display());
+                    }
+                    None => {
+                        ingest::raw::write_to(&pool, &sha256, &mut std::io::stdout()).await?;
+                    }
+                },
+            }
+            Ok(())
         }
         Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
             let counts = import_cli::generate(size, seed, &output)?;

@@ -26,11 +26,8 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
     let url = crate::db::resolve_url(db)?;
     let (pool, pg_config) = crate::db::pool(&url, db.pool_size)?;
     let applied = crate::db::migrate(&pool, db.timescaledb != "off").await?;
-    info!(
-        applied,
-        timescaledb = crate::db::has_timescaledb(&pool).await?,
-        "database ready"
-    );
+    let timescaledb = crate::db::has_timescaledb(&pool).await?;
+    info!(applied, timescaledb, "database ready");
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (runner, runner_task) = if cfg.projections {
         let runner = Runner::new(pool.clone(), wearhouse_projections::all());
@@ -58,6 +55,7 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
             .into_bytes(),
         imports,
         config: Arc::new(cfg),
+        timescaledb,
     };
     Ok(Platform {
         state,

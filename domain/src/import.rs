@@ -24,6 +24,9 @@ pub struct RawPayloadRef {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImportCounts {
     pub records: u64,
+    /// Distinct writers (apps and devices) found.
+    #[serde(default)]
+    pub sources: u64,
     pub samples: u64,
     pub sleep_intervals: u64,
     pub sleep_sessions: u64,

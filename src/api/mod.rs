@@ -3,9 +3,14 @@
 
 mod api_keys;
 mod auth;
+mod data_sources;
+pub mod envelope;
 mod error;
 mod imports;
 mod meta;
+pub mod params;
+mod summaries;
+mod timeseries;
 mod users;
 
 use std::sync::Arc;
@@ -33,6 +38,8 @@ pub struct AppState {
     pub imports: ImportQueue,
     /// HMAC key of signed upload URLs.
     pub upload_secret: Vec<u8>,
+    /// Whether the database has TimescaleDB (picks `time_bucket` over `date_bin`).
+    pub timescaledb: bool,
 }
 
 impl AppState {
@@ -50,6 +57,9 @@ pub fn app(state: AppState) -> impl Endpoint {
             users::UsersApi,
             api_keys::ApiKeysApi,
             imports::ImportsApi,
+            timeseries::TimeseriesApi,
+            data_sources::DataSourcesApi,
+            summaries::SummariesApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),

@@ -456,9 +456,11 @@ async fn writer(
     Ok(samples)
 }
 
-fn counts_of(c: &apple::Counts, sleep_sessions: u64) -> ImportCounts {
+fn counts_of(report: &apple::Report, sleep_sessions: u64) -> ImportCounts {
+    let c = &report.counts;
     ImportCounts {
         records: c.records,
+        sources: report.sources.len() as u64,
         samples: c.samples,
         sleep_intervals: c.sleep_intervals,
         sleep_sessions,
@@ -716,5 +718,5 @@ async fn parse_and_append(
         .map_err(|e| PipelineError::Store(e.to_string()))?;
     written?;
     let (report, sessions) = parsed?;
-    Ok(counts_of(&report.counts, sessions))
+    Ok(counts_of(&report, sessions))
 }

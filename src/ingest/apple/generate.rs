@@ -82,6 +82,7 @@ const HEALTH: Src = Src {
 };
 
 /// Number of distinct sources a generated export holds.
+#[cfg(test)]
 pub const GENERATED_SOURCES: usize = 8;
 
 const MIN: i64 = 60_000_000;

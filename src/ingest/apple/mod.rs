@@ -50,8 +50,9 @@ mod units;
 pub use device::Source;
 pub use generate::generate;
 pub use input::{open_export, open_export_counted};
-pub use parse::{parse, ImportError};
+pub use parse::{parse, ImportError, Report};
 pub use records::{
     ActivitySummary, BiologicalSex, Counts, Me, NullSink, Sample, Sink, SinkError, SleepInterval,
     Workout,
 };
+pub use types::series_types;

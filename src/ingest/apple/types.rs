@@ -22,7 +22,6 @@ pub const BP_DIASTOLIC: i16 = 23;
 /// How one HealthKit quantity type becomes samples of a series type.
 #[derive(Debug)]
 pub struct QuantityMapping {
-    pub hk_type: &'static str,
     pub series: &'static SeriesType,
     pub conv: Conv,
     /// Values outside [min, max] (canonical unit) are implausible and skipped.
@@ -228,7 +227,6 @@ fn quantity_map() -> &'static HashMap<&'static [u8], QuantityMapping> {
                 let hk_type: &'static str = Box::leak(format!("{QUANTITY_PREFIX}{suffix}").into());
                 let series = series::by_id(id).expect("quantity table names a catalog id");
                 let m = QuantityMapping {
-                    hk_type,
                     series,
                     conv,
                     min,
@@ -248,6 +246,14 @@ pub fn quantity(hk_type: &[u8]) -> Option<&'static QuantityMapping> {
 /// All mapped HealthKit quantity identifiers (for tests and the generator).
 pub fn quantity_mappings() -> impl Iterator<Item = &'static QuantityMapping> {
     quantity_map().values()
+}
+
+/// Every series type the Apple importer can produce, by id (the coverage document lists these).
+pub fn series_types() -> Vec<&'static SeriesType> {
+    let mut out: Vec<&'static SeriesType> = quantity_mappings().map(|m| m.series).collect();
+    out.sort_by_key(|t| t.id);
+    out.dedup_by_key(|t| t.id);
+    out
 }
 
 /// Sleep-analysis category values: the symbolic names of current exports and the integers of old
@@ -349,6 +355,16 @@ pub fn workout_type(hk: &str) -> Option<WorkoutType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_types_are_the_table_ids_sorted_once_each() {
+        let ids: Vec<i16> = series_types().iter().map(|t| t.id).collect();
+        let mut expected: Vec<i16> = QUANTITY_TABLE.iter().map(|e| e.1).collect();
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(ids, expected);
+        assert!(ids.contains(&1) && ids.contains(&BP_SYSTOLIC) && ids.contains(&BP_DIASTOLIC));
+    }
 
     #[test]
     fn every_table_entry_resolves_and_is_unique() {

@@ -1,0 +1,181 @@
+//! `/api/v1/users/{user_id}/data-sources`, and the `source` block every data item carries.
+
+use std::collections::HashMap;
+
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi, Tags};
+use uuid::Uuid;
+
+use super::{users, ApiError, AppState};
+use crate::auth::AnyCredential;
+
+#[derive(Tags)]
+enum Tag {
+    /// Devices and apps that recorded a user's data
+    DataSources,
+}
+
+/// Who recorded an item: provider, writing app, device.
+#[derive(Object, Debug, Clone, PartialEq)]
+pub struct SourceMetadata {
+    pub provider: String,
+    pub source: Option<String>,
+    pub device: Option<String>,
+    pub device_type: Option<String>,
+    pub device_name: Option<String>,
+}
+
+/// The `source` blocks of the given data sources, for joining onto a page of items.
+pub async fn source_metadata(
+    client: &deadpool_postgres::Object,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, SourceMetadata>, ApiError> {
+    let rows = client
+        .query(
+            "SELECT id, provider, source, device_model, device_type, device_name \
+             FROM data_sources WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let model: Option<String> = r.get(3);
+            let name: Option<String> = r.get(5);
+            (
+                r.get(0),
+                SourceMetadata {
+                    provider: r.get(1),
+                    source: r.get(2),
+                    // Without a resolved marketing name the model is the best name we have.
+                    device_name: name.or_else(|| model.clone()),
+                    device: model,
+                    device_type: r.get(4),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Metadata for a sample whose data source row is missing (it should not happen; the import
+/// writes the source before its samples). Keeps the item instead of failing the page.
+pub fn unknown_source() -> SourceMetadata {
+    SourceMetadata {
+        provider: "unknown".into(),
+        source: None,
+        device: None,
+        device_type: None,
+        device_name: None,
+    }
+}
+
+#[derive(Object, Debug)]
+pub struct DataSourceRead {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub provider: String,
+    pub user_connection_id: Option<Uuid>,
+    pub device_model: Option<String>,
+    pub software_version: Option<String>,
+    pub source: Option<String>,
+    pub device_type: Option<String>,
+    pub original_source_name: Option<String>,
+    pub display_name: String,
+}
+
+#[derive(Object, Debug)]
+pub struct DataSourceList {
+    pub items: Vec<DataSourceRead>,
+    pub total: i64,
+}
+
+/// The contract's display name: capitalized provider, then the device model or, failing that,
+/// the original source name.
+pub fn display_name(provider: &str, device_model: Option<&str>, original: Option<&str>) -> String {
+    let mut chars = provider.chars();
+    let mut name: String = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if let Some(detail) = device_model.or(original).filter(|s| !s.is_empty()) {
+        name.push(' ');
+        name.push_str(detail);
+    }
+    name
+}
+
+pub struct DataSourcesApi;
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl DataSourcesApi {
+    /// List a user's data sources
+    #[oai(
+        path = "/users/:user_id/data-sources",
+        method = "get",
+        tag = "Tag::DataSources"
+    )]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<DataSourceList>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let rows = state
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT id, user_id, provider, user_connection_id, device_model, software_version, \
+                        source, device_type, original_source_name \
+                 FROM data_sources WHERE user_id = $1 ORDER BY created_at, id",
+                &[&user_id.0],
+            )
+            .await?;
+        let items: Vec<DataSourceRead> = rows
+            .iter()
+            .map(|r| {
+                let provider: String = r.get(2);
+                let model: Option<String> = r.get(4);
+                let original: Option<String> = r.get(8);
+                DataSourceRead {
+                    id: r.get(0),
+                    user_id: r.get(1),
+                    display_name: display_name(&provider, model.as_deref(), original.as_deref()),
+                    provider,
+                    user_connection_id: r.get(3),
+                    device_model: model,
+                    software_version: r.get(5),
+                    source: r.get(6),
+                    device_type: r.get(7),
+                    original_source_name: original,
+                }
+            })
+            .collect();
+        Ok(Json(DataSourceList {
+            total: items.len() as i64,
+            items,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+
+    #[test]
+    fn display_name_prefers_model_then_source_name() {
+        assert_eq!(
+            display_name("apple", Some("Watch6,1"), Some("Ada's Watch")),
+            "Apple Watch6,1"
+        );
+        assert_eq!(
+            display_name("apple", None, Some("Ada's Watch")),
+            "Apple Ada's Watch"
+        );
+        assert_eq!(display_name("garmin", None, None), "Garmin");
+        assert_eq!(display_name("oura", Some(""), None), "Oura");
+    }
+}
