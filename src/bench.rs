@@ -182,7 +182,7 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
             _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
-    while !caught_up(&state.pool).await? {
+    while !wearhouse_projections::caught_up(&state.pool.get().await?).await? {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -194,30 +194,4 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
         records
     );
     Ok(())
-}
-
-/// Whether every projection has applied every entry it reads.
-async fn caught_up(pool: &deadpool_postgres::Pool) -> anyhow::Result<bool> {
-    let client = pool.get().await?;
-    for p in wearhouse_projections::all() {
-        let row = client
-            .query_opt(
-                "SELECT tx, position FROM checkpoints WHERE name = $1",
-                &[&p.name()],
-            )
-            .await?;
-        let cursor = row
-            .map(|r| wearhouse_projections::Cursor {
-                tx: r.get(0),
-                position: r.get(1),
-            })
-            .unwrap_or_default();
-        if !wearhouse_projections::log::read_after_of_types(&client, cursor, 1, p.event_types())
-            .await?
-            .is_empty()
-        {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

@@ -34,6 +34,25 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     ]
 }
 
+/// Whether every read model has applied the log up to its newest entry.
+pub async fn caught_up(
+    client: &impl deadpool_postgres::GenericClient,
+) -> Result<bool, tokio_postgres::Error> {
+    let Some(head) = log::head(client).await? else {
+        return Ok(true);
+    };
+    let names: Vec<&str> = all().iter().map(|p| p.name()).collect();
+    let behind: i64 = client
+        .query_one(
+            "SELECT count(*) FROM unnest($1::text[]) AS n(name) LEFT JOIN checkpoints c USING (name) \
+             WHERE c.name IS NULL OR (c.tx, c.position) < ($2, $3)",
+            &[&names, &head.tx, &head.position],
+        )
+        .await?
+        .get(0);
+    Ok(behind == 0)
+}
+
 /// Decodes an entry's payload into the aggregate's event type.
 pub(crate) fn decode<E: serde::de::DeserializeOwned>(
     entry: &LogEntry,

@@ -88,27 +88,73 @@ pub async fn read_after(
     Ok(rows.iter().map(entry).collect())
 }
 
-/// Like [`read_after`], but only entries whose event type is in `types`: a read model that
-/// needs few kinds of entries skips the rest without a round trip per batch.
-pub async fn read_after_of_types(
+/// The transaction horizon: every transaction older than this has ended, so the log below it is
+/// final. It only moves forward.
+pub async fn horizon(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// Up to `limit` entries after `after` and below `horizon`, in log order, of the given event
+/// types (all when `types` is empty).
+pub async fn read_below(
     client: &impl GenericClient,
     after: Cursor,
+    horizon: i64,
     limit: i64,
     types: &[&str],
 ) -> Result<Vec<LogEntry>, tokio_postgres::Error> {
-    if types.is_empty() {
-        return read_after(client, after, limit).await;
-    }
+    let types: Vec<&str> = types.to_vec();
     let sql = format!(
         "{SELECT} WHERE (tx, position) > ($1::bigint::text::xid8, $2) \
-         AND tx < pg_snapshot_xmin(pg_current_snapshot()) AND event_type = ANY($4) \
-         ORDER BY tx, position LIMIT $3"
+         AND tx < $3::bigint::text::xid8 AND (cardinality($5::text[]) = 0 OR event_type = ANY($5)) \
+         ORDER BY tx, position LIMIT $4"
     );
-    let types: Vec<&str> = types.to_vec();
     let rows = client
-        .query(&sql, &[&after.tx, &after.position, &limit, &types])
+        .query(
+            &sql,
+            &[&after.tx, &after.position, &horizon, &limit, &types],
+        )
         .await?;
     Ok(rows.iter().map(entry).collect())
+}
+
+/// The last entry below `horizon`: where a reader that has seen everything it needs below the
+/// horizon can move its checkpoint to.
+pub async fn last_below(
+    client: &impl GenericClient,
+    horizon: i64,
+) -> Result<Option<Cursor>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT tx::text::bigint, position FROM events WHERE tx < $1::bigint::text::xid8 \
+             ORDER BY tx DESC, position DESC LIMIT 1",
+            &[&horizon],
+        )
+        .await?;
+    Ok(row.map(|r| Cursor {
+        tx: r.get(0),
+        position: r.get(1),
+    }))
+}
+
+/// The newest committed entry's cursor.
+pub async fn head(client: &impl GenericClient) -> Result<Option<Cursor>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT tx::text::bigint, position FROM events ORDER BY tx DESC, position DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| Cursor {
+        tx: r.get(0),
+        position: r.get(1),
+    }))
 }
 
 /// The cursor of the entry at `position`, to resume "after position P" (for example from a

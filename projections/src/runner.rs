@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, warn};
 
-use crate::log::{read_after_of_types, Cursor, LogEntry};
+use crate::log::{horizon, last_below, read_below, Cursor, LogEntry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -110,15 +110,26 @@ impl Runner {
             tx: row.get(0),
             position: row.get(1),
         };
-        let entries =
-            read_after_of_types(&tx, from, projection.batch_size(), projection.event_types())
-                .await?;
-        let Some(last) = entries.last().map(|e| e.cursor) else {
+        // One horizon for the whole step: everything below it is final, so when fewer entries
+        // than asked for come back, none of the kinds this model reads remain below it and the
+        // checkpoint can move up to the horizon (so lag reads true for filtered models too).
+        let horizon = horizon(&tx).await?;
+        let limit = projection.batch_size();
+        let entries = read_below(&tx, from, horizon, limit, projection.event_types()).await?;
+        let mut last = entries.last().map(|e| e.cursor);
+        if (entries.len() as i64) < limit {
+            if let Some(end) = last_below(&tx, horizon).await? {
+                last = Some(last.map_or(end, |l| l.max(end)));
+            }
+        }
+        let Some(last) = last.filter(|l| *l > from) else {
             tx.rollback().await?;
             self.publish(name, from);
             return Ok(0);
         };
-        projection.apply(&tx, &entries).await?;
+        if !entries.is_empty() {
+            projection.apply(&tx, &entries).await?;
+        }
         tx.execute(
             "UPDATE checkpoints SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
             &[&name, &last.tx, &last.position],
@@ -132,7 +143,8 @@ impl Runner {
             "applied"
         );
         self.publish(name, last);
-        Ok(entries.len())
+        // Moving past entries of other kinds is progress too, so `catch_up` keeps going.
+        Ok(entries.len().max(1))
     }
 
     fn publish(&self, name: &str, cursor: Cursor) {

@@ -337,7 +337,7 @@ impl ImportsApi {
             .get()
             .await?
             .query_opt(
-                "SELECT 1 FROM events WHERE aggregate_type = 'Import' AND aggregate_id = $1",
+                "SELECT 1 FROM events WHERE aggregate_type = 'Import' AND aggregate_id = $1 LIMIT 1",
                 &[&grant.import.to_string()],
             )
             .await?

@@ -494,8 +494,11 @@ async fn exec<A: cqrs_es::Aggregate<Services = ()>>(
     actor: &Actor,
     user: Uuid,
 ) -> Result<(), PipelineError> {
+    // Import status is read from its read model: wait for it, so a finished import never looks
+    // unknown to a client polling it.
+    let read_model = (A::TYPE == "Import").then_some("imports");
     commands
-        .execute::<A>(&id.to_string(), cmd, actor, Some(user), None)
+        .execute::<A>(&id.to_string(), cmd, actor, Some(user), read_model)
         .await
         .map_err(|e| PipelineError::Store(e.to_string()))
 }

@@ -153,6 +153,9 @@ impl Commands {
             let cursor = last_cursor_of(&client, A::TYPE, id)
                 .await
                 .map_err(|e| CommandError::Store(e.to_string()))?;
+            // Give the connection back before waiting: the projection runner may need it.
+            drop(client);
+            tracing::debug!(read_model = name, ?cursor, "waiting for read model");
             if let Some(cursor) = cursor {
                 if !runner.wait_for(name, cursor, Duration::from_secs(10)).await {
                     tracing::warn!(read_model = name, "read model did not catch up within 10 s");

@@ -131,7 +131,10 @@ impl Server {
             .env("WEARHOUSE_SECRET_KEY", SECRET)
             .env("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("WEARHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("WEARHOUSE_LOG", "warn")
+            .env(
+                "WEARHOUSE_LOG",
+                std::env::var("WEARHOUSE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -251,4 +254,89 @@ pub fn pool(url: &str) -> deadpool_postgres::Pool {
         .max_size(8)
         .build()
         .unwrap()
+}
+
+pub const KEY_HEADER: &str = "X-Open-Wearables-API-Key";
+
+/// Creates a user through the API and returns its id.
+pub async fn create_user(s: &Server, key: &str) -> String {
+    let (status, user) = call(
+        s.req(Method::POST, "/api/v1/users")
+            .header(KEY_HEADER, key)
+            .json(&serde_json::json!({"first_name": "Ada"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    user["id"].as_str().unwrap().to_string()
+}
+
+/// Uploads `bytes` as an export through `…/import/apple/xml/direct`; returns (status, body).
+pub async fn upload_export(
+    s: &Server,
+    key: &str,
+    user: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
+    call(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/users/{user}/import/apple/xml/direct"),
+        )
+        .header(KEY_HEADER, key)
+        .multipart(reqwest::multipart::Form::new().part("file", part)),
+    )
+    .await
+}
+
+/// Polls an import until it completes or fails, and returns its final status document.
+pub async fn wait_import(s: &Server, key: &str, user: &str, task: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = call(
+            s.req(Method::GET, &format!("/api/v1/users/{user}/imports/{task}"))
+                .header(KEY_HEADER, key),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if matches!(body["status"].as_str(), Some("completed" | "failed")) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "import {task} did not finish: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Uploads an export and waits for its import to end; returns the final status document.
+pub async fn import_export(s: &Server, key: &str, user: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let (status, accepted) = upload_export(s, key, user, name, bytes).await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["status"], "processing");
+    wait_import(s, key, user, accepted["task_id"].as_str().unwrap()).await
+}
+
+/// Waits until no import is running and every projection has applied the whole log.
+pub async fn settle(db: &TestDb) {
+    let pool = pool(&db.url);
+    let client = pool.get().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running: i64 = client
+            .query_one(
+                "SELECT count(*) FROM imports WHERE status IN ('received', 'processing')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if running == 0 && wearhouse_projections::caught_up(&client).await.unwrap() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "projections did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
