@@ -140,6 +140,9 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
     tokio::spawn(platform.serve());
     let http = reqwest::Client::new();
     let base = format!("http://{bind}/api/v1");
+    while http.get(format!("http://{bind}/")).send().await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let user: serde_json::Value = http
         .post(format!("{base}/users"))
         .header("X-Open-Wearables-API-Key", &key)
@@ -182,10 +185,12 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
             _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
+    let imported = started.elapsed().as_secs_f64();
     while !wearhouse_projections::caught_up(&state.pool.get().await?).await? {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("upload+import {imported:.2}s, projections caught up at {elapsed:.2}s");
     println!(
         "end_to_end_records_per_s={:.0} parse_records_per_s={:.0} peak_rss_mb={} records={}",
         records as f64 / elapsed,

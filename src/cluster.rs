@@ -29,12 +29,12 @@ pub struct Cluster {
     pub port: u16,
 }
 
+/// initdb and postgres refuse to run as root, so as root they run as `postgres` via `runuser`.
+/// `/proc/self` is owned by the process's effective user.
 fn as_root() -> bool {
-    // SAFETY-free check: root's uid is 0; initdb refuses to run as root, so we use `runuser`.
-    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
-        || std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 pub fn timescaledb_installed() -> bool {

@@ -296,13 +296,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
             let counts = import_cli::generate(size, seed, &output)?;
-            println!(
-                "{}: {} records, {} workouts, {} activity summaries",
-                output.display(),
-                counts.records,
-                counts.workouts,
-                counts.activity_summaries
-            );
+            // What importing the file must find, for scripts and tests to check against.
+            let per_series: std::collections::BTreeMap<&str, u64> = counts
+                .per_series
+                .iter()
+                .map(|(id, n)| {
+                    (
+                        wearhouse_domain::series::by_id(*id).map_or("unknown", |s| s.code),
+                        *n,
+                    )
+                })
+                .collect();
+            let expected = serde_json::json!({
+                "file": output.display().to_string(),
+                "records": counts.records,
+                "samples": counts.samples,
+                "workouts": counts.workouts,
+                "sleep_intervals": counts.sleep_intervals,
+                "activity_summaries": counts.activity_summaries,
+                "per_series": per_series,
+                "unknown_types": counts.unknown_types,
+            });
+            println!("{expected}");
             Ok(())
         }
     }

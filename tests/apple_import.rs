@@ -21,7 +21,8 @@ async fn timeseries(s: &Server, key: &str, user: &str, query: &str) -> Vec<Value
     body["data"].as_array().unwrap().clone()
 }
 
-fn generated(size: &str, seed: u64) -> Vec<u8> {
+/// A generated export and what importing it must find.
+fn generated(size: &str, seed: u64) -> (Vec<u8>, Value) {
     let path = std::env::temp_dir().join(format!(
         "wearhouse-gen-{size}-{seed}-{}.xml",
         std::process::id()
@@ -46,7 +47,7 @@ fn generated(size: &str, seed: u64) -> Vec<u8> {
     );
     let bytes = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
-    bytes
+    (bytes, serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn zip(name: &str, data: &[u8]) -> Vec<u8> {
@@ -190,10 +191,31 @@ async fn reimports_and_overlapping_exports_create_no_duplicates() {
     let s = Server::start().await;
     let key = s.api_key().await;
     let user = create_user(&s, &key).await;
-    let data = generated("2MB", 7);
+    let (data, expected) = generated("2MB", 7);
     let first = import_export(&s, &key, &user, "export.xml", data.clone()).await;
     assert_eq!(first["status"], "completed", "{first}");
+    // Per-type counts match what the file holds.
+    assert_eq!(first["counts"]["per_series"], expected["per_series"]);
+    assert_eq!(first["counts"]["unknown_types"], expected["unknown_types"]);
+    assert_eq!(first["counts"]["workouts"], expected["workouts"]);
+    assert_eq!(
+        first["counts"]["activity_summaries"],
+        expected["activity_summaries"]
+    );
     settle(&s.db).await;
+    let (status, summary) = call(
+        s.req(Method::GET, &format!("/api/v1/users/{user}/summaries/data"))
+            .header(KEY_HEADER, &key),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let stored: u64 = summary["series_type_counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["total_data_points"].as_u64().unwrap(), stored);
     let db = s.db.client().await;
     let count = |sql: &'static str| {
         let db = &db;

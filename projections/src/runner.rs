@@ -190,38 +190,49 @@ impl Runner {
     pub async fn run(
         self: Arc<Self>,
         listen: Option<tokio_postgres::Config>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
         if let Some(config) = listen {
             let me = self.clone();
             tokio::spawn(async move { me.listen(config).await });
         }
         info!(projections = ?self.names(), "projection runner started");
+        // One loop per read model: a heavy model (the timeseries) never delays a light one
+        // (import status, users), and the database works on several at once.
+        let loops: Vec<_> = (0..self.projections.len())
+            .map(|i| tokio::spawn(self.clone().run_one(i, shutdown.clone())))
+            .collect();
+        for l in loops {
+            let _ = l.await;
+        }
+        info!("projection runner stopped");
+    }
+
+    async fn run_one(self: Arc<Self>, index: usize, mut shutdown: watch::Receiver<bool>) {
+        let projection = self.projections[index].clone();
         let mut failures = 0u32;
         loop {
-            let mut applied = 0;
-            let mut failed = false;
-            for p in &self.projections {
-                match self.step(p.as_ref()).await {
-                    Ok(n) => applied += n,
-                    Err(e) => {
-                        failed = true;
-                        error!(projection = p.name(), error = %e, "projection batch failed; will retry");
-                    }
+            let pause = match self.step(projection.as_ref()).await {
+                Ok(n) if n > 0 => {
+                    failures = 0;
+                    continue;
                 }
-            }
-            failures = if failed { (failures + 1).min(8) } else { 0 };
-            if applied > 0 && !failed {
-                continue;
-            }
-            let pause = Duration::from_millis(if failed { 100 << failures } else { 200 });
+                Ok(_) => {
+                    failures = 0;
+                    Duration::from_millis(200)
+                }
+                Err(e) => {
+                    failures = (failures + 1).min(8);
+                    error!(projection = projection.name(), error = %e, "projection batch failed; will retry");
+                    Duration::from_millis(100 << failures)
+                }
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                info!("projection runner stopped");
                 return;
             }
         }

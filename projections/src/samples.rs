@@ -3,6 +3,8 @@
 //! dedup key (data source, series type, time): the later value wins. `sample_counts` counts the
 //! rows that were new.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::DateTime;
 use deadpool_postgres::Transaction;
@@ -18,16 +20,14 @@ use crate::{decode, LogEntry, Projection, ProjectionError};
 pub struct Samples;
 
 const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS samples_staging (
-    ord bigint, time timestamptz, user_id uuid, data_source_id uuid, series_type smallint,
+    time timestamptz, user_id uuid, data_source_id uuid, series_type smallint,
     value double precision, zone_offset smallint, end_time timestamptz, is_daily_total boolean
 ) ON COMMIT DELETE ROWS";
 
 const MERGE: &str = "WITH merged AS (
     INSERT INTO samples (time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total)
-    SELECT DISTINCT ON (data_source_id, series_type, time)
-           time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total
+    SELECT time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total
       FROM samples_staging
-     ORDER BY data_source_id, series_type, time, ord DESC
     ON CONFLICT (data_source_id, series_type, time) DO UPDATE
        SET value = EXCLUDED.value, zone_offset = EXCLUDED.zone_offset,
            end_time = EXCLUDED.end_time, is_daily_total = EXCLUDED.is_daily_total
@@ -92,14 +92,13 @@ impl Projection for Samples {
         tx.batch_execute(STAGING).await?;
         let sink = tx
             .copy_in(
-                "COPY samples_staging (ord, time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total) \
+                "COPY samples_staging (time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total) \
                  FROM STDIN BINARY",
             )
             .await?;
         let writer = BinaryCopyInWriter::new(
             sink,
             &[
-                Type::INT8,
                 Type::TIMESTAMPTZ,
                 Type::UUID,
                 Type::UUID,
@@ -111,17 +110,20 @@ impl Projection for Samples {
             ],
         );
         pin_mut!(writer);
-        for (entry, user_id, batch) in &refs {
+        // Newest first, keeping the first row seen per dedup key: the later value wins, and the
+        // merge needs no sort (a key may appear once per statement in ON CONFLICT DO UPDATE).
+        let mut seen = HashSet::new();
+        for (entry, user_id, batch) in refs.iter().rev() {
             let data = bytes.get(&batch.batch_id).ok_or_else(|| {
                 corrupt(entry, format!("sample batch {} is missing", batch.batch_id))
             })?;
             let decoded = arrow_batch::decode(data).map_err(|e| corrupt(entry, e))?;
             let series_type: i16 = batch.series_type;
             let data_source_id: Uuid = batch.data_source_id;
-            // Later entries (and later rows) win on the dedup key.
-            let base = entry.position() << 20;
-            for (i, row) in decoded.rows.iter().enumerate() {
-                let ord = base + i as i64;
+            for row in decoded.rows.iter().rev() {
+                if !seen.insert((data_source_id, series_type, row.time)) {
+                    continue;
+                }
                 let time = DateTime::from_timestamp_micros(row.time)
                     .ok_or_else(|| corrupt(entry, "time out of range"))?;
                 let end = DateTime::from_timestamp_micros(row.end_time);
@@ -129,7 +131,6 @@ impl Projection for Samples {
                 writer
                     .as_mut()
                     .write(&[
-                        &ord,
                         &time,
                         user_id,
                         &data_source_id,

@@ -559,7 +559,9 @@ pub async fn run(
         std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0),
         Ordering::Relaxed,
     );
+    let started = std::time::Instant::now();
     let sha256 = receive(pool, commands, &req).await?;
+    tracing::info!(import = %id, seconds = started.elapsed().as_secs_f64(), "raw payload stored");
     let sync = SyncRunCommand::Start {
         id,
         user_id: user,
@@ -586,6 +588,7 @@ pub async fn run(
         )
         .await?
         .map(|r| r.get::<_, Uuid>(0));
+    let parsing = std::time::Instant::now();
     let result = match previous {
         Some(dup) => Ok((ImportCounts::default(), Some(dup))),
         None => parse_and_append(pool, &req, progress)
@@ -594,6 +597,7 @@ pub async fn run(
     };
     match result {
         Ok((counts, duplicate_of)) => {
+            tracing::info!(import = %id, seconds = parsing.elapsed().as_secs_f64(), samples = counts.samples, "parsed and appended");
             let processed = counts.samples;
             let done = ImportCommand::Complete {
                 counts: counts.clone(),
