@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "identity_read_models",
         include_str!("../migrations/0002_identity_read_models.sql"),
     ),
+    (
+        3,
+        "kafka_offsets",
+        include_str!("../migrations/0003_kafka_offsets.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -9,8 +9,10 @@ mod coverage;
 mod db;
 mod serve;
 mod store;
+mod stream;
 
 use clap::{Parser, Subcommand};
+use wearhouse_kafka::KafkaConfig;
 use wearhouse_projections::Runner;
 
 use crate::config::{DbConfig, LogConfig, ServeConfig};
@@ -26,6 +28,8 @@ struct Cli {
     db: DbConfig,
     #[command(flatten)]
     log: LogConfig,
+    #[command(flatten)]
+    kafka: KafkaConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +48,12 @@ enum Command {
     /// Inspect and rebuild read models
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Publish the event log to Kafka (needs WEARHOUSE_KAFKA_BROKERS)
+    Relay,
+    /// Run the projection workers without the API
+    Project(stream::ProjectArgs),
+    /// Write log entries as JSON lines (the envelope of the events topic)
+    Replay(stream::ReplayArgs),
     /// Performance benchmarks; each prints one line of key=value figures
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -78,6 +88,8 @@ enum ProjectionsCommand {
 enum BenchCommand {
     /// Event-store appends per second, single and batched (100 events per append)
     Events,
+    /// Relay throughput and commit-to-consume lag through the broker (needs WEARHOUSE_KAFKA_BROKERS)
+    Relay,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,12 +103,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = cli.db;
     match cli.command {
         Command::Serve(cfg) => {
-            let platform = serve::start(&db, cfg).await?;
+            let platform = serve::start(&db, cfg, &cli.kafka).await?;
             serve::bootstrap_admin(&platform.state).await?;
             platform.serve().await
         }
         Command::Demo(cfg) => {
-            let platform = serve::start(&db, cfg).await?;
+            let platform = serve::start(&db, cfg, &cli.kafka).await?;
             demo(&platform).await?;
             platform.serve().await
         }
@@ -159,7 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Relay => stream::relay(&db, cli.kafka).await,
+        Command::Project(args) => stream::project(&db, cli.kafka, args).await,
+        Command::Replay(args) => stream::replay(&db, &cli.kafka, args).await,
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
+        Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,
     }
 }
 
