@@ -79,6 +79,26 @@ pub struct KafkaConfig {
         global = true
     )]
     pub max_poll_interval_ms: u32,
+    /// After each batch, also publish an empty marker message (header `wearhouse-marker`) to
+    /// every partition the batch used. Needed on tansu 0.6, whose high watermark stops at
+    /// the base offset of a partition's last record batch, hiding that batch until another
+    /// one arrives. Consumers here skip markers. Leave off on Apache Kafka.
+    #[arg(
+        long = "kafka-flush-markers",
+        env = "WEARHOUSE_KAFKA_FLUSH_MARKERS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub flush_markers: bool,
+    /// Extra librdkafka producer properties, `key=value,key=value` (applied last).
+    #[arg(
+        long = "kafka-producer-config",
+        env = "WEARHOUSE_KAFKA_PRODUCER_CONFIG",
+        default_value = "",
+        global = true
+    )]
+    pub producer_extra: String,
 }
 
 impl Default for KafkaConfig {
@@ -93,6 +113,8 @@ impl Default for KafkaConfig {
             group: "wearhouse-projections".into(),
             session_timeout_ms: 6000,
             max_poll_interval_ms: 10000,
+            producer_extra: String::new(),
+            flush_markers: false,
         }
     }
 }
@@ -144,6 +166,13 @@ impl KafkaConfig {
             // from its checkpoint with a fresh producer.
             .set("message.timeout.ms", "30000")
             .set("queue.buffering.max.messages", "200000");
+        for (k, v) in self
+            .producer_extra
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+        {
+            c.set(k.trim(), v.trim());
+        }
         Ok(c)
     }
 
@@ -169,6 +198,7 @@ impl KafkaConfig {
         let mut c = self.base()?;
         // librdkafka insists on a group.id even for manual assignment; nothing is committed.
         c.set("group.id", "wearhouse-reader")
+            .set("isolation.level", "read_uncommitted")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");

@@ -11,6 +11,13 @@ use wearhouse_projections::{Cursor, LogEntry};
 pub const HEADER_POSITION: &str = "wearhouse-position";
 pub const HEADER_EVENT_TYPE: &str = "wearhouse-event-type";
 pub const HEADER_AGGREGATE_TYPE: &str = "wearhouse-aggregate-type";
+/// Set on flush markers (empty messages that carry no entry; see `flush_markers`).
+pub const HEADER_MARKER: &str = "wearhouse-marker";
+
+/// Whether a message is a flush marker rather than an entry (markers have an empty value).
+pub fn is_marker(value: Option<&[u8]>) -> bool {
+    value.is_none_or(|v| v.is_empty())
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {

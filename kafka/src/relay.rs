@@ -208,7 +208,7 @@ impl Relay {
             loop {
                 match producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push((m.position, delivery));
+                        pending.push((m.position, &m.topic, delivery));
                         break;
                     }
                     // The local queue is full: let librdkafka drain it, then enqueue again.
@@ -225,9 +225,12 @@ impl Relay {
                 }
             }
         }
-        for (position, delivery) in pending {
+        let mut offsets = std::collections::BTreeMap::new();
+        for (position, topic, delivery) in pending {
             match delivery.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(d)) => {
+                    offsets.insert((topic.clone(), d.partition), d.offset);
+                }
                 Ok(Err((e, _))) => {
                     return Err(RelayError::Delivery {
                         position,
@@ -242,6 +245,9 @@ impl Relay {
                 }
             }
         }
+        if self.cfg.flush_markers {
+            self.publish_markers(producer, &messages, &offsets).await?;
+        }
         client
             .execute(
                 "UPDATE checkpoints SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
@@ -250,8 +256,48 @@ impl Relay {
             .await?;
         *cursor = last;
         self.progress.send_replace(last);
-        debug!(entries = entries.len(), position = last.position, "relayed");
+        debug!(entries = entries.len(), position = last.position, last_offsets = ?offsets, "relayed");
         Ok(entries.len())
+    }
+
+    /// One empty marker per partition used, so the batch's last record batch is not the
+    /// partition's last (see `KafkaConfig::flush_markers`).
+    async fn publish_markers(
+        &self,
+        producer: &FutureProducer,
+        messages: &[OutMessage],
+        offsets: &std::collections::BTreeMap<(String, i32), i64>,
+    ) -> Result<(), RelayError> {
+        let position = messages.last().map_or(0, |m| m.position);
+        let mut pending = Vec::new();
+        for (topic, partition) in offsets.keys() {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: envelope::HEADER_MARKER,
+                value: Some("1"),
+            });
+            let record = FutureRecord::<(), [u8]>::to(topic)
+                .partition(*partition)
+                .payload(&[])
+                .headers(headers);
+            match producer.send_result(record) {
+                Ok(d) => pending.push(d),
+                Err((e, _)) => {
+                    return Err(RelayError::Delivery {
+                        position,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        for d in pending {
+            let reason = match d.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => e.to_string(),
+                Err(_) => "producer dropped".into(),
+            };
+            return Err(RelayError::Delivery { position, reason });
+        }
+        Ok(())
     }
 
     /// Relays until `shutdown` turns true, retrying through broker and database outages.

@@ -130,6 +130,7 @@ pub async fn from_kafka(
     let mut written = 0;
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
+        tracing::debug!(partition, low, high, "replaying partition");
         if high <= low {
             continue;
         }
@@ -138,6 +139,12 @@ pub async fn from_kafka(
         consumer.assign(&tpl)?;
         loop {
             let m = consumer.recv().await?;
+            if envelope::is_marker(m.payload()) {
+                if m.offset() + 1 >= high {
+                    break;
+                }
+                continue;
+            }
             let e = envelope::decode(m.payload().unwrap_or_default()).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -56,7 +56,8 @@ pub enum WorkerError {
 pub struct Consumed {
     pub partition: i32,
     pub offset: i64,
-    pub envelope: Envelope,
+    /// None for a flush marker (it only advances the offset).
+    pub envelope: Option<Envelope>,
 }
 
 /// Where each assigned partition should start: the smallest stored next offset over all
@@ -370,11 +371,15 @@ async fn apply_one(
         });
     }
     let mut entries: Vec<LogEntry> = Vec::new();
-    for m in messages.iter().filter(|m| m.offset >= next) {
-        let cursor = m.envelope.cursor();
+    for e in messages
+        .iter()
+        .filter(|m| m.offset >= next)
+        .filter_map(|m| m.envelope.as_ref())
+    {
+        let cursor = e.cursor();
         // A repeat from the relay sorts at or before what this partition already delivered.
         if cursor > seen && cursor > baseline {
-            entries.push(m.envelope.clone().into());
+            entries.push(e.clone().into());
         }
         seen = seen.max(cursor);
     }
@@ -403,6 +408,13 @@ async fn apply_one(
 
 fn to_consumed(m: rdkafka::message::BorrowedMessage<'_>) -> Result<Consumed, (i32, WorkerError)> {
     let (partition, offset) = (m.partition(), m.offset());
+    if envelope::is_marker(m.payload()) {
+        return Ok(Consumed {
+            partition,
+            offset,
+            envelope: None,
+        });
+    }
     let envelope = envelope::decode(m.payload().unwrap_or_default()).map_err(|source| {
         (
             partition,
@@ -416,6 +428,6 @@ fn to_consumed(m: rdkafka::message::BorrowedMessage<'_>) -> Result<Consumed, (i3
     Ok(Consumed {
         partition,
         offset,
-        envelope,
+        envelope: Some(envelope),
     })
 }
