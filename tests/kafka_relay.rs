@@ -46,14 +46,8 @@ async fn relay_publishes_every_entry_in_log_order_with_identical_payloads() {
     })
     .await;
     // Nothing more arrives: each entry was published exactly once in a clean run.
-    receive_until(&consumer, &mut received, Duration::from_secs(3), |_| true).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), consumer.recv())
-            .await
-            .is_err(),
-        "no message beyond the log"
-    );
+    let extra = drain(&consumer, Duration::from_secs(3)).await;
+    assert!(extra.is_empty(), "messages beyond the log: {extra:?}");
     assert_eq!(received.len(), log.len(), "one message per log entry");
     assert_complete_and_ordered(&log, &received);
 
@@ -142,11 +136,7 @@ async fn relay_process_killed_mid_batch_resumes_without_gaps() {
     let log = env.log().await;
     let consumer = reader(&env.kafka, &env.kafka.topics().events);
     let mut received = Vec::new();
-    let want = log.len();
-    receive_until(&consumer, &mut received, Duration::from_secs(60), |r| {
-        positions(r).len() >= want
-    })
-    .await;
+    receive_all(&consumer, &mut received, log.len(), Duration::from_secs(60)).await;
     assert_eq!(positions(&received).len(), log.len());
     assert_complete_and_ordered(&log, &received);
 }

@@ -189,7 +189,8 @@ impl KafkaConfig {
                 "max.poll.interval.ms",
                 self.max_poll_interval_ms.to_string(),
             )
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "50");
         Ok(c)
     }
 
@@ -199,6 +200,7 @@ impl KafkaConfig {
         // librdkafka insists on a group.id even for manual assignment; nothing is committed.
         c.set("group.id", "wearhouse-reader")
             .set("isolation.level", "read_uncommitted")
+            .set("fetch.wait.max.ms", "50")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");

@@ -351,6 +351,41 @@ pub async fn receive_until(
     }
 }
 
+/// Receives until `want` distinct entries arrived (repeats allowed).
+pub async fn receive_all(
+    consumer: &StreamConsumer,
+    received: &mut Vec<Msg>,
+    want: usize,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let distinct = positions(received).len();
+        if distinct >= want {
+            return;
+        }
+        // Counting distinct positions decodes every message, so only recount after at
+        // least as many new messages as are still missing.
+        let target = received.len() + (want - distinct);
+        let left = deadline.saturating_duration_since(Instant::now());
+        receive_until(consumer, received, left, |r| r.len() >= target).await;
+    }
+}
+
+/// Whatever entry messages arrive within `wait`.
+pub async fn drain(consumer: &StreamConsumer, wait: Duration) -> Vec<Msg> {
+    let mut got = Vec::new();
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        let before = got.len();
+        receive_until(consumer, &mut got, wait, |r| {
+            r.len() > before || Instant::now() >= until
+        })
+        .await;
+    }
+    got
+}
+
 pub fn positions(received: &[Msg]) -> std::collections::HashSet<i64> {
     received
         .iter()
