@@ -69,11 +69,9 @@ pub async fn from_postgres(
     let start = client
         .query_opt(
             "SELECT tx::text::bigint, position FROM events \
-             WHERE position >= $1 AND recorded_at >= $2 ORDER BY tx, position LIMIT 1",
-            &[
-                &filter.from_position.unwrap_or(i64::MIN),
-                &filter.from_time.unwrap_or(DateTime::<Utc>::MIN_UTC),
-            ],
+             WHERE position >= $1 AND ($2::timestamptz IS NULL OR recorded_at >= $2) \
+             ORDER BY tx, position LIMIT 1",
+            &[&filter.from_position.unwrap_or(i64::MIN), &filter.from_time],
         )
         .await?;
     let Some(start) = start else {

@@ -237,7 +237,8 @@ impl Writer {
     }
 
     fn next(&mut self, i: usize) -> Ev {
-        let user = self.users[(self.round * 7 + i) % self.users.len()];
+        let index = (self.round * 7 + i) % self.users.len();
+        let user = self.users[index];
         let seq = self.sequences.entry(user).or_insert(0);
         *seq += 1;
         let at = chrono::Utc::now().to_rfc3339();
@@ -247,7 +248,7 @@ impl Writer {
                 json!({"type": "UserCreated", "id": user, "at": at,
                        "profile": {"first_name": "F", "last_name": "L", "email": format!("{user}@example.com"), "external_user_id": null}}),
             )
-        } else if *seq % 37 == 0 && !self.deleted.contains(&user) {
+        } else if index % 5 == 0 && *seq >= 20 && !self.deleted.contains(&user) {
             self.deleted.push(user);
             ("UserDeleted", json!({"type": "UserDeleted", "at": at}))
         } else {
