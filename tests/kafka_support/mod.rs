@@ -248,7 +248,7 @@ impl Writer {
                 json!({"type": "UserCreated", "id": user, "at": at,
                        "profile": {"first_name": "F", "last_name": "L", "email": format!("{user}@example.com"), "external_user_id": null}}),
             )
-        } else if index % 5 == 0 && *seq >= 20 && !self.deleted.contains(&user) {
+        } else if index.is_multiple_of(5) && *seq >= 20 && !self.deleted.contains(&user) {
             self.deleted.push(user);
             ("UserDeleted", json!({"type": "UserDeleted", "at": at}))
         } else {
