@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine and runs the whole suite:
-# system packages + TimescaleDB, a private PostgreSQL cluster on 127.0.0.1 (stopped afterwards),
+# system packages + TimescaleDB, a private PostgreSQL cluster and a Kafka-protocol broker on
+# 127.0.0.1 (both stopped afterwards),
 # formatting and lint checks, then every test. Exits non-zero on any failure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,10 +22,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 export WEARHOUSE_HOME=$ROOT/.wearhouse/test
 export WEARHOUSE_PG_PORT=${WEARHOUSE_TEST_PG_PORT:-55439}
 BIN=$CARGO_TARGET_DIR/debug/wearhouse
-cleanup() { WEARHOUSE_LOG=warn "$BIN" db stop >/dev/null 2>&1 || true; }
+# A real Kafka-protocol broker (tansu) on 127.0.0.1 for the relay and consumer-group tests.
+export WEARHOUSE_KAFKA_PORT=${WEARHOUSE_TEST_KAFKA_PORT:-19439}
+cleanup() {
+  WEARHOUSE_LOG=warn "$BIN" db stop >/dev/null 2>&1 || true
+  scripts/kafka.sh stop >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 WEARHOUSE_LOG=warn "$BIN" db start >/dev/null
 export WEARHOUSE_TEST_PG=postgres://postgres@127.0.0.1:$WEARHOUSE_PG_PORT/postgres
+export WEARHOUSE_TEST_KAFKA=$(scripts/kafka.sh start)
 unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
 
 echo "[test] running the test suite"

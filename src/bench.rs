@@ -29,7 +29,7 @@ pub async fn scratch(db: &DbConfig) -> anyhow::Result<(deadpool_postgres::Pool, 
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await?;
     cfg.dbname(&name);
-    let manager = deadpool_postgres::Manager::new(cfg, tokio_postgres::NoTls);
+    let manager = deadpool_postgres::Manager::new(cfg.clone(), tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(4)
         .build()?;
@@ -134,7 +134,8 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
     let cfg = ServeArgs::parse_from(["serve", "--bind", &bind]).serve;
     let mut scratch_db = db.clone();
     scratch_db.database_url = Some(url);
-    let platform = crate::serve::start(&scratch_db, cfg).await?;
+    let platform =
+        crate::serve::start(&scratch_db, cfg, &wearhouse_kafka::KafkaConfig::default()).await?;
     let state = platform.state.clone();
     let key = crate::serve::system_api_key(&state, "bench").await?;
     tokio::spawn(platform.serve());
@@ -197,6 +198,137 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
         parse_rate,
         peak_rss_mb(),
         records
+    );
+    Ok(())
+}
+
+fn user_event(user: Uuid, sequence: i64) -> NewEvent {
+    NewEvent {
+        user_id: Some(user),
+        aggregate_id: user.to_string(),
+        ..event("", sequence)
+    }
+}
+
+/// Relay figures through the configured broker, in a scratch database and on fresh topics:
+/// throughput draining a backlog of 50 000 entries, then the lag from a writer's commit to a
+/// consumer receiving the entry while the writer commits 200 transactions of 5 entries per
+/// second for 10 s.
+pub async fn relay(db: &DbConfig, kafka: &wearhouse_kafka::KafkaConfig) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use wearhouse_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+    use wearhouse_kafka::rdkafka::{Message, Offset, TopicPartitionList};
+
+    kafka.brokers()?;
+    let (pool, url) = scratch(db).await?;
+    let pg: tokio_postgres::Config = url.parse()?;
+    let mut kafka = kafka.clone();
+    kafka.topic_prefix = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let topics = kafka.topics();
+    let users: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    let mut sequences = vec![0i64; users.len()];
+    let mut next_batch = |n: usize, round: usize| -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| {
+                let u = (round * n + i) % users.len();
+                sequences[u] += 1;
+                user_event(users[u], sequences[u])
+            })
+            .collect()
+    };
+
+    // Backlog: measured from relay start until its checkpoint reaches the last entry.
+    let client = pool.get().await?;
+    let backlog = 50_000;
+    let mut last = None;
+    for round in 0..backlog / 100 {
+        last = append(&client, &next_batch(100, round)).await?;
+    }
+    let last = last.expect("the backlog is not empty");
+    let mut bytes = 0usize;
+    let mut cursor = wearhouse_projections::Cursor::START;
+    loop {
+        let entries = wearhouse_projections::log::read_after(&client, cursor, 5000).await?;
+        let Some(e) = entries.last() else { break };
+        cursor = e.cursor;
+        for e in &entries {
+            for m in wearhouse_kafka::messages_for(&topics, e) {
+                bytes += m.value.len() + m.key.len();
+            }
+        }
+    }
+    wearhouse_kafka::relay::ensure_topics(&kafka).await?;
+    let relay = wearhouse_kafka::Relay::new(pool.clone(), kafka.clone());
+    let mut progress = relay.progress();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let task = tokio::spawn(relay.clone().run(Some(pg), stop_rx));
+    tokio::time::timeout(Duration::from_secs(300), progress.wait_for(|c| *c >= last)).await??;
+    let drain = started.elapsed().as_secs_f64();
+
+    // Steady load: a consumer positioned at the end of every partition notes when each
+    // transaction's last entry arrives.
+    let committed: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
+    let consumer: StreamConsumer = kafka.reader_config()?.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..kafka.partitions {
+        tpl.add_partition_offset(&topics.events, p, Offset::End)?;
+    }
+    consumer.assign(&tpl)?;
+    // Give the consumer time to resolve the end offsets before the load starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let reader = {
+        let (committed, lags) = (committed.clone(), lags.clone());
+        tokio::spawn(async move {
+            while let Ok(m) = consumer.recv().await {
+                let Ok(e) = wearhouse_kafka::envelope::decode(m.payload().unwrap_or_default())
+                else {
+                    continue;
+                };
+                if let Some(at) = committed.lock().expect("lock").get(&e.position) {
+                    lags.lock()
+                        .expect("lock")
+                        .push(at.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        })
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let transactions = 2000;
+    for round in 0..transactions {
+        tick.tick().await;
+        if let Some(c) = append(&client, &next_batch(5, round)).await? {
+            committed
+                .lock()
+                .expect("lock")
+                .insert(c.position, Instant::now());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lags.lock().expect("lock").len() < transactions && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reader.abort();
+    let _ = stop.send(true);
+    let _ = task.await;
+    let mut lags = lags.lock().expect("lock").clone();
+    anyhow::ensure!(
+        lags.len() * 10 >= transactions * 9,
+        "only {} of {transactions} transactions reached the consumer",
+        lags.len()
+    );
+    lags.sort_by(f64::total_cmp);
+    let pct = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "relay_entries_per_s={:.0} relay_mb_per_s={:.1} lag_p50_ms={:.1} lag_p99_ms={:.1}",
+        backlog as f64 / drain,
+        bytes as f64 / drain / 1e6,
+        pct(0.50),
+        pct(0.99)
     );
     Ok(())
 }

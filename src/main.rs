@@ -11,8 +11,10 @@ mod import_cli;
 mod ingest;
 mod serve;
 mod store;
+mod stream;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use wearhouse_kafka::KafkaConfig;
 use wearhouse_projections::Runner;
 
 use crate::config::{DbConfig, LogConfig, ServeConfig};
@@ -28,6 +30,8 @@ struct Cli {
     db: DbConfig,
     #[command(flatten)]
     log: LogConfig,
+    #[command(flatten)]
+    kafka: KafkaConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +50,12 @@ enum Command {
     /// Inspect and rebuild read models
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Publish the event log to Kafka (needs WEARHOUSE_KAFKA_BROKERS)
+    Relay,
+    /// Run the projection workers without the API
+    Project(stream::ProjectArgs),
+    /// Write log entries as JSON lines (the envelope of the events topic)
+    Replay(stream::ReplayArgs),
     /// Performance benchmarks; each prints one line of key=value figures
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -134,6 +144,8 @@ enum BenchCommand {
         #[arg(long, default_value = "200MB", value_parser = import_cli::parse_size)]
         size: u64,
     },
+    /// Relay throughput and commit-to-consume lag through the broker (needs WEARHOUSE_KAFKA_BROKERS)
+    Relay,
 }
 
 /// Every environment variable any command reads, with its default, for `wearhouse --help`.
@@ -179,12 +191,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = cli.db;
     match cli.command {
         Command::Serve(cfg) => {
-            let platform = serve::start(&db, cfg).await?;
+            let platform = serve::start(&db, cfg, &cli.kafka).await?;
             serve::bootstrap_admin(&platform.state).await?;
             platform.serve().await
         }
         Command::Demo(cfg) => {
-            let platform = serve::start(&db, cfg).await?;
+            let platform = serve::start(&db, cfg, &cli.kafka).await?;
             demo(&platform).await?;
             platform.serve().await
         }
@@ -247,7 +259,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Relay => stream::relay(&db, cli.kafka).await,
+        Command::Project(args) => stream::project(&db, cli.kafka, args).await,
+        Command::Replay(args) => stream::replay(&db, &cli.kafka, args).await,
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
+        Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,
         Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,
         Command::Import(ImportCommand::AppleHealth { file, user }) => {
             import_cli::import_apple(&db, &file, user).await

@@ -18,11 +18,16 @@ pub struct Platform {
     pub state: AppState,
     pub shutdown: watch::Sender<bool>,
     runner_task: Option<tokio::task::JoinHandle<()>>,
+    relay_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Connects (starting the private cluster when DATABASE_URL is unset), migrates, and starts
 /// the projection runner.
-pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> {
+pub async fn start(
+    db: &DbConfig,
+    cfg: ServeConfig,
+    kafka: &wearhouse_kafka::KafkaConfig,
+) -> anyhow::Result<Platform> {
     let url = crate::db::resolve_url(db)?;
     let (pool, pg_config) = crate::db::pool(&url, db.pool_size)?;
     let applied = crate::db::migrate(&pool, db.timescaledb != "off").await?;
@@ -32,11 +37,17 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
     let (runner, runner_task) = if cfg.projections {
         let runner = Runner::new(pool.clone(), wearhouse_projections::all());
         runner.catch_up().await?;
-        let task = tokio::spawn(runner.clone().run(Some(pg_config), shutdown_rx));
+        let task = tokio::spawn(runner.clone().run(Some(pg_config.clone()), shutdown_rx));
         (Some(runner), Some(task))
     } else {
         (None, None)
     };
+    // The relay runs here only when a broker is configured; the embedded default has none.
+    let relay_task = kafka.brokers.as_ref().map(|brokers| {
+        info!(brokers, "relaying the log to Kafka");
+        let relay = wearhouse_kafka::Relay::new(pool.clone(), kafka.clone());
+        tokio::spawn(relay.run(Some(pg_config.clone()), shutdown.subscribe()))
+    });
     let secret = auth::load_or_create_secret(cfg.secret_key.as_deref(), &db.home)?;
     let commands = Commands {
         pool: pool.clone(),
@@ -61,6 +72,7 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
         state,
         shutdown,
         runner_task,
+        relay_task,
     })
 }
 
@@ -178,6 +190,9 @@ impl Platform {
             .await?;
         let _ = self.shutdown.send(true);
         if let Some(task) = self.runner_task {
+            let _ = task.await;
+        }
+        if let Some(task) = self.relay_task {
             let _ = task.await;
         }
         Ok(())
