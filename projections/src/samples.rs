@@ -3,7 +3,7 @@
 //! dedup key (data source, series type, time): the later value wins. `sample_counts` counts the
 //! rows that were new.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -87,14 +87,33 @@ impl Projection for Samples {
                 &[&ids],
             )
             .await?;
-        let bytes: std::collections::HashMap<i64, Vec<u8>> =
-            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        tx.batch_execute(STAGING).await?;
+        let bytes: HashMap<i64, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        // Most batches are new data. When no batch's time range touches stored rows of its
+        // source and type, rows go straight into the hypertable (no staging, no conflict
+        // handling) and the counts are known here; otherwise they are merged.
+        let mut fresh = true;
+        for (_, _, b) in &refs {
+            let overlap = tx
+                .query_opt(
+                    "SELECT 1 FROM samples WHERE data_source_id = $1 AND series_type = $2 \
+                     AND time BETWEEN $3 AND $4 LIMIT 1",
+                    &[&b.data_source_id, &b.series_type, &b.start, &b.end],
+                )
+                .await?;
+            if overlap.is_some() {
+                fresh = false;
+                break;
+            }
+        }
+        let target = if fresh { "samples" } else { "samples_staging" };
+        if !fresh {
+            tx.batch_execute(STAGING).await?;
+        }
         let sink = tx
-            .copy_in(
-                "COPY samples_staging (time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total) \
-                 FROM STDIN BINARY",
-            )
+            .copy_in(&format!(
+                "COPY {target} (time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total) \
+                 FROM STDIN BINARY"
+            ))
             .await?;
         let writer = BinaryCopyInWriter::new(
             sink,
@@ -113,6 +132,7 @@ impl Projection for Samples {
         // Newest first, keeping the first row seen per dedup key: the later value wins, and the
         // merge needs no sort (a key may appear once per statement in ON CONFLICT DO UPDATE).
         let mut seen = HashSet::new();
+        let mut counts: HashMap<(Uuid, Uuid, i16), i64> = HashMap::new();
         for (entry, user_id, batch) in refs.iter().rev() {
             let data = bytes.get(&batch.batch_id).ok_or_else(|| {
                 corrupt(entry, format!("sample batch {} is missing", batch.batch_id))
@@ -124,6 +144,9 @@ impl Projection for Samples {
                 if !seen.insert((data_source_id, series_type, row.time)) {
                     continue;
                 }
+                *counts
+                    .entry((*user_id, data_source_id, series_type))
+                    .or_default() += 1;
                 let time = DateTime::from_timestamp_micros(row.time)
                     .ok_or_else(|| corrupt(entry, "time out of range"))?;
                 let end = DateTime::from_timestamp_micros(row.end_time);
@@ -144,7 +167,24 @@ impl Projection for Samples {
             }
         }
         writer.finish().await?;
-        tx.batch_execute(MERGE).await?;
+        if !fresh {
+            tx.batch_execute(MERGE).await?;
+            return Ok(());
+        }
+        let (mut users, mut sources, mut types, mut ns) = (vec![], vec![], vec![], vec![]);
+        for ((user, source, series), n) in counts {
+            users.push(user);
+            sources.push(source);
+            types.push(series);
+            ns.push(n);
+        }
+        tx.execute(
+            "INSERT INTO sample_counts (user_id, data_source_id, series_type, count) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int2[], $4::int8[]) \
+             ON CONFLICT (user_id, data_source_id, series_type) DO UPDATE SET count = sample_counts.count + EXCLUDED.count",
+            &[&users, &sources, &types, &ns],
+        )
+        .await?;
         Ok(())
     }
 }
