@@ -14,8 +14,8 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use poem::PathPattern;
 use poem::web::Data;
+use poem::PathPattern;
 use poem::{handler, Endpoint, IntoResponse, Request, Response};
 
 use super::AppState;
@@ -119,7 +119,11 @@ pub async fn track<E: Endpoint>(
         Ok(r) => (r.status(), r.data::<PathPattern>().cloned()),
         Err(e) => (e.status(), e.data::<PathPattern>().cloned()),
     };
-    let route = pattern.map_or_else(|| "unmatched".to_string(), |p| p.0.to_string());
+    // The catch-all nest at "/" reports an empty pattern when nothing inside it matched.
+    let route = match pattern {
+        Some(p) if !p.0.is_empty() => p.0.to_string(),
+        _ => "unmatched".to_string(),
+    };
     metrics.observe(
         &method,
         &route,

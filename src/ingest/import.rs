@@ -591,9 +591,7 @@ pub async fn run(
     let parsing = std::time::Instant::now();
     let result = match previous {
         Some(dup) => Ok((ImportCounts::default(), Some(dup))),
-        None => normalize(pool, &req, progress)
-            .await
-            .map(|c| (c, None)),
+        None => normalize(pool, &req, progress).await.map(|c| (c, None)),
     };
     match result {
         Ok((counts, duplicate_of)) => {
