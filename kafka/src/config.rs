@@ -124,9 +124,9 @@ impl Default for KafkaConfig {
 pub struct Topics {
     /// JSON envelopes of aggregate events.
     pub events: String,
-    /// Raw inbound payload bytes (published once the raw_payloads log exists).
+    /// Raw inbound payload bytes, one message per stored chunk.
     pub raw: String,
-    /// Arrow IPC sample batches (published once the sample_batches log exists).
+    /// Arrow IPC sample batches, as stored.
     pub samples: String,
 }
 
