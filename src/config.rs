@@ -81,6 +81,9 @@ pub struct ServeConfig {
     /// Run the projection workers inside this process (tailing Postgres).
     #[arg(long, env = "WEARHOUSE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,
+    /// Serve `GET /metrics` (Prometheus text, unauthenticated like `/`); false answers 404.
+    #[arg(long, env = "WEARHOUSE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
 }
 
 impl ServeConfig {

@@ -54,8 +54,17 @@ enum Command {
     Relay,
     /// Run the projection workers without the API
     Project(stream::ProjectArgs),
-    /// Write log entries as JSON lines (the envelope of the events topic)
+    /// Write log entries as JSON lines, raw payload files or Arrow IPC files
     Replay(stream::ReplayArgs),
+    /// Run the current mappers over stored raw payloads and append the corrected events
+    Renormalize {
+        /// Provider whose payloads to re-map (apple)
+        #[arg(long)]
+        provider: String,
+        /// Only payloads received at or after this RFC 3339 time
+        #[arg(long)]
+        since: chrono::DateTime<chrono::Utc>,
+    },
     /// Performance benchmarks; each prints one line of key=value figures
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -262,6 +271,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay => stream::relay(&db, cli.kafka).await,
         Command::Project(args) => stream::project(&db, cli.kafka, args).await,
         Command::Replay(args) => stream::replay(&db, &cli.kafka, args).await,
+        Command::Renormalize { provider, since } => {
+            let url = db::resolve_url(&db)?;
+            let (pool, _) = db::pool(&url, 4)?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
+            let work = db.home.join("renormalize");
+            let done = ingest::renormalize::run(&pool, &provider, since, &work).await?;
+            for r in &done {
+                println!(
+                    "user={} sha256={} stream={} samples={} workouts={} sleep_sessions={}",
+                    r.user_id,
+                    r.sha256,
+                    r.stream_id,
+                    r.counts.samples,
+                    r.counts.workouts,
+                    r.counts.sleep_sessions
+                );
+            }
+            eprintln!("{} payloads renormalized", done.len());
+            Ok(())
+        }
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
         Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,
         Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,

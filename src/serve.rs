@@ -67,6 +67,8 @@ pub async fn start(
         imports,
         config: Arc::new(cfg),
         timescaledb,
+        metrics: Default::default(),
+        relay: relay_task.is_some(),
     };
     Ok(Platform {
         state,

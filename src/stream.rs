@@ -29,11 +29,28 @@ pub struct ProjectArgs {
     pub source: Source,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One envelope per line (the `<prefix>.events` message values)
+    Jsonl,
+    /// One file per raw payload, named by its SHA-256, with the original bytes (needs --out)
+    Raw,
+    /// One Arrow IPC stream file per sample batch, `<batch id>.arrow` (needs --out)
+    Arrow,
+}
+
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Read the Postgres log (log order) or the events topic (per-partition order).
+    /// Read the Postgres log (log order) or the topics (per-partition order): events for
+    /// jsonl, raw for raw, samples for arrow.
     #[arg(long, value_enum, default_value_t = Source::Postgres)]
     pub source: Source,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+    /// Directory for raw and arrow files (created if missing).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Only entries whose position is at least this.
     #[arg(long)]
     pub from_position: Option<i64>,
@@ -46,6 +63,13 @@ pub struct ReplayArgs {
     /// Only entries of this event type (repeatable).
     #[arg(long = "event-type")]
     pub event_types: Vec<String>,
+    /// Only raw payloads of this provider, e.g. apple (repeatable; selects
+    /// `RawPayloadReceived` entries).
+    #[arg(long = "provider")]
+    pub providers: Vec<String>,
+    /// Only raw payloads of this kind, e.g. apple_health_export (repeatable).
+    #[arg(long = "kind")]
+    pub kinds: Vec<String>,
     /// Stop after this many lines.
     #[arg(long)]
     pub limit: Option<u64>,
@@ -111,8 +135,13 @@ pub async fn replay(db: &DbConfig, kafka: &KafkaConfig, args: ReplayArgs) -> any
         from_time: args.from_time,
         users: args.users,
         event_types: args.event_types,
+        providers: args.providers,
+        kinds: args.kinds,
         limit: args.limit,
     };
+    if args.format != Format::Jsonl {
+        return replay_files(db, kafka, args.source, args.format, args.out, &filter).await;
+    }
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -127,5 +156,39 @@ pub async fn replay(db: &DbConfig, kafka: &KafkaConfig, args: ReplayArgs) -> any
     };
     out.flush()?;
     info!(lines = written, "replay done");
+    Ok(())
+}
+
+async fn replay_files(
+    db: &DbConfig,
+    kafka: &KafkaConfig,
+    source: Source,
+    format: Format,
+    out: Option<PathBuf>,
+    filter: &Filter,
+) -> anyhow::Result<()> {
+    let Some(dir) = out else {
+        anyhow::bail!("--format raw and --format arrow write files: give --out DIR");
+    };
+    if format == Format::Arrow && !(filter.providers.is_empty() && filter.kinds.is_empty()) {
+        anyhow::bail!(
+            "--provider and --kind select raw payloads; they do not apply to --format arrow"
+        );
+    }
+    let files = match source {
+        Source::Postgres => {
+            let (pool, _) = connect(db).await?;
+            let client = pool.get().await?;
+            match format {
+                Format::Raw => replay::raw_from_postgres(&client, filter, &dir).await?,
+                _ => replay::arrow_from_postgres(&client, filter, &dir).await?,
+            }
+        }
+        Source::Kafka => match format {
+            Format::Raw => replay::raw_from_kafka(kafka, filter, &dir).await?,
+            _ => replay::arrow_from_kafka(kafka, filter, &dir).await?,
+        },
+    };
+    info!(files, dir = %dir.display(), "replay done");
     Ok(())
 }

@@ -124,9 +124,9 @@ impl Default for KafkaConfig {
 pub struct Topics {
     /// JSON envelopes of aggregate events.
     pub events: String,
-    /// Raw inbound payload bytes (published once the raw_payloads log exists).
+    /// Raw inbound payload bytes, one message per stored chunk.
     pub raw: String,
-    /// Arrow IPC sample batches (published once the sample_batches log exists).
+    /// Arrow IPC sample batches, as stored.
     pub samples: String,
 }
 
@@ -165,7 +165,8 @@ impl KafkaConfig {
             // A batch that cannot be delivered within this fails, and the relay retries it
             // from its checkpoint with a fresh producer.
             .set("message.timeout.ms", "30000")
-            .set("queue.buffering.max.messages", "200000");
+            .set("queue.buffering.max.messages", "200000")
+            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string());
         for (k, v) in self
             .producer_extra
             .split(',')
@@ -211,6 +212,11 @@ impl KafkaConfig {
         self.base()
     }
 }
+
+/// Largest message the relay produces and its topics accept (`max.message.bytes`): a raw
+/// payload chunk is up to 8 MiB, plus headers and batch framing. Apache Kafka's default
+/// (1 MiB) would refuse chunks.
+pub const MAX_MESSAGE_BYTES: usize = 9 << 20;
 
 /// How long the relay waits for a broker before it retries a batch.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);

@@ -5,6 +5,7 @@
 //! partition, and messages are keyed by user. Consumers (and every projection run from Kafka)
 //! may therefore rely on per-user order (per aggregate for entries without a user) only.
 
+pub mod blobs;
 pub mod config;
 pub mod envelope;
 pub mod relay;

@@ -6,6 +6,7 @@
 //! entry; it can at worst publish the unconfirmed batch again, which consumers recognise by the
 //! position each message carries.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +15,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 use wearhouse_projections::log::read_after;
 use wearhouse_projections::{Cursor, LogEntry};
 
+use crate::blobs::{self, Attachment};
 use crate::config::{KafkaConfig, NoBrokers, Topics, RETRY_PAUSE};
 use crate::envelope::{self, entry_key};
 
@@ -38,6 +40,8 @@ pub enum RelayError {
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{0}")]
+    Blob(#[from] blobs::BlobError),
     #[error("delivery of entry {position} not confirmed: {reason}")]
     Delivery { position: i64, reason: String },
 }
@@ -53,9 +57,9 @@ pub struct OutMessage {
     pub position: i64,
 }
 
-/// The messages one log entry becomes. Every log table maps here: today the `events` table
-/// gives one envelope on the events topic; raw payloads and sample batches will add an arm
-/// that targets `topics.raw` / `topics.samples`.
+/// The envelope message of one log entry on the events topic. Entries that refer to stored
+/// bytes (raw payloads, sample batches) also get messages on the raw and samples topics,
+/// built in `Relay::step` because their bytes are read from Postgres while publishing.
 pub fn messages_for(topics: &Topics, entry: &LogEntry) -> Vec<OutMessage> {
     vec![OutMessage {
         topic: topics.events.clone(),
@@ -84,6 +88,7 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), RelayError> {
     let admin: AdminClient<DefaultClientContext> = cfg.admin_config()?.create()?;
     let topics = cfg.topics();
     let retention = cfg.retention_ms.to_string();
+    let max_bytes = crate::config::MAX_MESSAGE_BYTES.to_string();
     let new: Vec<NewTopic<'_>> = [&topics.events, &topics.raw, &topics.samples]
         .into_iter()
         .map(|name| {
@@ -93,6 +98,7 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), RelayError> {
                 TopicReplication::Fixed(cfg.replication),
             )
             .set("retention.ms", &retention)
+            .set("max.message.bytes", &max_bytes)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -179,6 +185,10 @@ impl Relay {
 
     /// Publishes one batch after `cursor` and, once all of it is confirmed, stores the
     /// checkpoint and advances `cursor`. Returns how many entries it published.
+    ///
+    /// Raw payload chunks and sample batches are read one at a time while publishing, and the
+    /// relay waits for confirmations whenever `IN_FLIGHT_BYTES` are unconfirmed, so a large
+    /// payload never sits in memory whole.
     pub async fn step(
         &self,
         client: &impl GenericClient,
@@ -189,64 +199,45 @@ impl Relay {
         let Some(last) = entries.last().map(|e| e.cursor) else {
             return Ok(0);
         };
-        let messages: Vec<OutMessage> = entries
-            .iter()
-            .flat_map(|e| messages_for(&self.topics, e))
-            .collect();
-        let mut pending = Vec::with_capacity(messages.len());
-        for m in &messages {
-            let headers = m.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-                h.insert(Header {
-                    key: k,
-                    value: Some(v),
-                })
-            });
-            let mut record = FutureRecord::to(&m.topic)
-                .key(&m.key)
-                .payload(&m.value)
-                .headers(headers);
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push((m.position, &m.topic, delivery));
-                        break;
-                    }
-                    // The local queue is full: let librdkafka drain it, then enqueue again.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => {
-                        return Err(RelayError::Delivery {
-                            position: m.position,
-                            reason: e.to_string(),
-                        })
+        let mut out = InFlight::default();
+        for e in &entries {
+            for m in messages_for(&self.topics, e) {
+                out.send(producer, m).await?;
+            }
+            match blobs::attachment(e) {
+                Some(Attachment::Raw(r)) => {
+                    let mut offset = 0i64;
+                    for chunk in 0..r.chunks {
+                        let value = blobs::raw_chunk(client, &r.sha256, chunk).await?;
+                        let headers = blobs::raw_headers(e, &r, chunk, offset);
+                        offset += value.len() as i64;
+                        let m = OutMessage {
+                            topic: self.topics.raw.clone(),
+                            key: blobs::key(e),
+                            value,
+                            headers,
+                            position: e.position(),
+                        };
+                        out.send(producer, m).await?;
                     }
                 }
+                Some(Attachment::Samples(b)) => {
+                    let m = OutMessage {
+                        topic: self.topics.samples.clone(),
+                        key: blobs::key(e),
+                        value: blobs::sample_batch(client, b.batch_id).await?,
+                        headers: blobs::sample_headers(e, &b),
+                        position: e.position(),
+                    };
+                    out.send(producer, m).await?;
+                }
+                None => {}
             }
         }
-        let mut offsets = std::collections::BTreeMap::new();
-        for (position, topic, delivery) in pending {
-            match delivery.await {
-                Ok(Ok(d)) => {
-                    offsets.insert((topic.clone(), d.partition), d.offset);
-                }
-                Ok(Err((e, _))) => {
-                    return Err(RelayError::Delivery {
-                        position,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(RelayError::Delivery {
-                        position,
-                        reason: "producer dropped".into(),
-                    })
-                }
-            }
-        }
+        out.confirm().await?;
         if self.cfg.flush_markers {
-            self.publish_markers(producer, &messages, &offsets).await?;
+            self.publish_markers(producer, last.position, &out.offsets)
+                .await?;
         }
         client
             .execute(
@@ -256,7 +247,7 @@ impl Relay {
             .await?;
         *cursor = last;
         self.progress.send_replace(last);
-        debug!(entries = entries.len(), position = last.position, last_offsets = ?offsets, "relayed");
+        debug!(entries = entries.len(), position = last.position, last_offsets = ?out.offsets, "relayed");
         Ok(entries.len())
     }
 
@@ -265,10 +256,9 @@ impl Relay {
     async fn publish_markers(
         &self,
         producer: &FutureProducer,
-        messages: &[OutMessage],
-        offsets: &std::collections::BTreeMap<(String, i32), i64>,
+        position: i64,
+        offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), RelayError> {
-        let position = messages.last().map_or(0, |m| m.position);
         let mut pending = Vec::new();
         for (topic, partition) in offsets.keys() {
             let headers = OwnedHeaders::new().insert(Header {
@@ -387,6 +377,81 @@ impl Relay {
             .as_ref()
             .expect("a live session has its connection");
         self.step(client, &s.producer, &mut s.cursor).await
+    }
+}
+
+/// Unconfirmed bytes after which the relay waits for the broker before producing more.
+const IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// Messages produced but not yet confirmed, and the last offset confirmed per partition.
+#[derive(Default)]
+struct InFlight {
+    pending: Vec<(i64, String, DeliveryFuture)>,
+    bytes: usize,
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl InFlight {
+    async fn send(&mut self, producer: &FutureProducer, m: OutMessage) -> Result<(), RelayError> {
+        let headers = m.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v),
+            })
+        });
+        let mut record = FutureRecord::to(&m.topic)
+            .key(&m.key)
+            .payload(&m.value)
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    self.pending.push((m.position, m.topic.clone(), delivery));
+                    break;
+                }
+                // The local queue is full: let librdkafka drain it, then enqueue again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    return Err(RelayError::Delivery {
+                        position: m.position,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+        self.bytes += m.value.len();
+        if self.bytes >= IN_FLIGHT_BYTES {
+            self.confirm().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every message produced so far is confirmed.
+    async fn confirm(&mut self) -> Result<(), RelayError> {
+        for (position, topic, delivery) in self.pending.drain(..) {
+            match delivery.await {
+                Ok(Ok(d)) => {
+                    self.offsets.insert((topic, d.partition), d.offset);
+                }
+                Ok(Err((e, _))) => {
+                    return Err(RelayError::Delivery {
+                        position,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(RelayError::Delivery {
+                        position,
+                        reason: "producer dropped".into(),
+                    })
+                }
+            }
+        }
+        self.bytes = 0;
+        Ok(())
     }
 }
 

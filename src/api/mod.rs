@@ -8,6 +8,7 @@ pub mod envelope;
 mod error;
 mod imports;
 mod meta;
+pub mod metrics;
 pub mod params;
 mod summaries;
 mod timeseries;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub upload_secret: Vec<u8>,
     /// Whether the database has TimescaleDB (picks `time_bucket` over `date_bin`).
     pub timescaledb: bool,
+    /// HTTP request counts and latencies for `/metrics`.
+    pub metrics: Arc<metrics::HttpMetrics>,
+    /// Whether this process runs the Kafka relay (so `/metrics` reports its lag).
+    pub relay: bool,
 }
 
 impl AppState {
@@ -73,11 +78,17 @@ pub fn app(state: AppState) -> impl Endpoint {
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let max_body = state.config.max_json_bytes;
-    Route::new()
+    let http_metrics = state.metrics.clone();
+    let mut route = Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .nest("/docs", docs);
+    if state.config.metrics {
+        route = route.at("/metrics", poem::get(metrics::endpoint));
+    }
+    route
         .around(move |ep, req| limit_body(ep, req, max_body))
+        .around(move |ep, req| metrics::track(ep, req, http_metrics.clone()))
         .with(Tracing)
         .with(RequestId::default())
         .data(state)

@@ -29,7 +29,7 @@ use crate::store::{append, Actor, Commands, NewEvent};
 pub const BATCH_ROWS: usize = 10_000;
 /// Records per workout / sleep / summary event.
 const RECORDS_PER_EVENT: usize = 500;
-const PROVIDER: &str = "apple";
+pub const PROVIDER: &str = "apple";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -591,9 +591,7 @@ pub async fn run(
     let parsing = std::time::Instant::now();
     let result = match previous {
         Some(dup) => Ok((ImportCounts::default(), Some(dup))),
-        None => parse_and_append(pool, &req, progress)
-            .await
-            .map(|c| (c, None)),
+        None => normalize(pool, &req, progress).await.map(|c| (c, None)),
     };
     match result {
         Ok((counts, duplicate_of)) => {
@@ -672,7 +670,11 @@ pub async fn run(
     }
 }
 
-async fn parse_and_append(
+/// Runs the current Apple mapper over the export at `req.path` and appends the data events
+/// (with their sample batches) to the stream `req.import_id`. Serves both the import and
+/// `wearhouse renormalize`; the read models' dedup keys make a second run over the same
+/// bytes change nothing.
+pub async fn normalize(
     pool: &Pool,
     req: &ImportRequest,
     progress: Arc<Progress>,

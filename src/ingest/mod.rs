@@ -4,4 +4,5 @@ pub mod apple;
 pub mod import;
 pub mod queue;
 pub mod raw;
+pub mod renormalize;
 pub mod sleep_sessions;

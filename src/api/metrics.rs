@@ -1,0 +1,219 @@
+//! `GET /metrics` in the Prometheus text format, and the middleware that counts and times
+//! every HTTP request.
+//!
+//! Unauthenticated like `/`: scrapers rarely carry API keys, and the figures are counts and
+//! lags, no health data. Set `WEARHOUSE_METRICS=false` to turn the endpoint off (404) where
+//! the port is reachable by untrusted clients (the route is then not registered).
+//!
+//! Consumer lag is not reported: `serve` never runs the Kafka consumer group in-process, and
+//! `wearhouse project --source kafka` commits its offsets to Kafka so the broker's own lag
+//! tools (kafka-consumer-groups, Burrow, kafka-exporter) measure it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use poem::web::Data;
+use poem::PathPattern;
+use poem::{handler, Endpoint, IntoResponse, Request, Response};
+
+use super::AppState;
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Default)]
+struct Series {
+    count: u64,
+    sum: f64,
+    /// Observations at or below each bucket bound (cumulative, as Prometheus wants).
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// Request counts and latency histograms per (method, route pattern, status).
+#[derive(Default)]
+pub struct HttpMetrics {
+    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+}
+
+impl HttpMetrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut all = self.series.lock().expect("metrics lock");
+        let s = all
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default();
+        s.count += 1;
+        s.sum += seconds;
+        for (bound, n) in BUCKETS.iter().zip(s.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *n += 1;
+            }
+        }
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let all = self.series.lock().expect("metrics lock");
+        out.push_str("# HELP wearhouse_http_requests_total HTTP requests by method, route pattern and status.\n");
+        out.push_str("# TYPE wearhouse_http_requests_total counter\n");
+        for ((method, route, status), s) in all.iter() {
+            let _ = writeln!(
+                out,
+                "wearhouse_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
+                escape(route),
+                s.count
+            );
+        }
+        out.push_str("# HELP wearhouse_http_request_duration_seconds HTTP request latency.\n");
+        out.push_str("# TYPE wearhouse_http_request_duration_seconds histogram\n");
+        for ((method, route, status), s) in all.iter() {
+            let labels = format!(
+                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
+                escape(route)
+            );
+            for (bound, n) in BUCKETS.iter().zip(s.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "wearhouse_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "wearhouse_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "wearhouse_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "wearhouse_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Times one request and records it under its route pattern (not the raw path, which would
+/// make one series per user id); requests that match no route share `unmatched`.
+pub async fn track<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    metrics: Arc<HttpMetrics>,
+) -> poem::Result<Response> {
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let result = ep.call(req).await.map(IntoResponse::into_response);
+    let (status, pattern) = match &result {
+        Ok(r) => (r.status(), r.data::<PathPattern>().cloned()),
+        Err(e) => (e.status(), e.data::<PathPattern>().cloned()),
+    };
+    // The catch-all nest at "/" reports an empty pattern when nothing inside it matched.
+    let route = match pattern {
+        Some(p) if !p.0.is_empty() => p.0.to_string(),
+        _ => "unmatched".to_string(),
+    };
+    metrics.observe(
+        &method,
+        &route,
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    result
+}
+
+/// Entries of the log after each projection's checkpoint (what the Postgres-tailing runner
+/// still has to apply).
+const PROJECTION_LAG: &str = "\
+SELECT c.name, (SELECT count(*) FROM events e \
+                 WHERE (e.tx, e.position) > (c.tx::text::xid8, c.position)) \
+  FROM checkpoints c WHERE c.name = ANY($1) ORDER BY c.name";
+
+#[handler]
+pub async fn endpoint(Data(state): Data<&AppState>) -> poem::Result<Response> {
+    let client = state.db().await?;
+    let mut out = String::new();
+    if state.relay {
+        let lag = wearhouse_kafka::relay_lag(&client)
+            .await
+            .map_err(super::internal)?;
+        out.push_str("# HELP wearhouse_relay_lag_entries Log entries not yet published to Kafka.\n# TYPE wearhouse_relay_lag_entries gauge\n");
+        let _ = writeln!(out, "wearhouse_relay_lag_entries {lag}");
+    }
+    let names: Vec<String> = wearhouse_projections::all()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    let rows = client
+        .query(PROJECTION_LAG, &[&names])
+        .await
+        .map_err(super::internal)?;
+    let mut lags: BTreeMap<String, i64> = names.into_iter().map(|n| (n, 0)).collect();
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .map_err(super::internal)?
+        .get(0);
+    // A projection without a checkpoint row has applied nothing yet.
+    for lag in lags.values_mut() {
+        *lag = total;
+    }
+    for r in rows {
+        lags.insert(r.get(0), r.get(1));
+    }
+    out.push_str("# HELP wearhouse_projection_lag_entries Log entries after the projection's checkpoint.\n# TYPE wearhouse_projection_lag_entries gauge\n");
+    for (name, lag) in &lags {
+        let _ = writeln!(
+            out,
+            "wearhouse_projection_lag_entries{{projection=\"{name}\"}} {lag}"
+        );
+    }
+    state.metrics.render(&mut out);
+    Ok(Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_the_count() {
+        let m = HttpMetrics::default();
+        m.observe("GET", "/a", 200, 0.003);
+        m.observe("GET", "/a", 200, 0.2);
+        m.observe("GET", "/a", 200, 30.0);
+        let mut out = String::new();
+        m.render(&mut out);
+        let line = |suffix: &str| {
+            out.lines()
+                .find(|l| l.contains(suffix))
+                .unwrap_or_else(|| panic!("no line with {suffix} in\n{out}"))
+                .rsplit_once(' ')
+                .unwrap()
+                .1
+                .to_string()
+        };
+        assert_eq!(line("le=\"0.001\""), "0");
+        assert_eq!(line("le=\"0.005\""), "1");
+        assert_eq!(line("le=\"0.25\""), "2");
+        assert_eq!(line("le=\"10\""), "2");
+        assert_eq!(line("le=\"+Inf\""), "3");
+        assert_eq!(
+            line("wearhouse_http_requests_total{method=\"GET\",route=\"/a\",status=\"200\"}"),
+            "3"
+        );
+    }
+}
