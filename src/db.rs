@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "raw_samples_timeseries",
         include_str!("../migrations/0003_raw_samples_timeseries.sql"),
     ),
+    (
+        4,
+        "read_models_scores",
+        include_str!("../migrations/0004_read_models_scores.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -54,6 +54,11 @@ pub trait Projection: Send + Sync + 'static {
     fn batch_size(&self) -> i64 {
         1000
     }
+    /// Read models this one reads while applying: an entry is applied only once each of them
+    /// has applied every entry of its own types that comes before it in the log.
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Empties every table of this read model (a rebuild starts from nothing).
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError>;
     /// Applies a batch of entries, in log order, inside the runner's transaction.
@@ -110,9 +115,12 @@ impl Runner {
             tx: row.get(0),
             position: row.get(1),
         };
-        let entries =
+        let mut entries =
             read_after_of_types(&tx, from, projection.batch_size(), projection.event_types())
                 .await?;
+        if let Some(limit) = self.dependency_limit(&tx, projection).await? {
+            entries.retain(|e| e.cursor < limit);
+        }
         let Some(last) = entries.last().map(|e| e.cursor) else {
             tx.rollback().await?;
             self.publish(name, from);
@@ -133,6 +141,38 @@ impl Runner {
         );
         self.publish(name, last);
         Ok(entries.len())
+    }
+
+    /// The first entry some dependency of `projection` has still to apply, if any.
+    async fn dependency_limit(
+        &self,
+        tx: &Transaction<'_>,
+        projection: &dyn Projection,
+    ) -> Result<Option<Cursor>, ProjectionError> {
+        let mut limit: Option<Cursor> = None;
+        for dep in projection.depends_on() {
+            let Some(p) = self.projections.iter().find(|p| p.name() == *dep) else {
+                return Err(ProjectionError::Unknown(dep.to_string()));
+            };
+            let at = tx
+                .query_opt(
+                    "SELECT tx, position FROM checkpoints WHERE name = $1",
+                    &[dep],
+                )
+                .await?
+                .map(|r| Cursor {
+                    tx: r.get(0),
+                    position: r.get(1),
+                })
+                .unwrap_or(Cursor::START);
+            if let Some(pending) = read_after_of_types(tx, at, 1, p.event_types())
+                .await?
+                .first()
+            {
+                limit = Some(limit.map_or(pending.cursor, |l| l.min(pending.cursor)));
+            }
+        }
+        Ok(limit)
     }
 
     fn publish(&self, name: &str, cursor: Cursor) {

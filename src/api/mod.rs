@@ -6,6 +6,7 @@ mod auth;
 mod data_sources;
 pub mod envelope;
 mod error;
+mod events;
 mod imports;
 mod meta;
 pub mod params;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             timeseries::TimeseriesApi,
             data_sources::DataSourcesApi,
             summaries::SummariesApi,
+            events::EventsApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),
