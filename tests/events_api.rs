@@ -73,6 +73,21 @@ fn body() -> String {
     .join("\n")
 }
 
+/// The same records plus one more, so the upload is not a byte-identical duplicate (those are
+/// recognised and skipped) and every record is imported again.
+fn body_again() -> String {
+    format!(
+        "{}\n{}",
+        body(),
+        export::steps(
+            10.0,
+            "2024-02-08 08:00:00 -0800",
+            "2024-02-08 08:05:00 -0800",
+            true
+        )
+    )
+}
+
 fn data(v: &Value) -> &Vec<Value> {
     v["data"].as_array().unwrap()
 }
@@ -249,7 +264,7 @@ async fn workouts_list_filters_pages_and_deletes() {
     let (_, r) = s.get(&key, &q).await;
     assert_eq!(types(&r), ["cycling", "running"]);
     assert_eq!(r["pagination"]["total_count"], 2);
-    s.import(&key, &user, &export::doc(&body())).await;
+    s.import(&key, &user, &export::doc(&body_again())).await;
     let (_, r) = s.get(&key, &q).await;
     assert_eq!(
         types(&r),
@@ -267,6 +282,15 @@ async fn workouts_list_filters_pages_and_deletes() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    let imported: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'WorkoutsRecorded'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(imported, 2, "the second import recorded the workouts again");
     // Rebuilt from the log, the read model still hides it.
     s.db.run(&["projections", "rebuild", "workouts"]);
     let (_, r) = s.get(&key, &q).await;
@@ -359,7 +383,7 @@ async fn sleep_sessions_stages_naps_and_deletes() {
         (st, e["detail"].as_str()),
         (404, Some("Sleep session not found"))
     );
-    s.import(&key, &user, &export::doc(&body())).await;
+    s.import(&key, &user, &export::doc(&body_again())).await;
     let (_, r) = s.get(&key, &q).await;
     assert_eq!(data(&r).len(), 1);
     assert_eq!(data(&r)[0]["is_nap"], false);

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod auth;
+mod daily;
 mod data_sources;
 pub mod envelope;
 mod error;
@@ -10,6 +11,7 @@ mod events;
 mod imports;
 mod meta;
 pub mod params;
+mod priorities;
 mod summaries;
 mod timeseries;
 mod users;
@@ -62,6 +64,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             data_sources::DataSourcesApi,
             summaries::SummariesApi,
             events::EventsApi,
+            daily::DailyApi,
+            priorities::PrioritiesApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),
