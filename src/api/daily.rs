@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -126,6 +126,83 @@ pub struct RecoverySummary {
     pub avg_spo2_percent: Option<f64>,
     /// A provider's recovery score (0–100) for that date, when one exists.
     pub recovery_score: Option<f64>,
+}
+
+#[derive(Object, Debug, Clone, Default)]
+pub struct SlowChanging {
+    pub weight_kg: Option<f64>,
+    pub height_cm: Option<f64>,
+    pub body_fat_percent: Option<f64>,
+    /// Lean body mass.
+    pub muscle_mass_kg: Option<f64>,
+    pub bmi: Option<f64>,
+    pub age: Option<i32>,
+}
+
+#[derive(Object, Debug, Clone, Default)]
+pub struct Averaged {
+    pub period_days: i64,
+    pub resting_heart_rate_bpm: Option<f64>,
+    pub avg_hrv_sdnn_ms: Option<f64>,
+    pub avg_hrv_rmssd_ms: Option<f64>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+}
+
+#[derive(Object, Debug, Clone, Default)]
+pub struct BloodPressure {
+    pub avg_systolic_mmhg: Option<f64>,
+    pub avg_diastolic_mmhg: Option<f64>,
+    pub max_systolic_mmhg: Option<f64>,
+    pub max_diastolic_mmhg: Option<f64>,
+    pub min_systolic_mmhg: Option<f64>,
+    pub min_diastolic_mmhg: Option<f64>,
+    pub reading_count: i64,
+}
+
+#[derive(Object, Debug, Clone, Default)]
+pub struct Latest {
+    pub body_temperature_celsius: Option<f64>,
+    pub body_temperature_measured_at: Option<DateTime<Utc>>,
+    pub skin_temperature_celsius: Option<f64>,
+    pub skin_temperature_measured_at: Option<DateTime<Utc>>,
+    pub blood_pressure: Option<BloodPressure>,
+    pub blood_pressure_measured_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Object, Debug, Clone)]
+pub struct BodySummary {
+    pub source: Option<SourceMetadata>,
+    pub slow_changing: SlowChanging,
+    pub averaged: Averaged,
+    pub latest: Latest,
+}
+
+const HEIGHT: i16 = 40;
+const WEIGHT: i16 = 41;
+const BODY_FAT: i16 = 42;
+const LEAN_MASS: i16 = 44;
+const BODY_TEMP: i16 = 45;
+const SKIN_TEMP: i16 = 46;
+const SYSTOLIC: i16 = 22;
+const DIASTOLIC: i16 = 23;
+/// A systolic and a diastolic reading further apart than this are not one measurement.
+const BP_PAIR_SECONDS: i64 = 5;
+
+/// The newest sample of a series: (value, time, source).
+async fn latest_sample(
+    client: &deadpool_postgres::Object,
+    user: Uuid,
+    series: i16,
+) -> Result<Option<(f64, DateTime<Utc>, Uuid)>, ApiError> {
+    Ok(client
+        .query_opt(
+            "SELECT value, time, data_source_id FROM samples WHERE user_id = $1 AND series_type = $2 \
+             ORDER BY time DESC LIMIT 1",
+            &[&user, &series],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1), r.get(2))))
 }
 
 struct Range {
@@ -667,6 +744,174 @@ impl DailyApi {
     }
 }
 
+#[OpenApi(prefix_path = "/api/v1")]
+impl BodyApi {
+    /// Body composition, recent vitals and latest readings (null when there is nothing)
+    #[oai(
+        path = "/users/:user_id/summaries/body",
+        method = "get",
+        tag = "Tag::Summaries"
+    )]
+    async fn body(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+        /// Days averaged, ending now
+        #[oai(
+            default = "default_period",
+            validator(minimum(value = "1"), maximum(value = "7"))
+        )]
+        average_period: Query<i64>,
+        /// Latest readings older than this many hours are left out
+        #[oai(
+            default = "default_window",
+            validator(minimum(value = "1"), maximum(value = "24"))
+        )]
+        latest_window_hours: Query<i64>,
+    ) -> Result<Json<Option<BodySummary>>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let client = state.db().await.map_err(internal_api)?;
+        let user = user_id.0;
+        let now = Utc::now();
+        let weight = latest_sample(&client, user, WEIGHT).await?;
+        let height = latest_sample(&client, user, HEIGHT).await?;
+        let fat = latest_sample(&client, user, BODY_FAT).await?;
+        let lean = latest_sample(&client, user, LEAN_MASS).await?;
+        let birth: Option<NaiveDate> = client
+            .query_opt(
+                "SELECT birth_date FROM personal_records WHERE user_id = $1",
+                &[&user],
+            )
+            .await?
+            .and_then(|r| r.get(0));
+        let age = birth.map(|b| {
+            let today = now.date_naive();
+            let mut a = today.year() - b.year();
+            if (today.month(), today.day()) < (b.month(), b.day()) {
+                a -= 1;
+            }
+            a
+        });
+        let bmi = match (weight, height) {
+            (Some((w, ..)), Some((h, ..))) if h > 0.0 => {
+                Some((w / (h / 100.0).powi(2) * 10.0).round() / 10.0)
+            }
+            _ => None,
+        };
+        let period_start = now - Duration::days(average_period.0);
+        let mut averages: HashMap<i16, f64> = HashMap::new();
+        for row in client
+            .query(
+                "SELECT series_type, avg(value) FROM samples WHERE user_id = $1 AND series_type = ANY($2) \
+                 AND time >= $3 AND time < $4 GROUP BY 1",
+                &[&user, &vec![r::RESTING_HR, r::HRV_SDNN, r::HRV_RMSSD], &period_start, &now],
+            )
+            .await?
+        {
+            averages.insert(row.get(0), row.get(1));
+        }
+        let since = now - Duration::hours(latest_window_hours.0);
+        let recent = |x: Option<(f64, DateTime<Utc>, Uuid)>| x.filter(|(_, t, _)| *t >= since);
+        let body_temp = recent(latest_sample(&client, user, BODY_TEMP).await?);
+        let skin_temp = recent(latest_sample(&client, user, SKIN_TEMP).await?);
+        let bp_rows = client
+            .query(
+                "SELECT series_type, time, value FROM samples WHERE user_id = $1 AND series_type = ANY($2) \
+                 AND time >= $3 AND time <= $4 ORDER BY time",
+                &[&user, &vec![SYSTOLIC, DIASTOLIC], &since, &now],
+            )
+            .await?;
+        let mut sys: Vec<(DateTime<Utc>, f64)> = Vec::new();
+        let mut dia: Vec<(DateTime<Utc>, f64)> = Vec::new();
+        for row in &bp_rows {
+            let t: i16 = row.get(0);
+            if t == SYSTOLIC {
+                sys.push((row.get(1), row.get(2)));
+            } else {
+                dia.push((row.get(1), row.get(2)));
+            }
+        }
+        let mut pairs: Vec<(f64, f64, DateTime<Utc>)> = Vec::new();
+        let mut used = vec![false; dia.len()];
+        for (t, s) in &sys {
+            if let Some(i) = (0..dia.len())
+                .find(|i| !used[*i] && (dia[*i].0 - *t).num_seconds().abs() <= BP_PAIR_SECONDS)
+            {
+                used[i] = true;
+                pairs.push((*s, dia[i].1, *t));
+            }
+        }
+        let blood_pressure = (!pairs.is_empty()).then(|| {
+            let n = pairs.len() as f64;
+            let fold = |f: fn(f64, f64) -> f64, pick: fn(&(f64, f64, DateTime<Utc>)) -> f64| {
+                pairs.iter().map(pick).reduce(f)
+            };
+            BloodPressure {
+                avg_systolic_mmhg: Some(pairs.iter().map(|p| p.0).sum::<f64>() / n),
+                avg_diastolic_mmhg: Some(pairs.iter().map(|p| p.1).sum::<f64>() / n),
+                max_systolic_mmhg: fold(f64::max, |p| p.0),
+                max_diastolic_mmhg: fold(f64::max, |p| p.1),
+                min_systolic_mmhg: fold(f64::min, |p| p.0),
+                min_diastolic_mmhg: fold(f64::min, |p| p.1),
+                reading_count: pairs.len() as i64,
+            }
+        });
+        let anything = weight.is_some()
+            || height.is_some()
+            || fat.is_some()
+            || lean.is_some()
+            || !averages.is_empty()
+            || body_temp.is_some()
+            || skin_temp.is_some()
+            || blood_pressure.is_some();
+        if !anything {
+            return Ok(Json(None));
+        }
+        let source_id = [weight, fat, height, lean, body_temp, skin_temp]
+            .iter()
+            .flatten()
+            .map(|x| x.2)
+            .next();
+        let srcs = sources(&client, source_id.into_iter().collect()).await?;
+        Ok(Json(Some(BodySummary {
+            source: source_id.and_then(|s| srcs.get(&s).cloned()),
+            slow_changing: SlowChanging {
+                weight_kg: weight.map(|x| x.0),
+                height_cm: height.map(|x| x.0),
+                body_fat_percent: fat.map(|x| x.0),
+                muscle_mass_kg: lean.map(|x| x.0),
+                bmi,
+                age,
+            },
+            averaged: Averaged {
+                period_days: average_period.0,
+                resting_heart_rate_bpm: averages.get(&r::RESTING_HR).copied(),
+                avg_hrv_sdnn_ms: averages.get(&r::HRV_SDNN).copied(),
+                avg_hrv_rmssd_ms: averages.get(&r::HRV_RMSSD).copied(),
+                period_start: Some(period_start),
+                period_end: Some(now),
+            },
+            latest: Latest {
+                body_temperature_celsius: body_temp.map(|x| x.0),
+                body_temperature_measured_at: body_temp.map(|x| x.1),
+                skin_temperature_celsius: skin_temp.map(|x| x.0),
+                skin_temperature_measured_at: skin_temp.map(|x| x.1),
+                blood_pressure_measured_at: pairs.last().map(|p| p.2),
+                blood_pressure,
+            },
+        })))
+    }
+}
+
+pub struct BodyApi;
+
+fn default_period() -> i64 {
+    7
+}
+fn default_window() -> i64 {
+    4
+}
 fn default_limit() -> i64 {
     50
 }

@@ -8,6 +8,7 @@ mod data_sources;
 pub mod envelope;
 mod error;
 mod events;
+mod health_scores;
 mod imports;
 mod meta;
 pub mod params;
@@ -65,6 +66,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             summaries::SummariesApi,
             events::EventsApi,
             daily::DailyApi,
+            daily::BodyApi,
+            health_scores::HealthScoresApi,
             priorities::PrioritiesApi,
         ),
         "wearhouse",
