@@ -52,3 +52,30 @@ CREATE TABLE health_scores (
     UNIQUE (user_id, provider, category, recorded_at)
 );
 CREATE INDEX health_scores_user_time ON health_scores (user_id, recorded_at DESC, id);
+
+-- Nights merged across sources (projections/src/sleep_nights.rs), one row per night, with the
+-- vitals averaged over each main sleep, so the sleep summary reads rows instead of samples.
+CREATE TABLE sleep_nights (
+    user_id              uuid             NOT NULL,
+    wake_date            date             NOT NULL,
+    start_time           timestamptz      NOT NULL,
+    end_time             timestamptz      NOT NULL,
+    zone_offset          smallint         NOT NULL,
+    data_source_id       uuid             NOT NULL,
+    is_main              boolean          NOT NULL,
+    is_nap               boolean          NOT NULL,
+    awake_minutes        double precision NOT NULL,
+    light_minutes        double precision NOT NULL,
+    deep_minutes         double precision NOT NULL,
+    rem_minutes          double precision NOT NULL,
+    asleep_minutes       double precision NOT NULL,
+    in_bed_minutes       double precision NOT NULL,
+    interruptions        integer          NOT NULL,
+    session_ids          uuid[]           NOT NULL,
+    avg_heart_rate       double precision,
+    avg_hrv_sdnn         double precision,
+    avg_hrv_rmssd        double precision,
+    avg_respiratory_rate double precision,
+    avg_spo2             double precision,
+    PRIMARY KEY (user_id, wake_date, start_time)
+);

@@ -291,6 +291,16 @@ async fn recompute_chunk(
     Ok(())
 }
 
+/// Recomputes `user`'s dates `from..=to` (a rebuild of one user when the range is known).
+pub async fn recompute_user_between(
+    tx: &impl GenericClient,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    recompute(tx, user, from, to).await
+}
+
 /// Recomputes every date of `user` that has samples of the rolled-up series.
 pub async fn recompute_user(
     tx: &impl GenericClient,

@@ -15,6 +15,7 @@ pub mod priorities;
 pub mod ranks;
 pub mod runner;
 pub mod samples;
+pub mod sleep_nights;
 pub mod sleep_sessions;
 pub mod users;
 pub mod workouts;
@@ -41,6 +42,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         // Readers of other read models come after the models they read.
         Arc::new(daily_rollup::DailyRollup),
         Arc::new(health_scores::HealthScores),
+        Arc::new(sleep_nights::SleepNights),
     ]
 }
 

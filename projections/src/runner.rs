@@ -151,7 +151,14 @@ impl Runner {
     ) -> Result<Option<Cursor>, ProjectionError> {
         let mut limit: Option<Cursor> = None;
         for dep in projection.depends_on() {
-            let Some(p) = self.projections.iter().find(|p| p.name() == *dep) else {
+            // A runner of a single model (a rebuild) still knows its dependencies' event types.
+            let all = crate::all();
+            let Some(p) = self
+                .projections
+                .iter()
+                .chain(all.iter())
+                .find(|p| p.name() == *dep)
+            else {
                 return Err(ProjectionError::Unknown(dep.to_string()));
             };
             let at = tx

@@ -6,9 +6,9 @@
 //!   written in its own offset.
 //! * Activity and recovery read the `daily_rollup` read model (merged across sources per time
 //!   segment, docs/merging.md): one index range scan per page.
-//! * Sleep merges every source's sessions of the range into nights (gap rule, clipped stages,
-//!   naps, one main sleep per local wake date) at request time: a range holds a few sessions
-//!   per day, so this stays cheap; vitals are averaged over the main sleep's window.
+//! * Sleep reads the `sleep_nights` read model: every source's sessions merged into nights (gap
+//!   rule, clipped stages, naps, one main sleep per local wake date), with vitals averaged over
+//!   each main sleep's window when the night or its samples change, not per request.
 //! * Recovery puts RMSSD in `avg_hrv_rmssd_ms` and SDNN in `avg_hrv_sdnn_ms` (upstream puts
 //!   RMSSD in the SDNN field); sleep fields come from that date's main sleep.
 //! * Pages are cursored by date: `next_cursor` continues in `sort_order`, `prev_…` goes back.
@@ -21,10 +21,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
 use uuid::Uuid;
-use wearhouse_domain::scores::waso;
-use wearhouse_domain::sleep_merge::{self, Night};
 use wearhouse_projections::daily_rollup as r;
-use wearhouse_projections::health_scores::load_sessions;
 
 use super::data_sources::{source_metadata, SourceMetadata};
 use super::envelope::{Metadata, PaginatedResponse, Pagination};
@@ -364,40 +361,77 @@ async fn sources(
     source_metadata(client, &ids).await
 }
 
-/// Nights whose local wake date is in [start, end), grouped by that date.
+/// One merged night from the `sleep_nights` read model.
+struct NightRow {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    zone_offset: i16,
+    source: Uuid,
+    is_main: bool,
+    awake: f64,
+    light: f64,
+    deep: f64,
+    rem: f64,
+    asleep: f64,
+    in_bed: f64,
+    interruptions: i32,
+    vitals: [Option<f64>; 5],
+}
+
+impl NightRow {
+    /// Net sleep, or the window when the source gave no stages.
+    fn minutes(&self) -> f64 {
+        if self.asleep > 0.0 {
+            self.asleep
+        } else {
+            self.in_bed
+        }
+    }
+    fn efficiency(&self) -> Option<f64> {
+        (self.in_bed > 0.0).then(|| self.asleep / self.in_bed * 100.0)
+    }
+}
+
+/// Nights whose local wake date is in [start, end), grouped by that date, in time order.
 async fn nights_by_date(
     client: &deadpool_postgres::Object,
     user: Uuid,
     start: NaiveDate,
     end: NaiveDate,
-) -> Result<BTreeMap<NaiveDate, Vec<Night>>, ApiError> {
-    let sessions = load_sessions(
-        client,
-        user,
-        midnight(start) - Duration::days(2),
-        midnight(end) + Duration::days(1),
-    )
-    .await?;
-    let mut out: BTreeMap<NaiveDate, Vec<Night>> = BTreeMap::new();
-    for n in sleep_merge::merge(sessions) {
-        let d = n.wake_date();
-        if d >= start && d < end {
-            out.entry(d).or_default().push(n);
-        }
+) -> Result<BTreeMap<NaiveDate, Vec<NightRow>>, ApiError> {
+    let rows = client
+        .query(
+            "SELECT wake_date, start_time, end_time, zone_offset, data_source_id, is_main, awake_minutes, \
+                    light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, interruptions, \
+                    avg_heart_rate, avg_hrv_sdnn, avg_hrv_rmssd, avg_respiratory_rate, avg_spo2 \
+             FROM sleep_nights WHERE user_id = $1 AND wake_date >= $2 AND wake_date < $3 \
+             ORDER BY wake_date, start_time",
+            &[&user, &start, &end],
+        )
+        .await?;
+    let mut out: BTreeMap<NaiveDate, Vec<NightRow>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(NightRow {
+            start: r.get(1),
+            end: r.get(2),
+            zone_offset: r.get(3),
+            source: r.get(4),
+            is_main: r.get(5),
+            awake: r.get(6),
+            light: r.get(7),
+            deep: r.get(8),
+            rem: r.get(9),
+            asleep: r.get(10),
+            in_bed: r.get(11),
+            interruptions: r.get(12),
+            vitals: [r.get(13), r.get(14), r.get(15), r.get(16), r.get(17)],
+        });
     }
     Ok(out)
 }
 
-fn main_of(nights: &[Night]) -> Option<&Night> {
+fn main_of(nights: &[NightRow]) -> Option<&NightRow> {
     nights.iter().find(|n| n.is_main)
-}
-
-fn night_minutes(n: &Night) -> f64 {
-    if n.asleep_minutes > 0.0 {
-        n.asleep_minutes
-    } else {
-        n.in_bed_minutes
-    }
 }
 
 pub struct DailyApi;
@@ -555,38 +589,6 @@ impl DailyApi {
         let nights = nights_by_date(&client, user_id.0, rg.start, rg.end).await?;
         let all: Vec<NaiveDate> = nights.keys().copied().collect();
         let page = page_dates(&all, sort_order.0, rg.cursor, limit.0 as usize);
-        // Vitals over each main sleep's window, from any source.
-        let mains: Vec<(NaiveDate, &Night)> = page
-            .dates
-            .iter()
-            .filter_map(|d| main_of(&nights[d]).map(|n| (*d, n)))
-            .collect();
-        let ds: Vec<NaiveDate> = mains.iter().map(|(d, _)| *d).collect();
-        let st: Vec<DateTime<Utc>> = mains.iter().map(|(_, n)| n.start).collect();
-        let en: Vec<DateTime<Utc>> = mains.iter().map(|(_, n)| n.end).collect();
-        let vitals_ids: Vec<i16> = vec![
-            r::HEART_RATE,
-            r::HRV_SDNN,
-            r::HRV_RMSSD,
-            r::RESPIRATORY_RATE,
-            r::SPO2,
-        ];
-        let mut vitals: HashMap<(NaiveDate, i16), f64> = HashMap::new();
-        if !mains.is_empty() {
-            for row in client
-                .query(
-                    "SELECT w.d, s.series_type, avg(s.value) \
-                     FROM unnest($2::date[], $3::timestamptz[], $4::timestamptz[]) AS w(d, st, en) \
-                     CROSS JOIN unnest($5::int2[]) AS t(id) \
-                     JOIN samples s ON s.user_id = $1 AND s.series_type = t.id AND s.time >= w.st AND s.time < w.en \
-                     GROUP BY 1, 2",
-                    &[&user_id.0, &ds, &st, &en, &vitals_ids],
-                )
-                .await?
-            {
-                vitals.insert((row.get(0), row.get(1)), row.get(2));
-            }
-        }
         let ids: Vec<Uuid> = page
             .dates
             .iter()
@@ -599,23 +601,11 @@ impl DailyApi {
             .map(|d| {
                 let ns = &nights[d];
                 let main = main_of(ns);
-                let naps: Vec<&Night> = ns.iter().filter(|n| !n.is_main).collect();
-                let nap_minutes: f64 = naps.iter().map(|n| night_minutes(n)).sum();
-                let main_minutes = main.map(night_minutes).unwrap_or(0.0);
-                let vital = |id: i16| vitals.get(&(*d, id)).copied();
-                let interruptions = main.map(|n| {
-                    let timeline: Vec<_> = n
-                        .stages
-                        .iter()
-                        .map(|s| {
-                            (
-                                s.stage,
-                                (s.end - s.start).num_milliseconds() as f64 / 60_000.0,
-                            )
-                        })
-                        .collect();
-                    waso(&timeline).1 as i64
-                });
+                // Every night but the main sleep counts as a nap.
+                let naps: Vec<&NightRow> = ns.iter().filter(|n| !n.is_main).collect();
+                let nap_minutes: f64 = naps.iter().map(|n| n.minutes()).sum();
+                let main_minutes = main.map(NightRow::minutes).unwrap_or(0.0);
+                let vital = |i: usize| main.and_then(|n| n.vitals[i]);
                 let source = main.or(ns.first()).map(|n| n.source);
                 SleepSummary {
                     date: *d,
@@ -625,17 +615,17 @@ impl DailyApi {
                     zone_offset: main.map(|n| format_offset(n.zone_offset)),
                     duration_minutes: main_minutes,
                     total_duration_minutes: main_minutes + nap_minutes,
-                    time_in_bed_minutes: main.map(|n| n.in_bed_minutes),
-                    efficiency_percent: main.and_then(|n| n.efficiency_percent()),
+                    time_in_bed_minutes: main.map(|n| n.in_bed),
+                    efficiency_percent: main.and_then(NightRow::efficiency),
                     stages: main
                         .map(|n| SleepStageMinutes {
-                            awake: n.awake_minutes,
-                            light: n.light_minutes,
-                            deep: n.deep_minutes,
-                            rem: n.rem_minutes,
+                            awake: n.awake,
+                            light: n.light,
+                            deep: n.deep,
+                            rem: n.rem,
                         })
                         .unwrap_or_default(),
-                    interruptions_count: interruptions,
+                    interruptions_count: main.map(|n| n.interruptions as i64),
                     nap_count: naps.len() as i64,
                     nap_duration_minutes: nap_minutes,
                     sessions: ns
@@ -644,15 +634,15 @@ impl DailyApi {
                             start_time: n.start,
                             end_time: n.end,
                             zone_offset: Some(format_offset(n.zone_offset)),
-                            duration_minutes: night_minutes(n),
+                            duration_minutes: n.minutes(),
                             is_nap: !n.is_main,
                         })
                         .collect(),
-                    avg_heart_rate_bpm: vital(r::HEART_RATE),
-                    avg_hrv_sdnn_ms: vital(r::HRV_SDNN),
-                    avg_hrv_rmssd_ms: vital(r::HRV_RMSSD),
-                    avg_respiratory_rate: vital(r::RESPIRATORY_RATE),
-                    avg_spo2_percent: vital(r::SPO2),
+                    avg_heart_rate_bpm: vital(0),
+                    avg_hrv_sdnn_ms: vital(1),
+                    avg_hrv_rmssd_ms: vital(2),
+                    avg_respiratory_rate: vital(3),
+                    avg_spo2_percent: vital(4),
                 }
             })
             .collect();
@@ -730,8 +720,8 @@ impl DailyApi {
                 RecoverySummary {
                     date: *d,
                     source: source.and_then(|s| srcs.get(&s).cloned()),
-                    sleep_duration_seconds: main.map(|n| night_minutes(n) * 60.0),
-                    sleep_efficiency_percent: main.and_then(|n| n.efficiency_percent()),
+                    sleep_duration_seconds: main.map(|n| n.minutes() * 60.0),
+                    sleep_efficiency_percent: main.and_then(NightRow::efficiency),
                     resting_heart_rate_bpm: v(r::RESTING_HR),
                     avg_hrv_sdnn_ms: v(r::HRV_SDNN),
                     avg_hrv_rmssd_ms: v(r::HRV_RMSSD),

@@ -376,8 +376,9 @@ impl Server {
         loop {
             let behind: i64 = db
                 .query_one(
-                    "SELECT count(*) FROM events e WHERE NOT EXISTS ( \
-                       SELECT 1 FROM checkpoints c WHERE c.name = 'health_scores' \
+                    "SELECT count(*) FROM events e, (VALUES ('health_scores'), ('sleep_nights')) AS m(name) \
+                     WHERE NOT EXISTS ( \
+                       SELECT 1 FROM checkpoints c WHERE c.name = m.name \
                        AND (e.tx::text::bigint, e.position) <= (c.tx, c.position)) \
                      AND e.event_type IN ('SamplesRecorded', 'SleepSessionsRecorded', 'RecordDeleted', \
                        'ProviderPrioritiesSet', 'DeviceTypePrioritiesSet')",
