@@ -222,6 +222,16 @@ async fn caught_up(pool: &deadpool_postgres::Pool) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// One generated sample: time, source, series, value, end, daily-total flag.
+type BenchRow = (
+    chrono::DateTime<chrono::Utc>,
+    Uuid,
+    i16,
+    f64,
+    chrono::DateTime<chrono::Utc>,
+    Option<bool>,
+);
+
 /// p99 of a set of durations, in milliseconds.
 fn p99_ms(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -338,8 +348,7 @@ pub async fn queries(db: &DbConfig, samples: u64, requests: usize) -> anyhow::Re
             .and_hms_opt(8, 0, 0)
             .expect("valid")
             .and_utc();
-        let mut rows: Vec<(DateTime<Utc>, Uuid, i16, f64, DateTime<Utc>, Option<bool>)> =
-            Vec::with_capacity(per_day as usize);
+        let mut rows: Vec<BenchRow> = Vec::with_capacity(per_day as usize);
         for i in 0..5760 {
             let t = t0 + Duration::seconds(i * 15);
             rows.push((t, watch, 1, 55.0 + 60.0 * next(), t, None));
