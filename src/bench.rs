@@ -140,6 +140,7 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
     tokio::spawn(platform.serve());
     let http = reqwest::Client::new();
     let base = format!("http://{bind}/api/v1");
+    wait_ready(&http, &bind).await;
     let user: serde_json::Value = http
         .post(format!("{base}/users"))
         .header("X-Open-Wearables-API-Key", &key)
@@ -194,6 +195,16 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
         records
     );
     Ok(())
+}
+
+/// The listener starts in a spawned task: waits (up to 5 s) until it answers.
+async fn wait_ready(http: &reqwest::Client, bind: &str) {
+    for _ in 0..200 {
+        if http.get(format!("http://{bind}/")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 /// Whether every projection has applied every entry it reads.
@@ -270,13 +281,7 @@ pub async fn queries(db: &DbConfig, samples: u64, requests: usize) -> anyhow::Re
     tokio::spawn(platform.serve());
     let http = reqwest::Client::new();
     let base = format!("http://{bind}/api/v1");
-    // The listener starts in the spawned task: wait until it answers.
-    for _ in 0..200 {
-        if http.get(format!("http://{bind}/")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    wait_ready(&http, &bind).await;
     let user: serde_json::Value = http
         .post(format!("{base}/users"))
         .header("X-Open-Wearables-API-Key", &key)
