@@ -540,6 +540,40 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
         .await;
     assert_eq!(again["data"], v["data"]);
 
+    // Ranking the ring first: its stages win where they overlap, the watch fills the rest.
+    let jwt = s.login().await;
+    let (st, _) = call(
+        s.req(Method::PUT, "/api/v1/priorities/device-types/ring")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": 1})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    s.settle().await;
+    let (_, ringed) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/summaries/sleep?start_date=2024-02-10&end_date=2024-02-13"
+            ),
+        )
+        .await;
+    let d2 = &data(&ringed)[0];
+    assert_eq!(d2["source"]["device_type"], "ring");
+    assert_eq!(
+        d2["stages"],
+        json!({"awake": 240.0, "light": 210.0, "deep": 0.0, "rem": 60.0})
+    );
+    assert_eq!(d2["duration_minutes"], 270.0);
+    let (st, _) = call(
+        s.req(Method::PUT, "/api/v1/priorities/device-types/ring")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": 3})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    s.settle().await;
+
     // The raw sessions: two per night without the filter, the watch's with it.
     let q = format!("/api/v1/users/{user}/events/sleep?start_date=2024-02-10&end_date=2024-02-12");
     let (_, all) = s.get(&key, &q).await;
