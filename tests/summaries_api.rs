@@ -543,9 +543,12 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
     // Ranking the ring first: its stages win where they overlap, the watch fills the rest.
     let jwt = s.login().await;
     let (st, _) = call(
-        s.req(Method::PUT, "/api/v1/priorities/device-types/ring")
+        s.req(Method::PUT, "/api/v1/priorities/device-types")
             .bearer_auth(&jwt)
-            .json(&json!({"priority": 1})),
+            .json(&json!({"priorities": [
+                {"device_type": "ring", "priority": 1},
+                {"device_type": "watch", "priority": 2}
+            ]})),
     )
     .await;
     assert_eq!(st, 200);
@@ -566,9 +569,12 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
     );
     assert_eq!(d2["duration_minutes"], 270.0);
     let (st, _) = call(
-        s.req(Method::PUT, "/api/v1/priorities/device-types/ring")
+        s.req(Method::PUT, "/api/v1/priorities/device-types")
             .bearer_auth(&jwt)
-            .json(&json!({"priority": 3})),
+            .json(&json!({"priorities": [
+                {"device_type": "ring", "priority": 3},
+                {"device_type": "watch", "priority": 1}
+            ]})),
     )
     .await;
     assert_eq!(st, 200);
