@@ -141,9 +141,7 @@ pub async fn apple_import(db: &DbConfig, size: u64) -> anyhow::Result<()> {
     tokio::spawn(platform.serve());
     let http = reqwest::Client::new();
     let base = format!("http://{bind}/api/v1");
-    while http.get(format!("http://{bind}/")).send().await.is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_ready(&http, &bind).await;
     let user: serde_json::Value = http
         .post(format!("{base}/users"))
         .header("X-Open-Wearables-API-Key", &key)
@@ -329,6 +327,316 @@ pub async fn relay(db: &DbConfig, kafka: &wearhouse_kafka::KafkaConfig) -> anyho
         bytes as f64 / drain / 1e6,
         pct(0.50),
         pct(0.99)
+    );
+    Ok(())
+}
+
+/// The listener starts in a spawned task: waits (up to 5 s) until it answers.
+async fn wait_ready(http: &reqwest::Client, bind: &str) {
+    for _ in 0..200 {
+        if http.get(format!("http://{bind}/")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// One generated sample: time, source, series, value, end, daily-total flag.
+type BenchRow = (
+    chrono::DateTime<chrono::Utc>,
+    Uuid,
+    i16,
+    f64,
+    chrono::DateTime<chrono::Utc>,
+    Option<bool>,
+);
+
+/// p99 of a set of durations, in milliseconds.
+fn p99_ms(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let i = ((samples.len() as f64) * 0.99).ceil() as usize;
+    samples[i.saturating_sub(1).min(samples.len() - 1)]
+}
+
+/// Loads a user with `samples` generated samples (watch heart rate, watch and phone steps
+/// that overlap, active and basal energy, a night of staged sleep per day) into a scratch
+/// database with binary COPY, builds the merged read models for them, then measures the API
+/// over HTTP against an in-process server: p99 latencies of `/timeseries` (one day of heart
+/// rate), `/summaries/activity` and `/summaries/sleep` (30 days each), and the throughput of a
+/// concurrent mix of the three.
+pub async fn queries(db: &DbConfig, samples: u64, requests: usize) -> anyhow::Result<()> {
+    use chrono::{DateTime, Duration, Utc};
+    use clap::Parser;
+    use futures::pin_mut;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    use wearhouse_domain::records::{DataSourceInfo, SleepStageInterval};
+
+    let (pool, url) = scratch(db).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let cfg = ServeArgs::parse_from(["serve", "--bind", &bind]).serve;
+    let mut scratch_db = db.clone();
+    scratch_db.database_url = Some(url);
+    let platform =
+        crate::serve::start(&scratch_db, cfg, &wearhouse_kafka::KafkaConfig::default()).await?;
+    let state = platform.state.clone();
+    let key = crate::serve::system_api_key(&state, "bench").await?;
+    tokio::spawn(platform.serve());
+    let http = reqwest::Client::new();
+    let base = format!("http://{bind}/api/v1");
+    wait_ready(&http, &bind).await;
+    let user: serde_json::Value = http
+        .post(format!("{base}/users"))
+        .header("X-Open-Wearables-API-Key", &key)
+        .json(&json!({"first_name": "Bench"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let user_id: Uuid = user["id"].as_str().unwrap_or_default().parse()?;
+
+    // Read-model rows written directly: this measures queries, not ingestion.
+    let watch = DataSourceInfo::id_for(user_id, "apple", Some("Watch6,1"), Some("Bench Watch"));
+    let phone = DataSourceInfo::id_for(user_id, "apple", Some("iPhone14,2"), Some("Bench iPhone"));
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO data_sources (id, user_id, provider, device_model, source, device_type, original_source_name) VALUES \
+             ($1, $3, 'apple', 'Watch6,1', 'Bench Watch', 'watch', 'Bench Watch'), \
+             ($2, $3, 'apple', 'iPhone14,2', 'Bench iPhone', 'phone', 'Bench iPhone')",
+            &[&watch, &phone, &user_id],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO personal_records (user_id, birth_date) VALUES ($1, '1988-06-14')",
+            &[&user_id],
+        )
+        .await?;
+
+    // Per day: heart rate every 15 s, watch steps and energy each waking minute, phone steps
+    // every 10 minutes (overlapping the watch), basal energy hourly.
+    let per_day: u64 = 5760 + 960 + 96 + 960 + 24;
+    let days = samples.div_ceil(per_day).max(1) as i64;
+    let first_day = Utc::now().date_naive() - Duration::days(days);
+    let offset: i16 = -480;
+    let started = Instant::now();
+    let sink = client
+        .copy_in(
+            "COPY samples (time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total) FROM STDIN BINARY",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TIMESTAMPTZ,
+            Type::UUID,
+            Type::UUID,
+            Type::INT2,
+            Type::FLOAT8,
+            Type::INT2,
+            Type::TIMESTAMPTZ,
+            Type::BOOL,
+        ],
+    );
+    pin_mut!(writer);
+    let mut written: u64 = 0;
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % 1000) as f64 / 1000.0
+    };
+    let mut sessions: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>, serde_json::Value)> = Vec::new();
+    'days: for d in 0..days {
+        // Local midnight at UTC-8 is 08:00 UTC.
+        let t0 = (first_day + Duration::days(d))
+            .and_hms_opt(8, 0, 0)
+            .expect("valid")
+            .and_utc();
+        let mut rows: Vec<BenchRow> = Vec::with_capacity(per_day as usize);
+        for i in 0..5760 {
+            let t = t0 + Duration::seconds(i * 15);
+            rows.push((t, watch, 1, 55.0 + 60.0 * next(), t, None));
+        }
+        for m in 0..960 {
+            let t = t0 + Duration::minutes(7 * 60 + m);
+            let e = t + Duration::minutes(1);
+            rows.push((t, watch, 80, (80.0 * next()).round(), e, Some(false)));
+            rows.push((t, watch, 81, 3.0 * next(), e, Some(false)));
+        }
+        for k in 0..96 {
+            let t = t0 + Duration::minutes(7 * 60 + k * 10);
+            rows.push((
+                t,
+                phone,
+                80,
+                (600.0 * next()).round(),
+                t + Duration::minutes(10),
+                Some(false),
+            ));
+        }
+        for h in 0..24 {
+            let t = t0 + Duration::hours(h);
+            rows.push((t, watch, 82, 65.0, t + Duration::hours(1), Some(false)));
+        }
+        for (t, ds, st, v, e, daily) in rows {
+            writer
+                .as_mut()
+                .write(&[&t, &user_id, &ds, &st, &v, &Some(offset), &Some(e), &daily])
+                .await?;
+            written += 1;
+            if written >= samples {
+                break 'days;
+            }
+        }
+        // 23:00-07:00 local, light/deep/REM cycles.
+        let start = t0 - Duration::hours(1);
+        let stages: Vec<SleepStageInterval> = (0..16)
+            .map(|i| SleepStageInterval {
+                stage: ["light", "deep", "light", "rem"][i % 4].into(),
+                start: start + Duration::minutes(30 * i as i64),
+                end: start + Duration::minutes(30 * (i as i64 + 1)),
+            })
+            .collect();
+        sessions.push((
+            wearhouse_domain::records::record_id(&[
+                &watch.to_string(),
+                "sleep",
+                &start.to_rfc3339(),
+            ]),
+            start,
+            start + Duration::hours(8),
+            serde_json::to_value(&stages)?,
+        ));
+    }
+    writer.finish().await?;
+    for (id, start, end, stages) in &sessions {
+        client
+            .execute(
+                "INSERT INTO sleep_sessions (id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, \
+                   awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages) \
+                 VALUES ($1, $2, $3, $4, $5, $6, false, 0, 240, 120, 120, 480, 480, $7)",
+                &[id, &user_id, &watch, start, end, &offset, stages],
+            )
+            .await?;
+    }
+    client.batch_execute("ANALYZE samples").await?;
+    let load_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    wearhouse_projections::daily_rollup::recompute_user_between(
+        &client,
+        user_id,
+        first_day - Duration::days(1),
+        first_day + Duration::days(days + 1),
+    )
+    .await?;
+    wearhouse_projections::sleep_nights::recompute(
+        &client,
+        user_id,
+        first_day - Duration::days(1),
+        first_day + Duration::days(days + 1),
+    )
+    .await?;
+    let rollup_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "loaded {written} samples over {days} days in {load_s:.0} s; daily rollup and nights built in {rollup_s:.0} s"
+    );
+
+    let day = |i: usize| first_day + Duration::days((i as i64 * 7919) % (days - 31).max(1));
+    let get = |path: String| {
+        let http = http.clone();
+        let key = key.clone();
+        async move {
+            let t = Instant::now();
+            let r = http
+                .get(path)
+                .header("X-Open-Wearables-API-Key", key)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "status {}", r.status());
+            r.bytes().await?;
+            Ok::<f64, anyhow::Error>(t.elapsed().as_secs_f64() * 1000.0)
+        }
+    };
+    let ts = |i: usize| {
+        let d = day(i);
+        format!(
+            "{base}/users/{user_id}/timeseries?start_time={d}T08:00:00Z&end_time={d}T20:00:00Z&types=heart_rate&limit=100"
+        )
+    };
+    let act = |i: usize| {
+        let d = day(i);
+        format!(
+            "{base}/users/{user_id}/summaries/activity?start_date={d}&end_date={}",
+            d + Duration::days(30)
+        )
+    };
+    let slp = |i: usize| {
+        let d = day(i);
+        format!(
+            "{base}/users/{user_id}/summaries/sleep?start_date={d}&end_date={}",
+            d + Duration::days(30)
+        )
+    };
+    // Warm-up, then each kind alone.
+    for i in 0..10 {
+        get(ts(i)).await?;
+        get(act(i)).await?;
+        get(slp(i)).await?;
+    }
+    let mut figures = Vec::new();
+    for kind in [&ts as &dyn Fn(usize) -> String, &act, &slp] {
+        let mut times = Vec::with_capacity(requests);
+        for i in 0..requests {
+            times.push(get(kind(i + 100)).await?);
+        }
+        figures.push(p99_ms(times));
+    }
+    // Throughput: 8 clients, the three kinds in turn, for a fixed number of requests.
+    let started = Instant::now();
+    let total = requests * 3;
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let urls: Vec<String> = (0..total / 8)
+            .map(|i| {
+                let n = c * 1000 + i;
+                match n % 3 {
+                    0 => ts(n),
+                    1 => act(n),
+                    _ => slp(n),
+                }
+            })
+            .collect();
+        let (http, key) = (http.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            for u in urls {
+                let r = http
+                    .get(u)
+                    .header("X-Open-Wearables-API-Key", &key)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "status {}", r.status());
+                r.bytes().await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let rps = (total / 8 * 8) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "timeseries_p99_ms={:.1} activity_summary_p99_ms={:.1} sleep_summary_p99_ms={:.1} requests_per_s={:.0}",
+        figures[0], figures[1], figures[2], rps
     );
     Ok(())
 }

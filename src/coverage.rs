@@ -129,7 +129,11 @@ fn build(mappers: &[Mapper]) -> Value {
         "workout_fields": fields(mappers, |m| m.workout_fields),
         "sleep_fields": fields(mappers, |m| m.sleep_fields),
         "menstrual_cycle_fields": [],
-        "health_scores": [],
+        // The platform's own scores, computed from any provider's sleep and HRV.
+        "health_scores": [
+            { "code": "sleep", "providers": ["internal"] },
+            { "code": "resilience", "providers": ["internal"] },
+        ],
     })
 }
 
@@ -196,6 +200,13 @@ mod tests {
             json!({"code": "type", "providers": ["apple"]})
         );
         assert!(doc["sleep_fields"].as_array().unwrap().len() == SLEEP_FIELDS.len());
+        assert_eq!(
+            doc["health_scores"],
+            json!([
+                {"code": "sleep", "providers": ["internal"]},
+                {"code": "resilience", "providers": ["internal"]}
+            ])
+        );
     }
 
     #[test]

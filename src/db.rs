@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "kafka_offsets",
         include_str!("../migrations/0004_kafka_offsets.sql"),
     ),
+    (
+        5,
+        "read_models_scores",
+        include_str!("../migrations/0005_read_models_scores.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

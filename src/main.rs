@@ -155,6 +155,15 @@ enum BenchCommand {
     },
     /// Relay throughput and commit-to-consume lag through the broker (needs WEARHOUSE_KAFKA_BROKERS)
     Relay,
+    /// Load a user with generated samples, then p99 latencies and throughput of the read API
+    Queries {
+        /// Samples to load
+        #[arg(long, default_value_t = 10_000_000)]
+        samples: u64,
+        /// Timed requests per endpoint
+        #[arg(long, default_value_t = 300)]
+        requests: usize,
+    },
 }
 
 /// Every environment variable any command reads, with its default, for `wearhouse --help`.
@@ -294,6 +303,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
         Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,
         Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,
+        Command::Bench(BenchCommand::Queries { samples, requests }) => {
+            bench::queries(&db, samples, requests).await
+        }
         Command::Import(ImportCommand::AppleHealth { file, user }) => {
             import_cli::import_apple(&db, &file, user).await
         }

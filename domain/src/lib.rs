@@ -2,11 +2,15 @@
 //! decision is a pure function of the aggregate's past events and the command.
 
 pub mod api_key;
+pub mod daily;
 pub mod developer;
 pub mod import;
+pub mod priority;
 pub mod records;
+pub mod scores;
 pub mod series;
 pub mod sleep;
+pub mod sleep_merge;
 pub mod sync_run;
 pub mod user;
 pub mod workout_type;

@@ -134,6 +134,27 @@ pub enum DataEvent {
         user_id: Uuid,
         characteristics: Characteristics,
     },
+    /// A user deleted a record through the API: read models hide it from then on, also when
+    /// an import brings the same record (same id) again. The history keeps it.
+    RecordDeleted {
+        user_id: Uuid,
+        kind: RecordKind,
+        record_id: Uuid,
+    },
+}
+
+/// The kinds of records a user can delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Workout,
+    Sleep,
+    MenstrualCycle,
+}
+
+impl RecordKind {
+    /// The aggregate type of a deletion's stream (one stream per record).
+    pub const AGGREGATE_TYPE: &'static str = "UserRecord";
 }
 
 impl DataEvent {
@@ -147,6 +168,7 @@ impl DataEvent {
             DataEvent::SleepSessionsRecorded { .. } => "SleepSessionsRecorded",
             DataEvent::ActivitySummariesRecorded { .. } => "ActivitySummariesRecorded",
             DataEvent::CharacteristicsRecorded { .. } => "CharacteristicsRecorded",
+            DataEvent::RecordDeleted { .. } => "RecordDeleted",
         }
     }
 
@@ -157,7 +179,8 @@ impl DataEvent {
             | DataEvent::WorkoutsRecorded { user_id, .. }
             | DataEvent::SleepSessionsRecorded { user_id, .. }
             | DataEvent::ActivitySummariesRecorded { user_id, .. }
-            | DataEvent::CharacteristicsRecorded { user_id, .. } => *user_id,
+            | DataEvent::CharacteristicsRecorded { user_id, .. }
+            | DataEvent::RecordDeleted { user_id, .. } => *user_id,
         }
     }
 }

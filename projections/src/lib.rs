@@ -3,13 +3,19 @@
 
 pub mod api_keys;
 pub mod arrow_batch;
+pub mod daily_rollup;
 pub mod data_sources;
 pub mod developers;
+pub mod health_scores;
 pub mod imports;
 pub mod log;
+pub mod menstrual_cycles;
 pub mod personal;
+pub mod priorities;
+pub mod ranks;
 pub mod runner;
 pub mod samples;
+pub mod sleep_nights;
 pub mod sleep_sessions;
 pub mod users;
 pub mod workouts;
@@ -31,6 +37,12 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(workouts::Workouts),
         Arc::new(sleep_sessions::SleepSessions),
         Arc::new(personal::Personal),
+        Arc::new(menstrual_cycles::MenstrualCycles),
+        Arc::new(priorities::Priorities),
+        // Readers of other read models come after the models they read.
+        Arc::new(daily_rollup::DailyRollup),
+        Arc::new(health_scores::HealthScores),
+        Arc::new(sleep_nights::SleepNights),
     ]
 }
 

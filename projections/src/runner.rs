@@ -54,6 +54,11 @@ pub trait Projection: Send + Sync + 'static {
     fn batch_size(&self) -> i64 {
         1000
     }
+    /// Read models this one reads while applying: an entry is applied only once each of them
+    /// has applied every entry of its own types that comes before it in the log.
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Empties every table of this read model (a rebuild starts from nothing).
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError>;
     /// Applies a batch of entries, in log order, inside the runner's transaction.
@@ -115,9 +120,15 @@ impl Runner {
         // checkpoint can move up to the horizon (so lag reads true for filtered models too).
         let horizon = horizon(&tx).await?;
         let limit = projection.batch_size();
-        let entries = read_below(&tx, from, horizon, limit, projection.event_types()).await?;
+        let mut entries = read_below(&tx, from, horizon, limit, projection.event_types()).await?;
+        // A model that reads other models waits for them: nothing at or past their first
+        // pending entry is applied, and the checkpoint does not jump past it.
+        let pending = self.dependency_limit(&tx, projection, horizon).await?;
+        if let Some(pending) = pending {
+            entries.retain(|e| e.cursor < pending);
+        }
         let mut last = entries.last().map(|e| e.cursor);
-        if (entries.len() as i64) < limit {
+        if pending.is_none() && (entries.len() as i64) < limit {
             if let Some(end) = last_below(&tx, horizon).await? {
                 last = Some(last.map_or(end, |l| l.max(end)));
             }
@@ -145,6 +156,46 @@ impl Runner {
         self.publish(name, last);
         // Moving past entries of other kinds is progress too, so `catch_up` keeps going.
         Ok(entries.len().max(1))
+    }
+
+    /// The first entry some dependency of `projection` has still to apply, if any.
+    async fn dependency_limit(
+        &self,
+        tx: &Transaction<'_>,
+        projection: &dyn Projection,
+        horizon: i64,
+    ) -> Result<Option<Cursor>, ProjectionError> {
+        let mut limit: Option<Cursor> = None;
+        for dep in projection.depends_on() {
+            // A runner of a single model (a rebuild) still knows its dependencies' event types.
+            let all = crate::all();
+            let Some(p) = self
+                .projections
+                .iter()
+                .chain(all.iter())
+                .find(|p| p.name() == *dep)
+            else {
+                return Err(ProjectionError::Unknown(dep.to_string()));
+            };
+            let at = tx
+                .query_opt(
+                    "SELECT tx, position FROM checkpoints WHERE name = $1",
+                    &[dep],
+                )
+                .await?
+                .map(|r| Cursor {
+                    tx: r.get(0),
+                    position: r.get(1),
+                })
+                .unwrap_or(Cursor::START);
+            if let Some(pending) = read_below(tx, at, horizon, 1, p.event_types())
+                .await?
+                .first()
+            {
+                limit = Some(limit.map_or(pending.cursor, |l| l.min(pending.cursor)));
+            }
+        }
+        Ok(limit)
     }
 
     fn publish(&self, name: &str, cursor: Cursor) {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use wearhouse_domain::records::{DataEvent, SleepSessionRecord};
+use wearhouse_domain::records::{DataEvent, RecordKind, SleepSessionRecord};
 
 use crate::{decode, LogEntry, Projection, ProjectionError};
 
@@ -34,7 +34,7 @@ impl Projection for SleepSessions {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SleepSessionsRecorded"]
+        &["SleepSessionsRecorded", "RecordDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -47,10 +47,23 @@ impl Projection for SleepSessions {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
-        for entry in entries
-            .iter()
-            .filter(|e| e.event_type == "SleepSessionsRecorded")
-        {
+        for entry in entries {
+            if entry.event_type == "RecordDeleted" {
+                if let DataEvent::RecordDeleted {
+                    kind: RecordKind::Sleep,
+                    record_id,
+                    user_id,
+                } = decode(entry)?
+                {
+                    // The upsert below never touches `deleted`, so a re-import stays hidden.
+                    tx.execute(
+                        "UPDATE sleep_sessions SET deleted = true WHERE id = $1 AND user_id = $2",
+                        &[&record_id, &user_id],
+                    )
+                    .await?;
+                }
+                continue;
+            }
             let DataEvent::SleepSessionsRecorded { user_id, sessions } = decode(entry)? else {
                 continue;
             };

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use wearhouse_domain::records::DataEvent;
+use wearhouse_domain::records::{DataEvent, RecordKind};
 
 use crate::{decode, LogEntry, Projection, ProjectionError};
 
@@ -15,7 +15,7 @@ impl Projection for Workouts {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["WorkoutsRecorded"]
+        &["WorkoutsRecorded", "RecordDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -28,10 +28,23 @@ impl Projection for Workouts {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
-        for entry in entries
-            .iter()
-            .filter(|e| e.event_type == "WorkoutsRecorded")
-        {
+        for entry in entries {
+            if entry.event_type == "RecordDeleted" {
+                if let DataEvent::RecordDeleted {
+                    kind: RecordKind::Workout,
+                    record_id,
+                    user_id,
+                } = decode(entry)?
+                {
+                    // The upsert below never touches `deleted`, so a re-import stays hidden.
+                    tx.execute(
+                        "UPDATE workouts SET deleted = true WHERE id = $1 AND user_id = $2",
+                        &[&record_id, &user_id],
+                    )
+                    .await?;
+                }
+                continue;
+            }
             let DataEvent::WorkoutsRecorded { user_id, workouts } = decode(entry)? else {
                 continue;
             };

@@ -3,13 +3,17 @@
 
 mod api_keys;
 mod auth;
+mod daily;
 mod data_sources;
 pub mod envelope;
 mod error;
+mod events;
+mod health_scores;
 mod imports;
 mod meta;
 pub mod metrics;
 pub mod params;
+mod priorities;
 mod summaries;
 mod timeseries;
 mod users;
@@ -65,6 +69,11 @@ pub fn app(state: AppState) -> impl Endpoint {
             timeseries::TimeseriesApi,
             data_sources::DataSourcesApi,
             summaries::SummariesApi,
+            events::EventsApi,
+            daily::DailyApi,
+            daily::BodyApi,
+            health_scores::HealthScoresApi,
+            priorities::PrioritiesApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),

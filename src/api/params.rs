@@ -154,6 +154,85 @@ impl Cursor {
     }
 }
 
+/// The contract's record cursor, `"<ISO timestamp>|<uuid>"`: the position of a record in
+/// (time, id) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordCursor {
+    pub time: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl RecordCursor {
+    pub fn encode(&self, direction: Direction) -> String {
+        let plain = format!(
+            "{}|{}",
+            self.time
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            self.id
+        );
+        let body = URL_SAFE_NO_PAD.encode(plain);
+        match direction {
+            Direction::Forward => body,
+            Direction::Backward => format!("{PREV}{body}"),
+        }
+    }
+
+    pub fn decode(raw: &str) -> Result<(RecordCursor, Direction), ApiError> {
+        let bad = || {
+            ApiError::bad_request(format!(
+                "Invalid cursor format: '{raw}'. Expected 'timestamp|id'."
+            ))
+        };
+        let (body, direction) = match raw.strip_prefix(PREV) {
+            Some(rest) => (rest, Direction::Backward),
+            None => (raw, Direction::Forward),
+        };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body.trim_end_matches('='))
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let (t, id) = text.split_once('|').ok_or_else(bad)?;
+        Ok((
+            RecordCursor {
+                time: DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| bad())?
+                    .with_timezone(&Utc),
+                id: id.parse().map_err(|_| bad())?,
+            },
+            direction,
+        ))
+    }
+}
+
+/// A date cursor for the daily summaries: `"<date>"`, opaque like the others.
+pub fn encode_date_cursor(date: NaiveDate, direction: Direction) -> String {
+    let body = URL_SAFE_NO_PAD.encode(date.to_string());
+    match direction {
+        Direction::Forward => body,
+        Direction::Backward => format!("{PREV}{body}"),
+    }
+}
+
+pub fn decode_date_cursor(raw: &str) -> Result<(NaiveDate, Direction), ApiError> {
+    let bad = || ApiError::bad_request(format!("Invalid cursor format: '{raw}'. Expected 'date'."));
+    let (body, direction) = match raw.strip_prefix(PREV) {
+        Some(rest) => (rest, Direction::Backward),
+        None => (raw, Direction::Forward),
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(body.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    // Tolerate the upstream's three-field form, whose first field is the date.
+    let date = text.split('|').next().unwrap_or_default();
+    Ok((date.parse().map_err(|_| bad())?, direction))
+}
+
+/// A request's local date from a contract datetime: the date as written (its own offset).
+pub fn local_date_param(raw: &str) -> Result<NaiveDate, ApiError> {
+    Ok(parse_datetime(raw)?.date_naive())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +354,24 @@ mod tests {
         assert_eq!(Cursor::decode(&back).unwrap(), (c, Direction::Backward));
         // Re-padded input still decodes.
         assert_eq!(Cursor::decode(&format!("{fwd}==")).unwrap().0, c);
+    }
+
+    #[test]
+    fn record_and_date_cursors_round_trip() {
+        let c = RecordCursor {
+            time: utc("2024-03-10T01:59:00.5Z"),
+            id: Uuid::new_v4(),
+        };
+        for d in [Direction::Forward, Direction::Backward] {
+            assert_eq!(RecordCursor::decode(&c.encode(d)).unwrap(), (c, d));
+        }
+        assert!(RecordCursor::decode("nope").is_err());
+        let day = NaiveDate::from_ymd_opt(2024, 3, 10).unwrap();
+        assert_eq!(
+            decode_date_cursor(&encode_date_cursor(day, Direction::Backward)).unwrap(),
+            (day, Direction::Backward)
+        );
+        assert!(decode_date_cursor(&URL_SAFE_NO_PAD.encode("x|y")).is_err());
     }
 
     #[test]

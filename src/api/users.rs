@@ -75,7 +75,7 @@ enum SortBy {
 
 #[derive(Enum, Clone, Copy, PartialEq)]
 #[oai(rename_all = "lowercase")]
-enum SortOrder {
+pub(crate) enum SortOrder {
     Asc,
     Desc,
 }

@@ -36,6 +36,8 @@ pub enum AppendError {
     Conflict,
     #[error("database: {}", wearhouse_projections::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(String),
 }
 
 /// Appends `events` with one INSERT … SELECT FROM unnest(…), inside whatever transaction the
@@ -160,6 +162,65 @@ impl Commands {
                 if !runner.wait_for(name, cursor, Duration::from_secs(10)).await {
                     tracing::warn!(read_model = name, "read model did not catch up within 10 s");
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Commands {
+    /// Appends one event to a stream that has no aggregate to load (its validity was decided by
+    /// the caller), at the stream's next sequence, retrying if another writer took it. When
+    /// `read_model` is given, returns once that projection has applied the event.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: Value,
+        actor: &Actor,
+        user_id: Option<Uuid>,
+        read_model: Option<&str>,
+    ) -> Result<(), AppendError> {
+        let metadata = serde_json::json!({
+            "actor": format!("{}:{}", actor.kind, actor.id),
+            "request_id": actor.request_id,
+            "user_id": user_id.map(|u| u.to_string()),
+        });
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| AppendError::Pool(e.to_string()))?;
+        let mut attempts = 0;
+        let cursor = loop {
+            let next: i64 = client
+                .query_one(
+                    "SELECT coalesce(max(sequence), 0) + 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+                    &[&aggregate_type, &aggregate_id],
+                )
+                .await?
+                .get(0);
+            let event = NewEvent {
+                aggregate_type: aggregate_type.into(),
+                aggregate_id: aggregate_id.into(),
+                sequence: next,
+                event_type: event_type.into(),
+                event_version: "1".into(),
+                payload: payload.clone(),
+                metadata: metadata.clone(),
+                user_id,
+            };
+            match append(&client, &[event]).await {
+                Ok(c) => break c,
+                Err(AppendError::Conflict) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        if let (Some(name), Some(runner), Some(cursor)) = (read_model, &self.runner, cursor) {
+            if !runner.wait_for(name, cursor, Duration::from_secs(10)).await {
+                tracing::warn!(read_model = name, "read model did not catch up within 10 s");
             }
         }
         Ok(())

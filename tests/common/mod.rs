@@ -340,3 +340,128 @@ pub async fn settle(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Hand-made Apple Health exports for precise cases.
+pub mod export {
+    pub const WATCH: &str = "&lt;&lt;HKDevice: 0x283ca8f00&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1, software:10.3&gt;";
+    pub const PHONE: &str = "&lt;&lt;HKDevice: 0x28301c0a0&gt;, name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2, software:17.3.1&gt;";
+    pub const WATCH_NAME: &str = "Ada’s Apple Watch";
+    pub const PHONE_NAME: &str = "Ada’s iPhone";
+
+    /// A whole export around `body` (records, workouts), with a birth date.
+    pub fn doc(body: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE HealthData [\n<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary)*)>\n]>\n<HealthData locale=\"en_US\">\n <ExportDate value=\"2024-04-01 08:00:00 -0700\"/>\n <Me HKCharacteristicTypeIdentifierDateOfBirth=\"1990-01-01\" HKCharacteristicTypeIdentifierBiologicalSex=\"HKBiologicalSexFemale\"/>\n{body}\n</HealthData>\n"
+        )
+    }
+
+    fn source(name: &str, device: Option<&str>) -> String {
+        match device {
+            Some(d) => format!(r#"sourceName="{name}" sourceVersion="10.3" device="{d}""#),
+            None => format!(r#"sourceName="{name}" sourceVersion="1.0""#),
+        }
+    }
+
+    /// A quantity record; dates like "2024-03-10 08:00:00 -0800".
+    pub fn quantity(
+        ty: &str,
+        unit: &str,
+        value: f64,
+        start: &str,
+        end: &str,
+        watch: bool,
+    ) -> String {
+        let src = if watch {
+            source(WATCH_NAME, Some(WATCH))
+        } else {
+            source(PHONE_NAME, Some(PHONE))
+        };
+        format!(
+            r#" <Record type="HKQuantityTypeIdentifier{ty}" {src} unit="{unit}" creationDate="{end}" startDate="{start}" endDate="{end}" value="{value}"/>"#
+        )
+    }
+
+    pub fn steps(value: f64, start: &str, end: &str, watch: bool) -> String {
+        quantity("StepCount", "count", value, start, end, watch)
+    }
+
+    /// A sleep-analysis interval from the named source (`None` device: an app such as a ring's).
+    pub fn sleep(value: &str, start: &str, end: &str, name: &str, device: Option<&str>) -> String {
+        let src = source(name, device);
+        format!(
+            r#" <Record type="HKCategoryTypeIdentifierSleepAnalysis" {src} creationDate="{end}" startDate="{start}" endDate="{end}" value="HKCategoryValueSleepAnalysis{value}"/>"#
+        )
+    }
+
+    pub fn workout(
+        ty: &str,
+        minutes: f64,
+        kcal: f64,
+        meters: f64,
+        start: &str,
+        end: &str,
+    ) -> String {
+        let src = source(WATCH_NAME, Some(WATCH));
+        format!(
+            " <Workout workoutActivityType=\"HKWorkoutActivityType{ty}\" duration=\"{minutes}\" durationUnit=\"min\" {src} creationDate=\"{end}\" startDate=\"{start}\" endDate=\"{end}\">\n  <WorkoutStatistics type=\"HKQuantityTypeIdentifierActiveEnergyBurned\" startDate=\"{start}\" endDate=\"{end}\" sum=\"{kcal}\" unit=\"kcal\"/>\n  <WorkoutStatistics type=\"HKQuantityTypeIdentifierDistanceWalkingRunning\" startDate=\"{start}\" endDate=\"{end}\" sum=\"{meters}\" unit=\"m\"/>\n </Workout>"
+        )
+    }
+}
+
+impl Server {
+    /// A user created through the API, with an API key: (key, user id).
+    pub async fn user(&self) -> (String, String) {
+        let key = self.api_key().await;
+        let (status, user) = call(
+            self.req(Method::POST, "/api/v1/users")
+                .header(KEY_HEADER, &key)
+                .json(&serde_json::json!({"first_name": "Ada"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{user}");
+        (key, user["id"].as_str().unwrap().to_string())
+    }
+
+    /// Uploads an export through `POST …/import/apple/xml/direct` and waits for `completed`
+    /// and for every read model to catch up.
+    pub async fn import(&self, key: &str, user: &str, xml: &str) {
+        let part = reqwest::multipart::Part::bytes(xml.as_bytes().to_vec()).file_name("export.xml");
+        let (status, body) = call(
+            self.req(
+                Method::POST,
+                &format!("/api/v1/users/{user}/import/apple/xml/direct"),
+            )
+            .header(KEY_HEADER, key)
+            .multipart(reqwest::multipart::Form::new().part("file", part)),
+        )
+        .await;
+        assert!(status == 200 || status == 202, "{status} {body}");
+        let task = body["task_id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, s) = call(
+                self.req(Method::GET, &format!("/api/v1/users/{user}/imports/{task}"))
+                    .header(KEY_HEADER, key),
+            )
+            .await;
+            match s["status"].as_str() {
+                Some("completed") => break,
+                Some("failed") => panic!("import failed: {s}"),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "import did not complete: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.settle().await;
+    }
+
+    /// Waits until every read model has applied every entry of the log.
+    pub async fn settle(&self) {
+        settle(&self.db).await
+    }
+
+    /// GET with the API key: (status, body).
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        call(self.req(Method::GET, path).header(KEY_HEADER, key)).await
+    }
+}

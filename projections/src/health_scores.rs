@@ -1,0 +1,425 @@
+//! The `health_scores` read model's `internal` rows: the sleep score of every main sleep and
+//! the resilience score of every day with enough nightly HRV (reference §7). Sleep and HRV
+//! arriving, a sleep record deleted, or priorities changing recompute the dates they affect:
+//! a night's score depends on the 14 nights before it (consistency), a day's resilience on the
+//! 7 days before it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use serde_json::{json, Value};
+use uuid::Uuid;
+use wearhouse_domain::daily::local_hour;
+use wearhouse_domain::records::{record_id, DataEvent, RecordKind, SleepStageInterval};
+use wearhouse_domain::scores::{self, SleepInputs, HISTORY_NIGHTS, LOOKBACK_DAYS};
+use wearhouse_domain::sleep::SleepStage;
+use wearhouse_domain::sleep_merge::{self, Night, Session, StageSpan};
+
+use crate::ranks::{source_ranks, UNRANKED};
+use crate::{decode, LogEntry, Projection, ProjectionError};
+
+pub struct HealthScores;
+
+const HRV_RMSSD: i16 = 7;
+/// Nights looked back at for bedtime history (one per night, within 15 nights).
+const HISTORY_WINDOW_DAYS: i64 = 15;
+const MARGIN_H: i64 = 15;
+
+fn midnight(d: NaiveDate) -> DateTime<Utc> {
+    d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+}
+
+fn component(value: Option<f64>, qualifier: Option<&str>) -> Value {
+    json!({ "value": value, "qualifier": qualifier })
+}
+
+/// The user's sessions overlapping [lo, hi), with ranks, as the merge takes them.
+pub async fn load_sessions(
+    client: &impl GenericClient,
+    user: Uuid,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+) -> Result<Vec<Session>, tokio_postgres::Error> {
+    let ranks = source_ranks(client, user).await?;
+    let rows = client
+        .query(
+            "SELECT id, data_source_id, start_time, end_time, zone_offset, is_nap, stages \
+             FROM sleep_sessions WHERE user_id = $1 AND NOT deleted AND end_time > $2 AND start_time < $3",
+            &[&user, &lo, &hi],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let source: Uuid = r.get(1);
+            let stages: Vec<SleepStageInterval> =
+                serde_json::from_value(r.get::<_, Value>(6)).unwrap_or_default();
+            Session {
+                id: r.get(0),
+                source,
+                rank: ranks.get(&source).copied().unwrap_or(UNRANKED),
+                start: r.get(2),
+                end: r.get(3),
+                zone_offset: r.get::<_, Option<i16>>(4).unwrap_or(0),
+                is_nap: r.get(5),
+                stages: stages
+                    .into_iter()
+                    .map(|s| StageSpan {
+                        stage: SleepStage::parse(&s.stage).unwrap_or(SleepStage::Unknown),
+                        start: s.start,
+                        end: s.end,
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+fn sleep_inputs(night: &Night, history: &[&Night]) -> SleepInputs {
+    SleepInputs {
+        total_sleep_min: night.asleep_minutes,
+        deep_min: night.deep_minutes,
+        rem_min: night.rem_minutes,
+        awake_min: night.awake_minutes,
+        bedtime_hour: local_hour(night.start, night.zone_offset),
+        history_bedtimes: history
+            .iter()
+            .map(|n| local_hour(n.start, n.zone_offset))
+            .collect(),
+        timeline: night
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.stage,
+                    (s.end - s.start).num_milliseconds() as f64 / 60_000.0,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Sleep scores of the main sleeps that end in the local dates `from..=to` (with margin).
+pub async fn recompute_sleep(
+    tx: &impl GenericClient,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    let lo = midnight(from) - Duration::hours(MARGIN_H);
+    let hi = midnight(to + Duration::days(1)) + Duration::hours(MARGIN_H);
+    let sessions = load_sessions(
+        tx,
+        user,
+        lo - Duration::days(HISTORY_WINDOW_DAYS + 2),
+        hi + Duration::days(1),
+    )
+    .await?;
+    let nights = sleep_merge::merge(sessions);
+    let mains: Vec<&Night> = nights.iter().filter(|n| n.is_main).collect();
+    tx.execute(
+        "DELETE FROM health_scores WHERE user_id = $1 AND provider = 'internal' AND category = 'sleep' \
+         AND recorded_at >= $2 AND recorded_at < $3",
+        &[&user, &lo, &hi],
+    )
+    .await?;
+    for (i, night) in mains.iter().enumerate() {
+        if night.end < lo || night.end >= hi {
+            continue;
+        }
+        let wake = night.wake_date();
+        let earliest = wake - Duration::days(HISTORY_WINDOW_DAYS);
+        let history: Vec<&Night> = mains[..i]
+            .iter()
+            .rev()
+            .filter(|n| n.wake_date() >= earliest && n.wake_date() < wake)
+            .take(HISTORY_NIGHTS)
+            .copied()
+            .collect();
+        let Some(score) = scores::sleep_score(&sleep_inputs(night, &history)) else {
+            continue;
+        };
+        let components = json!({
+            "duration": component(Some(score.duration as f64), None),
+            "stages": component(Some(score.stages as f64), None),
+            "consistency": component(Some(score.consistency as f64), None),
+            "interruptions": component(Some(score.interruptions as f64), None),
+        });
+        let id = record_id(&[
+            &user.to_string(),
+            "internal",
+            "sleep",
+            &night.end.to_rfc3339(),
+        ]);
+        tx.execute(
+            "INSERT INTO health_scores (id, user_id, data_source_id, provider, category, value, qualifier, recorded_at, \
+               zone_offset, components, sleep_record_id) \
+             VALUES ($1, $2, $3, 'internal', 'sleep', $4, NULL, $5, $6, $7, $8) \
+             ON CONFLICT (user_id, provider, category, recorded_at) DO UPDATE SET value = EXCLUDED.value, \
+               components = EXCLUDED.components, data_source_id = EXCLUDED.data_source_id, \
+               zone_offset = EXCLUDED.zone_offset, sleep_record_id = EXCLUDED.sleep_record_id",
+            &[
+                &id,
+                &user,
+                &night.source,
+                &(score.overall as f64),
+                &night.end,
+                &night.zone_offset,
+                &components,
+                &night.session_ids.first(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Resilience scores for reference dates `from..=to`.
+pub async fn recompute_resilience(
+    tx: &impl GenericClient,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    let lo = midnight(from) - Duration::days(LOOKBACK_DAYS);
+    let hi = midnight(to);
+    let sessions = load_sessions(tx, user, lo, hi).await?;
+    // Asleep windows: asleep stages, or the whole session when it has no stages.
+    let mut windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for s in &sessions {
+        if s.stages.is_empty() {
+            windows.push((s.start, s.end));
+        }
+        for st in s.stages.iter().filter(|st| st.stage.is_asleep()) {
+            windows.push((st.start, st.end));
+        }
+    }
+    windows.sort();
+    let rows = tx
+        .query(
+            "SELECT time, value FROM samples WHERE user_id = $1 AND series_type = $2 AND time >= $3 AND time < $4",
+            &[&user, &HRV_RMSSD, &lo, &hi],
+        )
+        .await?;
+    let mut daily: BTreeMap<NaiveDate, (f64, u32)> = BTreeMap::new();
+    for r in &rows {
+        let t: DateTime<Utc> = r.get(0);
+        // Half-open windows [start, end).
+        let k = windows.partition_point(|w| w.0 <= t);
+        let inside = windows[..k].iter().rev().take(64).any(|w| t < w.1);
+        if inside {
+            let e = daily.entry(t.date_naive()).or_insert((0.0, 0));
+            e.0 += r.get::<_, f64>(1);
+            e.1 += 1;
+        }
+    }
+    tx.execute(
+        "DELETE FROM health_scores WHERE user_id = $1 AND provider = 'internal' AND category = 'resilience' \
+         AND recorded_at >= $2 AND recorded_at <= $3",
+        &[&user, &midnight(from), &hi],
+    )
+    .await?;
+    let mut r = from;
+    while r <= to {
+        let means: Vec<f64> = daily
+            .range(r - Duration::days(LOOKBACK_DAYS)..r)
+            .map(|(_, (sum, n))| sum / *n as f64)
+            .collect();
+        if let Some(res) = scores::resilience(&means) {
+            let at = midnight(r);
+            let id = record_id(&[
+                &user.to_string(),
+                "internal",
+                "resilience",
+                &at.to_rfc3339(),
+            ]);
+            let components = json!({
+                "days_counted": component(Some(res.days_counted as f64), None),
+                "metric_type": component(None, Some("RMSSD")),
+                "resilience_score": component(Some(res.score as f64), None),
+            });
+            // Stored like the contract's NUMERIC(6,3).
+            let value = (res.cv * 1000.0).round() / 1000.0;
+            tx.execute(
+                "INSERT INTO health_scores (id, user_id, provider, category, value, recorded_at, zone_offset, components) \
+                 VALUES ($1, $2, 'internal', 'resilience', $3, $4, 0, $5) \
+                 ON CONFLICT (user_id, provider, category, recorded_at) DO UPDATE SET value = EXCLUDED.value, \
+                   components = EXCLUDED.components",
+                &[&id, &user, &value, &at, &components],
+            )
+            .await?;
+        }
+        r += Duration::days(1);
+    }
+    Ok(())
+}
+
+/// Every score of `user`.
+pub async fn recompute_user(
+    tx: &impl GenericClient,
+    user: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "SELECT min(start_time), max(end_time) FROM sleep_sessions WHERE user_id = $1",
+            &[&user],
+        )
+        .await?;
+    let (lo, hi): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        let (a, b) = (
+            lo.date_naive() - Duration::days(1),
+            hi.date_naive() + Duration::days(1),
+        );
+        recompute_sleep(tx, user, a, b).await?;
+        recompute_resilience(tx, user, a, b + Duration::days(LOOKBACK_DAYS + 1)).await?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Ranges {
+    sleep: BTreeSet<NaiveDate>,
+    resilience: BTreeSet<NaiveDate>,
+}
+
+fn add_days(set: &mut BTreeSet<NaiveDate>, from: NaiveDate, to: NaiveDate) {
+    let mut d = from;
+    while d <= to {
+        set.insert(d);
+        d += Duration::days(1);
+    }
+}
+
+/// Contiguous runs of a set of dates.
+fn runs(set: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for d in set {
+        match out.last_mut() {
+            Some((_, b)) if *d == *b + Duration::days(1) => *b = *d,
+            _ => out.push((*d, *d)),
+        }
+    }
+    out
+}
+
+impl Ranges {
+    fn sleep_changed(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) {
+        let (a, b) = (start.date_naive(), end.date_naive());
+        add_days(
+            &mut self.sleep,
+            a - Duration::days(1),
+            b + Duration::days(HISTORY_WINDOW_DAYS + 1),
+        );
+        add_days(
+            &mut self.resilience,
+            a,
+            b + Duration::days(LOOKBACK_DAYS + 1),
+        );
+    }
+}
+
+#[async_trait]
+impl Projection for HealthScores {
+    fn name(&self) -> &'static str {
+        "health_scores"
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &[
+            "SleepSessionsRecorded",
+            "SamplesRecorded",
+            "RecordDeleted",
+            "ProviderPrioritiesSet",
+            "DeviceTypePrioritiesSet",
+        ]
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[
+            "samples",
+            "sleep_sessions",
+            "data_sources",
+            "source_priorities",
+        ]
+    }
+
+    fn batch_size(&self) -> i64 {
+        100
+    }
+
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
+        tx.batch_execute("DELETE FROM health_scores WHERE provider = 'internal'")
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &[LogEntry],
+    ) -> Result<(), ProjectionError> {
+        let mut ranges: BTreeMap<Uuid, Ranges> = BTreeMap::new();
+        let mut whole: BTreeSet<Uuid> = BTreeSet::new();
+        for entry in entries {
+            if entry.event_type.ends_with("PrioritiesSet") {
+                for r in tx
+                    .query("SELECT DISTINCT user_id FROM sleep_sessions", &[])
+                    .await?
+                {
+                    whole.insert(r.get(0));
+                }
+                continue;
+            }
+            match decode(entry)? {
+                DataEvent::SleepSessionsRecorded { user_id, sessions } => {
+                    let r = ranges.entry(user_id).or_default();
+                    for s in sessions {
+                        r.sleep_changed(s.start, s.end);
+                    }
+                }
+                DataEvent::SamplesRecorded { user_id, batch } if batch.series_type == HRV_RMSSD => {
+                    add_days(
+                        &mut ranges.entry(user_id).or_default().resilience,
+                        batch.start.date_naive(),
+                        batch.end.date_naive() + Duration::days(LOOKBACK_DAYS + 1),
+                    );
+                }
+                DataEvent::RecordDeleted {
+                    user_id,
+                    kind: RecordKind::Sleep,
+                    record_id,
+                } => {
+                    if let Some(row) = tx
+                        .query_opt(
+                            "SELECT start_time, end_time FROM sleep_sessions WHERE id = $1",
+                            &[&record_id],
+                        )
+                        .await?
+                    {
+                        ranges
+                            .entry(user_id)
+                            .or_default()
+                            .sleep_changed(row.get(0), row.get(1));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for user in &whole {
+            ranges.remove(user);
+            recompute_user(tx, *user).await?;
+        }
+        for (user, r) in ranges {
+            for (a, b) in runs(&r.sleep) {
+                recompute_sleep(tx, user, a, b).await?;
+            }
+            for (a, b) in runs(&r.resilience) {
+                recompute_resilience(tx, user, a, b).await?;
+            }
+        }
+        Ok(())
+    }
+}
