@@ -35,5 +35,5 @@ export WEARHOUSE_TEST_KAFKA=$(scripts/kafka.sh start)
 unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
 
 echo "[test] running the test suite"
-cargo test --workspace --locked -- --test-threads="${WEARHOUSE_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${WEARHOUSE_TEST_THREADS:-4}"
 echo "[test] all tests passed"

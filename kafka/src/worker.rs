@@ -378,7 +378,12 @@ async fn apply_one(
     {
         let cursor = e.cursor();
         // A repeat from the relay sorts at or before what this partition already delivered.
-        if cursor > seen && cursor > baseline {
+        // Only the kinds of entries the model reads, as the Postgres reader would hand it.
+        let wanted = projection.event_types();
+        if cursor > seen
+            && cursor > baseline
+            && (wanted.is_empty() || wanted.contains(&e.event_type.as_str()))
+        {
             entries.push(e.clone().into());
         }
         seen = seen.max(cursor);
