@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "raw_samples_timeseries",
         include_str!("../migrations/0003_raw_samples_timeseries.sql"),
     ),
+    (
+        5,
+        "provider_connections",
+        include_str!("../migrations/0005_provider_connections.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

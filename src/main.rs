@@ -6,9 +6,11 @@ mod bench;
 mod cluster;
 mod config;
 mod coverage;
+mod crypto;
 mod db;
 mod import_cli;
 mod ingest;
+mod providers;
 mod serve;
 mod store;
 

@@ -47,7 +47,15 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
         db.home.join("uploads"),
         cfg.import_concurrency,
     );
+    let sealer = crate::crypto::Sealer::load(cfg.providers.encryption_key.as_deref(), &db.home)?;
+    let providers = crate::providers::engine::Engine::new(
+        pool.clone(),
+        commands.clone(),
+        cfg.providers.clone(),
+        sealer,
+    );
     let state = AppState {
+        providers,
         commands,
         pool,
         jwt: Jwt::new(&secret, cfg.access_token_minutes),

@@ -2,6 +2,7 @@
 //! decision is a pure function of the aggregate's past events and the command.
 
 pub mod api_key;
+pub mod connection;
 pub mod developer;
 pub mod import;
 pub mod records;

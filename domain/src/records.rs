@@ -134,6 +134,19 @@ pub enum DataEvent {
         user_id: Uuid,
         characteristics: Characteristics,
     },
+    /// A provider response or webhook body, stored raw before mapping; `mapping_version` says
+    /// which mapper produced the records that follow, so a replay can re-map it.
+    RawPayloadReceived {
+        user_id: Uuid,
+        raw: crate::import::RawPayloadRef,
+        mapping_version: u32,
+    },
+    /// Everything a provider wrote for the user is gone (disconnect with data deletion).
+    ProviderDataDeleted {
+        user_id: Uuid,
+        provider: String,
+        data_source_ids: Vec<Uuid>,
+    },
 }
 
 impl DataEvent {
@@ -147,6 +160,8 @@ impl DataEvent {
             DataEvent::SleepSessionsRecorded { .. } => "SleepSessionsRecorded",
             DataEvent::ActivitySummariesRecorded { .. } => "ActivitySummariesRecorded",
             DataEvent::CharacteristicsRecorded { .. } => "CharacteristicsRecorded",
+            DataEvent::RawPayloadReceived { .. } => "RawPayloadReceived",
+            DataEvent::ProviderDataDeleted { .. } => "ProviderDataDeleted",
         }
     }
 
@@ -157,7 +172,9 @@ impl DataEvent {
             | DataEvent::WorkoutsRecorded { user_id, .. }
             | DataEvent::SleepSessionsRecorded { user_id, .. }
             | DataEvent::ActivitySummariesRecorded { user_id, .. }
-            | DataEvent::CharacteristicsRecorded { user_id, .. } => *user_id,
+            | DataEvent::CharacteristicsRecorded { user_id, .. }
+            | DataEvent::RawPayloadReceived { user_id, .. }
+            | DataEvent::ProviderDataDeleted { user_id, .. } => *user_id,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod arrow_batch;
+pub mod connections;
 pub mod data_sources;
 pub mod developers;
 pub mod imports;
@@ -11,6 +12,7 @@ pub mod personal;
 pub mod runner;
 pub mod samples;
 pub mod sleep_sessions;
+pub mod sync_runs;
 pub mod users;
 pub mod workouts;
 
@@ -31,6 +33,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(workouts::Workouts),
         Arc::new(sleep_sessions::SleepSessions),
         Arc::new(personal::Personal),
+        Arc::new(connections::Connections),
+        Arc::new(sync_runs::SyncRuns),
     ]
 }
 

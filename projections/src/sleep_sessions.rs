@@ -34,7 +34,7 @@ impl Projection for SleepSessions {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SleepSessionsRecorded"]
+        &["SleepSessionsRecorded", "ProviderDataDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -47,10 +47,18 @@ impl Projection for SleepSessions {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
-        for entry in entries
-            .iter()
-            .filter(|e| e.event_type == "SleepSessionsRecorded")
-        {
+        for entry in entries {
+            if let DataEvent::ProviderDataDeleted {
+                data_source_ids, ..
+            } = decode(entry)?
+            {
+                tx.execute(
+                    "DELETE FROM sleep_sessions WHERE data_source_id = ANY($1)",
+                    &[&data_source_ids],
+                )
+                .await?;
+                continue;
+            }
             let DataEvent::SleepSessionsRecorded { user_id, sessions } = decode(entry)? else {
                 continue;
             };

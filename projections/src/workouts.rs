@@ -15,7 +15,7 @@ impl Projection for Workouts {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["WorkoutsRecorded"]
+        &["WorkoutsRecorded", "ProviderDataDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -28,10 +28,18 @@ impl Projection for Workouts {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
-        for entry in entries
-            .iter()
-            .filter(|e| e.event_type == "WorkoutsRecorded")
-        {
+        for entry in entries {
+            if let DataEvent::ProviderDataDeleted {
+                data_source_ids, ..
+            } = decode(entry)?
+            {
+                tx.execute(
+                    "DELETE FROM workouts WHERE data_source_id = ANY($1)",
+                    &[&data_source_ids],
+                )
+                .await?;
+                continue;
+            }
             let DataEvent::WorkoutsRecorded { user_id, workouts } = decode(entry)? else {
                 continue;
             };

@@ -8,8 +8,10 @@ pub mod envelope;
 mod error;
 mod imports;
 mod meta;
+mod oauth;
 pub mod params;
 mod summaries;
+mod sync;
 mod timeseries;
 mod users;
 
@@ -40,6 +42,8 @@ pub struct AppState {
     pub upload_secret: Vec<u8>,
     /// Whether the database has TimescaleDB (picks `time_bucket` over `date_bin`).
     pub timescaledb: bool,
+    /// Cloud providers: registry, token sealing and the sync engine.
+    pub providers: Arc<crate::providers::engine::Engine>,
 }
 
 impl AppState {
@@ -60,6 +64,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             timeseries::TimeseriesApi,
             data_sources::DataSourcesApi,
             summaries::SummariesApi,
+            oauth::OAuthApi,
+            sync::SyncApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),

@@ -5,3 +5,4 @@ pub mod import;
 pub mod queue;
 pub mod raw;
 pub mod sleep_sessions;
+pub mod writer;

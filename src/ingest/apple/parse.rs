@@ -1092,7 +1092,7 @@ mod tests {
         let d = watch.device.as_ref().unwrap();
         assert_eq!(d.hardware.as_deref(), Some("Watch6,1"));
         assert_eq!(d.model.as_deref(), Some("Watch"));
-        assert_eq!(watch.device_type, crate::ingest::apple::DeviceType::Watch);
+        assert_eq!(watch.device_type, super::super::device::DeviceType::Watch);
         assert_eq!(report.sources[1].source_name, "Withings & Co");
         assert_eq!(sink.sources.len(), 2);
     }

@@ -372,7 +372,7 @@ mod tests {
         let m = quantity(b"HKQuantityTypeIdentifierStepCount").unwrap();
         assert_eq!((m.series.code, m.conv), ("steps", Conv::Count));
         for m in quantity_mappings() {
-            assert!(m.min < m.max, "{}", m.hk_type);
+            assert!(m.min < m.max, "{}", m.series.code);
         }
     }
 

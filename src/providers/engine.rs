@@ -1,0 +1,459 @@
+//! Running syncs: one sync run per pull (or webhook-triggered pull) of one connection. It takes
+//! a Postgres advisory lock on the connection (so two processes never sync it at once),
+//! refreshes tokens before expiry, pages through each data type, stores every response body raw
+//! before mapping it, and appends the mapped records through the shared data writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use tracing::{info, warn};
+use uuid::Uuid;
+use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand, SealedTokens};
+use wearhouse_domain::records::DataEvent;
+use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
+
+use super::oauth::{self, OAuthError, TokenSet};
+use super::{Endpoints, Provider, PullRequest, Registry};
+use crate::config::ProvidersConfig;
+use crate::crypto::Sealer;
+use crate::ingest::raw::{self, RawMeta};
+use crate::ingest::writer::{self, Out};
+use crate::store::{Actor, Commands};
+
+/// Attempts per request for 429 and 5xx/timeouts before the run fails.
+const ATTEMPTS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("unknown provider {0}")]
+    UnknownProvider(String),
+    #[error("no active {0} connection for this user")]
+    NoConnection(String),
+    #[error("a sync of this connection is already running")]
+    Busy,
+    #[error("rate limited by the provider; retry after {0} s")]
+    RateLimited(u64),
+    #[error("the provider refused the refresh token; the connection was revoked")]
+    RefreshFailed,
+    #[error("the provider answered HTTP {0}")]
+    Status(u16),
+    #[error("the provider did not answer in time")]
+    Timeout,
+    #[error("the provider sent malformed JSON for {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    OAuth(#[from] OAuthError),
+    #[error("mapping: {0}")]
+    Map(#[from] super::MapError),
+    #[error("storage: {0}")]
+    Store(String),
+}
+
+fn store_err(e: impl std::fmt::Display) -> SyncError {
+    SyncError::Store(e.to_string())
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_id: Uuid,
+    pub records: u64,
+    pub per_type: Vec<(String, u64)>,
+}
+
+/// One sync request.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub run_id: Uuid,
+    pub user_id: Uuid,
+    pub provider: String,
+    /// `pull`, `webhook`, `backfill`, `scheduled`.
+    pub source: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Only these data types; empty means all.
+    pub data_types: Vec<String>,
+}
+
+pub struct Engine {
+    pub pool: Pool,
+    pub commands: Commands,
+    pub registry: Registry,
+    pub sealer: Sealer,
+    pub http: reqwest::Client,
+    pub config: ProvidersConfig,
+}
+
+struct Live {
+    access: String,
+    refresh: Option<String>,
+    refreshed: bool,
+}
+
+fn system(what: &str) -> Actor {
+    Actor {
+        kind: "system",
+        id: what.into(),
+        request_id: None,
+    }
+}
+
+impl Engine {
+    pub fn new(
+        pool: Pool,
+        commands: Commands,
+        config: ProvidersConfig,
+        sealer: Sealer,
+    ) -> Arc<Engine> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.provider_timeout_secs))
+            .build()
+            .expect("HTTP client");
+        Arc::new(Engine {
+            registry: Registry::new(&config),
+            pool,
+            commands,
+            sealer,
+            http,
+            config,
+        })
+    }
+
+    pub fn seal_tokens(&self, t: &TokenSet) -> SealedTokens {
+        SealedTokens {
+            access_token: self.sealer.seal(&t.access_token),
+            refresh_token: t.refresh_token.as_deref().map(|r| self.sealer.seal(r)),
+            expires_at: t.expires_at,
+        }
+    }
+
+    async fn run_cmd(&self, id: Uuid, user: Uuid, cmd: SyncRunCommand) -> Result<(), SyncError> {
+        self.commands
+            .execute::<SyncRun>(&id.to_string(), cmd, &system("sync"), Some(user), None)
+            .await
+            .map_err(store_err)
+    }
+
+    pub async fn queue(&self, req: &SyncRequest) -> Result<(), SyncError> {
+        self.run_cmd(
+            req.run_id,
+            req.user_id,
+            SyncRunCommand::Queue {
+                id: req.run_id,
+                user_id: req.user_id,
+                provider: req.provider.clone(),
+                source: req.source.clone(),
+                at: Utc::now(),
+            },
+        )
+        .await
+    }
+
+    /// Runs `req` to its end; the run's failure is recorded on the `SyncRun` and returned.
+    pub async fn sync(&self, req: SyncRequest) -> Result<Outcome, SyncError> {
+        let (provider, endpoints) = self
+            .registry
+            .get(&req.provider)
+            .ok_or_else(|| SyncError::UnknownProvider(req.provider.clone()))?;
+        let stream = connection_id(req.user_id, &req.provider);
+        // The lock lives on this pooled connection until it is released below.
+        let lock = self.pool.get().await.map_err(store_err)?;
+        let got: bool = lock
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 7261))",
+                &[&stream],
+            )
+            .await
+            .map_err(store_err)?
+            .get(0);
+        if !got {
+            return Err(SyncError::Busy);
+        }
+        let result = self.sync_locked(&req, provider.as_ref(), &endpoints).await;
+        let _ = lock
+            .execute(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 7261))",
+                &[&stream],
+            )
+            .await;
+        match &result {
+            Ok(o) => {
+                self.run_cmd(
+                    req.run_id,
+                    req.user_id,
+                    SyncRunCommand::Complete {
+                        processed: o.records,
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                info!(run = %req.run_id, provider = %req.provider, records = o.records, "sync completed");
+            }
+            Err(e) => {
+                warn!(run = %req.run_id, provider = %req.provider, error = %e, "sync failed");
+                let _ = self
+                    .run_cmd(
+                        req.run_id,
+                        req.user_id,
+                        SyncRunCommand::Fail {
+                            error: e.to_string(),
+                            at: Utc::now(),
+                        },
+                    )
+                    .await;
+            }
+        }
+        result
+    }
+
+    async fn sync_locked(
+        &self,
+        req: &SyncRequest,
+        provider: &dyn Provider,
+        endpoints: &Endpoints,
+    ) -> Result<Outcome, SyncError> {
+        let start = SyncRunCommand::Start {
+            id: req.run_id,
+            user_id: req.user_id,
+            provider: req.provider.clone(),
+            source: req.source.clone(),
+            at: Utc::now(),
+        };
+        self.run_cmd(req.run_id, req.user_id, start).await?;
+        let mut live = self.live_tokens(req, endpoints).await?;
+        let mut out: Vec<Out> = Vec::new();
+        let mut per_type = Vec::new();
+        let mut records = 0u64;
+        let types: Vec<&str> = provider
+            .data_types()
+            .iter()
+            .copied()
+            .filter(|t| req.data_types.is_empty() || req.data_types.iter().any(|x| x == t))
+            .collect();
+        for data_type in types {
+            let mut page = Some(provider.first_page(data_type, req.start, req.end));
+            let mut count = 0u64;
+            while let Some(request) = page.take() {
+                let bytes = self.get(req, endpoints, &request, &mut live).await?;
+                // Kept raw before anything parses it: a malformed body is still evidence.
+                let meta = RawMeta {
+                    provider: provider.name(),
+                    kind: data_type,
+                    content_type: "application/json",
+                    user_id: Some(req.user_id),
+                };
+                let raw_ref = raw::store_bytes(&self.pool, &bytes, meta)
+                    .await
+                    .map_err(store_err)?;
+                out.push(Out::Event(DataEvent::RawPayloadReceived {
+                    user_id: req.user_id,
+                    raw: raw_ref,
+                    mapping_version: provider.mapping_version(),
+                }));
+                let body: Value = serde_json::from_slice(&bytes)
+                    .map_err(|_| SyncError::Malformed(data_type.into()))?;
+                let mapped = provider.map(data_type, &body, req.user_id)?;
+                count += mapped.records();
+                out.extend(mapped.into_out(req.user_id).map_err(store_err)?);
+                page = provider.next_page(&request, &body);
+            }
+            records += count;
+            per_type.push((data_type.to_string(), count));
+            self.run_cmd(
+                req.run_id,
+                req.user_id,
+                SyncRunCommand::Progress {
+                    processed: records,
+                    message: Some(format!("{data_type}: {count} records")),
+                    at: Utc::now(),
+                },
+            )
+            .await?;
+        }
+        writer::write_all(&self.pool, req.run_id, req.user_id, &system("sync"), out)
+            .await
+            .map_err(store_err)?;
+        let _ = self
+            .commands
+            .execute::<Connection>(
+                &connection_id(req.user_id, &req.provider),
+                ConnectionCommand::MarkSynced { at: Utc::now() },
+                &system("sync"),
+                Some(req.user_id),
+                None,
+            )
+            .await;
+        Ok(Outcome {
+            run_id: req.run_id,
+            records,
+            per_type,
+        })
+    }
+
+    /// The connection's tokens in clear, refreshed first when they expire within a minute.
+    async fn live_tokens(
+        &self,
+        req: &SyncRequest,
+        endpoints: &Endpoints,
+    ) -> Result<Live, SyncError> {
+        let row = self
+            .pool
+            .get()
+            .await
+            .map_err(store_err)?
+            .query_opt(
+                "SELECT access_token, refresh_token, token_expires_at FROM connections \
+                 WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+                &[&req.user_id, &req.provider],
+            )
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| SyncError::NoConnection(req.provider.clone()))?;
+        let open = |s: Option<String>| -> Result<Option<String>, SyncError> {
+            s.map(|s| self.sealer.open(&s).map_err(store_err))
+                .transpose()
+        };
+        let mut live = Live {
+            access: open(row.get(0))?.unwrap_or_default(),
+            refresh: open(row.get(1))?,
+            refreshed: false,
+        };
+        let expires: Option<DateTime<Utc>> = row.get(2);
+        if expires.is_some_and(|e| e < Utc::now() + chrono::Duration::seconds(60)) {
+            self.refresh(req, endpoints, &mut live).await?;
+        }
+        Ok(live)
+    }
+
+    async fn refresh(
+        &self,
+        req: &SyncRequest,
+        endpoints: &Endpoints,
+        live: &mut Live,
+    ) -> Result<(), SyncError> {
+        let Some(rt) = live.refresh.clone() else {
+            self.revoke(req, "refresh_failed").await;
+            return Err(SyncError::RefreshFailed);
+        };
+        match oauth::refresh(&self.http, endpoints, &rt).await {
+            Ok(t) => {
+                let sealed = self.seal_tokens(&t);
+                self.commands
+                    .execute::<Connection>(
+                        &connection_id(req.user_id, &req.provider),
+                        ConnectionCommand::RefreshTokens {
+                            tokens: sealed,
+                            at: Utc::now(),
+                        },
+                        &system("sync"),
+                        Some(req.user_id),
+                        Some("connections"),
+                    )
+                    .await
+                    .map_err(store_err)?;
+                live.access = t.access_token;
+                if t.refresh_token.is_some() {
+                    live.refresh = t.refresh_token;
+                }
+                live.refreshed = true;
+                Ok(())
+            }
+            Err(OAuthError::Refused(_)) => {
+                self.revoke(req, "refresh_failed").await;
+                Err(SyncError::RefreshFailed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn revoke(&self, req: &SyncRequest, reason: &str) {
+        let _ = self
+            .commands
+            .execute::<Connection>(
+                &connection_id(req.user_id, &req.provider),
+                ConnectionCommand::Revoke {
+                    reason: reason.into(),
+                    at: Utc::now(),
+                },
+                &system("sync"),
+                Some(req.user_id),
+                Some("connections"),
+            )
+            .await;
+    }
+
+    /// One GET with the run's retry rules: 401 refreshes once, 429 waits Retry-After (up to the
+    /// configured cap), 5xx and timeouts back off exponentially.
+    async fn get(
+        &self,
+        req: &SyncRequest,
+        endpoints: &Endpoints,
+        request: &PullRequest,
+        live: &mut Live,
+    ) -> Result<Vec<u8>, SyncError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}{}", endpoints.api_url, request.path),
+            &request.query,
+        )
+        .map_err(|_| SyncError::Status(0))?;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let sent = self
+                .http
+                .get(url.clone())
+                .bearer_auth(&live.access)
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    if attempt >= ATTEMPTS {
+                        return Err(if e.is_timeout() {
+                            SyncError::Timeout
+                        } else {
+                            SyncError::Status(0)
+                        });
+                    }
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => {
+                    return resp
+                        .bytes()
+                        .await
+                        .map(|b| b.to_vec())
+                        .map_err(|_| SyncError::Timeout)
+                }
+                401 if !live.refreshed => {
+                    self.refresh(req, endpoints, live).await?;
+                    attempt -= 1;
+                }
+                429 => {
+                    let wait = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(1);
+                    if wait > self.config.max_retry_after_secs || attempt >= ATTEMPTS {
+                        return Err(SyncError::RateLimited(wait));
+                    }
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
+                500..=599 if attempt < ATTEMPTS => backoff(attempt).await,
+                other => return Err(SyncError::Status(other)),
+            }
+        }
+    }
+}
+
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(250 << attempt.min(6))).await;
+}
