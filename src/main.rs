@@ -12,6 +12,7 @@ mod import_cli;
 mod ingest;
 mod providers;
 mod serve;
+mod simulator;
 mod store;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -60,6 +61,24 @@ enum Command {
     /// Stored raw payloads (every inbound byte, as received)
     #[command(subcommand)]
     Raw(RawCommand),
+    /// Local stand-ins for outside services (tests and demos)
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+}
+
+#[derive(Subcommand)]
+enum SimulateCommand {
+    /// Oura and Whoop on one port: OAuth, data API, signed webhooks, injectable failures
+    Providers {
+        #[arg(long, default_value_t = 8900)]
+        port: u16,
+        /// The client secret the simulated providers expect and sign webhooks with
+        #[arg(long, default_value = "sim-secret")]
+        client_secret: String,
+        /// Records per page of every collection
+        #[arg(long, default_value_t = 25)]
+        page_size: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -296,6 +315,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Simulate(SimulateCommand::Providers {
+            port,
+            client_secret,
+            page_size,
+        }) => simulator::run(port, client_secret, page_size).await,
         Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
             let counts = import_cli::generate(size, seed, &output)?;
             println!(
