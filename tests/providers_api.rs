@@ -384,7 +384,7 @@ async fn oura_connect_sync_and_data_end_to_end() {
     let c = e.s.db.client().await;
     let row = c
         .query_one(
-            "SELECT zone_offset, (stats->>'energy_kcal')::float8, deep_minutes FROM workouts w, sleep_sessions s \
+            "SELECT w.zone_offset, (stats->>'energy_kcal')::float8, deep_minutes FROM workouts w, sleep_sessions s \
              WHERE w.user_id = $1 AND s.user_id = $1 LIMIT 1",
             &[&user.parse::<uuid::Uuid>().unwrap()],
         )
@@ -551,7 +551,7 @@ async fn rate_limits_server_errors_timeouts_and_bad_json() {
     );
     // Persistent 5xx fails after the retries.
     e.sim
-        .fault(json!({"provider": "oura", "kind": "status", "status": 503, "count": 10}))
+        .fault(json!({"provider": "oura", "kind": "status", "status": 503, "count": 4}))
         .await;
     let (_, res) = e.sync("oura", &user, 1).await;
     assert_eq!(res["success"], false);
@@ -574,9 +574,7 @@ async fn rate_limits_server_errors_timeouts_and_bad_json() {
     assert_eq!(raw, 1, "the malformed body is kept");
     // A timeout fails after retries (2 s timeout per attempt in this setup).
     e.sim
-        .fault(
-            json!({"provider": "oura", "kind": "timeout", "count": 10, "path": "daily_activity"}),
-        )
+        .fault(json!({"provider": "oura", "kind": "timeout", "count": 4, "path": "daily_activity"}))
         .await;
     let (_, res) = e.sync("oura", &user, 1).await;
     assert!(

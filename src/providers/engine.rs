@@ -358,7 +358,6 @@ impl Engine {
                 if t.refresh_token.is_some() {
                     live.refresh = t.refresh_token;
                 }
-                live.refreshed = true;
                 Ok(())
             }
             Err(OAuthError::Refused(_)) => {
@@ -431,7 +430,9 @@ impl Engine {
                         .map(|b| b.to_vec())
                         .map_err(|_| SyncError::Timeout)
                 }
+                // One refresh per run on 401: a second 401 means the grant itself is bad.
                 401 if !live.refreshed => {
+                    live.refreshed = true;
                     self.refresh(req, endpoints, live).await?;
                     attempt -= 1;
                 }
