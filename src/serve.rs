@@ -54,6 +54,12 @@ pub async fn start(db: &DbConfig, cfg: ServeConfig) -> anyhow::Result<Platform> 
         cfg.providers.clone(),
         sealer,
     );
+    if cfg.providers.sync_interval_secs > 0 {
+        tokio::spawn(crate::providers::scheduler::run(
+            providers.clone(),
+            shutdown.subscribe(),
+        ));
+    }
     let state = AppState {
         providers,
         commands,

@@ -803,3 +803,58 @@ async fn sync_status_stream_resumes_from_last_event_id() {
     assert!(live[0] > ids[8]);
     assert!(heartbeat, "a heartbeat comment was sent during silence");
 }
+
+#[tokio::test]
+async fn scheduler_pulls_and_respects_rate_limits_and_the_per_connection_lock() {
+    let e = setup(&[("WEARHOUSE_SYNC_INTERVAL_SECS", "1")]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    let runs = e.finished_runs(&user, 1).await;
+    assert_eq!(
+        (runs[0]["source"].as_str(), runs[0]["status"].as_str()),
+        (Some("scheduled"), Some("success"))
+    );
+    // A 429 beyond the wait cap pauses this connection for its Retry-After.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "status", "status": 429, "retry_after": 3600, "count": 100}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = e.runs(&user).await;
+        if runs.iter().any(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("rate limited"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rate-limited run: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = e.runs(&user).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        e.runs(&user).await.len(),
+        before,
+        "no pull during Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn one_connection_never_syncs_twice_at_once() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    // The first run waits 2 s on a Retry-After, holding the connection's lock.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "status", "status": 429, "retry_after": 2, "path": "daily_activity"}))
+        .await;
+    let first = e.sync("oura", &user, 1);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        e.sync("oura", &user, 1).await
+    };
+    let ((s1, r1), (s2, r2)) = tokio::join!(first, second);
+    assert_eq!((s1, &r1["success"]), (200, &json!(true)), "{r1}");
+    assert_eq!(s2, 409, "{r2}");
+}

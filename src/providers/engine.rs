@@ -170,6 +170,18 @@ impl Engine {
             .map_err(store_err)?
             .get(0);
         if !got {
+            // A run queued by the API would otherwise wait forever; an unqueued one is unknown
+            // to the aggregate and the command is refused, which is fine.
+            let _ = self
+                .run_cmd(
+                    req.run_id,
+                    req.user_id,
+                    SyncRunCommand::Fail {
+                        error: SyncError::Busy.to_string(),
+                        at: Utc::now(),
+                    },
+                )
+                .await;
             return Err(SyncError::Busy);
         }
         let result = self.sync_locked(&req, provider.as_ref(), &endpoints).await;

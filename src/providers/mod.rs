@@ -7,6 +7,7 @@ pub mod engine;
 pub mod mapped;
 pub mod oauth;
 pub mod oura;
+pub mod scheduler;
 pub mod whoop;
 
 use std::collections::BTreeMap;
