@@ -20,6 +20,8 @@ CREATE TABLE connections (
     redirect_uri         text,
     pkce_verifier        text,
     last_synced_at       timestamptz,
+    -- When the user last consented: Garmin's backfill reaches 30 days before it.
+    authorized_at        timestamptz,
     created_at           timestamptz NOT NULL,
     updated_at           timestamptz NOT NULL
 );

@@ -210,9 +210,47 @@ pub struct ProvidersConfig {
         default_value = "https://api.prod.whoop.com/developer"
     )]
     pub whoop_api_url: String,
+
+    #[arg(long, env = "WEARHOUSE_GARMIN_CLIENT_ID", default_value = "")]
+    pub garmin_client_id: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub garmin_client_secret: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_AUTHORIZE_URL",
+        default_value = "https://connect.garmin.com/oauth2Confirm"
+    )]
+    pub garmin_authorize_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_TOKEN_URL",
+        default_value = "https://diauth.garmin.com/di-oauth2-service/oauth/token"
+    )]
+    pub garmin_token_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_API_URL",
+        default_value = "https://apis.garmin.com"
+    )]
+    pub garmin_api_url: String,
 }
 
 impl ProvidersConfig {
+    pub fn garmin(&self) -> crate::providers::Endpoints {
+        crate::providers::Endpoints {
+            authorize_url: self.garmin_authorize_url.clone(),
+            token_url: self.garmin_token_url.clone(),
+            api_url: self.garmin_api_url.trim_end_matches('/').into(),
+            client_id: self.garmin_client_id.clone(),
+            client_secret: self.garmin_client_secret.clone(),
+        }
+    }
+
     pub fn oura(&self) -> crate::providers::Endpoints {
         crate::providers::Endpoints {
             authorize_url: self.oura_authorize_url.clone(),

@@ -7,7 +7,7 @@
 //! lists the data requests served, `POST /_sim/reset` forgets everything.
 //!
 //! Data values are functions of the day so tests can predict them: Oura daily steps on day D of
-//! the month are `5000 + 100·D`; every Oura time carries the +02:00 offset.
+//! the month are `5000 + 100·D` (times at +02:00); Garmin's are `7000 + 100·D` (at -05:00).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +60,8 @@ struct Sim {
     faults: Vec<Fault>,
     requests: Vec<String>,
     counter: u64,
+    /// Garmin backfill timeframes already requested: a repeat answers 409, as Garmin does.
+    backfills: std::collections::HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,8 @@ struct Shared {
     secret: String,
     page_size: usize,
     expires_in: Arc<Mutex<i64>>,
+    /// Where Garmin pushes backfilled data, and the client id it sends along.
+    garmin: Arc<Mutex<(Option<String>, String)>>,
 }
 
 impl Shared {
@@ -396,6 +400,39 @@ async fn api(
                 None => return StatusCode::NOT_FOUND.into_response(),
             }
         }
+        ("garmin", "/wellness-api/rest/user/id") => json!({"userId": "garmin-user-1"}),
+        ("garmin", p) if p.starts_with("/wellness-api/rest/backfill/") => {
+            let kind = p["/wellness-api/rest/backfill/".len()..].to_string();
+            let window = format!(
+                "{kind}:{}:{}",
+                q.get("summaryStartTimeInSeconds")
+                    .cloned()
+                    .unwrap_or_default(),
+                q.get("summaryEndTimeInSeconds")
+                    .cloned()
+                    .unwrap_or_default()
+            );
+            if !shared
+                .sim
+                .lock()
+                .expect("sim lock")
+                .backfills
+                .insert(window)
+            {
+                return (StatusCode::CONFLICT, "duplicate backfill").into_response();
+            }
+            let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            let items = garmin_items(
+                &kind,
+                num("summaryStartTimeInSeconds"),
+                num("summaryEndTimeInSeconds"),
+            );
+            let (target, client_id) = shared.garmin.lock().expect("lock").clone();
+            if let (Some(target), false) = (target, items.is_empty()) {
+                tokio::spawn(garmin_push(target, client_id, json!({ kind: items })));
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
         ("whoop", "/v2/user/profile/basic") => {
             json!({"user_id": 10129, "email": "band@example.com", "first_name": "W", "last_name": "H"})
         }
@@ -422,13 +459,81 @@ fn add_fault(Json(f): Json<Fault>, shared: Data<&Shared>) -> StatusCode {
 
 #[derive(Deserialize)]
 struct SimConfig {
-    expires_in: i64,
+    expires_in: Option<i64>,
+    garmin_push_target: Option<String>,
+    garmin_client_id: Option<String>,
 }
 
 #[handler]
 fn set_config(Json(c): Json<SimConfig>, shared: Data<&Shared>) -> StatusCode {
-    *shared.expires_in.lock().expect("lock") = c.expires_in;
+    if let Some(e) = c.expires_in {
+        *shared.expires_in.lock().expect("lock") = e;
+    }
+    let mut g = shared.garmin.lock().expect("lock");
+    if c.garmin_push_target.is_some() {
+        g.0 = c.garmin_push_target;
+    }
+    if let Some(id) = c.garmin_client_id {
+        g.1 = id;
+    }
     StatusCode::NO_CONTENT
+}
+
+/// Garmin summaries of `kind` for each day in `[start, end)` (epoch seconds), at -05:00.
+fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
+    let off = -18000i64;
+    let mut out = Vec::new();
+    let first = DateTime::from_timestamp(start, 0)
+        .unwrap_or_default()
+        .date_naive();
+    for d in first.iter_days().take(31) {
+        let midnight = d
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp()
+            - off;
+        if midnight >= end {
+            break;
+        }
+        let n = d.day() as i64;
+        let user = "garmin-user-1";
+        out.push(match kind {
+            "dailies" => json!({"userId": user, "summaryId": format!("d-{d}"), "calendarDate": d.to_string(),
+                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "durationInSeconds": 86400,
+                "steps": 7000 + 100 * n, "distanceInMeters": 5600.0, "activeTimeInSeconds": 3000,
+                "activeKilocalories": 420, "floorsClimbed": 6, "restingHeartRateInBeatsPerMinute": 54,
+                "timeOffsetHeartRateSamples": {"0": 58, "3600": 61}}),
+            "sleeps" => json!({"userId": user, "summaryId": format!("s-{d}"), "calendarDate": d.to_string(),
+                "startTimeInSeconds": midnight - 3600, "startTimeOffsetInSeconds": off, "durationInSeconds": 25200,
+                "sleepLevelsMap": {
+                    "light": [{"startTimeInSeconds": midnight - 3600, "endTimeInSeconds": midnight + 3600}],
+                    "deep": [{"startTimeInSeconds": midnight + 3600, "endTimeInSeconds": midnight + 9000}],
+                    "rem": [{"startTimeInSeconds": midnight + 9000, "endTimeInSeconds": midnight + 21600}]}}),
+            "activities" => json!({"userId": user, "summaryId": format!("a-{d}"), "activityId": 1000 + n,
+                "activityType": "RUNNING", "startTimeInSeconds": midnight + 7 * 3600,
+                "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
+                "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
+                "activeKilocalories": 380, "distanceInMeters": 6000.0}),
+            "hrv" => json!({"userId": user, "summaryId": format!("h-{d}"), "calendarDate": d.to_string(),
+                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "lastNightAvg": 42,
+                "hrvValues": {"300": 40, "600": 44}}),
+            "activityDetails" => json!({"userId": user, "summaryId": format!("ad-{d}"), "activityId": 1000 + n,
+                "samples": [{"startTimeInSeconds": midnight + 7 * 3600, "heartRate": 140}]}),
+            _ => return vec![],
+        });
+    }
+    out
+}
+
+/// Posts `body` to Garmin's configured push target, as Garmin does after a backfill request.
+async fn garmin_push(target: String, client_id: String, body: Value) {
+    let _ = reqwest::Client::new()
+        .post(target)
+        .header("garmin-client-id", client_id)
+        .json(&body)
+        .send()
+        .await;
 }
 
 #[handler]
@@ -467,6 +572,17 @@ async fn send_webhook(Json(o): Json<WebhookOrder>, shared: Data<&Shared>) -> Res
         .post(&o.target)
         .header("content-type", "application/json");
     r = match o.provider.as_str() {
+        "garmin" => {
+            let id = shared.garmin.lock().expect("lock").1.clone();
+            r.header(
+                "garmin-client-id",
+                if o.wrong_secret {
+                    "someone-else".into()
+                } else {
+                    id
+                },
+            )
+        }
         "oura" => r
             .header("x-oura-timestamp", &ts)
             .header("x-oura-signature", hex::encode_upper(&sig)),
@@ -490,6 +606,7 @@ pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
         secret,
         page_size: page_size.max(1),
         expires_in: Arc::new(Mutex::new(3600)),
+        garmin: Arc::new(Mutex::new((None, "garmin-client".into()))),
     };
     Route::new()
         .at("/:provider/oauth/authorize", get(authorize))

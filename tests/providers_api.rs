@@ -54,7 +54,7 @@ impl Sim {
 
     fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![];
-        for p in ["oura", "whoop"] {
+        for p in ["oura", "whoop", "garmin"] {
             let up = p.to_uppercase();
             env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
             env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
@@ -79,6 +79,17 @@ impl Sim {
             .http
             .post(format!("{}/_sim/faults", self.url))
             .json(&f)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    async fn config(&self, c: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/config", self.url))
+            .json(&c)
             .send()
             .await
             .unwrap();
@@ -857,4 +868,196 @@ async fn one_connection_never_syncs_twice_at_once() {
     let ((s1, r1), (s2, r2)) = tokio::join!(first, second);
     assert_eq!((s1, &r1["success"]), (200, &json!(true)), "{r1}");
     assert_eq!(s2, 409, "{r2}");
+}
+
+#[tokio::test]
+async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
+    let e = setup(&[]).await;
+    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    e.sim
+        .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
+        .await;
+    let user = e.user().await;
+    // PKCE: the consent URL carries an S256 challenge, and a wrong verifier burns the code.
+    let cb = e.consent("garmin", &user, None).await;
+    let code = reqwest::Url::parse(&cb)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let r = e
+        .sim
+        .http
+        .post(format!("{}/garmin/oauth/token", e.sim.url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            (
+                "redirect_uri",
+                &format!("{}/api/v1/oauth/garmin/callback", e.s.url),
+            ),
+            ("code_verifier", "wrong"),
+            ("client_id", "garmin-client"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(e.callback(&cb).await.contains("/api/v1/oauth/error"));
+    e.connect("garmin", &user).await;
+    let conn = &e.connections(&user).await[0];
+    assert_eq!(
+        (
+            conn["provider_user_id"].as_str(),
+            conn["max_historical_days"].as_i64()
+        ),
+        (Some("garmin-user-1"), Some(30))
+    );
+    assert_eq!(
+        (
+            conn["webhook_stream"].as_bool(),
+            conn["rest_pull"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let (st, _) = e.sync("garmin", &user, 1).await;
+    assert_eq!(st, 501, "Garmin has no pull");
+
+    // Backfill: capped at 30 days, requested per type, the data arrives by push.
+    let (st, h) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/sync/historical?days=3"),
+    ))
+    .await;
+    assert_eq!(
+        (st, h["method"].as_str(), h["days"].as_i64()),
+        (200, Some("webhook_backfill"), Some(3))
+    );
+    let runs = e.finished_runs(&user, 6).await;
+    assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+    let (st, status) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/status"),
+    ))
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(status["overall_status"], "complete", "{status}");
+    assert_eq!(status["windows"][0]["sleeps"], "done");
+    let reqs = e.sim.requests().await;
+    let sleeps: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.contains("backfill/sleeps"))
+        .collect();
+    assert_eq!(sleeps.len(), 1);
+    let (st, h) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/sync/historical?days=90"),
+    ))
+    .await;
+    assert_eq!(h["days"], 30, "{h}");
+    assert_eq!(st, 200);
+    let (st, _) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/epochs/retry"),
+    ))
+    .await;
+    assert_eq!(st, 400);
+    let (st, _) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/cancel"),
+    ))
+    .await;
+    assert_eq!(st, 409, "nothing is running");
+
+    // Values: steps 7000 + 100·day at local (-05:00) midnight, a running workout, sleep stages.
+    let c = e.s.db.client().await;
+    let id = user.parse::<uuid::Uuid>().unwrap();
+    assert!(
+        e.count(
+            "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 80",
+            &user
+        )
+        .await
+            >= 3
+    );
+    let rows = c
+        .query("SELECT time, value, zone_offset, is_daily_total FROM samples WHERE user_id = $1 AND series_type = 80", &[&id])
+        .await
+        .unwrap();
+    for r in rows {
+        let t: chrono::DateTime<Utc> = r.get(0);
+        let local = t - chrono::Duration::hours(5);
+        assert_eq!(local.format("%H:%M").to_string(), "00:00");
+        assert_eq!(r.get::<_, f64>(1), 7000.0 + 100.0 * local.day() as f64);
+        assert_eq!(
+            (r.get::<_, Option<i16>>(2), r.get::<_, Option<bool>>(3)),
+            (Some(-300), Some(true))
+        );
+    }
+    let w = c
+        .query_one(
+            "SELECT type, zone_offset, duration_s FROM workouts WHERE user_id = $1 LIMIT 1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            w.get::<_, String>(0),
+            w.get::<_, Option<i16>>(1),
+            w.get::<_, Option<f64>>(2)
+        ),
+        ("running".into(), Some(-300), Some(2400.0))
+    );
+    let deep: f64 = c
+        .query_one(
+            "SELECT deep_minutes FROM sleep_sessions WHERE user_id = $1 LIMIT 1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deep, 90.0);
+
+    // A second user linked to the same Garmin account gets pushes too.
+    let other = e.user().await;
+    e.connect("garmin", &other).await;
+    assert_eq!(
+        e.connections(&other).await[0]["linked_user_ids"],
+        json!([user])
+    );
+    let push = json!({"bodyComps": [{"userId": "garmin-user-1", "measurementTimeInSeconds": 1772341200,
+        "measurementTimeOffsetInSeconds": 0, "weightInGrams": 71200}]});
+    let (st, _) = e.sim.webhook("garmin", &hook, push.clone(), true).await;
+    assert_eq!(st, 401, "wrong client id");
+    let (st, body) = e.sim.webhook("garmin", &hook, push, false).await;
+    assert_eq!((st, body.contains("accepted")), (200, true), "{body}");
+    for u in [&user, &other] {
+        assert_eq!(
+            e.count(
+                "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 41",
+                u
+            )
+            .await,
+            1
+        );
+    }
+    // Deregistration revokes every linked connection.
+    let (st, _) = e
+        .sim
+        .webhook(
+            "garmin",
+            &hook,
+            json!({"deregistrations": [{"userId": "garmin-user-1"}]}),
+            false,
+        )
+        .await;
+    assert_eq!(st, 200);
+    for u in [&user, &other] {
+        assert_eq!(e.connections(u).await[0]["status"], "revoked");
+    }
+    assert_no_tokens(&e, &[]).await;
 }

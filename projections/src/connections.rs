@@ -71,7 +71,7 @@ impl Projection for Connections {
                     tx.execute(
                         "UPDATE connections SET status = 'active', revoked_reason = NULL, provider_user_id = $2, scope = $3, \
                            access_token = $4, refresh_token = $5, token_expires_at = $6, state_used = true, \
-                           pkce_verifier = NULL, updated_at = $7 WHERE stream_id = $1",
+                           pkce_verifier = NULL, authorized_at = $7, updated_at = $7 WHERE stream_id = $1",
                         &[sid, &provider_user_id, &scope, &tokens.access_token, &tokens.refresh_token, &tokens.expires_at, &at],
                     )
                     .await?;

@@ -277,7 +277,11 @@ impl OAuthApi {
         {
             return Ok(error_redirect(&state, &e.to_string()));
         }
-        if p.capabilities().rest_pull && state.providers.config.historical_days_on_connect > 0 {
+        let caps = p.capabilities();
+        // Pull providers get a historical pull; callback providers (Garmin) a backfill request.
+        if (caps.rest_pull || caps.webhook_callback)
+            && state.providers.config.historical_days_on_connect > 0
+        {
             let days = state.providers.config.historical_days_on_connect;
             let engine = state.providers.clone();
             let req = SyncRequest {

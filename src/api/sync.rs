@@ -140,6 +140,39 @@ struct Accepted {
     status: String,
 }
 
+#[derive(Object)]
+struct BackfillStatus {
+    user_id: Uuid,
+    provider: String,
+    overall_status: String,
+    current_window: i32,
+    total_windows: i32,
+    /// One map per window: type → done / pending / failed.
+    windows: Value,
+    /// Per type: counts of done, timed_out and failed windows.
+    summary: Value,
+    in_progress: bool,
+    permanently_failed: bool,
+}
+
+impl BackfillStatus {
+    fn pending(user_id: Uuid, types: Vec<String>) -> BackfillStatus {
+        let windows: BTreeMap<String, String> =
+            types.into_iter().map(|t| (t, "pending".into())).collect();
+        BackfillStatus {
+            user_id,
+            provider: "garmin".into(),
+            overall_status: "pending".into(),
+            current_window: 0,
+            total_windows: 1,
+            windows: serde_json::to_value(vec![windows]).unwrap_or_default(),
+            summary: Value::Object(Default::default()),
+            in_progress: false,
+            permanently_failed: false,
+        }
+    }
+}
+
 #[derive(ApiResponse)]
 enum NoContent {
     #[oai(status = 204)]
@@ -508,14 +541,18 @@ impl SyncApi {
             .registry
             .get(&provider.0)
             .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {}", provider.0)))?;
-        if !p.capabilities().rest_pull {
+        let caps = p.capabilities();
+        if !caps.rest_pull && !caps.webhook_callback {
             return Err(ApiError::bad_request(format!(
                 "{} has no historical sync",
                 p.name()
             )));
         }
+        let days = caps
+            .max_historical_days
+            .map_or(days.0, |max| days.0.min(max as i64));
         let end = Utc::now();
-        let start = end - chrono::Duration::days(days.0);
+        let start = end - chrono::Duration::days(days);
         let req = SyncRequest {
             run_id: Uuid::new_v4(),
             user_id: user_id.0,
@@ -535,13 +572,181 @@ impl SyncApi {
             success: true,
             provider: p.name().into(),
             user_id: user_id.0,
-            method: "pull_api".into(),
+            method: if caps.rest_pull {
+                "pull_api"
+            } else {
+                "webhook_backfill"
+            }
+            .into(),
             task_id: task,
-            message: format!("Historical sync of {} days queued", days.0),
-            days: days.0,
+            message: format!("Historical sync of {days} days queued"),
+            days,
             start_date: start,
             end_date: end,
         }))
+    }
+
+    /// Garmin backfill progress: the latest backfill run and, per type, whether its data arrived
+    #[oai(
+        path = "/providers/garmin/users/:user_id/backfill/status",
+        method = "get",
+        tag = "Tag::Sync"
+    )]
+    async fn backfill_status(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<BackfillStatus>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let client = state.pool.get().await?;
+        let run = client
+            .query_opt(
+                "SELECT id, status, started_at FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
+                 AND source = 'backfill' ORDER BY started_at DESC LIMIT 1",
+                &[&user_id.0],
+            )
+            .await?;
+        let types = crate::providers::garmin::backfill_type_names();
+        let Some(run) = run else {
+            return Ok(Json(BackfillStatus::pending(user_id.0, types)));
+        };
+        let (id, status, started): (Uuid, String, DateTime<Utc>) =
+            (run.get(0), run.get(1), run.get(2));
+        let messages: Vec<String> = client
+            .query(
+                "SELECT payload->>'message' FROM events WHERE aggregate_type = 'SyncRun' AND aggregate_id = $1 \
+                 AND event_type = 'SyncRunProgressed'",
+                &[&id.to_string()],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .collect();
+        // A type is done once a push of it completed after the backfill began.
+        let arrived: Vec<String> = client
+            .query(
+                "SELECT DISTINCT split_part(message, ':', 1) FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
+                 AND source = 'webhook' AND status = 'success' AND started_at >= $2",
+                &[&user_id.0, &started],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut windows = BTreeMap::new();
+        let mut summary = BTreeMap::new();
+        for t in &types {
+            let requested = messages
+                .iter()
+                .find_map(|m| m.strip_prefix(&format!("{t}: ")).map(String::from));
+            let s = if arrived.iter().any(|a| a == t) {
+                "done"
+            } else {
+                match requested.as_deref() {
+                    Some("failed") => "failed",
+                    _ => "pending",
+                }
+            };
+            windows.insert(t.clone(), s.to_string());
+            let entry: &mut BTreeMap<String, i64> = summary.entry(t.clone()).or_default();
+            for k in ["done", "timed_out", "failed"] {
+                entry.insert(k.to_string(), i64::from(s == k));
+            }
+        }
+        let overall = match status.as_str() {
+            "in_progress" => "in_progress",
+            "failed" => "permanently_failed",
+            _ if windows.values().all(|s| s == "done") => "complete",
+            _ => "in_progress",
+        };
+        Ok(Json(BackfillStatus {
+            user_id: user_id.0,
+            provider: "garmin".into(),
+            overall_status: overall.into(),
+            current_window: 1,
+            total_windows: 1,
+            in_progress: overall == "in_progress",
+            windows: serde_json::to_value(vec![windows]).unwrap_or_default(),
+            summary: serde_json::to_value(summary).unwrap_or_default(),
+            permanently_failed: overall == "permanently_failed",
+        }))
+    }
+
+    /// Stop a running Garmin backfill before its next request
+    #[oai(
+        path = "/providers/garmin/users/:user_id/backfill/cancel",
+        method = "post",
+        tag = "Tag::Sync"
+    )]
+    async fn backfill_cancel(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<Accepted>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let running = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' AND source = 'backfill' \
+                 AND status = 'in_progress'",
+                &[&user_id.0],
+            )
+            .await?
+            .is_some();
+        if !running {
+            return Err(ApiError::conflict("No backfill in progress"));
+        }
+        if let Ok(mut c) = state.providers.cancelled.lock() {
+            c.insert((user_id.0, "garmin".into()));
+        }
+        Ok(Json(Accepted {
+            status: "cancelling".into(),
+        }))
+    }
+
+    /// Request one Garmin backfill type again
+    #[oai(
+        path = "/providers/garmin/users/:user_id/backfill/:type_name/retry",
+        method = "post",
+        tag = "Tag::Sync"
+    )]
+    async fn backfill_retry(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+        type_name: Path<String>,
+    ) -> Result<Json<Value>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        if !crate::providers::garmin::backfill_type_names().contains(&type_name.0) {
+            return Err(ApiError::bad_request(format!(
+                "Unknown backfill type {}",
+                type_name.0
+            )));
+        }
+        let end = Utc::now();
+        let req = SyncRequest {
+            run_id: Uuid::new_v4(),
+            user_id: user_id.0,
+            provider: "garmin".into(),
+            source: "backfill".into(),
+            start: end - chrono::Duration::days(30),
+            end,
+            data_types: vec![type_name.0.clone()],
+        };
+        state.providers.queue(&req).await?;
+        let engine = state.providers.clone();
+        tokio::spawn(async move {
+            let _ = engine.sync(req).await;
+        });
+        Ok(Json(serde_json::json!({
+            "success": true, "user_id": user_id.0, "type": type_name.0, "status": "triggered",
+            "message": format!("Backfill of {} requested again", type_name.0)
+        })))
     }
 
     /// A user's sync runs, newest first
@@ -725,7 +930,7 @@ impl SyncApi {
                 ))
             })
             .collect();
-        p.verify_webhook(&headers, &body.0, &endpoints.client_secret)?;
+        p.verify_webhook(&headers, &body.0, &endpoints)?;
         let json: Value = serde_json::from_slice(&body.0)
             .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
         let notices = p.parse_webhook(&json)?;
@@ -755,10 +960,15 @@ impl SyncApi {
             }));
         }
         for notice in notices {
-            let Notice::Pull {
-                provider_user_id,
-                data_type,
-            } = notice;
+            let account = match &notice {
+                Notice::Pull {
+                    provider_user_id, ..
+                }
+                | Notice::Data {
+                    provider_user_id, ..
+                }
+                | Notice::Deregistered { provider_user_id } => provider_user_id.clone(),
+            };
             // Fan out to every user linked to that provider account.
             let users: Vec<Uuid> = state
                 .pool
@@ -767,46 +977,73 @@ impl SyncApi {
                 .query(
                     "SELECT user_id FROM connections WHERE provider = $1 AND provider_user_id = $2 AND status = 'active' \
                      ORDER BY created_at",
-                    &[&p.name(), &provider_user_id],
+                    &[&p.name(), &account],
                 )
                 .await?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
             for user in users {
-                let raw_event = DataEvent::RawPayloadReceived {
-                    user_id: user,
-                    raw: raw_ref.clone(),
-                    mapping_version: p.mapping_version(),
-                };
-                let actor = crate::store::Actor {
-                    kind: "webhook",
-                    id: p.name().into(),
-                    request_id: request_id(req),
-                };
-                writer::write_all(
-                    &state.pool,
-                    Uuid::new_v4(),
-                    user,
-                    &actor,
-                    vec![Out::Event(raw_event)],
-                )
-                .await
-                .map_err(super::error::internal_api)?;
-                let sync = SyncRequest {
-                    run_id: Uuid::new_v4(),
-                    user_id: user,
-                    provider: p.name().into(),
-                    source: "webhook".into(),
-                    start: Utc::now() - chrono::Duration::days(3),
-                    end: Utc::now() + chrono::Duration::days(1),
-                    data_types: vec![data_type.clone()],
-                };
-                state.providers.queue(&sync).await?;
-                let engine = state.providers.clone();
-                tokio::spawn(async move {
-                    let _ = engine.sync(sync).await;
-                });
+                match &notice {
+                    Notice::Deregistered { .. } => {
+                        state
+                            .providers
+                            .revoke_for(user, p.name(), "provider_deregistered")
+                            .await;
+                    }
+                    Notice::Data {
+                        data_type, items, ..
+                    } => {
+                        // Answer at once (Garmin gives up after 30 s); map in the background.
+                        let (engine, p, data_type, items, raw_ref) = (
+                            state.providers.clone(),
+                            p.clone(),
+                            data_type.clone(),
+                            items.clone(),
+                            raw_ref.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let _ = engine
+                                .ingest_push(user, p.as_ref(), &data_type, &items, raw_ref)
+                                .await;
+                        });
+                    }
+                    Notice::Pull { data_type, .. } => {
+                        let raw_event = DataEvent::RawPayloadReceived {
+                            user_id: user,
+                            raw: raw_ref.clone(),
+                            mapping_version: p.mapping_version(),
+                        };
+                        let actor = crate::store::Actor {
+                            kind: "webhook",
+                            id: p.name().into(),
+                            request_id: request_id(req),
+                        };
+                        writer::write_all(
+                            &state.pool,
+                            Uuid::new_v4(),
+                            user,
+                            &actor,
+                            vec![Out::Event(raw_event)],
+                        )
+                        .await
+                        .map_err(super::error::internal_api)?;
+                        let sync = SyncRequest {
+                            run_id: Uuid::new_v4(),
+                            user_id: user,
+                            provider: p.name().into(),
+                            source: "webhook".into(),
+                            start: Utc::now() - chrono::Duration::days(3),
+                            end: Utc::now() + chrono::Duration::days(1),
+                            data_types: vec![data_type.clone()],
+                        };
+                        state.providers.queue(&sync).await?;
+                        let engine = state.providers.clone();
+                        tokio::spawn(async move {
+                            let _ = engine.sync(sync).await;
+                        });
+                    }
+                }
             }
         }
         Ok(Json(Accepted {

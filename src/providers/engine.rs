@@ -50,6 +50,10 @@ pub enum SyncError {
     Map(#[from] super::MapError),
     #[error("storage: {0}")]
     Store(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("backfill failed for {0}")]
+    Backfill(String),
 }
 
 fn store_err(e: impl std::fmt::Display) -> SyncError {
@@ -79,6 +83,8 @@ pub struct SyncRequest {
 }
 
 pub struct Engine {
+    /// Users whose running backfill should stop before its next request.
+    pub cancelled: std::sync::Mutex<std::collections::HashSet<(Uuid, String)>>,
     pub pool: Pool,
     pub commands: Commands,
     pub registry: Registry,
@@ -91,6 +97,7 @@ struct Live {
     access: String,
     refresh: Option<String>,
     refreshed: bool,
+    authorized_at: Option<DateTime<Utc>>,
 }
 
 fn system(what: &str) -> Actor {
@@ -113,6 +120,7 @@ impl Engine {
             .build()
             .expect("HTTP client");
         Arc::new(Engine {
+            cancelled: Default::default(),
             registry: Registry::new(&config),
             pool,
             commands,
@@ -236,6 +244,9 @@ impl Engine {
         };
         self.run_cmd(req.run_id, req.user_id, start).await?;
         let mut live = self.live_tokens(req, endpoints).await?;
+        if req.source == "backfill" && !provider.backfill_types().is_empty() {
+            return self.backfill(req, provider, endpoints, &mut live).await;
+        }
         let mut out: Vec<Out> = Vec::new();
         let mut per_type = Vec::new();
         let mut records = 0u64;
@@ -305,6 +316,186 @@ impl Engine {
         })
     }
 
+    /// Asks the provider to push the history of each backfill type. Garmin allows 30 days
+    /// before consent, so the window is clamped to that; a 409 means the timeframe was already
+    /// requested, which counts as done.
+    async fn backfill(
+        &self,
+        req: &SyncRequest,
+        provider: &dyn Provider,
+        endpoints: &Endpoints,
+        live: &mut Live,
+    ) -> Result<Outcome, SyncError> {
+        let mut start = req.start;
+        if let Some(days) = provider.capabilities().max_historical_days {
+            let consent = live.authorized_at.unwrap_or_else(Utc::now);
+            start = start.max(consent - chrono::Duration::days(days as i64));
+        }
+        let key = (req.user_id, req.provider.clone());
+        let mut requested = 0u64;
+        let mut per_type = Vec::new();
+        let mut failed = Vec::new();
+        for data_type in provider.backfill_types() {
+            if !req.data_types.is_empty() && !req.data_types.iter().any(|t| t == data_type) {
+                continue;
+            }
+            if self
+                .cancelled
+                .lock()
+                .map(|mut c| c.remove(&key))
+                .unwrap_or(false)
+            {
+                return Err(SyncError::Cancelled);
+            }
+            let Some(request) = provider.backfill_request(data_type, start, req.end) else {
+                continue;
+            };
+            let status = match self.get(req, endpoints, &request, live).await {
+                Ok(_) => "requested",
+                Err(SyncError::Status(409)) => "duplicate",
+                Err(SyncError::RefreshFailed) => return Err(SyncError::RefreshFailed),
+                Err(e) => {
+                    failed.push(data_type.to_string());
+                    warn!(provider = provider.name(), data_type, error = %e, "backfill request failed");
+                    "failed"
+                }
+            };
+            if status != "failed" {
+                requested += 1;
+            }
+            per_type.push((data_type.to_string(), u64::from(status != "failed")));
+            self.run_cmd(
+                req.run_id,
+                req.user_id,
+                SyncRunCommand::Progress {
+                    processed: requested,
+                    message: Some(format!("{data_type}: {status}")),
+                    at: Utc::now(),
+                },
+            )
+            .await?;
+        }
+        if let Ok(mut c) = self.cancelled.lock() {
+            c.remove(&key);
+        }
+        if !failed.is_empty() {
+            return Err(SyncError::Backfill(failed.join(", ")));
+        }
+        Ok(Outcome {
+            run_id: req.run_id,
+            records: requested,
+            per_type,
+        })
+    }
+
+    /// Maps and stores one pushed batch (`items`) of `data_type` for `user`, as its own run.
+    pub async fn ingest_push(
+        &self,
+        user: Uuid,
+        provider: &dyn Provider,
+        data_type: &str,
+        items: &Value,
+        raw_ref: wearhouse_domain::import::RawPayloadRef,
+    ) -> Result<Outcome, SyncError> {
+        let run_id = Uuid::new_v4();
+        self.run_cmd(
+            run_id,
+            user,
+            SyncRunCommand::Start {
+                id: run_id,
+                user_id: user,
+                provider: provider.name().into(),
+                source: "webhook".into(),
+                at: Utc::now(),
+            },
+        )
+        .await?;
+        let result = async {
+            let mapped = provider.map(data_type, items, user)?;
+            let records = mapped.records();
+            let mut out = vec![Out::Event(DataEvent::RawPayloadReceived {
+                user_id: user,
+                raw: raw_ref,
+                mapping_version: provider.mapping_version(),
+            })];
+            out.extend(mapped.into_out(user).map_err(store_err)?);
+            writer::write_all(&self.pool, run_id, user, &system("webhook"), out)
+                .await
+                .map_err(store_err)?;
+            Ok::<u64, SyncError>(records)
+        }
+        .await;
+        match result {
+            Ok(records) => {
+                self.run_cmd(
+                    run_id,
+                    user,
+                    SyncRunCommand::Progress {
+                        processed: records,
+                        message: Some(format!("{data_type}: {records} records")),
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                self.run_cmd(
+                    run_id,
+                    user,
+                    SyncRunCommand::Complete {
+                        processed: records,
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                // Pushes count as syncs too (upstream forgot this, #588).
+                let _ = self
+                    .commands
+                    .execute::<Connection>(
+                        &connection_id(user, provider.name()),
+                        ConnectionCommand::MarkSynced { at: Utc::now() },
+                        &system("webhook"),
+                        Some(user),
+                        None,
+                    )
+                    .await;
+                Ok(Outcome {
+                    run_id,
+                    records,
+                    per_type: vec![(data_type.into(), records)],
+                })
+            }
+            Err(e) => {
+                let _ = self
+                    .run_cmd(
+                        run_id,
+                        user,
+                        SyncRunCommand::Fail {
+                            error: e.to_string(),
+                            at: Utc::now(),
+                        },
+                    )
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Revokes `user`'s connection to `provider` (a deregistration pushed by the provider).
+    pub async fn revoke_for(&self, user: Uuid, provider: &str, reason: &str) {
+        let _ = self
+            .commands
+            .execute::<Connection>(
+                &connection_id(user, provider),
+                ConnectionCommand::Revoke {
+                    reason: reason.into(),
+                    at: Utc::now(),
+                },
+                &system("webhook"),
+                Some(user),
+                Some("connections"),
+            )
+            .await;
+    }
+
     /// The connection's tokens in clear, refreshed first when they expire within a minute.
     async fn live_tokens(
         &self,
@@ -317,7 +508,7 @@ impl Engine {
             .await
             .map_err(store_err)?
             .query_opt(
-                "SELECT access_token, refresh_token, token_expires_at FROM connections \
+                "SELECT access_token, refresh_token, token_expires_at, authorized_at FROM connections \
                  WHERE user_id = $1 AND provider = $2 AND status = 'active'",
                 &[&req.user_id, &req.provider],
             )
@@ -332,6 +523,7 @@ impl Engine {
             access: open(row.get(0))?.unwrap_or_default(),
             refresh: open(row.get(1))?,
             refreshed: false,
+            authorized_at: row.get(3),
         };
         let expires: Option<DateTime<Utc>> = row.get(2);
         if expires.is_some_and(|e| e < Utc::now() + chrono::Duration::seconds(60)) {

@@ -4,6 +4,7 @@
 //! storage) lives in `engine` and `oauth` and is shared by every provider.
 
 pub mod engine;
+pub mod garmin;
 pub mod mapped;
 pub mod oauth;
 pub mod oura;
@@ -65,6 +66,14 @@ pub enum Notice {
         provider_user_id: String,
         data_type: String,
     },
+    /// Push: the records themselves (Garmin); `items` is a JSON array for [`Provider::map`].
+    Data {
+        provider_user_id: String,
+        data_type: String,
+        items: Value,
+    },
+    /// The user withdrew consent at the provider.
+    Deregistered { provider_user_id: String },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -100,9 +109,22 @@ pub trait Provider: Send + Sync {
         &self,
         headers: &BTreeMap<String, String>,
         body: &[u8],
-        secret: &str,
+        endpoints: &Endpoints,
     ) -> Result<(), WebhookError>;
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError>;
+    /// Data types whose history is requested by backfill (the provider pushes the result).
+    fn backfill_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The backfill request of `data_type` over `[start, end)`.
+    fn backfill_request(
+        &self,
+        _data_type: &str,
+        _start: DateTime<Utc>,
+        _end: DateTime<Utc>,
+    ) -> Option<PullRequest> {
+        None
+    }
     /// The answer to a GET verification challenge, when the provider uses one.
     fn challenge(&self, _query: &BTreeMap<String, String>) -> Option<Value> {
         None
@@ -121,6 +143,7 @@ impl Registry {
             providers: vec![
                 (Arc::new(oura::Oura), cfg.oura()),
                 (Arc::new(whoop::Whoop), cfg.whoop()),
+                (Arc::new(garmin::Garmin), cfg.garmin()),
             ],
         }
     }
@@ -145,6 +168,15 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         mac.update(p);
     }
     mac.finalize().into_bytes().to_vec()
+}
+
+/// Endpoints with only a client secret (webhook tests).
+#[cfg(test)]
+pub fn secret_only(secret: &str) -> Endpoints {
+    Endpoints {
+        client_secret: secret.into(),
+        ..Endpoints::default()
+    }
 }
 
 /// Constant-time comparison of two byte strings.

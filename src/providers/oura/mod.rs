@@ -12,8 +12,8 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{local_midnight, provider_source, shape};
 use super::{
-    hmac_sha256, parse_time, same, Capabilities, MapError, Mapped, Notice, OAuthSettings, Provider,
-    PullRequest, WebhookError,
+    hmac_sha256, parse_time, same, Capabilities, Endpoints, MapError, Mapped, Notice,
+    OAuthSettings, Provider, PullRequest, WebhookError,
 };
 
 pub struct Oura;
@@ -349,8 +349,9 @@ impl Provider for Oura {
         &self,
         headers: &BTreeMap<String, String>,
         body: &[u8],
-        secret: &str,
+        endpoints: &Endpoints,
     ) -> Result<(), WebhookError> {
+        let secret = &endpoints.client_secret;
         let sig = headers
             .get("x-oura-signature")
             .ok_or(WebhookError::Signature)?;
@@ -393,6 +394,7 @@ impl Provider for Oura {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::secret_only;
     use wearhouse_domain::records::DataSourceInfo;
 
     fn user() -> Uuid {
@@ -568,13 +570,13 @@ mod tests {
         let mut h = BTreeMap::new();
         h.insert("x-oura-timestamp".to_string(), "1700000000".to_string());
         h.insert("x-oura-signature".to_string(), sig);
-        assert_eq!(Oura.verify_webhook(&h, body, "shh"), Ok(()));
+        assert_eq!(Oura.verify_webhook(&h, body, &secret_only("shh")), Ok(()));
         assert_eq!(
-            Oura.verify_webhook(&h, body, "other"),
+            Oura.verify_webhook(&h, body, &secret_only("other")),
             Err(WebhookError::Signature)
         );
         assert_eq!(
-            Oura.verify_webhook(&h, b"{}", "shh"),
+            Oura.verify_webhook(&h, b"{}", &secret_only("shh")),
             Err(WebhookError::Signature)
         );
         let v: Value = serde_json::from_slice(body).unwrap();

@@ -14,8 +14,8 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{provider_source, shape};
 use super::{
-    hmac_sha256, parse_offset, same, Capabilities, MapError, Mapped, Notice, OAuthSettings,
-    Provider, PullRequest, WebhookError,
+    hmac_sha256, parse_offset, same, Capabilities, Endpoints, MapError, Mapped, Notice,
+    OAuthSettings, Provider, PullRequest, WebhookError,
 };
 
 pub struct Whoop;
@@ -268,8 +268,9 @@ impl Provider for Whoop {
         &self,
         headers: &BTreeMap<String, String>,
         body: &[u8],
-        secret: &str,
+        endpoints: &Endpoints,
     ) -> Result<(), WebhookError> {
+        let secret = &endpoints.client_secret;
         let sig = headers
             .get("x-whoop-signature")
             .ok_or(WebhookError::Signature)?;
@@ -311,6 +312,7 @@ impl Provider for Whoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::secret_only;
     use serde_json::json;
 
     fn user() -> Uuid {
@@ -399,9 +401,9 @@ mod tests {
             "x-whoop-signature-timestamp".to_string(),
             "1700000000000".to_string(),
         );
-        assert_eq!(Whoop.verify_webhook(&h, body, "shh"), Ok(()));
+        assert_eq!(Whoop.verify_webhook(&h, body, &secret_only("shh")), Ok(()));
         assert_eq!(
-            Whoop.verify_webhook(&h, body, "nope"),
+            Whoop.verify_webhook(&h, body, &secret_only("nope")),
             Err(WebhookError::Signature)
         );
         let v: Value = serde_json::from_slice(body).unwrap();
