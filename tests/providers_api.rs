@@ -741,7 +741,7 @@ async fn disconnect_and_delete_data() {
 }
 
 /// Reads SSE frames until `n` events arrived; returns their ids and whether a heartbeat came.
-async fn read_events(resp: reqwest::Response, n: usize) -> (Vec<i64>, bool) {
+async fn read_events(resp: reqwest::Response, n: usize) -> (Vec<(i64, i64)>, bool) {
     use futures::StreamExt;
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
@@ -762,7 +762,8 @@ async fn read_events(resp: reqwest::Response, n: usize) -> (Vec<i64>, bool) {
             }
             for line in frame.lines() {
                 if let Some(id) = line.strip_prefix("id:") {
-                    ids.push(id.trim().parse().unwrap());
+                    let (tx, pos) = id.trim().split_once('.').expect("id is tx.position");
+                    ids.push((tx.parse().unwrap(), pos.parse().unwrap()));
                 }
             }
         }
@@ -792,7 +793,7 @@ async fn sync_status_stream_resumes_from_last_event_id() {
     // Resume after the fourth: exactly the last five come back, then heartbeats.
     let resp = e
         .req(Method::GET, &path)
-        .header("Last-Event-ID", ids[3].to_string())
+        .header("Last-Event-ID", format!("{}.{}", ids[3].0, ids[3].1))
         .send()
         .await
         .unwrap();
@@ -801,7 +802,7 @@ async fn sync_status_stream_resumes_from_last_event_id() {
     // Live: a new run's events arrive on an open stream, after a heartbeat.
     let resp = e
         .req(Method::GET, &path)
-        .header("Last-Event-ID", ids[8].to_string())
+        .header("Last-Event-ID", format!("{}.{}", ids[8].0, ids[8].1))
         .send()
         .await
         .unwrap();

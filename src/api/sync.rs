@@ -18,6 +18,7 @@ use tracing::warn;
 use uuid::Uuid;
 use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand};
 use wearhouse_domain::records::DataEvent;
+use wearhouse_projections::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::AnyCredential;
@@ -130,9 +131,9 @@ struct SyncStatusEvent {
     items_total: Option<i64>,
     error: Option<String>,
     timestamp: DateTime<Utc>,
-    /// The event's position in the log: the SSE `id:` a client resumes from.
+    /// The event's place in the log: the SSE `id:` (`tx.position`) a client resumes from.
     #[oai(skip)]
-    position: i64,
+    cursor: Cursor,
 }
 
 #[derive(Object)]
@@ -203,27 +204,35 @@ fn run_summary(r: &tokio_postgres::Row) -> SyncRunSummary {
 const RUN_COLUMNS: &str =
     "id, user_id, provider, source, stage, status, processed, message, error, started_at, ended_at, updated_at";
 
-/// Sync-run events of `user` after log position `after`, oldest first, at most `limit`.
+/// Sync-run events of `user` after `after` in log order (`newest`: the latest first). Like the
+/// projection runner, the oldest-first read only returns entries of finished transactions, so a
+/// resumed stream never misses an entry that committed late (see `projections/src/log.rs`).
 async fn status_events(
     state: &AppState,
     user: Uuid,
-    after: i64,
+    after: Cursor,
     limit: i64,
     newest: bool,
 ) -> Result<Vec<SyncStatusEvent>, ApiError> {
-    let order = if newest { "DESC" } else { "ASC" };
+    let (order, visible) = if newest {
+        ("DESC", "")
+    } else {
+        ("ASC", "AND e.tx < pg_snapshot_xmin(pg_current_snapshot())")
+    };
     let rows = state
         .pool
         .get()
         .await?
         .query(
             &format!(
-                "SELECT e.position, e.aggregate_id, e.event_type, e.payload, e.recorded_at, r.provider, r.source \
+                "SELECT e.position, e.aggregate_id, e.event_type, e.payload, e.recorded_at, r.provider, r.source, \
+                   e.tx::text::bigint \
                  FROM events e LEFT JOIN sync_runs r ON r.id::text = e.aggregate_id \
-                 WHERE e.user_id = $1 AND e.aggregate_type = 'SyncRun' AND e.position > $2 \
-                 ORDER BY e.position {order} LIMIT $3"
+                 WHERE e.user_id = $1 AND e.aggregate_type = 'SyncRun' \
+                   AND (e.tx::text::bigint, e.position) > ($2, $3) {visible} \
+                 ORDER BY e.tx {order}, e.position {order} LIMIT $4"
             ),
-            &[&user, &after, &limit],
+            &[&user, &after.tx, &after.position, &limit],
         )
         .await?;
     Ok(rows
@@ -263,7 +272,10 @@ async fn status_events(
                 items_total: None,
                 error: s("error"),
                 timestamp: r.get(4),
-                position,
+                cursor: Cursor {
+                    tx: r.get(7),
+                    position,
+                },
             }
         })
         .collect())
@@ -831,11 +843,11 @@ impl SyncApi {
     ) -> Result<Json<Vec<SyncStatusEvent>>, ApiError> {
         users::load(&state, user_id.0).await?;
         Ok(Json(
-            status_events(&state, user_id.0, 0, limit.0, true).await?,
+            status_events(&state, user_id.0, Cursor::START, limit.0, true).await?,
         ))
     }
 
-    /// Live sync status as Server-Sent Events. Each event has an `id:` (its log position): a
+    /// Live sync status as Server-Sent Events. Each event has an `id:` (its log cursor): a
     /// client that reconnects with `Last-Event-ID` receives exactly what it missed.
     #[oai(
         path = "/users/:user_id/sync/stream",
@@ -856,30 +868,48 @@ impl SyncApi {
     ) -> Result<EventStream<BoxStream<'static, SyncStatusEvent>>, ApiError> {
         users::load(&state, user_id.0).await?;
         let user = user_id.0;
-        let mut after = match last_event_id.0.and_then(|s| s.trim().parse::<i64>().ok()) {
-            Some(p) => p,
+        let resume = last_event_id.0.and_then(|s| {
+            let (tx, position) = s.trim().split_once('.')?;
+            Some(Cursor {
+                tx: tx.parse().ok()?,
+                position: position.parse().ok()?,
+            })
+        });
+        let after = match resume {
+            Some(c) => c,
             None => {
-                // No resume point: start with the last `replay` events.
-                let mut last = status_events(&state, user, 0, replay.0, true).await?;
-                last.reverse();
-                last.first().map(|e| e.position - 1).unwrap_or(i64::MAX)
+                // No resume point: start with the last `replay` events, or from now.
+                let last = status_events(&state, user, Cursor::START, replay.0, true).await?;
+                match last.last() {
+                    Some(oldest) => Cursor {
+                        tx: oldest.cursor.tx,
+                        position: oldest.cursor.position - 1,
+                    },
+                    None => {
+                        let xmin: i64 = state
+                            .pool
+                            .get()
+                            .await?
+                            .query_one(
+                                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                                &[],
+                            )
+                            .await?
+                            .get(0);
+                        Cursor {
+                            tx: xmin - 1,
+                            position: i64::MAX,
+                        }
+                    }
+                }
             }
         };
-        if after == i64::MAX {
-            after = state
-                .pool
-                .get()
-                .await?
-                .query_one("SELECT coalesce(max(position), 0) FROM events", &[])
-                .await?
-                .get(0);
-        }
         let st = state.clone();
         let stream = futures::stream::unfold((st, after), move |(st, mut after)| async move {
             loop {
                 match status_events(&st, user, after, 100, false).await {
                     Ok(events) if !events.is_empty() => {
-                        after = events.last().map(|e| e.position).unwrap_or(after);
+                        after = events.last().map(|e| e.cursor).unwrap_or(after);
                         return Some((futures::stream::iter(events), (st, after)));
                     }
                     Ok(_) => {}
@@ -897,7 +927,7 @@ impl SyncApi {
             .to_event(|e| {
                 use poem_openapi::types::ToJSON;
                 Event::message(e.to_json_string())
-                    .id(e.position.to_string())
+                    .id(format!("{}.{}", e.cursor.tx, e.cursor.position))
                     .event_type("sync.status")
             }))
     }
