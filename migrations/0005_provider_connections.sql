@@ -55,3 +55,12 @@ CREATE TABLE webhook_deliveries (
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (provider, sha256)
 );
+
+-- Per provider: enabled or not, live sync by pull or webhook, granularity. No row = defaults.
+CREATE TABLE provider_settings (
+    provider         text        PRIMARY KEY,
+    is_enabled       boolean     NOT NULL DEFAULT true,
+    live_sync_mode   text,
+    data_granularity text,
+    updated_at       timestamptz NOT NULL
+);

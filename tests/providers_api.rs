@@ -819,8 +819,19 @@ async fn sync_status_stream_resumes_from_last_event_id() {
 #[tokio::test]
 async fn scheduler_pulls_and_respects_rate_limits_and_the_per_connection_lock() {
     let e = setup(&[("WEARHOUSE_SYNC_INTERVAL_SECS", "1")]).await;
+    let jwt = e.s.login().await;
+    let mode = |m: &'static str| {
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({ "live_sync_mode": m }))
+    };
+    // In webhook mode the scheduler leaves the connection alone.
+    assert_eq!(call(mode("webhook")).await.0, 200);
     let user = e.user().await;
     e.connect("oura", &user).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(e.runs(&user).await.is_empty());
+    assert_eq!(call(mode("pull")).await.0, 200);
     let runs = e.finished_runs(&user, 1).await;
     assert_eq!(
         (runs[0]["source"].as_str(), runs[0]["status"].as_str()),
@@ -1061,4 +1072,84 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
         assert_eq!(e.connections(u).await[0]["status"], "revoked");
     }
     assert_no_tokens(&e, &[]).await;
+}
+
+#[tokio::test]
+async fn provider_settings_enable_disable_and_live_sync_mode() {
+    let e = setup(&[]).await;
+    let jwt = e.s.login().await;
+    let (st, list) = call(e.s.req(Method::GET, "/api/v1/oauth/providers")).await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["garmin", "oura", "whoop"]);
+    assert_eq!(list[1]["live_sync_mode"], "pull");
+    assert_eq!(list[1]["live_sync_configurable"], true);
+    assert_eq!(list[0]["live_sync_configurable"], false);
+    // Developer-only.
+    let (st, _) = call(
+        e.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .json(&json!({"is_enabled": false})),
+    )
+    .await;
+    assert_eq!(st, 401);
+    let (st, oura) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": "webhook", "data_granularity": "raw"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            oura["live_sync_mode"].as_str(),
+            oura["data_granularity"].as_str()
+        ),
+        (200, Some("webhook"), Some("raw"))
+    );
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/garmin")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": "pull"})),
+    )
+    .await;
+    assert_eq!(st, 400, "Garmin's live sync mode is not configurable");
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": null})),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, all) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers")
+            .bearer_auth(&jwt)
+            .json(&json!({"providers": {"whoop": false}})),
+    )
+    .await;
+    assert_eq!((st, &all[2]["is_enabled"]), (200, &json!(false)));
+    let (_, enabled) =
+        call(e.s.req(Method::GET, "/api/v1/oauth/providers?enabled_only=true")).await;
+    assert_eq!(enabled.as_array().unwrap().len(), 2);
+    let user = e.user().await;
+    let (st, body) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/oauth/whoop/authorize?user_id={user}"),
+    ))
+    .await;
+    assert_eq!(
+        (st, body["detail"].as_str()),
+        (400, Some("Provider whoop is disabled"))
+    );
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers")
+            .bearer_auth(&jwt)
+            .json(&json!({"providers": {"fitbit": true}})),
+    )
+    .await;
+    assert_eq!(st, 400);
 }

@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod connection;
 pub mod developer;
 pub mod import;
+pub mod provider_setting;
 pub mod records;
 pub mod series;
 pub mod sleep;

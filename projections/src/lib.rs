@@ -9,6 +9,7 @@ pub mod developers;
 pub mod imports;
 pub mod log;
 pub mod personal;
+pub mod provider_settings;
 pub mod runner;
 pub mod samples;
 pub mod sleep_sessions;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(personal::Personal),
         Arc::new(connections::Connections),
         Arc::new(sync_runs::SyncRuns),
+        Arc::new(provider_settings::ProviderSettings),
     ]
 }
 

@@ -7,6 +7,7 @@ use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::Value;
 use tracing::warn;
@@ -15,8 +16,12 @@ use wearhouse_domain::connection::{
     connection_id, Connection, ConnectionCommand, STATE_TTL_MINUTES,
 };
 
+use wearhouse_domain::provider_setting::{
+    ProviderSetting as ProviderSettingAggregate, ProviderSettingCommand, SettingChange,
+};
+
 use super::{request_id, users, ApiError, AppState};
-use crate::auth::AnyCredential;
+use crate::auth::{AnyCredential, DeveloperAuth};
 use crate::providers::engine::SyncRequest;
 use crate::providers::oauth;
 
@@ -42,8 +47,8 @@ struct OAuthResult {
     provider: Option<String>,
 }
 
-#[derive(Object)]
-struct ProviderSetting {
+#[derive(Object, Clone)]
+pub struct ProviderSetting {
     provider: String,
     name: String,
     has_cloud_api: bool,
@@ -105,6 +110,16 @@ impl OAuthApi {
             ApiError::bad_request(format!("Provider {} does not support OAuth", provider.0))
         })?;
         users::load(&state, user_id.0).await?;
+        let enabled = settings(&state)
+            .await?
+            .iter()
+            .any(|s| s.provider == p.name() && s.is_enabled);
+        if !enabled {
+            return Err(ApiError::bad_request(format!(
+                "Provider {} is disabled",
+                p.name()
+            )));
+        }
         if let Some(r) = &redirect_uri.0 {
             if reqwest::Url::parse(r).is_err() {
                 return Err(ApiError::bad_request(
@@ -345,27 +360,152 @@ impl OAuthApi {
         state: Data<&AppState>,
         #[oai(default)] enabled_only: Query<bool>,
         #[oai(default)] cloud_only: Query<bool>,
-    ) -> Json<Vec<ProviderSetting>> {
-        let _ = (enabled_only.0, cloud_only.0);
-        let mut out: Vec<ProviderSetting> = state
-            .providers
-            .registry
-            .all()
-            .map(|p| {
-                let c = p.capabilities();
-                ProviderSetting {
-                    provider: p.name().into(),
-                    name: p.display_name().into(),
-                    has_cloud_api: true,
-                    is_enabled: true,
-                    icon_url: None,
-                    live_sync_mode: Some(if c.rest_pull { "pull" } else { "webhook" }.into()),
-                    live_sync_configurable: c.rest_pull && (c.webhook_stream || c.webhook_ping),
-                    data_granularity: None,
-                }
-            })
+    ) -> Result<Json<Vec<ProviderSetting>>, ApiError> {
+        // Every provider here has a cloud API, so `cloud_only` filters nothing out.
+        let _ = cloud_only.0;
+        let out = settings(&state)
+            .await?
+            .into_iter()
+            .filter(|s| !enabled_only.0 || s.is_enabled)
             .collect();
-        out.sort_by(|a, b| a.provider.cmp(&b.provider));
-        Json(out)
+        Ok(Json(out))
     }
+
+    /// Change one provider's settings
+    #[oai(
+        path = "/oauth/providers/:provider",
+        method = "put",
+        tag = "Tag::Oauth"
+    )]
+    async fn update_provider(
+        &self,
+        state: Data<&AppState>,
+        auth: DeveloperAuth,
+        req: &Request,
+        provider: Path<String>,
+        body: Json<ProviderSettingUpdate>,
+    ) -> Result<Json<ProviderSetting>, ApiError> {
+        if body.0.live_sync_mode.is_null() {
+            return Err(ApiError::bad_request("live_sync_mode cannot be null"));
+        }
+        let change = SettingChange {
+            is_enabled: body.0.is_enabled,
+            live_sync_mode: body.0.live_sync_mode.take(),
+            data_granularity: body.0.data_granularity,
+        };
+        change_setting(&state, &auth, req, &provider.0, change).await?;
+        settings(&state)
+            .await?
+            .into_iter()
+            .find(|s| s.provider == provider.0)
+            .map(Json)
+            .ok_or_else(|| ApiError::internal("Internal server error"))
+    }
+
+    /// Enable or disable several providers
+    #[oai(path = "/oauth/providers", method = "put", tag = "Tag::Oauth")]
+    async fn update_providers(
+        &self,
+        state: Data<&AppState>,
+        auth: DeveloperAuth,
+        req: &Request,
+        body: Json<BulkUpdate>,
+    ) -> Result<Json<Vec<ProviderSetting>>, ApiError> {
+        for name in body.0.providers.keys() {
+            if state.providers.registry.get(name).is_none() {
+                return Err(ApiError::bad_request(format!("Unknown provider {name}")));
+            }
+        }
+        for (name, enabled) in body.0.providers {
+            let change = SettingChange {
+                is_enabled: Some(enabled),
+                live_sync_mode: None,
+                data_granularity: None,
+            };
+            change_setting(&state, &auth, req, &name, change).await?;
+        }
+        Ok(Json(settings(&state).await?))
+    }
+}
+
+#[derive(Object)]
+struct ProviderSettingUpdate {
+    is_enabled: Option<bool>,
+    live_sync_mode: MaybeUndefined<String>,
+    data_granularity: Option<String>,
+}
+
+#[derive(Object)]
+struct BulkUpdate {
+    providers: std::collections::BTreeMap<String, bool>,
+}
+
+async fn change_setting(
+    state: &AppState,
+    auth: &DeveloperAuth,
+    req: &Request,
+    provider: &str,
+    change: SettingChange,
+) -> Result<(), ApiError> {
+    let (p, _) = state
+        .providers
+        .registry
+        .get(provider)
+        .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {provider}")))?;
+    let c = p.capabilities();
+    let command = ProviderSettingCommand::Change {
+        provider: p.name().into(),
+        change,
+        live_sync_configurable: c.rest_pull && (c.webhook_stream || c.webhook_ping),
+        at: Utc::now(),
+    };
+    state
+        .commands
+        .execute::<ProviderSettingAggregate>(
+            p.name(),
+            command,
+            &auth.principal().actor(request_id(req)),
+            None,
+            Some("provider_settings"),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Every provider's settings: the stored choices over each provider's defaults.
+pub async fn settings(state: &AppState) -> Result<Vec<ProviderSetting>, ApiError> {
+    let rows = state
+        .pool
+        .get()
+        .await?
+        .query(
+            "SELECT provider, is_enabled, live_sync_mode, data_granularity FROM provider_settings",
+            &[],
+        )
+        .await?;
+    let mut out: Vec<ProviderSetting> = state
+        .providers
+        .registry
+        .all()
+        .map(|p| {
+            let c = p.capabilities();
+            let row = rows.iter().find(|r| r.get::<_, String>(0) == p.name());
+            let default_mode = if c.rest_pull { "pull" } else { "webhook" };
+            ProviderSetting {
+                provider: p.name().into(),
+                name: p.display_name().into(),
+                has_cloud_api: true,
+                is_enabled: row.map(|r| r.get(1)).unwrap_or(true),
+                icon_url: None,
+                live_sync_mode: Some(
+                    row.and_then(|r| r.get::<_, Option<String>>(2))
+                        .unwrap_or_else(|| default_mode.into()),
+                ),
+                live_sync_configurable: c.rest_pull && (c.webhook_stream || c.webhook_ping),
+                data_granularity: row.and_then(|r| r.get(3)),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.provider.cmp(&b.provider));
+    Ok(out)
 }

@@ -1,5 +1,5 @@
-//! The pull scheduler inside `serve`: every active connection of a pull provider is synced once
-//! per interval, from its last sync to now. A 429 pauses that connection until its Retry-After
+//! The pull scheduler inside `serve`: every active connection of a pull provider (enabled, in
+//! pull live-sync mode) is synced once per interval, from its last sync to now. A 429 pauses that connection until its Retry-After
 //! has passed; other failures back off exponentially (up to a day). Two processes never sync
 //! one connection at once: the engine holds a Postgres advisory lock per connection, and a
 //! process that finds it taken just skips the turn.
@@ -113,8 +113,10 @@ async fn due_connections(
         .get()
         .await?
         .query(
-            "SELECT user_id, provider, last_synced_at FROM connections \
+            "SELECT user_id, provider, last_synced_at FROM connections c \
              WHERE status = 'active' AND provider = ANY($1) \
+               AND NOT EXISTS (SELECT 1 FROM provider_settings s WHERE s.provider = c.provider \
+                               AND (s.live_sync_mode = 'webhook' OR NOT s.is_enabled)) \
                AND (last_synced_at IS NULL OR last_synced_at < now() - make_interval(secs => $2::float8)) \
              ORDER BY last_synced_at NULLS FIRST LIMIT 100",
             &[&providers, &(interval as f64)],
