@@ -61,9 +61,24 @@ enum Command {
     /// Stored raw payloads (every inbound byte, as received)
     #[command(subcommand)]
     Raw(RawCommand),
+    /// Cloud provider maintenance
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
     /// Local stand-ins for outside services (tests and demos)
     #[command(subcommand)]
     Simulate(SimulateCommand),
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// Re-map a user's stored provider payloads with the current mappers (idempotent)
+    Replay {
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// Only this provider's payloads
+        #[arg(long)]
+        provider: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -313,6 +328,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 },
             }
+            Ok(())
+        }
+        Command::Providers(ProvidersCommand::Replay { user, provider }) => {
+            let url = db::resolve_url(&db)?;
+            let (pool, _) = db::pool(&url, 4)?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
+            let registry = providers::Registry::new(&config::ProvidersConfig::default());
+            let (payloads, records) =
+                providers::engine::replay(&pool, &registry, user, provider.as_deref()).await?;
+            println!("{payloads} payload(s) replayed, {records} record(s) appended");
             Ok(())
         }
         Command::Simulate(SimulateCommand::Providers {

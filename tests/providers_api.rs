@@ -697,11 +697,13 @@ async fn disconnect_and_delete_data() {
     e.connect("oura", &user).await;
     let (_, res) = e.sync("oura", &user, 2).await;
     assert_eq!(res["success"], true);
-    assert!(
-        e.count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
-            .await
-            > 0
-    );
+    let samples = e
+        .count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
+        .await;
+    let workouts = e
+        .count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
+        .await;
+    assert!(samples > 0 && workouts > 0);
     let (st, _) = call(e.req(
         Method::DELETE,
         &format!("/api/v1/users/{user}/connections/oura"),
@@ -738,6 +740,23 @@ async fn disconnect_and_delete_data() {
     }
     let (st, _) = e.sync("oura", &user, 1).await;
     assert_eq!(st, 404, "no active connection any more");
+    // The raw payloads stayed: replaying them restores exactly what was there, twice over.
+    for _ in 0..2 {
+        let out = e.s.db.run(&["providers", "replay", "--user", &user]);
+        assert!(out.contains("payload(s) replayed"), "{out}");
+        assert!(!out.starts_with("0 "), "{out}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        e.count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
+            .await,
+        samples
+    );
+    assert_eq!(
+        e.count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
+            .await,
+        workouts
+    );
 }
 
 /// Reads SSE frames until `n` events arrived; returns their ids and whether a heartbeat came.

@@ -662,3 +662,93 @@ impl Engine {
 async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(250 << attempt.min(6))).await;
 }
+
+/// Re-maps every stored provider payload of `user` (optionally of one provider) with today's
+/// mappers and appends the records as a new data stream. Record ids are deterministic and
+/// samples merge on their key, so a replay restores or corrects data without duplicating it.
+/// Returns (payloads, records).
+pub async fn replay(
+    pool: &Pool,
+    registry: &Registry,
+    user: Uuid,
+    provider: Option<&str>,
+) -> Result<(u64, u64), SyncError> {
+    let client = pool.get().await.map_err(store_err)?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (payload->'raw'->>'sha256') payload->'raw'->>'sha256', \
+               payload->'raw'->>'provider', payload->'raw'->>'kind', position \
+             FROM events WHERE aggregate_type = $1 AND event_type = 'RawPayloadReceived' AND user_id = $2 \
+               AND ($3::text IS NULL OR payload->'raw'->>'provider' = $3) \
+             ORDER BY payload->'raw'->>'sha256', position",
+            &[&DataEvent::AGGREGATE_TYPE, &user, &provider],
+        )
+        .await
+        .map_err(store_err)?;
+    let mut rows: Vec<(String, String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    rows.sort_by_key(|r| r.3);
+    let accounts: Vec<(String, Option<String>)> = client
+        .query(
+            "SELECT provider, provider_user_id FROM connections WHERE user_id = $1",
+            &[&user],
+        )
+        .await
+        .map_err(store_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let (mut payloads, mut records, mut out) = (0u64, 0u64, Vec::new());
+    for (sha, provider_name, kind, _) in rows {
+        let Some((p, _)) = registry.get(&provider_name) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        raw::write_to(pool, &sha, &mut bytes)
+            .await
+            .map_err(store_err)?;
+        // A body that never parsed (kept as evidence) has nothing to replay.
+        let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        let mut mapped = Vec::new();
+        if kind == "webhook" {
+            let account = accounts
+                .iter()
+                .find(|(pr, _)| *pr == provider_name)
+                .and_then(|(_, a)| a.clone());
+            for notice in p.parse_webhook(&body).unwrap_or_default() {
+                if let super::Notice::Data {
+                    provider_user_id,
+                    data_type,
+                    items,
+                } = notice
+                {
+                    if Some(&provider_user_id) == account.as_ref() {
+                        mapped.push(p.map(&data_type, &items, user));
+                    }
+                }
+            }
+        } else {
+            mapped.push(p.map(&kind, &body, user));
+        }
+        payloads += 1;
+        for m in mapped {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(sha256 = %sha, error = %e, "payload does not map; skipped");
+                    continue;
+                }
+            };
+            records += m.records();
+            out.extend(m.into_out(user).map_err(store_err)?);
+        }
+    }
+    writer::write_all(pool, Uuid::new_v4(), user, &system("replay"), out)
+        .await
+        .map_err(store_err)?;
+    Ok((payloads, records))
+}
