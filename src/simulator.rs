@@ -241,6 +241,7 @@ fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
         match kind {
             "daily_activity" => vec![json!({
                 "id": format!("act-{d}"), "day": d.to_string(), "score": 80,
+                "contributors": {"move_every_hour": 100, "meet_daily_targets": 60},
                 "steps": 5000 + 100 * n, "active_calories": 300 + n, "total_calories": 2200,
                 "equivalent_walking_distance": 4000 + 10 * n,
                 "high_activity_time": 600, "medium_activity_time": 1200, "low_activity_time": 7200,
@@ -249,6 +250,11 @@ fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
             "daily_readiness" => vec![json!({
                 "id": format!("rd-{d}"), "day": d.to_string(), "score": 75,
                 "temperature_deviation": -0.1, "temperature_trend_deviation": 0.05,
+                "timestamp": at(d, 0, 0)
+            })],
+            "daily_sleep" => vec![json!({
+                "id": format!("ds-{d}"), "day": d.to_string(), "score": 70 + n % 20,
+                "contributors": {"deep_sleep": 80, "efficiency": 90, "total_sleep": 75},
                 "timestamp": at(d, 0, 0)
             })],
             "daily_spo2" => vec![json!({
@@ -276,9 +282,8 @@ fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
         }
     };
     match kind {
-        "daily_activity" | "daily_readiness" | "daily_spo2" | "sleep" | "heartrate" | "workout" => {
-            Some(window.into_iter().flat_map(rec).collect())
-        }
+        "daily_activity" | "daily_readiness" | "daily_sleep" | "daily_spo2" | "sleep"
+        | "heartrate" | "workout" => Some(window.into_iter().flat_map(rec).collect()),
         _ => None,
     }
 }

@@ -404,6 +404,23 @@ async fn oura_connect_sync_and_data_end_to_end() {
     assert_eq!(row.get::<_, Option<i16>>(0), Some(120));
     assert_eq!(row.get::<_, f64>(1), 350.0);
     assert_eq!(row.get::<_, f64>(2), 40.0);
+    // Provider scores are recorded as data events (the health-score read model reads them).
+    let scores: Vec<serde_json::Value> = c
+        .query(
+            "SELECT jsonb_array_elements(payload->'scores') FROM events WHERE event_type = 'HealthScoresRecorded' AND user_id = $1",
+            &[&user.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for cat in ["activity", "readiness", "sleep"] {
+        assert!(
+            scores.iter().any(|s| s["category"] == cat),
+            "no {cat} score"
+        );
+    }
     // Every response was kept raw.
     let raw: i64 = c
         .query_one(
@@ -797,41 +814,41 @@ async fn sync_status_stream_resumes_from_last_event_id() {
     e.connect("oura", &user).await;
     let (_, res) = e.sync("oura", &user, 1).await;
     assert_eq!(res["success"], true);
-    // Started + one progress per data type (7) + completed.
+    // Started + one progress per data type (8) + completed.
     let (st, recent) = call(e.req(Method::GET, &format!("/api/v1/users/{user}/sync/recent"))).await;
     assert_eq!(st, 200);
     let recent = recent.as_array().unwrap().clone();
-    assert_eq!(recent.len(), 9, "{recent:?}");
+    assert_eq!(recent.len(), 10, "{recent:?}");
     assert_eq!(recent[0]["stage"], "completed");
     let path = format!("/api/v1/users/{user}/sync/stream");
     let resp = e.req(Method::GET, &path).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let (ids, _) = read_events(resp, 9).await;
-    assert_eq!(ids.len(), 9);
+    let (ids, _) = read_events(resp, 10).await;
+    assert_eq!(ids.len(), 10);
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
-    // Resume after the fourth: exactly the last five come back, then heartbeats.
+    // Resume after the fourth: exactly the last six come back, then heartbeats.
     let resp = e
         .req(Method::GET, &path)
         .header("Last-Event-ID", format!("{}.{}", ids[3].0, ids[3].1))
         .send()
         .await
         .unwrap();
-    let (resumed, _) = read_events(resp, 5).await;
+    let (resumed, _) = read_events(resp, 6).await;
     assert_eq!(resumed, ids[4..].to_vec());
     // Live: a new run's events arrive on an open stream, after a heartbeat.
     let resp = e
         .req(Method::GET, &path)
-        .header("Last-Event-ID", format!("{}.{}", ids[8].0, ids[8].1))
+        .header("Last-Event-ID", format!("{}.{}", ids[9].0, ids[9].1))
         .send()
         .await
         .unwrap();
-    let reader = tokio::spawn(read_events(resp, 9));
+    let reader = tokio::spawn(read_events(resp, 10));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, res) = e.sync("oura", &user, 1).await;
     assert_eq!(res["success"], true);
     let (live, heartbeat) = reader.await.unwrap();
-    assert_eq!(live.len(), 9);
-    assert!(live[0] > ids[8]);
+    assert_eq!(live.len(), 10);
+    assert!(live[0] > ids[9]);
     assert!(heartbeat, "a heartbeat comment was sent during silence");
 }
 

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
-use wearhouse_domain::records::{DataEvent, DataSourceInfo, SleepSessionRecord, WorkoutRecord};
+use wearhouse_domain::records::{
+    record_id, DataEvent, DataSourceInfo, HealthScoreRecord, ScoreComponent, SleepSessionRecord,
+    WorkoutRecord,
+};
 use wearhouse_domain::series;
 use wearhouse_projections::arrow_batch::{self, SampleRow};
 
@@ -36,11 +39,44 @@ pub struct Mapped {
     pub samples: Vec<MappedSample>,
     pub workouts: Vec<WorkoutRecord>,
     pub sleep: Vec<SleepSessionRecord>,
+    pub scores: Vec<HealthScoreRecord>,
 }
 
 impl Mapped {
     pub fn records(&self) -> u64 {
-        (self.samples.len() + self.workouts.len() + self.sleep.len()) as u64
+        (self.samples.len() + self.workouts.len() + self.sleep.len() + self.scores.len()) as u64
+    }
+
+    /// Adds a provider score; its id is stable per (source, category, time).
+    #[allow(clippy::too_many_arguments)]
+    pub fn score(
+        &mut self,
+        data_source_id: Uuid,
+        category: &str,
+        value: Option<f64>,
+        qualifier: Option<String>,
+        recorded_at: DateTime<Utc>,
+        zone_offset: Option<i16>,
+        components: BTreeMap<String, ScoreComponent>,
+    ) {
+        if value.is_none() && qualifier.is_none() {
+            return;
+        }
+        self.scores.push(HealthScoreRecord {
+            id: record_id(&[
+                &data_source_id.to_string(),
+                "score",
+                category,
+                &recorded_at.to_rfc3339(),
+            ]),
+            data_source_id,
+            category: category.into(),
+            value,
+            qualifier,
+            recorded_at,
+            zone_offset,
+            components,
+        });
     }
 
     /// Adds a sample; unknown series codes are a programming error caught by the tests.
@@ -124,6 +160,12 @@ impl Mapped {
                 sessions: self.sleep,
             }));
         }
+        if !self.scores.is_empty() {
+            out.push(Out::Event(DataEvent::HealthScoresRecorded {
+                user_id,
+                scores: self.scores,
+            }));
+        }
         Ok(out)
     }
 }
@@ -148,6 +190,43 @@ pub fn provider_source(user_id: Uuid, provider: &str, display: &str) -> DataSour
 pub fn local_midnight(day: NaiveDate, offset: i16) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
         - chrono::Duration::minutes(offset as i64)
+}
+
+/// Score components from named values (absent ones left out).
+pub fn components(values: &[(&str, Option<f64>)]) -> BTreeMap<String, ScoreComponent> {
+    values
+        .iter()
+        .filter_map(|(k, v)| {
+            v.map(|v| {
+                (
+                    k.to_string(),
+                    ScoreComponent {
+                        value: Some(v),
+                        qualifier: None,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+/// Score components from a JSON object of numbers (Oura's `contributors`).
+pub fn numeric_components(obj: Option<&serde_json::Value>) -> BTreeMap<String, ScoreComponent> {
+    obj.and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            v.as_f64().map(|v| {
+                (
+                    k.clone(),
+                    ScoreComponent {
+                        value: Some(v),
+                        qualifier: None,
+                    },
+                )
+            })
+        })
+        .collect()
 }
 
 pub fn shape(data_type: &str, detail: impl Into<String>) -> MapError {

@@ -19,6 +19,7 @@ use super::{
     same, Capabilities, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest,
     WebhookError,
 };
+use wearhouse_domain::records::ScoreComponent;
 
 pub struct Garmin;
 
@@ -119,6 +120,19 @@ impl Garmin {
                         m.sample(series, ds, t0, end, off, x, Some(true));
                     }
                 }
+                let qualifier = v
+                    .get("stressQualifier")
+                    .and_then(Value::as_str)
+                    .map(String::from);
+                m.score(
+                    ds,
+                    "stress",
+                    f(v, "averageStressLevel"),
+                    qualifier,
+                    t0,
+                    Some(off),
+                    Default::default(),
+                );
                 if let Some(x) = f(v, "restingHeartRateInBeatsPerMinute") {
                     m.sample("resting_heart_rate", ds, t0, end, off, x, None);
                 }
@@ -169,6 +183,27 @@ impl Garmin {
                 if let Some(last) = stages.iter().map(|s| s.end).max() {
                     end = end.max(last);
                 }
+                let overall = v.get("overallSleepScore");
+                let parts = v
+                    .get("sleepScores")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, c)| {
+                        let qualifier = c.get("qualifierKey").and_then(Value::as_str);
+                        let component = ScoreComponent {
+                            value: f(c, "value"),
+                            qualifier: qualifier.map(String::from),
+                        };
+                        (k.clone(), component)
+                    })
+                    .collect();
+                let qualifier = overall
+                    .and_then(|o| o.get("qualifierKey"))
+                    .and_then(Value::as_str)
+                    .map(String::from);
+                let value = overall.and_then(|o| f(o, "value"));
+                m.score(ds, "sleep", value, qualifier, end, Some(off), parts);
                 let id = v
                     .get("summaryId")
                     .and_then(Value::as_str)
@@ -547,6 +582,8 @@ mod tests {
         let s = DAY - 3600 * 2;
         let body = json!([{"userId": "g1", "summaryId": "s1", "startTimeInSeconds": s,
             "startTimeOffsetInSeconds": -18000, "durationInSeconds": 3600,
+            "overallSleepScore": {"value": 83, "qualifierKey": "GOOD"},
+            "sleepScores": {"remPercentage": {"qualifierKey": "EXCELLENT"}},
             "sleepLevelsMap": {"light": [{"startTimeInSeconds": s, "endTimeInSeconds": s + 1800}],
                 "deep": [{"startTimeInSeconds": s + 1800, "endTimeInSeconds": s + 3600}],
                 "rem": [{"startTimeInSeconds": s + 3600, "endTimeInSeconds": s + 4200}]}}]);
@@ -556,6 +593,19 @@ mod tests {
         assert_eq!((sl.end - sl.start).num_seconds(), 4200);
         let stages: Vec<&str> = sl.stages.iter().map(|s| s.stage.as_str()).collect();
         assert_eq!(stages, vec!["light", "deep", "rem"]);
+        let score = &m.scores[0];
+        assert_eq!(
+            (
+                score.category.as_str(),
+                score.value,
+                score.qualifier.as_deref()
+            ),
+            ("sleep", Some(83.0), Some("GOOD"))
+        );
+        assert_eq!(
+            score.components["remPercentage"].qualifier.as_deref(),
+            Some("EXCELLENT")
+        );
     }
 
     #[test]

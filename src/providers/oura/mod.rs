@@ -10,7 +10,7 @@ use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
-use super::mapped::{local_midnight, provider_source, shape};
+use super::mapped::{local_midnight, numeric_components, provider_source, shape};
 use super::{
     hmac_sha256, parse_time, same, Capabilities, Endpoints, MapError, Mapped, Notice,
     OAuthSettings, Provider, PullRequest, WebhookError,
@@ -26,6 +26,7 @@ const TYPES: &[&str] = &[
     "personal_info",
     "daily_activity",
     "daily_readiness",
+    "daily_sleep",
     "daily_spo2",
     "sleep",
     "heartrate",
@@ -116,6 +117,15 @@ impl Oura {
                         .iter()
                         .filter_map(|k| f(v, k))
                         .sum::<f64>();
+                    m.score(
+                        ds,
+                        "activity",
+                        f(v, "score"),
+                        None,
+                        at,
+                        Some(offset),
+                        numeric_components(v.get("contributors")),
+                    );
                     for (series, value) in [
                         ("steps", f(v, "steps")),
                         ("active_energy", f(v, "active_calories")),
@@ -139,6 +149,15 @@ impl Oura {
                         .map(|t| t.1)
                         .unwrap_or(0);
                     let at = local_midnight(d, offset);
+                    m.score(
+                        ds,
+                        "readiness",
+                        f(v, "score"),
+                        None,
+                        at,
+                        Some(offset),
+                        numeric_components(v.get("contributors")),
+                    );
                     for (series, key) in [
                         ("skin_temperature_deviation", "temperature_deviation"),
                         (
@@ -150,6 +169,24 @@ impl Oura {
                             m.sample(series, ds, at, None, offset, value, None);
                         }
                     }
+                }
+                "daily_sleep" => {
+                    let d = day(v, data_type)?;
+                    let offset = v
+                        .get("timestamp")
+                        .and_then(Value::as_str)
+                        .and_then(parse_time)
+                        .map(|t| t.1)
+                        .unwrap_or(0);
+                    m.score(
+                        ds,
+                        "sleep",
+                        f(v, "score"),
+                        None,
+                        local_midnight(d, offset),
+                        Some(offset),
+                        numeric_components(v.get("contributors")),
+                    );
                 }
                 "daily_spo2" => {
                     let at = local_midnight(day(v, data_type)?, 0);
@@ -515,6 +552,37 @@ mod tests {
         assert_eq!(
             values(&m, "skin_temperature_deviation"),
             vec![("2026-02-28T15:00:00+00:00".into(), 540, -0.2, None)]
+        );
+    }
+
+    #[test]
+    fn scores_keep_their_contributors_and_local_day() {
+        let act = json!({"data": [{"day": "2026-03-01", "score": 82, "steps": 1,
+            "contributors": {"move_every_hour": 100, "meet_daily_targets": 60},
+            "timestamp": "2026-03-01T04:00:00+02:00"}]});
+        let m = Oura.map("daily_activity", &act, user()).unwrap();
+        let s = &m.scores[0];
+        assert_eq!(
+            (s.category.as_str(), s.value, s.zone_offset),
+            ("activity", Some(82.0), Some(120))
+        );
+        assert_eq!(s.recorded_at.to_rfc3339(), "2026-02-28T22:00:00+00:00");
+        assert_eq!(s.components["move_every_hour"].value, Some(100.0));
+        let sleep = json!({"data": [{"day": "2026-03-01", "score": 77, "contributors": {"deep_sleep": 90},
+            "timestamp": "2026-03-01T00:00:00-07:00"}]});
+        let m = Oura.map("daily_sleep", &sleep, user()).unwrap();
+        assert_eq!(
+            (m.scores[0].category.as_str(), m.scores[0].value),
+            ("sleep", Some(77.0))
+        );
+        assert_eq!(
+            m.scores[0].recorded_at.to_rfc3339(),
+            "2026-03-01T07:00:00+00:00"
+        );
+        let ready = json!({"data": [{"day": "2026-03-01", "score": 70, "timestamp": "2026-03-01T00:00:00Z"}]});
+        assert_eq!(
+            Oura.map("daily_readiness", &ready, user()).unwrap().scores[0].category,
+            "readiness"
         );
     }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
-use super::mapped::{provider_source, shape};
+use super::mapped::{components, provider_source, shape};
 use super::{
     hmac_sha256, parse_offset, same, Capabilities, Endpoints, MapError, Mapped, Notice,
     OAuthSettings, Provider, PullRequest, WebhookError,
@@ -173,6 +173,15 @@ impl Provider for Whoop {
                             stats.insert(k.to_string(), val);
                         }
                     }
+                    m.score(
+                        ds,
+                        "strain",
+                        f(score, "strain"),
+                        None,
+                        start,
+                        offset,
+                        Default::default(),
+                    );
                     let id = id_of(v);
                     let mut metadata = BTreeMap::new();
                     metadata.insert("external_id".into(), id.clone());
@@ -222,6 +231,27 @@ impl Provider for Whoop {
                             }
                         }
                     }
+                    if let Some(score) = scored(v) {
+                        m.score(
+                            ds,
+                            "sleep",
+                            f(score, "sleep_performance_percentage"),
+                            None,
+                            end,
+                            offset,
+                            components(&[
+                                (
+                                    "sleep_efficiency_percentage",
+                                    f(score, "sleep_efficiency_percentage"),
+                                ),
+                                (
+                                    "sleep_consistency_percentage",
+                                    f(score, "sleep_consistency_percentage"),
+                                ),
+                                ("respiratory_rate", f(score, "respiratory_rate")),
+                            ]),
+                        );
+                    }
                     if let Some(rr) = scored(v).and_then(|s| f(s, "respiratory_rate")) {
                         m.sample(
                             "respiratory_rate",
@@ -247,6 +277,20 @@ impl Provider for Whoop {
                     let Some(score) = scored(v) else { continue };
                     // Recovery has no own time; it belongs to the cycle it was created in.
                     let at = instant(v, "created_at", data_type)?;
+                    m.score(
+                        ds,
+                        "recovery",
+                        f(score, "recovery_score"),
+                        None,
+                        at,
+                        None,
+                        components(&[
+                            ("resting_heart_rate", f(score, "resting_heart_rate")),
+                            ("hrv_rmssd_milli", f(score, "hrv_rmssd_milli")),
+                            ("spo2_percentage", f(score, "spo2_percentage")),
+                            ("skin_temp_celsius", f(score, "skin_temp_celsius")),
+                        ]),
+                    );
                     for (series, key) in [
                         ("resting_heart_rate", "resting_heart_rate"),
                         ("heart_rate_variability_rmssd", "hrv_rmssd_milli"),
@@ -339,6 +383,10 @@ mod tests {
         assert!((w.stats["energy_kcal"] - 500.0).abs() < 1e-9);
         assert_eq!(w.stats["heart_rate_avg"], 150.0);
         assert_eq!(w.stats["elevation_gain_m"], 42.0);
+        assert_eq!(
+            (m.scores[0].category.as_str(), m.scores[0].value),
+            ("strain", Some(12.5))
+        );
     }
 
     #[test]
@@ -369,6 +417,12 @@ mod tests {
             "score": {"recovery_score": 66, "resting_heart_rate": 52, "hrv_rmssd_milli": 61.3,
                       "spo2_percentage": 95.1, "skin_temp_celsius": 33.7}}]});
         let m = Whoop.map("recovery", &body, user()).unwrap();
+        let score = &m.scores[0];
+        assert_eq!(
+            (score.category.as_str(), score.value),
+            ("recovery", Some(66.0))
+        );
+        assert_eq!(score.components["hrv_rmssd_milli"].value, Some(61.3));
         let got: Vec<(&str, f64)> = m.samples.iter().map(|s| (s.series, s.value)).collect();
         assert_eq!(
             got,
