@@ -435,6 +435,16 @@ async fn oura_connect_sync_and_data_end_to_end() {
     let runs = e.finished_runs(&user, 1).await;
     assert_eq!(runs[0]["status"], "success");
     assert_eq!(runs[0]["source"], "pull");
+    let (_, list) = call(e.req(Method::GET, "/api/v1/users?sort_by=last_synced_at")).await;
+    let me = &list["items"][0];
+    assert_eq!(
+        (
+            me["has_active_connection"].as_bool(),
+            me["last_synced_provider"].as_str()
+        ),
+        (Some(true), Some("oura"))
+    );
+    assert!(me["last_synced_at"].is_string());
     assert_eq!(runs[0]["provider"], "oura");
     let (st, all) = call(e.req(Method::GET, "/api/v1/sync/runs?provider=oura")).await;
     assert_eq!((st, all.as_array().unwrap().len()), (200, 1));
