@@ -456,6 +456,48 @@ async fn api(
     Json(body).into_response()
 }
 
+/// Oura's subscription API: checks the app credentials, verifies the callback with a challenge
+/// (as Oura does) and keeps the subscription.
+#[handler]
+async fn subscribe(req: &Request, Json(body): Json<Value>, shared: Data<&Shared>) -> Response {
+    if req.header("x-client-secret") != Some(shared.secret.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let (Some(url), Some(vtoken)) = (
+        body["callback_url"].as_str(),
+        body["verification_token"].as_str(),
+    ) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let challenge = format!("ch-{}", shared.next());
+    let Ok(target) = reqwest::Url::parse_with_params(
+        url,
+        &[
+            ("verification_token", vtoken),
+            ("challenge", challenge.as_str()),
+        ],
+    ) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let check = reqwest::Client::new().get(target).send().await;
+    let echoed = match check {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    if echoed.as_ref().and_then(|v| v["challenge"].as_str()) != Some(challenge.as_str()) {
+        return (StatusCode::BAD_REQUEST, "callback verification failed").into_response();
+    }
+    // Only verified subscriptions are listed, so tests see that the challenge succeeded.
+    shared.sim.lock().expect("sim lock").requests.push(format!(
+        "oura/v2/webhook/subscription {} {}",
+        body["data_type"].as_str().unwrap_or(""),
+        body["event_type"].as_str().unwrap_or("")
+    ));
+    let mut out = body.clone();
+    out["id"] = json!(format!("sub-{}", shared.next()));
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
 #[handler]
 fn add_fault(Json(f): Json<Fault>, shared: Data<&Shared>) -> StatusCode {
     shared.sim.lock().expect("sim lock").faults.push(f);
@@ -616,6 +658,7 @@ pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
     Route::new()
         .at("/:provider/oauth/authorize", get(authorize))
         .at("/:provider/oauth/token", post(token))
+        .at("/oura/api/v2/webhook/subscription", post(subscribe))
         .at("/:provider/api/*path", get(api))
         .at("/_sim/faults", post(add_fault))
         .at("/_sim/config", post(set_config))

@@ -649,12 +649,14 @@ async fn webhooks_verify_signatures_dedupe_and_trigger_pulls() {
     assert_eq!((st, text.contains("duplicate")), (200, true), "{text}");
     assert_eq!(e.runs(&user).await.len(), 1);
     // Verification challenge.
-    let (st, ch) = call(e.s.req(
+    // A challenge with someone else's verification token is refused (the right one is
+    // exercised by the simulator when subscriptions are registered).
+    let (st, _) = call(e.s.req(
         Method::GET,
         "/api/v1/providers/oura/webhooks?verification_token=t&challenge=xyz",
     ))
     .await;
-    assert_eq!((st, ch), (200, json!({"challenge": "xyz"})));
+    assert_eq!(st, 401);
     // Whoop signatures are base64 and checked too.
     let w = format!("{}/api/v1/providers/whoop/webhooks", e.s.url);
     let (st, _) = e
@@ -1157,6 +1159,17 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         ),
         (200, Some("webhook"), Some("raw"))
     );
+    // Switching to webhook mode registered Oura's subscriptions; the simulator verified our
+    // callback with the challenge before accepting each one.
+    let subs = e
+        .sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.starts_with("oura/v2/webhook/subscription"))
+        .count();
+    assert_eq!(subs, 12);
+
     let (st, _) = call(
         e.s.req(Method::PUT, "/api/v1/oauth/providers/garmin")
             .bearer_auth(&jwt)

@@ -453,6 +453,7 @@ async fn change_setting(
         .get(provider)
         .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {provider}")))?;
     let c = p.capabilities();
+    let to_webhook = change.live_sync_mode.as_deref() == Some("webhook");
     let command = ProviderSettingCommand::Change {
         provider: p.name().into(),
         change,
@@ -469,6 +470,15 @@ async fn change_setting(
             Some("provider_settings"),
         )
         .await?;
+    if to_webhook {
+        // Subscriptions are best effort, as upstream: the setting stands, failures are logged.
+        let callback = format!(
+            "{}/api/v1/providers/{}/webhooks",
+            state.config.public_url(),
+            p.name()
+        );
+        let _ = state.providers.register_webhooks(p.name(), &callback).await;
+    }
     Ok(())
 }
 

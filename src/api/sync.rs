@@ -1099,9 +1099,12 @@ impl SyncApi {
             .get(&provider.0)
             .ok_or_else(|| ApiError::not_found(format!("Unknown provider {}", provider.0)))?;
         let query: BTreeMap<String, String> = req.uri().query().map(url_pairs).unwrap_or_default();
-        p.challenge(&query)
-            .map(Json)
-            .ok_or_else(|| WebhookError::Unsupported.into())
+        let (_, endpoints) = state
+            .providers
+            .registry
+            .get(p.name())
+            .ok_or_else(|| ApiError::not_found("Unknown provider"))?;
+        Ok(Json(p.challenge(&query, &endpoints)?))
     }
 }
 

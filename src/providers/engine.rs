@@ -752,3 +752,38 @@ pub async fn replay(
         .map_err(store_err)?;
     Ok((payloads, records))
 }
+
+impl Engine {
+    /// Creates the provider's app-level webhook subscriptions pointing at `callback_url`;
+    /// returns how many exist afterwards (a 409 means one already did).
+    pub async fn register_webhooks(
+        &self,
+        provider: &str,
+        callback_url: &str,
+    ) -> Result<usize, SyncError> {
+        let (p, endpoints) = self
+            .registry
+            .get(provider)
+            .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
+        let mut ok = 0;
+        for r in p.subscription_requests(&endpoints, callback_url) {
+            let mut req = self
+                .http
+                .post(format!("{}{}", endpoints.api_url, r.path))
+                .json(&r.body);
+            for (k, v) in &r.headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => ok += 1,
+                Ok(resp) => warn!(
+                    provider,
+                    status = resp.status().as_u16(),
+                    "webhook subscription refused"
+                ),
+                Err(e) => warn!(provider, error = %e.without_url(), "webhook subscription failed"),
+            }
+        }
+        Ok(ok)
+    }
+}

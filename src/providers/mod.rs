@@ -126,9 +126,40 @@ pub trait Provider: Send + Sync {
         None
     }
     /// The answer to a GET verification challenge, when the provider uses one.
-    fn challenge(&self, _query: &BTreeMap<String, String>) -> Option<Value> {
-        None
+    fn challenge(
+        &self,
+        _query: &BTreeMap<String, String>,
+        _endpoints: &Endpoints,
+    ) -> Result<Value, WebhookError> {
+        Err(WebhookError::Unsupported)
     }
+    /// App-level webhook subscriptions to create so the provider pings `callback_url`.
+    fn subscription_requests(
+        &self,
+        _endpoints: &Endpoints,
+        _callback_url: &str,
+    ) -> Vec<AppRequest> {
+        vec![]
+    }
+}
+
+/// A request made with the app's own credentials (not a user's token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+/// The token a provider echoes back when it verifies our webhook endpoint: derived from the
+/// client secret, so it needs no storage and proves the challenge came for our subscription.
+pub fn verification_token(endpoints: &Endpoints) -> String {
+    hex::encode(
+        &hmac_sha256(
+            endpoints.client_secret.as_bytes(),
+            &[b"wearhouse-webhook-verification"],
+        )[..16],
+    )
 }
 
 /// The registered providers with their endpoints.

@@ -12,8 +12,8 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{local_midnight, numeric_components, provider_source, shape};
 use super::{
-    hmac_sha256, parse_time, same, Capabilities, Endpoints, MapError, Mapped, Notice,
-    OAuthSettings, Provider, PullRequest, WebhookError,
+    hmac_sha256, parse_time, same, verification_token, AppRequest, Capabilities, Endpoints,
+    MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
 };
 
 pub struct Oura;
@@ -423,10 +423,52 @@ impl Provider for Oura {
         }])
     }
 
-    fn challenge(&self, query: &BTreeMap<String, String>) -> Option<Value> {
-        query.get("challenge").map(|c| json!({ "challenge": c }))
+    fn challenge(
+        &self,
+        query: &BTreeMap<String, String>,
+        endpoints: &Endpoints,
+    ) -> Result<Value, WebhookError> {
+        let token = query
+            .get("verification_token")
+            .ok_or(WebhookError::Signature)?;
+        if !same(token.as_bytes(), verification_token(endpoints).as_bytes()) {
+            return Err(WebhookError::Signature);
+        }
+        let challenge = query
+            .get("challenge")
+            .ok_or_else(|| WebhookError::Payload("challenge missing".into()))?;
+        Ok(json!({ "challenge": challenge }))
+    }
+
+    /// One subscription per (data type × create/update), as upstream registers them.
+    fn subscription_requests(&self, endpoints: &Endpoints, callback_url: &str) -> Vec<AppRequest> {
+        let token = verification_token(endpoints);
+        WEBHOOK_TYPES
+            .iter()
+            .flat_map(|data_type| {
+                ["create", "update"].map(|event_type| AppRequest {
+                    path: "/v2/webhook/subscription".into(),
+                    headers: vec![
+                        ("x-client-id".into(), endpoints.client_id.clone()),
+                        ("x-client-secret".into(), endpoints.client_secret.clone()),
+                    ],
+                    body: json!({"callback_url": callback_url, "verification_token": token,
+                                 "event_type": event_type, "data_type": data_type}),
+                })
+            })
+            .collect()
     }
 }
+
+/// Data types Oura can ping about (its webhook names).
+const WEBHOOK_TYPES: &[&str] = &[
+    "workout",
+    "sleep",
+    "daily_sleep",
+    "daily_readiness",
+    "daily_activity",
+    "daily_spo2",
+];
 
 #[cfg(test)]
 mod tests {
@@ -655,9 +697,19 @@ mod tests {
                 data_type: "sleep".into()
             }]
         );
+        let ep = secret_only("shh");
         let mut q = BTreeMap::new();
-        q.insert("verification_token".to_string(), "t".to_string());
+        q.insert("verification_token".to_string(), "wrong".to_string());
         q.insert("challenge".to_string(), "abc".to_string());
-        assert_eq!(Oura.challenge(&q), Some(json!({"challenge": "abc"})));
+        assert_eq!(Oura.challenge(&q, &ep), Err(WebhookError::Signature));
+        q.insert("verification_token".to_string(), verification_token(&ep));
+        assert_eq!(Oura.challenge(&q, &ep), Ok(json!({"challenge": "abc"})));
+        let subs = Oura.subscription_requests(&ep, "https://me/hook");
+        assert_eq!(subs.len(), 12);
+        assert_eq!(subs[1].body["event_type"], "update");
+        assert_eq!(
+            subs[0].body["verification_token"],
+            verification_token(&ep).as_str()
+        );
     }
 }
