@@ -83,6 +83,8 @@ pub struct SyncRequest {
 }
 
 pub struct Engine {
+    /// Spacing of requests per provider (its app-wide budget).
+    pacer: std::sync::Mutex<super::pacer::Pacer>,
     /// Users whose running backfill should stop before its next request.
     pub cancelled: std::sync::Mutex<std::collections::HashSet<(Uuid, String)>>,
     pub pool: Pool,
@@ -120,6 +122,7 @@ impl Engine {
             .build()
             .expect("HTTP client");
         Arc::new(Engine {
+            pacer: Default::default(),
             cancelled: Default::default(),
             registry: Registry::new(&config),
             pool,
@@ -602,9 +605,21 @@ impl Engine {
             &request.query,
         )
         .map_err(|_| SyncError::Status(0))?;
+        let spacing = self
+            .registry
+            .get(&req.provider)
+            .and_then(|(p, _)| p.requests_per_minute())
+            .map(|rpm| Duration::from_millis(60_000 / u64::from(rpm.max(1))))
+            .unwrap_or_default();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let wait = self
+                .pacer
+                .lock()
+                .map(|mut p| p.reserve(&req.provider, std::time::Instant::now(), spacing))
+                .unwrap_or_default();
+            tokio::time::sleep(wait).await;
             let sent = self
                 .http
                 .get(url.clone())

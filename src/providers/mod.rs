@@ -8,6 +8,7 @@ pub mod garmin;
 pub mod mapped;
 pub mod oauth;
 pub mod oura;
+pub mod pacer;
 pub mod scheduler;
 pub mod whoop;
 
@@ -112,6 +113,10 @@ pub trait Provider: Send + Sync {
         endpoints: &Endpoints,
     ) -> Result<(), WebhookError>;
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError>;
+    /// The app-wide request budget per minute (all users together); `None` for no pacing.
+    fn requests_per_minute(&self) -> Option<u32> {
+        None
+    }
     /// Data types whose history is requested by backfill (the provider pushes the result).
     fn backfill_types(&self) -> &'static [&'static str] {
         &[]

@@ -426,6 +426,11 @@ impl Provider for Garmin {
         })
     }
 
+    /// Garmin's evaluation budget is 100 requests a minute per app.
+    fn requests_per_minute(&self) -> Option<u32> {
+        Some(100)
+    }
+
     fn mapping_version(&self) -> u32 {
         1
     }

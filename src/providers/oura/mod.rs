@@ -374,6 +374,11 @@ impl Provider for Oura {
         })
     }
 
+    /// Oura allows 5,000 requests per 5 minutes per app.
+    fn requests_per_minute(&self) -> Option<u32> {
+        Some(1000)
+    }
+
     fn mapping_version(&self) -> u32 {
         1
     }

@@ -127,6 +127,11 @@ impl Provider for Whoop {
         })
     }
 
+    /// Whoop allows 100 requests a minute per app.
+    fn requests_per_minute(&self) -> Option<u32> {
+        Some(100)
+    }
+
     fn mapping_version(&self) -> u32 {
         1
     }
