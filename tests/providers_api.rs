@@ -404,6 +404,16 @@ async fn oura_connect_sync_and_data_end_to_end() {
     assert_eq!(row.get::<_, Option<i16>>(0), Some(120));
     assert_eq!(row.get::<_, f64>(1), 350.0);
     assert_eq!(row.get::<_, f64>(2), 40.0);
+    // Profile weight is a snapshot of the day it arrived.
+    let weight: f64 = c
+        .query_one(
+            "SELECT value FROM samples WHERE user_id = $1 AND series_type = 41",
+            &[&user.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(weight, 70.5);
     // Provider scores are recorded as data events (the health-score read model reads them).
     let scores: Vec<serde_json::Value> = c
         .query(

@@ -165,6 +165,9 @@ pub enum DataEvent {
         user_id: Uuid,
         raw: crate::import::RawPayloadRef,
         mapping_version: u32,
+        /// When these bytes arrived this time (the same bytes can arrive again later).
+        #[serde(default)]
+        received_at: Option<DateTime<Utc>>,
     },
     /// Everything a provider wrote for the user is gone (disconnect with data deletion).
     ProviderDataDeleted {

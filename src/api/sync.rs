@@ -1043,6 +1043,7 @@ impl SyncApi {
                             user_id: user,
                             raw: raw_ref.clone(),
                             mapping_version: p.mapping_version(),
+                            received_at: Some(Utc::now()),
                         };
                         let actor = crate::store::Actor {
                             kind: "webhook",

@@ -264,6 +264,7 @@ impl Engine {
             let mut count = 0u64;
             while let Some(request) = page.take() {
                 let bytes = self.get(req, endpoints, &request, &mut live).await?;
+                let received = Utc::now();
                 // Kept raw before anything parses it: a malformed body is still evidence.
                 let meta = RawMeta {
                     provider: provider.name(),
@@ -278,10 +279,14 @@ impl Engine {
                     user_id: req.user_id,
                     raw: raw_ref,
                     mapping_version: provider.mapping_version(),
+                    received_at: Some(received),
                 }));
                 let body: Value = serde_json::from_slice(&bytes)
                     .map_err(|_| SyncError::Malformed(data_type.into()))?;
-                let mapped = provider.map(data_type, &body, req.user_id)?;
+                let mapped = match provider.map_snapshot(data_type, &body, req.user_id, received) {
+                    Some(m) => m?,
+                    None => provider.map(data_type, &body, req.user_id)?,
+                };
                 count += mapped.records();
                 out.extend(mapped.into_out(req.user_id).map_err(store_err)?);
                 page = provider.next_page(&request, &body);
@@ -302,15 +307,9 @@ impl Engine {
         writer::write_all(&self.pool, req.run_id, req.user_id, &system("sync"), out)
             .await
             .map_err(store_err)?;
+        let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
         let _ = self
-            .commands
-            .execute::<Connection>(
-                &connection_id(req.user_id, &req.provider),
-                ConnectionCommand::MarkSynced { at: Utc::now() },
-                &system("sync"),
-                Some(req.user_id),
-                None,
-            )
+            .connection_cmd(req.user_id, &req.provider, synced, "sync")
             .await;
         Ok(Outcome {
             run_id: req.run_id,
@@ -420,6 +419,7 @@ impl Engine {
                 user_id: user,
                 raw: raw_ref,
                 mapping_version: provider.mapping_version(),
+                received_at: Some(Utc::now()),
             })];
             out.extend(mapped.into_out(user).map_err(store_err)?);
             writer::write_all(&self.pool, run_id, user, &system("webhook"), out)
@@ -450,15 +450,9 @@ impl Engine {
                 )
                 .await?;
                 // Pushes count as syncs too (upstream forgot this, #588).
+                let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
                 let _ = self
-                    .commands
-                    .execute::<Connection>(
-                        &connection_id(user, provider.name()),
-                        ConnectionCommand::MarkSynced { at: Utc::now() },
-                        &system("webhook"),
-                        Some(user),
-                        None,
-                    )
+                    .connection_cmd(user, provider.name(), synced, "webhook")
                     .await;
                 Ok(Outcome {
                     run_id,
@@ -482,21 +476,44 @@ impl Engine {
         }
     }
 
-    /// Revokes `user`'s connection to `provider` (a deregistration pushed by the provider).
+    /// Revokes `user`'s connection to `provider` (refused refresh, provider deregistration).
     pub async fn revoke_for(&self, user: Uuid, provider: &str, reason: &str) {
-        let _ = self
-            .commands
-            .execute::<Connection>(
-                &connection_id(user, provider),
-                ConnectionCommand::Revoke {
-                    reason: reason.into(),
-                    at: Utc::now(),
-                },
-                &system("webhook"),
-                Some(user),
-                Some("connections"),
-            )
-            .await;
+        let cmd = ConnectionCommand::Revoke {
+            reason: reason.into(),
+            at: Utc::now(),
+        };
+        if let Err(e) = self.connection_cmd(user, provider, cmd, "connection").await {
+            warn!(%user, provider, error = %e, "revocation not recorded");
+        }
+    }
+
+    /// Runs a command on a connection, retrying when a concurrent writer (a push marking the
+    /// connection synced, a refresh) won the optimistic lock.
+    async fn connection_cmd(
+        &self,
+        user: Uuid,
+        provider: &str,
+        cmd: ConnectionCommand,
+        actor: &str,
+    ) -> Result<(), crate::store::CommandError<wearhouse_domain::connection::ConnectionError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .commands
+                .execute::<Connection>(
+                    &connection_id(user, provider),
+                    cmd.clone(),
+                    &system(actor),
+                    Some(user),
+                    Some("connections"),
+                )
+                .await;
+            match result {
+                Err(crate::store::CommandError::Conflict) if attempt < 5 => continue,
+                other => return other,
+            }
+        }
     }
 
     /// The connection's tokens in clear, refreshed first when they expire within a minute.
@@ -548,17 +565,11 @@ impl Engine {
         match oauth::refresh(&self.http, endpoints, &rt).await {
             Ok(t) => {
                 let sealed = self.seal_tokens(&t);
-                self.commands
-                    .execute::<Connection>(
-                        &connection_id(req.user_id, &req.provider),
-                        ConnectionCommand::RefreshTokens {
-                            tokens: sealed,
-                            at: Utc::now(),
-                        },
-                        &system("sync"),
-                        Some(req.user_id),
-                        Some("connections"),
-                    )
+                let cmd = ConnectionCommand::RefreshTokens {
+                    tokens: sealed,
+                    at: Utc::now(),
+                };
+                self.connection_cmd(req.user_id, &req.provider, cmd, "sync")
                     .await
                     .map_err(store_err)?;
                 live.access = t.access_token;
@@ -576,19 +587,7 @@ impl Engine {
     }
 
     async fn revoke(&self, req: &SyncRequest, reason: &str) {
-        let _ = self
-            .commands
-            .execute::<Connection>(
-                &connection_id(req.user_id, &req.provider),
-                ConnectionCommand::Revoke {
-                    reason: reason.into(),
-                    at: Utc::now(),
-                },
-                &system("sync"),
-                Some(req.user_id),
-                Some("connections"),
-            )
-            .await;
+        self.revoke_for(req.user_id, &req.provider, reason).await;
     }
 
     /// One GET with the run's retry rules: 401 refreshes once, 429 waits Retry-After (up to the
@@ -692,7 +691,8 @@ pub async fn replay(
     let rows = client
         .query(
             "SELECT DISTINCT ON (payload->'raw'->>'sha256') payload->'raw'->>'sha256', \
-               payload->'raw'->>'provider', payload->'raw'->>'kind', position \
+               payload->'raw'->>'provider', payload->'raw'->>'kind', position, \
+               coalesce((payload->>'received_at')::timestamptz, recorded_at) \
              FROM events WHERE aggregate_type = $1 AND event_type = 'RawPayloadReceived' AND user_id = $2 \
                AND ($3::text IS NULL OR payload->'raw'->>'provider' = $3) \
              ORDER BY payload->'raw'->>'sha256', position",
@@ -700,9 +700,9 @@ pub async fn replay(
         )
         .await
         .map_err(store_err)?;
-    let mut rows: Vec<(String, String, String, i64)> = rows
+    let mut rows: Vec<(String, String, String, i64, DateTime<Utc>)> = rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
     rows.sort_by_key(|r| r.3);
     let accounts: Vec<(String, Option<String>)> = client
@@ -716,7 +716,7 @@ pub async fn replay(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let (mut payloads, mut records, mut out) = (0u64, 0u64, Vec::new());
-    for (sha, provider_name, kind, _) in rows {
+    for (sha, provider_name, kind, _, received_at) in rows {
         let Some((p, _)) = registry.get(&provider_name) else {
             continue;
         };
@@ -747,7 +747,10 @@ pub async fn replay(
                 }
             }
         } else {
-            mapped.push(p.map(&kind, &body, user));
+            mapped.push(
+                p.map_snapshot(&kind, &body, user, received_at)
+                    .unwrap_or_else(|| p.map(&kind, &body, user)),
+            );
         }
         payloads += 1;
         for m in mapped {

@@ -186,6 +186,31 @@ pub fn provider_source(user_id: Uuid, provider: &str, display: &str) -> DataSour
     }
 }
 
+/// A body measurement snapshot (weight kg, height cm) stamped at the UTC day it was received,
+/// so repeated fetches on one day merge into one sample per series.
+pub fn body_snapshot(
+    user_id: Uuid,
+    provider: &str,
+    display: &str,
+    received_at: DateTime<Utc>,
+    weight_kg: Option<f64>,
+    height_cm: Option<f64>,
+) -> Mapped {
+    let source = provider_source(user_id, provider, display);
+    let ds = source.id;
+    let mut m = Mapped {
+        sources: vec![source],
+        ..Mapped::default()
+    };
+    let day = local_midnight(received_at.date_naive(), 0);
+    for (series, value) in [("weight", weight_kg), ("height", height_cm)] {
+        if let Some(v) = value {
+            m.sample(series, ds, day, None, 0, v, None);
+        }
+    }
+    m
+}
+
 /// Local midnight of `day` at `offset` minutes east, in UTC.
 pub fn local_midnight(day: NaiveDate, offset: i16) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()

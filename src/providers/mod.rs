@@ -105,6 +105,18 @@ pub trait Provider: Send + Sync {
     fn mapping_version(&self) -> u32;
     /// Maps one response (or webhook body) of `data_type` for `user_id` to records.
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError>;
+    /// Maps a response that describes the user as of now rather than at a time of its own
+    /// (profile weight and height). `received_at` is when the response arrived, so a replay
+    /// gives the same result. `None`: `data_type` is not such a snapshot.
+    fn map_snapshot(
+        &self,
+        _data_type: &str,
+        _body: &Value,
+        _user_id: Uuid,
+        _received_at: DateTime<Utc>,
+    ) -> Option<Result<Mapped, MapError>> {
+        None
+    }
     /// Checks a webhook delivery's signature. `headers` have lower-case names.
     fn verify_webhook(
         &self,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
-use super::mapped::{local_midnight, numeric_components, provider_source, shape};
+use super::mapped::{body_snapshot, local_midnight, numeric_components, provider_source, shape};
 use super::{
     hmac_sha256, parse_time, same, verification_token, AppRequest, Capabilities, Endpoints,
     MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
@@ -96,8 +96,7 @@ impl Oura {
             ..Mapped::default()
         };
         if data_type == "personal_info" {
-            // Weight and height come without a measurement time, so they cannot be placed on
-            // the timeline; the response is kept raw and only yields the provider user id.
+            // Timeless: mapped by `map_snapshot` with the time the response arrived.
             return Ok(m);
         }
         for v in items(body, data_type)? {
@@ -387,6 +386,25 @@ impl Provider for Oura {
         self.map_items(data_type, body, user_id)
     }
 
+    fn map_snapshot(
+        &self,
+        data_type: &str,
+        body: &Value,
+        user_id: Uuid,
+        received_at: DateTime<Utc>,
+    ) -> Option<Result<Mapped, MapError>> {
+        (data_type == "personal_info").then(|| {
+            Ok(body_snapshot(
+                user_id,
+                NAME,
+                "Oura",
+                received_at,
+                f(body, "weight"),
+                f(body, "height").map(|m| m * 100.0),
+            ))
+        })
+    }
+
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -631,6 +649,22 @@ mod tests {
             Oura.map("daily_readiness", &ready, user()).unwrap().scores[0].category,
             "readiness"
         );
+    }
+
+    #[test]
+    fn personal_info_is_a_snapshot_of_the_day_it_arrived() {
+        let body = json!({"id": "u", "weight": 70.5, "height": 1.78});
+        let at: DateTime<Utc> = "2026-03-01T15:30:00Z".parse().unwrap();
+        let m = Oura
+            .map_snapshot("personal_info", &body, user(), at)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            values(&m, "weight"),
+            vec![("2026-03-01T00:00:00+00:00".into(), 0, 70.5, None)]
+        );
+        assert!((values(&m, "height")[0].2 - 178.0).abs() < 1e-9);
+        assert!(Oura.map_snapshot("sleep", &body, user(), at).is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
-use super::mapped::{components, provider_source, shape};
+use super::mapped::{body_snapshot, components, provider_source, shape};
 use super::{
     hmac_sha256, parse_offset, same, Capabilities, Endpoints, MapError, Mapped, Notice,
     OAuthSettings, Provider, PullRequest, WebhookError,
@@ -144,7 +144,7 @@ impl Provider for Whoop {
             ..Mapped::default()
         };
         if data_type == "body" {
-            // Body measurements carry no time: kept raw only (see the Oura personal_info note).
+            // Timeless: mapped by `map_snapshot` with the time the response arrived.
             return Ok(m);
         }
         let records = body
@@ -313,6 +313,25 @@ impl Provider for Whoop {
         Ok(m)
     }
 
+    fn map_snapshot(
+        &self,
+        data_type: &str,
+        body: &Value,
+        user_id: Uuid,
+        received_at: DateTime<Utc>,
+    ) -> Option<Result<Mapped, MapError>> {
+        (data_type == "body").then(|| {
+            Ok(body_snapshot(
+                user_id,
+                NAME,
+                "Whoop",
+                received_at,
+                f(body, "weight_kilogram"),
+                f(body, "height_meter").map(|m| m * 100.0),
+            ))
+        })
+    }
+
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -414,6 +433,18 @@ mod tests {
             vec![("awake", 30), ("light", 210), ("deep", 100), ("rem", 120)]
         );
         assert_eq!(m.samples[0].value, 15.2);
+    }
+
+    #[test]
+    fn body_is_a_snapshot() {
+        let at: DateTime<Utc> = "2026-03-01T15:30:00Z".parse().unwrap();
+        let body = json!({"height_meter": 1.8, "weight_kilogram": 80.0, "max_heart_rate": 190});
+        let m = Whoop
+            .map_snapshot("body", &body, user(), at)
+            .unwrap()
+            .unwrap();
+        let got: Vec<(&str, f64)> = m.samples.iter().map(|s| (s.series, s.value)).collect();
+        assert_eq!(got, vec![("weight", 80.0), ("height", 180.0)]);
     }
 
     #[test]
