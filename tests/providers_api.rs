@@ -720,6 +720,20 @@ async fn whoop_connect_and_sync() {
         .unwrap();
     assert_eq!(row.get::<_, Option<i16>>(0), Some(-300));
     assert_eq!(row.get::<_, f64>(1), 500.0);
+    // Async mode: queued at once, finished in the background.
+    let (st, queued) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/whoop/users/{user}/sync?data_type=workouts"),
+    ))
+    .await;
+    assert_eq!((st, &queued["async"]), (200, &json!(true)), "{queued}");
+    let task = queued["task_id"].as_str().unwrap().to_string();
+    let runs = e.finished_runs(&user, 2).await;
+    let run = runs
+        .iter()
+        .find(|r| r["run_id"] == task.as_str())
+        .expect("the queued run");
+    assert_eq!(run["status"], "success");
     let rmssd = e
         .count(
             "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 7",

@@ -25,7 +25,7 @@ use crate::auth::AnyCredential;
 use crate::ingest::raw::{self, RawMeta};
 use crate::ingest::writer::{self, Out};
 use crate::providers::engine::{SyncError, SyncRequest};
-use crate::providers::{Notice, WebhookError};
+use crate::providers::{garmin, Notice, WebhookError};
 
 #[derive(Tags)]
 enum Tag {
@@ -646,32 +646,22 @@ impl SyncApi {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let waited = Utc::now() - started;
         let mut windows = BTreeMap::new();
         let mut summary = BTreeMap::new();
         for t in &types {
             let requested = messages
                 .iter()
-                .find_map(|m| m.strip_prefix(&format!("{t}: ")).map(String::from));
-            let s = if arrived.iter().any(|a| a == t) {
-                "done"
-            } else {
-                match requested.as_deref() {
-                    Some("failed") => "failed",
-                    _ => "pending",
-                }
-            };
+                .find_map(|m| m.strip_prefix(&format!("{t}: ")));
+            let s = garmin::backfill_type_status(requested, arrived.iter().any(|a| a == t), waited);
             windows.insert(t.clone(), s.to_string());
             let entry: &mut BTreeMap<String, i64> = summary.entry(t.clone()).or_default();
             for k in ["done", "timed_out", "failed"] {
                 entry.insert(k.to_string(), i64::from(s == k));
             }
         }
-        let overall = match status.as_str() {
-            "in_progress" => "in_progress",
-            "failed" => "permanently_failed",
-            _ if windows.values().all(|s| s == "done") => "complete",
-            _ => "in_progress",
-        };
+        let statuses: Vec<&str> = windows.values().map(String::as_str).collect();
+        let overall = garmin::backfill_overall(&status, &statuses);
         Ok(Json(BackfillStatus {
             user_id: user_id.0,
             provider: "garmin".into(),

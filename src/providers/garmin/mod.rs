@@ -45,6 +45,37 @@ const PUSH_TYPES: &[&str] = &[
 /// Types whose history is requested by backfill, as upstream orchestrates them.
 const BACKFILL_TYPES: &[&str] = &["sleeps", "dailies", "activities", "activityDetails", "hrv"];
 
+/// How long a requested backfill type may take to arrive by push before it counts as timed out
+/// (upstream waits 300 s per type).
+pub const BACKFILL_WAIT_SECS: i64 = 300;
+
+/// A backfill type's state: `done` once its data arrived by push (or the timeframe was already
+/// requested), `failed` when the request
+/// failed, `timed_out` when nothing came within the wait, else `pending`.
+pub fn backfill_type_status(
+    requested: Option<&str>,
+    arrived: bool,
+    waited: Duration,
+) -> &'static str {
+    match (arrived, requested) {
+        // Garmin answers 409 to a timeframe it already accepted: counted as done, as upstream.
+        (true, _) | (false, Some("duplicate")) => "done",
+        (false, Some("failed")) => "failed",
+        (false, Some(_)) if waited > Duration::seconds(BACKFILL_WAIT_SECS) => "timed_out",
+        _ => "pending",
+    }
+}
+
+/// The backfill's overall state from its run's status and its types' states.
+pub fn backfill_overall(run_status: &str, types: &[&str]) -> &'static str {
+    match run_status {
+        "in_progress" => "in_progress",
+        "failed" => "permanently_failed",
+        _ if types.iter().all(|s| *s != "pending") => "complete",
+        _ => "in_progress",
+    }
+}
+
 /// The backfill type names, for the status and retry endpoints.
 pub fn backfill_type_names() -> Vec<String> {
     BACKFILL_TYPES.iter().map(|t| t.to_string()).collect()
@@ -694,6 +725,40 @@ mod tests {
         );
         h.insert("garmin-client-id".to_string(), "cid".to_string());
         assert_eq!(Garmin.verify_webhook(&h, b"", &ep), Ok(()));
+    }
+
+    #[test]
+    fn backfill_states() {
+        let short = Duration::seconds(10);
+        let long = Duration::seconds(BACKFILL_WAIT_SECS + 1);
+        assert_eq!(backfill_type_status(Some("requested"), true, long), "done");
+        assert_eq!(
+            backfill_type_status(Some("duplicate"), false, short),
+            "done"
+        );
+        assert_eq!(
+            backfill_type_status(Some("requested"), false, short),
+            "pending"
+        );
+        assert_eq!(
+            backfill_type_status(Some("requested"), false, long),
+            "timed_out"
+        );
+        assert_eq!(backfill_type_status(Some("failed"), false, long), "failed");
+        assert_eq!(backfill_type_status(None, false, long), "pending");
+        assert_eq!(
+            backfill_overall("success", &["done", "timed_out"]),
+            "complete"
+        );
+        assert_eq!(
+            backfill_overall("success", &["done", "pending"]),
+            "in_progress"
+        );
+        assert_eq!(
+            backfill_overall("failed", &["failed"]),
+            "permanently_failed"
+        );
+        assert_eq!(backfill_overall("in_progress", &[]), "in_progress");
     }
 
     #[test]
