@@ -1129,6 +1129,13 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
             1
         );
     }
+    // A permission change updates the scope of every linked connection.
+    let perms = json!({"userPermissionsChange": [{"userId": "garmin-user-1", "permissions": ["HEALTH_EXPORT"]}]});
+    let (st, _) = e.sim.webhook("garmin", &hook, perms, false).await;
+    assert_eq!(st, 200);
+    for u in [&user, &other] {
+        assert_eq!(e.connections(u).await[0]["scope"], "HEALTH_EXPORT");
+    }
     // Deregistration revokes every linked connection.
     let (st, _) = e
         .sim

@@ -58,6 +58,11 @@ pub enum ConnectionCommand {
     MarkSynced {
         at: DateTime<Utc>,
     },
+    /// The user changed the permissions granted at the provider.
+    ChangeScope {
+        scope: String,
+        at: DateTime<Utc>,
+    },
     Revoke {
         reason: String,
         at: DateTime<Utc>,
@@ -94,6 +99,10 @@ pub enum ConnectionEvent {
     ConnectionSynced {
         at: DateTime<Utc>,
     },
+    ScopeChanged {
+        scope: String,
+        at: DateTime<Utc>,
+    },
     ConnectionRevoked {
         reason: String,
         at: DateTime<Utc>,
@@ -108,6 +117,7 @@ impl DomainEvent for ConnectionEvent {
             ConnectionEvent::AuthorizationDenied { .. } => "AuthorizationDenied",
             ConnectionEvent::TokensRefreshed { .. } => "TokensRefreshed",
             ConnectionEvent::ConnectionSynced { .. } => "ConnectionSynced",
+            ConnectionEvent::ScopeChanged { .. } => "ScopeChanged",
             ConnectionEvent::ConnectionRevoked { .. } => "ConnectionRevoked",
         }
         .to_string()
@@ -238,6 +248,12 @@ impl Aggregate for Connection {
                 }
                 ConnectionEvent::ConnectionSynced { at }
             }
+            ConnectionCommand::ChangeScope { scope, at } => {
+                if self.status != Status::Active {
+                    return Err(ConnectionError::NotActive);
+                }
+                ConnectionEvent::ScopeChanged { scope, at }
+            }
             ConnectionCommand::Revoke { reason, at } => {
                 match self.status {
                     Status::New => return Err(ConnectionError::NotFound),
@@ -279,7 +295,9 @@ impl Aggregate for Connection {
                     p.used = true;
                 }
             }
-            ConnectionEvent::TokensRefreshed { .. } | ConnectionEvent::ConnectionSynced { .. } => {}
+            ConnectionEvent::TokensRefreshed { .. }
+            | ConnectionEvent::ConnectionSynced { .. }
+            | ConnectionEvent::ScopeChanged { .. } => {}
             ConnectionEvent::ConnectionRevoked { .. } => self.status = Status::Revoked,
         }
     }
@@ -402,6 +420,25 @@ mod tests {
                 at: at(3),
             })
             .then_expect_error(ConnectionError::NotFound);
+    }
+
+    #[test]
+    fn scope_changes_only_on_active_connections() {
+        let change = || ConnectionCommand::ChangeScope {
+            scope: "HEALTH_EXPORT".into(),
+            at: at(5),
+        };
+        TestFramework::<Connection>::with(())
+            .given(vec![started(), authorized()])
+            .when(change())
+            .then_expect_events(vec![ConnectionEvent::ScopeChanged {
+                scope: "HEALTH_EXPORT".into(),
+                at: at(5),
+            }]);
+        TestFramework::<Connection>::with(())
+            .given(vec![started()])
+            .when(change())
+            .then_expect_error(ConnectionError::NotActive);
     }
 
     #[test]

@@ -23,6 +23,7 @@ impl Projection for Connections {
             "AuthorizationDenied",
             "TokensRefreshed",
             "ConnectionSynced",
+            "ScopeChanged",
             "ConnectionRevoked",
         ]
     }
@@ -95,6 +96,13 @@ impl Projection for Connections {
                     tx.execute(
                         "UPDATE connections SET last_synced_at = $2, updated_at = $2 WHERE stream_id = $1",
                         &[sid, &at],
+                    )
+                    .await?;
+                }
+                ConnectionEvent::ScopeChanged { scope, at } => {
+                    tx.execute(
+                        "UPDATE connections SET scope = $2, updated_at = $3 WHERE stream_id = $1",
+                        &[sid, &scope, &at],
                     )
                     .await?;
                 }

@@ -987,7 +987,10 @@ impl SyncApi {
                 | Notice::Data {
                     provider_user_id, ..
                 }
-                | Notice::Deregistered { provider_user_id } => provider_user_id.clone(),
+                | Notice::Deregistered { provider_user_id }
+                | Notice::ScopeChanged {
+                    provider_user_id, ..
+                } => provider_user_id.clone(),
             };
             // Fan out to every user linked to that provider account.
             let users: Vec<Uuid> = state
@@ -1005,6 +1008,9 @@ impl SyncApi {
                 .collect();
             for user in users {
                 match &notice {
+                    Notice::ScopeChanged { scope, .. } => {
+                        state.providers.change_scope(user, p.name(), scope).await;
+                    }
                     Notice::Deregistered { .. } => {
                         state
                             .providers

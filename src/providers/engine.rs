@@ -487,6 +487,17 @@ impl Engine {
         }
     }
 
+    /// Records the scope the user now grants at the provider.
+    pub async fn change_scope(&self, user: Uuid, provider: &str, scope: &str) {
+        let cmd = ConnectionCommand::ChangeScope {
+            scope: scope.into(),
+            at: Utc::now(),
+        };
+        if let Err(e) = self.connection_cmd(user, provider, cmd, "webhook").await {
+            warn!(%user, provider, error = %e, "scope change not recorded");
+        }
+    }
+
     /// Runs a command on a connection, retrying when a concurrent writer (a push marking the
     /// connection synced, a refresh) won the optimistic lock.
     async fn connection_cmd(

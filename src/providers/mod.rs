@@ -75,6 +75,11 @@ pub enum Notice {
     },
     /// The user withdrew consent at the provider.
     Deregistered { provider_user_id: String },
+    /// The user changed what they share (Garmin permissions): the connection's new scope.
+    ScopeChanged {
+        provider_user_id: String,
+        scope: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

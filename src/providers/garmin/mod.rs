@@ -39,6 +39,7 @@ const PUSH_TYPES: &[&str] = &[
     "userMetrics",
     "bloodPressures",
     "skinTemp",
+    "healthSnapshot",
     "activityDetails",
 ];
 
@@ -375,6 +376,29 @@ impl Garmin {
                     m.sample("skin_temperature_deviation", ds, t, None, off, x, None);
                 }
             }
+            "healthSnapshot" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                for sm in v
+                    .get("summaries")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let series = match sm.get("summaryType").and_then(Value::as_str) {
+                        Some("heart_rate") => "heart_rate",
+                        Some("stress") => "garmin_stress_level",
+                        Some("spo2") => "oxygen_saturation",
+                        Some("respiration") => "respiratory_rate",
+                        Some("rmssd_hrv") => "heart_rate_variability_rmssd",
+                        Some("sdnn_hrv") => "heart_rate_variability_sdnn",
+                        _ => continue,
+                    };
+                    let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                    if let Some(x) = f(sm, "avgValue") {
+                        m.sample(series, ds, t0, end, off, x, None);
+                    }
+                }
+            }
             // Per-second workout samples: kept raw only, as upstream does unless asked to ingest.
             "activityDetails" => {}
             other => return Err(MapError::UnknownType(other.into())),
@@ -508,6 +532,24 @@ impl Provider for Garmin {
             let Some(items) = list.as_array() else {
                 continue;
             };
+            if key == "userPermissionsChange" {
+                for i in items {
+                    if let Some(u) = i.get("userId").and_then(Value::as_str) {
+                        let granted: Vec<&str> = i
+                            .get("permissions")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        out.push(Notice::ScopeChanged {
+                            provider_user_id: u.into(),
+                            scope: granted.join(" "),
+                        });
+                    }
+                }
+                continue;
+            }
             if key == "deregistrations" {
                 for i in items {
                     if let Some(u) = i.get("userId").and_then(Value::as_str) {
@@ -685,6 +727,13 @@ mod tests {
         );
         let bp = json!([{"userId": "g1", "measurementTimestampGMT": DAY, "measurementTimestampLocal": DAY + 7200,
             "systolic": 121, "diastolic": 79}]);
+        let hs = json!([{"userId": "g1", "startTimeInSeconds": DAY, "startTimeOffsetInSeconds": 0, "durationInSeconds": 120,
+            "summaries": [{"summaryType": "heart_rate", "avgValue": 64.0}, {"summaryType": "sdnn_hrv", "avgValue": 51.0},
+                          {"summaryType": "unknown", "avgValue": 1.0}]}]);
+        let m = Garmin.map("healthSnapshot", &hs, user()).unwrap();
+        assert_eq!(values(&m, "heart_rate")[0].2, 64.0);
+        assert_eq!(values(&m, "heart_rate_variability_sdnn")[0].2, 51.0);
+        assert_eq!(m.samples.len(), 2);
         let m = Garmin.map("bloodPressures", &bp, user()).unwrap();
         assert_eq!(values(&m, "blood_pressure_systolic")[0].1, 120);
         let um = json!([{"userId": "g1", "calendarDate": "2026-03-01", "vo2Max": 48.0, "fitnessAge": 31}]);
