@@ -84,6 +84,8 @@ pub struct ServeConfig {
     /// Serve `GET /metrics` (Prometheus text, unauthenticated like `/`); false answers 404.
     #[arg(long, env = "WEARHOUSE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    #[command(flatten)]
+    pub providers: ProvidersConfig,
 }
 
 impl ServeConfig {
@@ -121,5 +123,154 @@ pub fn init_logging(cfg: &LogConfig) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Cloud providers: where each one lives and this installation's OAuth client there. URLs are
+/// configurable so tests and demos can point them at `wearhouse simulate providers`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ProvidersConfig {
+    /// 64 hex characters: the key sealing provider tokens at rest. Unset: generated once into
+    /// WEARHOUSE_HOME/encryption.key (mode 0600).
+    #[arg(long, env = "WEARHOUSE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// Seconds before a provider HTTP request is abandoned.
+    #[arg(long, env = "WEARHOUSE_PROVIDER_TIMEOUT_SECS", default_value_t = 30)]
+    pub provider_timeout_secs: u64,
+    /// Longest Retry-After (seconds) a sync waits in place before giving up the run.
+    #[arg(
+        long,
+        env = "WEARHOUSE_PROVIDER_MAX_RETRY_AFTER_SECS",
+        default_value_t = 60
+    )]
+    pub max_retry_after_secs: u64,
+    /// Seconds between scheduled pulls of each active pull-mode connection (0: no scheduler).
+    #[arg(long, env = "WEARHOUSE_SYNC_INTERVAL_SECS", default_value_t = 3600)]
+    pub sync_interval_secs: u64,
+    /// Seconds of silence after which the sync-status stream sends a `:` heartbeat comment.
+    #[arg(long, env = "WEARHOUSE_SSE_HEARTBEAT_SECS", default_value_t = 15)]
+    pub sse_heartbeat_secs: u64,
+    /// Days pulled right after a pull provider is connected (the contract's default is 90).
+    #[arg(
+        long,
+        env = "WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT",
+        default_value_t = 90
+    )]
+    pub historical_days_on_connect: i64,
+
+    #[arg(long, env = "WEARHOUSE_OURA_CLIENT_ID", default_value = "")]
+    pub oura_client_id: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_OURA_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub oura_client_secret: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_OURA_AUTHORIZE_URL",
+        default_value = "https://cloud.ouraring.com/oauth/authorize"
+    )]
+    pub oura_authorize_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_OURA_TOKEN_URL",
+        default_value = "https://api.ouraring.com/oauth/token"
+    )]
+    pub oura_token_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_OURA_API_URL",
+        default_value = "https://api.ouraring.com"
+    )]
+    pub oura_api_url: String,
+
+    #[arg(long, env = "WEARHOUSE_WHOOP_CLIENT_ID", default_value = "")]
+    pub whoop_client_id: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_WHOOP_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub whoop_client_secret: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_WHOOP_AUTHORIZE_URL",
+        default_value = "https://api.prod.whoop.com/oauth/oauth2/auth"
+    )]
+    pub whoop_authorize_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_WHOOP_TOKEN_URL",
+        default_value = "https://api.prod.whoop.com/oauth/oauth2/token"
+    )]
+    pub whoop_token_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_WHOOP_API_URL",
+        default_value = "https://api.prod.whoop.com/developer"
+    )]
+    pub whoop_api_url: String,
+
+    #[arg(long, env = "WEARHOUSE_GARMIN_CLIENT_ID", default_value = "")]
+    pub garmin_client_id: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub garmin_client_secret: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_AUTHORIZE_URL",
+        default_value = "https://connect.garmin.com/oauth2Confirm"
+    )]
+    pub garmin_authorize_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_TOKEN_URL",
+        default_value = "https://diauth.garmin.com/di-oauth2-service/oauth/token"
+    )]
+    pub garmin_token_url: String,
+    #[arg(
+        long,
+        env = "WEARHOUSE_GARMIN_API_URL",
+        default_value = "https://apis.garmin.com"
+    )]
+    pub garmin_api_url: String,
+}
+
+impl ProvidersConfig {
+    pub fn garmin(&self) -> crate::providers::Endpoints {
+        crate::providers::Endpoints {
+            authorize_url: self.garmin_authorize_url.clone(),
+            token_url: self.garmin_token_url.clone(),
+            api_url: self.garmin_api_url.trim_end_matches('/').into(),
+            client_id: self.garmin_client_id.clone(),
+            client_secret: self.garmin_client_secret.clone(),
+        }
+    }
+
+    pub fn oura(&self) -> crate::providers::Endpoints {
+        crate::providers::Endpoints {
+            authorize_url: self.oura_authorize_url.clone(),
+            token_url: self.oura_token_url.clone(),
+            api_url: self.oura_api_url.trim_end_matches('/').into(),
+            client_id: self.oura_client_id.clone(),
+            client_secret: self.oura_client_secret.clone(),
+        }
+    }
+
+    pub fn whoop(&self) -> crate::providers::Endpoints {
+        crate::providers::Endpoints {
+            authorize_url: self.whoop_authorize_url.clone(),
+            token_url: self.whoop_token_url.clone(),
+            api_url: self.whoop_api_url.trim_end_matches('/').into(),
+            client_id: self.whoop_client_id.clone(),
+            client_secret: self.whoop_client_secret.clone(),
+        }
     }
 }

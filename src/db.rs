@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "read_models_scores",
         include_str!("../migrations/0005_read_models_scores.sql"),
     ),
+    (
+        6,
+        "provider_connections",
+        include_str!("../migrations/0006_provider_connections.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -6,10 +6,13 @@ mod bench;
 mod cluster;
 mod config;
 mod coverage;
+mod crypto;
 mod db;
 mod import_cli;
 mod ingest;
+mod providers;
 mod serve;
+mod simulator;
 mod store;
 mod stream;
 
@@ -77,6 +80,39 @@ enum Command {
     /// Stored raw payloads (every inbound byte, as received)
     #[command(subcommand)]
     Raw(RawCommand),
+    /// Cloud provider maintenance
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+    /// Local stand-ins for outside services (tests and demos)
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// Re-map a user's stored provider payloads with the current mappers (idempotent)
+    Replay {
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// Only this provider's payloads
+        #[arg(long)]
+        provider: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimulateCommand {
+    /// Oura and Whoop on one port: OAuth, data API, signed webhooks, injectable failures
+    Providers {
+        #[arg(long, default_value_t = 8900)]
+        port: u16,
+        /// The client secret the simulated providers expect and sign webhooks with
+        #[arg(long, default_value = "sim-secret")]
+        client_secret: String,
+        /// Records per page of every collection
+        #[arg(long, default_value_t = 25)]
+        page_size: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -351,6 +387,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Providers(ProvidersCommand::Replay { user, provider }) => {
+            let url = db::resolve_url(&db)?;
+            let (pool, _) = db::pool(&url, 4)?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
+            let registry = providers::Registry::new(&config::ProvidersConfig::default());
+            let (payloads, records) =
+                providers::engine::replay(&pool, &registry, user, provider.as_deref()).await?;
+            println!("{payloads} payload(s) replayed, {records} record(s) appended");
+            Ok(())
+        }
+        Command::Simulate(SimulateCommand::Providers {
+            port,
+            client_secret,
+            page_size,
+        }) => simulator::run(port, client_secret, page_size).await,
         Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
             let counts = import_cli::generate(size, seed, &output)?;
             // What importing the file must find, for scripts and tests to check against.

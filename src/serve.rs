@@ -58,7 +58,21 @@ pub async fn start(
         db.home.join("uploads"),
         cfg.import_concurrency,
     );
+    let sealer = crate::crypto::Sealer::load(cfg.providers.encryption_key.as_deref(), &db.home)?;
+    let providers = crate::providers::engine::Engine::new(
+        pool.clone(),
+        commands.clone(),
+        cfg.providers.clone(),
+        sealer,
+    );
+    if cfg.providers.sync_interval_secs > 0 {
+        tokio::spawn(crate::providers::scheduler::run(
+            providers.clone(),
+            shutdown.subscribe(),
+        ));
+    }
     let state = AppState {
+        providers,
         commands,
         pool,
         jwt: Jwt::new(&secret, cfg.access_token_minutes),

@@ -166,7 +166,10 @@ async fn migrations_apply_on_empty_and_on_migrated_databases() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, (1..=applied as i32).collect::<Vec<_>>());
+    // Versions may have gaps while parallel branches land (0005 before 0004), never repeats.
+    assert_eq!(versions.len(), applied);
+    assert_eq!(versions[0], 1);
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
     let ext: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",

@@ -2,10 +2,12 @@
 //! decision is a pure function of the aggregate's past events and the command.
 
 pub mod api_key;
+pub mod connection;
 pub mod daily;
 pub mod developer;
 pub mod import;
 pub mod priority;
+pub mod provider_setting;
 pub mod records;
 pub mod scores;
 pub mod series;

@@ -91,6 +91,27 @@ pub struct SleepSessionRecord {
     pub stages: Vec<SleepStageInterval>,
 }
 
+/// One part of a health score (e.g. a readiness contributor, a recovery input).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreComponent {
+    pub value: Option<f64>,
+    pub qualifier: Option<String>,
+}
+
+/// A score a provider (or the platform) computed: sleep, recovery, readiness, activity,
+/// stress, strain, ... with its components, as the contract's health score item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthScoreRecord {
+    pub id: Uuid,
+    pub data_source_id: Uuid,
+    pub category: String,
+    pub value: Option<f64>,
+    pub qualifier: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+    pub zone_offset: Option<i16>,
+    pub components: BTreeMap<String, ScoreComponent>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivitySummaryRecord {
     pub data_source_id: Uuid,
@@ -134,6 +155,26 @@ pub enum DataEvent {
         user_id: Uuid,
         characteristics: Characteristics,
     },
+    HealthScoresRecorded {
+        user_id: Uuid,
+        scores: Vec<HealthScoreRecord>,
+    },
+    /// A provider response or webhook body, stored raw before mapping; `mapping_version` says
+    /// which mapper produced the records that follow, so a replay can re-map it.
+    RawPayloadReceived {
+        user_id: Uuid,
+        raw: crate::import::RawPayloadRef,
+        mapping_version: u32,
+        /// When these bytes arrived this time (the same bytes can arrive again later).
+        #[serde(default)]
+        received_at: Option<DateTime<Utc>>,
+    },
+    /// Everything a provider wrote for the user is gone (disconnect with data deletion).
+    ProviderDataDeleted {
+        user_id: Uuid,
+        provider: String,
+        data_source_ids: Vec<Uuid>,
+    },
     /// A user deleted a record through the API: read models hide it from then on, also when
     /// an import brings the same record (same id) again. The history keeps it.
     RecordDeleted {
@@ -169,6 +210,9 @@ impl DataEvent {
             DataEvent::ActivitySummariesRecorded { .. } => "ActivitySummariesRecorded",
             DataEvent::CharacteristicsRecorded { .. } => "CharacteristicsRecorded",
             DataEvent::RecordDeleted { .. } => "RecordDeleted",
+            DataEvent::HealthScoresRecorded { .. } => "HealthScoresRecorded",
+            DataEvent::RawPayloadReceived { .. } => "RawPayloadReceived",
+            DataEvent::ProviderDataDeleted { .. } => "ProviderDataDeleted",
         }
     }
 
@@ -181,6 +225,9 @@ impl DataEvent {
             | DataEvent::ActivitySummariesRecorded { user_id, .. }
             | DataEvent::CharacteristicsRecorded { user_id, .. }
             | DataEvent::RecordDeleted { user_id, .. } => *user_id,
+            DataEvent::HealthScoresRecorded { user_id, .. }
+            | DataEvent::RawPayloadReceived { user_id, .. }
+            | DataEvent::ProviderDataDeleted { user_id, .. } => *user_id,
         }
     }
 }

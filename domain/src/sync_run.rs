@@ -8,6 +8,14 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncRunCommand {
+    /// Accepted for later (an async sync request); `Start` follows when a worker picks it up.
+    Queue {
+        id: Uuid,
+        user_id: Uuid,
+        provider: String,
+        source: String,
+        at: DateTime<Utc>,
+    },
     Start {
         id: Uuid,
         user_id: Uuid,
@@ -34,6 +42,13 @@ pub enum SyncRunCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum SyncRunEvent {
+    SyncRunQueued {
+        id: Uuid,
+        user_id: Uuid,
+        provider: String,
+        source: String,
+        at: DateTime<Utc>,
+    },
     SyncRunStarted {
         id: Uuid,
         user_id: Uuid,
@@ -59,6 +74,7 @@ pub enum SyncRunEvent {
 impl DomainEvent for SyncRunEvent {
     fn event_type(&self) -> String {
         match self {
+            SyncRunEvent::SyncRunQueued { .. } => "SyncRunQueued",
             SyncRunEvent::SyncRunStarted { .. } => "SyncRunStarted",
             SyncRunEvent::SyncRunProgressed { .. } => "SyncRunProgressed",
             SyncRunEvent::SyncRunCompleted { .. } => "SyncRunCompleted",
@@ -84,6 +100,8 @@ pub enum SyncRunError {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRun {
     pub id: Option<Uuid>,
+    #[serde(default)]
+    pub queued: bool,
     pub finished: bool,
 }
 
@@ -100,7 +118,7 @@ impl Aggregate for SyncRun {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), SyncRunError> {
-        if let SyncRunCommand::Start {
+        if let SyncRunCommand::Queue {
             id,
             user_id,
             provider,
@@ -109,6 +127,27 @@ impl Aggregate for SyncRun {
         } = command
         {
             if self.id.is_some() {
+                return Err(SyncRunError::AlreadyStarted);
+            }
+            let event = SyncRunEvent::SyncRunQueued {
+                id,
+                user_id,
+                provider,
+                source,
+                at,
+            };
+            sink.write(event, self).await;
+            return Ok(());
+        }
+        if let SyncRunCommand::Start {
+            id,
+            user_id,
+            provider,
+            source,
+            at,
+        } = command
+        {
+            if self.id.is_some() && !self.queued {
                 return Err(SyncRunError::AlreadyStarted);
             }
             let event = SyncRunEvent::SyncRunStarted {
@@ -141,7 +180,9 @@ impl Aggregate for SyncRun {
                 SyncRunEvent::SyncRunCompleted { processed, at }
             }
             SyncRunCommand::Fail { error, at } => SyncRunEvent::SyncRunFailed { error, at },
-            SyncRunCommand::Start { .. } => unreachable!("handled above"),
+            SyncRunCommand::Start { .. } | SyncRunCommand::Queue { .. } => {
+                unreachable!("handled above")
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -149,7 +190,14 @@ impl Aggregate for SyncRun {
 
     fn apply(&mut self, event: SyncRunEvent) {
         match event {
-            SyncRunEvent::SyncRunStarted { id, .. } => self.id = Some(id),
+            SyncRunEvent::SyncRunQueued { id, .. } => {
+                self.id = Some(id);
+                self.queued = true;
+            }
+            SyncRunEvent::SyncRunStarted { id, .. } => {
+                self.id = Some(id);
+                self.queued = false;
+            }
             SyncRunEvent::SyncRunProgressed { .. } => {}
             SyncRunEvent::SyncRunCompleted { .. } | SyncRunEvent::SyncRunFailed { .. } => {
                 self.finished = true
@@ -175,6 +223,38 @@ mod tests {
             source: "apple_xml_import".into(),
             at: at(),
         }
+    }
+
+    #[test]
+    fn a_queued_run_starts_once() {
+        let queued = SyncRunEvent::SyncRunQueued {
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            provider: "oura".into(),
+            source: "pull".into(),
+            at: at(),
+        };
+        let start = SyncRunCommand::Start {
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            provider: "oura".into(),
+            source: "pull".into(),
+            at: at(),
+        };
+        TestFramework::<SyncRun>::with(())
+            .given(vec![queued.clone()])
+            .when(start.clone())
+            .then_expect_events(vec![SyncRunEvent::SyncRunStarted {
+                id: Uuid::nil(),
+                user_id: Uuid::nil(),
+                provider: "oura".into(),
+                source: "pull".into(),
+                at: at(),
+            }]);
+        TestFramework::<SyncRun>::with(())
+            .given(vec![queued, started()])
+            .when(start)
+            .then_expect_error(SyncRunError::AlreadyStarted);
     }
 
     #[test]

@@ -15,7 +15,7 @@ impl Projection for DataSources {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SourcesDiscovered"]
+        &["SourcesDiscovered", "ProviderDataDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -28,10 +28,18 @@ impl Projection for DataSources {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
-        for entry in entries
-            .iter()
-            .filter(|e| e.event_type == "SourcesDiscovered")
-        {
+        for entry in entries {
+            if let DataEvent::ProviderDataDeleted {
+                data_source_ids, ..
+            } = decode(entry)?
+            {
+                tx.execute(
+                    "DELETE FROM data_sources WHERE id = ANY($1)",
+                    &[&data_source_ids],
+                )
+                .await?;
+                continue;
+            }
             let DataEvent::SourcesDiscovered { user_id, sources } = decode(entry)? else {
                 continue;
             };

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod arrow_batch;
+pub mod connections;
 pub mod daily_rollup;
 pub mod data_sources;
 pub mod developers;
@@ -12,11 +13,13 @@ pub mod log;
 pub mod menstrual_cycles;
 pub mod personal;
 pub mod priorities;
+pub mod provider_settings;
 pub mod ranks;
 pub mod runner;
 pub mod samples;
 pub mod sleep_nights;
 pub mod sleep_sessions;
+pub mod sync_runs;
 pub mod users;
 pub mod workouts;
 
@@ -37,6 +40,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(workouts::Workouts),
         Arc::new(sleep_sessions::SleepSessions),
         Arc::new(personal::Personal),
+        Arc::new(connections::Connections),
+        Arc::new(sync_runs::SyncRuns),
+        Arc::new(provider_settings::ProviderSettings),
         Arc::new(menstrual_cycles::MenstrualCycles),
         Arc::new(priorities::Priorities),
         // Readers of other read models come after the models they read.

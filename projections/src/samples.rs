@@ -115,7 +115,7 @@ impl Projection for Samples {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SamplesRecorded"]
+        &["SamplesRecorded", "ProviderDataDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -124,6 +124,39 @@ impl Projection for Samples {
     }
 
     async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        entries: &[LogEntry],
+    ) -> Result<(), ProjectionError> {
+        // Deletions split the batch so samples recorded after one survive it.
+        let mut from = 0;
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.event_type == "ProviderDataDeleted" {
+                self.merge(tx, &entries[from..i]).await?;
+                if let DataEvent::ProviderDataDeleted {
+                    data_source_ids, ..
+                } = decode(entry)?
+                {
+                    tx.execute(
+                        "DELETE FROM samples WHERE data_source_id = ANY($1)",
+                        &[&data_source_ids],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM sample_counts WHERE data_source_id = ANY($1)",
+                        &[&data_source_ids],
+                    )
+                    .await?;
+                }
+                from = i + 1;
+            }
+        }
+        self.merge(tx, &entries[from..]).await
+    }
+}
+
+impl Samples {
+    async fn merge(
         &self,
         tx: &Transaction<'_>,
         entries: &[LogEntry],

@@ -34,7 +34,11 @@ impl Projection for SleepSessions {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SleepSessionsRecorded", "RecordDeleted"]
+        &[
+            "SleepSessionsRecorded",
+            "RecordDeleted",
+            "ProviderDataDeleted",
+        ]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -48,13 +52,12 @@ impl Projection for SleepSessions {
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
         for entry in entries {
-            if entry.event_type == "RecordDeleted" {
-                if let DataEvent::RecordDeleted {
+            match decode(entry)? {
+                DataEvent::RecordDeleted {
                     kind: RecordKind::Sleep,
                     record_id,
                     user_id,
-                } = decode(entry)?
-                {
+                } => {
                     // The upsert below never touches `deleted`, so a re-import stays hidden.
                     tx.execute(
                         "UPDATE sleep_sessions SET deleted = true WHERE id = $1 AND user_id = $2",
@@ -62,16 +65,23 @@ impl Projection for SleepSessions {
                     )
                     .await?;
                 }
-                continue;
-            }
-            let DataEvent::SleepSessionsRecorded { user_id, sessions } = decode(entry)? else {
-                continue;
-            };
-            for s in sessions {
-                let (awake, light, deep, rem, asleep) = stage_minutes(&s);
-                let in_bed = (s.end - s.start).num_seconds() as f64 / 60.0;
-                let stages = serde_json::to_value(&s.stages).unwrap_or_default();
-                tx.execute(
+                // Disconnect with data deletion: the provider's records go (a reconnect may
+                // bring them back).
+                DataEvent::ProviderDataDeleted {
+                    data_source_ids, ..
+                } => {
+                    tx.execute(
+                        "DELETE FROM sleep_sessions WHERE data_source_id = ANY($1)",
+                        &[&data_source_ids],
+                    )
+                    .await?;
+                }
+                DataEvent::SleepSessionsRecorded { user_id, sessions } => {
+                    for s in sessions {
+                        let (awake, light, deep, rem, asleep) = stage_minutes(&s);
+                        let in_bed = (s.end - s.start).num_seconds() as f64 / 60.0;
+                        let stages = serde_json::to_value(&s.stages).unwrap_or_default();
+                        tx.execute(
                     "INSERT INTO sleep_sessions (id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, \
                        awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
@@ -83,6 +93,9 @@ impl Projection for SleepSessions {
                       &awake, &light, &deep, &rem, &asleep, &in_bed, &stages],
                 )
                 .await?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())

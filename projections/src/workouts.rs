@@ -15,7 +15,7 @@ impl Projection for Workouts {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["WorkoutsRecorded", "RecordDeleted"]
+        &["WorkoutsRecorded", "RecordDeleted", "ProviderDataDeleted"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -29,13 +29,12 @@ impl Projection for Workouts {
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
         for entry in entries {
-            if entry.event_type == "RecordDeleted" {
-                if let DataEvent::RecordDeleted {
+            match decode(entry)? {
+                DataEvent::RecordDeleted {
                     kind: RecordKind::Workout,
                     record_id,
                     user_id,
-                } = decode(entry)?
-                {
+                } => {
                     // The upsert below never touches `deleted`, so a re-import stays hidden.
                     tx.execute(
                         "UPDATE workouts SET deleted = true WHERE id = $1 AND user_id = $2",
@@ -43,15 +42,22 @@ impl Projection for Workouts {
                     )
                     .await?;
                 }
-                continue;
-            }
-            let DataEvent::WorkoutsRecorded { user_id, workouts } = decode(entry)? else {
-                continue;
-            };
-            for w in workouts {
-                let stats = serde_json::to_value(&w.stats).unwrap_or_default();
-                let metadata = serde_json::to_value(&w.metadata).unwrap_or_default();
-                tx.execute(
+                // Disconnect with data deletion: the provider's records go (a reconnect may
+                // bring them back).
+                DataEvent::ProviderDataDeleted {
+                    data_source_ids, ..
+                } => {
+                    tx.execute(
+                        "DELETE FROM workouts WHERE data_source_id = ANY($1)",
+                        &[&data_source_ids],
+                    )
+                    .await?;
+                }
+                DataEvent::WorkoutsRecorded { user_id, workouts } => {
+                    for w in workouts {
+                        let stats = serde_json::to_value(&w.stats).unwrap_or_default();
+                        let metadata = serde_json::to_value(&w.metadata).unwrap_or_default();
+                        tx.execute(
                     "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
@@ -59,6 +65,9 @@ impl Projection for Workouts {
                     &[&w.id, &user_id, &w.data_source_id, &w.workout_type, &w.start, &w.end, &w.zone_offset, &w.duration_s, &stats, &metadata],
                 )
                 .await?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -24,8 +24,14 @@ pub enum ApiError {
     Conflict(Json<Detail>),
     #[oai(status = 413)]
     PayloadTooLarge(Json<Detail>),
+    #[oai(status = 429)]
+    TooManyRequests(Json<Detail>),
     #[oai(status = 500)]
     Internal(Json<Detail>),
+    #[oai(status = 501)]
+    NotImplemented(Json<Detail>),
+    #[oai(status = 502)]
+    BadGateway(Json<Detail>),
 }
 
 fn d(msg: impl Into<String>) -> Json<Detail> {
@@ -47,6 +53,9 @@ impl ApiError {
     }
     pub fn internal(msg: impl Into<String>) -> Self {
         ApiError::Internal(d(msg))
+    }
+    pub fn not_implemented(msg: impl Into<String>) -> Self {
+        ApiError::NotImplemented(d(msg))
     }
 }
 
@@ -120,4 +129,29 @@ pub async fn to_detail(err: poem::Error) -> Response {
             .insert("WWW-Authenticate", "Bearer".parse().expect("static header"));
     }
     resp
+}
+
+impl From<crate::providers::engine::SyncError> for ApiError {
+    fn from(e: crate::providers::engine::SyncError) -> Self {
+        use crate::providers::engine::SyncError as S;
+        match e {
+            S::UnknownProvider(_) => ApiError::bad_request(e.to_string()),
+            S::NoConnection(_) => ApiError::not_found(e.to_string()),
+            S::Busy => ApiError::conflict(e.to_string()),
+            S::RateLimited(_) => ApiError::TooManyRequests(d(e.to_string())),
+            S::Store(_) => internal_api(e),
+            _ => ApiError::BadGateway(d(e.to_string())),
+        }
+    }
+}
+
+impl From<crate::providers::WebhookError> for ApiError {
+    fn from(e: crate::providers::WebhookError) -> Self {
+        use crate::providers::WebhookError as W;
+        match e {
+            W::Signature => ApiError::unauthorized(e.to_string()),
+            W::Payload(_) => ApiError::bad_request(e.to_string()),
+            W::Unsupported => ApiError::not_implemented(e.to_string()),
+        }
+    }
 }

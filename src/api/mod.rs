@@ -12,9 +12,11 @@ mod health_scores;
 mod imports;
 mod meta;
 pub mod metrics;
+mod oauth;
 pub mod params;
 mod priorities;
 mod summaries;
+mod sync;
 mod timeseries;
 mod users;
 
@@ -49,6 +51,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// Whether this process runs the Kafka relay (so `/metrics` reports its lag).
     pub relay: bool,
+    /// Cloud providers: registry, token sealing and the sync engine.
+    pub providers: Arc<crate::providers::engine::Engine>,
 }
 
 impl AppState {
@@ -74,6 +78,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             daily::BodyApi,
             health_scores::HealthScoresApi,
             priorities::PrioritiesApi,
+            oauth::OAuthApi,
+            sync::SyncApi,
         ),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),

@@ -88,6 +88,13 @@ enum Created {
 
 const COLUMNS: &str = "id, created_at, first_name, last_name, email, external_user_id";
 
+/// The list's connection summary per user (the contract fills these in the list only).
+const CONNECTION_COLUMNS: &str = "\
+    (SELECT max(c.last_synced_at) FROM connections c WHERE c.user_id = users.id) AS last_synced_at, \
+    (SELECT c.provider FROM connections c WHERE c.user_id = users.id AND c.last_synced_at IS NOT NULL \
+       ORDER BY c.last_synced_at DESC LIMIT 1) AS last_synced_provider, \
+    EXISTS (SELECT 1 FROM connections c WHERE c.user_id = users.id AND c.status = 'active') AS has_active_connection";
+
 fn read(row: &tokio_postgres::Row) -> UserRead {
     UserRead {
         id: row.get(0),
@@ -96,7 +103,7 @@ fn read(row: &tokio_postgres::Row) -> UserRead {
         last_name: row.get(3),
         email: row.get(4),
         external_user_id: row.get(5),
-        // Filled once provider connections exist.
+        // Filled by the list only, as upstream.
         last_synced_at: None,
         last_synced_provider: None,
         has_active_connection: false,
@@ -198,9 +205,9 @@ impl UsersApi {
         } else {
             format!("WHERE {}", filters.join(" AND "))
         };
-        // Last-synced ordering falls back to creation time until connections exist.
         let column = match sort_by.0 {
-            SortBy::CreatedAt | SortBy::LastSyncedAt => "created_at",
+            SortBy::CreatedAt => "created_at",
+            SortBy::LastSyncedAt => "last_synced_at",
             SortBy::Email => "email",
             SortBy::FirstName => "first_name",
             SortBy::LastName => "last_name",
@@ -222,13 +229,25 @@ impl UsersApi {
         let offset = (page.0 - 1).saturating_mul(limit.0);
         let rows = client
             .query(
-                &format!("SELECT {COLUMNS} FROM users {filter} ORDER BY {column} {dir}, id {dir} LIMIT {} OFFSET {offset}", limit.0),
+                &format!(
+                    "SELECT * FROM (SELECT {COLUMNS}, {CONNECTION_COLUMNS} FROM users {filter}) u \
+                     ORDER BY {column} {dir}, id {dir} LIMIT {} OFFSET {offset}",
+                    limit.0
+                ),
                 &refs,
             )
             .await?;
         let pages = (total + limit.0 - 1) / limit.0;
         Ok(Json(UserPage {
-            items: rows.iter().map(read).collect(),
+            items: rows
+                .iter()
+                .map(|r| UserRead {
+                    last_synced_at: r.get(6),
+                    last_synced_provider: r.get(7),
+                    has_active_connection: r.get(8),
+                    ..read(r)
+                })
+                .collect(),
             total,
             page: page.0,
             limit: limit.0,

@@ -6,3 +6,4 @@ pub mod queue;
 pub mod raw;
 pub mod renormalize;
 pub mod sleep_sessions;
+pub mod writer;

@@ -164,3 +164,41 @@ pub async fn write_to(
     }
     Ok(written)
 }
+
+/// Stores an in-memory payload (a provider response or webhook body) unless the same bytes are
+/// already stored. Such bodies are small, so they go in one transaction-free pass.
+pub async fn store_bytes(
+    pool: &Pool,
+    bytes: &[u8],
+    meta: RawMeta<'_>,
+) -> Result<RawPayloadRef, RawError> {
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let client = pool.get().await?;
+    let mut chunks = 0i32;
+    for (i, part) in bytes.chunks(CHUNK).enumerate() {
+        let data = zstd::bulk::compress(part, ZSTD_LEVEL)?;
+        client
+            .execute(
+                "INSERT INTO raw_payload_chunks (sha256, chunk, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&sha256, &(i as i32), &data],
+            )
+            .await?;
+        chunks += 1;
+    }
+    let size = bytes.len() as i64;
+    client
+        .execute(
+            "INSERT INTO raw_payloads (sha256, size, chunks, content_type, provider, kind, user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
+            &[&sha256, &size, &chunks, &meta.content_type, &meta.provider, &meta.kind, &meta.user_id],
+        )
+        .await?;
+    Ok(RawPayloadRef {
+        sha256,
+        size,
+        chunks,
+        content_type: meta.content_type.into(),
+        provider: meta.provider.into(),
+        kind: meta.kind.into(),
+    })
+}

@@ -120,6 +120,11 @@ impl Server {
     }
 
     pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Server {
+        Self::start_logging(db, env, Stdio::inherit()).await
+    }
+
+    /// Like `start_with`, with the server's log (stderr) sent to `stderr`.
+    pub async fn start_logging(db: TestDb, env: &[(&str, &str)], stderr: Stdio) -> Server {
         let port = free_port();
         let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
         std::fs::create_dir_all(&home).unwrap();
@@ -136,7 +141,7 @@ impl Server {
                 std::env::var("WEARHOUSE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,521 @@
+//! `/api/v1/oauth`: sending a user to a provider's consent page and taking them back. Unlike
+//! upstream, starting an authorization needs a credential: otherwise anyone could link any
+//! user's id to their own provider account.
+
+use chrono::{Duration, Utc};
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use serde_json::Value;
+use tracing::warn;
+use uuid::Uuid;
+use wearhouse_domain::connection::{
+    connection_id, Connection, ConnectionCommand, STATE_TTL_MINUTES,
+};
+
+use wearhouse_domain::provider_setting::{
+    ProviderSetting as ProviderSettingAggregate, ProviderSettingCommand, SettingChange,
+};
+
+use super::{request_id, users, ApiError, AppState};
+use crate::auth::{AnyCredential, DeveloperAuth};
+use crate::providers::engine::SyncRequest;
+use crate::providers::oauth;
+
+#[derive(Tags)]
+enum Tag {
+    /// Connecting users to cloud providers
+    Oauth,
+}
+
+#[derive(Object)]
+struct AuthorizationUrl {
+    authorization_url: String,
+    state: String,
+}
+
+#[derive(Object)]
+struct OAuthResult {
+    success: bool,
+    message: String,
+    #[oai(skip_serializing_if_is_none)]
+    user_id: Option<Uuid>,
+    #[oai(skip_serializing_if_is_none)]
+    provider: Option<String>,
+}
+
+#[derive(Object, Clone)]
+pub struct ProviderSetting {
+    provider: String,
+    name: String,
+    has_cloud_api: bool,
+    is_enabled: bool,
+    icon_url: Option<String>,
+    live_sync_mode: Option<String>,
+    live_sync_configurable: bool,
+    data_granularity: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum Redirect {
+    #[oai(status = 303)]
+    SeeOther(#[oai(header = "Location")] String),
+}
+
+pub struct OAuthApi;
+
+fn callback_url(state: &AppState, provider: &str) -> String {
+    format!(
+        "{}/api/v1/oauth/{provider}/callback",
+        state.config.public_url()
+    )
+}
+
+fn error_redirect(state: &AppState, message: &str) -> Redirect {
+    let mut url = reqwest::Url::parse(&format!("{}/api/v1/oauth/error", state.config.public_url()))
+        .expect("public URL is absolute");
+    url.query_pairs_mut().append_pair("message", message);
+    Redirect::SeeOther(url.to_string())
+}
+
+fn actor() -> crate::store::Actor {
+    crate::store::Actor {
+        kind: "oauth",
+        id: "callback".into(),
+        request_id: None,
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl OAuthApi {
+    /// Start connecting a user to a provider: returns the consent page URL
+    #[oai(
+        path = "/oauth/:provider/authorize",
+        method = "get",
+        tag = "Tag::Oauth"
+    )]
+    async fn authorize(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        req: &Request,
+        provider: Path<String>,
+        user_id: Query<Uuid>,
+        redirect_uri: Query<Option<String>>,
+    ) -> Result<Json<AuthorizationUrl>, ApiError> {
+        let (p, endpoints) = state.providers.registry.get(&provider.0).ok_or_else(|| {
+            ApiError::bad_request(format!("Provider {} does not support OAuth", provider.0))
+        })?;
+        users::load(&state, user_id.0).await?;
+        let enabled = settings(&state)
+            .await?
+            .iter()
+            .any(|s| s.provider == p.name() && s.is_enabled);
+        if !enabled {
+            return Err(ApiError::bad_request(format!(
+                "Provider {} is disabled",
+                p.name()
+            )));
+        }
+        if let Some(r) = &redirect_uri.0 {
+            if reqwest::Url::parse(r).is_err() {
+                return Err(ApiError::bad_request(
+                    "redirect_uri must be an absolute URL",
+                ));
+            }
+        }
+        let st = oauth::random_token();
+        let verifier = p.oauth().pkce.then(oauth::random_token);
+        let url = oauth::authorize_url(
+            &p.oauth(),
+            &endpoints,
+            &callback_url(&state, p.name()),
+            &st,
+            verifier.as_deref(),
+        );
+        let command = ConnectionCommand::StartAuthorization {
+            user_id: user_id.0,
+            provider: p.name().into(),
+            state_hash: oauth::state_hash(&st),
+            sealed_pkce_verifier: verifier.map(|v| state.providers.sealer.seal(&v)),
+            redirect_uri: redirect_uri.0,
+            at: Utc::now(),
+        };
+        state
+            .commands
+            .execute::<Connection>(
+                &connection_id(user_id.0, p.name()),
+                command,
+                &auth.0.actor(request_id(req)),
+                Some(user_id.0),
+                Some("connections"),
+            )
+            .await?;
+        Ok(Json(AuthorizationUrl {
+            authorization_url: url,
+            state: st,
+        }))
+    }
+
+    /// Where the provider sends the user back after consent
+    #[oai(path = "/oauth/:provider/callback", method = "get", tag = "Tag::Oauth")]
+    async fn callback(
+        &self,
+        state: Data<&AppState>,
+        provider: Path<String>,
+        code: Query<Option<String>>,
+        #[oai(name = "state")] oauth_state: Query<Option<String>>,
+        error: Query<Option<String>>,
+        error_description: Query<Option<String>>,
+    ) -> Result<Redirect, ApiError> {
+        let Some((p, endpoints)) = state.providers.registry.get(&provider.0) else {
+            return Ok(error_redirect(&state, "Unknown provider"));
+        };
+        let Some(st) = oauth_state.0 else {
+            return Ok(error_redirect(&state, "Missing state"));
+        };
+        let hash = oauth::state_hash(&st);
+        let row = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT stream_id, user_id, provider, redirect_uri, pkce_verifier, state_used, state_started_at \
+                 FROM connections WHERE state_hash = $1",
+                &[&hash],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(error_redirect(&state, "Invalid or expired state"));
+        };
+        let (stream, user_id, row_provider): (String, Uuid, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let stored_redirect: Option<String> = row.get(3);
+        let sealed_verifier: Option<String> = row.get(4);
+        let used: bool = row.get(5);
+        let started: chrono::DateTime<Utc> = row.get(6);
+        if row_provider != p.name() {
+            return Ok(error_redirect(&state, "Invalid or expired state"));
+        }
+        if used {
+            return Ok(error_redirect(&state, "OAuth state already used"));
+        }
+        if Utc::now() - started > Duration::minutes(STATE_TTL_MINUTES) {
+            return Ok(error_redirect(&state, "Invalid or expired state"));
+        }
+        if let Some(e) = error.0 {
+            let message = error_description.0.unwrap_or_else(|| e.clone());
+            let deny = ConnectionCommand::Deny {
+                state_hash: hash,
+                error: e,
+                at: Utc::now(),
+            };
+            let _ = state
+                .commands
+                .execute::<Connection>(&stream, deny, &actor(), Some(user_id), Some("connections"))
+                .await;
+            return Ok(error_redirect(
+                &state,
+                &format!("Authorization denied: {message}"),
+            ));
+        }
+        let Some(code) = code.0 else {
+            return Ok(error_redirect(&state, "Missing authorization code"));
+        };
+        let verifier = match sealed_verifier {
+            Some(s) => Some(
+                state
+                    .providers
+                    .sealer
+                    .open(&s)
+                    .map_err(super::error::internal_api)?,
+            ),
+            None => None,
+        };
+        let http = &state.providers.http;
+        let tokens = match oauth::exchange_code(
+            http,
+            &endpoints,
+            &code,
+            &callback_url(&state, p.name()),
+            verifier.as_deref(),
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(provider = p.name(), error = %e, "code exchange failed");
+                return Ok(error_redirect(
+                    &state,
+                    "Could not exchange the authorization code",
+                ));
+            }
+        };
+        let mut provider_user_id = None;
+        if let Some(path) = p.oauth().user_info_path {
+            let info = http
+                .get(format!("{}{path}", endpoints.api_url))
+                .bearer_auth(&tokens.access_token)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if let Some(r) = info {
+                if let Ok(v) = r.json::<Value>().await {
+                    provider_user_id = p.provider_user_id(&v);
+                }
+            }
+        }
+        let command = ConnectionCommand::Authorize {
+            state_hash: hash,
+            provider_user_id,
+            scope: tokens
+                .scope
+                .clone()
+                .or_else(|| Some(p.oauth().scopes.to_string())),
+            tokens: state.providers.seal_tokens(&tokens),
+            at: Utc::now(),
+        };
+        if let Err(e) = state
+            .commands
+            .execute::<Connection>(
+                &stream,
+                command,
+                &actor(),
+                Some(user_id),
+                Some("connections"),
+            )
+            .await
+        {
+            return Ok(error_redirect(&state, &e.to_string()));
+        }
+        let caps = p.capabilities();
+        // Pull providers get a historical pull; callback providers (Garmin) a backfill request.
+        if (caps.rest_pull || caps.webhook_callback)
+            && state.providers.config.historical_days_on_connect > 0
+        {
+            let days = state.providers.config.historical_days_on_connect;
+            let engine = state.providers.clone();
+            let req = SyncRequest {
+                run_id: Uuid::new_v4(),
+                user_id,
+                provider: p.name().into(),
+                source: "backfill".into(),
+                start: Utc::now() - Duration::days(days),
+                end: Utc::now(),
+                data_types: vec![],
+            };
+            tokio::spawn(async move {
+                let _ = engine.sync(req).await;
+            });
+        }
+        let target = match stored_redirect {
+            Some(r) => r,
+            None => {
+                let mut url = reqwest::Url::parse(&format!(
+                    "{}/api/v1/oauth/success",
+                    state.config.public_url()
+                ))
+                .expect("public URL is absolute");
+                url.query_pairs_mut()
+                    .append_pair("provider", p.name())
+                    .append_pair("user_id", &user_id.to_string());
+                url.to_string()
+            }
+        };
+        Ok(Redirect::SeeOther(target))
+    }
+
+    /// Landing page after a successful connection
+    #[oai(path = "/oauth/success", method = "get", tag = "Tag::Oauth")]
+    async fn success(&self, provider: Query<String>, user_id: Query<Uuid>) -> Json<OAuthResult> {
+        Json(OAuthResult {
+            success: true,
+            message: format!("Successfully connected to {}", provider.0),
+            user_id: Some(user_id.0),
+            provider: Some(provider.0),
+        })
+    }
+
+    /// Landing page after a failed connection
+    #[oai(path = "/oauth/error", method = "get", tag = "Tag::Oauth")]
+    async fn error(&self, message: Query<Option<String>>) -> Json<OAuthResult> {
+        Json(OAuthResult {
+            success: false,
+            message: message
+                .0
+                .unwrap_or_else(|| "OAuth authorization failed".into()),
+            user_id: None,
+            provider: None,
+        })
+    }
+
+    /// Providers and their settings
+    #[oai(path = "/oauth/providers", method = "get", tag = "Tag::Oauth")]
+    async fn providers(
+        &self,
+        state: Data<&AppState>,
+        #[oai(default)] enabled_only: Query<bool>,
+        #[oai(default)] cloud_only: Query<bool>,
+    ) -> Result<Json<Vec<ProviderSetting>>, ApiError> {
+        // Every provider here has a cloud API, so `cloud_only` filters nothing out.
+        let _ = cloud_only.0;
+        let out = settings(&state)
+            .await?
+            .into_iter()
+            .filter(|s| !enabled_only.0 || s.is_enabled)
+            .collect();
+        Ok(Json(out))
+    }
+
+    /// Change one provider's settings
+    #[oai(
+        path = "/oauth/providers/:provider",
+        method = "put",
+        tag = "Tag::Oauth"
+    )]
+    async fn update_provider(
+        &self,
+        state: Data<&AppState>,
+        auth: DeveloperAuth,
+        req: &Request,
+        provider: Path<String>,
+        body: Json<ProviderSettingUpdate>,
+    ) -> Result<Json<ProviderSetting>, ApiError> {
+        if body.0.live_sync_mode.is_null() {
+            return Err(ApiError::bad_request("live_sync_mode cannot be null"));
+        }
+        let change = SettingChange {
+            is_enabled: body.0.is_enabled,
+            live_sync_mode: body.0.live_sync_mode.take(),
+            data_granularity: body.0.data_granularity,
+        };
+        change_setting(&state, &auth, req, &provider.0, change).await?;
+        settings(&state)
+            .await?
+            .into_iter()
+            .find(|s| s.provider == provider.0)
+            .map(Json)
+            .ok_or_else(|| ApiError::internal("Internal server error"))
+    }
+
+    /// Enable or disable several providers
+    #[oai(path = "/oauth/providers", method = "put", tag = "Tag::Oauth")]
+    async fn update_providers(
+        &self,
+        state: Data<&AppState>,
+        auth: DeveloperAuth,
+        req: &Request,
+        body: Json<BulkUpdate>,
+    ) -> Result<Json<Vec<ProviderSetting>>, ApiError> {
+        for name in body.0.providers.keys() {
+            if state.providers.registry.get(name).is_none() {
+                return Err(ApiError::bad_request(format!("Unknown provider {name}")));
+            }
+        }
+        for (name, enabled) in body.0.providers {
+            let change = SettingChange {
+                is_enabled: Some(enabled),
+                live_sync_mode: None,
+                data_granularity: None,
+            };
+            change_setting(&state, &auth, req, &name, change).await?;
+        }
+        Ok(Json(settings(&state).await?))
+    }
+}
+
+#[derive(Object)]
+struct ProviderSettingUpdate {
+    is_enabled: Option<bool>,
+    live_sync_mode: MaybeUndefined<String>,
+    data_granularity: Option<String>,
+}
+
+#[derive(Object)]
+struct BulkUpdate {
+    providers: std::collections::BTreeMap<String, bool>,
+}
+
+async fn change_setting(
+    state: &AppState,
+    auth: &DeveloperAuth,
+    req: &Request,
+    provider: &str,
+    change: SettingChange,
+) -> Result<(), ApiError> {
+    let (p, _) = state
+        .providers
+        .registry
+        .get(provider)
+        .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {provider}")))?;
+    let c = p.capabilities();
+    let to_webhook = change.live_sync_mode.as_deref() == Some("webhook");
+    let command = ProviderSettingCommand::Change {
+        provider: p.name().into(),
+        change,
+        live_sync_configurable: c.rest_pull && (c.webhook_stream || c.webhook_ping),
+        at: Utc::now(),
+    };
+    state
+        .commands
+        .execute::<ProviderSettingAggregate>(
+            p.name(),
+            command,
+            &auth.principal().actor(request_id(req)),
+            None,
+            Some("provider_settings"),
+        )
+        .await?;
+    if to_webhook {
+        // Subscriptions are best effort, as upstream: the setting stands, failures are logged.
+        let callback = format!(
+            "{}/api/v1/providers/{}/webhooks",
+            state.config.public_url(),
+            p.name()
+        );
+        let _ = state.providers.register_webhooks(p.name(), &callback).await;
+    }
+    Ok(())
+}
+
+/// Every provider's settings: the stored choices over each provider's defaults.
+pub async fn settings(state: &AppState) -> Result<Vec<ProviderSetting>, ApiError> {
+    let rows = state
+        .pool
+        .get()
+        .await?
+        .query(
+            "SELECT provider, is_enabled, live_sync_mode, data_granularity FROM provider_settings",
+            &[],
+        )
+        .await?;
+    let mut out: Vec<ProviderSetting> = state
+        .providers
+        .registry
+        .all()
+        .map(|p| {
+            let c = p.capabilities();
+            let row = rows.iter().find(|r| r.get::<_, String>(0) == p.name());
+            let default_mode = if c.rest_pull { "pull" } else { "webhook" };
+            ProviderSetting {
+                provider: p.name().into(),
+                name: p.display_name().into(),
+                has_cloud_api: true,
+                is_enabled: row.map(|r| r.get(1)).unwrap_or(true),
+                icon_url: None,
+                live_sync_mode: Some(
+                    row.and_then(|r| r.get::<_, Option<String>>(2))
+                        .unwrap_or_else(|| default_mode.into()),
+                ),
+                live_sync_configurable: c.rest_pull && (c.webhook_stream || c.webhook_ping),
+                data_granularity: row.and_then(|r| r.get(3)),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.provider.cmp(&b.provider));
+    Ok(out)
+}

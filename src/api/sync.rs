@@ -1,0 +1,1167 @@
+//! Connections, pull syncs, sync status (runs, recent events, the SSE stream) and inbound
+//! provider webhooks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use poem::web::sse::Event;
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Binary, EventStream, Json};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
+use serde_json::Value;
+use tracing::warn;
+use uuid::Uuid;
+use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand};
+use wearhouse_domain::records::DataEvent;
+use wearhouse_projections::Cursor;
+
+use super::{request_id, users, ApiError, AppState};
+use crate::auth::AnyCredential;
+use crate::ingest::raw::{self, RawMeta};
+use crate::ingest::writer::{self, Out};
+use crate::providers::engine::{SyncError, SyncRequest};
+use crate::providers::{garmin, Notice, WebhookError};
+
+#[derive(Tags)]
+enum Tag {
+    /// Provider connections of a user
+    Connections,
+    /// Pulling data from providers
+    Sync,
+    /// Status of sync runs
+    SyncStatus,
+    /// Inbound provider webhooks
+    Webhooks,
+}
+
+#[derive(Object)]
+struct ConnectionRead {
+    id: Uuid,
+    user_id: Uuid,
+    provider: String,
+    provider_user_id: Option<String>,
+    provider_username: Option<String>,
+    scope: Option<String>,
+    status: String,
+    last_synced_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    icon_url: Option<String>,
+    max_historical_days: Option<u32>,
+    rest_pull: bool,
+    webhook_stream: bool,
+    webhook_ping: bool,
+    webhook_callback: bool,
+    live_sync_mode: Option<String>,
+    linked_user_ids: Vec<Uuid>,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq)]
+enum DataType {
+    #[oai(rename = "workouts")]
+    Workouts,
+    #[oai(rename = "247")]
+    Data247,
+    #[oai(rename = "all")]
+    All,
+}
+
+#[derive(Object)]
+struct SyncResponse {
+    success: bool,
+    #[oai(rename = "async", skip_serializing_if_is_none)]
+    is_async: Option<bool>,
+    #[oai(skip_serializing_if_is_none)]
+    task_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    message: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    details: Option<Value>,
+}
+
+#[derive(Object)]
+struct HistoricalResponse {
+    success: bool,
+    provider: String,
+    user_id: Uuid,
+    method: String,
+    task_id: String,
+    message: String,
+    days: i64,
+    start_date: DateTime<Utc>,
+    end_date: DateTime<Utc>,
+}
+
+#[derive(Object, Clone)]
+struct SyncRunSummary {
+    run_id: Uuid,
+    user_id: Uuid,
+    provider: String,
+    source: String,
+    stage: String,
+    status: String,
+    message: Option<String>,
+    progress: Option<f64>,
+    items_processed: i64,
+    items_total: Option<i64>,
+    error: Option<String>,
+    primary_user_id: Option<Uuid>,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    last_update: DateTime<Utc>,
+}
+
+#[derive(Object, Clone)]
+struct SyncStatusEvent {
+    event_id: Uuid,
+    run_id: Uuid,
+    user_id: Uuid,
+    provider: String,
+    source: String,
+    stage: String,
+    status: String,
+    message: Option<String>,
+    progress: Option<f64>,
+    items_processed: Option<i64>,
+    items_total: Option<i64>,
+    error: Option<String>,
+    timestamp: DateTime<Utc>,
+    /// The event's place in the log: the SSE `id:` (`tx.position`) a client resumes from.
+    #[oai(skip)]
+    cursor: Cursor,
+}
+
+#[derive(Object)]
+struct Accepted {
+    status: String,
+}
+
+#[derive(Object)]
+struct BackfillStatus {
+    user_id: Uuid,
+    provider: String,
+    overall_status: String,
+    current_window: i32,
+    total_windows: i32,
+    /// One map per window: type → done / pending / failed.
+    windows: Value,
+    /// Per type: counts of done, timed_out and failed windows.
+    summary: Value,
+    in_progress: bool,
+    permanently_failed: bool,
+}
+
+impl BackfillStatus {
+    fn pending(user_id: Uuid, types: Vec<String>) -> BackfillStatus {
+        let windows: BTreeMap<String, String> =
+            types.into_iter().map(|t| (t, "pending".into())).collect();
+        BackfillStatus {
+            user_id,
+            provider: "garmin".into(),
+            overall_status: "pending".into(),
+            current_window: 0,
+            total_windows: 1,
+            windows: serde_json::to_value(vec![windows]).unwrap_or_default(),
+            summary: Value::Object(Default::default()),
+            in_progress: false,
+            permanently_failed: false,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    #[oai(status = 204)]
+    Done,
+}
+
+fn run_summary(r: &tokio_postgres::Row) -> SyncRunSummary {
+    let (stage, status): (String, String) = (r.get(4), r.get(5));
+    SyncRunSummary {
+        run_id: r.get(0),
+        user_id: r.get(1),
+        provider: r.get(2),
+        source: r.get(3),
+        progress: (status != "in_progress").then_some(1.0),
+        stage,
+        status,
+        items_processed: r.get(6),
+        message: r.get(7),
+        error: r.get(8),
+        started_at: r.get(9),
+        ended_at: r.get(10),
+        last_update: r.get(11),
+        items_total: None,
+        primary_user_id: None,
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "id, user_id, provider, source, stage, status, processed, message, error, started_at, ended_at, updated_at";
+
+/// Sync-run events of `user` after `after` in log order (`newest`: the latest first). Like the
+/// projection runner, the oldest-first read only returns entries of finished transactions, so a
+/// resumed stream never misses an entry that committed late (see `projections/src/log.rs`).
+async fn status_events(
+    state: &AppState,
+    user: Uuid,
+    after: Cursor,
+    limit: i64,
+    newest: bool,
+) -> Result<Vec<SyncStatusEvent>, ApiError> {
+    let (order, visible) = if newest {
+        ("DESC", "")
+    } else {
+        ("ASC", "AND e.tx < pg_snapshot_xmin(pg_current_snapshot())")
+    };
+    let rows = state
+        .pool
+        .get()
+        .await?
+        .query(
+            &format!(
+                "SELECT e.position, e.aggregate_id, e.event_type, e.payload, e.recorded_at, r.provider, r.source, \
+                   e.tx::text::bigint \
+                 FROM events e LEFT JOIN sync_runs r ON r.id::text = e.aggregate_id \
+                 WHERE e.user_id = $1 AND e.aggregate_type = 'SyncRun' \
+                   AND (e.tx::text::bigint, e.position) > ($2, $3) {visible} \
+                 ORDER BY e.tx {order}, e.position {order} LIMIT $4"
+            ),
+            &[&user, &after.tx, &after.position, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let payload: Value = r.get(3);
+            let kind: String = r.get(2);
+            let (stage, status) = match kind.as_str() {
+                "SyncRunQueued" => ("queued", "in_progress"),
+                "SyncRunStarted" => ("started", "in_progress"),
+                "SyncRunProgressed" => ("processing", "in_progress"),
+                "SyncRunCompleted" => ("completed", "success"),
+                _ => ("failed", "failed"),
+            };
+            let position: i64 = r.get(0);
+            let s = |k: &str| payload.get(k).and_then(Value::as_str).map(String::from);
+            SyncStatusEvent {
+                event_id: wearhouse_domain::records::record_id(&[
+                    "sync-event",
+                    &position.to_string(),
+                ]),
+                run_id: r.get::<_, String>(1).parse().unwrap_or_default(),
+                user_id: user,
+                provider: r
+                    .get::<_, Option<String>>(5)
+                    .or_else(|| s("provider"))
+                    .unwrap_or_default(),
+                source: r
+                    .get::<_, Option<String>>(6)
+                    .or_else(|| s("source"))
+                    .unwrap_or_default(),
+                stage: stage.into(),
+                status: status.into(),
+                message: s("message"),
+                progress: matches!(stage, "completed" | "failed").then_some(1.0),
+                items_processed: payload.get("processed").and_then(Value::as_i64),
+                items_total: None,
+                error: s("error"),
+                timestamp: r.get(4),
+                cursor: Cursor {
+                    tx: r.get(7),
+                    position,
+                },
+            }
+        })
+        .collect())
+}
+
+pub struct SyncApi;
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl SyncApi {
+    /// A user's provider connections (tokens are never returned)
+    #[oai(
+        path = "/users/:user_id/connections",
+        method = "get",
+        tag = "Tag::Connections"
+    )]
+    async fn connections(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<Vec<ConnectionRead>>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let rows = state
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT c.id, c.provider, c.provider_user_id, c.scope, c.status, c.last_synced_at, c.created_at, c.updated_at, \
+                   coalesce((SELECT array_agg(o.user_id ORDER BY o.created_at) FROM connections o \
+                     WHERE o.provider = c.provider AND o.provider_user_id = c.provider_user_id \
+                       AND o.user_id <> c.user_id AND o.status = 'active'), '{}') \
+                 FROM connections c WHERE c.user_id = $1 AND c.status <> 'pending' ORDER BY c.created_at",
+                &[&user_id.0],
+            )
+            .await?;
+        let out = rows
+            .iter()
+            .map(|r| {
+                let provider: String = r.get(1);
+                let caps = state
+                    .providers
+                    .registry
+                    .get(&provider)
+                    .map(|(p, _)| p.capabilities())
+                    .unwrap_or_default();
+                ConnectionRead {
+                    id: r.get(0),
+                    user_id: user_id.0,
+                    provider_user_id: r.get(2),
+                    provider_username: None,
+                    scope: r.get(3),
+                    status: r.get(4),
+                    last_synced_at: r.get(5),
+                    created_at: r.get(6),
+                    updated_at: r.get(7),
+                    icon_url: None,
+                    max_historical_days: caps.max_historical_days,
+                    rest_pull: caps.rest_pull,
+                    webhook_stream: caps.webhook_stream,
+                    webhook_ping: caps.webhook_ping,
+                    webhook_callback: caps.webhook_callback,
+                    live_sync_mode: Some(if caps.rest_pull { "pull" } else { "webhook" }.into()),
+                    linked_user_ids: r.get(8),
+                    provider,
+                }
+            })
+            .collect();
+        Ok(Json(out))
+    }
+
+    /// Disconnect a provider (tokens are discarded)
+    #[oai(
+        path = "/users/:user_id/connections/:provider",
+        method = "delete",
+        tag = "Tag::Connections"
+    )]
+    async fn disconnect(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        req: &Request,
+        user_id: Path<Uuid>,
+        provider: Path<String>,
+    ) -> Result<NoContent, ApiError> {
+        revoke(&state, &auth, req, user_id.0, &provider.0).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Disconnect a provider and delete every record it delivered for the user
+    #[oai(
+        path = "/users/:user_id/connections/:provider/data",
+        method = "delete",
+        tag = "Tag::Connections"
+    )]
+    async fn disconnect_and_delete(
+        &self,
+        state: Data<&AppState>,
+        auth: AnyCredential,
+        req: &Request,
+        user_id: Path<Uuid>,
+        provider: Path<String>,
+    ) -> Result<NoContent, ApiError> {
+        revoke(&state, &auth, req, user_id.0, &provider.0).await?;
+        let ids: Vec<Uuid> = state
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT id FROM data_sources WHERE user_id = $1 AND provider = $2",
+                &[&user_id.0, &provider.0],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let event = DataEvent::ProviderDataDeleted {
+            user_id: user_id.0,
+            provider: provider.0.clone(),
+            data_source_ids: ids,
+        };
+        let stream = Uuid::new_v4();
+        let actor = auth.0.actor(request_id(req));
+        writer::write_all(
+            &state.pool,
+            stream,
+            user_id.0,
+            &actor,
+            vec![Out::Event(event)],
+        )
+        .await
+        .map_err(super::error::internal_api)?;
+        if let Some(runner) = &state.commands.runner {
+            let client = state.pool.get().await?;
+            if let Ok(Some(c)) = wearhouse_projections::log::last_cursor_of(
+                &client,
+                DataEvent::AGGREGATE_TYPE,
+                &stream.to_string(),
+            )
+            .await
+            {
+                for name in ["samples", "workouts", "sleep_sessions", "data_sources"] {
+                    runner.wait_for(name, c, Duration::from_secs(10)).await;
+                }
+            }
+        }
+        Ok(NoContent::Done)
+    }
+
+    /// Pull a user's data from a provider now (`async=false`) or in the background
+    #[oai(
+        path = "/providers/:provider/users/:user_id/sync",
+        method = "post",
+        tag = "Tag::Sync"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn sync(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        provider: Path<String>,
+        user_id: Path<Uuid>,
+        #[oai(default = "default_all")] data_type: Query<DataType>,
+        #[oai(default)] since: Query<i64>,
+        #[oai(name = "async", default = "default_true")] run_async: Query<bool>,
+    ) -> Result<Json<SyncResponse>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let (p, _) = state
+            .providers
+            .registry
+            .get(&provider.0)
+            .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {}", provider.0)))?;
+        if !p.capabilities().rest_pull {
+            return Err(ApiError::not_implemented(format!(
+                "{} does not support pull sync",
+                p.name()
+            )));
+        }
+        let last: Option<DateTime<Utc>> = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT last_synced_at FROM connections WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+                &[&user_id.0, &p.name()],
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("No active {} connection for this user", p.name())))?
+            .get(0);
+        let start = if since.0 > 0 {
+            DateTime::from_timestamp(since.0, 0).unwrap_or_default()
+        } else {
+            last.unwrap_or_else(|| Utc::now() - chrono::Duration::days(1))
+        };
+        let types: Vec<String> = match data_type.0 {
+            DataType::All => vec![],
+            DataType::Workouts => vec!["workout".into()],
+            DataType::Data247 => p
+                .data_types()
+                .iter()
+                .filter(|t| **t != "workout")
+                .map(|t| t.to_string())
+                .collect(),
+        };
+        let req = SyncRequest {
+            run_id: Uuid::new_v4(),
+            user_id: user_id.0,
+            provider: p.name().into(),
+            source: "pull".into(),
+            start,
+            end: Utc::now(),
+            data_types: types,
+        };
+        if run_async.0 {
+            let task = req.run_id.to_string();
+            state.providers.queue(&req).await?;
+            let engine = state.providers.clone();
+            tokio::spawn(async move {
+                let _ = engine.sync(req).await;
+            });
+            return Ok(Json(SyncResponse {
+                success: true,
+                is_async: Some(true),
+                task_id: Some(task),
+                message: Some(format!("Sync queued for {}", p.name())),
+                details: None,
+            }));
+        }
+        match state.providers.sync(req).await {
+            Ok(o) => {
+                let per: serde_json::Map<String, Value> = o
+                    .per_type
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect();
+                Ok(Json(SyncResponse {
+                    success: true,
+                    is_async: None,
+                    task_id: Some(o.run_id.to_string()),
+                    message: None,
+                    details: Some(serde_json::json!({"records": o.records, "per_type": per})),
+                }))
+            }
+            Err(SyncError::Busy) => Err(SyncError::Busy.into()),
+            Err(e) => Ok(Json(SyncResponse {
+                success: false,
+                is_async: None,
+                task_id: None,
+                message: Some(e.to_string()),
+                details: None,
+            })),
+        }
+    }
+
+    /// Pull the last `days` days in the background
+    #[oai(
+        path = "/providers/:provider/users/:user_id/sync/historical",
+        method = "post",
+        tag = "Tag::Sync"
+    )]
+    async fn historical(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        provider: Path<String>,
+        user_id: Path<Uuid>,
+        #[oai(
+            default = "default_days",
+            validator(minimum(value = "1"), maximum(value = "365"))
+        )]
+        days: Query<i64>,
+    ) -> Result<Json<HistoricalResponse>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let (p, _) = state
+            .providers
+            .registry
+            .get(&provider.0)
+            .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {}", provider.0)))?;
+        let caps = p.capabilities();
+        if !caps.rest_pull && !caps.webhook_callback {
+            return Err(ApiError::bad_request(format!(
+                "{} has no historical sync",
+                p.name()
+            )));
+        }
+        let days = caps
+            .max_historical_days
+            .map_or(days.0, |max| days.0.min(max as i64));
+        let end = Utc::now();
+        let start = end - chrono::Duration::days(days);
+        let req = SyncRequest {
+            run_id: Uuid::new_v4(),
+            user_id: user_id.0,
+            provider: p.name().into(),
+            source: "backfill".into(),
+            start,
+            end,
+            data_types: vec![],
+        };
+        state.providers.queue(&req).await?;
+        let task = req.run_id.to_string();
+        let engine = state.providers.clone();
+        tokio::spawn(async move {
+            let _ = engine.sync(req).await;
+        });
+        Ok(Json(HistoricalResponse {
+            success: true,
+            provider: p.name().into(),
+            user_id: user_id.0,
+            method: if caps.rest_pull {
+                "pull_api"
+            } else {
+                "webhook_backfill"
+            }
+            .into(),
+            task_id: task,
+            message: format!("Historical sync of {days} days queued"),
+            days,
+            start_date: start,
+            end_date: end,
+        }))
+    }
+
+    /// Garmin backfill progress: the latest backfill run and, per type, whether its data arrived
+    #[oai(
+        path = "/providers/garmin/users/:user_id/backfill/status",
+        method = "get",
+        tag = "Tag::Sync"
+    )]
+    async fn backfill_status(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<BackfillStatus>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let client = state.pool.get().await?;
+        let run = client
+            .query_opt(
+                "SELECT id, status, started_at FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
+                 AND source = 'backfill' ORDER BY started_at DESC LIMIT 1",
+                &[&user_id.0],
+            )
+            .await?;
+        let types = crate::providers::garmin::backfill_type_names();
+        let Some(run) = run else {
+            return Ok(Json(BackfillStatus::pending(user_id.0, types)));
+        };
+        let (id, status, started): (Uuid, String, DateTime<Utc>) =
+            (run.get(0), run.get(1), run.get(2));
+        let messages: Vec<String> = client
+            .query(
+                "SELECT payload->>'message' FROM events WHERE aggregate_type = 'SyncRun' AND aggregate_id = $1 \
+                 AND event_type = 'SyncRunProgressed'",
+                &[&id.to_string()],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .collect();
+        // A type is done once a push of it completed after the backfill began.
+        let arrived: Vec<String> = client
+            .query(
+                "SELECT DISTINCT split_part(message, ':', 1) FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
+                 AND source = 'webhook' AND status = 'success' AND started_at >= $2",
+                &[&user_id.0, &started],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let waited = Utc::now() - started;
+        let mut windows = BTreeMap::new();
+        let mut summary = BTreeMap::new();
+        for t in &types {
+            let requested = messages
+                .iter()
+                .find_map(|m| m.strip_prefix(&format!("{t}: ")));
+            let s = garmin::backfill_type_status(requested, arrived.iter().any(|a| a == t), waited);
+            windows.insert(t.clone(), s.to_string());
+            let entry: &mut BTreeMap<String, i64> = summary.entry(t.clone()).or_default();
+            for k in ["done", "timed_out", "failed"] {
+                entry.insert(k.to_string(), i64::from(s == k));
+            }
+        }
+        let statuses: Vec<&str> = windows.values().map(String::as_str).collect();
+        let overall = garmin::backfill_overall(&status, &statuses);
+        Ok(Json(BackfillStatus {
+            user_id: user_id.0,
+            provider: "garmin".into(),
+            overall_status: overall.into(),
+            current_window: 1,
+            total_windows: 1,
+            in_progress: overall == "in_progress",
+            windows: serde_json::to_value(vec![windows]).unwrap_or_default(),
+            summary: serde_json::to_value(summary).unwrap_or_default(),
+            permanently_failed: overall == "permanently_failed",
+        }))
+    }
+
+    /// Stop a running Garmin backfill before its next request
+    #[oai(
+        path = "/providers/garmin/users/:user_id/backfill/cancel",
+        method = "post",
+        tag = "Tag::Sync"
+    )]
+    async fn backfill_cancel(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+    ) -> Result<Json<Accepted>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let running = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' AND source = 'backfill' \
+                 AND status = 'in_progress'",
+                &[&user_id.0],
+            )
+            .await?
+            .is_some();
+        if !running {
+            return Err(ApiError::conflict("No backfill in progress"));
+        }
+        if let Ok(mut c) = state.providers.cancelled.lock() {
+            c.insert((user_id.0, "garmin".into()));
+        }
+        Ok(Json(Accepted {
+            status: "cancelling".into(),
+        }))
+    }
+
+    /// Request one Garmin backfill type again
+    #[oai(
+        path = "/providers/garmin/users/:user_id/backfill/:type_name/retry",
+        method = "post",
+        tag = "Tag::Sync"
+    )]
+    async fn backfill_retry(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+        type_name: Path<String>,
+    ) -> Result<Json<Value>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        if !crate::providers::garmin::backfill_type_names().contains(&type_name.0) {
+            return Err(ApiError::bad_request(format!(
+                "Unknown backfill type {}",
+                type_name.0
+            )));
+        }
+        let end = Utc::now();
+        let req = SyncRequest {
+            run_id: Uuid::new_v4(),
+            user_id: user_id.0,
+            provider: "garmin".into(),
+            source: "backfill".into(),
+            start: end - chrono::Duration::days(30),
+            end,
+            data_types: vec![type_name.0.clone()],
+        };
+        state.providers.queue(&req).await?;
+        let engine = state.providers.clone();
+        tokio::spawn(async move {
+            let _ = engine.sync(req).await;
+        });
+        Ok(Json(serde_json::json!({
+            "success": true, "user_id": user_id.0, "type": type_name.0, "status": "triggered",
+            "message": format!("Backfill of {} requested again", type_name.0)
+        })))
+    }
+
+    /// A user's sync runs, newest first
+    #[oai(
+        path = "/users/:user_id/sync/runs",
+        method = "get",
+        tag = "Tag::SyncStatus"
+    )]
+    async fn user_runs(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+        #[oai(
+            default = "default_20",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        limit: Query<i64>,
+    ) -> Result<Json<Vec<SyncRunSummary>>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let rows = state
+            .pool
+            .get()
+            .await?
+            .query(
+                &format!("SELECT {RUN_COLUMNS} FROM sync_runs WHERE user_id = $1 ORDER BY updated_at DESC LIMIT $2"),
+                &[&user_id.0, &limit.0],
+            )
+            .await?;
+        Ok(Json(rows.iter().map(run_summary).collect()))
+    }
+
+    /// Every user's sync runs, newest first
+    #[oai(path = "/sync/runs", method = "get", tag = "Tag::SyncStatus")]
+    #[allow(clippy::too_many_arguments)]
+    async fn all_runs(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        #[oai(
+            default = "default_50",
+            validator(minimum(value = "1"), maximum(value = "10000"))
+        )]
+        limit: Query<i64>,
+        user_id: Query<Option<Uuid>>,
+        provider: Query<Option<String>>,
+        status: Query<Option<String>>,
+        source: Query<Option<String>>,
+    ) -> Result<Json<Vec<SyncRunSummary>>, ApiError> {
+        let rows = state
+            .pool
+            .get()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM sync_runs WHERE ($1::uuid IS NULL OR user_id = $1) \
+                     AND ($2::text IS NULL OR provider = $2) AND ($3::text IS NULL OR status = $3) \
+                     AND ($4::text IS NULL OR source = $4) ORDER BY updated_at DESC LIMIT $5"
+                ),
+                &[&user_id.0, &provider.0, &status.0, &source.0, &limit.0],
+            )
+            .await?;
+        Ok(Json(rows.iter().map(run_summary).collect()))
+    }
+
+    /// A user's latest sync status events, newest first
+    #[oai(
+        path = "/users/:user_id/sync/recent",
+        method = "get",
+        tag = "Tag::SyncStatus"
+    )]
+    async fn recent(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+        #[oai(
+            default = "default_50",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        limit: Query<i64>,
+    ) -> Result<Json<Vec<SyncStatusEvent>>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        Ok(Json(
+            status_events(&state, user_id.0, Cursor::START, limit.0, true).await?,
+        ))
+    }
+
+    /// Live sync status as Server-Sent Events. Each event has an `id:` (its log cursor): a
+    /// client that reconnects with `Last-Event-ID` receives exactly what it missed.
+    #[oai(
+        path = "/users/:user_id/sync/stream",
+        method = "get",
+        tag = "Tag::SyncStatus"
+    )]
+    async fn stream(
+        &self,
+        state: Data<&AppState>,
+        _auth: AnyCredential,
+        user_id: Path<Uuid>,
+        #[oai(
+            default = "default_20",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        replay: Query<i64>,
+        #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
+    ) -> Result<EventStream<BoxStream<'static, SyncStatusEvent>>, ApiError> {
+        users::load(&state, user_id.0).await?;
+        let user = user_id.0;
+        let resume = last_event_id.0.and_then(|s| {
+            let (tx, position) = s.trim().split_once('.')?;
+            Some(Cursor {
+                tx: tx.parse().ok()?,
+                position: position.parse().ok()?,
+            })
+        });
+        let after = match resume {
+            Some(c) => c,
+            None => {
+                // No resume point: start with the last `replay` events, or from now.
+                let last = status_events(&state, user, Cursor::START, replay.0, true).await?;
+                match last.last() {
+                    Some(oldest) => Cursor {
+                        tx: oldest.cursor.tx,
+                        position: oldest.cursor.position - 1,
+                    },
+                    None => {
+                        let xmin: i64 = state
+                            .pool
+                            .get()
+                            .await?
+                            .query_one(
+                                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                                &[],
+                            )
+                            .await?
+                            .get(0);
+                        Cursor {
+                            tx: xmin - 1,
+                            position: i64::MAX,
+                        }
+                    }
+                }
+            }
+        };
+        let st = state.clone();
+        let stream = futures::stream::unfold((st, after), move |(st, mut after)| async move {
+            loop {
+                match status_events(&st, user, after, 100, false).await {
+                    Ok(events) if !events.is_empty() => {
+                        after = events.last().map(|e| e.cursor).unwrap_or(after);
+                        return Some((futures::stream::iter(events), (st, after)));
+                    }
+                    Ok(_) => {}
+                    Err(_) => warn!("sync status stream could not read the log"),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .flatten()
+        .boxed();
+        Ok(EventStream::new(stream)
+            .keep_alive(Duration::from_secs(
+                state.providers.config.sse_heartbeat_secs.max(1),
+            ))
+            .to_event(|e| {
+                use poem_openapi::types::ToJSON;
+                Event::message(e.to_json_string())
+                    .id(format!("{}.{}", e.cursor.tx, e.cursor.position))
+                    .event_type("sync.status")
+            }))
+    }
+
+    /// Inbound webhook deliveries (push and ping)
+    #[oai(
+        path = "/providers/:provider/webhooks",
+        method = "post",
+        tag = "Tag::Webhooks"
+    )]
+    async fn webhook(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        provider: Path<String>,
+        body: Binary<Vec<u8>>,
+    ) -> Result<Json<Accepted>, ApiError> {
+        let (p, endpoints) = state
+            .providers
+            .registry
+            .get(&provider.0)
+            .ok_or_else(|| ApiError::not_found(format!("Unknown provider {}", provider.0)))?;
+        let headers: BTreeMap<String, String> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().ok()?.to_string(),
+                ))
+            })
+            .collect();
+        p.verify_webhook(&headers, &body.0, &endpoints)?;
+        let json: Value = serde_json::from_slice(&body.0)
+            .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
+        let notices = p.parse_webhook(&json)?;
+        let meta = RawMeta {
+            provider: p.name(),
+            kind: "webhook",
+            content_type: "application/json",
+            user_id: None,
+        };
+        let raw_ref = raw::store_bytes(&state.pool, &body.0, meta)
+            .await
+            .map_err(super::error::internal_api)?;
+        // A redelivered body (same bytes) was handled the first time.
+        let fresh = state
+            .pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO webhook_deliveries (provider, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&p.name(), &raw_ref.sha256],
+            )
+            .await?
+            == 1;
+        if !fresh {
+            return Ok(Json(Accepted {
+                status: "duplicate".into(),
+            }));
+        }
+        for notice in notices {
+            let account = match &notice {
+                Notice::Pull {
+                    provider_user_id, ..
+                }
+                | Notice::Data {
+                    provider_user_id, ..
+                }
+                | Notice::Deregistered { provider_user_id }
+                | Notice::ScopeChanged {
+                    provider_user_id, ..
+                } => provider_user_id.clone(),
+            };
+            // Fan out to every user linked to that provider account.
+            let users: Vec<Uuid> = state
+                .pool
+                .get()
+                .await?
+                .query(
+                    "SELECT user_id FROM connections WHERE provider = $1 AND provider_user_id = $2 AND status = 'active' \
+                     ORDER BY created_at",
+                    &[&p.name(), &account],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for user in users {
+                match &notice {
+                    Notice::ScopeChanged { scope, .. } => {
+                        state.providers.change_scope(user, p.name(), scope).await;
+                    }
+                    Notice::Deregistered { .. } => {
+                        state
+                            .providers
+                            .revoke_for(user, p.name(), "provider_deregistered")
+                            .await;
+                    }
+                    Notice::Data {
+                        data_type, items, ..
+                    } => {
+                        // Answer at once (Garmin gives up after 30 s); map in the background.
+                        let (engine, p, data_type, items, raw_ref) = (
+                            state.providers.clone(),
+                            p.clone(),
+                            data_type.clone(),
+                            items.clone(),
+                            raw_ref.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let _ = engine
+                                .ingest_push(user, p.as_ref(), &data_type, &items, raw_ref)
+                                .await;
+                        });
+                    }
+                    Notice::Pull { data_type, .. } => {
+                        let raw_event = DataEvent::RawPayloadReceived {
+                            user_id: user,
+                            raw: raw_ref.clone(),
+                            mapping_version: p.mapping_version(),
+                            received_at: Some(Utc::now()),
+                        };
+                        let actor = crate::store::Actor {
+                            kind: "webhook",
+                            id: p.name().into(),
+                            request_id: request_id(req),
+                        };
+                        writer::write_all(
+                            &state.pool,
+                            Uuid::new_v4(),
+                            user,
+                            &actor,
+                            vec![Out::Event(raw_event)],
+                        )
+                        .await
+                        .map_err(super::error::internal_api)?;
+                        let sync = SyncRequest {
+                            run_id: Uuid::new_v4(),
+                            user_id: user,
+                            provider: p.name().into(),
+                            source: "webhook".into(),
+                            start: Utc::now() - chrono::Duration::days(3),
+                            end: Utc::now() + chrono::Duration::days(1),
+                            data_types: vec![data_type.clone()],
+                        };
+                        state.providers.queue(&sync).await?;
+                        let engine = state.providers.clone();
+                        tokio::spawn(async move {
+                            let _ = engine.sync(sync).await;
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Json(Accepted {
+            status: "accepted".into(),
+        }))
+    }
+
+    /// Webhook verification challenges
+    #[oai(
+        path = "/providers/:provider/webhooks",
+        method = "get",
+        tag = "Tag::Webhooks"
+    )]
+    async fn webhook_challenge(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        provider: Path<String>,
+    ) -> Result<Json<Value>, ApiError> {
+        let (p, _) = state
+            .providers
+            .registry
+            .get(&provider.0)
+            .ok_or_else(|| ApiError::not_found(format!("Unknown provider {}", provider.0)))?;
+        let query: BTreeMap<String, String> = req.uri().query().map(url_pairs).unwrap_or_default();
+        let (_, endpoints) = state
+            .providers
+            .registry
+            .get(p.name())
+            .ok_or_else(|| ApiError::not_found("Unknown provider"))?;
+        Ok(Json(p.challenge(&query, &endpoints)?))
+    }
+}
+
+fn url_pairs(q: &str) -> BTreeMap<String, String> {
+    reqwest::Url::parse(&format!("http://x/?{q}"))
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+async fn revoke(
+    state: &AppState,
+    auth: &AnyCredential,
+    req: &Request,
+    user: Uuid,
+    provider: &str,
+) -> Result<(), ApiError> {
+    users::load(state, user).await?;
+    let active = state
+        .pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT 1 FROM connections WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+            &[&user, &provider],
+        )
+        .await?
+        .is_some();
+    if !active {
+        return Err(ApiError::not_found(format!(
+            "Connection to {provider} not found"
+        )));
+    }
+    state
+        .commands
+        .execute::<Connection>(
+            &connection_id(user, provider),
+            ConnectionCommand::Revoke {
+                reason: "user_disconnected".into(),
+                at: Utc::now(),
+            },
+            &auth.0.actor(request_id(req)),
+            Some(user),
+            Some("connections"),
+        )
+        .await?;
+    Ok(())
+}
+
+fn default_all() -> DataType {
+    DataType::All
+}
+fn default_true() -> bool {
+    true
+}
+fn default_days() -> i64 {
+    90
+}
+fn default_20() -> i64 {
+    20
+}
+fn default_50() -> i64 {
+    50
+}

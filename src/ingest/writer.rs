@@ -1,0 +1,155 @@
+//! The shared write path of normalized data: sample batches (Arrow bytes into `sample_batches`)
+//! and data events, appended in short transactions. The Apple import and provider syncs both
+//! feed it, so every source lands in the same read models the same way.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::json;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use wearhouse_domain::records::{DataEvent, SampleBatchRef};
+
+use super::import::PipelineError;
+use crate::store::{append, Actor, NewEvent};
+
+fn ts(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// What the parser thread hands to the writer, in order.
+pub enum Out {
+    Event(DataEvent),
+    Batch {
+        data_source_id: Uuid,
+        series_type: i16,
+        count: i32,
+        start: i64,
+        end: i64,
+        arrow: Vec<u8>,
+    },
+}
+
+/// Appends what the parser produced, grouping whatever is queued into one transaction.
+pub async fn writer(
+    pool: Pool,
+    stream_id: Uuid,
+    user_id: Uuid,
+    actor: Actor,
+    mut rx: mpsc::Receiver<Out>,
+) -> Result<u64, PipelineError> {
+    let mut client = pool.get().await?;
+    let mut sequence = 0i64;
+    let mut samples = 0u64;
+    let metadata = json!({
+        "actor": format!("{}:{}", actor.kind, actor.id),
+        "request_id": actor.request_id,
+        "user_id": user_id.to_string(),
+        "import_id": stream_id.to_string(),
+    });
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < 64 {
+            match rx.try_recv() {
+                Ok(m) => group.push(m),
+                Err(_) => break,
+            }
+        }
+        let tx = client.transaction().await?;
+        let batches = group
+            .iter()
+            .filter(|m| matches!(m, Out::Batch { .. }))
+            .count() as i64;
+        let mut ids: Vec<i64> = Vec::new();
+        if batches > 0 {
+            ids = tx
+                .query(
+                    "SELECT nextval('sample_batches_id_seq') FROM generate_series(1, $1::bigint)",
+                    &[&batches],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        }
+        let (mut b_ids, mut b_ds, mut b_types, mut b_counts, mut b_start, mut b_end, mut b_data) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut events = Vec::with_capacity(group.len());
+        let mut next_id = ids.into_iter();
+        for message in group {
+            let event = match message {
+                Out::Event(e) => e,
+                Out::Batch {
+                    data_source_id,
+                    series_type,
+                    count,
+                    start,
+                    end,
+                    arrow,
+                } => {
+                    let batch_id = next_id.next().expect("one id per batch");
+                    samples += count as u64;
+                    b_ids.push(batch_id);
+                    b_ds.push(data_source_id);
+                    b_types.push(series_type);
+                    b_counts.push(count);
+                    b_start.push(ts(start));
+                    b_end.push(ts(end));
+                    b_data.push(arrow);
+                    DataEvent::SamplesRecorded {
+                        user_id,
+                        batch: SampleBatchRef {
+                            batch_id,
+                            data_source_id,
+                            series_type,
+                            count,
+                            start: ts(start),
+                            end: ts(end),
+                        },
+                    }
+                }
+            };
+            sequence += 1;
+            events.push(NewEvent {
+                aggregate_type: DataEvent::AGGREGATE_TYPE.into(),
+                aggregate_id: stream_id.to_string(),
+                sequence,
+                event_type: event.event_type().into(),
+                event_version: "1".into(),
+                payload: serde_json::to_value(&event).expect("data events serialize"),
+                metadata: metadata.clone(),
+                user_id: Some(user_id),
+            });
+        }
+        if !b_ids.is_empty() {
+            let users = vec![user_id; b_ids.len()];
+            tx.execute(
+                "INSERT INTO sample_batches (id, user_id, data_source_id, series_type, count, start_time, end_time, arrow) \
+                 SELECT * FROM unnest($1::int8[], $2::uuid[], $3::uuid[], $4::int2[], $5::int4[], $6::timestamptz[], $7::timestamptz[], $8::bytea[])",
+                &[&b_ids, &users, &b_ds, &b_types, &b_counts, &b_start, &b_end, &b_data],
+            )
+            .await?;
+        }
+        append(&tx, &events)
+            .await
+            .map_err(|e| PipelineError::Store(e.to_string()))?;
+        tx.commit().await?;
+    }
+    Ok(samples)
+}
+
+/// Writes `items` as data stream `stream_id` (sequence from 1) in one pass; returns the samples.
+pub async fn write_all(
+    pool: &Pool,
+    stream_id: Uuid,
+    user_id: Uuid,
+    actor: &Actor,
+    items: Vec<Out>,
+) -> Result<u64, PipelineError> {
+    let (tx, rx) = mpsc::channel(items.len().max(1));
+    for item in items {
+        // The channel holds every item, so this never waits.
+        let _ = tx.send(item).await;
+    }
+    drop(tx);
+    writer(pool.clone(), stream_id, user_id, actor.clone(), rx).await
+}

@@ -1,0 +1,818 @@
+//! Running syncs: one sync run per pull (or webhook-triggered pull) of one connection. It takes
+//! a Postgres advisory lock on the connection (so two processes never sync it at once),
+//! refreshes tokens before expiry, pages through each data type, stores every response body raw
+//! before mapping it, and appends the mapped records through the shared data writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use tracing::{info, warn};
+use uuid::Uuid;
+use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand, SealedTokens};
+use wearhouse_domain::records::DataEvent;
+use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
+
+use super::oauth::{self, OAuthError, TokenSet};
+use super::{Endpoints, Provider, PullRequest, Registry};
+use crate::config::ProvidersConfig;
+use crate::crypto::Sealer;
+use crate::ingest::raw::{self, RawMeta};
+use crate::ingest::writer::{self, Out};
+use crate::store::{Actor, Commands};
+
+/// Attempts per request for 429 and 5xx/timeouts before the run fails.
+const ATTEMPTS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("unknown provider {0}")]
+    UnknownProvider(String),
+    #[error("no active {0} connection for this user")]
+    NoConnection(String),
+    #[error("a sync of this connection is already running")]
+    Busy,
+    #[error("rate limited by the provider; retry after {0} s")]
+    RateLimited(u64),
+    #[error("the provider refused the refresh token; the connection was revoked")]
+    RefreshFailed,
+    #[error("the provider answered HTTP {0}")]
+    Status(u16),
+    #[error("the provider did not answer in time")]
+    Timeout,
+    #[error("the provider sent malformed JSON for {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    OAuth(#[from] OAuthError),
+    #[error("mapping: {0}")]
+    Map(#[from] super::MapError),
+    #[error("storage: {0}")]
+    Store(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("backfill failed for {0}")]
+    Backfill(String),
+}
+
+fn store_err(e: impl std::fmt::Display) -> SyncError {
+    SyncError::Store(e.to_string())
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_id: Uuid,
+    pub records: u64,
+    pub per_type: Vec<(String, u64)>,
+}
+
+/// One sync request.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub run_id: Uuid,
+    pub user_id: Uuid,
+    pub provider: String,
+    /// `pull`, `webhook`, `backfill`, `scheduled`.
+    pub source: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Only these data types; empty means all.
+    pub data_types: Vec<String>,
+}
+
+pub struct Engine {
+    /// Spacing of requests per provider (its app-wide budget).
+    pacer: std::sync::Mutex<super::pacer::Pacer>,
+    /// Users whose running backfill should stop before its next request.
+    pub cancelled: std::sync::Mutex<std::collections::HashSet<(Uuid, String)>>,
+    pub pool: Pool,
+    pub commands: Commands,
+    pub registry: Registry,
+    pub sealer: Sealer,
+    pub http: reqwest::Client,
+    pub config: ProvidersConfig,
+}
+
+struct Live {
+    access: String,
+    refresh: Option<String>,
+    refreshed: bool,
+    authorized_at: Option<DateTime<Utc>>,
+}
+
+fn system(what: &str) -> Actor {
+    Actor {
+        kind: "system",
+        id: what.into(),
+        request_id: None,
+    }
+}
+
+impl Engine {
+    pub fn new(
+        pool: Pool,
+        commands: Commands,
+        config: ProvidersConfig,
+        sealer: Sealer,
+    ) -> Arc<Engine> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.provider_timeout_secs))
+            .build()
+            .expect("HTTP client");
+        Arc::new(Engine {
+            pacer: Default::default(),
+            cancelled: Default::default(),
+            registry: Registry::new(&config),
+            pool,
+            commands,
+            sealer,
+            http,
+            config,
+        })
+    }
+
+    pub fn seal_tokens(&self, t: &TokenSet) -> SealedTokens {
+        SealedTokens {
+            access_token: self.sealer.seal(&t.access_token),
+            refresh_token: t.refresh_token.as_deref().map(|r| self.sealer.seal(r)),
+            expires_at: t.expires_at,
+        }
+    }
+
+    async fn run_cmd(&self, id: Uuid, user: Uuid, cmd: SyncRunCommand) -> Result<(), SyncError> {
+        self.commands
+            .execute::<SyncRun>(&id.to_string(), cmd, &system("sync"), Some(user), None)
+            .await
+            .map_err(store_err)
+    }
+
+    pub async fn queue(&self, req: &SyncRequest) -> Result<(), SyncError> {
+        self.run_cmd(
+            req.run_id,
+            req.user_id,
+            SyncRunCommand::Queue {
+                id: req.run_id,
+                user_id: req.user_id,
+                provider: req.provider.clone(),
+                source: req.source.clone(),
+                at: Utc::now(),
+            },
+        )
+        .await
+    }
+
+    /// Runs `req` to its end; the run's failure is recorded on the `SyncRun` and returned.
+    pub async fn sync(&self, req: SyncRequest) -> Result<Outcome, SyncError> {
+        let (provider, endpoints) = self
+            .registry
+            .get(&req.provider)
+            .ok_or_else(|| SyncError::UnknownProvider(req.provider.clone()))?;
+        let stream = connection_id(req.user_id, &req.provider);
+        // The lock lives on this pooled connection until it is released below.
+        let lock = self.pool.get().await.map_err(store_err)?;
+        let got: bool = lock
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 7261))",
+                &[&stream],
+            )
+            .await
+            .map_err(store_err)?
+            .get(0);
+        if !got {
+            // A run queued by the API would otherwise wait forever; an unqueued one is unknown
+            // to the aggregate and the command is refused, which is fine.
+            let _ = self
+                .run_cmd(
+                    req.run_id,
+                    req.user_id,
+                    SyncRunCommand::Fail {
+                        error: SyncError::Busy.to_string(),
+                        at: Utc::now(),
+                    },
+                )
+                .await;
+            return Err(SyncError::Busy);
+        }
+        let result = self.sync_locked(&req, provider.as_ref(), &endpoints).await;
+        let _ = lock
+            .execute(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 7261))",
+                &[&stream],
+            )
+            .await;
+        match &result {
+            Ok(o) => {
+                self.run_cmd(
+                    req.run_id,
+                    req.user_id,
+                    SyncRunCommand::Complete {
+                        processed: o.records,
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                info!(run = %req.run_id, provider = %req.provider, records = o.records, "sync completed");
+            }
+            Err(e) => {
+                warn!(run = %req.run_id, provider = %req.provider, error = %e, "sync failed");
+                let _ = self
+                    .run_cmd(
+                        req.run_id,
+                        req.user_id,
+                        SyncRunCommand::Fail {
+                            error: e.to_string(),
+                            at: Utc::now(),
+                        },
+                    )
+                    .await;
+            }
+        }
+        result
+    }
+
+    async fn sync_locked(
+        &self,
+        req: &SyncRequest,
+        provider: &dyn Provider,
+        endpoints: &Endpoints,
+    ) -> Result<Outcome, SyncError> {
+        let start = SyncRunCommand::Start {
+            id: req.run_id,
+            user_id: req.user_id,
+            provider: req.provider.clone(),
+            source: req.source.clone(),
+            at: Utc::now(),
+        };
+        self.run_cmd(req.run_id, req.user_id, start).await?;
+        let mut live = self.live_tokens(req, endpoints).await?;
+        if req.source == "backfill" && !provider.backfill_types().is_empty() {
+            return self.backfill(req, provider, endpoints, &mut live).await;
+        }
+        let mut out: Vec<Out> = Vec::new();
+        let mut per_type = Vec::new();
+        let mut records = 0u64;
+        let types: Vec<&str> = provider
+            .data_types()
+            .iter()
+            .copied()
+            .filter(|t| req.data_types.is_empty() || req.data_types.iter().any(|x| x == t))
+            .collect();
+        for data_type in types {
+            let mut page = Some(provider.first_page(data_type, req.start, req.end));
+            let mut count = 0u64;
+            while let Some(request) = page.take() {
+                let bytes = self.get(req, endpoints, &request, &mut live).await?;
+                let received = Utc::now();
+                // Kept raw before anything parses it: a malformed body is still evidence.
+                let meta = RawMeta {
+                    provider: provider.name(),
+                    kind: data_type,
+                    content_type: "application/json",
+                    user_id: Some(req.user_id),
+                };
+                let raw_ref = raw::store_bytes(&self.pool, &bytes, meta)
+                    .await
+                    .map_err(store_err)?;
+                out.push(Out::Event(DataEvent::RawPayloadReceived {
+                    user_id: req.user_id,
+                    raw: raw_ref,
+                    mapping_version: provider.mapping_version(),
+                    received_at: Some(received),
+                }));
+                let body: Value = serde_json::from_slice(&bytes)
+                    .map_err(|_| SyncError::Malformed(data_type.into()))?;
+                let mapped = match provider.map_snapshot(data_type, &body, req.user_id, received) {
+                    Some(m) => m?,
+                    None => provider.map(data_type, &body, req.user_id)?,
+                };
+                count += mapped.records();
+                out.extend(mapped.into_out(req.user_id).map_err(store_err)?);
+                page = provider.next_page(&request, &body);
+            }
+            records += count;
+            per_type.push((data_type.to_string(), count));
+            self.run_cmd(
+                req.run_id,
+                req.user_id,
+                SyncRunCommand::Progress {
+                    processed: records,
+                    message: Some(format!("{data_type}: {count} records")),
+                    at: Utc::now(),
+                },
+            )
+            .await?;
+        }
+        writer::write_all(&self.pool, req.run_id, req.user_id, &system("sync"), out)
+            .await
+            .map_err(store_err)?;
+        let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
+        let _ = self
+            .connection_cmd(req.user_id, &req.provider, synced, "sync")
+            .await;
+        Ok(Outcome {
+            run_id: req.run_id,
+            records,
+            per_type,
+        })
+    }
+
+    /// Asks the provider to push the history of each backfill type. Garmin allows 30 days
+    /// before consent, so the window is clamped to that; a 409 means the timeframe was already
+    /// requested, which counts as done.
+    async fn backfill(
+        &self,
+        req: &SyncRequest,
+        provider: &dyn Provider,
+        endpoints: &Endpoints,
+        live: &mut Live,
+    ) -> Result<Outcome, SyncError> {
+        let mut start = req.start;
+        if let Some(days) = provider.capabilities().max_historical_days {
+            let consent = live.authorized_at.unwrap_or_else(Utc::now);
+            start = start.max(consent - chrono::Duration::days(days as i64));
+        }
+        let key = (req.user_id, req.provider.clone());
+        let mut requested = 0u64;
+        let mut per_type = Vec::new();
+        let mut failed = Vec::new();
+        for data_type in provider.backfill_types() {
+            if !req.data_types.is_empty() && !req.data_types.iter().any(|t| t == data_type) {
+                continue;
+            }
+            if self
+                .cancelled
+                .lock()
+                .map(|mut c| c.remove(&key))
+                .unwrap_or(false)
+            {
+                return Err(SyncError::Cancelled);
+            }
+            let Some(request) = provider.backfill_request(data_type, start, req.end) else {
+                continue;
+            };
+            let status = match self.get(req, endpoints, &request, live).await {
+                Ok(_) => "requested",
+                Err(SyncError::Status(409)) => "duplicate",
+                Err(SyncError::RefreshFailed) => return Err(SyncError::RefreshFailed),
+                Err(e) => {
+                    failed.push(data_type.to_string());
+                    warn!(provider = provider.name(), data_type, error = %e, "backfill request failed");
+                    "failed"
+                }
+            };
+            if status != "failed" {
+                requested += 1;
+            }
+            per_type.push((data_type.to_string(), u64::from(status != "failed")));
+            self.run_cmd(
+                req.run_id,
+                req.user_id,
+                SyncRunCommand::Progress {
+                    processed: requested,
+                    message: Some(format!("{data_type}: {status}")),
+                    at: Utc::now(),
+                },
+            )
+            .await?;
+        }
+        if let Ok(mut c) = self.cancelled.lock() {
+            c.remove(&key);
+        }
+        if !failed.is_empty() {
+            return Err(SyncError::Backfill(failed.join(", ")));
+        }
+        Ok(Outcome {
+            run_id: req.run_id,
+            records: requested,
+            per_type,
+        })
+    }
+
+    /// Maps and stores one pushed batch (`items`) of `data_type` for `user`, as its own run.
+    pub async fn ingest_push(
+        &self,
+        user: Uuid,
+        provider: &dyn Provider,
+        data_type: &str,
+        items: &Value,
+        raw_ref: wearhouse_domain::import::RawPayloadRef,
+    ) -> Result<Outcome, SyncError> {
+        let run_id = Uuid::new_v4();
+        self.run_cmd(
+            run_id,
+            user,
+            SyncRunCommand::Start {
+                id: run_id,
+                user_id: user,
+                provider: provider.name().into(),
+                source: "webhook".into(),
+                at: Utc::now(),
+            },
+        )
+        .await?;
+        let result = async {
+            let mapped = provider.map(data_type, items, user)?;
+            let records = mapped.records();
+            let mut out = vec![Out::Event(DataEvent::RawPayloadReceived {
+                user_id: user,
+                raw: raw_ref,
+                mapping_version: provider.mapping_version(),
+                received_at: Some(Utc::now()),
+            })];
+            out.extend(mapped.into_out(user).map_err(store_err)?);
+            writer::write_all(&self.pool, run_id, user, &system("webhook"), out)
+                .await
+                .map_err(store_err)?;
+            Ok::<u64, SyncError>(records)
+        }
+        .await;
+        match result {
+            Ok(records) => {
+                self.run_cmd(
+                    run_id,
+                    user,
+                    SyncRunCommand::Progress {
+                        processed: records,
+                        message: Some(format!("{data_type}: {records} records")),
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                self.run_cmd(
+                    run_id,
+                    user,
+                    SyncRunCommand::Complete {
+                        processed: records,
+                        at: Utc::now(),
+                    },
+                )
+                .await?;
+                // Pushes count as syncs too (upstream forgot this, #588).
+                let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
+                let _ = self
+                    .connection_cmd(user, provider.name(), synced, "webhook")
+                    .await;
+                Ok(Outcome {
+                    run_id,
+                    records,
+                    per_type: vec![(data_type.into(), records)],
+                })
+            }
+            Err(e) => {
+                let _ = self
+                    .run_cmd(
+                        run_id,
+                        user,
+                        SyncRunCommand::Fail {
+                            error: e.to_string(),
+                            at: Utc::now(),
+                        },
+                    )
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Revokes `user`'s connection to `provider` (refused refresh, provider deregistration).
+    pub async fn revoke_for(&self, user: Uuid, provider: &str, reason: &str) {
+        let cmd = ConnectionCommand::Revoke {
+            reason: reason.into(),
+            at: Utc::now(),
+        };
+        if let Err(e) = self.connection_cmd(user, provider, cmd, "connection").await {
+            warn!(%user, provider, error = %e, "revocation not recorded");
+        }
+    }
+
+    /// Records the scope the user now grants at the provider.
+    pub async fn change_scope(&self, user: Uuid, provider: &str, scope: &str) {
+        let cmd = ConnectionCommand::ChangeScope {
+            scope: scope.into(),
+            at: Utc::now(),
+        };
+        if let Err(e) = self.connection_cmd(user, provider, cmd, "webhook").await {
+            warn!(%user, provider, error = %e, "scope change not recorded");
+        }
+    }
+
+    /// Runs a command on a connection, retrying when a concurrent writer (a push marking the
+    /// connection synced, a refresh) won the optimistic lock.
+    async fn connection_cmd(
+        &self,
+        user: Uuid,
+        provider: &str,
+        cmd: ConnectionCommand,
+        actor: &str,
+    ) -> Result<(), crate::store::CommandError<wearhouse_domain::connection::ConnectionError>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .commands
+                .execute::<Connection>(
+                    &connection_id(user, provider),
+                    cmd.clone(),
+                    &system(actor),
+                    Some(user),
+                    Some("connections"),
+                )
+                .await;
+            match result {
+                Err(crate::store::CommandError::Conflict) if attempt < 5 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The connection's tokens in clear, refreshed first when they expire within a minute.
+    async fn live_tokens(
+        &self,
+        req: &SyncRequest,
+        endpoints: &Endpoints,
+    ) -> Result<Live, SyncError> {
+        let row = self
+            .pool
+            .get()
+            .await
+            .map_err(store_err)?
+            .query_opt(
+                "SELECT access_token, refresh_token, token_expires_at, authorized_at FROM connections \
+                 WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+                &[&req.user_id, &req.provider],
+            )
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| SyncError::NoConnection(req.provider.clone()))?;
+        let open = |s: Option<String>| -> Result<Option<String>, SyncError> {
+            s.map(|s| self.sealer.open(&s).map_err(store_err))
+                .transpose()
+        };
+        let mut live = Live {
+            access: open(row.get(0))?.unwrap_or_default(),
+            refresh: open(row.get(1))?,
+            refreshed: false,
+            authorized_at: row.get(3),
+        };
+        let expires: Option<DateTime<Utc>> = row.get(2);
+        if expires.is_some_and(|e| e < Utc::now() + chrono::Duration::seconds(60)) {
+            self.refresh(req, endpoints, &mut live).await?;
+        }
+        Ok(live)
+    }
+
+    async fn refresh(
+        &self,
+        req: &SyncRequest,
+        endpoints: &Endpoints,
+        live: &mut Live,
+    ) -> Result<(), SyncError> {
+        let Some(rt) = live.refresh.clone() else {
+            self.revoke(req, "refresh_failed").await;
+            return Err(SyncError::RefreshFailed);
+        };
+        match oauth::refresh(&self.http, endpoints, &rt).await {
+            Ok(t) => {
+                let sealed = self.seal_tokens(&t);
+                let cmd = ConnectionCommand::RefreshTokens {
+                    tokens: sealed,
+                    at: Utc::now(),
+                };
+                self.connection_cmd(req.user_id, &req.provider, cmd, "sync")
+                    .await
+                    .map_err(store_err)?;
+                live.access = t.access_token;
+                if t.refresh_token.is_some() {
+                    live.refresh = t.refresh_token;
+                }
+                Ok(())
+            }
+            Err(OAuthError::Refused(_)) => {
+                self.revoke(req, "refresh_failed").await;
+                Err(SyncError::RefreshFailed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn revoke(&self, req: &SyncRequest, reason: &str) {
+        self.revoke_for(req.user_id, &req.provider, reason).await;
+    }
+
+    /// One GET with the run's retry rules: 401 refreshes once, 429 waits Retry-After (up to the
+    /// configured cap), 5xx and timeouts back off exponentially.
+    async fn get(
+        &self,
+        req: &SyncRequest,
+        endpoints: &Endpoints,
+        request: &PullRequest,
+        live: &mut Live,
+    ) -> Result<Vec<u8>, SyncError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}{}", endpoints.api_url, request.path),
+            &request.query,
+        )
+        .map_err(|_| SyncError::Status(0))?;
+        let spacing = self
+            .registry
+            .get(&req.provider)
+            .and_then(|(p, _)| p.requests_per_minute())
+            .map(|rpm| Duration::from_millis(60_000 / u64::from(rpm.max(1))))
+            .unwrap_or_default();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let wait = self
+                .pacer
+                .lock()
+                .map(|mut p| p.reserve(&req.provider, std::time::Instant::now(), spacing))
+                .unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            let sent = self
+                .http
+                .get(url.clone())
+                .bearer_auth(&live.access)
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    if attempt >= ATTEMPTS {
+                        return Err(if e.is_timeout() {
+                            SyncError::Timeout
+                        } else {
+                            SyncError::Status(0)
+                        });
+                    }
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => {
+                    return resp
+                        .bytes()
+                        .await
+                        .map(|b| b.to_vec())
+                        .map_err(|_| SyncError::Timeout)
+                }
+                // One refresh per run on 401: a second 401 means the grant itself is bad.
+                401 if !live.refreshed => {
+                    live.refreshed = true;
+                    self.refresh(req, endpoints, live).await?;
+                    attempt -= 1;
+                }
+                429 => {
+                    let wait = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(1);
+                    if wait > self.config.max_retry_after_secs || attempt >= ATTEMPTS {
+                        return Err(SyncError::RateLimited(wait));
+                    }
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
+                500..=599 if attempt < ATTEMPTS => backoff(attempt).await,
+                other => return Err(SyncError::Status(other)),
+            }
+        }
+    }
+}
+
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(250 << attempt.min(6))).await;
+}
+
+/// Re-maps every stored provider payload of `user` (optionally of one provider) with today's
+/// mappers and appends the records as a new data stream. Record ids are deterministic and
+/// samples merge on their key, so a replay restores or corrects data without duplicating it.
+/// Returns (payloads, records).
+pub async fn replay(
+    pool: &Pool,
+    registry: &Registry,
+    user: Uuid,
+    provider: Option<&str>,
+) -> Result<(u64, u64), SyncError> {
+    let client = pool.get().await.map_err(store_err)?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (payload->'raw'->>'sha256') payload->'raw'->>'sha256', \
+               payload->'raw'->>'provider', payload->'raw'->>'kind', position, \
+               coalesce((payload->>'received_at')::timestamptz, recorded_at) \
+             FROM events WHERE aggregate_type = $1 AND event_type = 'RawPayloadReceived' AND user_id = $2 \
+               AND ($3::text IS NULL OR payload->'raw'->>'provider' = $3) \
+             ORDER BY payload->'raw'->>'sha256', position",
+            &[&DataEvent::AGGREGATE_TYPE, &user, &provider],
+        )
+        .await
+        .map_err(store_err)?;
+    let mut rows: Vec<(String, String, String, i64, DateTime<Utc>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    rows.sort_by_key(|r| r.3);
+    let accounts: Vec<(String, Option<String>)> = client
+        .query(
+            "SELECT provider, provider_user_id FROM connections WHERE user_id = $1",
+            &[&user],
+        )
+        .await
+        .map_err(store_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let (mut payloads, mut records, mut out) = (0u64, 0u64, Vec::new());
+    for (sha, provider_name, kind, _, received_at) in rows {
+        let Some((p, _)) = registry.get(&provider_name) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        raw::write_to(pool, &sha, &mut bytes)
+            .await
+            .map_err(store_err)?;
+        // A body that never parsed (kept as evidence) has nothing to replay.
+        let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        let mut mapped = Vec::new();
+        if kind == "webhook" {
+            let account = accounts
+                .iter()
+                .find(|(pr, _)| *pr == provider_name)
+                .and_then(|(_, a)| a.clone());
+            for notice in p.parse_webhook(&body).unwrap_or_default() {
+                if let super::Notice::Data {
+                    provider_user_id,
+                    data_type,
+                    items,
+                } = notice
+                {
+                    if Some(&provider_user_id) == account.as_ref() {
+                        mapped.push(p.map(&data_type, &items, user));
+                    }
+                }
+            }
+        } else {
+            mapped.push(
+                p.map_snapshot(&kind, &body, user, received_at)
+                    .unwrap_or_else(|| p.map(&kind, &body, user)),
+            );
+        }
+        payloads += 1;
+        for m in mapped {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(sha256 = %sha, error = %e, "payload does not map; skipped");
+                    continue;
+                }
+            };
+            records += m.records();
+            out.extend(m.into_out(user).map_err(store_err)?);
+        }
+    }
+    writer::write_all(pool, Uuid::new_v4(), user, &system("replay"), out)
+        .await
+        .map_err(store_err)?;
+    Ok((payloads, records))
+}
+
+impl Engine {
+    /// Creates the provider's app-level webhook subscriptions pointing at `callback_url`;
+    /// returns how many exist afterwards (a 409 means one already did).
+    pub async fn register_webhooks(
+        &self,
+        provider: &str,
+        callback_url: &str,
+    ) -> Result<usize, SyncError> {
+        let (p, endpoints) = self
+            .registry
+            .get(provider)
+            .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
+        let mut ok = 0;
+        for r in p.subscription_requests(&endpoints, callback_url) {
+            let mut req = self
+                .http
+                .post(format!("{}{}", endpoints.api_url, r.path))
+                .json(&r.body);
+            for (k, v) in &r.headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => ok += 1,
+                Ok(resp) => warn!(
+                    provider,
+                    status = resp.status().as_u16(),
+                    "webhook subscription refused"
+                ),
+                Err(e) => warn!(provider, error = %e.without_url(), "webhook subscription failed"),
+            }
+        }
+        Ok(ok)
+    }
+}

@@ -1,0 +1,829 @@
+//! Garmin (Health API): OAuth 2 with PKCE, data delivered by push. History comes from backfill
+//! requests (`/wellness-api/rest/backfill/{type}`) whose results Garmin pushes to the webhook;
+//! Garmin allows at most 30 days before the user's consent and answers 409 to a repeated
+//! timeframe. Garmin does not sign pushes: a delivery must carry our client id in the
+//! `garmin-client-id` header (upstream only checks that the header exists).
+//!
+//! Times are `…InSeconds` (UTC epoch) with `…OffsetInSeconds` giving the local offset.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
+use wearhouse_domain::workout_type::WorkoutType;
+
+use super::mapped::{local_midnight, provider_source, shape};
+use super::{
+    same, Capabilities, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest,
+    WebhookError,
+};
+use wearhouse_domain::records::ScoreComponent;
+
+pub struct Garmin;
+
+const NAME: &str = "garmin";
+
+/// Push payload keys this mapping understands (each a list of summaries).
+const PUSH_TYPES: &[&str] = &[
+    "dailies",
+    "epochs",
+    "sleeps",
+    "activities",
+    "hrv",
+    "bodyComps",
+    "stressDetails",
+    "allDayRespiration",
+    "pulseox",
+    "userMetrics",
+    "bloodPressures",
+    "skinTemp",
+    "healthSnapshot",
+    "activityDetails",
+];
+
+/// Types whose history is requested by backfill, as upstream orchestrates them.
+const BACKFILL_TYPES: &[&str] = &["sleeps", "dailies", "activities", "activityDetails", "hrv"];
+
+/// How long a requested backfill type may take to arrive by push before it counts as timed out
+/// (upstream waits 300 s per type).
+pub const BACKFILL_WAIT_SECS: i64 = 300;
+
+/// A backfill type's state: `done` once its data arrived by push (or the timeframe was already
+/// requested), `failed` when the request
+/// failed, `timed_out` when nothing came within the wait, else `pending`.
+pub fn backfill_type_status(
+    requested: Option<&str>,
+    arrived: bool,
+    waited: Duration,
+) -> &'static str {
+    match (arrived, requested) {
+        // Garmin answers 409 to a timeframe it already accepted: counted as done, as upstream.
+        (true, _) | (false, Some("duplicate")) => "done",
+        (false, Some("failed")) => "failed",
+        (false, Some(_)) if waited > Duration::seconds(BACKFILL_WAIT_SECS) => "timed_out",
+        _ => "pending",
+    }
+}
+
+/// The backfill's overall state from its run's status and its types' states.
+pub fn backfill_overall(run_status: &str, types: &[&str]) -> &'static str {
+    match run_status {
+        "in_progress" => "in_progress",
+        "failed" => "permanently_failed",
+        _ if types.iter().all(|s| *s != "pending") => "complete",
+        _ => "in_progress",
+    }
+}
+
+/// The backfill type names, for the status and retry endpoints.
+pub fn backfill_type_names() -> Vec<String> {
+    BACKFILL_TYPES.iter().map(|t| t.to_string()).collect()
+}
+
+fn f(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+
+fn secs(s: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp(s as i64, 0).unwrap_or_default()
+}
+
+/// (start, offset minutes) from `{prefix}TimeInSeconds` and `{prefix}TimeOffsetInSeconds`.
+fn start(v: &Value, prefix: &str, data_type: &str) -> Result<(DateTime<Utc>, i16), MapError> {
+    let t = f(v, &format!("{prefix}TimeInSeconds"))
+        .ok_or_else(|| shape(data_type, format!("missing {prefix}TimeInSeconds")))?;
+    let off = f(v, &format!("{prefix}TimeOffsetInSeconds")).unwrap_or(0.0);
+    Ok((secs(t), (off / 60.0) as i16))
+}
+
+/// `{"<seconds after start>": value}` maps into (time, value), skipping Garmin's negative
+/// "no reading" markers.
+fn offsets(v: &Value, key: &str, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
+    let mut out: Vec<(DateTime<Utc>, f64)> = v
+        .get(key)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, val)| {
+            let s: i64 = k.parse().ok()?;
+            let x = val.as_f64().filter(|x| *x >= 0.0)?;
+            Some((t0 + Duration::seconds(s), x))
+        })
+        .collect();
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+fn workout_type(activity: &str) -> WorkoutType {
+    let lower = activity.to_ascii_lowercase();
+    WorkoutType::parse(&lower)
+        .or_else(|| match lower.as_str() {
+            "street_running" | "track_running" => WorkoutType::parse("running"),
+            "road_biking" | "gravel_cycling" => WorkoutType::parse("cycling"),
+            "lap_swimming" | "open_water_swimming" => WorkoutType::parse("swimming"),
+            _ => None,
+        })
+        .unwrap_or(WorkoutType::OTHER)
+}
+
+impl Garmin {
+    fn map_item(
+        &self,
+        data_type: &str,
+        v: &Value,
+        ds: Uuid,
+        m: &mut Mapped,
+    ) -> Result<(), MapError> {
+        match data_type {
+            "dailies" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                for (series, value) in [
+                    ("steps", f(v, "steps")),
+                    ("active_energy", f(v, "activeKilocalories")),
+                    ("basal_energy", f(v, "bmrKilocalories")),
+                    ("flights_climbed", f(v, "floorsClimbed")),
+                    ("distance_walking_running", f(v, "distanceInMeters")),
+                    ("active_time", f(v, "activeTimeInSeconds").map(|s| s / 60.0)),
+                ] {
+                    if let Some(x) = value {
+                        m.sample(series, ds, t0, end, off, x, Some(true));
+                    }
+                }
+                let qualifier = v
+                    .get("stressQualifier")
+                    .and_then(Value::as_str)
+                    .map(String::from);
+                m.score(
+                    ds,
+                    "stress",
+                    f(v, "averageStressLevel"),
+                    qualifier,
+                    t0,
+                    Some(off),
+                    Default::default(),
+                );
+                if let Some(x) = f(v, "restingHeartRateInBeatsPerMinute") {
+                    m.sample("resting_heart_rate", ds, t0, end, off, x, None);
+                }
+                for (t, x) in offsets(v, "timeOffsetHeartRateSamples", t0) {
+                    m.sample("heart_rate", ds, t, None, off, x, None);
+                }
+            }
+            "epochs" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                for (series, value, additive) in [
+                    ("steps", f(v, "steps"), true),
+                    ("active_energy", f(v, "activeKilocalories"), true),
+                    ("heart_rate", f(v, "meanHeartRateInBeatsPerMinute"), false),
+                ] {
+                    if let Some(x) = value {
+                        // Epochs are intraday: never daily totals, so summaries prefer dailies.
+                        m.sample(series, ds, t0, end, off, x, additive.then_some(false));
+                    }
+                }
+            }
+            "sleeps" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                let mut end =
+                    t0 + Duration::seconds(f(v, "durationInSeconds").unwrap_or(0.0) as i64);
+                let mut stages = Vec::new();
+                if let Some(levels) = v.get("sleepLevelsMap").and_then(Value::as_object) {
+                    for (stage, list) in levels {
+                        let stage = match stage.as_str() {
+                            "deep" | "light" | "rem" | "awake" => stage.clone(),
+                            _ => continue,
+                        };
+                        for i in list.as_array().into_iter().flatten() {
+                            if let (Some(a), Some(b)) =
+                                (f(i, "startTimeInSeconds"), f(i, "endTimeInSeconds"))
+                            {
+                                stages.push(SleepStageInterval {
+                                    stage: stage.clone(),
+                                    start: secs(a),
+                                    end: secs(b),
+                                });
+                            }
+                        }
+                    }
+                }
+                stages.sort_by_key(|s| s.start);
+                // Stage intervals can run past the summary's duration; the session covers them.
+                if let Some(last) = stages.iter().map(|s| s.end).max() {
+                    end = end.max(last);
+                }
+                let overall = v.get("overallSleepScore");
+                let parts = v
+                    .get("sleepScores")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, c)| {
+                        let qualifier = c.get("qualifierKey").and_then(Value::as_str);
+                        let component = ScoreComponent {
+                            value: f(c, "value"),
+                            qualifier: qualifier.map(String::from),
+                        };
+                        (k.clone(), component)
+                    })
+                    .collect();
+                let qualifier = overall
+                    .and_then(|o| o.get("qualifierKey"))
+                    .and_then(Value::as_str)
+                    .map(String::from);
+                let value = overall.and_then(|o| f(o, "value"));
+                m.score(ds, "sleep", value, qualifier, end, Some(off), parts);
+                let id = v
+                    .get("summaryId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                m.sleep.push(SleepSessionRecord {
+                    id: record_id(&[&ds.to_string(), "sleep", id]),
+                    data_source_id: ds,
+                    start: t0,
+                    end,
+                    zone_offset: Some(off),
+                    is_nap: false,
+                    stages,
+                });
+            }
+            "activities" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                let duration = f(v, "durationInSeconds").unwrap_or(0.0);
+                let activity = v.get("activityType").and_then(Value::as_str).unwrap_or("");
+                let external = match v.get("activityId").or_else(|| v.get("summaryId")) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                let mut stats = BTreeMap::new();
+                for (k, key) in [
+                    ("heart_rate_avg", "averageHeartRateInBeatsPerMinute"),
+                    ("heart_rate_max", "maxHeartRateInBeatsPerMinute"),
+                    ("steps", "steps"),
+                    ("energy_kcal", "activeKilocalories"),
+                    ("distance_m", "distanceInMeters"),
+                    ("avg_cadence", "averageRunCadenceInStepsPerMinute"),
+                    ("elevation_gain_m", "totalElevationGainInMeters"),
+                ] {
+                    if let Some(x) = f(v, key) {
+                        stats.insert(k.to_string(), x);
+                    }
+                }
+                let mut metadata = BTreeMap::new();
+                metadata.insert("external_id".to_string(), external.clone());
+                metadata.insert("garmin_activity_type".to_string(), activity.to_string());
+                if let Some(d) = v.get("deviceName").and_then(Value::as_str) {
+                    metadata.insert("device_name".to_string(), d.to_string());
+                }
+                m.workouts.push(WorkoutRecord {
+                    id: record_id(&[&ds.to_string(), "workout", &external]),
+                    data_source_id: ds,
+                    workout_type: workout_type(activity).as_str().into(),
+                    start: t0,
+                    end: t0 + Duration::seconds(duration as i64),
+                    zone_offset: Some(off),
+                    duration_s: Some(duration),
+                    stats,
+                    metadata,
+                });
+            }
+            "hrv" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                if let Some(x) = f(v, "lastNightAvg") {
+                    m.sample("heart_rate_variability_rmssd", ds, t0, None, off, x, None);
+                }
+                for (t, x) in offsets(v, "hrvValues", t0) {
+                    // The nightly average sits at the start; an interval value there is the same
+                    // instant and would overwrite it, so intervals start after it.
+                    if t > t0 {
+                        m.sample("heart_rate_variability_rmssd", ds, t, None, off, x, None);
+                    }
+                }
+            }
+            "bodyComps" => {
+                let (t, off) = start(v, "measurement", data_type)?;
+                for (series, value) in [
+                    ("weight", f(v, "weightInGrams").map(|g| g / 1000.0)),
+                    ("body_fat_percentage", f(v, "bodyFatInPercent")),
+                    ("body_mass_index", f(v, "bodyMassIndex")),
+                    (
+                        "skeletal_muscle_mass",
+                        f(v, "muscleMassInGrams").map(|g| g / 1000.0),
+                    ),
+                ] {
+                    if let Some(x) = value {
+                        m.sample(series, ds, t, None, off, x, None);
+                    }
+                }
+            }
+            "stressDetails" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                for (t, x) in offsets(v, "timeOffsetStressLevelValues", t0) {
+                    m.sample("garmin_stress_level", ds, t, None, off, x, None);
+                }
+                for (t, x) in offsets(v, "timeOffsetBodyBatteryValues", t0) {
+                    m.sample("garmin_body_battery", ds, t, None, off, x, None);
+                }
+            }
+            "allDayRespiration" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                for (t, x) in offsets(v, "timeOffsetEpochToBreaths", t0) {
+                    m.sample("respiratory_rate", ds, t, None, off, x, None);
+                }
+            }
+            "pulseox" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                for (t, x) in offsets(v, "timeOffsetSpo2Values", t0) {
+                    m.sample("oxygen_saturation", ds, t, None, off, x, None);
+                }
+            }
+            "userMetrics" => {
+                let day: NaiveDate = v
+                    .get("calendarDate")
+                    .and_then(Value::as_str)
+                    .and_then(|d| d.parse().ok())
+                    .ok_or_else(|| shape(data_type, "missing calendarDate"))?;
+                let t = local_midnight(day, 0);
+                if let Some(x) = f(v, "vo2Max") {
+                    m.sample("vo2_max", ds, t, None, 0, x, None);
+                }
+                if let Some(x) = f(v, "fitnessAge") {
+                    m.sample("garmin_fitness_age", ds, t, None, 0, x, None);
+                }
+            }
+            "bloodPressures" => {
+                let t = f(v, "measurementTimestampGMT")
+                    .map(secs)
+                    .ok_or_else(|| shape(data_type, "missing measurementTimestampGMT"))?;
+                let off = f(v, "measurementTimestampLocal")
+                    .zip(f(v, "measurementTimestampGMT"))
+                    .map(|(l, g)| ((l - g) / 60.0) as i16)
+                    .unwrap_or(0);
+                if let Some(x) = f(v, "systolic") {
+                    m.sample("blood_pressure_systolic", ds, t, None, off, x, None);
+                }
+                if let Some(x) = f(v, "diastolic") {
+                    m.sample("blood_pressure_diastolic", ds, t, None, off, x, None);
+                }
+            }
+            "skinTemp" => {
+                let (t, off) = start(v, "start", data_type)?;
+                if let Some(x) = f(v, "avgDeviationCelsius") {
+                    m.sample("skin_temperature_deviation", ds, t, None, off, x, None);
+                }
+            }
+            "healthSnapshot" => {
+                let (t0, off) = start(v, "start", data_type)?;
+                for sm in v
+                    .get("summaries")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let series = match sm.get("summaryType").and_then(Value::as_str) {
+                        Some("heart_rate") => "heart_rate",
+                        Some("stress") => "garmin_stress_level",
+                        Some("spo2") => "oxygen_saturation",
+                        Some("respiration") => "respiratory_rate",
+                        Some("rmssd_hrv") => "heart_rate_variability_rmssd",
+                        Some("sdnn_hrv") => "heart_rate_variability_sdnn",
+                        _ => continue,
+                    };
+                    let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                    if let Some(x) = f(sm, "avgValue") {
+                        m.sample(series, ds, t0, end, off, x, None);
+                    }
+                }
+            }
+            // Per-second workout samples: kept raw only, as upstream does unless asked to ingest.
+            "activityDetails" => {}
+            other => return Err(MapError::UnknownType(other.into())),
+        }
+        Ok(())
+    }
+}
+
+impl Provider for Garmin {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Garmin"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            webhook_stream: true,
+            webhook_callback: true,
+            max_historical_days: Some(30),
+            ..Capabilities::default()
+        }
+    }
+
+    fn oauth(&self) -> OAuthSettings {
+        OAuthSettings {
+            // Permissions are granted in Garmin's developer portal, not by scope.
+            scopes: "",
+            pkce: true,
+            user_info_path: Some("/wellness-api/rest/user/id"),
+        }
+    }
+
+    fn provider_user_id(&self, user_info: &Value) -> Option<String> {
+        user_info
+            .get("userId")
+            .and_then(Value::as_str)
+            .map(String::from)
+    }
+
+    fn data_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn first_page(&self, data_type: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> PullRequest {
+        PullRequest {
+            path: format!("/wellness-api/rest/{data_type}"),
+            query: vec![],
+        }
+    }
+
+    fn next_page(&self, _: &PullRequest, _: &Value) -> Option<PullRequest> {
+        None
+    }
+
+    fn backfill_types(&self) -> &'static [&'static str] {
+        BACKFILL_TYPES
+    }
+
+    fn backfill_request(
+        &self,
+        data_type: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Option<PullRequest> {
+        BACKFILL_TYPES.contains(&data_type).then(|| PullRequest {
+            path: format!("/wellness-api/rest/backfill/{data_type}"),
+            query: vec![
+                (
+                    "summaryStartTimeInSeconds".into(),
+                    start.timestamp().to_string(),
+                ),
+                (
+                    "summaryEndTimeInSeconds".into(),
+                    end.timestamp().to_string(),
+                ),
+            ],
+        })
+    }
+
+    /// Garmin's evaluation budget is 100 requests a minute per app.
+    fn requests_per_minute(&self) -> Option<u32> {
+        Some(100)
+    }
+
+    fn mapping_version(&self) -> u32 {
+        1
+    }
+
+    fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {
+        let source = provider_source(user_id, NAME, "Garmin");
+        let ds = source.id;
+        let mut m = Mapped {
+            sources: vec![source],
+            ..Mapped::default()
+        };
+        let items = body
+            .as_array()
+            .ok_or_else(|| shape(data_type, "not a list of summaries"))?;
+        for v in items {
+            self.map_item(data_type, v, ds, &mut m)?;
+        }
+        Ok(m)
+    }
+
+    fn verify_webhook(
+        &self,
+        headers: &BTreeMap<String, String>,
+        _body: &[u8],
+        endpoints: &Endpoints,
+    ) -> Result<(), WebhookError> {
+        let given = headers
+            .get("garmin-client-id")
+            .ok_or(WebhookError::Signature)?;
+        if !endpoints.client_id.is_empty() && same(given.as_bytes(), endpoints.client_id.as_bytes())
+        {
+            Ok(())
+        } else {
+            Err(WebhookError::Signature)
+        }
+    }
+
+    fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| WebhookError::Payload("not a JSON object".into()))?;
+        let mut out = Vec::new();
+        for (key, list) in obj {
+            let Some(items) = list.as_array() else {
+                continue;
+            };
+            if key == "userPermissionsChange" {
+                for i in items {
+                    if let Some(u) = i.get("userId").and_then(Value::as_str) {
+                        let granted: Vec<&str> = i
+                            .get("permissions")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
+                        out.push(Notice::ScopeChanged {
+                            provider_user_id: u.into(),
+                            scope: granted.join(" "),
+                        });
+                    }
+                }
+                continue;
+            }
+            if key == "deregistrations" {
+                for i in items {
+                    if let Some(u) = i.get("userId").and_then(Value::as_str) {
+                        out.push(Notice::Deregistered {
+                            provider_user_id: u.into(),
+                        });
+                    }
+                }
+                continue;
+            }
+            if !PUSH_TYPES.contains(&key.as_str()) {
+                continue;
+            }
+            // One notice per (user, type), keeping the order of arrival.
+            let mut per_user: Vec<(String, Vec<Value>)> = Vec::new();
+            for i in items {
+                let Some(u) = i.get("userId").and_then(Value::as_str) else {
+                    return Err(WebhookError::Payload(format!("{key} item without userId")));
+                };
+                match per_user.iter_mut().find(|(x, _)| x == u) {
+                    Some((_, v)) => v.push(i.clone()),
+                    None => per_user.push((u.to_string(), vec![i.clone()])),
+                }
+            }
+            for (u, v) in per_user {
+                out.push(Notice::Data {
+                    provider_user_id: u,
+                    data_type: key.clone(),
+                    items: Value::Array(v),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user() -> Uuid {
+        Uuid::from_u128(3)
+    }
+
+    fn values(m: &Mapped, series: &str) -> Vec<(String, i16, f64, Option<bool>)> {
+        m.samples
+            .iter()
+            .filter(|s| s.series == series)
+            .map(|s| {
+                (
+                    s.time.to_rfc3339(),
+                    s.zone_offset,
+                    s.value,
+                    s.is_daily_total,
+                )
+            })
+            .collect()
+    }
+
+    // 2026-03-01T00:00:00 at -05:00 is 05:00 UTC.
+    const DAY: i64 = 1_772_341_200;
+
+    #[test]
+    fn dailies_are_daily_totals_with_heart_rate_samples() {
+        let body = json!([{"userId": "g1", "summaryId": "d1", "calendarDate": "2026-03-01",
+            "startTimeInSeconds": DAY, "startTimeOffsetInSeconds": -18000, "durationInSeconds": 86400,
+            "steps": 10234, "distanceInMeters": 7800.5, "activeTimeInSeconds": 3600,
+            "activeKilocalories": 512, "bmrKilocalories": 1650, "floorsClimbed": 7,
+            "restingHeartRateInBeatsPerMinute": 52, "timeOffsetHeartRateSamples": {"0": 61, "15": 63}}]);
+        let m = Garmin.map("dailies", &body, user()).unwrap();
+        assert_eq!(
+            values(&m, "steps"),
+            vec![(
+                "2026-03-01T05:00:00+00:00".into(),
+                -300,
+                10234.0,
+                Some(true)
+            )]
+        );
+        assert_eq!(values(&m, "active_time")[0].2, 60.0);
+        assert_eq!(values(&m, "flights_climbed")[0].2, 7.0);
+        assert_eq!(values(&m, "basal_energy")[0].2, 1650.0);
+        assert_eq!(values(&m, "resting_heart_rate")[0].3, None);
+        let hr = values(&m, "heart_rate");
+        assert_eq!(
+            hr[1],
+            ("2026-03-01T05:00:15+00:00".into(), -300, 63.0, None)
+        );
+    }
+
+    #[test]
+    fn epochs_are_intraday() {
+        let body = json!([{"userId": "g1", "summaryId": "e1", "startTimeInSeconds": DAY + 900,
+            "startTimeOffsetInSeconds": -18000, "durationInSeconds": 900, "steps": 120,
+            "activeKilocalories": 8.5, "meanHeartRateInBeatsPerMinute": 88}]);
+        let m = Garmin.map("epochs", &body, user()).unwrap();
+        assert_eq!(values(&m, "steps")[0].3, Some(false));
+        assert_eq!(values(&m, "heart_rate")[0].3, None);
+        assert_eq!(
+            m.samples[0].end.unwrap() - m.samples[0].time,
+            Duration::seconds(900)
+        );
+    }
+
+    #[test]
+    fn sleeps_take_stage_intervals_and_extend_to_them() {
+        let s = DAY - 3600 * 2;
+        let body = json!([{"userId": "g1", "summaryId": "s1", "startTimeInSeconds": s,
+            "startTimeOffsetInSeconds": -18000, "durationInSeconds": 3600,
+            "overallSleepScore": {"value": 83, "qualifierKey": "GOOD"},
+            "sleepScores": {"remPercentage": {"qualifierKey": "EXCELLENT"}},
+            "sleepLevelsMap": {"light": [{"startTimeInSeconds": s, "endTimeInSeconds": s + 1800}],
+                "deep": [{"startTimeInSeconds": s + 1800, "endTimeInSeconds": s + 3600}],
+                "rem": [{"startTimeInSeconds": s + 3600, "endTimeInSeconds": s + 4200}]}}]);
+        let m = Garmin.map("sleeps", &body, user()).unwrap();
+        let sl = &m.sleep[0];
+        assert_eq!(sl.zone_offset, Some(-300));
+        assert_eq!((sl.end - sl.start).num_seconds(), 4200);
+        let stages: Vec<&str> = sl.stages.iter().map(|s| s.stage.as_str()).collect();
+        assert_eq!(stages, vec!["light", "deep", "rem"]);
+        let score = &m.scores[0];
+        assert_eq!(
+            (
+                score.category.as_str(),
+                score.value,
+                score.qualifier.as_deref()
+            ),
+            ("sleep", Some(83.0), Some("GOOD"))
+        );
+        assert_eq!(
+            score.components["remPercentage"].qualifier.as_deref(),
+            Some("EXCELLENT")
+        );
+    }
+
+    #[test]
+    fn activities_body_and_series() {
+        let a = json!([{"userId": "g1", "summaryId": "a1", "activityId": 987, "activityType": "RUNNING",
+            "startTimeInSeconds": DAY + 7200, "startTimeOffsetInSeconds": 3600, "durationInSeconds": 1800,
+            "averageHeartRateInBeatsPerMinute": 151, "maxHeartRateInBeatsPerMinute": 178,
+            "activeKilocalories": 320, "distanceInMeters": 5000.0, "deviceName": "Forerunner 265"}]);
+        let m = Garmin.map("activities", &a, user()).unwrap();
+        let w = &m.workouts[0];
+        assert_eq!(
+            (w.workout_type.as_str(), w.zone_offset, w.duration_s),
+            ("running", Some(60), Some(1800.0))
+        );
+        assert_eq!(w.stats["heart_rate_avg"], 151.0);
+        assert_eq!(w.metadata["external_id"], "987");
+        let b = json!([{"userId": "g1", "measurementTimeInSeconds": DAY, "measurementTimeOffsetInSeconds": 0,
+            "weightInGrams": 72500, "bodyFatInPercent": 18.5, "bodyMassIndex": 22.4, "muscleMassInGrams": 33000}]);
+        let m = Garmin.map("bodyComps", &b, user()).unwrap();
+        assert_eq!(values(&m, "weight")[0].2, 72.5);
+        assert_eq!(values(&m, "skeletal_muscle_mass")[0].2, 33.0);
+        let st = json!([{"userId": "g1", "startTimeInSeconds": DAY, "startTimeOffsetInSeconds": 0,
+            "timeOffsetStressLevelValues": {"0": 25, "180": -1, "360": 40},
+            "timeOffsetBodyBatteryValues": {"0": 80}}]);
+        let m = Garmin.map("stressDetails", &st, user()).unwrap();
+        assert_eq!(
+            values(&m, "garmin_stress_level").len(),
+            2,
+            "negative readings are gaps"
+        );
+        assert_eq!(values(&m, "garmin_body_battery")[0].2, 80.0);
+        let h = json!([{"userId": "g1", "startTimeInSeconds": DAY, "startTimeOffsetInSeconds": 0,
+            "lastNightAvg": 44, "hrvValues": {"300": 40, "600": 48}}]);
+        assert_eq!(
+            values(
+                &Garmin.map("hrv", &h, user()).unwrap(),
+                "heart_rate_variability_rmssd"
+            )
+            .len(),
+            3
+        );
+        let bp = json!([{"userId": "g1", "measurementTimestampGMT": DAY, "measurementTimestampLocal": DAY + 7200,
+            "systolic": 121, "diastolic": 79}]);
+        let hs = json!([{"userId": "g1", "startTimeInSeconds": DAY, "startTimeOffsetInSeconds": 0, "durationInSeconds": 120,
+            "summaries": [{"summaryType": "heart_rate", "avgValue": 64.0}, {"summaryType": "sdnn_hrv", "avgValue": 51.0},
+                          {"summaryType": "unknown", "avgValue": 1.0}]}]);
+        let m = Garmin.map("healthSnapshot", &hs, user()).unwrap();
+        assert_eq!(values(&m, "heart_rate")[0].2, 64.0);
+        assert_eq!(values(&m, "heart_rate_variability_sdnn")[0].2, 51.0);
+        assert_eq!(m.samples.len(), 2);
+        let m = Garmin.map("bloodPressures", &bp, user()).unwrap();
+        assert_eq!(values(&m, "blood_pressure_systolic")[0].1, 120);
+        let um = json!([{"userId": "g1", "calendarDate": "2026-03-01", "vo2Max": 48.0, "fitnessAge": 31}]);
+        assert_eq!(
+            values(&Garmin.map("userMetrics", &um, user()).unwrap(), "vo2_max")[0].2,
+            48.0
+        );
+    }
+
+    #[test]
+    fn pushes_split_per_user_and_type_and_need_our_client_id() {
+        let body = json!({"dailies": [{"userId": "a", "x": 1}, {"userId": "b"}, {"userId": "a"}],
+                          "deregistrations": [{"userId": "c"}], "somethingNew": [{"userId": "a"}]});
+        let n = Garmin.parse_webhook(&body).unwrap();
+        assert_eq!(n.len(), 3);
+        assert!(
+            matches!(&n[0], Notice::Data { provider_user_id, items, .. } if provider_user_id == "a" && items.as_array().unwrap().len() == 2)
+        );
+        assert!(n.contains(&Notice::Deregistered {
+            provider_user_id: "c".into()
+        }));
+        assert!(Garmin
+            .parse_webhook(&json!({"dailies": [{"x": 1}]}))
+            .is_err());
+        let ep = Endpoints {
+            client_id: "cid".into(),
+            ..Endpoints::default()
+        };
+        let mut h = BTreeMap::new();
+        assert_eq!(
+            Garmin.verify_webhook(&h, b"", &ep),
+            Err(WebhookError::Signature)
+        );
+        h.insert("garmin-client-id".to_string(), "other".to_string());
+        assert_eq!(
+            Garmin.verify_webhook(&h, b"", &ep),
+            Err(WebhookError::Signature)
+        );
+        h.insert("garmin-client-id".to_string(), "cid".to_string());
+        assert_eq!(Garmin.verify_webhook(&h, b"", &ep), Ok(()));
+    }
+
+    #[test]
+    fn backfill_states() {
+        let short = Duration::seconds(10);
+        let long = Duration::seconds(BACKFILL_WAIT_SECS + 1);
+        assert_eq!(backfill_type_status(Some("requested"), true, long), "done");
+        assert_eq!(
+            backfill_type_status(Some("duplicate"), false, short),
+            "done"
+        );
+        assert_eq!(
+            backfill_type_status(Some("requested"), false, short),
+            "pending"
+        );
+        assert_eq!(
+            backfill_type_status(Some("requested"), false, long),
+            "timed_out"
+        );
+        assert_eq!(backfill_type_status(Some("failed"), false, long), "failed");
+        assert_eq!(backfill_type_status(None, false, long), "pending");
+        assert_eq!(
+            backfill_overall("success", &["done", "timed_out"]),
+            "complete"
+        );
+        assert_eq!(
+            backfill_overall("success", &["done", "pending"]),
+            "in_progress"
+        );
+        assert_eq!(
+            backfill_overall("failed", &["failed"]),
+            "permanently_failed"
+        );
+        assert_eq!(backfill_overall("in_progress", &[]), "in_progress");
+    }
+
+    #[test]
+    fn backfill_requests_carry_the_window() {
+        let s: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+        let e: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let r = Garmin.backfill_request("sleeps", s, e).unwrap();
+        assert_eq!(r.path, "/wellness-api/rest/backfill/sleeps");
+        assert_eq!(
+            r.query[0],
+            (
+                "summaryStartTimeInSeconds".into(),
+                s.timestamp().to_string()
+            )
+        );
+        assert!(Garmin.backfill_request("epochs", s, e).is_none());
+        assert!(Garmin.oauth().pkce);
+    }
+}

@@ -1,0 +1,283 @@
+//! Cloud providers. Each folder implements [`Provider`]: its OAuth settings, how to page through
+//! each data type over a time window, how to check and read its webhooks, and a pure, versioned
+//! mapping from its raw JSON to normalized records. Everything that does I/O (HTTP, tokens,
+//! storage) lives in `engine` and `oauth` and is shared by every provider.
+
+pub mod engine;
+pub mod garmin;
+pub mod mapped;
+pub mod oauth;
+pub mod oura;
+pub mod pacer;
+pub mod scheduler;
+pub mod whoop;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use mapped::{MapError, Mapped};
+
+use crate::config::ProvidersConfig;
+
+/// What a provider can do (the contract's `ProviderCapabilities`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Capabilities {
+    pub rest_pull: bool,
+    pub webhook_stream: bool,
+    pub webhook_ping: bool,
+    pub webhook_callback: bool,
+    pub max_historical_days: Option<u32>,
+}
+
+/// Static OAuth facts of a provider; URLs and credentials come from [`Endpoints`].
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthSettings {
+    pub scopes: &'static str,
+    pub pkce: bool,
+    /// The user-info request made right after the code exchange (path under the API URL).
+    pub user_info_path: Option<&'static str>,
+}
+
+/// Where a provider lives and how this installation is registered there.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// One GET against the provider's API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullRequest {
+    pub path: String,
+    pub query: Vec<(String, String)>,
+}
+
+/// What a verified webhook delivery asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// Ping: something changed, pull `data_type` for that provider user (Oura, Whoop).
+    Pull {
+        provider_user_id: String,
+        data_type: String,
+    },
+    /// Push: the records themselves (Garmin); `items` is a JSON array for [`Provider::map`].
+    Data {
+        provider_user_id: String,
+        data_type: String,
+        items: Value,
+    },
+    /// The user withdrew consent at the provider.
+    Deregistered { provider_user_id: String },
+    /// The user changed what they share (Garmin permissions): the connection's new scope.
+    ScopeChanged {
+        provider_user_id: String,
+        scope: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WebhookError {
+    #[error("invalid webhook signature")]
+    Signature,
+    #[error("malformed webhook payload: {0}")]
+    Payload(String),
+    #[error("webhook verification is not supported by this provider")]
+    Unsupported,
+}
+
+/// A provider integration. Every method is pure: no I/O, no clock, no randomness.
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn display_name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    fn oauth(&self) -> OAuthSettings;
+    /// The provider's id of the user, from the user-info response.
+    fn provider_user_id(&self, user_info: &Value) -> Option<String>;
+    /// The data types pulled by a sync, in order.
+    fn data_types(&self) -> &'static [&'static str];
+    /// The first page of `data_type` over `[start, end)`.
+    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest;
+    /// The next page after `previous`, whose response was `body`; `None` at the end.
+    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest>;
+    /// Bumped whenever [`Provider::map`] changes output for the same input.
+    fn mapping_version(&self) -> u32;
+    /// Maps one response (or webhook body) of `data_type` for `user_id` to records.
+    fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError>;
+    /// Maps a response that describes the user as of now rather than at a time of its own
+    /// (profile weight and height). `received_at` is when the response arrived, so a replay
+    /// gives the same result. `None`: `data_type` is not such a snapshot.
+    fn map_snapshot(
+        &self,
+        _data_type: &str,
+        _body: &Value,
+        _user_id: Uuid,
+        _received_at: DateTime<Utc>,
+    ) -> Option<Result<Mapped, MapError>> {
+        None
+    }
+    /// Checks a webhook delivery's signature. `headers` have lower-case names.
+    fn verify_webhook(
+        &self,
+        headers: &BTreeMap<String, String>,
+        body: &[u8],
+        endpoints: &Endpoints,
+    ) -> Result<(), WebhookError>;
+    fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError>;
+    /// The app-wide request budget per minute (all users together); `None` for no pacing.
+    fn requests_per_minute(&self) -> Option<u32> {
+        None
+    }
+    /// Data types whose history is requested by backfill (the provider pushes the result).
+    fn backfill_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The backfill request of `data_type` over `[start, end)`.
+    fn backfill_request(
+        &self,
+        _data_type: &str,
+        _start: DateTime<Utc>,
+        _end: DateTime<Utc>,
+    ) -> Option<PullRequest> {
+        None
+    }
+    /// The answer to a GET verification challenge, when the provider uses one.
+    fn challenge(
+        &self,
+        _query: &BTreeMap<String, String>,
+        _endpoints: &Endpoints,
+    ) -> Result<Value, WebhookError> {
+        Err(WebhookError::Unsupported)
+    }
+    /// App-level webhook subscriptions to create so the provider pings `callback_url`.
+    fn subscription_requests(
+        &self,
+        _endpoints: &Endpoints,
+        _callback_url: &str,
+    ) -> Vec<AppRequest> {
+        vec![]
+    }
+}
+
+/// A request made with the app's own credentials (not a user's token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRequest {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+/// The token a provider echoes back when it verifies our webhook endpoint: derived from the
+/// client secret, so it needs no storage and proves the challenge came for our subscription.
+pub fn verification_token(endpoints: &Endpoints) -> String {
+    hex::encode(
+        &hmac_sha256(
+            endpoints.client_secret.as_bytes(),
+            &[b"wearhouse-webhook-verification"],
+        )[..16],
+    )
+}
+
+/// The registered providers with their endpoints.
+#[derive(Clone)]
+pub struct Registry {
+    providers: Vec<(Arc<dyn Provider>, Endpoints)>,
+}
+
+impl Registry {
+    pub fn new(cfg: &ProvidersConfig) -> Registry {
+        Registry {
+            providers: vec![
+                (Arc::new(oura::Oura), cfg.oura()),
+                (Arc::new(whoop::Whoop), cfg.whoop()),
+                (Arc::new(garmin::Garmin), cfg.garmin()),
+            ],
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<(Arc<dyn Provider>, Endpoints)> {
+        self.providers
+            .iter()
+            .find(|(p, _)| p.name() == name)
+            .map(|(p, e)| (p.clone(), e.clone()))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.iter().map(|(p, _)| p)
+    }
+}
+
+/// HMAC-SHA256 of `parts` concatenated, with `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Endpoints with only a client secret (webhook tests).
+#[cfg(test)]
+pub fn secret_only(secret: &str) -> Endpoints {
+    Endpoints {
+        client_secret: secret.into(),
+        ..Endpoints::default()
+    }
+}
+
+/// Constant-time comparison of two byte strings.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses an RFC 3339 timestamp with offset into (UTC time, offset in minutes).
+pub fn parse_time(s: &str) -> Option<(DateTime<Utc>, i16)> {
+    let t = DateTime::parse_from_rfc3339(s).ok()?;
+    Some((
+        t.with_timezone(&Utc),
+        (t.offset().local_minus_utc() / 60) as i16,
+    ))
+}
+
+/// Parses "+HH:MM" / "-HH:MM" / "Z" into minutes east of UTC.
+pub fn parse_offset(s: &str) -> Option<i16> {
+    if s == "Z" {
+        return Some(0);
+    }
+    let sign = match s.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = s[1..].split_once(':')?;
+    Some(sign * (h.parse::<i16>().ok()? * 60 + m.parse::<i16>().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_keep_their_offsets() {
+        let (t, off) = parse_time("2026-03-01T23:30:00+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-01T21:30:00+00:00");
+        assert_eq!(off, 120);
+        assert_eq!(parse_offset("-05:30"), Some(-330));
+        assert_eq!(parse_offset("Z"), Some(0));
+        assert_eq!(parse_offset("0500"), None);
+    }
+
+    #[test]
+    fn comparison_is_exact() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,157 @@
+//! The pull scheduler inside `serve`: every active connection of a pull provider (enabled, in
+//! pull live-sync mode) is synced once per interval, from its last sync to now. A 429 pauses that connection until its Retry-After
+//! has passed; other failures back off exponentially (up to a day). Two processes never sync
+//! one connection at once: the engine holds a Postgres advisory lock per connection, and a
+//! process that finds it taken just skips the turn.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::engine::{Engine, SyncError, SyncRequest};
+
+/// When a connection may be pulled again after a failure.
+#[derive(Debug, Default)]
+struct Backoff {
+    not_before: HashMap<(Uuid, String), (DateTime<Utc>, u32)>,
+}
+
+impl Backoff {
+    fn ready(&self, key: &(Uuid, String), now: DateTime<Utc>) -> bool {
+        self.not_before.get(key).is_none_or(|(t, _)| *t <= now)
+    }
+
+    fn record(
+        &mut self,
+        key: (Uuid, String),
+        result: &Result<(), SyncError>,
+        interval: i64,
+        now: DateTime<Utc>,
+    ) {
+        match result {
+            Ok(()) => {
+                self.not_before.remove(&key);
+            }
+            Err(SyncError::Busy) => {}
+            Err(SyncError::RateLimited(secs)) => {
+                let failures = self.not_before.get(&key).map(|x| x.1).unwrap_or(0);
+                self.not_before.insert(
+                    key,
+                    (now + chrono::Duration::seconds(*secs as i64), failures),
+                );
+            }
+            Err(_) => {
+                let failures = self.not_before.get(&key).map(|x| x.1 + 1).unwrap_or(1);
+                let wait = (interval.max(1) << failures.min(16)).min(86_400);
+                self.not_before
+                    .insert(key, (now + chrono::Duration::seconds(wait), failures));
+            }
+        }
+    }
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let interval = engine.config.sync_interval_secs as i64;
+    let tick = Duration::from_secs(engine.config.sync_interval_secs.clamp(1, 30));
+    let pull: Vec<String> = engine
+        .registry
+        .all()
+        .filter(|p| p.capabilities().rest_pull)
+        .map(|p| p.name().to_string())
+        .collect();
+    let mut backoff = Backoff::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let due = match due_connections(&engine, &pull, interval).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "scheduler cannot list connections");
+                continue;
+            }
+        };
+        let now = Utc::now();
+        for (user, provider, last) in due {
+            let key = (user, provider.clone());
+            if !backoff.ready(&key, now) {
+                continue;
+            }
+            let req = SyncRequest {
+                run_id: Uuid::new_v4(),
+                user_id: user,
+                provider,
+                source: "scheduled".into(),
+                start: last.unwrap_or_else(|| now - chrono::Duration::days(1)),
+                end: now,
+                data_types: vec![],
+            };
+            let result = engine.sync(req).await.map(|_| ());
+            debug!(user = %user, ok = result.is_ok(), "scheduled pull");
+            backoff.record(key, &result, interval, Utc::now());
+        }
+    }
+}
+
+async fn due_connections(
+    engine: &Engine,
+    providers: &[String],
+    interval: i64,
+) -> Result<Vec<(Uuid, String, Option<DateTime<Utc>>)>, Box<dyn std::error::Error + Send + Sync>> {
+    let rows = engine
+        .pool
+        .get()
+        .await?
+        .query(
+            "SELECT user_id, provider, last_synced_at FROM connections c \
+             WHERE status = 'active' AND provider = ANY($1) \
+               AND NOT EXISTS (SELECT 1 FROM provider_settings s WHERE s.provider = c.provider \
+                               AND (s.live_sync_mode = 'webhook' OR NOT s.is_enabled)) \
+               AND (last_synced_at IS NULL OR last_synced_at < now() - make_interval(secs => $2::float8)) \
+             ORDER BY last_synced_at NULLS FIRST LIMIT 100",
+            &[&providers, &(interval as f64)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_wait_retry_after_and_failures_back_off() {
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let key = (Uuid::nil(), "oura".to_string());
+        let mut b = Backoff::default();
+        assert!(b.ready(&key, now));
+        b.record(key.clone(), &Err(SyncError::RateLimited(120)), 60, now);
+        assert!(!b.ready(&key, now + chrono::Duration::seconds(119)));
+        assert!(b.ready(&key, now + chrono::Duration::seconds(120)));
+        b.record(key.clone(), &Err(SyncError::Status(500)), 60, now);
+        assert!(!b.ready(&key, now + chrono::Duration::seconds(119)));
+        assert!(b.ready(&key, now + chrono::Duration::seconds(120)));
+        b.record(key.clone(), &Err(SyncError::Status(500)), 60, now);
+        assert!(!b.ready(&key, now + chrono::Duration::seconds(239)));
+        b.record(key.clone(), &Err(SyncError::Busy), 60, now);
+        assert!(
+            !b.ready(&key, now + chrono::Duration::seconds(239)),
+            "busy changes nothing"
+        );
+        b.record(key.clone(), &Ok(()), 60, now);
+        assert!(b.ready(&key, now));
+    }
+}

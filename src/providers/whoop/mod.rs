@@ -1,0 +1,508 @@
+//! Whoop (developer API v2): pull by instant window with `nextToken` paging (25 per page);
+//! webhook pings verified by `X-WHOOP-Signature` = base64 HMAC-SHA256(client secret,
+//! `X-WHOOP-Signature-Timestamp` + body).
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
+use wearhouse_domain::workout_type::WorkoutType;
+
+use super::mapped::{body_snapshot, components, provider_source, shape};
+use super::{
+    hmac_sha256, parse_offset, same, Capabilities, Endpoints, MapError, Mapped, Notice,
+    OAuthSettings, Provider, PullRequest, WebhookError,
+};
+
+pub struct Whoop;
+
+const NAME: &str = "whoop";
+const TYPES: &[&str] = &["body", "recovery", "sleep", "workout"];
+const KJ_PER_KCAL: f64 = 4.184;
+
+fn path(data_type: &str) -> &'static str {
+    match data_type {
+        "workout" => "/v2/activity/workout",
+        "sleep" => "/v2/activity/sleep",
+        "recovery" => "/v2/recovery",
+        _ => "/v2/user/measurement/body",
+    }
+}
+
+fn f(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+
+fn instant(v: &Value, k: &str, data_type: &str) -> Result<DateTime<Utc>, MapError> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| shape(data_type, format!("missing or bad {k}")))
+}
+
+fn scored(v: &Value) -> Option<&Value> {
+    (v.get("score_state").and_then(Value::as_str) == Some("SCORED"))
+        .then(|| v.get("score"))
+        .flatten()
+}
+
+fn id_of(v: &Value) -> String {
+    match v.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+impl Provider for Whoop {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Whoop"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            rest_pull: true,
+            webhook_ping: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn oauth(&self) -> OAuthSettings {
+        OAuthSettings {
+            scopes: "offline read:cycles read:sleep read:recovery read:workout read:profile read:body_measurement",
+            pkce: false,
+            user_info_path: Some("/v2/user/profile/basic"),
+        }
+    }
+
+    fn provider_user_id(&self, user_info: &Value) -> Option<String> {
+        match user_info.get("user_id")? {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn data_types(&self) -> &'static [&'static str] {
+        TYPES
+    }
+
+    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
+        let query = if data_type == "body" {
+            vec![]
+        } else {
+            vec![
+                ("start".into(), start.to_rfc3339()),
+                ("end".into(), end.to_rfc3339()),
+                ("limit".into(), "25".into()),
+            ]
+        };
+        PullRequest {
+            path: path(data_type).into(),
+            query,
+        }
+    }
+
+    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
+        let token = body.get("next_token").and_then(Value::as_str)?;
+        let mut query: Vec<(String, String)> = previous
+            .query
+            .iter()
+            .filter(|(k, _)| k != "nextToken")
+            .cloned()
+            .collect();
+        query.push(("nextToken".into(), token.into()));
+        Some(PullRequest {
+            path: previous.path.clone(),
+            query,
+        })
+    }
+
+    /// Whoop allows 100 requests a minute per app.
+    fn requests_per_minute(&self) -> Option<u32> {
+        Some(100)
+    }
+
+    fn mapping_version(&self) -> u32 {
+        1
+    }
+
+    fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {
+        let source = provider_source(user_id, NAME, "Whoop");
+        let ds = source.id;
+        let mut m = Mapped {
+            sources: vec![source],
+            ..Mapped::default()
+        };
+        if data_type == "body" {
+            // Timeless: mapped by `map_snapshot` with the time the response arrived.
+            return Ok(m);
+        }
+        let records = body
+            .get("records")
+            .and_then(Value::as_array)
+            .ok_or_else(|| shape(data_type, "no records array"))?;
+        for v in records {
+            match data_type {
+                "workout" => {
+                    let Some(score) = scored(v) else { continue };
+                    let start = instant(v, "start", data_type)?;
+                    let end = instant(v, "end", data_type)?;
+                    let offset = v
+                        .get("timezone_offset")
+                        .and_then(Value::as_str)
+                        .and_then(parse_offset);
+                    let sport = v.get("sport_name").and_then(Value::as_str).unwrap_or("");
+                    let mut stats = BTreeMap::new();
+                    for (k, val) in [
+                        ("heart_rate_avg", f(score, "average_heart_rate")),
+                        ("heart_rate_max", f(score, "max_heart_rate")),
+                        (
+                            "energy_kcal",
+                            f(score, "kilojoule").map(|kj| kj / KJ_PER_KCAL),
+                        ),
+                        ("distance_m", f(score, "distance_meter")),
+                        ("elevation_gain_m", f(score, "altitude_gain_meter")),
+                        ("strain", f(score, "strain")),
+                    ] {
+                        if let Some(val) = val {
+                            stats.insert(k.to_string(), val);
+                        }
+                    }
+                    m.score(
+                        ds,
+                        "strain",
+                        f(score, "strain"),
+                        None,
+                        start,
+                        offset,
+                        Default::default(),
+                    );
+                    let id = id_of(v);
+                    let mut metadata = BTreeMap::new();
+                    metadata.insert("external_id".into(), id.clone());
+                    metadata.insert("whoop_sport".into(), sport.into());
+                    m.workouts.push(WorkoutRecord {
+                        id: record_id(&[&ds.to_string(), "workout", &id]),
+                        data_source_id: ds,
+                        workout_type: WorkoutType::parse(sport)
+                            .unwrap_or(WorkoutType::OTHER)
+                            .as_str()
+                            .into(),
+                        start,
+                        end,
+                        zone_offset: offset,
+                        duration_s: Some((end - start).num_seconds() as f64),
+                        stats,
+                        metadata,
+                    });
+                }
+                "sleep" => {
+                    let start = instant(v, "start", data_type)?;
+                    let end = instant(v, "end", data_type)?;
+                    let offset = v
+                        .get("timezone_offset")
+                        .and_then(Value::as_str)
+                        .and_then(parse_offset);
+                    let mut stages = Vec::new();
+                    if let Some(sum) = scored(v).and_then(|s| s.get("stage_summary")) {
+                        // Whoop gives per-stage totals only; they are laid end to end from the
+                        // start so stage minutes stay exact even though their order is not known.
+                        let mut at = start;
+                        for (stage, key) in [
+                            ("awake", "total_awake_time_milli"),
+                            ("light", "total_light_sleep_time_milli"),
+                            ("deep", "total_slow_wave_sleep_time_milli"),
+                            ("rem", "total_rem_sleep_time_milli"),
+                        ] {
+                            let ms = f(sum, key).unwrap_or(0.0) as i64;
+                            if ms > 0 {
+                                let to = at + chrono::Duration::milliseconds(ms);
+                                stages.push(SleepStageInterval {
+                                    stage: stage.into(),
+                                    start: at,
+                                    end: to,
+                                });
+                                at = to;
+                            }
+                        }
+                    }
+                    if let Some(score) = scored(v) {
+                        m.score(
+                            ds,
+                            "sleep",
+                            f(score, "sleep_performance_percentage"),
+                            None,
+                            end,
+                            offset,
+                            components(&[
+                                (
+                                    "sleep_efficiency_percentage",
+                                    f(score, "sleep_efficiency_percentage"),
+                                ),
+                                (
+                                    "sleep_consistency_percentage",
+                                    f(score, "sleep_consistency_percentage"),
+                                ),
+                                ("respiratory_rate", f(score, "respiratory_rate")),
+                            ]),
+                        );
+                    }
+                    if let Some(rr) = scored(v).and_then(|s| f(s, "respiratory_rate")) {
+                        m.sample(
+                            "respiratory_rate",
+                            ds,
+                            start,
+                            Some(end),
+                            offset.unwrap_or(0),
+                            rr,
+                            None,
+                        );
+                    }
+                    m.sleep.push(SleepSessionRecord {
+                        id: record_id(&[&ds.to_string(), "sleep", &id_of(v)]),
+                        data_source_id: ds,
+                        start,
+                        end,
+                        zone_offset: offset,
+                        is_nap: v.get("nap").and_then(Value::as_bool).unwrap_or(false),
+                        stages,
+                    });
+                }
+                "recovery" => {
+                    let Some(score) = scored(v) else { continue };
+                    // Recovery has no own time; it belongs to the cycle it was created in.
+                    let at = instant(v, "created_at", data_type)?;
+                    m.score(
+                        ds,
+                        "recovery",
+                        f(score, "recovery_score"),
+                        None,
+                        at,
+                        None,
+                        components(&[
+                            ("resting_heart_rate", f(score, "resting_heart_rate")),
+                            ("hrv_rmssd_milli", f(score, "hrv_rmssd_milli")),
+                            ("spo2_percentage", f(score, "spo2_percentage")),
+                            ("skin_temp_celsius", f(score, "skin_temp_celsius")),
+                        ]),
+                    );
+                    for (series, key) in [
+                        ("resting_heart_rate", "resting_heart_rate"),
+                        ("heart_rate_variability_rmssd", "hrv_rmssd_milli"),
+                        ("oxygen_saturation", "spo2_percentage"),
+                        ("skin_temperature", "skin_temp_celsius"),
+                    ] {
+                        if let Some(val) = f(score, key) {
+                            m.sample(series, ds, at, None, 0, val, None);
+                        }
+                    }
+                }
+                other => return Err(MapError::UnknownType(other.into())),
+            }
+        }
+        Ok(m)
+    }
+
+    fn map_snapshot(
+        &self,
+        data_type: &str,
+        body: &Value,
+        user_id: Uuid,
+        received_at: DateTime<Utc>,
+    ) -> Option<Result<Mapped, MapError>> {
+        (data_type == "body").then(|| {
+            Ok(body_snapshot(
+                user_id,
+                NAME,
+                "Whoop",
+                received_at,
+                f(body, "weight_kilogram"),
+                f(body, "height_meter").map(|m| m * 100.0),
+            ))
+        })
+    }
+
+    fn verify_webhook(
+        &self,
+        headers: &BTreeMap<String, String>,
+        body: &[u8],
+        endpoints: &Endpoints,
+    ) -> Result<(), WebhookError> {
+        let secret = &endpoints.client_secret;
+        let sig = headers
+            .get("x-whoop-signature")
+            .ok_or(WebhookError::Signature)?;
+        let ts = headers
+            .get("x-whoop-signature-timestamp")
+            .ok_or(WebhookError::Signature)?;
+        let given = STANDARD
+            .decode(sig.trim())
+            .map_err(|_| WebhookError::Signature)?;
+        let expected = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body]);
+        if same(&expected, &given) {
+            Ok(())
+        } else {
+            Err(WebhookError::Signature)
+        }
+    }
+
+    fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
+        let user = match body.get("user_id") {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(WebhookError::Payload("user_id missing".into())),
+        };
+        let kind = body
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| WebhookError::Payload("type missing".into()))?;
+        let data_type = kind.split('.').next().unwrap_or("");
+        if !TYPES.contains(&data_type) {
+            return Ok(vec![]);
+        }
+        Ok(vec![Notice::Pull {
+            provider_user_id: user,
+            data_type: data_type.into(),
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::secret_only;
+    use serde_json::json;
+
+    fn user() -> Uuid {
+        Uuid::from_u128(2)
+    }
+
+    #[test]
+    fn scored_workouts_only_with_kcal_and_offset() {
+        let body = json!({"records": [
+            {"id": "w-1", "start": "2026-03-01T12:00:00.000Z", "end": "2026-03-01T13:00:00.000Z",
+             "timezone_offset": "-05:00", "sport_name": "running", "score_state": "SCORED",
+             "score": {"strain": 12.5, "average_heart_rate": 150, "max_heart_rate": 181,
+                       "kilojoule": 2092.0, "distance_meter": 10000.0, "altitude_gain_meter": 42.0}},
+            {"id": "w-2", "start": "2026-03-01T15:00:00Z", "end": "2026-03-01T16:00:00Z",
+             "sport_name": "cycling", "score_state": "PENDING_SCORE"}
+        ], "next_token": null});
+        let m = Whoop.map("workout", &body, user()).unwrap();
+        assert_eq!(m.workouts.len(), 1);
+        let w = &m.workouts[0];
+        assert_eq!(
+            (w.workout_type.as_str(), w.zone_offset, w.duration_s),
+            ("running", Some(-300), Some(3600.0))
+        );
+        assert!((w.stats["energy_kcal"] - 500.0).abs() < 1e-9);
+        assert_eq!(w.stats["heart_rate_avg"], 150.0);
+        assert_eq!(w.stats["elevation_gain_m"], 42.0);
+        assert_eq!(
+            (m.scores[0].category.as_str(), m.scores[0].value),
+            ("strain", Some(12.5))
+        );
+    }
+
+    #[test]
+    fn sleep_stage_totals_and_nap_flag() {
+        let body = json!({"records": [{"id": "s-1", "start": "2026-03-01T04:00:00Z", "end": "2026-03-01T12:00:00Z",
+            "timezone_offset": "-04:00", "nap": false, "score_state": "SCORED",
+            "score": {"respiratory_rate": 15.2, "stage_summary": {"total_in_bed_time_milli": 28800000,
+              "total_awake_time_milli": 1800000, "total_light_sleep_time_milli": 12600000,
+              "total_slow_wave_sleep_time_milli": 6000000, "total_rem_sleep_time_milli": 7200000}}}]});
+        let m = Whoop.map("sleep", &body, user()).unwrap();
+        let s = &m.sleep[0];
+        assert_eq!(s.zone_offset, Some(-240));
+        let mins: Vec<(&str, i64)> = s
+            .stages
+            .iter()
+            .map(|i| (i.stage.as_str(), (i.end - i.start).num_minutes()))
+            .collect();
+        assert_eq!(
+            mins,
+            vec![("awake", 30), ("light", 210), ("deep", 100), ("rem", 120)]
+        );
+        assert_eq!(m.samples[0].value, 15.2);
+    }
+
+    #[test]
+    fn body_is_a_snapshot() {
+        let at: DateTime<Utc> = "2026-03-01T15:30:00Z".parse().unwrap();
+        let body = json!({"height_meter": 1.8, "weight_kilogram": 80.0, "max_heart_rate": 190});
+        let m = Whoop
+            .map_snapshot("body", &body, user(), at)
+            .unwrap()
+            .unwrap();
+        let got: Vec<(&str, f64)> = m.samples.iter().map(|s| (s.series, s.value)).collect();
+        assert_eq!(got, vec![("weight", 80.0), ("height", 180.0)]);
+    }
+
+    #[test]
+    fn recovery_values() {
+        let body = json!({"records": [{"cycle_id": 9, "created_at": "2026-03-01T11:00:00Z", "score_state": "SCORED",
+            "score": {"recovery_score": 66, "resting_heart_rate": 52, "hrv_rmssd_milli": 61.3,
+                      "spo2_percentage": 95.1, "skin_temp_celsius": 33.7}}]});
+        let m = Whoop.map("recovery", &body, user()).unwrap();
+        let score = &m.scores[0];
+        assert_eq!(
+            (score.category.as_str(), score.value),
+            ("recovery", Some(66.0))
+        );
+        assert_eq!(score.components["hrv_rmssd_milli"].value, Some(61.3));
+        let got: Vec<(&str, f64)> = m.samples.iter().map(|s| (s.series, s.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("resting_heart_rate", 52.0),
+                ("heart_rate_variability_rmssd", 61.3),
+                ("oxygen_saturation", 95.1),
+                ("skin_temperature", 33.7)
+            ]
+        );
+    }
+
+    #[test]
+    fn paging_and_webhooks() {
+        let p = Whoop.first_page(
+            "sleep",
+            "2026-03-01T00:00:00Z".parse().unwrap(),
+            "2026-03-02T00:00:00Z".parse().unwrap(),
+        );
+        assert_eq!(p.path, "/v2/activity/sleep");
+        let n = Whoop.next_page(&p, &json!({"next_token": "abc"})).unwrap();
+        assert_eq!(n.query.last().unwrap().1, "abc");
+        assert!(Whoop.next_page(&p, &json!({"records": []})).is_none());
+
+        let body = br#"{"user_id":10129,"id":"s-1","type":"sleep.updated","trace_id":"t"}"#;
+        let sig = STANDARD.encode(hmac_sha256(b"shh", &[b"1700000000000", body]));
+        let mut h = BTreeMap::new();
+        h.insert("x-whoop-signature".to_string(), sig);
+        h.insert(
+            "x-whoop-signature-timestamp".to_string(),
+            "1700000000000".to_string(),
+        );
+        assert_eq!(Whoop.verify_webhook(&h, body, &secret_only("shh")), Ok(()));
+        assert_eq!(
+            Whoop.verify_webhook(&h, body, &secret_only("nope")),
+            Err(WebhookError::Signature)
+        );
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(
+            Whoop.parse_webhook(&v).unwrap(),
+            vec![Notice::Pull {
+                provider_user_id: "10129".into(),
+                data_type: "sleep".into()
+            }]
+        );
+    }
+}

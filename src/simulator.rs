@@ -1,0 +1,678 @@
+//! A loopback stand-in for the cloud providers (`wearhouse simulate providers`), used by the
+//! tests and for demos. It serves each provider's authorize and token endpoints and data API
+//! with deterministic, realistic payloads, sends signed webhooks, and fails on request.
+//!
+//! Control endpoints (JSON): `POST /_sim/faults` adds a fault, `POST /_sim/config` sets the
+//! token lifetime, `POST /_sim/webhook` signs and delivers a webhook, `GET /_sim/requests`
+//! lists the data requests served, `POST /_sim/reset` forgets everything.
+//!
+//! Data values are functions of the day so tests can predict them: Oura daily steps on day D of
+//! the month are `5000 + 100·D` (times at +02:00); Garmin's are `7000 + 100·D` (at -05:00).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Json, Path, Query};
+use poem::{get, handler, post, EndpointExt, IntoResponse, Request, Response, Route};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::providers::{hmac_sha256, oauth::pkce_challenge};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fault {
+    pub provider: String,
+    /// Substring of the request path the fault applies to ("" = any).
+    #[serde(default)]
+    pub path: String,
+    /// `status` (with `status` and optional `retry_after`), `timeout`, `malformed`, `deny`
+    /// (consent refused), `refuse_refresh`, `expire_tokens` (every token now expired).
+    pub kind: String,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// How many requests it affects.
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+struct Grant {
+    provider: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+}
+
+#[derive(Default)]
+struct Sim {
+    codes: HashMap<String, Grant>,
+    access: HashMap<String, (String, DateTime<Utc>)>,
+    refresh: HashMap<String, String>,
+    faults: Vec<Fault>,
+    requests: Vec<String>,
+    counter: u64,
+    /// Garmin backfill timeframes already requested: a repeat answers 409, as Garmin does.
+    backfills: std::collections::HashSet<String>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    sim: Arc<Mutex<Sim>>,
+    secret: String,
+    page_size: usize,
+    expires_in: Arc<Mutex<i64>>,
+    /// Where Garmin pushes backfilled data, and the client id it sends along.
+    garmin: Arc<Mutex<(Option<String>, String)>>,
+}
+
+impl Shared {
+    fn take_fault(&self, provider: &str, path: &str, kinds: &[&str]) -> Option<Fault> {
+        let mut sim = self.sim.lock().expect("sim lock");
+        let i = sim.faults.iter().position(|f| {
+            f.provider == provider && path.contains(&f.path) && kinds.contains(&f.kind.as_str())
+        })?;
+        let fault = sim.faults[i].clone();
+        sim.faults[i].count -= 1;
+        if sim.faults[i].count == 0 {
+            sim.faults.remove(i);
+        }
+        Some(fault)
+    }
+
+    fn next(&self) -> u64 {
+        let mut sim = self.sim.lock().expect("sim lock");
+        sim.counter += 1;
+        sim.counter
+    }
+}
+
+fn redirect(to: String) -> Response {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header("Location", to)
+        .finish()
+}
+
+#[handler]
+fn authorize(
+    Path(provider): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    shared: Data<&Shared>,
+) -> Response {
+    let Some(redirect_uri) = q.get("redirect_uri").cloned() else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let state = q.get("state").cloned().unwrap_or_default();
+    let mut url = match reqwest::Url::parse(&redirect_uri) {
+        Ok(u) => u,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    if shared
+        .take_fault(&provider, "/oauth/authorize", &["deny"])
+        .is_some()
+    {
+        url.query_pairs_mut()
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "The user denied access")
+            .append_pair("state", &state);
+        return redirect(url.to_string());
+    }
+    let code = format!("code-{}", shared.next());
+    shared.sim.lock().expect("sim lock").codes.insert(
+        code.clone(),
+        Grant {
+            provider,
+            redirect_uri,
+            challenge: q.get("code_challenge").cloned(),
+        },
+    );
+    url.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &state);
+    redirect(url.to_string())
+}
+
+fn issue(shared: &Shared, provider: &str) -> Value {
+    let n = shared.next();
+    let access = format!("sim-access-{provider}-{n}");
+    let refresh = format!("sim-refresh-{provider}-{n}");
+    let expires_in = *shared.expires_in.lock().expect("lock");
+    let mut sim = shared.sim.lock().expect("sim lock");
+    sim.access.insert(
+        access.clone(),
+        (
+            provider.to_string(),
+            Utc::now() + chrono::Duration::seconds(expires_in),
+        ),
+    );
+    sim.refresh.insert(refresh.clone(), provider.to_string());
+    json!({"access_token": access, "refresh_token": refresh, "expires_in": expires_in, "token_type": "Bearer"})
+}
+
+fn oauth_error(error: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}
+
+#[handler]
+fn token(
+    Path(provider): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+    shared: Data<&Shared>,
+) -> Response {
+    if f.get("client_secret") != Some(&shared.secret) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    match f.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            let code = f.get("code").cloned().unwrap_or_default();
+            let Some(grant) = shared.sim.lock().expect("sim lock").codes.remove(&code) else {
+                return oauth_error("invalid_grant");
+            };
+            if grant.provider != provider || f.get("redirect_uri") != Some(&grant.redirect_uri) {
+                return oauth_error("invalid_grant");
+            }
+            if let Some(challenge) = grant.challenge {
+                let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+                if pkce_challenge(&verifier) != challenge {
+                    return oauth_error("invalid_grant");
+                }
+            }
+            Json(issue(&shared, &provider)).into_response()
+        }
+        Some("refresh_token") => {
+            if shared
+                .take_fault(&provider, "/oauth/token", &["refuse_refresh"])
+                .is_some()
+            {
+                return oauth_error("invalid_grant");
+            }
+            let rt = f.get("refresh_token").cloned().unwrap_or_default();
+            let known = shared.sim.lock().expect("sim lock").refresh.remove(&rt);
+            if known.as_deref() != Some(provider.as_str()) {
+                return oauth_error("invalid_grant");
+            }
+            Json(issue(&shared, &provider)).into_response()
+        }
+        _ => oauth_error("unsupported_grant_type"),
+    }
+}
+
+fn days(q: &HashMap<String, String>) -> Vec<NaiveDate> {
+    let parse = |k: &str| -> Option<NaiveDate> {
+        let v = q.get(k)?;
+        v.parse::<NaiveDate>()
+            .ok()
+            .or_else(|| DateTime::parse_from_rfc3339(v).ok().map(|t| t.date_naive()))
+    };
+    let start = parse("start_date")
+        .or_else(|| parse("start_datetime"))
+        .or_else(|| parse("start"));
+    let end = parse("end_date")
+        .or_else(|| parse("end_datetime"))
+        .or_else(|| parse("end"));
+    match (start, end) {
+        (Some(s), Some(e)) => s.iter_days().take_while(|d| *d <= e).take(400).collect(),
+        _ => vec![],
+    }
+}
+
+fn at(d: NaiveDate, h: u32, m: u32) -> String {
+    format!("{}T{h:02}:{m:02}:00+02:00", d)
+}
+
+fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
+    let window: Vec<NaiveDate> = days(q);
+    let rec = |d: NaiveDate| -> Vec<Value> {
+        let n = d.day() as i64;
+        let prev = d.pred_opt().unwrap_or(d);
+        match kind {
+            "daily_activity" => vec![json!({
+                "id": format!("act-{d}"), "day": d.to_string(), "score": 80,
+                "contributors": {"move_every_hour": 100, "meet_daily_targets": 60},
+                "steps": 5000 + 100 * n, "active_calories": 300 + n, "total_calories": 2200,
+                "equivalent_walking_distance": 4000 + 10 * n,
+                "high_activity_time": 600, "medium_activity_time": 1200, "low_activity_time": 7200,
+                "timestamp": at(d, 4, 0)
+            })],
+            "daily_readiness" => vec![json!({
+                "id": format!("rd-{d}"), "day": d.to_string(), "score": 75,
+                "temperature_deviation": -0.1, "temperature_trend_deviation": 0.05,
+                "timestamp": at(d, 0, 0)
+            })],
+            "daily_sleep" => vec![json!({
+                "id": format!("ds-{d}"), "day": d.to_string(), "score": 70 + n % 20,
+                "contributors": {"deep_sleep": 80, "efficiency": 90, "total_sleep": 75},
+                "timestamp": at(d, 0, 0)
+            })],
+            "daily_spo2" => vec![json!({
+                "id": format!("spo2-{d}"), "day": d.to_string(),
+                "spo2_percentage": {"average": 96.0}, "breathing_disturbance_index": 2
+            })],
+            "sleep" => vec![json!({
+                "id": format!("sl-{d}"), "day": d.to_string(), "type": "long_sleep",
+                "bedtime_start": at(prev, 23, 0), "bedtime_end": at(d, 1, 0),
+                "sleep_phase_5_min": "442222111133332222111133",
+                "total_sleep_duration": 6600, "time_in_bed": 7200, "efficiency": 92,
+                "average_breath": 14.0, "lowest_heart_rate": 50,
+                "heart_rate": {"interval": 300.0, "items": [58, null, 54, 52], "timestamp": at(prev, 23, 0)},
+                "hrv": {"interval": 300.0, "items": [45, 47], "timestamp": at(prev, 23, 0)}
+            })],
+            "heartrate" => (0..4)
+                .map(|i| json!({"bpm": 60 + i, "source": "awake", "timestamp": at(d, 8 + i as u32, 0)}))
+                .collect(),
+            "workout" => vec![json!({
+                "id": format!("wo-{d}"), "activity": "running", "calories": 350.0, "distance": 5000.0,
+                "day": d.to_string(), "intensity": "moderate", "source": "manual",
+                "start_datetime": at(d, 7, 0), "end_datetime": at(d, 7, 30)
+            })],
+            _ => vec![],
+        }
+    };
+    match kind {
+        "daily_activity" | "daily_readiness" | "daily_sleep" | "daily_spo2" | "sleep"
+        | "heartrate" | "workout" => Some(window.into_iter().flat_map(rec).collect()),
+        _ => None,
+    }
+}
+
+fn whoop_records(kind: &str, q: &HashMap<String, String>) -> Vec<Value> {
+    days(q)
+        .into_iter()
+        .map(|d| {
+            let n = d.day() as i64;
+            match kind {
+                "workout" => json!({
+                    "id": format!("w-{d}"), "user_id": 10129, "start": format!("{d}T12:00:00.000Z"),
+                    "end": format!("{d}T13:00:00.000Z"), "timezone_offset": "-05:00",
+                    "sport_name": "running", "score_state": "SCORED",
+                    "score": {"strain": 10.0, "average_heart_rate": 140 + n, "max_heart_rate": 180,
+                              "kilojoule": 2092.0, "distance_meter": 8000.0, "altitude_gain_meter": 30.0}
+                }),
+                "sleep" => json!({
+                    "id": format!("s-{d}"), "user_id": 10129, "start": format!("{d}T04:00:00.000Z"),
+                    "end": format!("{d}T12:00:00.000Z"), "timezone_offset": "-05:00", "nap": false,
+                    "score_state": "SCORED",
+                    "score": {"respiratory_rate": 15.0, "sleep_efficiency_percentage": 90.0,
+                      "stage_summary": {"total_in_bed_time_milli": 28800000, "total_awake_time_milli": 1800000,
+                        "total_light_sleep_time_milli": 12600000, "total_slow_wave_sleep_time_milli": 6000000,
+                        "total_rem_sleep_time_milli": 7200000}}
+                }),
+                _ => json!({
+                    "cycle_id": n, "sleep_id": format!("s-{d}"), "user_id": 10129,
+                    "created_at": format!("{d}T12:30:00.000Z"), "score_state": "SCORED",
+                    "score": {"recovery_score": 60 + n, "resting_heart_rate": 50 + n % 5,
+                              "hrv_rmssd_milli": 60.5, "spo2_percentage": 95.5, "skin_temp_celsius": 33.5}
+                }),
+            }
+        })
+        .collect()
+}
+
+/// One page of `all` from `offset`, with the provider's next-token field.
+fn page(all: Vec<Value>, offset: usize, size: usize, list_key: &str) -> Value {
+    let next = (offset + size < all.len()).then(|| (offset + size).to_string());
+    let items: Vec<Value> = all.into_iter().skip(offset).take(size).collect();
+    json!({ list_key: items, "next_token": next })
+}
+
+#[handler]
+async fn api(
+    req: &Request,
+    Path((provider, path)): Path<(String, String)>,
+    shared: Data<&Shared>,
+) -> Response {
+    let q: HashMap<String, String> = req
+        .uri()
+        .query()
+        .and_then(|q| reqwest::Url::parse(&format!("http://x/?{q}")).ok())
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default();
+    let path = format!("/{}", path.trim_start_matches('/'));
+    shared.sim.lock().expect("sim lock").requests.push(format!(
+        "{provider}{path}?{}",
+        req.uri().query().unwrap_or("")
+    ));
+    let bearer = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    if shared
+        .take_fault(&provider, &path, &["expire_tokens"])
+        .is_some()
+    {
+        let mut sim = shared.sim.lock().expect("sim lock");
+        for (_, exp) in sim.access.values_mut() {
+            *exp = Utc::now() - chrono::Duration::seconds(1);
+        }
+    }
+    let valid = shared
+        .sim
+        .lock()
+        .expect("sim lock")
+        .access
+        .get(&bearer)
+        .is_some_and(|(p, exp)| *p == provider && *exp > Utc::now());
+    if !valid {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"detail": "invalid or expired token"})),
+        )
+            .into_response();
+    }
+    if let Some(f) = shared.take_fault(&provider, &path, &["status", "timeout", "malformed"]) {
+        match f.kind.as_str() {
+            "timeout" => tokio::time::sleep(Duration::from_secs(30)).await,
+            "malformed" => return (StatusCode::OK, "{\"data\": [").into_response(),
+            _ => {
+                let mut r = Response::builder().status(
+                    StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                );
+                if let Some(s) = f.retry_after {
+                    r = r.header("Retry-After", s.to_string());
+                }
+                return r.body("{\"detail\": \"simulated failure\"}");
+            }
+        }
+    }
+    let offset: usize = q
+        .get("next_token")
+        .or_else(|| q.get("nextToken"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let size = shared.page_size;
+    let body = match (provider.as_str(), path.as_str()) {
+        ("oura", "/v2/usercollection/personal_info") => json!({
+            "id": "oura-user-1", "age": 35, "weight": 70.5, "height": 1.78,
+            "biological_sex": "female", "email": "ring@example.com"
+        }),
+        ("oura", p) if p.starts_with("/v2/usercollection/") => {
+            match oura_records(&p["/v2/usercollection/".len()..], &q) {
+                Some(all) => page(all, offset, size, "data"),
+                None => return StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+        ("garmin", "/wellness-api/rest/user/id") => json!({"userId": "garmin-user-1"}),
+        ("garmin", p) if p.starts_with("/wellness-api/rest/backfill/") => {
+            let kind = p["/wellness-api/rest/backfill/".len()..].to_string();
+            let window = format!(
+                "{kind}:{}:{}",
+                q.get("summaryStartTimeInSeconds")
+                    .cloned()
+                    .unwrap_or_default(),
+                q.get("summaryEndTimeInSeconds")
+                    .cloned()
+                    .unwrap_or_default()
+            );
+            if !shared
+                .sim
+                .lock()
+                .expect("sim lock")
+                .backfills
+                .insert(window)
+            {
+                return (StatusCode::CONFLICT, "duplicate backfill").into_response();
+            }
+            let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            let items = garmin_items(
+                &kind,
+                num("summaryStartTimeInSeconds"),
+                num("summaryEndTimeInSeconds"),
+            );
+            let (target, client_id) = shared.garmin.lock().expect("lock").clone();
+            if let (Some(target), false) = (target, items.is_empty()) {
+                tokio::spawn(garmin_push(target, client_id, json!({ kind: items })));
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+        ("whoop", "/v2/user/profile/basic") => {
+            json!({"user_id": 10129, "email": "band@example.com", "first_name": "W", "last_name": "H"})
+        }
+        ("whoop", "/v2/user/measurement/body") => {
+            json!({"height_meter": 1.8, "weight_kilogram": 80.0, "max_heart_rate": 190})
+        }
+        ("whoop", "/v2/activity/workout") => {
+            page(whoop_records("workout", &q), offset, size, "records")
+        }
+        ("whoop", "/v2/activity/sleep") => {
+            page(whoop_records("sleep", &q), offset, size, "records")
+        }
+        ("whoop", "/v2/recovery") => page(whoop_records("recovery", &q), offset, size, "records"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    Json(body).into_response()
+}
+
+/// Oura's subscription API: checks the app credentials, verifies the callback with a challenge
+/// (as Oura does) and keeps the subscription.
+#[handler]
+async fn subscribe(req: &Request, Json(body): Json<Value>, shared: Data<&Shared>) -> Response {
+    if req.header("x-client-secret") != Some(shared.secret.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let (Some(url), Some(vtoken)) = (
+        body["callback_url"].as_str(),
+        body["verification_token"].as_str(),
+    ) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let challenge = format!("ch-{}", shared.next());
+    let Ok(target) = reqwest::Url::parse_with_params(
+        url,
+        &[
+            ("verification_token", vtoken),
+            ("challenge", challenge.as_str()),
+        ],
+    ) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let check = reqwest::Client::new().get(target).send().await;
+    let echoed = match check {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    if echoed.as_ref().and_then(|v| v["challenge"].as_str()) != Some(challenge.as_str()) {
+        return (StatusCode::BAD_REQUEST, "callback verification failed").into_response();
+    }
+    // Only verified subscriptions are listed, so tests see that the challenge succeeded.
+    shared.sim.lock().expect("sim lock").requests.push(format!(
+        "oura/v2/webhook/subscription {} {}",
+        body["data_type"].as_str().unwrap_or(""),
+        body["event_type"].as_str().unwrap_or("")
+    ));
+    let mut out = body.clone();
+    out["id"] = json!(format!("sub-{}", shared.next()));
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+#[handler]
+fn add_fault(Json(f): Json<Fault>, shared: Data<&Shared>) -> StatusCode {
+    shared.sim.lock().expect("sim lock").faults.push(f);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct SimConfig {
+    expires_in: Option<i64>,
+    garmin_push_target: Option<String>,
+    garmin_client_id: Option<String>,
+}
+
+#[handler]
+fn set_config(Json(c): Json<SimConfig>, shared: Data<&Shared>) -> StatusCode {
+    if let Some(e) = c.expires_in {
+        *shared.expires_in.lock().expect("lock") = e;
+    }
+    let mut g = shared.garmin.lock().expect("lock");
+    if c.garmin_push_target.is_some() {
+        g.0 = c.garmin_push_target;
+    }
+    if let Some(id) = c.garmin_client_id {
+        g.1 = id;
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// Garmin summaries of `kind` for each day in `[start, end)` (epoch seconds), at -05:00.
+fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
+    let off = -18000i64;
+    let mut out = Vec::new();
+    let first = DateTime::from_timestamp(start, 0)
+        .unwrap_or_default()
+        .date_naive();
+    for d in first.iter_days().take(31) {
+        let midnight = d
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp()
+            - off;
+        if midnight >= end {
+            break;
+        }
+        let n = d.day() as i64;
+        let user = "garmin-user-1";
+        out.push(match kind {
+            "dailies" => json!({"userId": user, "summaryId": format!("d-{d}"), "calendarDate": d.to_string(),
+                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "durationInSeconds": 86400,
+                "steps": 7000 + 100 * n, "distanceInMeters": 5600.0, "activeTimeInSeconds": 3000,
+                "activeKilocalories": 420, "floorsClimbed": 6, "restingHeartRateInBeatsPerMinute": 54,
+                "timeOffsetHeartRateSamples": {"0": 58, "3600": 61}}),
+            "sleeps" => json!({"userId": user, "summaryId": format!("s-{d}"), "calendarDate": d.to_string(),
+                "startTimeInSeconds": midnight - 3600, "startTimeOffsetInSeconds": off, "durationInSeconds": 25200,
+                "sleepLevelsMap": {
+                    "light": [{"startTimeInSeconds": midnight - 3600, "endTimeInSeconds": midnight + 3600}],
+                    "deep": [{"startTimeInSeconds": midnight + 3600, "endTimeInSeconds": midnight + 9000}],
+                    "rem": [{"startTimeInSeconds": midnight + 9000, "endTimeInSeconds": midnight + 21600}]}}),
+            "activities" => json!({"userId": user, "summaryId": format!("a-{d}"), "activityId": 1000 + n,
+                "activityType": "RUNNING", "startTimeInSeconds": midnight + 7 * 3600,
+                "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
+                "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
+                "activeKilocalories": 380, "distanceInMeters": 6000.0}),
+            "hrv" => json!({"userId": user, "summaryId": format!("h-{d}"), "calendarDate": d.to_string(),
+                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "lastNightAvg": 42,
+                "hrvValues": {"300": 40, "600": 44}}),
+            "activityDetails" => json!({"userId": user, "summaryId": format!("ad-{d}"), "activityId": 1000 + n,
+                "samples": [{"startTimeInSeconds": midnight + 7 * 3600, "heartRate": 140}]}),
+            _ => return vec![],
+        });
+    }
+    out
+}
+
+/// Posts `body` to Garmin's configured push target, as Garmin does after a backfill request.
+async fn garmin_push(target: String, client_id: String, body: Value) {
+    let _ = reqwest::Client::new()
+        .post(target)
+        .header("garmin-client-id", client_id)
+        .json(&body)
+        .send()
+        .await;
+}
+
+#[handler]
+fn requests(shared: Data<&Shared>) -> Json<Vec<String>> {
+    Json(shared.sim.lock().expect("sim lock").requests.clone())
+}
+
+#[handler]
+fn reset(shared: Data<&Shared>) -> StatusCode {
+    *shared.sim.lock().expect("sim lock") = Sim::default();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct WebhookOrder {
+    provider: String,
+    target: String,
+    body: Value,
+    /// Sign with this secret instead of the right one (to test rejection).
+    #[serde(default)]
+    wrong_secret: bool,
+}
+
+#[handler]
+async fn send_webhook(Json(o): Json<WebhookOrder>, shared: Data<&Shared>) -> Response {
+    let body = serde_json::to_vec(&o.body).unwrap_or_default();
+    let secret = if o.wrong_secret {
+        "not-the-secret"
+    } else {
+        shared.secret.as_str()
+    };
+    let ts = Utc::now().timestamp_millis().to_string();
+    let sig = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), &body]);
+    let http = reqwest::Client::new();
+    let mut r = http
+        .post(&o.target)
+        .header("content-type", "application/json");
+    r = match o.provider.as_str() {
+        "garmin" => {
+            let id = shared.garmin.lock().expect("lock").1.clone();
+            r.header(
+                "garmin-client-id",
+                if o.wrong_secret {
+                    "someone-else".into()
+                } else {
+                    id
+                },
+            )
+        }
+        "oura" => r
+            .header("x-oura-timestamp", &ts)
+            .header("x-oura-signature", hex::encode_upper(&sig)),
+        _ => r
+            .header("X-WHOOP-Signature-Timestamp", &ts)
+            .header("X-WHOOP-Signature", STANDARD.encode(&sig)),
+    };
+    match r.body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            Json(json!({"status": status, "body": text})).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
+    let shared = Shared {
+        sim: Arc::default(),
+        secret,
+        page_size: page_size.max(1),
+        expires_in: Arc::new(Mutex::new(3600)),
+        garmin: Arc::new(Mutex::new((None, "garmin-client".into()))),
+    };
+    Route::new()
+        .at("/:provider/oauth/authorize", get(authorize))
+        .at("/:provider/oauth/token", post(token))
+        .at("/oura/api/v2/webhook/subscription", post(subscribe))
+        .at("/:provider/api/*path", get(api))
+        .at("/_sim/faults", post(add_fault))
+        .at("/_sim/config", post(set_config))
+        .at("/_sim/requests", get(requests))
+        .at("/_sim/reset", post(reset))
+        .at("/_sim/webhook", post(send_webhook))
+        .data(shared)
+}
+
+pub async fn run(port: u16, secret: String, page_size: usize) -> anyhow::Result<()> {
+    let listener = poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"));
+    tracing::info!(port, "provider simulator listening");
+    poem::Server::new(listener)
+        .run(app(secret, page_size))
+        .await?;
+    Ok(())
+}

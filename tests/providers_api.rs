@@ -1,0 +1,1245 @@
+//! Cloud providers end to end: the real server talks to the provider simulator
+//! (`wearhouse simulate providers`) over HTTP for OAuth, pulls and webhooks.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Utc};
+use common::{bin, call, free_port, Server, TestDb};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const SECRET: &str = "sim-secret";
+
+struct Sim {
+    url: String,
+    child: Child,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    async fn start(page_size: usize) -> Sim {
+        let port = free_port();
+        let child = Command::new(bin())
+            .args(["simulate", "providers", "--port", &port.to_string()])
+            .args([
+                "--client-secret",
+                SECRET,
+                "--page-size",
+                &page_size.to_string(),
+            ])
+            .env("WEARHOUSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start simulator");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http
+            .get(format!("{url}/_sim/requests"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "simulator did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Sim { url, child, http }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![];
+        for p in ["oura", "whoop", "garmin"] {
+            let up = p.to_uppercase();
+            env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
+            env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
+            env.push((
+                format!("WEARHOUSE_{up}_AUTHORIZE_URL"),
+                format!("{}/{p}/oauth/authorize", self.url),
+            ));
+            env.push((
+                format!("WEARHOUSE_{up}_TOKEN_URL"),
+                format!("{}/{p}/oauth/token", self.url),
+            ));
+            env.push((
+                format!("WEARHOUSE_{up}_API_URL"),
+                format!("{}/{p}/api", self.url),
+            ));
+        }
+        env
+    }
+
+    async fn fault(&self, f: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.url))
+            .json(&f)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    async fn config(&self, c: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/config", self.url))
+            .json(&c)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    async fn expires_in(&self, secs: i64) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/config", self.url))
+            .json(&json!({ "expires_in": secs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    async fn requests(&self) -> Vec<String> {
+        self.http
+            .get(format!("{}/_sim/requests", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn webhook(
+        &self,
+        provider: &str,
+        target: &str,
+        body: Value,
+        wrong: bool,
+    ) -> (u16, String) {
+        let r: Value = self
+            .http
+            .post(format!("{}/_sim/webhook", self.url))
+            .json(&json!({"provider": provider, "target": target, "body": body, "wrong_secret": wrong}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            r["status"].as_u64().unwrap() as u16,
+            r["body"].as_str().unwrap_or("").to_string(),
+        )
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    sim: Sim,
+    s: Server,
+    key: String,
+    log: std::path::PathBuf,
+}
+
+async fn setup(extra: &[(&str, &str)]) -> Env {
+    let sim = Sim::start(2).await;
+    let log =
+        std::env::temp_dir().join(format!("wearhouse-providers-{}.log", uuid::Uuid::new_v4()));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut env: Vec<(String, String)> = sim.env();
+    env.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT".into(), "0".into()));
+    env.push(("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "2".into()));
+    env.push(("WEARHOUSE_SSE_HEARTBEAT_SECS".into(), "1".into()));
+    env.push(("WEARHOUSE_LOG".into(), "debug".into()));
+    for (k, v) in extra {
+        env.push((k.to_string(), v.to_string()));
+    }
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let s = Server::start_logging(TestDb::new().await, &refs, Stdio::from(file)).await;
+    let key = s.api_key().await;
+    Env { sim, s, key, log }
+}
+
+impl Env {
+    fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
+        self.s
+            .req(m, path)
+            .header("X-Open-Wearables-API-Key", &self.key)
+    }
+
+    async fn user(&self) -> String {
+        let (st, u) = call(
+            self.req(Method::POST, "/api/v1/users")
+                .json(&json!({"first_name": "Ada"})),
+        )
+        .await;
+        assert_eq!(st, 201);
+        u["id"].as_str().unwrap().to_string()
+    }
+
+    /// Starts an authorization and follows the consent redirect; returns the callback URL.
+    async fn consent(&self, provider: &str, user: &str, redirect: Option<&str>) -> String {
+        let mut path = format!("/api/v1/oauth/{provider}/authorize?user_id={user}");
+        if let Some(r) = redirect {
+            path.push_str(&format!("&redirect_uri={}", urlencode(r)));
+        }
+        let (st, body) = call(self.req(Method::GET, &path)).await;
+        assert_eq!(st, 200, "{body}");
+        let url = body["authorization_url"].as_str().unwrap();
+        assert!(url.contains(&format!("state={}", body["state"].as_str().unwrap())));
+        let r = self.sim.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        r.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Calls the callback and returns where it redirects.
+    async fn callback(&self, url: &str) -> String {
+        let r = self.sim.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{:?}", r.text().await);
+        r.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    async fn connect(&self, provider: &str, user: &str) {
+        let cb = self.consent(provider, user, None).await;
+        let to = self.callback(&cb).await;
+        assert!(to.contains("/api/v1/oauth/success"), "{to}");
+    }
+
+    async fn sync(&self, provider: &str, user: &str, since_days: i64) -> (u16, Value) {
+        let since = (Utc::now() - chrono::Duration::days(since_days)).timestamp();
+        call(self.req(
+            Method::POST,
+            &format!("/api/v1/providers/{provider}/users/{user}/sync?async=false&since={since}"),
+        ))
+        .await
+    }
+
+    async fn connections(&self, user: &str) -> Vec<Value> {
+        let (st, body) =
+            call(self.req(Method::GET, &format!("/api/v1/users/{user}/connections"))).await;
+        assert_eq!(st, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    async fn runs(&self, user: &str) -> Vec<Value> {
+        let (st, body) =
+            call(self.req(Method::GET, &format!("/api/v1/users/{user}/sync/runs"))).await;
+        assert_eq!(st, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    /// Waits until the user has `n` finished runs.
+    async fn finished_runs(&self, user: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = self.runs(user).await;
+            let done: Vec<Value> = runs
+                .into_iter()
+                .filter(|r| r["status"] != "in_progress")
+                .collect();
+            if done.len() >= n {
+                return done;
+            }
+            assert!(Instant::now() < deadline, "runs did not finish: {done:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn count(&self, sql: &str, user: &str) -> i64 {
+        let c = self.s.db.client().await;
+        let id: uuid::Uuid = user.parse().unwrap();
+        // Read models are eventually consistent: wait until they settle.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = -1;
+        loop {
+            let n: i64 = c.query_one(sql, &[&id]).await.unwrap().get(0);
+            if n == last && n > 0 || Instant::now() > deadline {
+                return n;
+            }
+            last = n;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Nothing the simulator issued as a token may appear in the log, the event store, or a body.
+async fn assert_no_tokens(e: &Env, bodies: &[String]) {
+    let log = std::fs::read_to_string(&e.log).unwrap();
+    assert!(!log.is_empty(), "the server log was captured");
+    for needle in ["sim-access-", "sim-refresh-"] {
+        assert!(!log.contains(needle), "a token reached the log");
+        for b in bodies {
+            assert!(!b.contains(needle), "a token reached a response: {b}");
+        }
+    }
+    let c = e.s.db.client().await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM events WHERE payload::text LIKE '%sim-access-%' OR payload::text LIKE '%sim-refresh-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "tokens are stored in clear in the event store");
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM connections WHERE access_token LIKE 'sim-%' OR refresh_token LIKE 'sim-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "tokens are stored in clear in the read model");
+}
+
+#[tokio::test]
+async fn oura_connect_sync_and_data_end_to_end() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    let cb = e.consent("oura", &user, None).await;
+    let to = e.callback(&cb).await;
+    let (st, ok) = call(e.s.req(Method::GET, to.trim_start_matches(&e.s.url))).await;
+    assert_eq!(
+        (st, &ok["success"], ok["provider"].as_str()),
+        (200, &json!(true), Some("oura"))
+    );
+    // The same state cannot be redeemed twice.
+    let again = e.callback(&cb).await;
+    assert!(
+        again.contains("/api/v1/oauth/error") && again.contains("already+used"),
+        "{again}"
+    );
+
+    let conns = e.connections(&user).await;
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0]["status"], "active");
+    assert_eq!(conns[0]["provider_user_id"], "oura-user-1");
+    assert_eq!(conns[0]["rest_pull"], true);
+    assert!(conns[0].get("access_token").is_none());
+
+    let (st, res) = e.sync("oura", &user, 3).await;
+    assert_eq!(st, 200, "{res}");
+    assert_eq!(res["success"], true, "{res}");
+    // Four days in the window, two per page: the second page was requested with the token.
+    let reqs = e.sim.requests().await;
+    let activity: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.contains("daily_activity"))
+        .collect();
+    assert_eq!(activity.len(), 2, "{activity:?}");
+    assert!(activity[0].contains("start_date=") && activity[0].contains("end_date="));
+    assert!(activity[1].contains("next_token=2"));
+    assert!(reqs.iter().any(|r| r.contains("heartrate?start_datetime=")));
+
+    // Steps land in /timeseries as daily totals at local midnight (+02:00), value 5000 + 100·day.
+    let today = Utc::now().date_naive();
+    let start = (today - chrono::Duration::days(5)).format("%Y-%m-%d");
+    let end = (today + chrono::Duration::days(2)).format("%Y-%m-%d");
+    let steps_count = e
+        .count(
+            "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 80",
+            &user,
+        )
+        .await;
+    assert!(steps_count >= 4, "{steps_count}");
+    let (st, ts) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/timeseries?start_time={start}&end_time={end}&types=steps&limit=100"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{ts}");
+    let first = &ts["data"][0];
+    let ts0 = chrono::DateTime::parse_from_rfc3339(first["timestamp"].as_str().unwrap()).unwrap();
+    let local_day = (ts0 + chrono::Duration::hours(2)).date_naive();
+    assert_eq!(
+        first["value"].as_f64().unwrap(),
+        5000.0 + 100.0 * local_day.day() as f64
+    );
+    assert_eq!(first["zone_offset"], "+02:00");
+    assert_eq!(first["source"]["provider"], "oura");
+
+    let workouts = e
+        .count(
+            "SELECT count(*) FROM workouts WHERE user_id = $1 AND type = 'running'",
+            &user,
+        )
+        .await;
+    assert!(workouts >= 3, "{workouts}");
+    let c = e.s.db.client().await;
+    let row = c
+        .query_one(
+            "SELECT w.zone_offset, (stats->>'energy_kcal')::float8, deep_minutes FROM workouts w, sleep_sessions s \
+             WHERE w.user_id = $1 AND s.user_id = $1 LIMIT 1",
+            &[&user.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i16>>(0), Some(120));
+    assert_eq!(row.get::<_, f64>(1), 350.0);
+    assert_eq!(row.get::<_, f64>(2), 40.0);
+    // Profile weight is a snapshot of the day it arrived.
+    let weight: f64 = c
+        .query_one(
+            "SELECT value FROM samples WHERE user_id = $1 AND series_type = 41",
+            &[&user.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(weight, 70.5);
+    // Provider scores are recorded as data events (the health-score read model reads them).
+    let scores: Vec<serde_json::Value> = c
+        .query(
+            "SELECT jsonb_array_elements(payload->'scores') FROM events WHERE event_type = 'HealthScoresRecorded' AND user_id = $1",
+            &[&user.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for cat in ["activity", "readiness", "sleep"] {
+        assert!(
+            scores.iter().any(|s| s["category"] == cat),
+            "no {cat} score"
+        );
+    }
+    // Every response was kept raw.
+    let raw: i64 = c
+        .query_one(
+            "SELECT count(*) FROM raw_payloads WHERE provider = 'oura'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(raw >= 7, "{raw}");
+
+    let runs = e.finished_runs(&user, 1).await;
+    assert_eq!(runs[0]["status"], "success");
+    assert_eq!(runs[0]["source"], "pull");
+    let (_, list) = call(e.req(Method::GET, "/api/v1/users?sort_by=last_synced_at")).await;
+    let me = &list["items"][0];
+    assert_eq!(
+        (
+            me["has_active_connection"].as_bool(),
+            me["last_synced_provider"].as_str()
+        ),
+        (Some(true), Some("oura"))
+    );
+    assert!(me["last_synced_at"].is_string());
+    assert_eq!(runs[0]["provider"], "oura");
+    let (st, all) = call(e.req(Method::GET, "/api/v1/sync/runs?provider=oura")).await;
+    assert_eq!((st, all.as_array().unwrap().len()), (200, 1));
+
+    let bodies = vec![ok.to_string(), json!(conns).to_string(), res.to_string()];
+    assert_no_tokens(&e, &bodies).await;
+}
+
+#[tokio::test]
+async fn oauth_failures_redirect_to_the_error_page() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    // Unknown state.
+    let to = e
+        .callback(&format!(
+            "{}/api/v1/oauth/oura/callback?code=x&state=bogus",
+            e.s.url
+        ))
+        .await;
+    assert!(to.contains("/api/v1/oauth/error?message=Invalid"), "{to}");
+    // Denied consent.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "deny"}))
+        .await;
+    let cb = e.consent("oura", &user, None).await;
+    assert!(cb.contains("error=access_denied"));
+    let to = e.callback(&cb).await;
+    assert!(to.contains("denied"), "{to}");
+    assert!(e.connections(&user).await.is_empty());
+    // Expired state (15 minutes): aged in place.
+    let cb = e
+        .consent("oura", &user, Some("https://app.example/done"))
+        .await;
+    e.s.db
+        .client()
+        .await
+        .execute(
+            "UPDATE connections SET state_started_at = now() - interval '16 minutes'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let to = e.callback(&cb).await;
+    assert!(to.contains("/api/v1/oauth/error"), "{to}");
+    // A fresh one succeeds and goes to the integrator's redirect URI.
+    let cb = e
+        .consent("oura", &user, Some("https://app.example/done"))
+        .await;
+    assert_eq!(e.callback(&cb).await, "https://app.example/done");
+    // Authorization needs a credential, unlike upstream.
+    let (st, _) = call(e.s.req(
+        Method::GET,
+        &format!("/api/v1/oauth/oura/authorize?user_id={user}"),
+    ))
+    .await;
+    assert_eq!(st, 401);
+    let (st, _) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/oauth/fitbit/authorize?user_id={user}"),
+    ))
+    .await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn tokens_refresh_before_expiry_and_a_refused_refresh_revokes() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    // Tokens that expire within the minute are refreshed before the first request.
+    e.sim.expires_in(30).await;
+    e.connect("oura", &user).await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], true, "{res}");
+    let c = e.s.db.client().await;
+    let refreshed: i64 = c
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'TokensRefreshed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refreshed, 1);
+    // A 401 mid-run (the provider expired the token) refreshes once and carries on.
+    e.sim.expires_in(3600).await;
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "expire_tokens", "path": "daily_spo2"}))
+        .await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], true, "{res}");
+    // A refused refresh revokes the connection with reason refresh_failed.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "expire_tokens", "path": "daily_activity"}))
+        .await;
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "refuse_refresh"}))
+        .await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], false, "{res}");
+    assert!(
+        res["message"].as_str().unwrap().contains("refused"),
+        "{res}"
+    );
+    let conns = e.connections(&user).await;
+    assert_eq!(conns[0]["status"], "revoked");
+    let reason: String = c
+        .query_one("SELECT revoked_reason FROM connections", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, "refresh_failed");
+    let runs = e.finished_runs(&user, 3).await;
+    assert_eq!(runs[0]["status"], "failed");
+    assert!(runs[0]["error"].as_str().unwrap().contains("revoked"));
+    assert_no_tokens(&e, &[]).await;
+}
+
+#[tokio::test]
+async fn rate_limits_server_errors_timeouts_and_bad_json() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    // 429 with Retry-After, then two 500s: retried, the run succeeds.
+    e.sim.fault(json!({"provider": "oura", "kind": "status", "status": 429, "retry_after": 1, "path": "daily_activity"})).await;
+    e.sim.fault(json!({"provider": "oura", "kind": "status", "status": 500, "count": 2, "path": "sleep"})).await;
+    let started = Instant::now();
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], true, "{res}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    // A Retry-After longer than the cap ends the run as rate limited.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "status", "status": 429, "retry_after": 3600}))
+        .await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], false);
+    assert!(
+        res["message"].as_str().unwrap().contains("rate limited"),
+        "{res}"
+    );
+    // Persistent 5xx fails after the retries.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "status", "status": 503, "count": 4}))
+        .await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], false);
+    assert!(res["message"].as_str().unwrap().contains("503"), "{res}");
+    // Malformed JSON fails the run; the body was still stored raw.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "malformed", "path": "daily_activity"}))
+        .await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert!(
+        res["message"].as_str().unwrap().contains("malformed"),
+        "{res}"
+    );
+    let c = e.s.db.client().await;
+    let raw: i64 = c
+        .query_one("SELECT count(*) FROM raw_payloads WHERE size = 10", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(raw, 1, "the malformed body is kept");
+    // A timeout fails after retries (2 s timeout per attempt in this setup).
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "timeout", "count": 4, "path": "daily_activity"}))
+        .await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert!(
+        res["message"].as_str().unwrap().contains("in time"),
+        "{res}"
+    );
+    let runs = e.finished_runs(&user, 5).await;
+    assert_eq!(runs.iter().filter(|r| r["status"] == "failed").count(), 4);
+}
+
+#[tokio::test]
+async fn webhooks_verify_signatures_dedupe_and_trigger_pulls() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    let target = format!("{}/api/v1/providers/oura/webhooks", e.s.url);
+    let body = json!({"event_type": "create", "data_type": "workout", "object_id": "wo-1", "user_id": "oura-user-1"});
+    let (st, text) = e.sim.webhook("oura", &target, body.clone(), true).await;
+    assert_eq!(st, 401, "{text}");
+    let (st, text) = e.sim.webhook("oura", &target, body.clone(), false).await;
+    assert_eq!((st, text.contains("accepted")), (200, true), "{text}");
+    let runs = e.finished_runs(&user, 1).await;
+    assert_eq!(
+        (runs[0]["source"].as_str(), runs[0]["status"].as_str()),
+        (Some("webhook"), Some("success"))
+    );
+    assert!(
+        e.count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
+            .await
+            >= 3
+    );
+    // The same delivery again (the sim signs with a fresh timestamp, the body is identical).
+    let (st, text) = e.sim.webhook("oura", &target, body, false).await;
+    assert_eq!((st, text.contains("duplicate")), (200, true), "{text}");
+    assert_eq!(e.runs(&user).await.len(), 1);
+    // Verification challenge.
+    // A challenge with someone else's verification token is refused (the right one is
+    // exercised by the simulator when subscriptions are registered).
+    let (st, _) = call(e.s.req(
+        Method::GET,
+        "/api/v1/providers/oura/webhooks?verification_token=t&challenge=xyz",
+    ))
+    .await;
+    assert_eq!(st, 401);
+    // Whoop signatures are base64 and checked too.
+    let w = format!("{}/api/v1/providers/whoop/webhooks", e.s.url);
+    let (st, _) = e
+        .sim
+        .webhook(
+            "whoop",
+            &w,
+            json!({"user_id": 1, "id": "x", "type": "sleep.updated"}),
+            true,
+        )
+        .await;
+    assert_eq!(st, 401);
+    let (st, _) = e
+        .sim
+        .webhook(
+            "whoop",
+            &w,
+            json!({"user_id": 1, "id": "x", "type": "sleep.updated"}),
+            false,
+        )
+        .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn whoop_connect_and_sync() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("whoop", &user).await;
+    assert_eq!(e.connections(&user).await[0]["provider_user_id"], "10129");
+    let (_, res) = e.sync("whoop", &user, 3).await;
+    assert_eq!(res["success"], true, "{res}");
+    assert!(e
+        .sim
+        .requests()
+        .await
+        .iter()
+        .any(|r| r.contains("nextToken=2")));
+    assert!(
+        e.count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
+            .await
+            >= 4
+    );
+    let c = e.s.db.client().await;
+    let row = c
+        .query_one(
+            "SELECT zone_offset, round((stats->>'energy_kcal')::numeric)::float8 FROM workouts WHERE user_id = $1 LIMIT 1",
+            &[&user.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i16>>(0), Some(-300));
+    assert_eq!(row.get::<_, f64>(1), 500.0);
+    // Async mode: queued at once, finished in the background.
+    let (st, queued) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/whoop/users/{user}/sync?data_type=workouts"),
+    ))
+    .await;
+    assert_eq!((st, &queued["async"]), (200, &json!(true)), "{queued}");
+    let task = queued["task_id"].as_str().unwrap().to_string();
+    let runs = e.finished_runs(&user, 2).await;
+    let run = runs
+        .iter()
+        .find(|r| r["run_id"] == task.as_str())
+        .expect("the queued run");
+    assert_eq!(run["status"], "success");
+    let rmssd = e
+        .count(
+            "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 7",
+            &user,
+        )
+        .await;
+    assert!(rmssd >= 4);
+}
+
+#[tokio::test]
+async fn disconnect_and_delete_data() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    let (_, res) = e.sync("oura", &user, 2).await;
+    assert_eq!(res["success"], true);
+    let samples = e
+        .count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
+        .await;
+    let workouts = e
+        .count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
+        .await;
+    assert!(samples > 0 && workouts > 0);
+    let (st, _) = call(e.req(
+        Method::DELETE,
+        &format!("/api/v1/users/{user}/connections/oura"),
+    ))
+    .await;
+    assert_eq!(st, 204);
+    assert_eq!(e.connections(&user).await[0]["status"], "revoked");
+    let (st, _) = call(e.req(
+        Method::DELETE,
+        &format!("/api/v1/users/{user}/connections/oura"),
+    ))
+    .await;
+    assert_eq!(st, 404);
+    // Reconnect, then disconnect with data deletion.
+    e.connect("oura", &user).await;
+    let (st, _) = call(e.req(
+        Method::DELETE,
+        &format!("/api/v1/users/{user}/connections/oura/data"),
+    ))
+    .await;
+    assert_eq!(st, 204);
+    let c = e.s.db.client().await;
+    let id = user.parse::<uuid::Uuid>().unwrap();
+    for table in ["samples", "workouts", "sleep_sessions", "data_sources"] {
+        let n: i64 = c
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE user_id = $1"),
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{table} still has rows");
+    }
+    let (st, _) = e.sync("oura", &user, 1).await;
+    assert_eq!(st, 404, "no active connection any more");
+    // The raw payloads stayed: replaying them restores exactly what was there, twice over.
+    for _ in 0..2 {
+        let out = e.s.db.run(&["providers", "replay", "--user", &user]);
+        assert!(out.contains("payload(s) replayed"), "{out}");
+        assert!(!out.starts_with("0 "), "{out}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        e.count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
+            .await,
+        samples
+    );
+    assert_eq!(
+        e.count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
+            .await,
+        workouts
+    );
+}
+
+/// Reads SSE frames until `n` events arrived; returns their ids and whether a heartbeat came.
+async fn read_events(resp: reqwest::Response, n: usize) -> (Vec<(i64, i64)>, bool) {
+    use futures::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut ids = vec![];
+    let mut heartbeat = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids.len() < n && Instant::now() < deadline {
+        let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+        else {
+            break;
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame = buf[..end].to_string();
+            buf.drain(..end + 2);
+            if frame.starts_with(':') {
+                heartbeat = true;
+            }
+            for line in frame.lines() {
+                if let Some(id) = line.strip_prefix("id:") {
+                    let (tx, pos) = id.trim().split_once('.').expect("id is tx.position");
+                    ids.push((tx.parse().unwrap(), pos.parse().unwrap()));
+                }
+            }
+        }
+    }
+    (ids, heartbeat)
+}
+
+#[tokio::test]
+async fn sync_status_stream_resumes_from_last_event_id() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], true);
+    // Started + one progress per data type (8) + completed.
+    let (st, recent) = call(e.req(Method::GET, &format!("/api/v1/users/{user}/sync/recent"))).await;
+    assert_eq!(st, 200);
+    let recent = recent.as_array().unwrap().clone();
+    assert_eq!(recent.len(), 10, "{recent:?}");
+    assert_eq!(recent[0]["stage"], "completed");
+    let path = format!("/api/v1/users/{user}/sync/stream");
+    let resp = e.req(Method::GET, &path).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let (ids, _) = read_events(resp, 10).await;
+    assert_eq!(ids.len(), 10);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    // Resume after the fourth: exactly the last six come back, then heartbeats.
+    let resp = e
+        .req(Method::GET, &path)
+        .header("Last-Event-ID", format!("{}.{}", ids[3].0, ids[3].1))
+        .send()
+        .await
+        .unwrap();
+    let (resumed, _) = read_events(resp, 6).await;
+    assert_eq!(resumed, ids[4..].to_vec());
+    // Live: a new run's events arrive on an open stream, after a heartbeat.
+    let resp = e
+        .req(Method::GET, &path)
+        .header("Last-Event-ID", format!("{}.{}", ids[9].0, ids[9].1))
+        .send()
+        .await
+        .unwrap();
+    let reader = tokio::spawn(read_events(resp, 10));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, res) = e.sync("oura", &user, 1).await;
+    assert_eq!(res["success"], true);
+    let (live, heartbeat) = reader.await.unwrap();
+    assert_eq!(live.len(), 10);
+    assert!(live[0] > ids[9]);
+    assert!(heartbeat, "a heartbeat comment was sent during silence");
+}
+
+#[tokio::test]
+async fn scheduler_pulls_and_respects_rate_limits_and_the_per_connection_lock() {
+    let e = setup(&[("WEARHOUSE_SYNC_INTERVAL_SECS", "1")]).await;
+    let jwt = e.s.login().await;
+    let mode = |m: &'static str| {
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({ "live_sync_mode": m }))
+    };
+    // In webhook mode the scheduler leaves the connection alone.
+    assert_eq!(call(mode("webhook")).await.0, 200);
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(e.runs(&user).await.is_empty());
+    assert_eq!(call(mode("pull")).await.0, 200);
+    let runs = e.finished_runs(&user, 1).await;
+    assert_eq!(
+        (runs[0]["source"].as_str(), runs[0]["status"].as_str()),
+        (Some("scheduled"), Some("success"))
+    );
+    // A 429 beyond the wait cap pauses this connection for its Retry-After.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "status", "status": 429, "retry_after": 3600, "count": 100}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = e.runs(&user).await;
+        if runs.iter().any(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("rate limited"))
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rate-limited run: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = e.runs(&user).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        e.runs(&user).await.len(),
+        before,
+        "no pull during Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn one_connection_never_syncs_twice_at_once() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    // The first run waits 2 s on a Retry-After, holding the connection's lock.
+    e.sim
+        .fault(json!({"provider": "oura", "kind": "status", "status": 429, "retry_after": 2, "path": "daily_activity"}))
+        .await;
+    let first = e.sync("oura", &user, 1);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        e.sync("oura", &user, 1).await
+    };
+    let ((s1, r1), (s2, r2)) = tokio::join!(first, second);
+    assert_eq!((s1, &r1["success"]), (200, &json!(true)), "{r1}");
+    assert_eq!(s2, 409, "{r2}");
+}
+
+#[tokio::test]
+async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
+    let e = setup(&[]).await;
+    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    e.sim
+        .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
+        .await;
+    let user = e.user().await;
+    // PKCE: the consent URL carries an S256 challenge, and a wrong verifier burns the code.
+    let cb = e.consent("garmin", &user, None).await;
+    let code = reqwest::Url::parse(&cb)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let r = e
+        .sim
+        .http
+        .post(format!("{}/garmin/oauth/token", e.sim.url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            (
+                "redirect_uri",
+                &format!("{}/api/v1/oauth/garmin/callback", e.s.url),
+            ),
+            ("code_verifier", "wrong"),
+            ("client_id", "garmin-client"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(e.callback(&cb).await.contains("/api/v1/oauth/error"));
+    e.connect("garmin", &user).await;
+    let conn = &e.connections(&user).await[0];
+    assert_eq!(
+        (
+            conn["provider_user_id"].as_str(),
+            conn["max_historical_days"].as_i64()
+        ),
+        (Some("garmin-user-1"), Some(30))
+    );
+    assert_eq!(
+        (
+            conn["webhook_stream"].as_bool(),
+            conn["rest_pull"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let (st, _) = e.sync("garmin", &user, 1).await;
+    assert_eq!(st, 501, "Garmin has no pull");
+
+    // Backfill: capped at 30 days, requested per type, the data arrives by push.
+    let (st, h) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/sync/historical?days=3"),
+    ))
+    .await;
+    assert_eq!(
+        (st, h["method"].as_str(), h["days"].as_i64()),
+        (200, Some("webhook_backfill"), Some(3))
+    );
+    let runs = e.finished_runs(&user, 6).await;
+    assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+    let (st, status) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/status"),
+    ))
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(status["overall_status"], "complete", "{status}");
+    assert_eq!(status["windows"][0]["sleeps"], "done");
+    let reqs = e.sim.requests().await;
+    let sleeps: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.contains("backfill/sleeps"))
+        .collect();
+    assert_eq!(sleeps.len(), 1);
+    let (st, h) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/sync/historical?days=90"),
+    ))
+    .await;
+    assert_eq!(h["days"], 30, "{h}");
+    assert_eq!(st, 200);
+    let (st, _) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/epochs/retry"),
+    ))
+    .await;
+    assert_eq!(st, 400);
+    let (st, _) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/cancel"),
+    ))
+    .await;
+    assert_eq!(st, 409, "nothing is running");
+
+    // Values: steps 7000 + 100·day at local (-05:00) midnight, a running workout, sleep stages.
+    let c = e.s.db.client().await;
+    let id = user.parse::<uuid::Uuid>().unwrap();
+    assert!(
+        e.count(
+            "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 80",
+            &user
+        )
+        .await
+            >= 3
+    );
+    let rows = c
+        .query("SELECT time, value, zone_offset, is_daily_total FROM samples WHERE user_id = $1 AND series_type = 80", &[&id])
+        .await
+        .unwrap();
+    for r in rows {
+        let t: chrono::DateTime<Utc> = r.get(0);
+        let local = t - chrono::Duration::hours(5);
+        assert_eq!(local.format("%H:%M").to_string(), "00:00");
+        assert_eq!(r.get::<_, f64>(1), 7000.0 + 100.0 * local.day() as f64);
+        assert_eq!(
+            (r.get::<_, Option<i16>>(2), r.get::<_, Option<bool>>(3)),
+            (Some(-300), Some(true))
+        );
+    }
+    let w = c
+        .query_one(
+            "SELECT type, zone_offset, duration_s FROM workouts WHERE user_id = $1 LIMIT 1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            w.get::<_, String>(0),
+            w.get::<_, Option<i16>>(1),
+            w.get::<_, Option<f64>>(2)
+        ),
+        ("running".into(), Some(-300), Some(2400.0))
+    );
+    let deep: f64 = c
+        .query_one(
+            "SELECT deep_minutes FROM sleep_sessions WHERE user_id = $1 LIMIT 1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deep, 90.0);
+
+    // A second user linked to the same Garmin account gets pushes too.
+    let other = e.user().await;
+    e.connect("garmin", &other).await;
+    assert_eq!(
+        e.connections(&other).await[0]["linked_user_ids"],
+        json!([user])
+    );
+    let push = json!({"bodyComps": [{"userId": "garmin-user-1", "measurementTimeInSeconds": 1772341200,
+        "measurementTimeOffsetInSeconds": 0, "weightInGrams": 71200}]});
+    let (st, _) = e.sim.webhook("garmin", &hook, push.clone(), true).await;
+    assert_eq!(st, 401, "wrong client id");
+    let (st, body) = e.sim.webhook("garmin", &hook, push, false).await;
+    assert_eq!((st, body.contains("accepted")), (200, true), "{body}");
+    for u in [&user, &other] {
+        assert_eq!(
+            e.count(
+                "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 41",
+                u
+            )
+            .await,
+            1
+        );
+    }
+    // A permission change updates the scope of every linked connection.
+    let perms = json!({"userPermissionsChange": [{"userId": "garmin-user-1", "permissions": ["HEALTH_EXPORT"]}]});
+    let (st, _) = e.sim.webhook("garmin", &hook, perms, false).await;
+    assert_eq!(st, 200);
+    for u in [&user, &other] {
+        assert_eq!(e.connections(u).await[0]["scope"], "HEALTH_EXPORT");
+    }
+    // Deregistration revokes every linked connection.
+    let (st, _) = e
+        .sim
+        .webhook(
+            "garmin",
+            &hook,
+            json!({"deregistrations": [{"userId": "garmin-user-1"}]}),
+            false,
+        )
+        .await;
+    assert_eq!(st, 200);
+    for u in [&user, &other] {
+        assert_eq!(e.connections(u).await[0]["status"], "revoked");
+    }
+    assert_no_tokens(&e, &[]).await;
+}
+
+#[tokio::test]
+async fn provider_settings_enable_disable_and_live_sync_mode() {
+    let e = setup(&[]).await;
+    let jwt = e.s.login().await;
+    let (st, list) = call(e.s.req(Method::GET, "/api/v1/oauth/providers")).await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["garmin", "oura", "whoop"]);
+    assert_eq!(list[1]["live_sync_mode"], "pull");
+    assert_eq!(list[1]["live_sync_configurable"], true);
+    assert_eq!(list[0]["live_sync_configurable"], false);
+    // Developer-only.
+    let (st, _) = call(
+        e.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .json(&json!({"is_enabled": false})),
+    )
+    .await;
+    assert_eq!(st, 401);
+    let (st, oura) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": "webhook", "data_granularity": "raw"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            oura["live_sync_mode"].as_str(),
+            oura["data_granularity"].as_str()
+        ),
+        (200, Some("webhook"), Some("raw"))
+    );
+    // Switching to webhook mode registered Oura's subscriptions; the simulator verified our
+    // callback with the challenge before accepting each one.
+    let subs = e
+        .sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.starts_with("oura/v2/webhook/subscription"))
+        .count();
+    assert_eq!(subs, 12);
+
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/garmin")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": "pull"})),
+    )
+    .await;
+    assert_eq!(st, 400, "Garmin's live sync mode is not configurable");
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": null})),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, all) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers")
+            .bearer_auth(&jwt)
+            .json(&json!({"providers": {"whoop": false}})),
+    )
+    .await;
+    assert_eq!((st, &all[2]["is_enabled"]), (200, &json!(false)));
+    let (_, enabled) =
+        call(e.s.req(Method::GET, "/api/v1/oauth/providers?enabled_only=true")).await;
+    assert_eq!(enabled.as_array().unwrap().len(), 2);
+    let user = e.user().await;
+    let (st, body) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/oauth/whoop/authorize?user_id={user}"),
+    ))
+    .await;
+    assert_eq!(
+        (st, body["detail"].as_str()),
+        (400, Some("Provider whoop is disabled"))
+    );
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers")
+            .bearer_auth(&jwt)
+            .json(&json!({"providers": {"fitbit": true}})),
+    )
+    .await;
+    assert_eq!(st, 400);
+}
