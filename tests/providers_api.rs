@@ -1043,6 +1043,24 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
     .await;
     assert_eq!(h["days"], 30, "{h}");
     assert_eq!(st, 200);
+    // That second backfill runs in the background: let it finish before checking that
+    // nothing is left to cancel.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, status) = call(e.req(
+            Method::GET,
+            &format!("/api/v1/providers/garmin/users/{user}/backfill/status"),
+        ))
+        .await;
+        if status["in_progress"] == false {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backfill never finished: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (st, _) = call(e.req(
         Method::POST,
         &format!("/api/v1/providers/garmin/users/{user}/backfill/epochs/retry"),
