@@ -381,11 +381,13 @@ impl EventsApi {
             let en: Vec<DateTime<Utc>> = missing.iter().map(|r| r.get(4)).collect();
             for r in client
                 .query(
-                    "SELECT w.id, avg(s.value), max(s.value) \
+                    // LATERAL: one index range scan per workout (a join would hash whole chunks).
+                    "SELECT w.id, a.avg, a.max \
                      FROM unnest($2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[]) AS w(id, ds, st, en) \
-                     JOIN samples s ON s.user_id = $1 AND s.series_type = 1 AND s.time >= w.st AND s.time < w.en \
-                       AND s.data_source_id = w.ds \
-                     GROUP BY w.id",
+                     CROSS JOIN LATERAL (SELECT avg(s.value) AS avg, max(s.value) AS max FROM samples s \
+                       WHERE s.data_source_id = w.ds AND s.series_type = 1 AND s.time >= w.st AND s.time < w.en \
+                         AND s.user_id = $1) a \
+                     WHERE a.avg IS NOT NULL",
                     &[&user_id.0, &ids, &ds, &st, &en],
                 )
                 .await?
