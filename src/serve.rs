@@ -83,6 +83,7 @@ pub async fn start(
         timescaledb,
         metrics: Default::default(),
         relay: relay_task.is_some(),
+        kafka_brokers: kafka.brokers.clone(),
     };
     Ok(Platform {
         state,

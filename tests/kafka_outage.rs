@@ -25,6 +25,18 @@ fn kafka_sh(cmd: &str, port: u16) {
     );
 }
 
+struct BrokerGuard(u16);
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let _ = Command::new(script)
+            .arg("stop")
+            .env("WEARHOUSE_KAFKA_PORT", self.0.to_string())
+            .output();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -40,6 +52,8 @@ async fn broker_restart_loses_nothing_and_keeps_order() {
     test_kafka();
     let port = free_port();
     kafka_sh("start", port);
+    // Stops this test's broker however the test ends.
+    let _broker = BrokerGuard(port);
     let env = setup_with_brokers(&format!("127.0.0.1:{port}")).await;
     let client = env.client().await;
     let mut writer = Writer::new(11);

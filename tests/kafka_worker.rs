@@ -108,6 +108,54 @@ async fn killed_worker_resumes_and_read_model_equals_rebuild() {
     stop.send(true).unwrap();
     relay_task.await.unwrap();
 
+    // /metrics of a server on this database reports the group's lag per stored partition.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = env
+        .command(&["serve"])
+        .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "WEARHOUSE_HOME",
+            std::env::temp_dir().join(format!("kafka-metrics-{port}")),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            break r.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM kafka_offsets", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let lag_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("wearhouse_consumer_lag_messages{projection=\"users\""))
+        .collect();
+    assert!(stored > 0 && !lag_lines.is_empty(), "{metrics}");
+    for line in lag_lines {
+        let value: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        // Everything was applied; at most the relay's flush marker follows the stored offset.
+        assert!((0..=1).contains(&value), "{line}");
+    }
+
     let from_kafka = users_snapshot(&env).await;
     assert!(!from_kafka.is_empty(), "the read model was built");
     let out = env

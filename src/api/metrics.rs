@@ -5,9 +5,9 @@
 //! lags, no health data. Set `WEARHOUSE_METRICS=false` to turn the endpoint off (404) where
 //! the port is reachable by untrusted clients (the route is then not registered).
 //!
-//! Consumer lag is not reported: `serve` never runs the Kafka consumer group in-process, and
-//! `wearhouse project --source kafka` commits its offsets to Kafka so the broker's own lag
-//! tools (kafka-consumer-groups, Burrow, kafka-exporter) measure it.
+//! Consumer lag (when a broker is configured) compares the offsets the Kafka projection workers
+//! stored with their read models (`kafka_offsets`) to each partition's high watermark, so it is
+//! right whichever process runs the workers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -151,6 +151,26 @@ pub async fn endpoint(Data(state): Data<&AppState>) -> poem::Result<Response> {
         out.push_str("# HELP wearhouse_relay_lag_entries Log entries not yet published to Kafka.\n# TYPE wearhouse_relay_lag_entries gauge\n");
         let _ = writeln!(out, "wearhouse_relay_lag_entries {lag}");
     }
+    if let Some(brokers) = &state.kafka_brokers {
+        let stored: Vec<(String, String, i32, i64)> = client
+            .query(
+                "SELECT projection, topic, partition, next_offset FROM kafka_offsets ORDER BY 1, 2, 3",
+                &[],
+            )
+            .await
+            .map_err(super::internal)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let lags = consumer_lag(brokers.clone(), stored).await;
+        out.push_str("# HELP wearhouse_consumer_lag_messages Messages in a partition after the offset a Kafka projection worker stored.\n# TYPE wearhouse_consumer_lag_messages gauge\n");
+        for (projection, topic, partition, lag) in lags {
+            let _ = writeln!(
+                out,
+                "wearhouse_consumer_lag_messages{{projection=\"{projection}\",topic=\"{topic}\",partition=\"{partition}\"}} {lag}"
+            );
+        }
+    }
     let names: Vec<String> = wearhouse_projections::all()
         .iter()
         .map(|p| p.name().to_string())
@@ -216,4 +236,36 @@ mod tests {
             "3"
         );
     }
+}
+
+/// High watermark minus the stored next offset, per stored (projection, topic, partition).
+/// Partitions the broker cannot answer for within two seconds are left out.
+async fn consumer_lag(
+    brokers: String,
+    stored: Vec<(String, String, i32, i64)>,
+) -> Vec<(String, String, i32, i64)> {
+    use wearhouse_kafka::rdkafka::config::ClientConfig;
+    use wearhouse_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    if stored.is_empty() {
+        return Vec::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        let Ok(consumer) = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create::<BaseConsumer>()
+        else {
+            return Vec::new();
+        };
+        stored
+            .into_iter()
+            .filter_map(|(projection, topic, partition, next)| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, std::time::Duration::from_secs(2))
+                    .ok()?;
+                Some((projection, topic, partition, (high - next).max(0)))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// Whether this process runs the Kafka relay (so `/metrics` reports its lag).
     pub relay: bool,
+    /// The broker, when configured: `/metrics` reports the consumer group's lag from it.
+    pub kafka_brokers: Option<String>,
     /// Cloud providers: registry, token sealing and the sync engine.
     pub providers: Arc<crate::providers::engine::Engine>,
 }
