@@ -205,6 +205,38 @@ pub async fn endpoint(Data(state): Data<&AppState>) -> poem::Result<Response> {
         .body(out))
 }
 
+/// High watermark minus the stored next offset, per stored (projection, topic, partition).
+/// Partitions the broker cannot answer for within two seconds are left out.
+async fn consumer_lag(
+    brokers: String,
+    stored: Vec<(String, String, i32, i64)>,
+) -> Vec<(String, String, i32, i64)> {
+    use wearhouse_kafka::rdkafka::config::ClientConfig;
+    use wearhouse_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+    if stored.is_empty() {
+        return Vec::new();
+    }
+    tokio::task::spawn_blocking(move || {
+        let Ok(consumer) = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create::<BaseConsumer>()
+        else {
+            return Vec::new();
+        };
+        stored
+            .into_iter()
+            .filter_map(|(projection, topic, partition, next)| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, std::time::Duration::from_secs(2))
+                    .ok()?;
+                Some((projection, topic, partition, (high - next).max(0)))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,36 +268,4 @@ mod tests {
             "3"
         );
     }
-}
-
-/// High watermark minus the stored next offset, per stored (projection, topic, partition).
-/// Partitions the broker cannot answer for within two seconds are left out.
-async fn consumer_lag(
-    brokers: String,
-    stored: Vec<(String, String, i32, i64)>,
-) -> Vec<(String, String, i32, i64)> {
-    use wearhouse_kafka::rdkafka::config::ClientConfig;
-    use wearhouse_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-    if stored.is_empty() {
-        return Vec::new();
-    }
-    tokio::task::spawn_blocking(move || {
-        let Ok(consumer) = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create::<BaseConsumer>()
-        else {
-            return Vec::new();
-        };
-        stored
-            .into_iter()
-            .filter_map(|(projection, topic, partition, next)| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, partition, std::time::Duration::from_secs(2))
-                    .ok()?;
-                Some((projection, topic, partition, (high - next).max(0)))
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_default()
 }
