@@ -26,6 +26,8 @@ use crate::store::{Actor, Commands};
 
 /// Samples per Arrow batch (one series type and one source per batch).
 pub const BATCH_ROWS: usize = 10_000;
+/// Samples held across all partly filled batches before the largest is written early.
+const MAX_BUFFERED_ROWS: usize = 400_000;
 /// Records per workout / sleep / summary event.
 const RECORDS_PER_EVENT: usize = 500;
 pub const PROVIDER: &str = "apple";
@@ -89,6 +91,8 @@ struct BatchSink {
             Vec<SampleRow>,
         ),
     >,
+    /// Rows held in `buffers` in all.
+    buffered: usize,
     sleep: HashMap<u32, Vec<Interval>>,
     workouts: Vec<WorkoutRecord>,
     summaries: Vec<ActivitySummaryRecord>,
@@ -107,6 +111,7 @@ impl BatchSink {
         let Some((series, rows)) = self.buffers.remove(&key) else {
             return Ok(());
         };
+        self.buffered -= rows.len();
         if rows.is_empty() {
             return Ok(());
         }
@@ -230,11 +235,22 @@ impl Sink for BatchSink {
             .entry(key)
             .or_insert_with(|| (s.series, Vec::with_capacity(1024)));
         rows.push(SampleRow::from(s));
-        if rows.len() >= BATCH_ROWS {
-            self.progress
-                .records
-                .fetch_add(BATCH_ROWS as u64, Ordering::Relaxed);
+        let full = rows.len() >= BATCH_ROWS;
+        self.buffered += 1;
+        self.progress.records.fetch_add(1, Ordering::Relaxed);
+        if full {
             self.flush(key)?;
+        } else if self.buffered >= MAX_BUFFERED_ROWS {
+            // Exports that interleave many sources and types would otherwise hold a nearly full
+            // batch for each pair: flush the largest so memory stays flat whatever the file.
+            let largest = self
+                .buffers
+                .iter()
+                .max_by_key(|(_, (_, rows))| rows.len())
+                .map(|(k, _)| *k);
+            if let Some(largest) = largest {
+                self.flush(largest)?;
+            }
         }
         Ok(())
     }
@@ -579,6 +595,7 @@ pub async fn normalize(
             user_id,
             sources: Vec::new(),
             buffers: HashMap::new(),
+            buffered: 0,
             sleep: HashMap::new(),
             workouts: Vec::new(),
             summaries: Vec::new(),
