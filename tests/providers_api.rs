@@ -1036,6 +1036,13 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
         .filter(|r| r.contains("backfill/sleeps"))
         .collect();
     assert_eq!(sleeps.len(), 1);
+    // The first backfill is complete: nothing is left to cancel.
+    let (st, _) = call(e.req(
+        Method::POST,
+        &format!("/api/v1/providers/garmin/users/{user}/backfill/cancel"),
+    ))
+    .await;
+    assert_eq!(st, 409, "nothing is running");
     let (st, h) = call(e.req(
         Method::POST,
         &format!("/api/v1/providers/garmin/users/{user}/sync/historical?days=90"),
@@ -1043,24 +1050,6 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
     .await;
     assert_eq!(h["days"], 30, "{h}");
     assert_eq!(st, 200);
-    // That second backfill runs in the background: let it finish before checking that
-    // nothing is left to cancel.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (_, status) = call(e.req(
-            Method::GET,
-            &format!("/api/v1/providers/garmin/users/{user}/backfill/status"),
-        ))
-        .await;
-        if status["in_progress"] == false {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "backfill never finished: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let (st, _) = call(e.req(
         Method::POST,
         &format!("/api/v1/providers/garmin/users/{user}/backfill/epochs/retry"),
@@ -1072,7 +1061,9 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
         &format!("/api/v1/providers/garmin/users/{user}/backfill/cancel"),
     ))
     .await;
-    assert_eq!(st, 409, "nothing is running");
+    // The second backfill may still run here, so cancel answers 200 or 409; that it answers
+    // 409 when nothing runs was checked before the second request.
+    assert!(st == 200 || st == 409, "{st}");
 
     // Values: steps 7000 + 100·day at local (-05:00) midnight, a running workout, sleep stages.
     let c = e.s.db.client().await;
