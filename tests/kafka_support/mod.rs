@@ -123,13 +123,17 @@ impl Env {
         c
     }
 
-    pub fn spawn(&self, args: &[&str], log: &str) -> Child {
+    /// Starts `wearhouse <args>`; the process is killed when the handle is dropped, so a
+    /// failing test leaves no worker behind.
+    pub fn spawn(&self, args: &[&str], log: &str) -> Spawned {
         let file = std::fs::File::create(std::env::temp_dir().join(log)).expect("log file");
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn wearhouse")
+        Spawned(
+            self.command(args)
+                .stdout(Stdio::null())
+                .stderr(file)
+                .spawn()
+                .expect("spawn wearhouse"),
+        )
     }
 
     pub async fn client(&self) -> deadpool_postgres::Object {
@@ -195,6 +199,29 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A child process killed on drop.
+pub struct Spawned(Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
