@@ -328,22 +328,11 @@ impl Projection for HealthScores {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &[
-            "SleepSessionsRecorded",
-            "SamplesRecorded",
-            "RecordDeleted",
-            "ProviderPrioritiesSet",
-            "DeviceTypePrioritiesSet",
-        ]
+        crate::sleep_nights::NIGHT_INPUTS
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &[
-            "samples",
-            "sleep_sessions",
-            "data_sources",
-            "source_priorities",
-        ]
+        crate::sleep_nights::NIGHT_DEPENDENCIES
     }
 
     fn batch_size(&self) -> i64 {

@@ -167,6 +167,24 @@ fn add_days(set: &mut BTreeSet<NaiveDate>, from: NaiveDate, to: NaiveDate) {
     }
 }
 
+/// What changes a night (sessions, vitals, deletions, priorities): the inputs of this model and
+/// of the scores computed from nights.
+pub const NIGHT_INPUTS: &[&str] = &[
+    "SleepSessionsRecorded",
+    "SamplesRecorded",
+    "RecordDeleted",
+    "ProviderPrioritiesSet",
+    "DeviceTypePrioritiesSet",
+];
+
+/// The read models nights are computed from.
+pub const NIGHT_DEPENDENCIES: &[&str] = &[
+    "samples",
+    "sleep_sessions",
+    "data_sources",
+    "source_priorities",
+];
+
 #[async_trait]
 impl Projection for SleepNights {
     fn name(&self) -> &'static str {
@@ -174,22 +192,11 @@ impl Projection for SleepNights {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &[
-            "SleepSessionsRecorded",
-            "SamplesRecorded",
-            "RecordDeleted",
-            "ProviderPrioritiesSet",
-            "DeviceTypePrioritiesSet",
-        ]
+        NIGHT_INPUTS
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &[
-            "samples",
-            "sleep_sessions",
-            "data_sources",
-            "source_priorities",
-        ]
+        NIGHT_DEPENDENCIES
     }
 
     fn batch_size(&self) -> i64 {

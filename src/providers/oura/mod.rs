@@ -12,8 +12,8 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, local_midnight, numeric_components, provider_source, shape};
 use super::{
-    hmac_sha256, parse_time, same, verification_token, AppRequest, Capabilities, Endpoints,
-    MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
+    parse_time, same, verification_token, verify_timestamped_hmac, AppRequest, Capabilities,
+    Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
 };
 
 pub struct Oura;
@@ -411,21 +411,13 @@ impl Provider for Oura {
         body: &[u8],
         endpoints: &Endpoints,
     ) -> Result<(), WebhookError> {
-        let secret = &endpoints.client_secret;
-        let sig = headers
-            .get("x-oura-signature")
-            .ok_or(WebhookError::Signature)?;
-        let ts = headers
-            .get("x-oura-timestamp")
-            .ok_or(WebhookError::Signature)?;
-        let expected = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body]);
-        let given =
-            hex::decode(sig.trim().to_ascii_lowercase()).map_err(|_| WebhookError::Signature)?;
-        if same(&expected, &given) {
-            Ok(())
-        } else {
-            Err(WebhookError::Signature)
-        }
+        verify_timestamped_hmac(
+            headers,
+            body,
+            &endpoints.client_secret,
+            ("x-oura-signature", "x-oura-timestamp"),
+            |sig| hex::decode(sig.to_ascii_lowercase()).ok(),
+        )
     }
 
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
@@ -496,7 +488,7 @@ const WEBHOOK_TYPES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::secret_only;
+    use crate::providers::{hmac_sha256, secret_only};
     use wearhouse_domain::records::DataSourceInfo;
 
     fn user() -> Uuid {

@@ -14,7 +14,7 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, components, provider_source, shape};
 use super::{
-    hmac_sha256, parse_offset, same, Capabilities, Endpoints, MapError, Mapped, Notice,
+    parse_offset, verify_timestamped_hmac, Capabilities, Endpoints, MapError, Mapped, Notice,
     OAuthSettings, Provider, PullRequest, WebhookError,
 };
 
@@ -338,22 +338,13 @@ impl Provider for Whoop {
         body: &[u8],
         endpoints: &Endpoints,
     ) -> Result<(), WebhookError> {
-        let secret = &endpoints.client_secret;
-        let sig = headers
-            .get("x-whoop-signature")
-            .ok_or(WebhookError::Signature)?;
-        let ts = headers
-            .get("x-whoop-signature-timestamp")
-            .ok_or(WebhookError::Signature)?;
-        let given = STANDARD
-            .decode(sig.trim())
-            .map_err(|_| WebhookError::Signature)?;
-        let expected = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body]);
-        if same(&expected, &given) {
-            Ok(())
-        } else {
-            Err(WebhookError::Signature)
-        }
+        verify_timestamped_hmac(
+            headers,
+            body,
+            &endpoints.client_secret,
+            ("x-whoop-signature", "x-whoop-signature-timestamp"),
+            |sig| STANDARD.decode(sig).ok(),
+        )
     }
 
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
@@ -380,7 +371,7 @@ impl Provider for Whoop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::secret_only;
+    use crate::providers::{hmac_sha256, secret_only};
     use serde_json::json;
 
     fn user() -> Uuid {
