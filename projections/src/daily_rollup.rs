@@ -354,7 +354,7 @@ impl Projection for DailyRollup {
     }
 
     fn batch_size(&self) -> i64 {
-        50
+        500
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -336,7 +336,7 @@ impl Projection for HealthScores {
     }
 
     fn batch_size(&self) -> i64 {
-        100
+        500
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -75,9 +75,46 @@ pub async fn caught_up(
 pub(crate) fn decode<E: serde::de::DeserializeOwned>(
     entry: &LogEntry,
 ) -> Result<E, ProjectionError> {
-    serde_json::from_value(entry.payload.clone()).map_err(|source| ProjectionError::Decode {
+    E::deserialize(&entry.payload).map_err(|source| ProjectionError::Decode {
         position: entry.position(),
         event_type: entry.event_type.clone(),
         source,
     })
+}
+
+/// Records waiting to be written in one statement, the latest per id: a statement may not
+/// upsert the same row twice, and the later record in the log wins.
+pub(crate) struct Latest<K, V> {
+    index: std::collections::HashMap<K, usize>,
+    rows: Vec<(K, V)>,
+}
+
+impl<K, V> Default for Latest<K, V> {
+    fn default() -> Self {
+        Latest {
+            index: std::collections::HashMap::new(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Latest<K, V> {
+    pub(crate) fn put(&mut self, key: K, value: V) {
+        match self.index.get(&key) {
+            Some(&i) => self.rows[i].1 = value,
+            None => {
+                self.index.insert(key, self.rows.len());
+                self.rows.push((key, value));
+            }
+        }
+    }
+
+    /// The rows in first-seen order, leaving this empty.
+    pub(crate) fn take(&mut self) -> Vec<V> {
+        self.index.clear();
+        std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
 }

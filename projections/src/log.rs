@@ -91,37 +91,90 @@ pub async fn read_after(
 /// The transaction horizon: every transaction older than this has ended, so the log below it is
 /// final. It only moves forward.
 pub async fn horizon(client: &impl GenericClient) -> Result<i64, tokio_postgres::Error> {
-    Ok(client
-        .query_one(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            &[],
-        )
-        .await?
-        .get(0))
+    let statement = client
+        .prepare_cached("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        .await?;
+    Ok(client.query_one(&statement, &[]).await?.get(0))
 }
 
+/// What a reader learns of an entry before loading it: where it is, when it was written and
+/// how many bytes its payload takes in storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek {
+    pub cursor: Cursor,
+    pub recorded_at: DateTime<Utc>,
+    pub stored_bytes: i64,
+}
+
+const TYPES_FILTER: &str = "(cardinality($4::text[]) = 0 OR event_type = ANY($4))";
+
 /// Up to `limit` entries after `after` and below `horizon`, in log order, of the given event
-/// types (all when `types` is empty).
-pub async fn read_below(
+/// types (all when `types` is empty), without their payloads.
+pub async fn peek_below(
     client: &impl GenericClient,
     after: Cursor,
     horizon: i64,
     limit: i64,
     types: &[&str],
-) -> Result<Vec<LogEntry>, tokio_postgres::Error> {
-    let types: Vec<&str> = types.to_vec();
-    let sql = format!(
-        "{SELECT} WHERE (tx, position) > ($1::bigint::text::xid8, $2) \
-         AND tx < $3::bigint::text::xid8 AND (cardinality($5::text[]) = 0 OR event_type = ANY($5)) \
-         ORDER BY tx, position LIMIT $4"
-    );
-    let rows = client
-        .query(
-            &sql,
-            &[&after.tx, &after.position, &horizon, &limit, &types],
-        )
+) -> Result<Vec<Peek>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT tx::text::bigint, position, recorded_at, pg_column_size(payload)::int8 FROM events \
+             WHERE (tx, position) > ($1::bigint::text::xid8, $2) AND tx < $3::bigint::text::xid8 \
+             AND {TYPES_FILTER} ORDER BY tx, position LIMIT $5"
+        ))
         .await?;
-    Ok(rows.iter().map(entry).collect())
+    let types: Vec<&str> = types.to_vec();
+    Ok(client
+        .query(
+            &statement,
+            &[&after.tx, &after.position, &horizon, &types, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| Peek {
+            cursor: Cursor {
+                tx: r.get(0),
+                position: r.get(1),
+            },
+            recorded_at: r.get(2),
+            stored_bytes: r.get(3),
+        })
+        .collect())
+}
+
+/// The entries after `after` up to and including `through`, of the given event types (all
+/// when `types` is empty), in log order. `through` must be below the horizon (from
+/// [`peek_below`]).
+pub async fn read_through(
+    client: &impl GenericClient,
+    after: Cursor,
+    through: Cursor,
+    types: &[&str],
+) -> Result<Vec<LogEntry>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(&format!(
+            "{SELECT} WHERE (tx, position) > ($1::bigint::text::xid8, $2) \
+             AND (tx, position) <= ($3::bigint::text::xid8, $5) AND {TYPES_FILTER} \
+             ORDER BY tx, position"
+        ))
+        .await?;
+    let types: Vec<&str> = types.to_vec();
+    Ok(client
+        .query(
+            &statement,
+            &[
+                &after.tx,
+                &after.position,
+                &through.tx,
+                &types,
+                &through.position,
+            ],
+        )
+        .await?
+        .iter()
+        .map(entry)
+        .collect())
 }
 
 /// The last entry below `horizon`: where a reader that has seen everything it needs below the
@@ -130,13 +183,13 @@ pub async fn last_below(
     client: &impl GenericClient,
     horizon: i64,
 ) -> Result<Option<Cursor>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
+    let statement = client
+        .prepare_cached(
             "SELECT tx::text::bigint, position FROM events WHERE tx < $1::bigint::text::xid8 \
              ORDER BY tx DESC, position DESC LIMIT 1",
-            &[&horizon],
         )
         .await?;
+    let row = client.query_opt(&statement, &[&horizon]).await?;
     Ok(row.map(|r| Cursor {
         tx: r.get(0),
         position: r.get(1),

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use wearhouse_domain::records::DataEvent;
 
-use crate::{decode, LogEntry, Projection, ProjectionError};
+use crate::{decode, Latest, LogEntry, Projection, ProjectionError};
 
 pub struct Personal;
 
@@ -37,15 +37,26 @@ impl Projection for Personal {
         }) {
             match decode(entry)? {
                 DataEvent::ActivitySummariesRecorded { user_id, summaries } => {
+                    // One statement per event; a day appears once per source in an event.
+                    let mut latest = Latest::default();
                     for s in summaries {
-                        let values = serde_json::to_value(&s.values).unwrap_or_default();
-                        tx.execute(
-                            "INSERT INTO activity_summaries (user_id, data_source_id, date, values) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (user_id, data_source_id, date) DO UPDATE SET values = EXCLUDED.values",
-                            &[&user_id, &s.data_source_id, &s.date, &values],
-                        )
-                        .await?;
+                        latest.put((s.data_source_id, s.date), s);
                     }
+                    let rows = latest.take();
+                    let users = vec![user_id; rows.len()];
+                    let sources: Vec<_> = rows.iter().map(|s| s.data_source_id).collect();
+                    let dates: Vec<_> = rows.iter().map(|s| s.date).collect();
+                    let values: Vec<_> = rows
+                        .iter()
+                        .map(|s| serde_json::to_value(&s.values).unwrap_or_default())
+                        .collect();
+                    tx.execute(
+                        "INSERT INTO activity_summaries (user_id, data_source_id, date, values) \
+                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::jsonb[]) \
+                         ON CONFLICT (user_id, data_source_id, date) DO UPDATE SET values = EXCLUDED.values",
+                        &[&users, &sources, &dates, &values],
+                    )
+                    .await?;
                 }
                 DataEvent::CharacteristicsRecorded {
                     user_id,

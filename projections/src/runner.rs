@@ -8,12 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use deadpool_postgres::{Pool, Transaction};
 use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, warn};
 
-use crate::log::{horizon, last_below, read_below, Cursor, LogEntry};
+use crate::log::{horizon, last_below, peek_below, read_through, Cursor, LogEntry, Peek};
+
+/// How long a model that reads other models holds entries back while they catch up.
+const MAX_DEPENDENCY_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+/// Stored payload bytes per batch (compressed; a few times more once decoded).
+const MAX_BATCH_BYTES: i64 = 2 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -98,19 +104,26 @@ impl Runner {
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
         let name = projection.name();
         let mut client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&name],
-            )
+        let started = std::time::Instant::now();
+        let lock = client
+            .prepare_cached("SELECT tx, position FROM checkpoints WHERE name = $1 FOR UPDATE")
             .await?;
-        let tx = client.transaction().await?;
-        let row = tx
-            .query_one(
-                "SELECT tx, position FROM checkpoints WHERE name = $1 FOR UPDATE",
-                &[&name],
-            )
-            .await?;
+        let mut tx = client.transaction().await?;
+        let row = match tx.query_opt(&lock, &[&name]).await? {
+            Some(row) => row,
+            None => {
+                // First run: the checkpoint row outlives this step whatever it does.
+                tx.rollback().await?;
+                client
+                    .execute(
+                        "INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+                        &[&name],
+                    )
+                    .await?;
+                tx = client.transaction().await?;
+                tx.query_one(&lock, &[&name]).await?
+            }
+        };
         let from = Cursor {
             tx: row.get(0),
             position: row.get(1),
@@ -120,15 +133,49 @@ impl Runner {
         // checkpoint can move up to the horizon (so lag reads true for filtered models too).
         let horizon = horizon(&tx).await?;
         let limit = projection.batch_size();
-        let mut entries = read_below(&tx, from, horizon, limit, projection.event_types()).await?;
+        let types = projection.event_types();
+        let peeked = peek_below(&tx, from, horizon, limit, types).await?;
         // A model that reads other models waits for them: nothing at or past their first
         // pending entry is applied, and the checkpoint does not jump past it.
         let pending = self.dependency_limit(&tx, projection, horizon).await?;
-        if let Some(pending) = pending {
-            entries.retain(|e| e.cursor < pending);
+        let mut ready: Vec<Peek> = peeked
+            .iter()
+            .take_while(|p| pending.is_none_or(|at| p.cursor < at))
+            .copied()
+            .collect();
+        if pending.is_some() {
+            // While a dependency is still working through the log, wait for it: these models
+            // recompute whole days and nights from what their dependencies hold, so applying
+            // each partial batch would redo the same days many times during an import. The
+            // wait is bounded by the batch size and by the age of the oldest waiting entry.
+            let stale = ready
+                .first()
+                .is_some_and(|p| Utc::now() - p.recorded_at > MAX_DEPENDENCY_WAIT);
+            if (ready.len() as i64) < limit && !stale {
+                tx.rollback().await?;
+                self.publish(name, from);
+                return Ok(0);
+            }
         }
+        // Memory stays flat whatever the entries hold: a batch stops at a byte budget (but
+        // always takes one entry).
+        let mut bytes = 0;
+        let fits = ready
+            .iter()
+            .take_while(|p| {
+                bytes += p.stored_bytes;
+                bytes <= MAX_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        let cut = fits < ready.len();
+        ready.truncate(fits);
+        let entries = match ready.last() {
+            Some(through) => read_through(&tx, from, through.cursor, types).await?,
+            None => Vec::new(),
+        };
         let mut last = entries.last().map(|e| e.cursor);
-        if pending.is_none() && (entries.len() as i64) < limit {
+        if pending.is_none() && !cut && (peeked.len() as i64) < limit {
             if let Some(end) = last_below(&tx, horizon).await? {
                 last = Some(last.map_or(end, |l| l.max(end)));
             }
@@ -141,16 +188,19 @@ impl Runner {
         if !entries.is_empty() {
             projection.apply(&tx, &entries).await?;
         }
-        tx.execute(
-            "UPDATE checkpoints SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
-            &[&name, &last.tx, &last.position],
-        )
-        .await?;
+        let save = tx
+            .prepare_cached(
+                "UPDATE checkpoints SET tx = $2, position = $3, updated_at = now() WHERE name = $1",
+            )
+            .await?;
+        tx.execute(&save, &[&name, &last.tx, &last.position])
+            .await?;
         tx.commit().await?;
         debug!(
             projection = name,
             entries = entries.len(),
             position = last.position,
+            ms = started.elapsed().as_millis() as u64,
             "applied"
         );
         self.publish(name, last);
@@ -177,18 +227,18 @@ impl Runner {
             else {
                 return Err(ProjectionError::Unknown(dep.to_string()));
             };
+            let checkpoint = tx
+                .prepare_cached("SELECT tx, position FROM checkpoints WHERE name = $1")
+                .await?;
             let at = tx
-                .query_opt(
-                    "SELECT tx, position FROM checkpoints WHERE name = $1",
-                    &[dep],
-                )
+                .query_opt(&checkpoint, &[dep])
                 .await?
                 .map(|r| Cursor {
                     tx: r.get(0),
                     position: r.get(1),
                 })
                 .unwrap_or(Cursor::START);
-            if let Some(pending) = read_below(tx, at, horizon, 1, p.event_types())
+            if let Some(pending) = peek_below(tx, at, horizon, 1, p.event_types())
                 .await?
                 .first()
             {

@@ -17,6 +17,10 @@ use crate::{decode, LogEntry, Projection, ProjectionError};
 
 pub struct Samples;
 
+fn ts(us: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
 /// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
@@ -85,16 +89,20 @@ const MERGE: &str = "WITH merged AS (
     INSERT INTO samples (time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total)
     SELECT time, user_id, data_source_id, series_type, value, zone_offset, end_time, is_daily_total
       FROM samples_staging
-    ON CONFLICT (data_source_id, series_type, time) DO UPDATE
+    ON CONFLICT (user_id, series_type, time, data_source_id) DO UPDATE
        SET value = EXCLUDED.value, zone_offset = EXCLUDED.zone_offset,
            end_time = EXCLUDED.end_time, is_daily_total = EXCLUDED.is_daily_total
      WHERE (samples.value, samples.zone_offset, samples.end_time, samples.is_daily_total)
            IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.zone_offset, EXCLUDED.end_time, EXCLUDED.is_daily_total)
-    RETURNING user_id, data_source_id, series_type, (xmax = 0) AS inserted
+    RETURNING user_id, data_source_id, series_type, time, (xmax = 0) AS inserted
 )
-INSERT INTO sample_counts (user_id, data_source_id, series_type, count)
-SELECT user_id, data_source_id, series_type, count(*) FROM merged WHERE inserted GROUP BY 1, 2, 3
-ON CONFLICT (user_id, data_source_id, series_type) DO UPDATE SET count = sample_counts.count + EXCLUDED.count";
+INSERT INTO sample_counts (user_id, data_source_id, series_type, count, first_time, last_time)
+SELECT user_id, data_source_id, series_type, count(*) FILTER (WHERE inserted), min(time), max(time)
+  FROM merged GROUP BY 1, 2, 3
+ON CONFLICT (user_id, data_source_id, series_type) DO UPDATE
+   SET count = sample_counts.count + EXCLUDED.count,
+       first_time = least(sample_counts.first_time, EXCLUDED.first_time),
+       last_time = greatest(sample_counts.last_time, EXCLUDED.last_time)";
 
 fn corrupt(entry: &LogEntry, e: impl std::fmt::Display) -> ProjectionError {
     ProjectionError::Corrupt {
@@ -134,12 +142,14 @@ impl Projection for Samples {
             if entry.event_type == "ProviderDataDeleted" {
                 self.merge(tx, &entries[from..i]).await?;
                 if let DataEvent::ProviderDataDeleted {
-                    data_source_ids, ..
+                    user_id,
+                    data_source_ids,
+                    ..
                 } = decode(entry)?
                 {
                     tx.execute(
-                        "DELETE FROM samples WHERE data_source_id = ANY($1)",
-                        &[&data_source_ids],
+                        "DELETE FROM samples WHERE user_id = $1 AND data_source_id = ANY($2)",
+                        &[&user_id, &data_source_ids],
                     )
                     .await?;
                     tx.execute(
@@ -178,23 +188,28 @@ impl Samples {
             )
             .await?;
         let bytes: HashMap<i64, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        // Most batches are new data. When no batch's time range touches stored rows of its
-        // source and type, rows go straight into the hypertable (no staging, no conflict
+        // Most batches are new data. When no batch's time range touches the span its source
+        // and type already hold, rows go straight into the hypertable (no staging, no conflict
         // handling) and the counts are known here; otherwise they are merged.
-        let mut fresh = true;
-        for (_, _, b) in &refs {
-            let overlap = tx
-                .query_opt(
-                    "SELECT 1 FROM samples WHERE data_source_id = $1 AND series_type = $2 \
-                     AND time BETWEEN $3 AND $4 LIMIT 1",
-                    &[&b.data_source_id, &b.series_type, &b.start, &b.end],
-                )
-                .await?;
-            if overlap.is_some() {
-                fresh = false;
-                break;
-            }
+        let (mut users, mut sources, mut types, mut starts, mut ends) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for (_, user, b) in &refs {
+            users.push(*user);
+            sources.push(b.data_source_id);
+            types.push(b.series_type);
+            starts.push(b.start);
+            ends.push(b.end);
         }
+        let fresh = tx
+            .query_opt(
+                "SELECT 1 FROM unnest($1::uuid[], $2::uuid[], $3::int2[], $4::timestamptz[], $5::timestamptz[]) \
+                   AS b(user_id, data_source_id, series_type, lo, hi) \
+                 JOIN sample_counts c USING (user_id, data_source_id, series_type) \
+                 WHERE c.first_time IS NULL OR (c.first_time <= b.hi AND c.last_time >= b.lo) LIMIT 1",
+                &[&users, &sources, &types, &starts, &ends],
+            )
+            .await?
+            .is_none();
         let target = if fresh { "samples" } else { "samples_staging" };
         if !fresh {
             tx.batch_execute(STAGING).await?;
@@ -210,7 +225,8 @@ impl Samples {
         // Newest first, keeping the first row seen per dedup key: the later value wins, and the
         // merge needs no sort (a key may appear once per statement in ON CONFLICT DO UPDATE).
         let mut seen = HashSet::new();
-        let mut counts: HashMap<(Uuid, Uuid, i16), i64> = HashMap::new();
+        // Per user, source and type: rows, first and last time.
+        let mut counts: HashMap<(Uuid, Uuid, i16), (i64, i64, i64)> = HashMap::new();
         for (entry, user_id, batch) in refs.iter().rev() {
             let data = bytes.get(&batch.batch_id).ok_or_else(|| {
                 corrupt(entry, format!("sample batch {} is missing", batch.batch_id))
@@ -222,9 +238,12 @@ impl Samples {
                 if !seen.insert((data_source_id, series_type, row.time)) {
                     continue;
                 }
-                *counts
+                let c = counts
                     .entry((*user_id, data_source_id, series_type))
-                    .or_default() += 1;
+                    .or_insert((0, i64::MAX, i64::MIN));
+                c.0 += 1;
+                c.1 = c.1.min(row.time);
+                c.2 = c.2.max(row.time);
                 copy.row(row, user_id, &data_source_id, series_type);
                 if copy.len() >= 1 << 20 {
                     sink.send(copy.take()).await?;
@@ -237,18 +256,24 @@ impl Samples {
             tx.batch_execute(MERGE).await?;
             return Ok(());
         }
-        let (mut users, mut sources, mut types, mut ns) = (vec![], vec![], vec![], vec![]);
-        for ((user, source, series), n) in counts {
+        let (mut users, mut sources, mut types, mut ns, mut firsts, mut lasts) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for ((user, source, series), (n, first, last)) in counts {
             users.push(user);
             sources.push(source);
             types.push(series);
             ns.push(n);
+            firsts.push(ts(first));
+            lasts.push(ts(last));
         }
         tx.execute(
-            "INSERT INTO sample_counts (user_id, data_source_id, series_type, count) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int2[], $4::int8[]) \
-             ON CONFLICT (user_id, data_source_id, series_type) DO UPDATE SET count = sample_counts.count + EXCLUDED.count",
-            &[&users, &sources, &types, &ns],
+            "INSERT INTO sample_counts (user_id, data_source_id, series_type, count, first_time, last_time) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int2[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
+             ON CONFLICT (user_id, data_source_id, series_type) DO UPDATE \
+               SET count = sample_counts.count + EXCLUDED.count, \
+                   first_time = least(sample_counts.first_time, EXCLUDED.first_time), \
+                   last_time = greatest(sample_counts.last_time, EXCLUDED.last_time)",
+            &[&users, &sources, &types, &ns, &firsts, &lasts],
         )
         .await?;
         Ok(())

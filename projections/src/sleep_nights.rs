@@ -29,6 +29,36 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
     d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
 }
 
+/// The mean of the points inside each window `[start, end)` that holds any, by window index.
+/// Points come in time order; windows may come in any order and may overlap.
+fn window_means(
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    points: impl Iterator<Item = (DateTime<Utc>, f64)>,
+) -> Vec<(usize, f64)> {
+    let mut order: Vec<usize> = (0..windows.len()).collect();
+    order.sort_by_key(|&i| windows[i].0);
+    let mut sums = vec![(0.0, 0u32); windows.len()];
+    // Windows that started at or before the current point and may still contain it.
+    let mut open: Vec<usize> = Vec::new();
+    let mut next = 0;
+    for (time, value) in points {
+        while next < order.len() && windows[order[next]].0 <= time {
+            open.push(order[next]);
+            next += 1;
+        }
+        open.retain(|&i| windows[i].1 > time);
+        for &i in &open {
+            sums[i].0 += value;
+            sums[i].1 += 1;
+        }
+    }
+    sums.iter()
+        .enumerate()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(i, (sum, n))| (i, sum / f64::from(*n)))
+        .collect()
+}
+
 /// Recomputes the nights of `user` whose local wake date is in `from..=to`.
 pub async fn recompute(
     tx: &impl GenericClient,
@@ -55,29 +85,30 @@ pub async fn recompute(
     if nights.is_empty() {
         return Ok(());
     }
-    // Vitals of every main sleep in one query: an index range scan per window and type.
+    // Vitals of every main sleep: one ordered range scan per type, swept against the nights
+    // in Rust. (Probing the hypertable once per night and type costs seconds on fresh chunks.)
     let mains: Vec<&sleep_merge::Night> = nights.iter().filter(|n| n.is_main).collect();
-    let idx: Vec<i32> = (0..mains.len() as i32).collect();
-    let st: Vec<DateTime<Utc>> = mains.iter().map(|n| n.start).collect();
-    let en: Vec<DateTime<Utc>> = mains.iter().map(|n| n.end).collect();
-    let vitals: Vec<i16> = VITALS.to_vec();
     let mut avg: BTreeMap<(i32, i16), f64> = BTreeMap::new();
-    if !mains.is_empty() {
-        for r in tx
-            .query(
-                // LATERAL keeps the planner on one index range scan per window and type; a plain
-                // join hashes whole chunks instead (seconds instead of milliseconds).
-                "SELECT w.i, t.id, a.v \
-                 FROM unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) AS w(i, st, en) \
-                 CROSS JOIN unnest($5::int2[]) AS t(id) \
-                 CROSS JOIN LATERAL (SELECT avg(s.value) AS v FROM samples s \
-                   WHERE s.user_id = $1 AND s.series_type = t.id AND s.time >= w.st AND s.time < w.en) a \
-                 WHERE a.v IS NOT NULL",
-                &[&user, &idx, &st, &en, &vitals],
+    if let (Some(lo), Some(hi)) = (
+        mains.iter().map(|n| n.start).min(),
+        mains.iter().map(|n| n.end).max(),
+    ) {
+        let scan = tx
+            .prepare_cached(
+                "SELECT time, value FROM samples WHERE user_id = $1 AND series_type = $2 \
+                 AND time >= $3 AND time < $4 ORDER BY time",
             )
-            .await?
-        {
-            avg.insert((r.get(0), r.get(1)), r.get(2));
+            .await?;
+        for series in VITALS {
+            let rows = tx.query(&scan, &[&user, &series, &lo, &hi]).await?;
+            let points = rows
+                .iter()
+                .map(|r| (r.get::<_, DateTime<Utc>>(0), r.get(1)));
+            let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+                mains.iter().map(|n| (n.start, n.end)).collect();
+            for (i, mean) in window_means(&windows, points) {
+                avg.insert((i as i32, series), mean);
+            }
         }
     }
     let mut main_index = 0i32;
@@ -200,7 +231,7 @@ impl Projection for SleepNights {
     }
 
     fn batch_size(&self) -> i64 {
-        100
+        500
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -289,5 +320,43 @@ impl Projection for SleepNights {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(minute * 60, 0).expect("time")
+    }
+
+    #[test]
+    fn window_means_average_only_the_points_inside_each_window() {
+        // Out of order and overlapping windows, an empty one, points before, between and after.
+        let windows = [
+            (at(20), at(30)),
+            (at(0), at(10)),
+            (at(5), at(25)),
+            (at(40), at(50)),
+        ];
+        let points = [
+            (0, 1.0),
+            (5, 3.0),
+            (9, 5.0),
+            (10, 100.0),
+            (20, 7.0),
+            (29, 9.0),
+            (30, 50.0),
+            (60, 1.0),
+        ]
+        .map(|(m, v)| (at(m), v));
+        let means: BTreeMap<usize, f64> = window_means(&windows, points.into_iter())
+            .into_iter()
+            .collect();
+        assert_eq!(means.get(&1), Some(&3.0)); // 1, 3, 5 (10 is the end, excluded)
+        assert_eq!(means.get(&2), Some(&((3.0 + 5.0 + 100.0 + 7.0) / 4.0)));
+        assert_eq!(means.get(&0), Some(&8.0)); // 7, 9
+        assert_eq!(means.get(&3), None);
     }
 }

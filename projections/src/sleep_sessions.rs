@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use uuid::Uuid;
 use wearhouse_domain::records::{DataEvent, RecordKind, SleepSessionRecord};
 
-use crate::{decode, LogEntry, Projection, ProjectionError};
+use crate::{decode, Latest, LogEntry, Projection, ProjectionError};
 
 pub struct SleepSessions;
 
@@ -51,6 +52,9 @@ impl Projection for SleepSessions {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
+        // One statement per run of recorded sessions; a delete flushes the run first so it
+        // applies after what came before it in the log.
+        let mut pending = Latest::default();
         for entry in entries {
             match decode(entry)? {
                 DataEvent::RecordDeleted {
@@ -58,7 +62,8 @@ impl Projection for SleepSessions {
                     record_id,
                     user_id,
                 } => {
-                    // The upsert below never touches `deleted`, so a re-import stays hidden.
+                    upsert(tx, pending.take()).await?;
+                    // The upsert never touches `deleted`, so a re-import stays hidden.
                     tx.execute(
                         "UPDATE sleep_sessions SET deleted = true WHERE id = $1 AND user_id = $2",
                         &[&record_id, &user_id],
@@ -70,6 +75,7 @@ impl Projection for SleepSessions {
                 DataEvent::ProviderDataDeleted {
                     data_source_ids, ..
                 } => {
+                    upsert(tx, pending.take()).await?;
                     tx.execute(
                         "DELETE FROM sleep_sessions WHERE data_source_id = ANY($1)",
                         &[&data_source_ids],
@@ -78,26 +84,60 @@ impl Projection for SleepSessions {
                 }
                 DataEvent::SleepSessionsRecorded { user_id, sessions } => {
                     for s in sessions {
-                        let (awake, light, deep, rem, asleep) = stage_minutes(&s);
-                        let in_bed = (s.end - s.start).num_seconds() as f64 / 60.0;
-                        let stages = serde_json::to_value(&s.stages).unwrap_or_default();
-                        tx.execute(
-                    "INSERT INTO sleep_sessions (id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, \
-                       awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                     ON CONFLICT (id) DO UPDATE SET end_time = EXCLUDED.end_time, zone_offset = EXCLUDED.zone_offset, \
-                       is_nap = EXCLUDED.is_nap, awake_minutes = EXCLUDED.awake_minutes, light_minutes = EXCLUDED.light_minutes, \
-                       deep_minutes = EXCLUDED.deep_minutes, rem_minutes = EXCLUDED.rem_minutes, \
-                       asleep_minutes = EXCLUDED.asleep_minutes, in_bed_minutes = EXCLUDED.in_bed_minutes, stages = EXCLUDED.stages",
-                    &[&s.id, &user_id, &s.data_source_id, &s.start, &s.end, &s.zone_offset, &s.is_nap,
-                      &awake, &light, &deep, &rem, &asleep, &in_bed, &stages],
-                )
-                .await?;
+                        pending.put(s.id, (user_id, s));
                     }
                 }
                 _ => {}
             }
         }
-        Ok(())
+        upsert(tx, pending.take()).await
     }
+}
+
+async fn upsert(
+    tx: &Transaction<'_>,
+    rows: Vec<(Uuid, SleepSessionRecord)>,
+) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let (mut id, mut user, mut source) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut start, mut end, mut zone, mut nap) = (vec![], vec![], vec![], vec![]);
+    let (mut awake, mut light, mut deep, mut rem, mut asleep, mut in_bed, mut stages) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (user_id, s) in rows {
+        let (a, l, d, r, sl) = stage_minutes(&s);
+        awake.push(a);
+        light.push(l);
+        deep.push(d);
+        rem.push(r);
+        asleep.push(sl);
+        in_bed.push((s.end - s.start).num_seconds() as f64 / 60.0);
+        stages.push(serde_json::to_value(&s.stages).unwrap_or_default());
+        id.push(s.id);
+        user.push(user_id);
+        source.push(s.data_source_id);
+        start.push(s.start);
+        end.push(s.end);
+        zone.push(s.zone_offset);
+        nap.push(s.is_nap);
+    }
+    tx.execute(
+        "INSERT INTO sleep_sessions (id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, \
+           awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[], $6::int2[], \
+           $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::jsonb[]) \
+         ON CONFLICT (id) DO UPDATE SET end_time = EXCLUDED.end_time, zone_offset = EXCLUDED.zone_offset, \
+           is_nap = EXCLUDED.is_nap, awake_minutes = EXCLUDED.awake_minutes, light_minutes = EXCLUDED.light_minutes, \
+           deep_minutes = EXCLUDED.deep_minutes, rem_minutes = EXCLUDED.rem_minutes, \
+           asleep_minutes = EXCLUDED.asleep_minutes, in_bed_minutes = EXCLUDED.in_bed_minutes, stages = EXCLUDED.stages",
+        &[&id, &user, &source, &start, &end, &zone, &nap, &awake, &light, &deep, &rem, &asleep, &in_bed, &stages],
+    )
+    .await?;
+    Ok(())
 }

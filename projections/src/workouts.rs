@@ -1,10 +1,12 @@
 //! The `workouts` read model. A record that was deleted stays hidden when it is imported again.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
-use wearhouse_domain::records::{DataEvent, RecordKind};
+use uuid::Uuid;
+use wearhouse_domain::records::{DataEvent, RecordKind, WorkoutRecord};
 
-use crate::{decode, LogEntry, Projection, ProjectionError};
+use crate::{decode, Latest, LogEntry, Projection, ProjectionError};
 
 pub struct Workouts;
 
@@ -28,6 +30,9 @@ impl Projection for Workouts {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
+        // Recorded workouts are written in one statement per run of entries; a delete flushes
+        // the run first so it applies after what came before it in the log.
+        let mut pending = Latest::default();
         for entry in entries {
             match decode(entry)? {
                 DataEvent::RecordDeleted {
@@ -35,7 +40,8 @@ impl Projection for Workouts {
                     record_id,
                     user_id,
                 } => {
-                    // The upsert below never touches `deleted`, so a re-import stays hidden.
+                    upsert(tx, pending.take()).await?;
+                    // The upsert never touches `deleted`, so a re-import stays hidden.
                     tx.execute(
                         "UPDATE workouts SET deleted = true WHERE id = $1 AND user_id = $2",
                         &[&record_id, &user_id],
@@ -47,6 +53,7 @@ impl Projection for Workouts {
                 DataEvent::ProviderDataDeleted {
                     data_source_ids, ..
                 } => {
+                    upsert(tx, pending.take()).await?;
                     tx.execute(
                         "DELETE FROM workouts WHERE data_source_id = ANY($1)",
                         &[&data_source_ids],
@@ -55,21 +62,63 @@ impl Projection for Workouts {
                 }
                 DataEvent::WorkoutsRecorded { user_id, workouts } => {
                     for w in workouts {
-                        let stats = serde_json::to_value(&w.stats).unwrap_or_default();
-                        let metadata = serde_json::to_value(&w.metadata).unwrap_or_default();
-                        tx.execute(
-                    "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
-                       duration_s = EXCLUDED.duration_s, stats = EXCLUDED.stats, metadata = EXCLUDED.metadata",
-                    &[&w.id, &user_id, &w.data_source_id, &w.workout_type, &w.start, &w.end, &w.zone_offset, &w.duration_s, &stats, &metadata],
-                )
-                .await?;
+                        pending.put(w.id, (user_id, w));
                     }
                 }
                 _ => {}
             }
         }
-        Ok(())
+        upsert(tx, pending.take()).await
     }
+}
+
+async fn upsert(
+    tx: &Transaction<'_>,
+    rows: Vec<(Uuid, WorkoutRecord)>,
+) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut c = Columns::default();
+    for (user_id, w) in rows {
+        c.stats
+            .push(serde_json::to_value(&w.stats).unwrap_or_default());
+        c.metadata
+            .push(serde_json::to_value(&w.metadata).unwrap_or_default());
+        c.id.push(w.id);
+        c.user.push(user_id);
+        c.source.push(w.data_source_id);
+        c.kind.push(w.workout_type);
+        c.start.push(w.start);
+        c.end.push(w.end);
+        c.zone.push(w.zone_offset);
+        c.duration.push(w.duration_s);
+    }
+    tx.execute(
+        "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[], \
+                              $7::int2[], $8::float8[], $9::jsonb[], $10::jsonb[]) \
+         ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
+           duration_s = EXCLUDED.duration_s, stats = EXCLUDED.stats, metadata = EXCLUDED.metadata",
+        &[
+            &c.id, &c.user, &c.source, &c.kind, &c.start, &c.end, &c.zone, &c.duration, &c.stats,
+            &c.metadata,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Columns {
+    id: Vec<Uuid>,
+    user: Vec<Uuid>,
+    source: Vec<Uuid>,
+    kind: Vec<String>,
+    start: Vec<DateTime<Utc>>,
+    end: Vec<DateTime<Utc>>,
+    zone: Vec<Option<i16>>,
+    duration: Vec<Option<f64>>,
+    stats: Vec<serde_json::Value>,
+    metadata: Vec<serde_json::Value>,
 }
