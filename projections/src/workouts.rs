@@ -57,12 +57,20 @@ impl Projection for Workouts {
                     for w in workouts {
                         let stats = serde_json::to_value(&w.stats).unwrap_or_default();
                         let metadata = serde_json::to_value(&w.metadata).unwrap_or_default();
+                        let segments = serde_json::to_value(&w.laps).unwrap_or_default();
+                        // One workout can be told in parts with the same id (Garmin sends the
+                        // activity summary and, later or earlier, its FIT file): stats and
+                        // metadata merge key by key (the newer value wins) and laps stay
+                        // unless the newer record brings some, so the order of arrival does
+                        // not lose what either part said.
                         tx.execute(
-                    "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                    "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata, segments) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                      ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
-                       duration_s = EXCLUDED.duration_s, stats = EXCLUDED.stats, metadata = EXCLUDED.metadata",
-                    &[&w.id, &user_id, &w.data_source_id, &w.workout_type, &w.start, &w.end, &w.zone_offset, &w.duration_s, &stats, &metadata],
+                       duration_s = EXCLUDED.duration_s, stats = workouts.stats || EXCLUDED.stats, \
+                       metadata = workouts.metadata || EXCLUDED.metadata, \
+                       segments = CASE WHEN jsonb_array_length(EXCLUDED.segments) > 0 THEN EXCLUDED.segments ELSE workouts.segments END",
+                    &[&w.id, &user_id, &w.data_source_id, &w.workout_type, &w.start, &w.end, &w.zone_offset, &w.duration_s, &stats, &metadata, &segments],
                 )
                 .await?;
                     }
