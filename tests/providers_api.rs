@@ -1388,8 +1388,14 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
             .map(|s| (s["value"].as_f64().unwrap(), s["zone_offset"].clone()))
     };
     // From the file: 130 + i % 30 at START + 10·i.
-    assert_eq!(at("2026-03-01T12:00:20+00:00"), Some((132.0, json!("-05:00"))));
-    assert_eq!(at("2026-03-01T12:00:15+00:00"), Some((101.0, json!("-05:00"))));
+    assert_eq!(
+        at("2026-03-01T12:00:20+00:00"),
+        Some((132.0, json!("-05:00")))
+    );
+    assert_eq!(
+        at("2026-03-01T12:00:15+00:00"),
+        Some((101.0, json!("-05:00")))
+    );
     assert!(
         e.count(
             "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 210",
