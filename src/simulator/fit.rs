@@ -56,18 +56,21 @@ fn time(num: u8, unix: i64) -> Field {
     u32f(num, (unix - FIT_EPOCH) as u32)
 }
 
+/// A message layout: (field number, size, base type) per field.
+type Layout = Vec<(u8, u8, u8)>;
+
 #[derive(Default)]
 struct Encoder {
     data: Vec<u8>,
     /// The field layout defined for each local message type so far.
-    defined: Vec<(u8, u16, Vec<(u8, u8, u8)>)>,
+    defined: Vec<(u8, u16, Layout)>,
 }
 
 impl Encoder {
     /// Writes a data message of global message `global` on local type `local`, preceded by a
     /// definition message whenever the layout of that local type changes.
     fn message(&mut self, local: u8, global: u16, fields: &[Field]) {
-        let layout: Vec<(u8, u8, u8)> = fields
+        let layout: Layout = fields
             .iter()
             .map(|Field(n, t, b)| (*n, b.len() as u8, *t))
             .collect();
