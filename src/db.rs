@@ -68,8 +68,13 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         7,
+        "workout_segments",
+        include_str!("../migrations/0007_workout_segments.sql"),
+    ),
+    (
+        8,
         "samples_one_index",
-        include_str!("../migrations/0007_samples_one_index.sql"),
+        include_str!("../migrations/0008_samples_one_index.sql"),
     ),
 ];
 

@@ -1252,3 +1252,208 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
     .await;
     assert_eq!(st, 400);
 }
+
+/// Garmin's Activity API end to end: activity details pushed (samples and laps), re-delivered,
+/// Move IQ ignored as the contract says, then the activity's FIT file announced by push,
+/// downloaded from the simulator with the user's token, kept raw, parsed into the same workout
+/// and into samples; finally everything is deleted and replayed from the raw payloads.
+#[tokio::test]
+async fn garmin_activity_details_and_fit_files_end_to_end() {
+    // 2026-03-01T07:00:00-05:00.
+    const START: i64 = 1_772_366_400;
+    let e = setup(&[]).await;
+    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    e.sim
+        .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
+        .await;
+    let user = e.user().await;
+    e.connect("garmin", &user).await;
+    let samples: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"startTimeInSeconds": START + 15 * i, "heartRate": 100 + i,
+            "speedMetersPerSecond": 2.9, "stepsPerMinute": 166, "powerInWatts": 240,
+            "elevationInMeters": 12.5, "totalDistanceInMeters": 43.5 * i as f64})
+        })
+        .collect();
+    let details = json!([{"userId": "garmin-user-1", "summaryId": "555-detail", "activityId": 555,
+        "summary": {"summaryId": "555", "activityType": "RUNNING", "startTimeInSeconds": START,
+            "startTimeOffsetInSeconds": -18000, "durationInSeconds": 600,
+            "averageHeartRateInBeatsPerMinute": 101, "activeKilocalories": 140,
+            "deviceName": "Forerunner 265"},
+        "samples": samples, "laps": [{"startTimeInSeconds": START}]}]);
+    let (st, body) = e
+        .sim
+        .webhook(
+            "garmin",
+            &hook,
+            json!({ "activityDetails": details }),
+            false,
+        )
+        .await;
+    assert_eq!((st, body.contains("accepted")), (200, true), "{body}");
+    e.finished_runs(&user, 1).await;
+    let hr_sql = "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 1";
+    assert_eq!(e.count(hr_sql, &user).await, 4);
+    let window = "start_time=2026-03-01T11:00:00Z&end_time=2026-03-01T13:00:00Z";
+    let (st, ts) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/timeseries?{window}&types=heart_rate&limit=100"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{ts}");
+    let first = &ts["data"][0];
+    assert_eq!(
+        (
+            first["timestamp"].as_str(),
+            first["value"].as_f64(),
+            first["zone_offset"].as_str(),
+            first["source"]["provider"].as_str()
+        ),
+        (
+            Some("2026-03-01T12:00:00+00:00"),
+            Some(100.0),
+            Some("-05:00"),
+            Some("garmin")
+        ),
+        "{ts}"
+    );
+    let (_, cad) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/timeseries?{window}&types=cadence&limit=100"),
+    ))
+    .await;
+    assert_eq!(cad["data"][0]["value"], 166.0, "{cad}");
+
+    // Re-delivered in another envelope (so not the same bytes), next to a Move IQ event: the
+    // samples merge on their key, and Move IQ makes no workout.
+    let again = json!({"activityDetails": details, "moveIQActivities": [{"userId": "garmin-user-1",
+        "summaryId": "miq-1", "calendarDate": "2026-03-01", "startTimeInSeconds": START + 7200,
+        "offsetInSeconds": -18000, "durationInSeconds": 900, "activityType": "Walking"}]});
+    let (st, _) = e.sim.webhook("garmin", &hook, again, false).await;
+    assert_eq!(st, 200);
+    e.finished_runs(&user, 3).await;
+    assert_eq!(e.count(hr_sql, &user).await, 4);
+    let workouts_sql = "SELECT count(*) FROM workouts WHERE user_id = $1";
+    assert_eq!(e.count(workouts_sql, &user).await, 1);
+
+    // The FIT file: a sample every 10 s for 10 minutes, two laps, the same activity.
+    let r: Value = e
+        .sim
+        .http
+        .post(format!("{}/_sim/garmin/activity", e.sim.url))
+        .json(&json!({"activity_id": 555, "start": START, "offset": -18000, "seconds": 600, "step": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    let runs = e.finished_runs(&user, 4).await;
+    assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+    assert!(e
+        .sim
+        .requests()
+        .await
+        .iter()
+        .any(|r| r.starts_with("garmin/wellness-api/rest/activityFile?id=555")));
+    // 60 records; the two at 0 s and 30 s share their key with detail samples and replace them.
+    assert_eq!(e.count(hr_sql, &user).await, 62);
+    let c = e.s.db.client().await;
+    let id = user.parse::<uuid::Uuid>().unwrap();
+    let raw: (String, i64) = {
+        let r = c
+            .query_one(
+                "SELECT content_type, size FROM raw_payloads WHERE kind = 'activityFiles:FIT:555'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(raw.0, "application/vnd.ant.fit");
+    assert!(raw.1 > 1000, "{raw:?}");
+    let (st, ts) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/timeseries?{window}&types=heart_rate&limit=100"),
+    ))
+    .await;
+    assert_eq!(st, 200);
+    let at = |t: &str| {
+        ts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["timestamp"] == t)
+            .map(|s| (s["value"].as_f64().unwrap(), s["zone_offset"].clone()))
+    };
+    // From the file: 130 + i % 30 at START + 10·i.
+    assert_eq!(
+        at("2026-03-01T12:00:20+00:00"),
+        Some((132.0, json!("-05:00")))
+    );
+    assert_eq!(
+        at("2026-03-01T12:00:15+00:00"),
+        Some((101.0, json!("-05:00")))
+    );
+    assert!(
+        e.count(
+            "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 210",
+            &user
+        )
+        .await
+            >= 60
+    );
+    assert_eq!(e.count(workouts_sql, &user).await, 1);
+    let w = c
+        .query_one(
+            "SELECT type, zone_offset, stats, metadata, segments FROM workouts WHERE user_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (stats, metadata, segments): (Value, Value, Value) = (w.get(2), w.get(3), w.get(4));
+    assert_eq!(
+        (w.get::<_, String>(0), w.get::<_, Option<i16>>(1)),
+        ("running".into(), Some(-300))
+    );
+    // The file's totals join the summary's (the device name stays from the summary).
+    assert_eq!(stats["heart_rate_max"], 159.0, "{stats}");
+    assert_eq!(stats["distance_m"], 1920.0, "{stats}");
+    assert_eq!(metadata["device_name"], "Forerunner 265", "{metadata}");
+    let laps = segments.as_array().unwrap();
+    assert_eq!(laps.len(), 2, "{segments}");
+    assert_eq!(laps[1]["stats"]["distance_m"], 960.0);
+    let (st, list) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/events/workouts?start_date=2026-03-01&end_date=2026-03-02"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list["data"][0]["max_heart_rate_bpm"], 159.0, "{list}");
+    assert_eq!(list["data"][0]["distance_meters"], 1920.0, "{list}");
+
+    // Delete the data, then replay the raw payloads (webhook bodies and the FIT file).
+    let (st, _) = call(e.req(
+        Method::DELETE,
+        &format!("/api/v1/users/{user}/connections/garmin/data"),
+    ))
+    .await;
+    assert_eq!(st, 204);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM samples WHERE user_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    let out = e.s.db.run(&["providers", "replay", "--user", &user]);
+    assert!(out.contains("payload(s) replayed"), "{out}");
+    assert_eq!(e.count(hr_sql, &user).await, 62);
+    let stats: Value = c
+        .query_one("SELECT stats FROM workouts WHERE user_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stats["heart_rate_max"], 159.0, "{stats}");
+}

@@ -71,6 +71,19 @@ pub struct WorkoutRecord {
     /// Totals in canonical units: energy_kcal, distance_m, heart_rate_avg, ...
     pub stats: BTreeMap<String, f64>,
     pub metadata: BTreeMap<String, String>,
+    /// Laps (the contract's workout `segments`), when the provider sends them. Absent in
+    /// events written before laps existed, and left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laps: Vec<WorkoutLap>,
+}
+
+/// One lap of a workout, its totals in the same units and keys as the workout's stats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkoutLap {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    #[serde(default)]
+    pub stats: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

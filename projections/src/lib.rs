@@ -109,6 +109,17 @@ impl<K: std::hash::Hash + Eq + Copy, V> Latest<K, V> {
         }
     }
 
+    /// Like `put`, but a second value for a key is folded into the first by `fold`.
+    pub(crate) fn merge(&mut self, key: K, value: V, fold: impl FnOnce(&mut V, V)) {
+        match self.index.get(&key) {
+            Some(&i) => fold(&mut self.rows[i].1, value),
+            None => {
+                self.index.insert(key, self.rows.len());
+                self.rows.push((key, value));
+            }
+        }
+    }
+
     /// The rows in first-seen order, leaving this empty.
     pub(crate) fn take(&mut self) -> Vec<V> {
         self.index.clear();

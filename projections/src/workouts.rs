@@ -62,7 +62,9 @@ impl Projection for Workouts {
                 }
                 DataEvent::WorkoutsRecorded { user_id, workouts } => {
                     for w in workouts {
-                        pending.put(w.id, (user_id, w));
+                        pending.merge(w.id, (user_id, w), |(_, old), (_, new)| {
+                            merge_parts(old, new)
+                        });
                     }
                 }
                 _ => {}
@@ -70,6 +72,23 @@ impl Projection for Workouts {
         }
         upsert(tx, pending.take()).await
     }
+}
+
+/// One workout can be told in parts with the same id (Garmin sends the activity summary and,
+/// later or earlier, its FIT file): stats and metadata merge key by key (the newer value
+/// wins) and laps stay unless the newer part brings some, so the order of arrival does not
+/// lose what either part said. The upsert below does the same against the stored row.
+fn merge_parts(old: &mut WorkoutRecord, mut new: WorkoutRecord) {
+    let mut stats = std::mem::take(&mut old.stats);
+    stats.append(&mut new.stats);
+    new.stats = stats;
+    let mut metadata = std::mem::take(&mut old.metadata);
+    metadata.append(&mut new.metadata);
+    new.metadata = metadata;
+    if new.laps.is_empty() {
+        new.laps = std::mem::take(&mut old.laps);
+    }
+    *old = new;
 }
 
 async fn upsert(
@@ -85,6 +104,8 @@ async fn upsert(
             .push(serde_json::to_value(&w.stats).unwrap_or_default());
         c.metadata
             .push(serde_json::to_value(&w.metadata).unwrap_or_default());
+        c.segments
+            .push(serde_json::to_value(&w.laps).unwrap_or_default());
         c.id.push(w.id);
         c.user.push(user_id);
         c.source.push(w.data_source_id);
@@ -95,14 +116,16 @@ async fn upsert(
         c.duration.push(w.duration_s);
     }
     tx.execute(
-        "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata) \
+        "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata, segments) \
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[], \
-                              $7::int2[], $8::float8[], $9::jsonb[], $10::jsonb[]) \
+                              $7::int2[], $8::float8[], $9::jsonb[], $10::jsonb[], $11::jsonb[]) \
          ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
-           duration_s = EXCLUDED.duration_s, stats = EXCLUDED.stats, metadata = EXCLUDED.metadata",
+           duration_s = EXCLUDED.duration_s, stats = workouts.stats || EXCLUDED.stats, \
+           metadata = workouts.metadata || EXCLUDED.metadata, \
+           segments = CASE WHEN jsonb_array_length(EXCLUDED.segments) > 0 THEN EXCLUDED.segments ELSE workouts.segments END",
         &[
             &c.id, &c.user, &c.source, &c.kind, &c.start, &c.end, &c.zone, &c.duration, &c.stats,
-            &c.metadata,
+            &c.metadata, &c.segments,
         ],
     )
     .await?;
@@ -121,4 +144,5 @@ struct Columns {
     duration: Vec<Option<f64>>,
     stats: Vec<serde_json::Value>,
     metadata: Vec<serde_json::Value>,
+    segments: Vec<serde_json::Value>,
 }

@@ -306,6 +306,7 @@ impl Sink for BatchSink {
             duration_s: Some(w.duration_s),
             stats,
             metadata,
+            laps: Vec::new(),
         });
         Ok(())
     }

@@ -54,6 +54,8 @@ pub enum SyncError {
     Cancelled,
     #[error("backfill failed for {0}")]
     Backfill(String),
+    #[error("a pushed file URL is not under the provider's API URL")]
+    ForeignUrl,
 }
 
 fn store_err(e: impl std::fmt::Display) -> SyncError {
@@ -414,7 +416,7 @@ impl Engine {
         .await?;
         let result = async {
             let mapped = provider.map(data_type, items, user)?;
-            let records = mapped.records();
+            let mut records = mapped.records();
             let mut out = vec![Out::Event(DataEvent::RawPayloadReceived {
                 user_id: user,
                 raw: raw_ref,
@@ -422,10 +424,24 @@ impl Engine {
                 received_at: Some(Utc::now()),
             })];
             out.extend(mapped.into_out(user).map_err(store_err)?);
+            let downloads = provider.file_downloads(data_type, items);
+            // A file that cannot be fetched or read fails the run, but only after what did
+            // arrive (the push itself, other files) is written: it is evidence all the same.
+            let mut failure = None;
+            if !downloads.is_empty() {
+                let (n, m, e) = self
+                    .download_files(user, provider, downloads, &mut out)
+                    .await;
+                records += n;
+                failure = m.or(e);
+            }
             writer::write_all(&self.pool, run_id, user, &system("webhook"), out)
                 .await
                 .map_err(store_err)?;
-            Ok::<u64, SyncError>(records)
+            match failure {
+                Some(e) => Err(e),
+                None => Ok::<u64, SyncError>(records),
+            }
         }
         .await;
         match result {
@@ -474,6 +490,95 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Downloads the files a push points at with `user`'s token, keeps each raw (before
+    /// parsing), maps it and appends everything to `out`. Returns (records, the first mapping
+    /// error, the first download error); the other files are still fetched after a failure.
+    async fn download_files(
+        &self,
+        user: Uuid,
+        provider: &dyn Provider,
+        downloads: Vec<super::FileDownload>,
+        out: &mut Vec<Out>,
+    ) -> (u64, Option<SyncError>, Option<SyncError>) {
+        let (mut records, mut map_err, mut get_err) = (0u64, None, None);
+        let Some((_, endpoints)) = self.registry.get(provider.name()) else {
+            return (
+                0,
+                None,
+                Some(SyncError::UnknownProvider(provider.name().into())),
+            );
+        };
+        let req = SyncRequest {
+            run_id: Uuid::nil(),
+            user_id: user,
+            provider: provider.name().into(),
+            source: "webhook".into(),
+            start: Utc::now(),
+            end: Utc::now(),
+            data_types: vec![],
+        };
+        let mut live = match self.live_tokens(&req, &endpoints).await {
+            Ok(l) => l,
+            Err(e) => return (0, None, Some(e)),
+        };
+        for d in downloads {
+            // The user's token goes along, so only the provider's own API is followed: a push
+            // naming another host must not learn it.
+            let Some(request) = api_request(&endpoints.api_url, &d.url) else {
+                warn!(
+                    provider = provider.name(),
+                    "file URL outside the provider API; not fetched"
+                );
+                get_err.get_or_insert(SyncError::ForeignUrl);
+                continue;
+            };
+            let bytes = match self.get(&req, &endpoints, &request, &mut live).await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(provider = provider.name(), kind = %d.kind, error = %e, "file download failed");
+                    get_err.get_or_insert(e);
+                    continue;
+                }
+            };
+            let meta = RawMeta {
+                provider: provider.name(),
+                kind: &d.kind,
+                content_type: d.content_type,
+                user_id: Some(user),
+            };
+            let raw_ref = match raw::store_bytes(&self.pool, &bytes, meta).await {
+                Ok(r) => r,
+                Err(e) => {
+                    get_err.get_or_insert(store_err(e));
+                    continue;
+                }
+            };
+            out.push(Out::Event(DataEvent::RawPayloadReceived {
+                user_id: user,
+                raw: raw_ref,
+                mapping_version: provider.mapping_version(),
+                received_at: Some(Utc::now()),
+            }));
+            match provider.map_file(&d.kind, &bytes, user) {
+                Some(Ok(m)) => {
+                    records += m.records();
+                    match m.into_out(user) {
+                        Ok(o) => out.extend(o),
+                        Err(e) => {
+                            map_err.get_or_insert(store_err(e));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(provider = provider.name(), kind = %d.kind, error = %e, "file does not map");
+                    map_err.get_or_insert(e.into());
+                }
+                None => {}
+            }
+        }
+        (records, map_err, get_err)
     }
 
     /// Revokes `user`'s connection to `provider` (refused refresh, provider deregistration).
@@ -684,6 +789,24 @@ impl Engine {
     }
 }
 
+/// `url` as a request under `api_url` (same scheme, host, port and path prefix), or `None`.
+fn api_request(api_url: &str, url: &str) -> Option<PullRequest> {
+    let base = reqwest::Url::parse(api_url).ok()?;
+    let target = reqwest::Url::parse(url).ok()?;
+    let prefix = base.path().trim_end_matches('/');
+    let same_origin = base.scheme() == target.scheme()
+        && base.host_str() == target.host_str()
+        && base.port_or_known_default() == target.port_or_known_default();
+    let rest = target.path().strip_prefix(prefix)?;
+    if !same_origin || !rest.starts_with('/') || rest.split('/').any(|s| s == "..") {
+        return None;
+    }
+    Some(PullRequest {
+        path: rest.to_string(),
+        query: target.query_pairs().into_owned().collect(),
+    })
+}
+
 async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(250 << attempt.min(6))).await;
 }
@@ -735,33 +858,21 @@ pub async fn replay(
         raw::write_to(pool, &sha, &mut bytes)
             .await
             .map_err(store_err)?;
-        // A body that never parsed (kept as evidence) has nothing to replay.
-        let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
         let mut mapped = Vec::new();
-        if kind == "webhook" {
-            let account = accounts
-                .iter()
-                .find(|(pr, _)| *pr == provider_name)
-                .and_then(|(_, a)| a.clone());
-            for notice in p.parse_webhook(&body).unwrap_or_default() {
-                if let super::Notice::Data {
-                    provider_user_id,
-                    data_type,
-                    items,
-                } = notice
-                {
-                    if Some(&provider_user_id) == account.as_ref() {
-                        mapped.push(p.map(&data_type, &items, user));
-                    }
-                }
-            }
+        if let Some(m) = p.map_file(&kind, &bytes, user) {
+            mapped.push(m);
+        } else if let Ok(body) = serde_json::from_slice::<Value>(&bytes) {
+            mapped.extend(map_json(
+                p.as_ref(),
+                &kind,
+                &body,
+                user,
+                received_at,
+                &accounts,
+            ));
         } else {
-            mapped.push(
-                p.map_snapshot(&kind, &body, user, received_at)
-                    .unwrap_or_else(|| p.map(&kind, &body, user)),
-            );
+            // A body that never parsed (kept as evidence) has nothing to replay.
+            continue;
         }
         payloads += 1;
         for m in mapped {
@@ -780,6 +891,41 @@ pub async fn replay(
         .await
         .map_err(store_err)?;
     Ok((payloads, records))
+}
+
+/// The records of one stored JSON payload: a webhook body's pushed data for the user's account,
+/// or a pulled response.
+fn map_json(
+    p: &dyn Provider,
+    kind: &str,
+    body: &Value,
+    user: Uuid,
+    received_at: DateTime<Utc>,
+    accounts: &[(String, Option<String>)],
+) -> Vec<Result<super::Mapped, super::MapError>> {
+    if kind != "webhook" {
+        return vec![p
+            .map_snapshot(kind, body, user, received_at)
+            .unwrap_or_else(|| p.map(kind, body, user))];
+    }
+    let account = accounts
+        .iter()
+        .find(|(pr, _)| pr == p.name())
+        .and_then(|(_, a)| a.clone());
+    let mut mapped = Vec::new();
+    for notice in p.parse_webhook(body).unwrap_or_default() {
+        if let super::Notice::Data {
+            provider_user_id,
+            data_type,
+            items,
+        } = notice
+        {
+            if Some(&provider_user_id) == account.as_ref() {
+                mapped.push(p.map(&data_type, &items, user));
+            }
+        }
+    }
+    mapped
 }
 
 impl Engine {
@@ -814,5 +960,35 @@ impl Engine {
             }
         }
         Ok(ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_request;
+
+    #[test]
+    fn pushed_file_urls_are_followed_only_under_the_api_url() {
+        let api = "https://apis.garmin.com/api";
+        let r = api_request(
+            api,
+            "https://apis.garmin.com/api/wellness-api/rest/activityFile?id=7&token=t",
+        )
+        .unwrap();
+        assert_eq!(r.path, "/wellness-api/rest/activityFile");
+        assert_eq!(
+            r.query,
+            vec![("id".into(), "7".into()), ("token".into(), "t".into())]
+        );
+        for foreign in [
+            "https://evil.example/api/wellness-api/rest/activityFile",
+            "http://apis.garmin.com/api/x",
+            "https://apis.garmin.com:8443/api/x",
+            "https://apis.garmin.com/apix/y",
+            "https://apis.garmin.com/other",
+            "not a url",
+        ] {
+            assert_eq!(api_request(api, foreign), None, "{foreign}");
+        }
     }
 }

@@ -122,6 +122,22 @@ pub trait Provider: Send + Sync {
     ) -> Option<Result<Mapped, MapError>> {
         None
     }
+    /// Files a pushed batch points at (Garmin's activity files): the engine downloads each with
+    /// the user's token, stores the bytes raw under `kind`, then maps them with
+    /// [`Provider::map_file`].
+    fn file_downloads(&self, _data_type: &str, _items: &Value) -> Vec<FileDownload> {
+        vec![]
+    }
+    /// Maps a downloaded file stored raw under `kind` (as [`Provider::file_downloads`] named
+    /// it). `None`: `kind` is not a file of this provider.
+    fn map_file(
+        &self,
+        _kind: &str,
+        _bytes: &[u8],
+        _user_id: Uuid,
+    ) -> Option<Result<Mapped, MapError>> {
+        None
+    }
     /// Checks a webhook delivery's signature. `headers` have lower-case names.
     fn verify_webhook(
         &self,
@@ -163,6 +179,17 @@ pub trait Provider: Send + Sync {
     ) -> Vec<AppRequest> {
         vec![]
     }
+}
+
+/// A file to download for a pushed batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDownload {
+    /// As the provider sent it; the engine only follows URLs under the provider's API URL,
+    /// since it sends the user's token along.
+    pub url: String,
+    /// The raw payload kind, which carries what the mapping needs besides the bytes.
+    pub kind: String,
+    pub content_type: &'static str,
 }
 
 /// A request made with the app's own credentials (not a user's token).

@@ -6,18 +6,20 @@
 //!
 //! Times are `…InSeconds` (UTC epoch) with `…OffsetInSeconds` giving the local offset.
 
+mod activity;
+mod fit;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 use uuid::Uuid;
-use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
-use wearhouse_domain::workout_type::WorkoutType;
+use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval};
 
 use super::mapped::{local_midnight, provider_source, shape};
 use super::{
-    same, Capabilities, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest,
-    WebhookError,
+    same, Capabilities, Endpoints, FileDownload, MapError, Mapped, Notice, OAuthSettings, Provider,
+    PullRequest, WebhookError,
 };
 use wearhouse_domain::records::ScoreComponent;
 
@@ -41,6 +43,8 @@ const PUSH_TYPES: &[&str] = &[
     "skinTemp",
     "healthSnapshot",
     "activityDetails",
+    "activityFiles",
+    "moveIQActivities",
 ];
 
 /// Types whose history is requested by backfill, as upstream orchestrates them.
@@ -114,18 +118,6 @@ fn offsets(v: &Value, key: &str, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)>
         .collect();
     out.sort_by_key(|(t, _)| *t);
     out
-}
-
-fn workout_type(activity: &str) -> WorkoutType {
-    let lower = activity.to_ascii_lowercase();
-    WorkoutType::parse(&lower)
-        .or_else(|| match lower.as_str() {
-            "street_running" | "track_running" => WorkoutType::parse("running"),
-            "road_biking" | "gravel_cycling" => WorkoutType::parse("cycling"),
-            "lap_swimming" | "open_water_swimming" => WorkoutType::parse("swimming"),
-            _ => None,
-        })
-        .unwrap_or(WorkoutType::OTHER)
 }
 
 impl Garmin {
@@ -250,47 +242,9 @@ impl Garmin {
                     stages,
                 });
             }
-            "activities" => {
-                let (t0, off) = start(v, "start", data_type)?;
-                let duration = f(v, "durationInSeconds").unwrap_or(0.0);
-                let activity = v.get("activityType").and_then(Value::as_str).unwrap_or("");
-                let external = match v.get("activityId").or_else(|| v.get("summaryId")) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                };
-                let mut stats = BTreeMap::new();
-                for (k, key) in [
-                    ("heart_rate_avg", "averageHeartRateInBeatsPerMinute"),
-                    ("heart_rate_max", "maxHeartRateInBeatsPerMinute"),
-                    ("steps", "steps"),
-                    ("energy_kcal", "activeKilocalories"),
-                    ("distance_m", "distanceInMeters"),
-                    ("avg_cadence", "averageRunCadenceInStepsPerMinute"),
-                    ("elevation_gain_m", "totalElevationGainInMeters"),
-                ] {
-                    if let Some(x) = f(v, key) {
-                        stats.insert(k.to_string(), x);
-                    }
-                }
-                let mut metadata = BTreeMap::new();
-                metadata.insert("external_id".to_string(), external.clone());
-                metadata.insert("garmin_activity_type".to_string(), activity.to_string());
-                if let Some(d) = v.get("deviceName").and_then(Value::as_str) {
-                    metadata.insert("device_name".to_string(), d.to_string());
-                }
-                m.workouts.push(WorkoutRecord {
-                    id: record_id(&[&ds.to_string(), "workout", &external]),
-                    data_source_id: ds,
-                    workout_type: workout_type(activity).as_str().into(),
-                    start: t0,
-                    end: t0 + Duration::seconds(duration as i64),
-                    zone_offset: Some(off),
-                    duration_s: Some(duration),
-                    stats,
-                    metadata,
-                });
-            }
+            "activities" => m
+                .workouts
+                .push(activity::summary_workout(v, ds, data_type)?),
             "hrv" => {
                 let (t0, off) = start(v, "start", data_type)?;
                 if let Some(x) = f(v, "lastNightAvg") {
@@ -399,8 +353,17 @@ impl Garmin {
                     }
                 }
             }
-            // Per-second workout samples: kept raw only, as upstream does unless asked to ingest.
-            "activityDetails" => {}
+            // Upstream ingests these only when asked (INGEST_WORKOUT_SAMPLES), to spare its
+            // row-per-sample table; samples here are compressed batches, so they always are.
+            "activityDetails" => activity::details(v, ds, m)?,
+            // The notice only points at the file; its records come from the downloaded file
+            // (see `file_downloads` and `map_file`).
+            "activityFiles" => {}
+            // Move IQ detects walks and runs the user did not record. The contract keeps them
+            // as `activity` events that are not exposed and never counts them as workouts
+            // (they have no metrics, and would double the recorded activities); wearhouse
+            // keeps the pushed body raw, so a later mapping version can still read them.
+            "moveIQActivities" => {}
             other => return Err(MapError::UnknownType(other.into())),
         }
         Ok(())
@@ -486,8 +449,9 @@ impl Provider for Garmin {
         Some(100)
     }
 
+    /// 2: activity details, activity files and laps.
     fn mapping_version(&self) -> u32 {
-        1
+        2
     }
 
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {
@@ -504,6 +468,39 @@ impl Provider for Garmin {
             self.map_item(data_type, v, ds, &mut m)?;
         }
         Ok(m)
+    }
+
+    fn file_downloads(&self, data_type: &str, items: &Value) -> Vec<FileDownload> {
+        if data_type == "activityFiles" {
+            activity::file_downloads(items)
+        } else {
+            vec![]
+        }
+    }
+
+    fn map_file(
+        &self,
+        kind: &str,
+        bytes: &[u8],
+        user_id: Uuid,
+    ) -> Option<Result<Mapped, MapError>> {
+        let (file_type, activity_id) = activity::parse_file_kind(kind)?;
+        let source = provider_source(user_id, NAME, "Garmin");
+        let ds = source.id;
+        let mut m = Mapped {
+            sources: vec![source],
+            ..Mapped::default()
+        };
+        // TCX and GPX files are kept raw but not read yet: Garmin sends FIT unless an app asked
+        // otherwise, and the FIT file holds everything the other two do.
+        if file_type == "FIT" {
+            if let Err(e) = fit::map_fit(bytes, ds, activity_id, &mut m) {
+                return Some(Err(e));
+            }
+        } else {
+            m.sources.clear();
+        }
+        Some(Ok(m))
     }
 
     fn verify_webhook(

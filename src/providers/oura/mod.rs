@@ -235,6 +235,7 @@ impl Oura {
                         duration_s: Some((end - start).num_seconds() as f64),
                         stats,
                         metadata,
+                        laps: Vec::new(),
                     });
                 }
                 other => return Err(MapError::UnknownType(other.into())),

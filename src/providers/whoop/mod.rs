@@ -204,6 +204,7 @@ impl Provider for Whoop {
                         duration_s: Some((end - start).num_seconds() as f64),
                         stats,
                         metadata,
+                        laps: Vec::new(),
                     });
                 }
                 "sleep" => {

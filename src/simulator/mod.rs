@@ -3,8 +3,10 @@
 //! with deterministic, realistic payloads, sends signed webhooks, and fails on request.
 //!
 //! Control endpoints (JSON): `POST /_sim/faults` adds a fault, `POST /_sim/config` sets the
-//! token lifetime, `POST /_sim/webhook` signs and delivers a webhook, `GET /_sim/requests`
-//! lists the data requests served, `POST /_sim/reset` forgets everything.
+//! token lifetime, `POST /_sim/webhook` signs and delivers a webhook, `POST
+//! /_sim/garmin/activity` records a Garmin activity and pushes its `activityFiles` notice (the
+//! FIT file is then served at the callback URL), `GET /_sim/requests` lists the data requests
+//! served, `POST /_sim/reset` forgets everything.
 //!
 //! Data values are functions of the day so tests can predict them: Oura daily steps on day D of
 //! the month are `5000 + 100·D` (times at +02:00); Garmin's are `7000 + 100·D` (at -05:00).
@@ -23,6 +25,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::providers::{hmac_sha256, oauth::pkce_challenge};
+
+pub mod fit;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Fault {
@@ -62,6 +66,9 @@ struct Sim {
     counter: u64,
     /// Garmin backfill timeframes already requested: a repeat answers 409, as Garmin does.
     backfills: std::collections::HashSet<String>,
+    /// Garmin activities recorded through `/_sim/garmin/activity`, by activity id: their FIT
+    /// files are served at `/wellness-api/rest/activityFile?id=`.
+    activities: HashMap<String, fit::FitActivity>,
 }
 
 #[derive(Clone)]
@@ -406,6 +413,22 @@ async fn api(
             }
         }
         ("garmin", "/wellness-api/rest/user/id") => json!({"userId": "garmin-user-1"}),
+        ("garmin", "/wellness-api/rest/activityFile") => {
+            let id = q.get("id").cloned().unwrap_or_default();
+            let activity = shared
+                .sim
+                .lock()
+                .expect("sim lock")
+                .activities
+                .get(&id)
+                .cloned();
+            return match activity {
+                Some(a) => Response::builder()
+                    .content_type("application/octet-stream")
+                    .body(fit::activity_file(&a)),
+                None => StatusCode::NOT_FOUND.into_response(),
+            };
+        }
         ("garmin", p) if p.starts_with("/wellness-api/rest/backfill/") => {
             let kind = p["/wellness-api/rest/backfill/".len()..].to_string();
             let window = format!(
@@ -565,8 +588,25 @@ fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
             "hrv" => json!({"userId": user, "summaryId": format!("h-{d}"), "calendarDate": d.to_string(),
                 "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "lastNightAvg": 42,
                 "hrvValues": {"300": 40, "600": 44}}),
-            "activityDetails" => json!({"userId": user, "summaryId": format!("ad-{d}"), "activityId": 1000 + n,
-                "samples": [{"startTimeInSeconds": midnight + 7 * 3600, "heartRate": 140}]}),
+            "activityDetails" => {
+                // The same activity as `activities` (its summary is repeated, as Garmin does),
+                // with a sample every 15 s for its first 5 minutes and two laps.
+                let t0 = midnight + 7 * 3600;
+                let samples: Vec<Value> = (0..20i64)
+                    .map(|i| json!({"startTimeInSeconds": t0 + 15 * i, "heartRate": 120 + i,
+                        "speedMetersPerSecond": 2.5, "stepsPerMinute": 160, "elevationInMeters": 50.0,
+                        "latitudeInDegree": 40.7, "longitudeInDegree": -74.0, "airTemperatureCelcius": 10.0,
+                        "totalDistanceInMeters": 37.5 * i as f64, "timerDurationInSeconds": 15 * i,
+                        "clockDurationInSeconds": 15 * i, "movingDurationInSeconds": 15 * i}))
+                    .collect();
+                json!({"userId": user, "summaryId": format!("a-{d}-detail"), "activityId": 1000 + n,
+                    "summary": {"summaryId": format!("a-{d}"), "activityType": "RUNNING",
+                        "startTimeInSeconds": t0, "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
+                        "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
+                        "activeKilocalories": 380, "distanceInMeters": 6000.0},
+                    "samples": samples,
+                    "laps": [{"startTimeInSeconds": t0}, {"startTimeInSeconds": t0 + 1200}]})
+            }
             _ => return vec![],
         });
     }
@@ -581,6 +621,60 @@ async fn garmin_push(target: String, client_id: String, body: Value) {
         .json(&body)
         .send()
         .await;
+}
+
+#[derive(Deserialize)]
+struct ActivityOrder {
+    activity_id: u64,
+    start: i64,
+    offset: i32,
+    seconds: u32,
+    step: u32,
+}
+
+/// Records a Garmin activity and pushes its `activityFiles` notice to the push target, with a
+/// callback URL on this simulator (as Garmin's point at its API), like Garmin does after an
+/// upload from the watch. Answers with the push's status and body.
+#[handler]
+async fn garmin_activity(
+    req: &Request,
+    Json(o): Json<ActivityOrder>,
+    shared: Data<&Shared>,
+) -> Response {
+    let id = o.activity_id.to_string();
+    shared.sim.lock().expect("sim lock").activities.insert(
+        id.clone(),
+        fit::FitActivity {
+            start_unix: o.start,
+            offset_s: o.offset,
+            seconds: o.seconds,
+            step: o.step,
+        },
+    );
+    let host = req.header("host").unwrap_or("127.0.0.1").to_string();
+    let file_token = format!("ft-{}", shared.next());
+    let body = json!({"activityFiles": [{"userId": "garmin-user-1", "summaryId": format!("{id}-file"),
+        "activityId": o.activity_id, "fileType": "FIT", "manual": false,
+        "startTimeInSeconds": o.start, "activityName": "Morning Run",
+        "callbackURL": format!("http://{host}/garmin/api/wellness-api/rest/activityFile?id={id}&token={file_token}")}]});
+    let (target, client_id) = shared.garmin.lock().expect("lock").clone();
+    let Some(target) = target else {
+        return (StatusCode::BAD_REQUEST, "no garmin_push_target configured").into_response();
+    };
+    let sent = reqwest::Client::new()
+        .post(target)
+        .header("garmin-client-id", client_id)
+        .json(&body)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            Json(json!({"status": status, "body": text})).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
 }
 
 #[handler]
@@ -665,6 +759,7 @@ pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
         .at("/_sim/requests", get(requests))
         .at("/_sim/reset", post(reset))
         .at("/_sim/webhook", post(send_webhook))
+        .at("/_sim/garmin/activity", post(garmin_activity))
         .data(shared)
 }
 
