@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "provider_connections",
         include_str!("../migrations/0006_provider_connections.sql"),
     ),
+    (
+        7,
+        "provider_scores_pacing",
+        include_str!("../migrations/0007_provider_scores_pacing.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).
