@@ -115,9 +115,9 @@ impl Projection for ProviderScores {
                     // score's id until the score itself fills the row in.
                     tx.execute(
                         "INSERT INTO health_scores (id, user_id, provider, category, recorded_at, deleted) \
-                         VALUES ($1, $2, 'deleted', $1::text, '-infinity', true) \
+                         VALUES ($1, $2, 'deleted', $3, '-infinity', true) \
                          ON CONFLICT (id) DO UPDATE SET deleted = true",
-                        &[&record_id, &user_id],
+                        &[&record_id, &user_id, &record_id.to_string()],
                     )
                     .await?;
                 }
