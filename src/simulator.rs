@@ -542,7 +542,8 @@ async fn subscribe(req: &Request, Json(body): Json<Value>, shared: Data<&Shared>
     let sub = SimSub {
         id: format!("sub-{}", shared.next()),
         body: json!({"callback_url": url, "event_type": body["event_type"], "data_type": body["data_type"]}),
-        expires: Utc::now() + chrono::Duration::seconds(*shared.subscription_ttl.lock().expect("lock")),
+        expires: Utc::now()
+            + chrono::Duration::seconds(*shared.subscription_ttl.lock().expect("lock")),
     };
     let out = sub_json(&sub);
     shared.sim.lock().expect("sim lock").subscriptions.push(sub);

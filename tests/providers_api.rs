@@ -174,8 +174,10 @@ impl Sim {
         let r: Value = self
             .http
             .post(format!("{}/_sim/webhook", self.url))
-            .json(&json!({"provider": provider, "target": target, "body": body, "wrong_secret": wrong,
-                          "timestamp_offset_secs": offset_secs}))
+            .json(
+                &json!({"provider": provider, "target": target, "body": body, "wrong_secret": wrong,
+                          "timestamp_offset_secs": offset_secs}),
+            )
             .send()
             .await
             .unwrap()
@@ -518,7 +520,11 @@ async fn oura_connect_sync_and_data_end_to_end() {
     }
     // ... and served by /health-scores with Oura as their provider and the simulator's values
     // (activity 80, readiness 75, sleep 70 + day % 20, at local midnight +02:00).
-    for (cat, value) in [("activity", Some(80.0)), ("readiness", Some(75.0)), ("sleep", None)] {
+    for (cat, value) in [
+        ("activity", Some(80.0)),
+        ("readiness", Some(75.0)),
+        ("sleep", None),
+    ] {
         let items = health_scores(&e, &user, &format!("provider=oura&category={cat}")).await;
         assert!(items.len() >= 3, "{cat}: {items:?}");
         for it in &items {
@@ -527,8 +533,8 @@ async fn oura_connect_sync_and_data_end_to_end() {
                 (Some("oura"), Some("+02:00")),
                 "{it}"
             );
-            let at = chrono::DateTime::parse_from_rfc3339(it["recorded_at"].as_str().unwrap())
-                .unwrap();
+            let at =
+                chrono::DateTime::parse_from_rfc3339(it["recorded_at"].as_str().unwrap()).unwrap();
             let local = at + chrono::Duration::hours(2);
             let want = value.unwrap_or(70.0 + (local.day() % 20) as f64);
             assert_eq!(it["value"].as_f64(), Some(want), "{cat}: {it}");
@@ -1514,7 +1520,10 @@ async fn whoop_scores_and_provider_side_deletes() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(deletions, 5, "workout + strain, sleep + its score, recovery");
+    assert_eq!(
+        deletions, 5,
+        "workout + strain, sleep + its score, recovery"
+    );
     // A later pull of the same window brings the deleted records again: they stay deleted.
     let (_, res) = e.sync("whoop", &user, 3).await;
     assert_eq!(res["success"], true, "{res}");
@@ -1618,7 +1627,9 @@ async fn oura_subscriptions_are_renewed_before_expiry_and_recreated() {
     .await;
     assert_eq!(st, 200);
     // Renewals from now on last 30 days; one subscription disappears at Oura.
-    e.sim.config(json!({"subscription_ttl_secs": 30 * 86_400})).await;
+    e.sim
+        .config(json!({"subscription_ttl_secs": 30 * 86_400}))
+        .await;
     let subs = e.sim.oura_subscriptions().await;
     assert!(subs.len() >= 12, "{subs:?}");
     let dropped = subs
@@ -1645,21 +1656,26 @@ async fn oura_subscriptions_are_renewed_before_expiry_and_recreated() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let subs = e.sim.oura_subscriptions().await;
-        let healthy = ["workout", "sleep", "daily_sleep", "daily_readiness", "daily_activity", "daily_spo2"]
-            .iter()
-            .flat_map(|d| ["create", "update"].map(|t| (*d, t)))
-            .all(|(d, t)| {
-                subs.iter().any(|s| {
-                    s["data_type"] == d
-                        && s["event_type"] == t
-                        && s["callback_url"] == callback.as_str()
-                        && chrono::DateTime::parse_from_rfc3339(
-                            s["expiration_time"].as_str().unwrap(),
-                        )
+        let healthy = [
+            "workout",
+            "sleep",
+            "daily_sleep",
+            "daily_readiness",
+            "daily_activity",
+            "daily_spo2",
+        ]
+        .iter()
+        .flat_map(|d| ["create", "update"].map(|t| (*d, t)))
+        .all(|(d, t)| {
+            subs.iter().any(|s| {
+                s["data_type"] == d
+                    && s["event_type"] == t
+                    && s["callback_url"] == callback.as_str()
+                    && chrono::DateTime::parse_from_rfc3339(s["expiration_time"].as_str().unwrap())
                         .unwrap()
-                            > week
-                })
-            });
+                        > week
+            })
+        });
         if healthy {
             break;
         }
@@ -1708,7 +1724,11 @@ async fn linked_accounts_pull_once_and_fan_out() {
             runs[0]["status"].as_str(),
             runs[0]["primary_user_id"].as_str()
         ),
-        (Some("linked_account"), Some("success"), Some(second.as_str()))
+        (
+            Some("linked_account"),
+            Some("success"),
+            Some(second.as_str())
+        )
     );
     let (_, recent) = call(e.req(Method::GET, &format!("/api/v1/users/{first}/sync/recent"))).await;
     assert!(recent
@@ -1726,7 +1746,10 @@ async fn linked_accounts_pull_once_and_fan_out() {
     assert_eq!(runs[0]["source"], "webhook", "{runs:?}");
     let runs = e.finished_runs(&second, 2).await;
     assert_eq!(
-        (runs[0]["source"].as_str(), runs[0]["primary_user_id"].as_str()),
+        (
+            runs[0]["source"].as_str(),
+            runs[0]["primary_user_id"].as_str()
+        ),
         (Some("linked_account"), Some(first.as_str()))
     );
     let workouts = reqs.len();

@@ -967,7 +967,8 @@ impl Engine {
         endpoints: &Endpoints,
         r: &super::AppRequest,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let method = reqwest::Method::from_bytes(r.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method =
+            reqwest::Method::from_bytes(r.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut req = self
             .http
             .request(method, format!("{}{}", endpoints.api_url, r.path));
@@ -1019,7 +1020,11 @@ impl Engine {
                 Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => {
                     created += 1
                 }
-                Ok(resp) => warn!(provider, status = resp.status().as_u16(), "webhook subscription refused"),
+                Ok(resp) => warn!(
+                    provider,
+                    status = resp.status().as_u16(),
+                    "webhook subscription refused"
+                ),
                 Err(e) => warn!(provider, error = %e.without_url(), "webhook subscription failed"),
             }
         }
@@ -1029,12 +1034,21 @@ impl Engine {
             };
             match self.send_app(&endpoints, &r).await {
                 Ok(resp) if resp.status().is_success() => renewed += 1,
-                Ok(resp) => warn!(provider, status = resp.status().as_u16(), "webhook subscription renewal refused"),
-                Err(e) => warn!(provider, error = %e.without_url(), "webhook subscription renewal failed"),
+                Ok(resp) => warn!(
+                    provider,
+                    status = resp.status().as_u16(),
+                    "webhook subscription renewal refused"
+                ),
+                Err(e) => {
+                    warn!(provider, error = %e.without_url(), "webhook subscription renewal failed")
+                }
             }
         }
         if created + renewed > 0 {
-            info!(provider, created, renewed, "webhook subscriptions maintained");
+            info!(
+                provider,
+                created, renewed, "webhook subscriptions maintained"
+            );
         }
         Ok((created, renewed))
     }

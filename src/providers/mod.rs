@@ -243,17 +243,16 @@ pub fn plan_subscriptions<'a>(
     let create = wanted
         .iter()
         .filter(|w| {
-            !mine.iter().any(|s| {
-                Some(&s.key) == w.key.as_ref() && s.expires_at.is_none_or(|e| e > now)
-            })
+            !mine
+                .iter()
+                .any(|s| Some(&s.key) == w.key.as_ref() && s.expires_at.is_none_or(|e| e > now))
         })
         .collect();
     let renew = mine
         .iter()
         .filter(|s| {
             wanted.iter().any(|w| w.key.as_ref() == Some(&s.key))
-                && s.expires_at
-                    .is_some_and(|e| e <= renew_by && e > now)
+                && s.expires_at.is_some_and(|e| e <= renew_by && e > now)
         })
         .map(|s| s.id.clone())
         .collect();
@@ -417,7 +416,10 @@ mod tests {
         let t: DateTime<Utc> = "2023-11-14T22:13:20Z".parse().unwrap();
         assert_eq!(parse_webhook_timestamp("1700000000"), Some(t));
         assert_eq!(parse_webhook_timestamp("1700000000000"), Some(t));
-        assert_eq!(parse_webhook_timestamp("2023-11-14T22:13:20+00:00"), Some(t));
+        assert_eq!(
+            parse_webhook_timestamp("2023-11-14T22:13:20+00:00"),
+            Some(t)
+        );
         assert_eq!(parse_webhook_timestamp("yesterday"), None);
         let s = chrono::Duration::seconds;
         assert_eq!(check_freshness(t - s(300), t, 300), Ok(()));
@@ -442,7 +444,11 @@ mod tests {
             body: Value::Null,
             key: Some(k.into()),
         };
-        let wanted = vec![want("sleep/create"), want("sleep/update"), want("workout/create")];
+        let wanted = vec![
+            want("sleep/create"),
+            want("sleep/update"),
+            want("workout/create"),
+        ];
         let sub = |id: &str, k: &str, url: &str, days: i64| Subscription {
             id: id.into(),
             key: k.into(),

@@ -429,10 +429,7 @@ impl Provider for Whoop {
         match data_type {
             "workout" => vec![
                 (RecordKind::Workout, record("workout")),
-                (
-                    RecordKind::HealthScore,
-                    score_id(ds, "strain", external_id),
-                ),
+                (RecordKind::HealthScore, score_id(ds, "strain", external_id)),
             ],
             "sleep" => vec![
                 (RecordKind::Sleep, record("sleep")),
