@@ -910,17 +910,22 @@ async fn disconnect_and_delete_data() {
         assert!(out.contains("payload(s) replayed"), "{out}");
         assert!(!out.starts_with("0 "), "{out}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        e.count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
-            .await,
-        samples
-    );
-    assert_eq!(
-        e.count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
-            .await,
-        workouts
-    );
+    // The replayed stream is applied in several batches; a loaded machine can pause between
+    // them longer than `count` waits for a stable figure, so wait for the expected one.
+    for (sql, want) in [
+        ("SELECT count(*) FROM samples WHERE user_id = $1", samples),
+        ("SELECT count(*) FROM workouts WHERE user_id = $1", workouts),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = e.count(sql, &user).await;
+            if n == want || Instant::now() > deadline {
+                assert_eq!(n, want, "{sql}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 /// Reads SSE frames until `n` events arrived; returns their ids and whether a heartbeat came.
