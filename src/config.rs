@@ -178,8 +178,8 @@ pub struct ProvidersConfig {
     pub subscription_renew_days: i64,
     /// App-wide request budgets per minute overriding the providers' own (shared by every
     /// `serve` process on the database), e.g. `oura=600,whoop=50`.
-    #[arg(long, env = "WEARHOUSE_PROVIDER_RATE_BUDGETS", default_value = "")]
-    pub provider_rate_budgets: String,
+    #[arg(long, env = "WEARHOUSE_PROVIDER_RATE_BUDGETS")]
+    pub provider_rate_budgets: Option<String>,
 
     #[arg(long, env = "WEARHOUSE_OURA_CLIENT_ID", default_value = "")]
     pub oura_client_id: String,
@@ -270,6 +270,8 @@ impl ProvidersConfig {
     /// The configured budget (requests per minute) of `provider`, if overridden.
     pub fn rate_budget(&self, provider: &str) -> Option<u32> {
         self.provider_rate_budgets
+            .as_deref()
+            .unwrap_or("")
             .split(',')
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| k.trim() == provider)

@@ -171,7 +171,12 @@ impl Engine {
             .ok_or_else(|| SyncError::UnknownProvider(req.provider.clone()))?;
         // One lock per provider account, not per connection: users linked to one account are
         // served by one pull (fanned out to each), so two of them never pull it at once.
-        let stream = match self.account_of(req.user_id, &req.provider).await? {
+        let stream = match self
+            .account_of(req.user_id, &req.provider)
+            .await
+            .ok()
+            .flatten()
+        {
             Some(account) => format!("{}:account:{account}", req.provider),
             None => connection_id(req.user_id, &req.provider),
         };
@@ -330,8 +335,12 @@ impl Engine {
         let _ = self
             .connection_cmd(req.user_id, &req.provider, synced, "sync")
             .await;
+        // The pulling user's data is in; a linked user's failed delivery is that user's
+        // failed run (recorded by `deliver_linked`), not this one's.
         for (user, out) in users[1..].iter().zip(outs) {
-            self.deliver_linked(req, *user, out, records).await?;
+            if let Err(e) = self.deliver_linked(req, *user, out, records).await {
+                warn!(run = %req.run_id, linked_user = %user, error = %e, "linked account delivery failed");
+            }
         }
         Ok(Outcome {
             run_id: req.run_id,
