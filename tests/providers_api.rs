@@ -1843,3 +1843,31 @@ async fn rate_budget_is_shared_across_processes() {
     drop(s2);
     let _ = std::fs::remove_file(log2);
 }
+
+/// The scheduler pulls a linked account once per interval, through its oldest connection; the
+/// newer linked connection only receives the data (never pulled on its own).
+#[tokio::test]
+async fn scheduler_pulls_a_linked_account_through_its_primary() {
+    let e = setup(&[("WEARHOUSE_SYNC_INTERVAL_SECS", "1")]).await;
+    let first = e.user().await;
+    let second = e.user().await;
+    e.connect("oura", &first).await;
+    e.connect("oura", &second).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = (e.runs(&first).await, e.runs(&second).await);
+        let done = |runs: &[Value]| runs.iter().filter(|r| r["status"] == "success").count();
+        if done(&a) >= 2 && done(&b) >= 2 {
+            assert!(a.iter().all(|r| r["source"] == "scheduled"), "{a:?}");
+            assert!(
+                b.iter()
+                    .all(|r| r["source"] == "linked_account"
+                        && r["primary_user_id"] == first.as_str()),
+                "{b:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
