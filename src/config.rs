@@ -157,6 +157,29 @@ pub struct ProvidersConfig {
         default_value_t = 90
     )]
     pub historical_days_on_connect: i64,
+    /// Largest gap, in seconds, between a signed webhook's timestamp (Whoop, Oura) and this
+    /// server's clock, either way; an older or future-dated delivery is refused with 401.
+    #[arg(long, env = "WEARHOUSE_WEBHOOK_TOLERANCE_SECS", default_value_t = 300)]
+    pub webhook_tolerance_secs: u64,
+    /// Seconds between checks of the providers' webhook subscriptions (Oura) while their live
+    /// sync mode is `webhook`: missing ones are created, expiring ones renewed (0: never).
+    #[arg(
+        long,
+        env = "WEARHOUSE_WEBHOOK_SUBSCRIPTION_CHECK_SECS",
+        default_value_t = 3600
+    )]
+    pub subscription_check_secs: u64,
+    /// A webhook subscription is renewed once it expires within this many days.
+    #[arg(
+        long,
+        env = "WEARHOUSE_WEBHOOK_SUBSCRIPTION_RENEW_DAYS",
+        default_value_t = 7
+    )]
+    pub subscription_renew_days: i64,
+    /// App-wide request budgets per minute overriding the providers' own (shared by every
+    /// `serve` process on the database), e.g. `oura=600,whoop=50`.
+    #[arg(long, env = "WEARHOUSE_PROVIDER_RATE_BUDGETS")]
+    pub provider_rate_budgets: Option<String>,
 
     #[arg(long, env = "WEARHOUSE_OURA_CLIENT_ID", default_value = "")]
     pub oura_client_id: String,
@@ -244,6 +267,17 @@ pub struct ProvidersConfig {
 }
 
 impl ProvidersConfig {
+    /// The configured budget (requests per minute) of `provider`, if overridden.
+    pub fn rate_budget(&self, provider: &str) -> Option<u32> {
+        self.provider_rate_budgets
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| k.trim() == provider)
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
     pub fn garmin(&self) -> crate::providers::Endpoints {
         crate::providers::Endpoints {
             authorize_url: self.garmin_authorize_url.clone(),

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "samples_one_index",
         include_str!("../migrations/0008_samples_one_index.sql"),
     ),
+    (
+        9,
+        "provider_scores_pacing",
+        include_str!("../migrations/0009_provider_scores_pacing.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -71,6 +71,13 @@ pub async fn start(
             shutdown.subscribe(),
         ));
     }
+    if cfg.providers.subscription_check_secs > 0 {
+        tokio::spawn(crate::providers::scheduler::maintain_subscriptions(
+            providers.clone(),
+            cfg.public_url(),
+            shutdown.subscribe(),
+        ));
+    }
     let state = AppState {
         providers,
         commands,

@@ -118,6 +118,40 @@ impl Sim {
             .unwrap()
     }
 
+    /// Every request served, with its arrival in Unix milliseconds.
+    async fn request_log(&self) -> Vec<(String, i64)> {
+        let log: Vec<Value> = self
+            .http
+            .get(format!("{}/_sim/request_log", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log.iter()
+            .map(|e| {
+                (
+                    e["request"].as_str().unwrap().to_string(),
+                    e["at_ms"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Oura's webhook subscriptions as the simulator holds them.
+    async fn oura_subscriptions(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/oura/api/v2/webhook/subscription", self.url))
+            .header("x-client-secret", SECRET)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn webhook(
         &self,
         provider: &str,
@@ -125,10 +159,25 @@ impl Sim {
         body: Value,
         wrong: bool,
     ) -> (u16, String) {
+        self.webhook_at(provider, target, body, wrong, 0).await
+    }
+
+    /// A webhook whose signed timestamp is `offset_secs` away from now.
+    async fn webhook_at(
+        &self,
+        provider: &str,
+        target: &str,
+        body: Value,
+        wrong: bool,
+        offset_secs: i64,
+    ) -> (u16, String) {
         let r: Value = self
             .http
             .post(format!("{}/_sim/webhook", self.url))
-            .json(&json!({"provider": provider, "target": target, "body": body, "wrong_secret": wrong}))
+            .json(
+                &json!({"provider": provider, "target": target, "body": body, "wrong_secret": wrong,
+                          "timestamp_offset_secs": offset_secs}),
+            )
             .send()
             .await
             .unwrap()
@@ -194,15 +243,29 @@ impl Env {
 
     /// Starts an authorization and follows the consent redirect; returns the callback URL.
     async fn consent(&self, provider: &str, user: &str, redirect: Option<&str>) -> String {
+        self.consent_as(provider, user, redirect, None).await
+    }
+
+    /// Like `consent`, the user consenting as provider account `account` at the simulator.
+    async fn consent_as(
+        &self,
+        provider: &str,
+        user: &str,
+        redirect: Option<&str>,
+        account: Option<&str>,
+    ) -> String {
         let mut path = format!("/api/v1/oauth/{provider}/authorize?user_id={user}");
         if let Some(r) = redirect {
             path.push_str(&format!("&redirect_uri={}", urlencode(r)));
         }
         let (st, body) = call(self.req(Method::GET, &path)).await;
         assert_eq!(st, 200, "{body}");
-        let url = body["authorization_url"].as_str().unwrap();
+        let mut url = body["authorization_url"].as_str().unwrap().to_string();
         assert!(url.contains(&format!("state={}", body["state"].as_str().unwrap())));
-        let r = self.sim.http.get(url).send().await.unwrap();
+        if let Some(a) = account {
+            url.push_str(&format!("&sim_account={a}"));
+        }
+        let r = self.sim.http.get(&url).send().await.unwrap();
         assert_eq!(r.status(), 302);
         r.headers()["location"].to_str().unwrap().to_string()
     }
@@ -215,7 +278,11 @@ impl Env {
     }
 
     async fn connect(&self, provider: &str, user: &str) {
-        let cb = self.consent(provider, user, None).await;
+        self.connect_as(provider, user, None).await
+    }
+
+    async fn connect_as(&self, provider: &str, user: &str, account: Option<&str>) {
+        let cb = self.consent_as(provider, user, None, account).await;
         let to = self.callback(&cb).await;
         assert!(to.contains("/api/v1/oauth/success"), "{to}");
     }
@@ -286,6 +353,26 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The user's health scores through the API (waiting for the read model to settle).
+async fn health_scores(e: &Env, user: &str, filter: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last: Option<Vec<Value>> = None;
+    loop {
+        let (st, body) = call(e.req(
+            Method::GET,
+            &format!("/api/v1/users/{user}/health-scores?limit=1000&{filter}"),
+        ))
+        .await;
+        assert_eq!(st, 200, "{body}");
+        let items = body["data"].as_array().unwrap().clone();
+        if last.as_ref() == Some(&items) || Instant::now() > deadline {
+            return items;
+        }
+        last = Some(items);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
 }
 
 /// Nothing the simulator issued as a token may appear in the log, the event store, or a body.
@@ -431,6 +518,30 @@ async fn oura_connect_sync_and_data_end_to_end() {
             "no {cat} score"
         );
     }
+    // ... and served by /health-scores with Oura as their provider and the simulator's values
+    // (activity 80, readiness 75, sleep 70 + day % 20, at local midnight +02:00).
+    for (cat, value) in [
+        ("activity", Some(80.0)),
+        ("readiness", Some(75.0)),
+        ("sleep", None),
+    ] {
+        let items = health_scores(&e, &user, &format!("provider=oura&category={cat}")).await;
+        assert!(items.len() >= 3, "{cat}: {items:?}");
+        for it in &items {
+            assert_eq!(
+                (it["provider"].as_str(), it["zone_offset"].as_str()),
+                (Some("oura"), Some("+02:00")),
+                "{it}"
+            );
+            let at =
+                chrono::DateTime::parse_from_rfc3339(it["recorded_at"].as_str().unwrap()).unwrap();
+            let local = at + chrono::Duration::hours(2);
+            let want = value.unwrap_or(70.0 + (local.day() % 20) as f64);
+            assert_eq!(it["value"].as_f64(), Some(want), "{cat}: {it}");
+        }
+    }
+    let readiness = health_scores(&e, &user, "category=readiness").await;
+    assert!(readiness[0]["data_source_id"].is_string());
     // Every response was kept raw.
     let raw: i64 = c
         .query_one(
@@ -799,17 +910,22 @@ async fn disconnect_and_delete_data() {
         assert!(out.contains("payload(s) replayed"), "{out}");
         assert!(!out.starts_with("0 "), "{out}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        e.count("SELECT count(*) FROM samples WHERE user_id = $1", &user)
-            .await,
-        samples
-    );
-    assert_eq!(
-        e.count("SELECT count(*) FROM workouts WHERE user_id = $1", &user)
-            .await,
-        workouts
-    );
+    // The replayed stream is applied in several batches; a loaded machine can pause between
+    // them longer than `count` waits for a stable figure, so wait for the expected one.
+    for (sql, want) in [
+        ("SELECT count(*) FROM samples WHERE user_id = $1", samples),
+        ("SELECT count(*) FROM workouts WHERE user_id = $1", workouts),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = e.count(sql, &user).await;
+            if n == want || Instant::now() > deadline {
+                assert_eq!(n, want, "{sql}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 /// Reads SSE frames until `n` events arrived; returns their ids and whether a heartbeat came.
@@ -1456,4 +1572,507 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
         .unwrap()
         .get(0);
     assert_eq!(stats["heart_rate_max"], 159.0, "{stats}");
+}
+
+/// Whoop's scores reach /health-scores and /summaries/recovery with the simulator's values;
+/// its `*.deleted` webhooks delete the record and its score from the read models (the history
+/// keeps them), and a later pull of the same records does not bring them back.
+#[tokio::test]
+async fn whoop_scores_and_provider_side_deletes() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("whoop", &user).await;
+    let (_, res) = e.sync("whoop", &user, 3).await;
+    assert_eq!(res["success"], true, "{res}");
+    let id: uuid::Uuid = user.parse().unwrap();
+
+    // Recovery: 60 + day, at created_at (12:30Z), with the inputs as components.
+    let recovery = health_scores(&e, &user, "provider=whoop&category=recovery").await;
+    assert!(recovery.len() >= 4, "{recovery:?}");
+    for r in &recovery {
+        let at = chrono::DateTime::parse_from_rfc3339(r["recorded_at"].as_str().unwrap()).unwrap();
+        assert_eq!(at.format("%H:%M").to_string(), "12:30");
+        assert_eq!(r["value"].as_f64(), Some(60.0 + at.day() as f64), "{r}");
+        assert_eq!(
+            r["components"]["resting_heart_rate"]["value"].as_f64(),
+            Some(50.0 + (at.day() % 5) as f64)
+        );
+        assert_eq!(
+            r["components"]["hrv_rmssd_milli"]["value"].as_f64(),
+            Some(60.5)
+        );
+    }
+    // Sleep performance (80 + day % 10, at the wake time) and workout strain (10).
+    let sleep = health_scores(&e, &user, "provider=whoop&category=sleep").await;
+    assert!(sleep.len() >= 4);
+    for s in &sleep {
+        let at = chrono::DateTime::parse_from_rfc3339(s["recorded_at"].as_str().unwrap()).unwrap();
+        assert_eq!(s["value"].as_f64(), Some(80.0 + (at.day() % 10) as f64));
+        assert_eq!(s["zone_offset"], "-05:00");
+        assert_eq!(
+            s["components"]["sleep_efficiency_percentage"]["value"].as_f64(),
+            Some(90.0)
+        );
+    }
+    let strain = health_scores(&e, &user, "provider=whoop&category=strain").await;
+    assert!(strain.len() >= 4);
+    assert!(strain.iter().all(|s| s["value"].as_f64() == Some(10.0)));
+
+    // The recovery summary of a day carries the provider's score and the recovery's vitals.
+    let day = Utc::now().date_naive() - chrono::Duration::days(1);
+    let range = format!(
+        "start_date={}&end_date={}",
+        day,
+        day + chrono::Duration::days(1)
+    );
+    let (st, summary) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/summaries/recovery?{range}"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{summary}");
+    let row = &summary["data"][0];
+    assert_eq!(row["date"], day.to_string(), "{summary}");
+    assert_eq!(
+        row["recovery_score"].as_f64(),
+        Some(60.0 + day.day() as f64)
+    );
+    assert_eq!(
+        row["resting_heart_rate_bpm"].as_f64(),
+        Some(50.0 + (day.day() % 5) as f64)
+    );
+    assert_eq!(row["avg_hrv_rmssd_ms"].as_f64(), Some(60.5));
+    assert_eq!(row["avg_spo2_percent"].as_f64(), Some(95.5));
+
+    // Provider-side deletes of that day's workout, sleep and recovery.
+    let hook = format!("{}/api/v1/providers/whoop/webhooks", e.s.url);
+    for (kind, rid) in [
+        ("workout", format!("w-{day}")),
+        ("sleep", format!("s-{day}")),
+        ("recovery", format!("s-{day}")),
+    ] {
+        let body = json!({"user_id": 10129, "id": rid, "type": format!("{kind}.deleted"), "trace_id": kind});
+        let (st, text) = e.sim.webhook("whoop", &hook, body, false).await;
+        assert_eq!((st, text.contains("accepted")), (200, true), "{text}");
+    }
+    let window = format!(
+        "start_date={}&end_date={}&limit=100",
+        day - chrono::Duration::days(5),
+        day + chrono::Duration::days(3)
+    );
+    let gone = |list: &Value, start: &str| {
+        !list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["start_time"].as_str().unwrap().starts_with(start))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, workouts) = call(e.req(
+            Method::GET,
+            &format!("/api/v1/users/{user}/events/workouts?{window}"),
+        ))
+        .await;
+        let (_, sleeps) = call(e.req(
+            Method::GET,
+            &format!("/api/v1/users/{user}/events/sleep?{window}"),
+        ))
+        .await;
+        let day_start = format!("{day}T");
+        if gone(&workouts, &day_start) && gone(&sleeps, &day_start) {
+            assert!(!workouts["data"].as_array().unwrap().is_empty());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{workouts} {sleeps}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let on_day = |items: &[Value]| {
+        items
+            .iter()
+            .filter(|s| {
+                s["recorded_at"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&day.to_string())
+            })
+            .count()
+    };
+    let scores_left = || async {
+        let all = health_scores(&e, &user, "provider=whoop").await;
+        let by = |c: &str| {
+            all.iter()
+                .filter(|s| s["category"] == c)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        (
+            on_day(&by("recovery")),
+            on_day(&by("sleep")),
+            on_day(&by("strain")),
+        )
+    };
+    assert_eq!(scores_left().await, (0, 0, 0));
+    let (_, summary) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/summaries/recovery?{range}"),
+    ))
+    .await;
+    assert!(summary["data"][0]["recovery_score"].is_null(), "{summary}");
+    // The history keeps the records and says who deleted them.
+    let c = e.s.db.client().await;
+    let deletions: i64 = c
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'RecordDeleted' AND user_id = $1 \
+             AND metadata::text LIKE '%webhook%'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        deletions, 5,
+        "workout + strain, sleep + its score, recovery"
+    );
+    // A later pull of the same window brings the deleted records again: they stay deleted.
+    let (_, res) = e.sync("whoop", &user, 3).await;
+    assert_eq!(res["success"], true, "{res}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scores_left().await, (0, 0, 0));
+    let hidden: i64 = c
+        .query_one(
+            "SELECT count(*) FROM workouts WHERE user_id = $1 AND NOT deleted AND start_time::date = $2",
+            &[&id, &day],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hidden, 0);
+    // A deletion naming nothing is still a valid delivery.
+    let (st, _) = e
+        .sim
+        .webhook(
+            "whoop",
+            &hook,
+            json!({"user_id": 10129, "id": "never-seen", "type": "workout.deleted"}),
+            false,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, text) = e
+        .sim
+        .webhook(
+            "whoop",
+            &hook,
+            json!({"user_id": 10129, "type": "workout.deleted"}),
+            false,
+        )
+        .await;
+    assert_eq!(st, 400, "{text}");
+}
+
+/// Signed webhooks older or newer than the tolerance (here 60 s) are refused with 401 and a
+/// `detail`, for Oura and Whoop alike; within it they are accepted.
+#[tokio::test]
+async fn webhook_timestamps_outside_the_tolerance_are_refused() {
+    let e = setup(&[("WEARHOUSE_WEBHOOK_TOLERANCE_SECS", "60")]).await;
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    for (provider, body) in [
+        (
+            "oura",
+            json!({"event_type": "create", "data_type": "workout", "object_id": "x", "user_id": "nobody"}),
+        ),
+        (
+            "whoop",
+            json!({"user_id": 1, "id": "x", "type": "sleep.updated"}),
+        ),
+    ] {
+        let target = format!("{}/api/v1/providers/{provider}/webhooks", e.s.url);
+        for offset in [-120, 120, -3600] {
+            let (st, text) = e
+                .sim
+                .webhook_at(provider, &target, body.clone(), false, offset)
+                .await;
+            assert_eq!(st, 401, "{provider} {offset}: {text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                v["detail"].as_str().unwrap().contains("60 s"),
+                "{provider}: {text}"
+            );
+        }
+        // A refused delivery was not recorded as handled: the same body within the tolerance
+        // is accepted, not a duplicate.
+        let (st, text) = e
+            .sim
+            .webhook_at(provider, &target, body.clone(), false, -30)
+            .await;
+        assert_eq!(
+            (st, text.contains("accepted")),
+            (200, true),
+            "{provider}: {text}"
+        );
+    }
+    assert!(e.runs(&user).await.is_empty(), "nothing was pulled");
+}
+
+/// While Oura is in webhook mode, missing subscriptions are created and expiring ones renewed
+/// against the simulator's subscription API; in pull mode nothing is touched.
+#[tokio::test]
+async fn oura_subscriptions_are_renewed_before_expiry_and_recreated() {
+    let e = setup(&[("WEARHOUSE_WEBHOOK_SUBSCRIPTION_CHECK_SECS", "1")]).await;
+    let jwt = e.s.login().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        e.sim.oura_subscriptions().await.is_empty(),
+        "pull mode: no subscriptions"
+    );
+    // Subscriptions made now expire within the hour, well inside the 7-day renewal window.
+    e.sim.config(json!({"subscription_ttl_secs": 3600})).await;
+    let (st, _) = call(
+        e.s.req(Method::PUT, "/api/v1/oauth/providers/oura")
+            .bearer_auth(&jwt)
+            .json(&json!({"live_sync_mode": "webhook"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Renewals from now on last 30 days; one subscription disappears at Oura.
+    e.sim
+        .config(json!({"subscription_ttl_secs": 30 * 86_400}))
+        .await;
+    let subs = e.sim.oura_subscriptions().await;
+    assert!(subs.len() >= 12, "{subs:?}");
+    let dropped = subs
+        .iter()
+        .find(|s| s["data_type"] == "sleep" && s["event_type"] == "update")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = e
+        .sim
+        .http
+        .delete(format!(
+            "{}/oura/api/v2/webhook/subscription/{dropped}",
+            e.sim.url
+        ))
+        .header("x-client-secret", SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let callback = format!("{}/api/v1/providers/oura/webhooks", e.s.url);
+    let week = Utc::now() + chrono::Duration::days(7);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let subs = e.sim.oura_subscriptions().await;
+        let healthy = [
+            "workout",
+            "sleep",
+            "daily_sleep",
+            "daily_readiness",
+            "daily_activity",
+            "daily_spo2",
+        ]
+        .iter()
+        .flat_map(|d| ["create", "update"].map(|t| (*d, t)))
+        .all(|(d, t)| {
+            subs.iter().any(|s| {
+                s["data_type"] == d
+                    && s["event_type"] == t
+                    && s["callback_url"] == callback.as_str()
+                    && chrono::DateTime::parse_from_rfc3339(s["expiration_time"].as_str().unwrap())
+                        .unwrap()
+                        > week
+            })
+        });
+        if healthy {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not maintained: {subs:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let reqs = e.sim.requests().await;
+    let renewals = reqs.iter().filter(|r| r.starts_with("oura renew")).count();
+    assert!(renewals >= 11, "{reqs:?}");
+    // The missing one was created again, through the verification challenge.
+    let sleep_updates = reqs
+        .iter()
+        .filter(|r| *r == "oura/v2/webhook/subscription sleep update")
+        .count();
+    assert!(sleep_updates >= 2, "{reqs:?}");
+}
+
+/// Two users linked to one Oura account: a sync pulls once and both receive the data; the
+/// other user's run says whose connection pulled. A ping for the account pulls once too.
+#[tokio::test]
+async fn linked_accounts_pull_once_and_fan_out() {
+    let e = setup(&[]).await;
+    let first = e.user().await;
+    let second = e.user().await;
+    e.connect("oura", &first).await;
+    e.connect("oura", &second).await;
+    assert_eq!(
+        e.connections(&second).await[0]["linked_user_ids"],
+        json!([first])
+    );
+    let (_, res) = e.sync("oura", &second, 1).await;
+    assert_eq!(res["success"], true, "{res}");
+    let reqs = e.sim.requests().await;
+    let activity = reqs
+        .iter()
+        .filter(|r| r.contains("usercollection/daily_activity"))
+        .count();
+    assert_eq!(activity, 1, "one pull for both users: {reqs:?}");
+    let steps = "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 80";
+    let (a, b) = (e.count(steps, &first).await, e.count(steps, &second).await);
+    assert!(a >= 2 && a == b, "{a} {b}");
+    let runs = e.finished_runs(&first, 1).await;
+    assert_eq!(
+        (
+            runs[0]["source"].as_str(),
+            runs[0]["status"].as_str(),
+            runs[0]["primary_user_id"].as_str()
+        ),
+        (
+            Some("linked_account"),
+            Some("success"),
+            Some(second.as_str())
+        )
+    );
+    let (_, recent) = call(e.req(Method::GET, &format!("/api/v1/users/{first}/sync/recent"))).await;
+    assert!(recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|ev| ev["primary_user_id"] == second.as_str()));
+    assert_eq!(e.runs(&second).await[0]["source"], "pull");
+    // A ping for the account: one webhook run (the oldest connection pulls), one fan-out.
+    let hook = format!("{}/api/v1/providers/oura/webhooks", e.s.url);
+    let body = json!({"event_type": "create", "data_type": "workout", "object_id": "wo-1", "user_id": "oura-user-1"});
+    let (st, _) = e.sim.webhook("oura", &hook, body, false).await;
+    assert_eq!(st, 200);
+    let runs = e.finished_runs(&first, 2).await;
+    assert_eq!(runs[0]["source"], "webhook", "{runs:?}");
+    let runs = e.finished_runs(&second, 2).await;
+    assert_eq!(
+        (
+            runs[0]["source"].as_str(),
+            runs[0]["primary_user_id"].as_str()
+        ),
+        (Some("linked_account"), Some(first.as_str()))
+    );
+    let workouts = reqs.len();
+    let after = e.sim.requests().await;
+    assert_eq!(
+        after[workouts..]
+            .iter()
+            .filter(|r| r.contains("usercollection/workout") && !r.contains("next_token"))
+            .count(),
+        1,
+        "one pull (its first page) for both users: {after:?}"
+    );
+    for u in [&first, &second] {
+        assert!(
+            e.count("SELECT count(*) FROM workouts WHERE user_id = $1", u)
+                .await
+                >= 1
+        );
+    }
+}
+
+/// The per-app budget is one budget for every `serve` process on the database: two processes'
+/// schedulers pulling two Oura accounts at once keep the spacing between all their requests.
+#[tokio::test]
+async fn rate_budget_is_shared_across_processes() {
+    // 300 a minute: one request every 200 ms across the whole installation.
+    let budget = [
+        ("WEARHOUSE_PROVIDER_RATE_BUDGETS", "oura=300"),
+        ("WEARHOUSE_SYNC_INTERVAL_SECS", "1"),
+    ];
+    let e = setup(&budget).await;
+    let a = e.user().await;
+    let b = e.user().await;
+    e.connect_as("oura", &a, Some("ring-a")).await;
+    e.connect_as("oura", &b, Some("ring-b")).await;
+    assert_eq!(e.connections(&a).await[0]["linked_user_ids"], json!([]));
+    // A second process on the same database (and home, for the sealing key).
+    let log2 =
+        std::env::temp_dir().join(format!("wearhouse-providers-{}.log", uuid::Uuid::new_v4()));
+    let mut env: Vec<(String, String)> = e.sim.env();
+    env.push(("WEARHOUSE_LOG".into(), "debug".into()));
+    env.push(("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "5".into()));
+    for (k, v) in budget {
+        env.push((k.into(), v.into()));
+    }
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let db = TestDb {
+        name: e.s.db.name.clone(),
+        url: e.s.db.url.clone(),
+    };
+    let s2 = Server::start_logging(
+        db,
+        &refs,
+        Stdio::from(std::fs::File::create(&log2).unwrap()),
+    )
+    .await;
+    let started = Utc::now().timestamp_millis();
+    // Let both schedulers pull for a while: each connection is due every second.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut times: Vec<i64> = e
+        .sim
+        .request_log()
+        .await
+        .into_iter()
+        .filter(|(r, at)| r.starts_with("oura/v2/usercollection/") && *at >= started)
+        .map(|(_, at)| at)
+        .collect();
+    times.sort();
+    assert!(times.len() >= 10, "{times:?}");
+    // Slots are 200 ms apart on the database's clock; a busy machine may delay one send a
+    // little, so windows of five are checked (800 ms nominal). Two processes each keeping
+    // their own budget would fit five requests in about 400 ms.
+    let spans: Vec<i64> = times.windows(5).map(|w| w[4] - w[0]).collect();
+    assert!(
+        spans.iter().all(|s| *s >= 700),
+        "requests closer than the budget allows: {times:?}"
+    );
+    // Both processes did pull, by their schedulers.
+    for log in [&e.log, &log2] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(
+            text.contains("scheduled pull") && text.contains("sync completed"),
+            "{log:?} shows no pull"
+        );
+    }
+    drop(s2);
+    let _ = std::fs::remove_file(log2);
+}
+
+/// The scheduler pulls a linked account once per interval, through its oldest connection; the
+/// newer linked connection only receives the data (never pulled on its own).
+#[tokio::test]
+async fn scheduler_pulls_a_linked_account_through_its_primary() {
+    let e = setup(&[("WEARHOUSE_SYNC_INTERVAL_SECS", "1")]).await;
+    let first = e.user().await;
+    let second = e.user().await;
+    e.connect("oura", &first).await;
+    e.connect("oura", &second).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = (e.runs(&first).await, e.runs(&second).await);
+        let done = |runs: &[Value]| runs.iter().filter(|r| r["status"] == "success").count();
+        if done(&a) >= 2 && done(&b) >= 2 {
+            assert!(a.iter().all(|r| r["source"] == "scheduled"), "{a:?}");
+            assert!(
+                b.iter()
+                    .all(|r| r["source"] == "linked_account"
+                        && r["primary_user_id"] == first.as_str()),
+                "{b:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -188,8 +188,9 @@ pub enum DataEvent {
         provider: String,
         data_source_ids: Vec<Uuid>,
     },
-    /// A user deleted a record through the API: read models hide it from then on, also when
-    /// an import brings the same record (same id) again. The history keeps it.
+    /// A user deleted a record through the API, or its provider deleted it: read models hide
+    /// it from then on, also when an import or a later pull brings the same record (same id)
+    /// again. The history keeps it.
     RecordDeleted {
         user_id: Uuid,
         kind: RecordKind,
@@ -197,13 +198,16 @@ pub enum DataEvent {
     },
 }
 
-/// The kinds of records a user can delete.
+/// The kinds of records that can be deleted: by a user through the API, or by the provider
+/// that wrote them (a provider-side delete, e.g. Whoop's `*.deleted` webhooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     Workout,
     Sleep,
     MenstrualCycle,
+    /// A provider score (only its provider deletes it; the API has no delete for scores).
+    HealthScore,
 }
 
 impl RecordKind {

@@ -20,8 +20,11 @@ pub enum SyncRunCommand {
         id: Uuid,
         user_id: Uuid,
         provider: String,
-        /// `pull`, `push`, `backfill`, `apple_xml_import`, ...
+        /// `pull`, `push`, `backfill`, `apple_xml_import`, `linked_account`, ...
         source: String,
+        /// For data pulled once for a provider account linked to several users: the user
+        /// whose connection pulled it.
+        primary_user_id: Option<Uuid>,
         at: DateTime<Utc>,
     },
     Progress {
@@ -54,6 +57,8 @@ pub enum SyncRunEvent {
         user_id: Uuid,
         provider: String,
         source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        primary_user_id: Option<Uuid>,
         at: DateTime<Utc>,
     },
     SyncRunProgressed {
@@ -144,6 +149,7 @@ impl Aggregate for SyncRun {
             user_id,
             provider,
             source,
+            primary_user_id,
             at,
         } = command
         {
@@ -155,6 +161,7 @@ impl Aggregate for SyncRun {
                 user_id,
                 provider,
                 source,
+                primary_user_id,
                 at,
             };
             sink.write(event, self).await;
@@ -221,6 +228,7 @@ mod tests {
             user_id: Uuid::nil(),
             provider: "apple".into(),
             source: "apple_xml_import".into(),
+            primary_user_id: None,
             at: at(),
         }
     }
@@ -239,6 +247,7 @@ mod tests {
             user_id: Uuid::nil(),
             provider: "oura".into(),
             source: "pull".into(),
+            primary_user_id: None,
             at: at(),
         };
         TestFramework::<SyncRun>::with(())
@@ -249,6 +258,7 @@ mod tests {
                 user_id: Uuid::nil(),
                 provider: "oura".into(),
                 source: "pull".into(),
+                primary_user_id: None,
                 at: at(),
             }]);
         TestFramework::<SyncRun>::with(())

@@ -13,6 +13,7 @@ pub mod log;
 pub mod menstrual_cycles;
 pub mod personal;
 pub mod priorities;
+pub mod provider_scores;
 pub mod provider_settings;
 pub mod ranks;
 pub mod runner;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         // Readers of other read models come after the models they read.
         Arc::new(daily_rollup::DailyRollup),
         Arc::new(health_scores::HealthScores),
+        Arc::new(provider_scores::ProviderScores),
         Arc::new(sleep_nights::SleepNights),
     ]
 }

@@ -56,14 +56,16 @@ impl Projection for SyncRuns {
                     user_id,
                     provider,
                     source,
+                    primary_user_id,
                     at,
                     ..
                 } => {
                     tx.execute(
-                        "INSERT INTO sync_runs (id, user_id, provider, source, stage, status, started_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, 'started', 'in_progress', $5, $5) \
-                         ON CONFLICT (id) DO UPDATE SET stage = 'started', updated_at = EXCLUDED.updated_at",
-                        &[&id, &user_id, &provider, &source, &at],
+                        "INSERT INTO sync_runs (id, user_id, provider, source, stage, status, started_at, updated_at, primary_user_id) \
+                         VALUES ($1, $2, $3, $4, 'started', 'in_progress', $5, $5, $6) \
+                         ON CONFLICT (id) DO UPDATE SET stage = 'started', updated_at = EXCLUDED.updated_at, \
+                           primary_user_id = EXCLUDED.primary_user_id",
+                        &[&id, &user_id, &provider, &source, &at, &primary_user_id],
                     )
                     .await?;
                 }

@@ -693,7 +693,7 @@ impl DailyApi {
         for row in client
             .query(
                 "SELECT (recorded_at + make_interval(mins => coalesce(zone_offset, 0)::int))::date, value \
-                 FROM health_scores WHERE user_id = $1 AND category = 'recovery' AND provider <> 'internal' \
+                 FROM health_scores WHERE user_id = $1 AND category = 'recovery' AND provider <> 'internal' AND NOT deleted \
                    AND recorded_at >= $2 AND recorded_at < $3 AND value IS NOT NULL ORDER BY recorded_at",
                 &[&user_id.0, &(midnight(lo) - Duration::days(1)), &(midnight(hi) + Duration::days(1))],
             )

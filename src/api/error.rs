@@ -149,7 +149,7 @@ impl From<crate::providers::WebhookError> for ApiError {
     fn from(e: crate::providers::WebhookError) -> Self {
         use crate::providers::WebhookError as W;
         match e {
-            W::Signature => ApiError::unauthorized(e.to_string()),
+            W::Signature | W::Stale(_) => ApiError::unauthorized(e.to_string()),
             W::Payload(_) => ApiError::bad_request(e.to_string()),
             W::Unsupported => ApiError::not_implemented(e.to_string()),
         }

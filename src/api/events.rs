@@ -735,6 +735,7 @@ async fn delete(
         RecordKind::Workout => ("workouts", "workouts", "Workout"),
         RecordKind::Sleep => ("sleep_sessions", "sleep_sessions", "Sleep session"),
         RecordKind::MenstrualCycle => ("menstrual_cycles", "menstrual_cycles", "Menstrual cycle"),
+        RecordKind::HealthScore => ("health_scores", "provider_scores", "Health score"),
     };
     let exists = state
         .db()

@@ -145,7 +145,7 @@ impl HealthScoresApi {
         users::load(&state, user_id.0).await?;
         let category = category.0.map(|c| c.as_str().to_string());
         let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(user_id.0)];
-        let mut filter = String::from("user_id = $1");
+        let mut filter = String::from("user_id = $1 AND NOT deleted");
         if let Some(s) = start {
             params.push(Box::new(s));
             filter.push_str(&format!(" AND recorded_at >= ${}", params.len()));

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tracing::warn;
 use uuid::Uuid;
 use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand};
-use wearhouse_domain::records::DataEvent;
+use wearhouse_domain::records::{DataEvent, RecordKind};
 use wearhouse_projections::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
@@ -25,7 +25,7 @@ use crate::auth::AnyCredential;
 use crate::ingest::raw::{self, RawMeta};
 use crate::ingest::writer::{self, Out};
 use crate::providers::engine::{SyncError, SyncRequest};
-use crate::providers::{garmin, Notice, WebhookError};
+use crate::providers::{check_freshness, garmin, Notice, WebhookError};
 
 #[derive(Tags)]
 enum Tag {
@@ -130,6 +130,8 @@ struct SyncStatusEvent {
     items_processed: Option<i64>,
     items_total: Option<i64>,
     error: Option<String>,
+    /// Linked accounts: the user whose connection pulled the data this run received.
+    primary_user_id: Option<Uuid>,
     timestamp: DateTime<Utc>,
     /// The event's place in the log: the SSE `id:` (`tx.position`) a client resumes from.
     #[oai(skip)]
@@ -197,12 +199,13 @@ fn run_summary(r: &tokio_postgres::Row) -> SyncRunSummary {
         ended_at: r.get(10),
         last_update: r.get(11),
         items_total: None,
-        primary_user_id: None,
+        primary_user_id: r.get(12),
     }
 }
 
 const RUN_COLUMNS: &str =
-    "id, user_id, provider, source, stage, status, processed, message, error, started_at, ended_at, updated_at";
+    "id, user_id, provider, source, stage, status, processed, message, error, started_at, ended_at, updated_at, \
+     primary_user_id";
 
 /// Sync-run events of `user` after `after` in log order (`newest`: the latest first). Like the
 /// projection runner, the oldest-first read only returns entries of finished transactions, so a
@@ -226,7 +229,7 @@ async fn status_events(
         .query(
             &format!(
                 "SELECT e.position, e.aggregate_id, e.event_type, e.payload, e.recorded_at, r.provider, r.source, \
-                   e.tx::text::bigint \
+                   e.tx::text::bigint, r.primary_user_id \
                  FROM events e LEFT JOIN sync_runs r ON r.id::text = e.aggregate_id \
                  WHERE e.user_id = $1 AND e.aggregate_type = 'SyncRun' \
                    AND (e.tx::text::bigint, e.position) > ($2, $3) {visible} \
@@ -271,6 +274,7 @@ async fn status_events(
                 items_processed: payload.get("processed").and_then(Value::as_i64),
                 items_total: None,
                 error: s("error"),
+                primary_user_id: r.get(8),
                 timestamp: r.get(4),
                 cursor: Cursor {
                     tx: r.get(7),
@@ -951,6 +955,15 @@ impl SyncApi {
             })
             .collect();
         p.verify_webhook(&headers, &body.0, &endpoints)?;
+        // A validly signed delivery replayed later (or dated ahead) is refused: the signature
+        // covers the timestamp, so only the timestamp tells a replay apart.
+        if let Some(sent) = p.webhook_timestamp(&headers) {
+            check_freshness(
+                sent,
+                Utc::now(),
+                state.providers.config.webhook_tolerance_secs,
+            )?;
+        }
         let json: Value = serde_json::from_slice(&body.0)
             .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
         let notices = p.parse_webhook(&json)?;
@@ -990,6 +1003,9 @@ impl SyncApi {
                 | Notice::Deregistered { provider_user_id }
                 | Notice::ScopeChanged {
                     provider_user_id, ..
+                }
+                | Notice::Deleted {
+                    provider_user_id, ..
                 } => provider_user_id.clone(),
             };
             // Fan out to every user linked to that provider account.
@@ -1006,7 +1022,7 @@ impl SyncApi {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            for user in users {
+            for (i, user) in users.iter().copied().enumerate() {
                 match &notice {
                     Notice::ScopeChanged { scope, .. } => {
                         state.providers.change_scope(user, p.name(), scope).await;
@@ -1034,6 +1050,41 @@ impl SyncApi {
                                 .await;
                         });
                     }
+                    Notice::Deleted {
+                        data_type,
+                        external_id,
+                        ..
+                    } => {
+                        // The provider's delete is authoritative: each record mapped from it
+                        // is deleted (hidden from the read models, kept in the history), and
+                        // stays deleted if a later pull brings it again.
+                        let actor = crate::store::Actor {
+                            kind: "webhook",
+                            id: p.name().into(),
+                            request_id: request_id(req),
+                        };
+                        for (kind, record_id) in p.deleted_records(data_type, external_id, user) {
+                            let event = DataEvent::RecordDeleted {
+                                user_id: user,
+                                kind,
+                                record_id,
+                            };
+                            state
+                                .commands
+                                .record(
+                                    RecordKind::AGGREGATE_TYPE,
+                                    &record_id.to_string(),
+                                    event.event_type(),
+                                    serde_json::to_value(&event)
+                                        .map_err(super::error::internal_api)?,
+                                    &actor,
+                                    Some(user),
+                                    None,
+                                )
+                                .await
+                                .map_err(super::error::internal_api)?;
+                        }
+                    }
                     Notice::Pull { data_type, .. } => {
                         let raw_event = DataEvent::RawPayloadReceived {
                             user_id: user,
@@ -1055,6 +1106,11 @@ impl SyncApi {
                         )
                         .await
                         .map_err(super::error::internal_api)?;
+                        // One pull for the account, by its oldest connection; the engine fans
+                        // what it brings out to every linked user.
+                        if i > 0 {
+                            continue;
+                        }
                         let sync = SyncRequest {
                             run_id: Uuid::new_v4(),
                             user_id: user,

@@ -462,6 +462,7 @@ pub async fn run(
         user_id: user,
         provider: PROVIDER.into(),
         source: "apple_xml_import".into(),
+        primary_user_id: None,
         at: Utc::now(),
     };
     exec::<SyncRun>(commands, id, sync, &actor, user).await?;

@@ -85,7 +85,7 @@ pub struct SyncRequest {
 }
 
 pub struct Engine {
-    /// Spacing of requests per provider (its app-wide budget).
+    /// Spacing of requests per provider when the shared budget in Postgres is unreachable.
     pacer: std::sync::Mutex<super::pacer::Pacer>,
     /// Users whose running backfill should stop before its next request.
     pub cancelled: std::sync::Mutex<std::collections::HashSet<(Uuid, String)>>,
@@ -171,7 +171,17 @@ impl Engine {
             .registry
             .get(&req.provider)
             .ok_or_else(|| SyncError::UnknownProvider(req.provider.clone()))?;
-        let stream = connection_id(req.user_id, &req.provider);
+        // One lock per provider account, not per connection: users linked to one account are
+        // served by one pull (fanned out to each), so two of them never pull it at once.
+        let stream = match self
+            .account_of(req.user_id, &req.provider)
+            .await
+            .ok()
+            .flatten()
+        {
+            Some(account) => format!("{}:account:{account}", req.provider),
+            None => connection_id(req.user_id, &req.provider),
+        };
         // The lock lives on this pooled connection until it is released below.
         let lock = self.pool.get().await.map_err(store_err)?;
         let got: bool = lock
@@ -245,6 +255,7 @@ impl Engine {
             user_id: req.user_id,
             provider: req.provider.clone(),
             source: req.source.clone(),
+            primary_user_id: None,
             at: Utc::now(),
         };
         self.run_cmd(req.run_id, req.user_id, start).await?;
@@ -252,7 +263,11 @@ impl Engine {
         if req.source == "backfill" && !provider.backfill_types().is_empty() {
             return self.backfill(req, provider, endpoints, &mut live).await;
         }
-        let mut out: Vec<Out> = Vec::new();
+        // Every user linked to this provider account receives what this one pull brings
+        // (the contract's linked accounts): the requesting user first.
+        let mut users = vec![req.user_id];
+        users.extend(self.linked_users(req.user_id, &req.provider).await?);
+        let mut outs: Vec<Vec<Out>> = users.iter().map(|_| Vec::new()).collect();
         let mut per_type = Vec::new();
         let mut records = 0u64;
         let types: Vec<&str> = provider
@@ -277,20 +292,27 @@ impl Engine {
                 let raw_ref = raw::store_bytes(&self.pool, &bytes, meta)
                     .await
                     .map_err(store_err)?;
-                out.push(Out::Event(DataEvent::RawPayloadReceived {
-                    user_id: req.user_id,
-                    raw: raw_ref,
-                    mapping_version: provider.mapping_version(),
-                    received_at: Some(received),
-                }));
+                for (user, out) in users.iter().zip(outs.iter_mut()) {
+                    out.push(Out::Event(DataEvent::RawPayloadReceived {
+                        user_id: *user,
+                        raw: raw_ref.clone(),
+                        mapping_version: provider.mapping_version(),
+                        received_at: Some(received),
+                    }));
+                }
                 let body: Value = serde_json::from_slice(&bytes)
                     .map_err(|_| SyncError::Malformed(data_type.into()))?;
-                let mapped = match provider.map_snapshot(data_type, &body, req.user_id, received) {
-                    Some(m) => m?,
-                    None => provider.map(data_type, &body, req.user_id)?,
-                };
-                count += mapped.records();
-                out.extend(mapped.into_out(req.user_id).map_err(store_err)?);
+                // Mapped once per user: record and source ids are per user.
+                for (i, (user, out)) in users.iter().zip(outs.iter_mut()).enumerate() {
+                    let mapped = match provider.map_snapshot(data_type, &body, *user, received) {
+                        Some(m) => m?,
+                        None => provider.map(data_type, &body, *user)?,
+                    };
+                    if i == 0 {
+                        count += mapped.records();
+                    }
+                    out.extend(mapped.into_out(*user).map_err(store_err)?);
+                }
                 page = provider.next_page(&request, &body);
             }
             records += count;
@@ -306,13 +328,22 @@ impl Engine {
             )
             .await?;
         }
-        writer::write_all(&self.pool, req.run_id, req.user_id, &system("sync"), out)
+        let mut outs = outs.into_iter();
+        let own = outs.next().unwrap_or_default();
+        writer::write_all(&self.pool, req.run_id, req.user_id, &system("sync"), own)
             .await
             .map_err(store_err)?;
         let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
         let _ = self
             .connection_cmd(req.user_id, &req.provider, synced, "sync")
             .await;
+        // The pulling user's data is in; a linked user's failed delivery is that user's
+        // failed run (recorded by `deliver_linked`), not this one's.
+        for (user, out) in users[1..].iter().zip(outs) {
+            if let Err(e) = self.deliver_linked(req, *user, out, records).await {
+                warn!(run = %req.run_id, linked_user = %user, error = %e, "linked account delivery failed");
+            }
+        }
         Ok(Outcome {
             run_id: req.run_id,
             records,
@@ -410,6 +441,7 @@ impl Engine {
                 user_id: user,
                 provider: provider.name().into(),
                 source: "webhook".into(),
+                primary_user_id: None,
                 at: Utc::now(),
             },
         )
@@ -581,6 +613,91 @@ impl Engine {
         (records, map_err, get_err)
     }
 
+    /// The provider account (provider user id) of `user`'s active connection to `provider`.
+    async fn account_of(&self, user: Uuid, provider: &str) -> Result<Option<String>, SyncError> {
+        Ok(self
+            .pool
+            .get()
+            .await
+            .map_err(store_err)?
+            .query_opt(
+                "SELECT provider_user_id FROM connections WHERE user_id = $1 AND provider = $2 \
+                 AND status = 'active' AND provider_user_id IS NOT NULL",
+                &[&user, &provider],
+            )
+            .await
+            .map_err(store_err)?
+            .map(|r| r.get(0)))
+    }
+
+    /// The other users whose active connection to `provider` is the same provider account as
+    /// `user`'s, oldest connection first.
+    pub async fn linked_users(&self, user: Uuid, provider: &str) -> Result<Vec<Uuid>, SyncError> {
+        Ok(self
+            .pool
+            .get()
+            .await
+            .map_err(store_err)?
+            .query(
+                "SELECT o.user_id FROM connections c JOIN connections o \
+                   ON o.provider = c.provider AND o.provider_user_id = c.provider_user_id \
+                 WHERE c.user_id = $1 AND c.provider = $2 AND c.status = 'active' \
+                   AND o.status = 'active' AND o.user_id <> c.user_id \
+                 ORDER BY o.created_at, o.user_id",
+                &[&user, &provider],
+            )
+            .await
+            .map_err(store_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Writes what `req`'s pull brought for linked user `user` as that user's own run (source
+    /// `linked_account`, naming the user whose connection pulled), and marks them synced.
+    async fn deliver_linked(
+        &self,
+        req: &SyncRequest,
+        user: Uuid,
+        out: Vec<Out>,
+        records: u64,
+    ) -> Result<(), SyncError> {
+        let run_id = Uuid::new_v4();
+        let start = SyncRunCommand::Start {
+            id: run_id,
+            user_id: user,
+            provider: req.provider.clone(),
+            source: "linked_account".into(),
+            primary_user_id: Some(req.user_id),
+            at: Utc::now(),
+        };
+        self.run_cmd(run_id, user, start).await?;
+        let written = writer::write_all(&self.pool, run_id, user, &system("sync"), out).await;
+        if let Err(e) = written {
+            let _ = self
+                .run_cmd(
+                    run_id,
+                    user,
+                    SyncRunCommand::Fail {
+                        error: format!("storage: {e}"),
+                        at: Utc::now(),
+                    },
+                )
+                .await;
+            return Err(store_err(e));
+        }
+        let done = SyncRunCommand::Complete {
+            processed: records,
+            at: Utc::now(),
+        };
+        self.run_cmd(run_id, user, done).await?;
+        let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
+        let _ = self
+            .connection_cmd(user, &req.provider, synced, "sync")
+            .await;
+        Ok(())
+    }
+
     /// Revokes `user`'s connection to `provider` (refused refresh, provider deregistration).
     pub async fn revoke_for(&self, user: Uuid, provider: &str, reason: &str) {
         let cmd = ConnectionCommand::Revoke {
@@ -720,20 +837,10 @@ impl Engine {
             &request.query,
         )
         .map_err(|_| SyncError::Status(0))?;
-        let spacing = self
-            .registry
-            .get(&req.provider)
-            .and_then(|(p, _)| p.requests_per_minute())
-            .map(|rpm| Duration::from_millis(60_000 / u64::from(rpm.max(1))))
-            .unwrap_or_default();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let wait = self
-                .pacer
-                .lock()
-                .map(|mut p| p.reserve(&req.provider, std::time::Instant::now(), spacing))
-                .unwrap_or_default();
+            let wait = self.reserve_slot(&req.provider).await;
             tokio::time::sleep(wait).await;
             let sent = self
                 .http
@@ -805,6 +912,60 @@ fn api_request(api_url: &str, url: &str) -> Option<PullRequest> {
         path: rest.to_string(),
         query: target.query_pairs().into_owned().collect(),
     })
+}
+
+impl Engine {
+    /// Spacing between two requests to `provider` so its app-wide budget holds.
+    fn spacing(&self, provider: &str) -> Duration {
+        self.config
+            .rate_budget(provider)
+            .or_else(|| {
+                self.registry
+                    .get(provider)
+                    .and_then(|(p, _)| p.requests_per_minute())
+            })
+            .map(|rpm| Duration::from_micros(60_000_000 / u64::from(rpm.max(1))))
+            .unwrap_or_default()
+    }
+
+    /// Reserves the next request slot of `provider` and returns how long to wait for it. The
+    /// budget is one row per provider in Postgres, so every `serve` process on the database
+    /// draws from the same budget: the upsert takes the row lock, moves the provider's next free
+    /// slot one spacing further and returns how far ahead of now the reserved slot lies.
+    /// Postgres' clock is the one clock all processes share. Without the database the slot
+    /// comes from this process's own pacer, which still holds the budget within the process.
+    async fn reserve_slot(&self, provider: &str) -> Duration {
+        let spacing = self.spacing(provider);
+        if spacing.is_zero() {
+            return Duration::ZERO;
+        }
+        let secs = spacing.as_secs_f64();
+        let shared = async {
+            let c = self.pool.get().await.map_err(store_err)?;
+            let row = c
+                .query_one(
+                    "INSERT INTO provider_pacing AS p (provider, next_at) \
+                     VALUES ($1, clock_timestamp() + make_interval(secs => $2)) \
+                     ON CONFLICT (provider) DO UPDATE \
+                       SET next_at = greatest(p.next_at, clock_timestamp()) + make_interval(secs => $2) \
+                     RETURNING extract(epoch FROM p.next_at - clock_timestamp())::float8 - $2",
+                    &[&provider, &secs],
+                )
+                .await
+                .map_err(store_err)?;
+            Ok::<f64, SyncError>(row.get(0))
+        };
+        match shared.await {
+            Ok(ahead) => Duration::from_secs_f64(ahead.max(0.0)),
+            Err(e) => {
+                warn!(provider, error = %e, "shared rate budget unavailable; pacing in process");
+                self.pacer
+                    .lock()
+                    .map(|mut p| p.reserve(provider, std::time::Instant::now(), spacing))
+                    .unwrap_or_default()
+            }
+        }
+    }
 }
 
 async fn backoff(attempt: u32) {
@@ -942,14 +1103,7 @@ impl Engine {
             .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
         let mut ok = 0;
         for r in p.subscription_requests(&endpoints, callback_url) {
-            let mut req = self
-                .http
-                .post(format!("{}{}", endpoints.api_url, r.path))
-                .json(&r.body);
-            for (k, v) in &r.headers {
-                req = req.header(k, v);
-            }
-            match req.send().await {
+            match self.send_app(&endpoints, &r).await {
                 Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => ok += 1,
                 Ok(resp) => warn!(
                     provider,
@@ -960,6 +1114,98 @@ impl Engine {
             }
         }
         Ok(ok)
+    }
+
+    /// Sends a request made with the app's credentials (never logged: they are in headers).
+    async fn send_app(
+        &self,
+        endpoints: &Endpoints,
+        r: &super::AppRequest,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let method =
+            reqwest::Method::from_bytes(r.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", endpoints.api_url, r.path));
+        if !r.body.is_null() {
+            req = req.json(&r.body);
+        }
+        for (k, v) in &r.headers {
+            req = req.header(k, v);
+        }
+        req.send().await
+    }
+
+    /// Keeps `provider`'s webhook subscriptions to `callback_url` alive: lists them, creates
+    /// the missing (or expired) ones and renews those expiring within the configured days.
+    /// Returns (created, renewed). Subscriptions expire at the provider (Oura's after a few
+    /// weeks) and a lapsed one silently stops the pings.
+    pub async fn maintain_subscriptions(
+        &self,
+        provider: &str,
+        callback_url: &str,
+    ) -> Result<(usize, usize), SyncError> {
+        let (p, endpoints) = self
+            .registry
+            .get(provider)
+            .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
+        let Some(list) = p.list_subscriptions(&endpoints) else {
+            return Ok((0, 0));
+        };
+        let resp = self
+            .send_app(&endpoints, &list)
+            .await
+            .map_err(|e| SyncError::Store(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(SyncError::Status(resp.status().as_u16()));
+        }
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|_| SyncError::Malformed("subscriptions".into()))?;
+        let existing = p.parse_subscriptions(&body);
+        let wanted = p.subscription_requests(&endpoints, callback_url);
+        let now = Utc::now();
+        let renew_by = now + chrono::Duration::days(self.config.subscription_renew_days);
+        let (create, renew) =
+            super::plan_subscriptions(&wanted, &existing, callback_url, now, renew_by);
+        let (mut created, mut renewed) = (0, 0);
+        for r in create {
+            match self.send_app(&endpoints, r).await {
+                Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => {
+                    created += 1
+                }
+                Ok(resp) => warn!(
+                    provider,
+                    status = resp.status().as_u16(),
+                    "webhook subscription refused"
+                ),
+                Err(e) => warn!(provider, error = %e.without_url(), "webhook subscription failed"),
+            }
+        }
+        for id in renew {
+            let Some(r) = p.renew_subscription(&endpoints, &id) else {
+                continue;
+            };
+            match self.send_app(&endpoints, &r).await {
+                Ok(resp) if resp.status().is_success() => renewed += 1,
+                Ok(resp) => warn!(
+                    provider,
+                    status = resp.status().as_u16(),
+                    "webhook subscription renewal refused"
+                ),
+                Err(e) => {
+                    warn!(provider, error = %e.without_url(), "webhook subscription renewal failed")
+                }
+            }
+        }
+        if created + renewed > 0 {
+            info!(
+                provider,
+                created, renewed, "webhook subscriptions maintained"
+            );
+        }
+        Ok((created, renewed))
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
+use wearhouse_domain::records::RecordKind;
 
 pub use mapped::{MapError, Mapped};
 
@@ -80,6 +81,13 @@ pub enum Notice {
         provider_user_id: String,
         scope: String,
     },
+    /// The provider deleted one of its records (Whoop `*.deleted`): authoritative, so what was
+    /// mapped from it goes (see [`Provider::deleted_records`]).
+    Deleted {
+        provider_user_id: String,
+        data_type: String,
+        external_id: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -90,6 +98,10 @@ pub enum WebhookError {
     Payload(String),
     #[error("webhook verification is not supported by this provider")]
     Unsupported,
+    /// The signed timestamp is further than the tolerance (seconds) from now: a replay, or a
+    /// clock far off.
+    #[error("webhook timestamp is more than {0} s away from the current time")]
+    Stale(u64),
 }
 
 /// A provider integration. Every method is pure: no I/O, no clock, no randomness.
@@ -146,6 +158,21 @@ pub trait Provider: Send + Sync {
         endpoints: &Endpoints,
     ) -> Result<(), WebhookError>;
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError>;
+    /// The records mapped from the provider's `data_type` record `external_id` for `user_id`
+    /// (the record and what derives from it, such as its score), for a provider-side delete.
+    fn deleted_records(
+        &self,
+        _data_type: &str,
+        _external_id: &str,
+        _user_id: Uuid,
+    ) -> Vec<(RecordKind, Uuid)> {
+        vec![]
+    }
+    /// When a signed webhook delivery says it was sent (its signed timestamp header), so
+    /// stale or future-dated deliveries (replays) can be refused; `None`: not timestamped.
+    fn webhook_timestamp(&self, _headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        None
+    }
     /// The app-wide request budget per minute (all users together); `None` for no pacing.
     fn requests_per_minute(&self) -> Option<u32> {
         None
@@ -171,13 +198,26 @@ pub trait Provider: Send + Sync {
     ) -> Result<Value, WebhookError> {
         Err(WebhookError::Unsupported)
     }
-    /// App-level webhook subscriptions to create so the provider pings `callback_url`.
+    /// App-level webhook subscriptions to create so the provider pings `callback_url`; each
+    /// request's `key` names the subscription it creates (as [`Subscription::key`]).
     fn subscription_requests(
         &self,
         _endpoints: &Endpoints,
         _callback_url: &str,
     ) -> Vec<AppRequest> {
         vec![]
+    }
+    /// The request listing the app's subscriptions; `None`: subscriptions cannot be listed.
+    fn list_subscriptions(&self, _endpoints: &Endpoints) -> Option<AppRequest> {
+        None
+    }
+    /// The subscriptions in a listing response.
+    fn parse_subscriptions(&self, _body: &Value) -> Vec<Subscription> {
+        vec![]
+    }
+    /// The request renewing subscription `id` before it expires.
+    fn renew_subscription(&self, _endpoints: &Endpoints, _id: &str) -> Option<AppRequest> {
+        None
     }
 }
 
@@ -195,9 +235,55 @@ pub struct FileDownload {
 /// A request made with the app's own credentials (not a user's token).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppRequest {
+    pub method: &'static str,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// For a subscription request: the key of the subscription it creates.
+    pub key: Option<String>,
+}
+
+/// An app-level webhook subscription held at a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    /// What it delivers, e.g. `sleep/create`.
+    pub key: String,
+    pub callback_url: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What keeps the wanted subscriptions alive at `now`: those to create (no live one delivers
+/// their key to `callback_url`; an expired one is as good as none) and the ids to renew (live
+/// but expiring before `renew_by`). A subscription without an expiry never needs renewing.
+pub fn plan_subscriptions<'a>(
+    wanted: &'a [AppRequest],
+    existing: &[Subscription],
+    callback_url: &str,
+    now: DateTime<Utc>,
+    renew_by: DateTime<Utc>,
+) -> (Vec<&'a AppRequest>, Vec<String>) {
+    let mine: Vec<&Subscription> = existing
+        .iter()
+        .filter(|s| s.callback_url == callback_url)
+        .collect();
+    let create = wanted
+        .iter()
+        .filter(|w| {
+            !mine
+                .iter()
+                .any(|s| Some(&s.key) == w.key.as_ref() && s.expires_at.is_none_or(|e| e > now))
+        })
+        .collect();
+    let renew = mine
+        .iter()
+        .filter(|s| {
+            wanted.iter().any(|w| w.key.as_ref() == Some(&s.key))
+                && s.expires_at.is_some_and(|e| e <= renew_by && e > now)
+        })
+        .map(|s| s.id.clone())
+        .collect();
+    (create, renew)
 }
 
 /// The token a provider echoes back when it verifies our webhook endpoint: derived from the
@@ -285,6 +371,36 @@ pub fn verify_timestamped_hmac(
     }
 }
 
+/// Reads a webhook timestamp header: Unix seconds, Unix milliseconds (Whoop), or RFC 3339.
+pub fn parse_webhook_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        // No real send time in seconds reaches 10^11 (year 5138); milliseconds always do.
+        return if n.abs() >= 100_000_000_000 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        };
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Refuses a delivery sent more than `tolerance_secs` before or after `now`, as Standard
+/// Webhooks prescribes against replays of a captured (validly signed) delivery.
+pub fn check_freshness(
+    sent: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<(), WebhookError> {
+    if (now - sent).num_seconds().unsigned_abs() > tolerance_secs {
+        Err(WebhookError::Stale(tolerance_secs))
+    } else {
+        Ok(())
+    }
+}
+
 /// Parses an RFC 3339 timestamp with offset into (UTC time, offset in minutes).
 pub fn parse_time(s: &str) -> Option<(DateTime<Utc>, i16)> {
     let t = DateTime::parse_from_rfc3339(s).ok()?;
@@ -320,6 +436,66 @@ mod tests {
         assert_eq!(parse_offset("-05:30"), Some(-330));
         assert_eq!(parse_offset("Z"), Some(0));
         assert_eq!(parse_offset("0500"), None);
+    }
+
+    #[test]
+    fn webhook_timestamps_in_seconds_milliseconds_or_rfc3339() {
+        let t: DateTime<Utc> = "2023-11-14T22:13:20Z".parse().unwrap();
+        assert_eq!(parse_webhook_timestamp("1700000000"), Some(t));
+        assert_eq!(parse_webhook_timestamp("1700000000000"), Some(t));
+        assert_eq!(
+            parse_webhook_timestamp("2023-11-14T22:13:20+00:00"),
+            Some(t)
+        );
+        assert_eq!(parse_webhook_timestamp("yesterday"), None);
+        let s = chrono::Duration::seconds;
+        assert_eq!(check_freshness(t - s(300), t, 300), Ok(()));
+        assert_eq!(check_freshness(t + s(300), t, 300), Ok(()));
+        assert_eq!(
+            check_freshness(t - s(301), t, 300),
+            Err(WebhookError::Stale(300))
+        );
+        assert_eq!(
+            check_freshness(t + s(301), t, 300),
+            Err(WebhookError::Stale(300))
+        );
+    }
+
+    #[test]
+    fn subscriptions_are_created_when_missing_and_renewed_before_expiry() {
+        let now: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let want = |k: &str| AppRequest {
+            method: "POST",
+            path: "/subs".into(),
+            headers: vec![],
+            body: Value::Null,
+            key: Some(k.into()),
+        };
+        let wanted = vec![
+            want("sleep/create"),
+            want("sleep/update"),
+            want("workout/create"),
+        ];
+        let sub = |id: &str, k: &str, url: &str, days: i64| Subscription {
+            id: id.into(),
+            key: k.into(),
+            callback_url: url.into(),
+            expires_at: Some(now + chrono::Duration::days(days)),
+        };
+        let existing = vec![
+            sub("a", "sleep/create", "https://me/hook", 30),
+            sub("b", "sleep/update", "https://me/hook", 3),
+            // Someone else's callback does not count as ours.
+            sub("c", "workout/create", "https://old/hook", 30),
+            // Expired: recreated, not renewed.
+            sub("d", "workout/create", "https://me/hook", -1),
+        ];
+        let renew_by = now + chrono::Duration::days(7);
+        let (create, renew) =
+            plan_subscriptions(&wanted, &existing, "https://me/hook", now, renew_by);
+        let keys: Vec<&str> = create.iter().filter_map(|r| r.key.as_deref()).collect();
+        assert_eq!(keys, vec!["workout/create"]);
+        assert_eq!(renew, vec!["b".to_string()]);
     }
 
     #[test]

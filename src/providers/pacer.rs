@@ -1,7 +1,7 @@
-//! Per-provider request pacing: each provider's app-wide budget (requests per minute across all
-//! of this installation's users) becomes a minimum spacing between requests, so a busy
-//! scheduler does not trip the provider's app-level rate limit. Per process: several `serve`
-//! processes each keep their own pace.
+//! Per-provider request pacing within one process: each provider's app-wide budget (requests
+//! per minute across all of this installation's users) becomes a minimum spacing between
+//! requests. The budget normally lives in Postgres and is shared by every `serve` process
+//! (`Engine::reserve_slot`); this pacer is its fallback when the database cannot be reached.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

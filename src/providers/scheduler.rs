@@ -1,5 +1,7 @@
 //! The pull scheduler inside `serve`: every active connection of a pull provider (enabled, in
-//! pull live-sync mode) is synced once per interval, from its last sync to now. A 429 pauses that connection until its Retry-After
+//! pull live-sync mode) is synced once per interval, from its last sync to now. Users linked to
+//! one provider account are pulled once, through the oldest connection (the primary), and the
+//! engine fans the data out to the others. A 429 pauses that connection until its Retry-After
 //! has passed; other failures back off exponentially (up to a day). Two processes never sync
 //! one connection at once: the engine holds a Postgres advisory lock per connection, and a
 //! process that finds it taken just skips the turn.
@@ -103,6 +105,77 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Keeps the webhook subscriptions of every provider in webhook live-sync mode alive, every
+/// `subscription_check_secs` (first right at start: they may have lapsed while no process ran),
+/// until `shutdown` turns true. Several processes take turns through an advisory lock.
+pub async fn maintain_subscriptions(
+    engine: Arc<Engine>,
+    public_url: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs(engine.config.subscription_check_secs.max(1));
+    loop {
+        for p in engine.registry.all() {
+            let name = p.name();
+            let Some((_, endpoints)) = engine.registry.get(name) else {
+                continue;
+            };
+            if p.list_subscriptions(&endpoints).is_none() {
+                continue;
+            }
+            let callback = format!("{public_url}/api/v1/providers/{name}/webhooks");
+            if let Err(e) = maintain_one(&engine, name, &callback).await {
+                warn!(provider = name, error = %e, "webhook subscriptions not maintained");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+async fn maintain_one(
+    engine: &Engine,
+    provider: &str,
+    callback: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let client = engine.pool.get().await?;
+    let webhook_mode = client
+        .query_opt(
+            "SELECT 1 FROM provider_settings WHERE provider = $1 AND is_enabled AND live_sync_mode = 'webhook'",
+            &[&provider],
+        )
+        .await?
+        .is_some();
+    if !webhook_mode {
+        return Ok(());
+    }
+    let key = format!("subscriptions:{provider}");
+    let got: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 7261))",
+            &[&key],
+        )
+        .await?
+        .get(0);
+    if !got {
+        return Ok(());
+    }
+    let result = engine.maintain_subscriptions(provider, callback).await;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 7261))",
+            &[&key],
+        )
+        .await?;
+    result?;
+    Ok(())
+}
+
 async fn due_connections(
     engine: &Engine,
     providers: &[String],
@@ -118,6 +191,9 @@ async fn due_connections(
                AND NOT EXISTS (SELECT 1 FROM provider_settings s WHERE s.provider = c.provider \
                                AND (s.live_sync_mode = 'webhook' OR NOT s.is_enabled)) \
                AND (last_synced_at IS NULL OR last_synced_at < now() - make_interval(secs => $2::float8)) \
+               AND NOT EXISTS (SELECT 1 FROM connections o WHERE o.provider = c.provider \
+                               AND o.provider_user_id = c.provider_user_id AND o.status = 'active' \
+                               AND (o.created_at, o.user_id) < (c.created_at, c.user_id)) \
              ORDER BY last_synced_at NULLS FIRST LIMIT 100",
             &[&providers, &(interval as f64)],
         )

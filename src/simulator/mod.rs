@@ -3,10 +3,16 @@
 //! with deterministic, realistic payloads, sends signed webhooks, and fails on request.
 //!
 //! Control endpoints (JSON): `POST /_sim/faults` adds a fault, `POST /_sim/config` sets the
-//! token lifetime, `POST /_sim/webhook` signs and delivers a webhook, `POST
-//! /_sim/garmin/activity` records a Garmin activity and pushes its `activityFiles` notice (the
-//! FIT file is then served at the callback URL), `GET /_sim/requests` lists the data requests
-//! served, `POST /_sim/reset` forgets everything.
+//! token and subscription lifetimes, `POST /_sim/webhook` signs and delivers a webhook (its
+//! timestamp optionally shifted), `POST /_sim/garmin/activity` records a Garmin activity and
+//! pushes its `activityFiles` notice (the FIT file is then served at the callback URL),
+//! `GET /_sim/requests` lists the data requests served and `GET /_sim/request_log` the same
+//! with the time each arrived, `POST /_sim/reset` forgets everything. A `sim_account` query
+//! parameter on the consent URL makes the user consent as that provider account (default: one
+//! account per provider, so users are linked).
+//!
+//! Oura's webhook subscription API is served with expiries: `POST`, `GET` (list),
+//! `PUT .../renew/{id}` and `DELETE .../{id}` under `/oura/api/v2/webhook/subscription`.
 //!
 //! Data values are functions of the day so tests can predict them: Oura daily steps on day D of
 //! the month are `5000 + 100·D` (times at +02:00); Garmin's are `7000 + 100·D` (at -05:00).
@@ -54,6 +60,15 @@ struct Grant {
     provider: String,
     redirect_uri: String,
     challenge: Option<String>,
+    account: Option<String>,
+}
+
+/// An Oura webhook subscription held by the simulator.
+#[derive(Clone)]
+struct SimSub {
+    id: String,
+    body: Value,
+    expires: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -61,8 +76,12 @@ struct Sim {
     codes: HashMap<String, Grant>,
     access: HashMap<String, (String, DateTime<Utc>)>,
     refresh: HashMap<String, String>,
+    /// The provider account each access or refresh token belongs to (absent: the default one).
+    accounts: HashMap<String, String>,
     faults: Vec<Fault>,
-    requests: Vec<String>,
+    /// Requests served, with their arrival (Unix milliseconds).
+    requests: Vec<(String, i64)>,
+    subscriptions: Vec<SimSub>,
     counter: u64,
     /// Garmin backfill timeframes already requested: a repeat answers 409, as Garmin does.
     backfills: std::collections::HashSet<String>,
@@ -77,6 +96,8 @@ struct Shared {
     secret: String,
     page_size: usize,
     expires_in: Arc<Mutex<i64>>,
+    /// Lifetime of Oura webhook subscriptions (created or renewed), in seconds.
+    subscription_ttl: Arc<Mutex<i64>>,
     /// Where Garmin pushes backfilled data, and the client id it sends along.
     garmin: Arc<Mutex<(Option<String>, String)>>,
 }
@@ -99,6 +120,14 @@ impl Shared {
         let mut sim = self.sim.lock().expect("sim lock");
         sim.counter += 1;
         sim.counter
+    }
+
+    fn log(&self, line: String) {
+        self.sim
+            .lock()
+            .expect("sim lock")
+            .requests
+            .push((line, Utc::now().timestamp_millis()));
     }
 }
 
@@ -140,6 +169,7 @@ fn authorize(
             provider,
             redirect_uri,
             challenge: q.get("code_challenge").cloned(),
+            account: q.get("sim_account").cloned(),
         },
     );
     url.query_pairs_mut()
@@ -148,12 +178,16 @@ fn authorize(
     redirect(url.to_string())
 }
 
-fn issue(shared: &Shared, provider: &str) -> Value {
+fn issue(shared: &Shared, provider: &str, account: Option<String>) -> Value {
     let n = shared.next();
     let access = format!("sim-access-{provider}-{n}");
     let refresh = format!("sim-refresh-{provider}-{n}");
     let expires_in = *shared.expires_in.lock().expect("lock");
     let mut sim = shared.sim.lock().expect("sim lock");
+    if let Some(a) = account {
+        sim.accounts.insert(access.clone(), a.clone());
+        sim.accounts.insert(refresh.clone(), a);
+    }
     sim.access.insert(
         access.clone(),
         (
@@ -197,7 +231,7 @@ fn token(
                     return oauth_error("invalid_grant");
                 }
             }
-            Json(issue(&shared, &provider)).into_response()
+            Json(issue(&shared, &provider, grant.account)).into_response()
         }
         Some("refresh_token") => {
             if shared
@@ -207,11 +241,14 @@ fn token(
                 return oauth_error("invalid_grant");
             }
             let rt = f.get("refresh_token").cloned().unwrap_or_default();
-            let known = shared.sim.lock().expect("sim lock").refresh.remove(&rt);
+            let (known, account) = {
+                let mut sim = shared.sim.lock().expect("sim lock");
+                (sim.refresh.remove(&rt), sim.accounts.get(&rt).cloned())
+            };
             if known.as_deref() != Some(provider.as_str()) {
                 return oauth_error("invalid_grant");
             }
-            Json(issue(&shared, &provider)).into_response()
+            Json(issue(&shared, &provider, account)).into_response()
         }
         _ => oauth_error("unsupported_grant_type"),
     }
@@ -313,6 +350,7 @@ fn whoop_records(kind: &str, q: &HashMap<String, String>) -> Vec<Value> {
                     "end": format!("{d}T12:00:00.000Z"), "timezone_offset": "-05:00", "nap": false,
                     "score_state": "SCORED",
                     "score": {"respiratory_rate": 15.0, "sleep_efficiency_percentage": 90.0,
+                      "sleep_performance_percentage": 80 + n % 10, "sleep_consistency_percentage": 70,
                       "stage_summary": {"total_in_bed_time_milli": 28800000, "total_awake_time_milli": 1800000,
                         "total_light_sleep_time_milli": 12600000, "total_slow_wave_sleep_time_milli": 6000000,
                         "total_rem_sleep_time_milli": 7200000}}
@@ -348,7 +386,7 @@ async fn api(
         .map(|u| u.query_pairs().into_owned().collect())
         .unwrap_or_default();
     let path = format!("/{}", path.trim_start_matches('/'));
-    shared.sim.lock().expect("sim lock").requests.push(format!(
+    shared.log(format!(
         "{provider}{path}?{}",
         req.uri().query().unwrap_or("")
     ));
@@ -395,6 +433,13 @@ async fn api(
             }
         }
     }
+    let account = shared
+        .sim
+        .lock()
+        .expect("sim lock")
+        .accounts
+        .get(&bearer)
+        .cloned();
     let offset: usize = q
         .get("next_token")
         .or_else(|| q.get("nextToken"))
@@ -403,7 +448,7 @@ async fn api(
     let size = shared.page_size;
     let body = match (provider.as_str(), path.as_str()) {
         ("oura", "/v2/usercollection/personal_info") => json!({
-            "id": "oura-user-1", "age": 35, "weight": 70.5, "height": 1.78,
+            "id": account.unwrap_or_else(|| "oura-user-1".into()), "age": 35, "weight": 70.5, "height": 1.78,
             "biological_sex": "female", "email": "ring@example.com"
         }),
         ("oura", p) if p.starts_with("/v2/usercollection/") => {
@@ -462,7 +507,8 @@ async fn api(
             return StatusCode::ACCEPTED.into_response();
         }
         ("whoop", "/v2/user/profile/basic") => {
-            json!({"user_id": 10129, "email": "band@example.com", "first_name": "W", "last_name": "H"})
+            let id = account.and_then(|a| a.parse::<i64>().ok()).unwrap_or(10129);
+            json!({"user_id": id, "email": "band@example.com", "first_name": "W", "last_name": "H"})
         }
         ("whoop", "/v2/user/measurement/body") => {
             json!({"height_meter": 1.8, "weight_kilogram": 80.0, "max_heart_rate": 190})
@@ -511,14 +557,89 @@ async fn subscribe(req: &Request, Json(body): Json<Value>, shared: Data<&Shared>
         return (StatusCode::BAD_REQUEST, "callback verification failed").into_response();
     }
     // Only verified subscriptions are listed, so tests see that the challenge succeeded.
-    shared.sim.lock().expect("sim lock").requests.push(format!(
+    shared.log(format!(
         "oura/v2/webhook/subscription {} {}",
         body["data_type"].as_str().unwrap_or(""),
         body["event_type"].as_str().unwrap_or("")
     ));
-    let mut out = body.clone();
-    out["id"] = json!(format!("sub-{}", shared.next()));
+    let sub = SimSub {
+        id: format!("sub-{}", shared.next()),
+        body: json!({"callback_url": url, "event_type": body["event_type"], "data_type": body["data_type"]}),
+        expires: Utc::now()
+            + chrono::Duration::seconds(*shared.subscription_ttl.lock().expect("lock")),
+    };
+    let out = sub_json(&sub);
+    shared.sim.lock().expect("sim lock").subscriptions.push(sub);
     (StatusCode::CREATED, Json(out)).into_response()
+}
+
+fn sub_json(s: &SimSub) -> Value {
+    let mut v = s.body.clone();
+    v["id"] = json!(s.id);
+    v["expiration_time"] = json!(s.expires.to_rfc3339());
+    v
+}
+
+fn app_authorized(req: &Request, shared: &Shared) -> bool {
+    req.header("x-client-secret") == Some(shared.secret.as_str())
+}
+
+/// Oura's subscription list (expired ones included, as Oura keeps them until deleted).
+#[handler]
+fn list_subscriptions(req: &Request, shared: Data<&Shared>) -> Response {
+    if !app_authorized(req, &shared) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let subs: Vec<Value> = shared
+        .sim
+        .lock()
+        .expect("sim lock")
+        .subscriptions
+        .iter()
+        .map(sub_json)
+        .collect();
+    Json(subs).into_response()
+}
+
+/// Renews a subscription for another lifetime; an expired one cannot be renewed (404).
+#[handler]
+fn renew_subscription(req: &Request, Path(id): Path<String>, shared: Data<&Shared>) -> Response {
+    if !app_authorized(req, &shared) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let ttl = *shared.subscription_ttl.lock().expect("lock");
+    let renewed = {
+        let mut sim = shared.sim.lock().expect("sim lock");
+        sim.subscriptions
+            .iter_mut()
+            .find(|s| s.id == id && s.expires > Utc::now())
+            .map(|s| {
+                s.expires = Utc::now() + chrono::Duration::seconds(ttl);
+                sub_json(s)
+            })
+    };
+    match renewed {
+        Some(v) => {
+            shared.log(format!("oura renew {id}"));
+            Json(v).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[handler]
+fn delete_subscription(req: &Request, Path(id): Path<String>, shared: Data<&Shared>) -> Response {
+    if !app_authorized(req, &shared) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut sim = shared.sim.lock().expect("sim lock");
+    let before = sim.subscriptions.len();
+    sim.subscriptions.retain(|s| s.id != id);
+    if sim.subscriptions.len() < before {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }
 
 #[handler]
@@ -530,6 +651,7 @@ fn add_fault(Json(f): Json<Fault>, shared: Data<&Shared>) -> StatusCode {
 #[derive(Deserialize)]
 struct SimConfig {
     expires_in: Option<i64>,
+    subscription_ttl_secs: Option<i64>,
     garmin_push_target: Option<String>,
     garmin_client_id: Option<String>,
 }
@@ -538,6 +660,9 @@ struct SimConfig {
 fn set_config(Json(c): Json<SimConfig>, shared: Data<&Shared>) -> StatusCode {
     if let Some(e) = c.expires_in {
         *shared.expires_in.lock().expect("lock") = e;
+    }
+    if let Some(t) = c.subscription_ttl_secs {
+        *shared.subscription_ttl.lock().expect("lock") = t;
     }
     let mut g = shared.garmin.lock().expect("lock");
     if c.garmin_push_target.is_some() {
@@ -679,7 +804,19 @@ async fn garmin_activity(
 
 #[handler]
 fn requests(shared: Data<&Shared>) -> Json<Vec<String>> {
-    Json(shared.sim.lock().expect("sim lock").requests.clone())
+    let sim = shared.sim.lock().expect("sim lock");
+    Json(sim.requests.iter().map(|(r, _)| r.clone()).collect())
+}
+
+#[handler]
+fn request_log(shared: Data<&Shared>) -> Json<Vec<Value>> {
+    let sim = shared.sim.lock().expect("sim lock");
+    Json(
+        sim.requests
+            .iter()
+            .map(|(r, at)| json!({"request": r, "at_ms": at}))
+            .collect(),
+    )
 }
 
 #[handler]
@@ -696,6 +833,9 @@ struct WebhookOrder {
     /// Sign with this secret instead of the right one (to test rejection).
     #[serde(default)]
     wrong_secret: bool,
+    /// Seconds added to the signed timestamp (negative: an old delivery, a replay).
+    #[serde(default)]
+    timestamp_offset_secs: i64,
 }
 
 #[handler]
@@ -706,7 +846,9 @@ async fn send_webhook(Json(o): Json<WebhookOrder>, shared: Data<&Shared>) -> Res
     } else {
         shared.secret.as_str()
     };
-    let ts = Utc::now().timestamp_millis().to_string();
+    let ts = (Utc::now() + chrono::Duration::seconds(o.timestamp_offset_secs))
+        .timestamp_millis()
+        .to_string();
     let sig = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), &body]);
     let http = reqwest::Client::new();
     let mut r = http
@@ -747,16 +889,29 @@ pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
         secret,
         page_size: page_size.max(1),
         expires_in: Arc::new(Mutex::new(3600)),
+        subscription_ttl: Arc::new(Mutex::new(30 * 86_400)),
         garmin: Arc::new(Mutex::new((None, "garmin-client".into()))),
     };
     Route::new()
         .at("/:provider/oauth/authorize", get(authorize))
         .at("/:provider/oauth/token", post(token))
-        .at("/oura/api/v2/webhook/subscription", post(subscribe))
+        .at(
+            "/oura/api/v2/webhook/subscription",
+            post(subscribe).get(list_subscriptions),
+        )
+        .at(
+            "/oura/api/v2/webhook/subscription/renew/:id",
+            poem::put(renew_subscription),
+        )
+        .at(
+            "/oura/api/v2/webhook/subscription/:id",
+            poem::delete(delete_subscription),
+        )
         .at("/:provider/api/*path", get(api))
         .at("/_sim/faults", post(add_fault))
         .at("/_sim/config", post(set_config))
         .at("/_sim/requests", get(requests))
+        .at("/_sim/request_log", get(request_log))
         .at("/_sim/reset", post(reset))
         .at("/_sim/webhook", post(send_webhook))
         .at("/_sim/garmin/activity", post(garmin_activity))

@@ -12,8 +12,9 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, local_midnight, numeric_components, provider_source, shape};
 use super::{
-    parse_time, same, verification_token, verify_timestamped_hmac, AppRequest, Capabilities,
-    Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
+    parse_time, parse_webhook_timestamp, same, verification_token, verify_timestamped_hmac,
+    AppRequest, Capabilities, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider,
+    PullRequest, Subscription, WebhookError,
 };
 
 pub struct Oura;
@@ -463,17 +464,76 @@ impl Provider for Oura {
             .iter()
             .flat_map(|data_type| {
                 ["create", "update"].map(|event_type| AppRequest {
-                    path: "/v2/webhook/subscription".into(),
-                    headers: vec![
-                        ("x-client-id".into(), endpoints.client_id.clone()),
-                        ("x-client-secret".into(), endpoints.client_secret.clone()),
-                    ],
+                    method: "POST",
+                    path: SUBSCRIPTIONS.into(),
+                    headers: app_headers(endpoints),
                     body: json!({"callback_url": callback_url, "verification_token": token,
                                  "event_type": event_type, "data_type": data_type}),
+                    key: Some(format!("{data_type}/{event_type}")),
                 })
             })
             .collect()
     }
+
+    fn list_subscriptions(&self, endpoints: &Endpoints) -> Option<AppRequest> {
+        Some(AppRequest {
+            method: "GET",
+            path: SUBSCRIPTIONS.into(),
+            headers: app_headers(endpoints),
+            body: Value::Null,
+            key: None,
+        })
+    }
+
+    /// Oura lists subscriptions as a bare array of `{id, callback_url, event_type, data_type,
+    /// expiration_time}`.
+    fn parse_subscriptions(&self, body: &Value) -> Vec<Subscription> {
+        body.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                Some(Subscription {
+                    id: s.get("id")?.as_str()?.to_string(),
+                    key: format!(
+                        "{}/{}",
+                        s.get("data_type")?.as_str()?,
+                        s.get("event_type")?.as_str()?
+                    ),
+                    callback_url: s.get("callback_url")?.as_str()?.to_string(),
+                    expires_at: s
+                        .get("expiration_time")
+                        .and_then(Value::as_str)
+                        .and_then(|t| parse_time(t).map(|t| t.0)),
+                })
+            })
+            .collect()
+    }
+
+    fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> Option<AppRequest> {
+        Some(AppRequest {
+            method: "PUT",
+            path: format!("{SUBSCRIPTIONS}/renew/{id}"),
+            headers: app_headers(endpoints),
+            body: Value::Null,
+            key: None,
+        })
+    }
+
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        headers
+            .get("x-oura-timestamp")
+            .and_then(|t| parse_webhook_timestamp(t))
+    }
+}
+
+const SUBSCRIPTIONS: &str = "/v2/webhook/subscription";
+
+/// Oura's subscription API authenticates the app by its client id and secret headers.
+fn app_headers(endpoints: &Endpoints) -> Vec<(String, String)> {
+    vec![
+        ("x-client-id".into(), endpoints.client_id.clone()),
+        ("x-client-secret".into(), endpoints.client_secret.clone()),
+    ]
 }
 
 /// Data types Oura can ping about (its webhook names).
@@ -742,6 +802,23 @@ mod tests {
         assert_eq!(
             subs[0].body["verification_token"],
             verification_token(&ep).as_str()
+        );
+        assert_eq!(subs[1].key.as_deref(), Some("workout/update"));
+        let listed = json!([{"id": "s-1", "callback_url": "https://me/hook", "event_type": "update",
+            "data_type": "sleep", "expiration_time": "2026-04-01T00:00:00+00:00"}]);
+        let got = Oura.parse_subscriptions(&listed);
+        assert_eq!(
+            (got[0].id.as_str(), got[0].key.as_str()),
+            ("s-1", "sleep/update")
+        );
+        assert_eq!(
+            got[0].expires_at.unwrap().to_rfc3339(),
+            "2026-04-01T00:00:00+00:00"
+        );
+        let renew = Oura.renew_subscription(&ep, "s-1").unwrap();
+        assert_eq!(
+            (renew.method, renew.path.as_str()),
+            ("PUT", "/v2/webhook/subscription/renew/s-1")
         );
     }
 }

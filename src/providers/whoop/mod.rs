@@ -9,13 +9,15 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
-use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
+use wearhouse_domain::records::{
+    record_id, RecordKind, SleepSessionRecord, SleepStageInterval, WorkoutRecord,
+};
 use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, components, provider_source, shape};
 use super::{
-    parse_offset, verify_timestamped_hmac, Capabilities, Endpoints, MapError, Mapped, Notice,
-    OAuthSettings, Provider, PullRequest, WebhookError,
+    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, Endpoints,
+    MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
 };
 
 pub struct Whoop;
@@ -52,10 +54,39 @@ fn scored(v: &Value) -> Option<&Value> {
 }
 
 fn id_of(v: &Value) -> String {
-    match v.get("id") {
+    text(v, "id")
+}
+
+fn text(v: &Value, k: &str) -> String {
+    match v.get(k) {
         Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
-        None => String::new(),
+    }
+}
+
+/// A score's id follows the Whoop record it comes from (not its time), so the record's
+/// `*.deleted` webhook, which carries only the record id, can name it.
+fn score_id(ds: Uuid, category: &str, external_id: &str) -> Uuid {
+    record_id(&[&ds.to_string(), "score", category, external_id])
+}
+
+/// Adds a score keyed by the Whoop record it belongs to.
+#[allow(clippy::too_many_arguments)]
+fn keyed_score(
+    m: &mut Mapped,
+    ds: Uuid,
+    external_id: &str,
+    category: &str,
+    value: Option<f64>,
+    at: DateTime<Utc>,
+    offset: Option<i16>,
+    parts: BTreeMap<String, wearhouse_domain::records::ScoreComponent>,
+) {
+    let before = m.scores.len();
+    m.score(ds, category, value, None, at, offset, parts);
+    if let Some(s) = m.scores.get_mut(before) {
+        s.id = score_id(ds, category, external_id);
     }
 }
 
@@ -132,8 +163,9 @@ impl Provider for Whoop {
         Some(100)
     }
 
+    /// 2: score ids follow the Whoop record (workout, sleep, the recovery's sleep).
     fn mapping_version(&self) -> u32 {
-        1
+        2
     }
 
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {
@@ -178,16 +210,17 @@ impl Provider for Whoop {
                             stats.insert(k.to_string(), val);
                         }
                     }
-                    m.score(
+                    let id = id_of(v);
+                    keyed_score(
+                        &mut m,
                         ds,
+                        &id,
                         "strain",
                         f(score, "strain"),
-                        None,
                         start,
                         offset,
                         Default::default(),
                     );
-                    let id = id_of(v);
                     let mut metadata = BTreeMap::new();
                     metadata.insert("external_id".into(), id.clone());
                     metadata.insert("whoop_sport".into(), sport.into());
@@ -238,11 +271,12 @@ impl Provider for Whoop {
                         }
                     }
                     if let Some(score) = scored(v) {
-                        m.score(
+                        keyed_score(
+                            &mut m,
                             ds,
+                            &id_of(v),
                             "sleep",
                             f(score, "sleep_performance_percentage"),
-                            None,
                             end,
                             offset,
                             components(&[
@@ -283,11 +317,17 @@ impl Provider for Whoop {
                     let Some(score) = scored(v) else { continue };
                     // Recovery has no own time; it belongs to the cycle it was created in.
                     let at = instant(v, "created_at", data_type)?;
-                    m.score(
+                    // Whoop names a recovery by its sleep (its webhooks carry the sleep id).
+                    let key = match text(v, "sleep_id") {
+                        k if k.is_empty() => text(v, "cycle_id"),
+                        k => k,
+                    };
+                    keyed_score(
+                        &mut m,
                         ds,
+                        &key,
                         "recovery",
                         f(score, "recovery_score"),
-                        None,
                         at,
                         None,
                         components(&[
@@ -358,14 +398,56 @@ impl Provider for Whoop {
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| WebhookError::Payload("type missing".into()))?;
-        let data_type = kind.split('.').next().unwrap_or("");
+        let (data_type, event) = kind.split_once('.').unwrap_or((kind, ""));
         if !TYPES.contains(&data_type) {
             return Ok(vec![]);
+        }
+        if event == "deleted" {
+            let external_id = id_of(body);
+            if external_id.is_empty() {
+                return Err(WebhookError::Payload("id missing".into()));
+            }
+            return Ok(vec![Notice::Deleted {
+                provider_user_id: user,
+                data_type: data_type.into(),
+                external_id,
+            }]);
         }
         Ok(vec![Notice::Pull {
             provider_user_id: user,
             data_type: data_type.into(),
         }])
+    }
+
+    fn deleted_records(
+        &self,
+        data_type: &str,
+        external_id: &str,
+        user_id: Uuid,
+    ) -> Vec<(RecordKind, Uuid)> {
+        let ds = provider_source(user_id, NAME, "Whoop").id;
+        let record = |kind: &str| record_id(&[&ds.to_string(), kind, external_id]);
+        match data_type {
+            "workout" => vec![
+                (RecordKind::Workout, record("workout")),
+                (RecordKind::HealthScore, score_id(ds, "strain", external_id)),
+            ],
+            "sleep" => vec![
+                (RecordKind::Sleep, record("sleep")),
+                (RecordKind::HealthScore, score_id(ds, "sleep", external_id)),
+            ],
+            "recovery" => vec![(
+                RecordKind::HealthScore,
+                score_id(ds, "recovery", external_id),
+            )],
+            _ => vec![],
+        }
+    }
+
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        headers
+            .get("x-whoop-signature-timestamp")
+            .and_then(|t| parse_webhook_timestamp(t))
     }
 }
 
@@ -460,6 +542,47 @@ mod tests {
                 ("oxygen_saturation", 95.1),
                 ("skin_temperature", 33.7)
             ]
+        );
+    }
+
+    #[test]
+    fn deletions_name_the_record_and_its_score() {
+        let body = json!({"records": [
+            {"id": "w-9", "start": "2026-03-01T12:00:00Z", "end": "2026-03-01T13:00:00Z",
+             "sport_name": "running", "score_state": "SCORED", "score": {"strain": 8.0}}]});
+        let m = Whoop.map("workout", &body, user()).unwrap();
+        let gone = Whoop.deleted_records("workout", "w-9", user());
+        assert_eq!(
+            gone,
+            vec![
+                (RecordKind::Workout, m.workouts[0].id),
+                (RecordKind::HealthScore, m.scores[0].id)
+            ]
+        );
+        let rec = json!({"records": [{"cycle_id": 9, "sleep_id": "s-9", "created_at": "2026-03-01T11:00:00Z",
+            "score_state": "SCORED", "score": {"recovery_score": 50}}]});
+        let m = Whoop.map("recovery", &rec, user()).unwrap();
+        assert_eq!(
+            Whoop.deleted_records("recovery", "s-9", user()),
+            vec![(RecordKind::HealthScore, m.scores[0].id)]
+        );
+        let v = json!({"user_id": 10129, "id": "s-9", "type": "recovery.deleted", "trace_id": "t"});
+        assert_eq!(
+            Whoop.parse_webhook(&v).unwrap(),
+            vec![Notice::Deleted {
+                provider_user_id: "10129".into(),
+                data_type: "recovery".into(),
+                external_id: "s-9".into()
+            }]
+        );
+        let mut h = BTreeMap::new();
+        h.insert(
+            "x-whoop-signature-timestamp".to_string(),
+            "1700000000000".to_string(),
+        );
+        assert_eq!(
+            Whoop.webhook_timestamp(&h).map(|t| t.timestamp()),
+            Some(1_700_000_000)
         );
     }
 
