@@ -87,9 +87,11 @@ fn body() -> String {
             "2024-02-05 04:43:00 -0800",
             "2024-02-05 06:43:00 -0800",
         ),
+        // After midnight, so its local start date (6 Feb) is not the scored night's (5 Feb):
+        // the score rates one night per local start date.
         night(
             "AsleepCore",
-            "2024-02-05 23:00:00 -0800",
+            "2024-02-06 00:30:00 -0800",
             "2024-02-06 07:00:00 -0800",
         ),
         hr(55.0, "2024-02-02 12:00:00 -0800"),
@@ -306,4 +308,49 @@ async fn body_summary_latest_values_and_null_without_data() {
     assert_eq!(st, 400);
     let (st, _) = s.get(&key, &format!("{path}?latest_window_hours=0")).await;
     assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn the_sleep_score_rates_the_longest_night_of_each_local_start_date() {
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    // Both nights begin on 1 March local time (UTC−8) and wake on different dates, so both are
+    // main sleeps in the sleep summary; in UTC they begin on different dates. The score rates
+    // only the longer one, as the contract (§7.1) and upstream do.
+    let body = [
+        night(
+            "AsleepCore",
+            "2024-03-01 00:30:00 -0800",
+            "2024-03-01 04:30:00 -0800",
+        ),
+        night(
+            "AsleepCore",
+            "2024-03-01 22:00:00 -0800",
+            "2024-03-02 06:00:00 -0800",
+        ),
+    ]
+    .join("\n");
+    s.import(&key, &user, &export::doc(&body)).await;
+    let (_, sl) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?category=sleep"),
+        )
+        .await;
+    let at: Vec<&str> = data(&sl)
+        .iter()
+        .map(|r| r["recorded_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["2024-03-02T14:00:00+00:00"], "{sl}");
+    // 8 h, no stages, no history: duration 100, stages 0, consistency 0, interruptions 100.
+    assert_eq!(data(&sl)[0]["value"], 60.0);
+    let (_, summary) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/summaries/sleep?start_date=2024-03-01&end_date=2024-03-03"
+            ),
+        )
+        .await;
+    assert_eq!(data(&summary).len(), 2, "{summary}");
 }
