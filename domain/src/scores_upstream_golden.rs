@@ -145,7 +145,10 @@ fn overall_sleep_score() {
     let good = night(450.0, 90.0, 90.0, hm(23, 0), &[hm(23, 0), hm(23, 0)], 10.0);
     let g = sleep_score(&good).unwrap();
     assert!(g.overall >= 70);
-    assert_eq!((g.duration, g.stages, g.consistency, g.interruptions), (100, 100, 100, 100));
+    assert_eq!(
+        (g.duration, g.stages, g.consistency, g.interruptions),
+        (100, 100, 100, 100)
+    );
     assert_eq!(g.overall, 100);
     // Default weights: duration 100, stages 0, consistency 0 (no history), interruptions 100
     // → int((100·0.40 + 0 + 0 + 100·0.20) / 100 · 100) = 60.
@@ -211,7 +214,9 @@ fn cv_to_resilience_score() {
     assert_eq!(resilience_score(0.235), 50);
     assert!(resilience_score(0.09) < 100);
     assert!(resilience_score(0.38) > 0);
-    let scores: Vec<i64> = (0..=50).map(|p| resilience_score(p as f64 / 100.0)).collect();
+    let scores: Vec<i64> = (0..=50)
+        .map(|p| resilience_score(p as f64 / 100.0))
+        .collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]));
     for cv in [0.0, 0.001, 0.5, 1.0, 5.0] {
         assert!((0..=100).contains(&resilience_score(cv)));

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use wearhouse_domain::daily::local_date;
 use wearhouse_domain::import::{Import, ImportCommand, ImportCounts};
+use wearhouse_domain::menstrual::{fold_cycles, FlowDay};
 use wearhouse_domain::records::{
     record_id, ActivitySummaryRecord, Characteristics, DataEvent, DataSourceInfo, WorkoutRecord,
 };
@@ -94,6 +96,8 @@ struct BatchSink {
     /// Rows held in `buffers` in all.
     buffered: usize,
     sleep: HashMap<u32, Vec<Interval>>,
+    /// Flow days per source, folded into cycles at the end (a few hundred a year at most).
+    flows: HashMap<u32, Vec<FlowDay>>,
     workouts: Vec<WorkoutRecord>,
     summaries: Vec<ActivitySummaryRecord>,
     out: mpsc::Sender<Out>,
@@ -158,8 +162,9 @@ impl BatchSink {
         Ok(id)
     }
 
-    /// Everything still buffered: partial batches, sleep sessions, workouts, summaries.
-    fn finish(&mut self) -> Result<u64, SinkError> {
+    /// Everything still buffered: partial batches, sleep sessions, cycles, workouts, summaries.
+    /// Returns (sleep sessions, menstrual cycles).
+    fn finish(&mut self) -> Result<(u64, u64), SinkError> {
         let keys: Vec<(u32, i16)> = self.buffers.keys().copied().collect();
         for key in keys {
             self.flush(key)?;
@@ -179,6 +184,18 @@ impl BatchSink {
                 sessions: chunk.to_vec(),
             }))?;
         }
+        let mut cycles = Vec::new();
+        for (source, days) in std::mem::take(&mut self.flows) {
+            cycles.extend(fold_cycles(self.sources[source as usize], days));
+        }
+        cycles.sort_by_key(|c| (c.start, c.id));
+        let cycle_count = cycles.len() as u64;
+        for chunk in cycles.chunks(RECORDS_PER_EVENT) {
+            self.send(Out::Event(DataEvent::MenstrualCyclesRecorded {
+                user_id: self.user_id,
+                cycles: chunk.to_vec(),
+            }))?;
+        }
         for chunk in std::mem::take(&mut self.workouts).chunks(RECORDS_PER_EVENT) {
             self.send(Out::Event(DataEvent::WorkoutsRecorded {
                 user_id: self.user_id,
@@ -191,7 +208,7 @@ impl BatchSink {
                 summaries: chunk.to_vec(),
             }))?;
         }
-        Ok(session_count)
+        Ok((session_count, cycle_count))
     }
 }
 
@@ -262,6 +279,18 @@ impl Sink for BatchSink {
             end: i.end,
             zone_offset_min: i.zone_offset_min,
         });
+        Ok(())
+    }
+
+    fn menstrual_flow(&mut self, f: &apple::MenstrualFlow) -> Result<(), SinkError> {
+        // A day logged as "no flow" carries nothing a cycle needs.
+        if f.flow {
+            self.flows.entry(f.source).or_default().push(FlowDay {
+                date: local_date(f.start, f.zone_offset_min),
+                offset_min: f.zone_offset_min,
+                cycle_start: f.cycle_start,
+            });
+        }
         Ok(())
     }
 
@@ -350,7 +379,10 @@ impl Sink for BatchSink {
     }
 }
 
-fn counts_of(report: &apple::Report, sleep_sessions: u64) -> ImportCounts {
+fn counts_of(
+    report: &apple::Report,
+    (sleep_sessions, menstrual_cycles): (u64, u64),
+) -> ImportCounts {
     let c = &report.counts;
     ImportCounts {
         records: c.records,
@@ -358,6 +390,8 @@ fn counts_of(report: &apple::Report, sleep_sessions: u64) -> ImportCounts {
         samples: c.samples,
         sleep_intervals: c.sleep_intervals,
         sleep_sessions,
+        menstrual_flows: c.menstrual_flows,
+        menstrual_cycles,
         workouts: c.workouts,
         activity_summaries: c.activity_summaries,
         per_series: c
@@ -597,6 +631,7 @@ pub async fn normalize(
             buffers: HashMap::new(),
             buffered: 0,
             sleep: HashMap::new(),
+            flows: HashMap::new(),
             workouts: Vec::new(),
             summaries: Vec::new(),
             out: tx,

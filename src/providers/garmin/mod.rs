@@ -21,6 +21,8 @@ use super::{
 };
 use wearhouse_domain::records::ScoreComponent;
 
+mod mct;
+
 pub struct Garmin;
 
 const NAME: &str = "garmin";
@@ -41,6 +43,7 @@ const PUSH_TYPES: &[&str] = &[
     "skinTemp",
     "healthSnapshot",
     "activityDetails",
+    "mct",
 ];
 
 /// Types whose history is requested by backfill, as upstream orchestrates them.
@@ -401,6 +404,7 @@ impl Garmin {
             }
             // Per-second workout samples: kept raw only, as upstream does unless asked to ingest.
             "activityDetails" => {}
+            "mct" => m.cycles.push(mct::cycle(v, ds)?),
             other => return Err(MapError::UnknownType(other.into())),
         }
         Ok(())
