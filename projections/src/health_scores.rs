@@ -312,6 +312,16 @@ fn runs(set: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
 }
 
 impl Ranges {
+    /// A night whose stages or source may change, but not its HRV windows.
+    fn sleep_only(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) {
+        let (a, b) = (start.date_naive(), end.date_naive());
+        add_days(
+            &mut self.sleep,
+            a - Duration::days(1),
+            b + Duration::days(HISTORY_WINDOW_DAYS + 1),
+        );
+    }
+
     fn sleep_changed(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) {
         let (a, b) = (start.date_naive(), end.date_naive());
         add_days(
@@ -357,14 +367,20 @@ impl Projection for HealthScores {
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
         let mut ranges: BTreeMap<Uuid, Ranges> = BTreeMap::new();
-        let mut whole: BTreeSet<Uuid> = BTreeSet::new();
+        let mut priorities_seen = false;
         for entry in entries {
             if entry.event_type.ends_with("PrioritiesSet") {
-                for r in tx
-                    .query("SELECT DISTINCT user_id FROM sleep_sessions", &[])
-                    .await?
-                {
-                    whole.insert(r.get(0));
+                // Only nights merging two sources change (their stages, source and offset), and
+                // with a night's bedtime the consistency of the nights after it; resilience
+                // uses every source's asleep windows alike and does not move.
+                if !priorities_seen {
+                    priorities_seen = true;
+                    for (user, windows) in crate::priority_scope::sleep_windows(tx).await? {
+                        let r = ranges.entry(user).or_default();
+                        for (s, e) in windows {
+                            r.sleep_only(s, e);
+                        }
+                    }
                 }
                 continue;
             }
@@ -402,10 +418,6 @@ impl Projection for HealthScores {
                 }
                 _ => {}
             }
-        }
-        for user in &whole {
-            ranges.remove(user);
-            recompute_user(tx, *user).await?;
         }
         for (user, r) in ranges {
             for (a, b) in runs(&r.sleep) {
