@@ -82,11 +82,12 @@ pub async fn sample_dates(
         .collect())
 }
 
+/// A night's (start, end).
+pub type Window = (DateTime<Utc>, DateTime<Utc>);
+
 /// Windows (start, end) of session clusters, by the nights' gap rule, holding sessions of more
 /// than one source; `sessions` are (source, start, end) of one user.
-pub fn shared_nights(
-    mut sessions: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>,
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+pub fn shared_nights(mut sessions: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>) -> Vec<Window> {
     sessions.sort_by_key(|s| (s.1, s.2, s.0));
     let gap = Duration::minutes(GAP_MINUTES);
     let mut out = Vec::new();
@@ -118,7 +119,7 @@ pub fn shared_nights(
 /// Per user, the windows of nights that merge sessions of several sources.
 pub async fn sleep_windows(
     client: &impl GenericClient,
-) -> Result<BTreeMap<Uuid, Vec<(DateTime<Utc>, DateTime<Utc>)>>, tokio_postgres::Error> {
+) -> Result<BTreeMap<Uuid, Vec<Window>>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT user_id, data_source_id, start_time, end_time FROM sleep_sessions \
