@@ -84,10 +84,12 @@ pub async fn sample_dates(
 
 /// A night's (start, end).
 pub type Window = (DateTime<Utc>, DateTime<Utc>);
+/// A session's (source, start, end).
+pub type SourceSession = (Uuid, DateTime<Utc>, DateTime<Utc>);
 
 /// Windows (start, end) of session clusters, by the nights' gap rule, holding sessions of more
 /// than one source; `sessions` are (source, start, end) of one user.
-pub fn shared_nights(mut sessions: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>) -> Vec<Window> {
+pub fn shared_nights(mut sessions: Vec<SourceSession>) -> Vec<Window> {
     sessions.sort_by_key(|s| (s.1, s.2, s.0));
     let gap = Duration::minutes(GAP_MINUTES);
     let mut out = Vec::new();
@@ -129,7 +131,7 @@ pub async fn sleep_windows(
             &[],
         )
         .await?;
-    let mut sessions: BTreeMap<Uuid, Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)>> = BTreeMap::new();
+    let mut sessions: BTreeMap<Uuid, Vec<SourceSession>> = BTreeMap::new();
     for r in rows {
         sessions
             .entry(r.get(0))
