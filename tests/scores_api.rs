@@ -354,3 +354,127 @@ async fn the_sleep_score_rates_the_longest_night_of_each_local_start_date() {
         .await;
     assert_eq!(data(&summary).len(), 2, "{summary}");
 }
+
+#[tokio::test]
+async fn provider_scores_reach_health_scores_and_the_recovery_summary() {
+    use wearhouse_domain::records::{DataEvent, DataSourceInfo, HealthScoreRecord, ScoreComponent};
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    let uid: uuid::Uuid = user.parse().unwrap();
+    let ds = DataSourceInfo::id_for(uid, "whoop", None, Some("whoop"));
+    let source = DataSourceInfo {
+        id: ds,
+        provider: "whoop".into(),
+        source: Some("whoop".into()),
+        original_source_name: Some("Whoop".into()),
+        device_model: None,
+        device_name: None,
+        manufacturer: Some("Whoop".into()),
+        hardware: None,
+        software_version: None,
+        device_type: Some("band".into()),
+    };
+    let comp = |v: f64| ScoreComponent {
+        value: Some(v),
+        qualifier: None,
+    };
+    let score =
+        |category: &str, value: f64, at: &str, components: Vec<(&str, f64)>| HealthScoreRecord {
+            id: uuid::Uuid::new_v4(),
+            data_source_id: ds,
+            category: category.into(),
+            value: Some(value),
+            qualifier: None,
+            recorded_at: at.parse().unwrap(),
+            zone_offset: Some(-300),
+            components: components
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), comp(v)))
+                .collect(),
+        };
+    let events = [
+        DataEvent::SourcesDiscovered {
+            user_id: uid,
+            sources: vec![source],
+        },
+        DataEvent::HealthScoresRecorded {
+            user_id: uid,
+            scores: vec![
+                // 01:30 UTC on the 5th is still the 4th at −05:00.
+                score(
+                    "recovery",
+                    66.0,
+                    "2024-03-05T01:30:00Z",
+                    vec![
+                        ("resting_heart_rate", 52.0),
+                        ("hrv_rmssd_milli", 71.5),
+                        ("spo2_percentage", 96.0),
+                    ],
+                ),
+                score("strain", 12.5, "2024-03-05T01:30:00Z", vec![]),
+            ],
+        },
+    ];
+    let db = s.db.client().await;
+    for (i, e) in events.iter().enumerate() {
+        db.execute(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, user_id) \
+             VALUES ('DataStream', $1, $2, $3, '1', $4, '{\"actor\": \"test\"}', $5)",
+            &[
+                &format!("test-{uid}"),
+                &(i as i64 + 1),
+                &e.event_type(),
+                &serde_json::to_value(e).unwrap(),
+                &uid,
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    s.settle().await;
+    let (st, v) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?provider=whoop"),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pagination"]["total_count"], 2, "{v}");
+    let rec = data(&v)
+        .iter()
+        .find(|x| x["category"] == "recovery")
+        .unwrap();
+    assert_eq!(rec["provider"], "whoop");
+    assert_eq!(rec["value"], 66.0);
+    assert_eq!(rec["zone_offset"], "-05:00");
+    assert_eq!(rec["data_source_id"], ds.to_string());
+    assert_eq!(rec["components"]["hrv_rmssd_milli"]["value"], 71.5);
+    // The recovery summary lists the score's local date, with the components where no samples
+    // exist, RMSSD in the RMSSD field.
+    let (_, r) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/summaries/recovery?start_date=2024-03-01&end_date=2024-03-10"
+            ),
+        )
+        .await;
+    assert_eq!(data(&r).len(), 1, "{r}");
+    let d = &data(&r)[0];
+    assert_eq!(d["date"], "2024-03-04");
+    assert_eq!(d["recovery_score"], 66.0);
+    assert_eq!(d["resting_heart_rate_bpm"], 52.0);
+    assert_eq!(d["avg_hrv_rmssd_ms"], 71.5);
+    assert!(d["avg_hrv_sdnn_ms"].is_null());
+    assert_eq!(d["avg_spo2_percent"], 96.0);
+    assert_eq!(d["source"]["provider"], "whoop");
+    // Rebuilt from the log, the provider rows come back; the internal ones are not touched.
+    s.db.run(&["projections", "rebuild", "provider_scores"]);
+    let (_, v) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?provider=whoop"),
+        )
+        .await;
+    assert_eq!(v["pagination"]["total_count"], 2, "{v}");
+}

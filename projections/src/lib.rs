@@ -14,6 +14,7 @@ pub mod menstrual_cycles;
 pub mod personal;
 pub mod priorities;
 pub mod priority_scope;
+pub mod provider_scores;
 pub mod provider_settings;
 pub mod ranks;
 pub mod runner;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(menstrual_cycles::MenstrualCycles),
         Arc::new(priorities::Priorities),
         // Readers of other read models come after the models they read.
+        Arc::new(provider_scores::ProviderScores),
         Arc::new(daily_rollup::DailyRollup),
         Arc::new(health_scores::HealthScores),
         Arc::new(sleep_nights::SleepNights),
