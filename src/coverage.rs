@@ -13,6 +13,7 @@ struct Mapper {
     series: Vec<&'static SeriesType>,
     workout_fields: &'static [&'static str],
     sleep_fields: &'static [&'static str],
+    menstrual_cycle_fields: &'static [&'static str],
 }
 
 /// Workout item fields the `workouts` read model can fill (columns plus its `stats`).
@@ -42,6 +43,14 @@ const SLEEP_FIELDS: &[&str] = &[
     "is_nap",
 ];
 
+/// Cycle detail fields the Apple import derives from flow records (domain/src/menstrual.rs).
+const APPLE_CYCLE_FIELDS: &[&str] = &[
+    "cycle_length",
+    "predicted_cycle_length",
+    "is_predicted_cycle",
+    "period_length",
+];
+
 /// Every mapper compiled into this build.
 fn mappers() -> Vec<Mapper> {
     vec![Mapper {
@@ -49,6 +58,7 @@ fn mappers() -> Vec<Mapper> {
         series: crate::ingest::apple::series_types(),
         workout_fields: WORKOUT_FIELDS,
         sleep_fields: SLEEP_FIELDS,
+        menstrual_cycle_fields: APPLE_CYCLE_FIELDS,
     }]
 }
 
@@ -128,7 +138,7 @@ fn build(mappers: &[Mapper]) -> Value {
         "timeseries": timeseries,
         "workout_fields": fields(mappers, |m| m.workout_fields),
         "sleep_fields": fields(mappers, |m| m.sleep_fields),
-        "menstrual_cycle_fields": [],
+        "menstrual_cycle_fields": fields(mappers, |m| m.menstrual_cycle_fields),
         // The platform's own scores, computed from any provider's sleep and HRV.
         "health_scores": [
             { "code": "sleep", "providers": ["internal"] },
@@ -216,6 +226,7 @@ mod tests {
             series: ids.iter().map(|&i| by_id(i).unwrap()).collect(),
             workout_fields: &["type"],
             sleep_fields: &[],
+            menstrual_cycle_fields: &[],
         };
         let doc = build(&[one("oura", &[1, 80]), one("apple", &[1])]);
         assert_eq!(doc["providers"], json!(["apple", "oura"]));

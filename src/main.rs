@@ -421,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "samples": counts.samples,
                 "workouts": counts.workouts,
                 "sleep_intervals": counts.sleep_intervals,
+                "menstrual_flows": counts.menstrual_flows,
                 "activity_summaries": counts.activity_summaries,
                 "per_series": per_series,
                 "unknown_types": counts.unknown_types,

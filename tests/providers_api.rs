@@ -1254,6 +1254,43 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
             1
         );
     }
+    // A menstrual cycle summary (mct) reaches the cycles endpoint of every linked user.
+    let mct = json!({"mct": [{"userId": "garmin-user-1", "summaryId": "g-mct-1",
+        "periodStartDate": "2026-02-02", "cycleLength": 28, "periodLength": 5,
+        "currentPhaseType": "LUTEAL", "dayInCycle": 20, "isPredictedCycle": false}]});
+    let (st, _) = e.sim.webhook("garmin", &hook, mct, false).await;
+    assert_eq!(st, 200);
+    for u in [&user, &other] {
+        assert_eq!(
+            e.count(
+                "SELECT count(*) FROM menstrual_cycles WHERE user_id = $1",
+                u
+            )
+            .await,
+            1
+        );
+        let (st, c) = e
+            .s
+            .get(
+                &e.key,
+                &format!("/api/v1/users/{u}/events/menstrual-cycles?start_date=2026-01-01&end_date=2026-01-02"),
+            )
+            .await;
+        assert_eq!(st, 200, "{c}");
+        let c = &c["data"][0];
+        assert_eq!(c["start_time"], "2026-02-02T00:00:00+00:00", "{c}");
+        assert_eq!(c["end_time"], "2026-03-02T00:00:00+00:00");
+        assert_eq!(c["source"]["provider"], "garmin");
+        assert_eq!(
+            (
+                &c["cycle_length"],
+                &c["period_length"],
+                &c["current_phase_type"],
+                &c["day_in_cycle"]
+            ),
+            (&json!(28), &json!(5), &json!("LUTEAL"), &json!(20))
+        );
+    }
     // A permission change updates the scope of every linked connection.
     let perms = json!({"userPermissionsChange": [{"userId": "garmin-user-1", "permissions": ["HEALTH_EXPORT"]}]});
     let (st, _) = e.sim.webhook("garmin", &hook, perms, false).await;

@@ -87,9 +87,11 @@ fn body() -> String {
             "2024-02-05 04:43:00 -0800",
             "2024-02-05 06:43:00 -0800",
         ),
+        // After midnight, so its local start date (6 Feb) is not the scored night's (5 Feb):
+        // the score rates one night per local start date.
         night(
             "AsleepCore",
-            "2024-02-05 23:00:00 -0800",
+            "2024-02-06 00:30:00 -0800",
             "2024-02-06 07:00:00 -0800",
         ),
         hr(55.0, "2024-02-02 12:00:00 -0800"),
@@ -306,4 +308,173 @@ async fn body_summary_latest_values_and_null_without_data() {
     assert_eq!(st, 400);
     let (st, _) = s.get(&key, &format!("{path}?latest_window_hours=0")).await;
     assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn the_sleep_score_rates_the_longest_night_of_each_local_start_date() {
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    // Both nights begin on 1 March local time (UTC−8) and wake on different dates, so both are
+    // main sleeps in the sleep summary; in UTC they begin on different dates. The score rates
+    // only the longer one, as the contract (§7.1) and upstream do.
+    let body = [
+        night(
+            "AsleepCore",
+            "2024-03-01 00:30:00 -0800",
+            "2024-03-01 04:30:00 -0800",
+        ),
+        night(
+            "AsleepCore",
+            "2024-03-01 22:00:00 -0800",
+            "2024-03-02 06:00:00 -0800",
+        ),
+    ]
+    .join("\n");
+    s.import(&key, &user, &export::doc(&body)).await;
+    let (_, sl) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?category=sleep"),
+        )
+        .await;
+    let at: Vec<&str> = data(&sl)
+        .iter()
+        .map(|r| r["recorded_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["2024-03-02T14:00:00+00:00"], "{sl}");
+    // 8 h, no stages, no history: duration 100, stages 0, consistency 0, interruptions 100.
+    assert_eq!(data(&sl)[0]["value"], 60.0);
+    let (_, summary) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/summaries/sleep?start_date=2024-03-01&end_date=2024-03-03"
+            ),
+        )
+        .await;
+    assert_eq!(data(&summary).len(), 2, "{summary}");
+}
+
+#[tokio::test]
+async fn provider_scores_reach_health_scores_and_the_recovery_summary() {
+    use wearhouse_domain::records::{DataEvent, DataSourceInfo, HealthScoreRecord, ScoreComponent};
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    let uid: uuid::Uuid = user.parse().unwrap();
+    let ds = DataSourceInfo::id_for(uid, "whoop", None, Some("whoop"));
+    let source = DataSourceInfo {
+        id: ds,
+        provider: "whoop".into(),
+        source: Some("whoop".into()),
+        original_source_name: Some("Whoop".into()),
+        device_model: None,
+        device_name: None,
+        manufacturer: Some("Whoop".into()),
+        hardware: None,
+        software_version: None,
+        device_type: Some("band".into()),
+    };
+    let comp = |v: f64| ScoreComponent {
+        value: Some(v),
+        qualifier: None,
+    };
+    let score =
+        |category: &str, value: f64, at: &str, components: Vec<(&str, f64)>| HealthScoreRecord {
+            id: uuid::Uuid::new_v4(),
+            data_source_id: ds,
+            category: category.into(),
+            value: Some(value),
+            qualifier: None,
+            recorded_at: at.parse().unwrap(),
+            zone_offset: Some(-300),
+            components: components
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), comp(v)))
+                .collect(),
+        };
+    let events = [
+        DataEvent::SourcesDiscovered {
+            user_id: uid,
+            sources: vec![source],
+        },
+        DataEvent::HealthScoresRecorded {
+            user_id: uid,
+            scores: vec![
+                // 01:30 UTC on the 5th is still the 4th at −05:00.
+                score(
+                    "recovery",
+                    66.0,
+                    "2024-03-05T01:30:00Z",
+                    vec![
+                        ("resting_heart_rate", 52.0),
+                        ("hrv_rmssd_milli", 71.5),
+                        ("spo2_percentage", 96.0),
+                    ],
+                ),
+                score("strain", 12.5, "2024-03-05T01:30:00Z", vec![]),
+            ],
+        },
+    ];
+    let db = s.db.client().await;
+    for (i, e) in events.iter().enumerate() {
+        db.execute(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, user_id) \
+             VALUES ('DataStream', $1, $2, $3, '1', $4, '{\"actor\": \"test\"}', $5)",
+            &[
+                &format!("test-{uid}"),
+                &(i as i64 + 1),
+                &e.event_type(),
+                &serde_json::to_value(e).unwrap(),
+                &uid,
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    s.settle().await;
+    let (st, v) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?provider=whoop"),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pagination"]["total_count"], 2, "{v}");
+    let rec = data(&v)
+        .iter()
+        .find(|x| x["category"] == "recovery")
+        .unwrap();
+    assert_eq!(rec["provider"], "whoop");
+    assert_eq!(rec["value"], 66.0);
+    assert_eq!(rec["zone_offset"], "-05:00");
+    assert_eq!(rec["data_source_id"], ds.to_string());
+    assert_eq!(rec["components"]["hrv_rmssd_milli"]["value"], 71.5);
+    // The recovery summary lists the score's local date, with the components where no samples
+    // exist, RMSSD in the RMSSD field.
+    let (_, r) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/summaries/recovery?start_date=2024-03-01&end_date=2024-03-10"
+            ),
+        )
+        .await;
+    assert_eq!(data(&r).len(), 1, "{r}");
+    let d = &data(&r)[0];
+    assert_eq!(d["date"], "2024-03-04");
+    assert_eq!(d["recovery_score"], 66.0);
+    assert_eq!(d["resting_heart_rate_bpm"], 52.0);
+    assert_eq!(d["avg_hrv_rmssd_ms"], 71.5);
+    assert!(d["avg_hrv_sdnn_ms"].is_null());
+    assert_eq!(d["avg_spo2_percent"], 96.0);
+    assert_eq!(d["source"]["provider"], "whoop");
+    // Rebuilt from the log, the provider rows come back; the internal ones are not touched.
+    s.db.run(&["projections", "rebuild", "provider_scores"]);
+    let (_, v) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?provider=whoop"),
+        )
+        .await;
+    assert_eq!(v["pagination"]["total_count"], 2, "{v}");
 }

@@ -688,3 +688,179 @@ async fn summary_errors() {
         assert_eq!(st, 404, "{e}");
     }
 }
+
+/// An Apple `ActivitySummary` (the rings) for a date; energy in kcal, exercise in minutes.
+fn rings(date: &str, kcal: f64, exercise: f64) -> String {
+    format!(
+        r#" <ActivitySummary dateComponents="{date}" activeEnergyBurned="{kcal}" activeEnergyBurnedGoal="500" activeEnergyBurnedUnit="kcal" appleMoveTime="0" appleMoveTimeGoal="0" appleExerciseTime="{exercise}" appleExerciseTimeGoal="30" appleStandHours="9" appleStandHoursGoal="12"/>"#
+    )
+}
+
+#[tokio::test]
+async fn apple_activity_rings_are_the_daily_totals_the_summary_prefers() {
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    let energy = |kcal: f64, a: &str, b: &str, watch: bool| {
+        quantity("ActiveEnergyBurned", "kcal", kcal, a, b, watch)
+    };
+    let body = [
+        energy(
+            100.0,
+            "2024-02-10 08:00:00 -0800",
+            "2024-02-10 09:00:00 -0800",
+            true,
+        ),
+        energy(
+            50.0,
+            "2024-02-10 13:00:00 -0800",
+            "2024-02-10 14:00:00 -0800",
+            false,
+        ),
+        quantity(
+            "AppleExerciseTime",
+            "min",
+            12.0,
+            "2024-02-10 08:00:00 -0800",
+            "2024-02-10 08:12:00 -0800",
+            true,
+        ),
+        energy(
+            80.0,
+            "2024-02-11 13:00:00 -0800",
+            "2024-02-11 14:00:00 -0800",
+            false,
+        ),
+        rings("2024-02-10", 420.0, 35.0),
+        // The watch was not worn: an empty ring is no total, the iPhone's energy counts.
+        rings("2024-02-11", 0.0, 0.0),
+    ]
+    .join("\n");
+    s.import(&key, &user, &export::doc(&body)).await;
+    let q = "start_date=2024-02-10&end_date=2024-02-12";
+    let v = activity(&s, &key, &user, q).await;
+    assert_eq!(
+        by_date(&v, "active_calories_kcal"),
+        [
+            ("2024-02-10".to_string(), json!(420.0)),
+            ("2024-02-11".to_string(), json!(80.0))
+        ]
+    );
+    assert_eq!(data(&v)[0]["active_minutes"], 35);
+    assert_eq!(data(&v)[0]["source"]["device_type"], "watch");
+    // The rings are visible as daily totals in the timeseries.
+    let (_, ts) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/timeseries?start_time=2024-02-10T00:00:00Z&end_time=2024-02-10T00:00:01Z&types=active_energy&types=exercise_time"),
+        )
+        .await;
+    let totals: Vec<(Value, Value)> = data(&ts)
+        .iter()
+        .map(|x| (x["value"].clone(), x["is_daily_total"].clone()))
+        .collect();
+    assert_eq!(
+        totals,
+        [(json!(420.0), json!(true)), (json!(35.0), json!(true))],
+        "{ts}"
+    );
+
+    // Ranked below the phone, the watch (and with it the rings) gives way: the merged samples
+    // count again, 100 (watch alone) + 50 (phone).
+    let jwt = s.login().await;
+    let (st, _) = call(
+        s.req(Method::PUT, "/api/v1/priorities/device-types/watch")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": 5})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    s.settle().await;
+    let v = activity(&s, &key, &user, q).await;
+    assert_eq!(data(&v)[0]["active_calories_kcal"], 150.0);
+    let (st, _) = call(
+        s.req(Method::PUT, "/api/v1/priorities/device-types/watch")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": 1})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    s.settle().await;
+}
+
+#[tokio::test]
+async fn a_priority_change_recomputes_only_dates_where_sources_meet() {
+    let s = Server::start().await;
+    let (key, a) = s.user().await;
+    let (_, b) = s.user().await;
+    // User a: watch and iPhone overlap on the 10th; the iPhone alone on the 20th.
+    let both = [
+        steps(
+            1000.0,
+            "2024-02-10 08:00:00 -0800",
+            "2024-02-10 09:00:00 -0800",
+            true,
+        ),
+        steps(
+            900.0,
+            "2024-02-10 08:30:00 -0800",
+            "2024-02-10 10:00:00 -0800",
+            false,
+        ),
+        steps(
+            500.0,
+            "2024-02-20 08:00:00 -0800",
+            "2024-02-20 09:00:00 -0800",
+            false,
+        ),
+    ]
+    .join("\n");
+    s.import(&key, &a, &export::doc(&both)).await;
+    // User b: the watch alone.
+    let one = steps(
+        1000.0,
+        "2024-02-10 08:00:00 -0800",
+        "2024-02-10 09:00:00 -0800",
+        true,
+    );
+    s.import(&key, &b, &export::doc(&one)).await;
+    let q = "start_date=2024-02-10&end_date=2024-02-21";
+    assert_eq!(
+        by_date(&activity(&s, &key, &a, q).await, "steps"),
+        [
+            ("2024-02-10".into(), json!(1600)),
+            ("2024-02-20".into(), json!(500))
+        ]
+    );
+    // Mark the rollup rows that no ranking can change; a recompute would overwrite the mark.
+    let db = s.db.client().await;
+    db.execute(
+        "UPDATE daily_rollup SET value = 7 WHERE metric = 80 AND \
+         (user_id = $2::text::uuid OR (user_id = $1::text::uuid AND date = '2024-02-20'))",
+        &[&a, &b],
+    )
+    .await
+    .unwrap();
+    let jwt = s.login().await;
+    let put = |p: i64| {
+        s.req(Method::PUT, "/api/v1/priorities/device-types/watch")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": p}))
+    };
+    assert_eq!(call(put(5)).await.0, 200);
+    s.settle().await;
+    // Where the sources meet, the new ranking counts: 500 (watch alone) + 900 (phone).
+    assert_eq!(
+        by_date(&activity(&s, &key, &a, q).await, "steps"),
+        [
+            ("2024-02-10".into(), json!(1400)),
+            ("2024-02-20".into(), json!(7))
+        ]
+    );
+    assert_eq!(
+        by_date(&activity(&s, &key, &b, q).await, "steps"),
+        [("2024-02-10".into(), json!(7))]
+    );
+    assert_eq!(call(put(1)).await.0, 200);
+    s.settle().await;
+    assert_eq!(data(&activity(&s, &key, &a, q).await)[0]["steps"], 1600);
+}

@@ -7,8 +7,9 @@
 //!   best-ranked source counts there (a sample's value spreads evenly over its interval);
 //!   where one source recorded alone, it counts.
 //! * A source's daily total (`is_daily_total`) replaces its own intraday samples of that day.
-//!   A total cannot be placed in time, so it is used when its source outranks every source
-//!   with intraday data that day, and ignored otherwise.
+//!   A total cannot be placed in time, so it is used when its source ranks at least as well as
+//!   every source with intraday data that day (a tie goes to the total: it is the writer's own
+//!   reconciled figure), and ignored otherwise.
 //! * Averaged series (heart rate, HRV, SpO2 ...): the best-ranked source with data that day.
 
 use std::collections::{BTreeMap, HashMap};
@@ -189,13 +190,23 @@ pub fn merge_additive(pieces: &[Piece], minutes: bool) -> Merged {
             },
         );
     }
+    // Totals in a fixed order, so ties between totals do not depend on hashing.
+    let mut totals: Vec<((Uuid, i64), (f64, u32))> = totals.into_iter().collect();
+    totals.sort_by_key(|((source, day), (_, rank))| (*day, *rank, *source));
+    let mut from_total: std::collections::HashSet<NaiveDate> = Default::default();
     for ((source, day), (value, rank)) in totals {
         let date = date_of(day);
         let better = match days.get(&date) {
-            Some(d) => (rank, source) < (d.rank, d.source) || d.value == 0.0,
+            // Against another total: the better-ranked one (sorted, so the first seen).
+            Some(_) if from_total.contains(&date) => false,
+            // Against merged intraday data: a total of an equally ranked source wins, being
+            // that writer's own reconciled figure for the day (Apple's activity rings against
+            // the watch's samples).
+            Some(d) => rank <= d.rank || d.value == 0.0,
             None => true,
         };
         if better {
+            from_total.insert(date);
             days.insert(
                 date,
                 DayValue {
@@ -350,6 +361,37 @@ mod tests {
         let d = m.days[&day("2024-03-10")];
         assert!((d.value - 1600.0).abs() < 1e-9, "{}", d.value);
         assert_eq!(d.source, watch());
+    }
+
+    #[test]
+    fn an_equally_ranked_daily_total_wins_and_ties_between_totals_are_stable() {
+        let rings = Uuid::from_u128(3);
+        let other = Uuid::from_u128(4);
+        let total = |source: Uuid, rank: u32, v: f64| Piece {
+            daily_total: true,
+            ..p(source, rank, D0, D0, v)
+        };
+        let intraday = [
+            p(watch(), 1, D0 + 8 * H, D0 + 9 * H, 100.0),
+            p(phone(), 4, D0 + 13 * H, D0 + 14 * H, 50.0),
+        ];
+        // Same rank as the watch: the total stands for the day.
+        let mut pieces = intraday.to_vec();
+        pieces.push(total(rings, 1, 420.0));
+        let d = merge_additive(&pieces, false).days[&day("2024-03-10")];
+        assert_eq!((d.value, d.source), (420.0, rings));
+        // Ranked after the watch: ignored.
+        let mut pieces = intraday.to_vec();
+        pieces.push(total(rings, 2, 420.0));
+        let d = merge_additive(&pieces, false).days[&day("2024-03-10")];
+        assert_eq!((d.value, d.source), (150.0, watch()));
+        // Two totals of one rank: the lower source id, whatever the input order.
+        for order in [[0, 1], [1, 0]] {
+            let two = [total(other, 1, 300.0), total(rings, 1, 420.0)];
+            let pieces: Vec<Piece> = order.iter().map(|i| two[*i]).collect();
+            let d = merge_additive(&pieces, false).days[&day("2024-03-10")];
+            assert_eq!((d.value, d.source), (420.0, rings));
+        }
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct ImportCounts {
     pub samples: u64,
     pub sleep_intervals: u64,
     pub sleep_sessions: u64,
+    /// Menstrual-flow records read, and the cycles folded from them.
+    #[serde(default)]
+    pub menstrual_flows: u64,
+    #[serde(default)]
+    pub menstrual_cycles: u64,
     pub workouts: u64,
     pub activity_summaries: u64,
     pub per_series: BTreeMap<String, u64>,

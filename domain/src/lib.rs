@@ -6,6 +6,7 @@ pub mod connection;
 pub mod daily;
 pub mod developer;
 pub mod import;
+pub mod menstrual;
 pub mod priority;
 pub mod provider_setting;
 pub mod records;

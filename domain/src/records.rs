@@ -125,6 +125,39 @@ pub struct HealthScoreRecord {
     pub components: BTreeMap<String, ScoreComponent>,
 }
 
+/// A menstrual cycle: from the first day of a period to the day before the next one (or, for
+/// the ongoing cycle, to its predicted or known end). `start`/`end` are local midnights in UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MenstrualCycleRecord {
+    pub id: Uuid,
+    pub data_source_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub zone_offset: Option<i16>,
+    pub details: CycleDetails,
+}
+
+/// The contract's per-cycle fields (`menstrual_cycle_details`); lengths are in days.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CycleDetails {
+    pub current_phase: Option<i64>,
+    pub current_phase_type: Option<String>,
+    pub day_in_cycle: Option<i64>,
+    pub cycle_length: Option<i64>,
+    pub predicted_cycle_length: Option<i64>,
+    pub is_predicted_cycle: Option<bool>,
+    pub period_length: Option<i64>,
+    pub length_of_current_phase: Option<i64>,
+    pub days_until_next_phase: Option<i64>,
+    pub fertile_window_start: Option<i64>,
+    pub length_of_fertile_window: Option<i64>,
+    pub last_updated_at: Option<DateTime<Utc>>,
+    pub has_specified_cycle_length: Option<bool>,
+    pub has_specified_period_length: Option<bool>,
+    #[serde(default)]
+    pub pregnancy_snapshot: Vec<serde_json::Value>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActivitySummaryRecord {
     pub data_source_id: Uuid,
@@ -167,6 +200,10 @@ pub enum DataEvent {
     CharacteristicsRecorded {
         user_id: Uuid,
         characteristics: Characteristics,
+    },
+    MenstrualCyclesRecorded {
+        user_id: Uuid,
+        cycles: Vec<MenstrualCycleRecord>,
     },
     HealthScoresRecorded {
         user_id: Uuid,
@@ -226,6 +263,7 @@ impl DataEvent {
             DataEvent::SleepSessionsRecorded { .. } => "SleepSessionsRecorded",
             DataEvent::ActivitySummariesRecorded { .. } => "ActivitySummariesRecorded",
             DataEvent::CharacteristicsRecorded { .. } => "CharacteristicsRecorded",
+            DataEvent::MenstrualCyclesRecorded { .. } => "MenstrualCyclesRecorded",
             DataEvent::RecordDeleted { .. } => "RecordDeleted",
             DataEvent::HealthScoresRecorded { .. } => "HealthScoresRecorded",
             DataEvent::RawPayloadReceived { .. } => "RawPayloadReceived",
@@ -241,6 +279,7 @@ impl DataEvent {
             | DataEvent::SleepSessionsRecorded { user_id, .. }
             | DataEvent::ActivitySummariesRecorded { user_id, .. }
             | DataEvent::CharacteristicsRecorded { user_id, .. }
+            | DataEvent::MenstrualCyclesRecorded { user_id, .. }
             | DataEvent::RecordDeleted { user_id, .. } => *user_id,
             DataEvent::HealthScoresRecorded { user_id, .. }
             | DataEvent::RawPayloadReceived { user_id, .. }

@@ -51,7 +51,8 @@ pub fn duration_score(total_sleep_min: f64) -> i64 {
     }
 }
 
-fn stage_part(minutes: f64) -> i64 {
+/// One stage against its 90-minute target, linear below it.
+pub fn stage_part(minutes: f64) -> i64 {
     if minutes <= 0.0 {
         0
     } else {
@@ -63,8 +64,8 @@ pub fn stages_score(deep_min: f64, rem_min: f64) -> i64 {
     (0.5 * stage_part(deep_min) as f64 + 0.5 * stage_part(rem_min) as f64) as i64
 }
 
-/// Hours past noon: 23:00 → 11, 01:00 → 13.
-fn past_noon(hour: f64) -> f64 {
+/// Hours past noon on a continuous axis across midnight: 23:00 → 11, 01:00 → 13.
+pub fn hours_past_noon(hour: f64) -> f64 {
     (if hour < 12.0 { hour + 24.0 } else { hour }) - 12.0
 }
 
@@ -83,8 +84,8 @@ pub fn consistency_score(tonight: f64, history: &[f64]) -> i64 {
     if history.is_empty() {
         return 0;
     }
-    let m = median(history.iter().map(|h| past_noon(*h)).collect());
-    let diff = (past_noon(tonight) - m) * 60.0;
+    let m = median(history.iter().map(|h| hours_past_noon(*h)).collect());
+    let diff = (hours_past_noon(tonight) - m) * 60.0;
     if diff.abs() <= CONSISTENCY_TOLERANCE_MIN {
         return 100;
     }
@@ -161,6 +162,17 @@ pub struct SleepScore {
     pub interruptions: i64,
 }
 
+/// The weighted pillars, evaluated in upstream's floating-point order (each pillar as a fraction
+/// of 100, weighted, summed, scaled back and truncated): the exact sum would give 58 where
+/// upstream gives 57 for (100, 55, 0, 35), and the golden values are upstream's.
+pub fn overall_score(duration: i64, stages: i64, consistency: i64, interruptions: i64) -> i64 {
+    let fraction = (duration as f64 / 100.0) * W_DURATION
+        + (stages as f64 / 100.0) * W_STAGES
+        + (consistency as f64 / 100.0) * W_CONSISTENCY
+        + (interruptions as f64 / 100.0) * W_INTERRUPTIONS;
+    ((0.0 + 100.0 * fraction) as i64).clamp(0, 100)
+}
+
 /// None when the night has no sleep or more than a day of it (no score, as upstream).
 pub fn sleep_score(i: &SleepInputs) -> Option<SleepScore> {
     if i.total_sleep_min <= 0.0 || i.total_sleep_min > 1440.0 {
@@ -179,12 +191,8 @@ pub fn sleep_score(i: &SleepInputs) -> Option<SleepScore> {
         (i.awake_min, 0)
     };
     let r = interruptions_score(w, n);
-    let weighted = W_DURATION * d as f64
-        + W_STAGES * s as f64
-        + W_CONSISTENCY * c as f64
-        + W_INTERRUPTIONS * r as f64;
     Some(SleepScore {
-        overall: ((100.0 * weighted / 100.0) as i64).clamp(0, 100),
+        overall: overall_score(d, s, c, r),
         duration: d,
         stages: s,
         consistency: c,
@@ -200,35 +208,59 @@ pub struct Resilience {
     pub days_counted: usize,
 }
 
-/// From the daily mean RMSSD of each day of the lookback window that has data.
-pub fn resilience(daily_means: &[f64]) -> Option<Resilience> {
-    let v: Vec<f64> = daily_means
+/// Values that can be HRV readings: finite and positive (0 ms is not physiological).
+fn valid_hrv(values: &[f64]) -> Vec<f64> {
+    values
         .iter()
         .copied()
         .filter(|x| x.is_finite() && *x > 0.0)
-        .collect();
-    if v.len() < MIN_DAYS.max(2) {
+        .collect()
+}
+
+/// Coefficient of variation (sample standard deviation / mean) of the valid values; None with
+/// fewer than two of them.
+pub fn hrv_cv(values: &[f64]) -> Option<f64> {
+    let v = valid_hrv(values);
+    if v.len() < 2 {
         return None;
     }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    let cv = var.sqrt() / mean;
+    Some(var.sqrt() / mean)
+}
+
+/// CV (a fraction) to 0–100: 100 up to the 7 % ceiling, 0 from the 40 % floor, linear between.
+/// Rounded half to even, as Python's `round` (upstream) does.
+pub fn resilience_score(cv: f64) -> i64 {
     let pct = cv * 100.0;
-    let score = if pct <= CV_CEILING_PCT {
+    if pct <= CV_CEILING_PCT {
         100
     } else if pct >= CV_FLOOR_PCT {
         0
     } else {
-        ((100.0 * (CV_FLOOR_PCT - pct) / (CV_FLOOR_PCT - CV_CEILING_PCT)).round() as i64)
+        ((100.0 * (CV_FLOOR_PCT - pct) / (CV_FLOOR_PCT - CV_CEILING_PCT)).round_ties_even() as i64)
             .clamp(0, 100)
-    };
+    }
+}
+
+/// From the daily mean RMSSD of each day of the lookback window that has data.
+pub fn resilience(daily_means: &[f64]) -> Option<Resilience> {
+    let days = valid_hrv(daily_means).len();
+    if days < MIN_DAYS {
+        return None;
+    }
+    let cv = hrv_cv(daily_means)?;
     Some(Resilience {
         cv,
-        score,
-        days_counted: v.len(),
+        score: resilience_score(cv),
+        days_counted: days,
     })
 }
+
+#[cfg(test)]
+#[path = "scores_upstream_golden.rs"]
+mod upstream_golden;
 
 #[cfg(test)]
 mod tests {

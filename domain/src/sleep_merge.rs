@@ -60,6 +60,10 @@ impl Night {
     pub fn wake_date(&self) -> NaiveDate {
         local_date(self.end.timestamp_micros(), self.zone_offset)
     }
+    /// The local date the night began on (the sleep score's day, contract §7.1).
+    pub fn start_date(&self) -> NaiveDate {
+        local_date(self.start.timestamp_micros(), self.zone_offset)
+    }
     pub fn efficiency_percent(&self) -> Option<f64> {
         (self.in_bed_minutes > 0.0).then(|| self.asleep_minutes / self.in_bed_minutes * 100.0)
     }
@@ -114,6 +118,26 @@ pub fn merge(mut sessions: Vec<Session>) -> Vec<Night> {
         nights[i].is_main = true;
     }
     nights
+}
+
+/// The nights the sleep score rates, in time order: per local *start* date, the longest
+/// non-nap night (contract §7.1, upstream `get_sleep_scores_for_date_range`). This differs from
+/// the summaries' main sleep, which is per local *wake* date: two nights that begin on the same
+/// local date (after midnight, then again in the evening) give one score, not two.
+pub fn score_nights(nights: &[Night]) -> Vec<usize> {
+    let mut by_date: std::collections::BTreeMap<NaiveDate, usize> = Default::default();
+    for (i, n) in nights.iter().enumerate() {
+        if n.is_nap {
+            continue;
+        }
+        let e = by_date.entry(n.start_date()).or_insert(i);
+        if n.asleep_or_window() > nights[*e].asleep_or_window() {
+            *e = i;
+        }
+    }
+    let mut out: Vec<usize> = by_date.into_values().collect();
+    out.sort_unstable();
+    out
 }
 
 impl Night {
@@ -326,6 +350,30 @@ mod tests {
         let nights = merge(vec![a, b]);
         assert_eq!(nights.len(), 2);
         assert!(!nights[0].is_main && nights[1].is_main);
+    }
+
+    #[test]
+    fn the_score_takes_the_longest_night_per_local_start_date() {
+        // Both begin on 1 March in UTC−8: one at 00:30 (woken 04:30), one at 22:00. They wake on
+        // different dates, so each is a main sleep of its wake date, but only the longer one is
+        // rated. In UTC they start on different dates (08:30Z on the 1st, 06:00Z on the 2nd).
+        let mut early = session(1, 1, "2024-03-01T08:30:00Z", "2024-03-01T12:30:00Z", vec![]);
+        let mut late = session(1, 1, "2024-03-02T06:00:00Z", "2024-03-02T14:00:00Z", vec![]);
+        early.zone_offset = -480;
+        late.zone_offset = -480;
+        let nights = merge(vec![late, early]);
+        assert_eq!(nights.len(), 2);
+        assert!(nights.iter().all(|n| n.is_main));
+        assert_eq!(
+            nights.iter().map(Night::start_date).collect::<Vec<_>>(),
+            [NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(); 2]
+        );
+        assert_eq!(score_nights(&nights), [1]);
+        // A nap never counts, even when it is the only night of its date.
+        let mut nap = session(1, 1, "2024-03-03T22:00:00Z", "2024-03-03T23:00:00Z", vec![]);
+        nap.is_nap = true;
+        let nights = merge(vec![nap]);
+        assert!(score_nights(&nights).is_empty());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! The daily summaries read it with one index range scan, whatever the number of samples.
 //!
 //! A batch of samples recomputes the local dates it touches from the `samples` read model
-//! (hence the dependency on it); a priority change recomputes every user's dates, a birth date
-//! (heart-rate zones) that user's.
+//! (hence the dependency on it); a priority change recomputes the dates where two of a user's
+//! sources meet (`priority_scope`), a birth date (heart-rate zones) that user's whole history.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -253,6 +253,12 @@ async fn recompute_chunk(
             .unwrap_or(active.get(date).copied().unwrap_or(0) as f64);
         out.push(minute_row(*date, ACTIVE_MINUTES, act));
     }
+    // A provider's exercise time stands on its own, also on a date without tracked minutes.
+    for (date, minutes) in exercise.iter().filter(|(d, _)| in_range(d)) {
+        if !tracked.contains_key(date) {
+            out.push(minute_row(*date, ACTIVE_MINUTES, *minutes));
+        }
+    }
     for (date, means) in per_day_hr.iter().filter(|(d, _)| in_range(d)) {
         let age = birth.map(|b| {
             let mut a = date.year() - b.year();
@@ -369,6 +375,7 @@ impl Projection for DailyRollup {
     ) -> Result<(), ProjectionError> {
         let mut dates: BTreeMap<Uuid, BTreeSet<NaiveDate>> = BTreeMap::new();
         let mut whole: BTreeSet<Uuid> = BTreeSet::new();
+        let mut priorities_seen = false;
         for entry in entries {
             match entry.event_type.as_str() {
                 "SamplesRecorded" => {
@@ -390,14 +397,16 @@ impl Projection for DailyRollup {
                         whole.insert(user_id);
                     }
                 }
-                _ => {
-                    for r in tx
-                        .query("SELECT DISTINCT user_id FROM daily_rollup", &[])
-                        .await?
-                    {
-                        whole.insert(r.get(0));
+                // A priority change: only dates where two sources meet can move.
+                _ if !priorities_seen => {
+                    priorities_seen = true;
+                    let mut ids = additive_ids();
+                    ids.extend(AVERAGED);
+                    for (user, set) in crate::priority_scope::sample_dates(tx, &ids).await? {
+                        dates.entry(user).or_default().extend(set);
                     }
                 }
+                _ => {}
             }
         }
         for user in &whole {

@@ -1,4 +1,5 @@
-//! The `health_scores` read model's `internal` rows: the sleep score of every main sleep and
+//! The `health_scores` read model's `internal` rows: the sleep score of the longest non-nap night
+//! of every local start date and
 //! the resilience score of every day with enough nightly HRV (reference §7). Sleep and HRV
 //! arriving, a sleep record deleted, or priorities changing recompute the dates they affect:
 //! a night's score depends on the 14 nights before it (consistency), a day's resilience on the
@@ -101,7 +102,8 @@ fn sleep_inputs(night: &Night, history: &[&Night]) -> SleepInputs {
     }
 }
 
-/// Sleep scores of the main sleeps that end in the local dates `from..=to` (with margin).
+/// Sleep scores of the rated nights (the longest non-nap night per local start date, contract
+/// §7.1) that end in the local dates `from..=to` (with margin). Each is stamped at its wake time.
 pub async fn recompute_sleep(
     tx: &impl GenericClient,
     user: Uuid,
@@ -118,23 +120,27 @@ pub async fn recompute_sleep(
     )
     .await?;
     let nights = sleep_merge::merge(sessions);
-    let mains: Vec<&Night> = nights.iter().filter(|n| n.is_main).collect();
+    let rated: Vec<&Night> = sleep_merge::score_nights(&nights)
+        .into_iter()
+        .map(|i| &nights[i])
+        .collect();
     tx.execute(
         "DELETE FROM health_scores WHERE user_id = $1 AND provider = 'internal' AND category = 'sleep' \
          AND recorded_at >= $2 AND recorded_at < $3",
         &[&user, &lo, &hi],
     )
     .await?;
-    for (i, night) in mains.iter().enumerate() {
+    for (i, night) in rated.iter().enumerate() {
         if night.end < lo || night.end >= hi {
             continue;
         }
-        let wake = night.wake_date();
-        let earliest = wake - Duration::days(HISTORY_WINDOW_DAYS);
-        let history: Vec<&Night> = mains[..i]
+        // One bedtime per earlier start date, at most 14, within 15 nights (as upstream).
+        let date = night.start_date();
+        let earliest = date - Duration::days(HISTORY_WINDOW_DAYS);
+        let history: Vec<&Night> = rated[..i]
             .iter()
             .rev()
-            .filter(|n| n.wake_date() >= earliest && n.wake_date() < wake)
+            .filter(|n| n.start_date() >= earliest && n.start_date() < date)
             .take(HISTORY_NIGHTS)
             .copied()
             .collect();
@@ -306,6 +312,16 @@ fn runs(set: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
 }
 
 impl Ranges {
+    /// A night whose stages or source may change, but not its HRV windows.
+    fn sleep_only(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) {
+        let (a, b) = (start.date_naive(), end.date_naive());
+        add_days(
+            &mut self.sleep,
+            a - Duration::days(1),
+            b + Duration::days(HISTORY_WINDOW_DAYS + 1),
+        );
+    }
+
     fn sleep_changed(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) {
         let (a, b) = (start.date_naive(), end.date_naive());
         add_days(
@@ -351,14 +367,20 @@ impl Projection for HealthScores {
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
         let mut ranges: BTreeMap<Uuid, Ranges> = BTreeMap::new();
-        let mut whole: BTreeSet<Uuid> = BTreeSet::new();
+        let mut priorities_seen = false;
         for entry in entries {
             if entry.event_type.ends_with("PrioritiesSet") {
-                for r in tx
-                    .query("SELECT DISTINCT user_id FROM sleep_sessions", &[])
-                    .await?
-                {
-                    whole.insert(r.get(0));
+                // Only nights merging two sources change (their stages, source and offset), and
+                // with a night's bedtime the consistency of the nights after it; resilience
+                // uses every source's asleep windows alike and does not move.
+                if !priorities_seen {
+                    priorities_seen = true;
+                    for (user, windows) in crate::priority_scope::sleep_windows(tx).await? {
+                        let r = ranges.entry(user).or_default();
+                        for (s, e) in windows {
+                            r.sleep_only(s, e);
+                        }
+                    }
                 }
                 continue;
             }
@@ -396,10 +418,6 @@ impl Projection for HealthScores {
                 }
                 _ => {}
             }
-        }
-        for user in &whole {
-            ranges.remove(user);
-            recompute_user(tx, *user).await?;
         }
         for (user, r) in ranges {
             for (a, b) in runs(&r.sleep) {

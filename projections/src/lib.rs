@@ -13,6 +13,7 @@ pub mod log;
 pub mod menstrual_cycles;
 pub mod personal;
 pub mod priorities;
+pub mod priority_scope;
 pub mod provider_scores;
 pub mod provider_settings;
 pub mod ranks;

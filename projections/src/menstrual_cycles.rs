@@ -1,5 +1,6 @@
-//! The `menstrual_cycles` read model. No importer produces cycles yet; deletions already apply
-//! so the endpoint's contract (hide, keep history) holds once one does.
+//! The `menstrual_cycles` read model: cycles from Apple flow records and Garmin's cycle
+//! summaries. A cycle's id is stable per source and start date, so an import or push of the
+//! same cycle updates it; a deleted cycle stays hidden when it arrives again.
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -16,7 +17,11 @@ impl Projection for MenstrualCycles {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["RecordDeleted"]
+        &[
+            "MenstrualCyclesRecorded",
+            "RecordDeleted",
+            "ProviderDataDeleted",
+        ]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -30,17 +35,43 @@ impl Projection for MenstrualCycles {
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
         for entry in entries {
-            if let DataEvent::RecordDeleted {
-                kind: RecordKind::MenstrualCycle,
-                record_id,
-                user_id,
-            } = decode(entry)?
-            {
-                tx.execute(
-                    "UPDATE menstrual_cycles SET deleted = true WHERE id = $1 AND user_id = $2",
-                    &[&record_id, &user_id],
-                )
-                .await?;
+            match decode(entry)? {
+                DataEvent::MenstrualCyclesRecorded { user_id, cycles } => {
+                    for c in cycles {
+                        let details = serde_json::to_value(&c.details).unwrap_or_default();
+                        // `deleted` is never touched here: a re-import stays hidden.
+                        tx.execute(
+                            "INSERT INTO menstrual_cycles (id, user_id, data_source_id, start_time, end_time, zone_offset, details) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (id) DO UPDATE SET start_time = EXCLUDED.start_time, end_time = EXCLUDED.end_time, \
+                               zone_offset = EXCLUDED.zone_offset, details = EXCLUDED.details",
+                            &[&c.id, &user_id, &c.data_source_id, &c.start, &c.end, &c.zone_offset, &details],
+                        )
+                        .await?;
+                    }
+                }
+                DataEvent::RecordDeleted {
+                    kind: RecordKind::MenstrualCycle,
+                    record_id,
+                    user_id,
+                } => {
+                    tx.execute(
+                        "UPDATE menstrual_cycles SET deleted = true WHERE id = $1 AND user_id = $2",
+                        &[&record_id, &user_id],
+                    )
+                    .await?;
+                }
+                // Disconnect with data deletion: the provider's cycles go.
+                DataEvent::ProviderDataDeleted {
+                    data_source_ids, ..
+                } => {
+                    tx.execute(
+                        "DELETE FROM menstrual_cycles WHERE data_source_id = ANY($1)",
+                        &[&data_source_ids],
+                    )
+                    .await?;
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -245,14 +245,22 @@ impl Projection for SleepNights {
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError> {
         let mut dates: BTreeMap<Uuid, BTreeSet<NaiveDate>> = BTreeMap::new();
-        let mut whole: BTreeSet<Uuid> = BTreeSet::new();
+        let mut priorities_seen = false;
         for entry in entries {
             if entry.event_type.ends_with("PrioritiesSet") {
-                for r in tx
-                    .query("SELECT DISTINCT user_id FROM sleep_sessions", &[])
-                    .await?
-                {
-                    whole.insert(r.get(0));
+                // Ranks only pick between sources: only nights merging two sources can move.
+                if !priorities_seen {
+                    priorities_seen = true;
+                    for (user, windows) in crate::priority_scope::sleep_windows(tx).await? {
+                        let set = dates.entry(user).or_default();
+                        for (s, e) in windows {
+                            add_days(
+                                set,
+                                s.date_naive() - Duration::days(1),
+                                e.date_naive() + Duration::days(1),
+                            );
+                        }
+                    }
                 }
                 continue;
             }
@@ -298,10 +306,6 @@ impl Projection for SleepNights {
                 }
                 _ => {}
             }
-        }
-        for user in &whole {
-            dates.remove(user);
-            recompute_user(tx, *user).await?;
         }
         for (user, set) in dates {
             let mut run: Option<(NaiveDate, NaiveDate)> = None;

@@ -10,7 +10,9 @@
 //!   rule, clipped stages, naps, one main sleep per local wake date), with vitals averaged over
 //!   each main sleep's window when the night or its samples change, not per request.
 //! * Recovery puts RMSSD in `avg_hrv_rmssd_ms` and SDNN in `avg_hrv_sdnn_ms` (upstream puts
-//!   RMSSD in the SDNN field); sleep fields come from that date's main sleep.
+//!   RMSSD in the SDNN field); sleep fields come from that date's main sleep. A date is listed
+//!   when it has samples or a provider recovery score; the score's components
+//!   (`resting_heart_rate`, `hrv_rmssd_milli`, `spo2_percentage`) fill fields without samples.
 //! * Pages are cursored by date: `next_cursor` continues in `sort_order`, `prev_…` goes back.
 
 use std::collections::{BTreeMap, HashMap};
@@ -430,6 +432,56 @@ async fn nights_by_date(
     Ok(out)
 }
 
+/// A provider's recovery score of one local date.
+struct RecoveryScore {
+    value: Option<f64>,
+    components: serde_json::Value,
+    source: Uuid,
+}
+
+impl RecoveryScore {
+    fn component(&self, name: &str) -> Option<f64> {
+        self.components
+            .get(name)
+            .and_then(|c| c.get("value"))
+            .and_then(serde_json::Value::as_f64)
+    }
+}
+
+/// Provider recovery scores by local date in [start, end), the latest of each date.
+async fn recovery_scores(
+    client: &deadpool_postgres::Object,
+    user: Uuid,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Result<BTreeMap<NaiveDate, RecoveryScore>, ApiError> {
+    let mut out = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT (recorded_at + make_interval(mins => coalesce(zone_offset, 0)::int))::date, value, \
+                    coalesce(components, '{}'::jsonb), data_source_id \
+             FROM health_scores WHERE user_id = $1 AND category = 'recovery' AND provider <> 'internal' \
+               AND NOT deleted AND recorded_at >= $2 AND recorded_at < $3 ORDER BY recorded_at",
+            &[&user, &(midnight(start) - Duration::days(1)), &(midnight(end) + Duration::days(1))],
+        )
+        .await?
+    {
+        let date: NaiveDate = row.get(0);
+        let source: Option<Uuid> = row.get(3);
+        if (start..end).contains(&date) {
+            out.insert(
+                date,
+                RecoveryScore {
+                    value: row.get(1),
+                    components: row.get(2),
+                    source: source.unwrap_or_default(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn main_of(nights: &[NightRow]) -> Option<&NightRow> {
     nights.iter().find(|n| n.is_main)
 }
@@ -682,51 +734,58 @@ impl DailyApi {
             &[r::RESTING_HR, r::HRV_SDNN, r::HRV_RMSSD, r::SPO2],
         )
         .await?;
-        let all: Vec<NaiveDate> = cells.keys().copied().collect();
+        // Provider recovery scores (Whoop, Suunto, Polar, ...) on their local date; the latest
+        // of a date wins. A date with a score and no samples is listed too.
+        let scores = recovery_scores(&client, user_id.0, rg.start, rg.end).await?;
+        let mut all: Vec<NaiveDate> = cells.keys().chain(scores.keys()).copied().collect();
+        all.sort_unstable();
+        all.dedup();
         let page = page_dates(&all, sort_order.0, rg.cursor, limit.0 as usize);
         let (lo, hi) = match (page.dates.iter().min(), page.dates.iter().max()) {
             (Some(a), Some(b)) => (*a, *b + Duration::days(1)),
             _ => (rg.start, rg.start),
         };
         let nights = nights_by_date(&client, user_id.0, lo, hi).await?;
-        let mut scores: HashMap<NaiveDate, f64> = HashMap::new();
-        for row in client
-            .query(
-                "SELECT (recorded_at + make_interval(mins => coalesce(zone_offset, 0)::int))::date, value \
-                 FROM health_scores WHERE user_id = $1 AND category = 'recovery' AND provider <> 'internal' AND NOT deleted \
-                   AND recorded_at >= $2 AND recorded_at < $3 AND value IS NOT NULL ORDER BY recorded_at",
-                &[&user_id.0, &(midnight(lo) - Duration::days(1)), &(midnight(hi) + Duration::days(1))],
-            )
-            .await?
-        {
-            scores.insert(row.get(0), row.get(1));
-        }
+        let no_cells = HashMap::new();
         let ids: Vec<Uuid> = page
             .dates
             .iter()
-            .flat_map(|d| cells[d].values().filter_map(|c| c.source))
+            .flat_map(|d| {
+                let c = cells.get(d).unwrap_or(&no_cells);
+                c.values()
+                    .filter_map(|c| c.source)
+                    .chain(scores.get(d).map(|s| s.source))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let srcs = sources(&client, ids).await?;
         let data: Vec<RecoverySummary> = page
             .dates
             .iter()
             .map(|d| {
-                let c = &cells[d];
-                let v = |m: i16| c.get(&m).map(|x| x.value);
+                let c = cells.get(d).unwrap_or(&no_cells);
+                let score = scores.get(d);
+                // Samples first; the score's components (the contract's source) fill the gaps.
+                let v = |m: i16, component: &str| {
+                    c.get(&m)
+                        .map(|x| x.value)
+                        .or_else(|| score.and_then(|s| s.component(component)))
+                };
                 let main = nights.get(d).and_then(|ns| main_of(ns));
                 let source = [r::HRV_RMSSD, r::RESTING_HR, r::HRV_SDNN, r::SPO2]
                     .iter()
-                    .find_map(|m| c.get(m).and_then(|x| x.source));
+                    .find_map(|m| c.get(m).and_then(|x| x.source))
+                    .or(score.map(|s| s.source));
                 RecoverySummary {
                     date: *d,
                     source: source.and_then(|s| srcs.get(&s).cloned()),
                     sleep_duration_seconds: main.map(|n| n.minutes() * 60.0),
                     sleep_efficiency_percent: main.and_then(NightRow::efficiency),
-                    resting_heart_rate_bpm: v(r::RESTING_HR),
-                    avg_hrv_sdnn_ms: v(r::HRV_SDNN),
-                    avg_hrv_rmssd_ms: v(r::HRV_RMSSD),
-                    avg_spo2_percent: v(r::SPO2),
-                    recovery_score: scores.get(d).copied(),
+                    resting_heart_rate_bpm: v(r::RESTING_HR, "resting_heart_rate"),
+                    avg_hrv_sdnn_ms: c.get(&r::HRV_SDNN).map(|x| x.value),
+                    avg_hrv_rmssd_ms: v(r::HRV_RMSSD, "hrv_rmssd_milli"),
+                    avg_spo2_percent: v(r::SPO2, "spo2_percentage"),
+                    recovery_score: score.and_then(|s| s.value),
                 }
             })
             .collect();

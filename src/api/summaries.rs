@@ -4,7 +4,8 @@
 //! Without dates the sample counts come from the `sample_counts` read model (one row per user,
 //! data source and type, so this stays fast for any volume); with dates they are counted from
 //! `samples` in `[start_date, end_date)`. Workouts and sleep sessions count when they start in
-//! the range; deleted ones never count. The end-of-day rule of `/timeseries` does not apply.
+//! the range; deleted ones never count. `has_womens_health_data` says whether a menstrual cycle
+//! (not deleted) starts in the range. The end-of-day rule of `/timeseries` does not apply.
 
 use std::collections::BTreeMap;
 
@@ -177,6 +178,13 @@ impl SummariesApi {
             entry(&mut by_provider, r.get(0)).sleep_count += n;
         }
 
+        // Cycles count when they start in the range, like sleep sessions; deleted ones never.
+        let cycles_sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM menstrual_cycles WHERE user_id = $1 AND NOT deleted{})",
+            range_filter("start_time", &start, &end)
+        );
+        let has_womens_health_data: bool = client.query_one(&cycles_sql, &params).await?.get(0);
+
         Ok(Json(UserDataSummaryResponse {
             user_id: user,
             total_data_points,
@@ -185,8 +193,7 @@ impl SummariesApi {
             series_type_counts,
             workout_type_counts,
             by_provider: by_provider.into_values().collect(),
-            // No menstrual-cycle read model exists yet, so there is none to report.
-            has_womens_health_data: false,
+            has_womens_health_data,
         }))
     }
 }

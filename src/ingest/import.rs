@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+use wearhouse_domain::daily::local_date;
 use wearhouse_domain::import::{Import, ImportCommand, ImportCounts};
+use wearhouse_domain::menstrual::{fold_cycles, FlowDay};
 use wearhouse_domain::records::{
     record_id, ActivitySummaryRecord, Characteristics, DataEvent, DataSourceInfo, WorkoutRecord,
 };
@@ -28,6 +30,11 @@ use crate::store::{Actor, Commands};
 pub const BATCH_ROWS: usize = 10_000;
 /// Samples held across all partly filled batches before the largest is written early.
 const MAX_BUFFERED_ROWS: usize = 400_000;
+/// The activity rings' series: active energy and exercise time.
+const RING_ENERGY: i16 = 81;
+const RING_EXERCISE: i16 = 84;
+/// The buffer key's source index of the rings' source (never a parser index).
+const SUMMARY_SOURCE: u32 = u32::MAX;
 /// Records per workout / sleep / summary event.
 const RECORDS_PER_EVENT: usize = 500;
 pub const PROVIDER: &str = "apple";
@@ -94,6 +101,10 @@ struct BatchSink {
     /// Rows held in `buffers` in all.
     buffered: usize,
     sleep: HashMap<u32, Vec<Interval>>,
+    /// The rings' source, once an `ActivitySummary` was seen.
+    summary: Option<Uuid>,
+    /// Flow days per source, folded into cycles at the end (a few hundred a year at most).
+    flows: HashMap<u32, Vec<FlowDay>>,
     workouts: Vec<WorkoutRecord>,
     summaries: Vec<ActivitySummaryRecord>,
     out: mpsc::Sender<Out>,
@@ -115,7 +126,7 @@ impl BatchSink {
         if rows.is_empty() {
             return Ok(());
         }
-        let data_source_id = self.sources[key.0 as usize];
+        let data_source_id = self.source_id(key.0);
         let ds = data_source_id.to_string();
         let arrow = arrow_batch::encode(series, &rows, &[("data_source_id", &ds)])?;
         let start = rows.iter().map(|r| r.time).min().unwrap_or_default();
@@ -134,32 +145,79 @@ impl BatchSink {
         })
     }
 
+    /// The source of the daily activity rings: a watch-type Apple source, because the rings are
+    /// the Apple Watch's figures (so they rank with the watch, docs/merging.md). It lives outside
+    /// the parser's source indexes (which must stay equal to positions in `sources`), under
+    /// [`SUMMARY_SOURCE`].
     fn summary_source(&mut self) -> Result<Uuid, SinkError> {
-        let id = DataSourceInfo::id_for(self.user_id, PROVIDER, None, Some("apple_health_xml"));
-        if !self.sources.contains(&id) {
-            self.sources.push(id);
-            let info = DataSourceInfo {
-                id,
-                provider: PROVIDER.into(),
-                source: Some("apple_health_xml".into()),
-                original_source_name: Some("Apple Health".into()),
-                device_model: None,
-                device_name: None,
-                manufacturer: Some("Apple Inc.".into()),
-                hardware: None,
-                software_version: None,
-                device_type: Some("phone".into()),
-            };
-            self.send(Out::Event(DataEvent::SourcesDiscovered {
-                user_id: self.user_id,
-                sources: vec![info],
-            }))?;
+        if let Some(id) = self.summary {
+            return Ok(id);
         }
+        let id = DataSourceInfo::id_for(self.user_id, PROVIDER, None, Some("apple_health_xml"));
+        self.summary = Some(id);
+        let info = DataSourceInfo {
+            id,
+            provider: PROVIDER.into(),
+            source: Some("apple_health_xml".into()),
+            original_source_name: Some("Apple Activity".into()),
+            device_model: None,
+            device_name: None,
+            manufacturer: Some("Apple Inc.".into()),
+            hardware: None,
+            software_version: None,
+            device_type: Some("watch".into()),
+        };
+        self.send(Out::Event(DataEvent::SourcesDiscovered {
+            user_id: self.user_id,
+            sources: vec![info],
+        }))?;
         Ok(id)
     }
 
-    /// Everything still buffered: partial batches, sleep sessions, workouts, summaries.
-    fn finish(&mut self) -> Result<u64, SinkError> {
+    /// The data source behind a buffer key's source index.
+    fn source_id(&self, index: u32) -> Uuid {
+        match (index, self.summary) {
+            (SUMMARY_SOURCE, Some(id)) => id,
+            _ => self.sources[index as usize],
+        }
+    }
+
+    /// Buffers a row of a (source, series) batch; writes the batch when it is full, or the
+    /// largest one when too many rows are held.
+    fn push_row(
+        &mut self,
+        source: u32,
+        series: &'static wearhouse_domain::series::SeriesType,
+        row: SampleRow,
+    ) -> Result<(), SinkError> {
+        let key = (source, series.id);
+        let (_, rows) = self
+            .buffers
+            .entry(key)
+            .or_insert_with(|| (series, Vec::with_capacity(1024)));
+        rows.push(row);
+        let full = rows.len() >= BATCH_ROWS;
+        self.buffered += 1;
+        if full {
+            self.flush(key)?;
+        } else if self.buffered >= MAX_BUFFERED_ROWS {
+            // Exports that interleave many sources and types would otherwise hold a nearly full
+            // batch for each pair: flush the largest so memory stays flat whatever the file.
+            let largest = self
+                .buffers
+                .iter()
+                .max_by_key(|(_, (_, rows))| rows.len())
+                .map(|(k, _)| *k);
+            if let Some(largest) = largest {
+                self.flush(largest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything still buffered: partial batches, sleep sessions, cycles, workouts, summaries.
+    /// Returns (sleep sessions, menstrual cycles).
+    fn finish(&mut self) -> Result<(u64, u64), SinkError> {
         let keys: Vec<(u32, i16)> = self.buffers.keys().copied().collect();
         for key in keys {
             self.flush(key)?;
@@ -179,6 +237,18 @@ impl BatchSink {
                 sessions: chunk.to_vec(),
             }))?;
         }
+        let mut cycles = Vec::new();
+        for (source, days) in std::mem::take(&mut self.flows) {
+            cycles.extend(fold_cycles(self.sources[source as usize], days));
+        }
+        cycles.sort_by_key(|c| (c.start, c.id));
+        let cycle_count = cycles.len() as u64;
+        for chunk in cycles.chunks(RECORDS_PER_EVENT) {
+            self.send(Out::Event(DataEvent::MenstrualCyclesRecorded {
+                user_id: self.user_id,
+                cycles: chunk.to_vec(),
+            }))?;
+        }
         for chunk in std::mem::take(&mut self.workouts).chunks(RECORDS_PER_EVENT) {
             self.send(Out::Event(DataEvent::WorkoutsRecorded {
                 user_id: self.user_id,
@@ -191,7 +261,7 @@ impl BatchSink {
                 summaries: chunk.to_vec(),
             }))?;
         }
-        Ok(session_count)
+        Ok((session_count, cycle_count))
     }
 }
 
@@ -229,32 +299,9 @@ impl Sink for BatchSink {
     }
 
     fn sample(&mut self, s: &apple::Sample) -> Result<(), SinkError> {
-        let key = (s.source, s.series.id);
-        let (_, rows) = self
-            .buffers
-            .entry(key)
-            .or_insert_with(|| (s.series, Vec::with_capacity(1024)));
-        rows.push(SampleRow::from(s));
-        let full = rows.len() >= BATCH_ROWS;
-        self.buffered += 1;
         self.progress.records.fetch_add(1, Ordering::Relaxed);
-        if full {
-            self.flush(key)?;
-        } else if self.buffered >= MAX_BUFFERED_ROWS {
-            // Exports that interleave many sources and types would otherwise hold a nearly full
-            // batch for each pair: flush the largest so memory stays flat whatever the file.
-            let largest = self
-                .buffers
-                .iter()
-                .max_by_key(|(_, (_, rows))| rows.len())
-                .map(|(k, _)| *k);
-            if let Some(largest) = largest {
-                self.flush(largest)?;
-            }
-        }
-        Ok(())
+        self.push_row(s.source, s.series, SampleRow::from(s))
     }
-
     fn sleep(&mut self, i: &apple::SleepInterval) -> Result<(), SinkError> {
         self.sleep.entry(i.source).or_default().push(Interval {
             stage: i.stage,
@@ -262,6 +309,18 @@ impl Sink for BatchSink {
             end: i.end,
             zone_offset_min: i.zone_offset_min,
         });
+        Ok(())
+    }
+
+    fn menstrual_flow(&mut self, f: &apple::MenstrualFlow) -> Result<(), SinkError> {
+        // A day logged as "no flow" carries nothing a cycle needs.
+        if f.flow {
+            self.flows.entry(f.source).or_default().push(FlowDay {
+                date: local_date(f.start, f.zone_offset_min),
+                offset_min: f.zone_offset_min,
+                cycle_start: f.cycle_start,
+            });
+        }
         Ok(())
     }
 
@@ -313,6 +372,36 @@ impl Sink for BatchSink {
 
     fn activity_summary(&mut self, a: &apple::ActivitySummary) -> Result<(), SinkError> {
         let data_source_id = self.summary_source()?;
+        // The rings as Apple's daily totals. No offset comes with them, only the date: stamped
+        // at that date's midnight with offset 0 they fall on their own local date. A zero ring
+        // (watch not worn) is no total, or it would hide the iPhone's own samples.
+        let midnight = a
+            .date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros();
+        for (series, value) in [
+            (RING_ENERGY, a.active_energy_kcal),
+            (RING_EXERCISE, a.exercise_time_min),
+        ] {
+            let (Some(v), Some(st)) = (value, wearhouse_domain::series::by_id(series)) else {
+                continue;
+            };
+            if v > 0.0 && v.is_finite() {
+                self.push_row(
+                    SUMMARY_SOURCE,
+                    st,
+                    SampleRow {
+                        time: midnight,
+                        end_time: midnight,
+                        zone_offset_min: 0,
+                        value: v,
+                        is_daily_total: Some(true),
+                    },
+                )?;
+            }
+        }
         let values: BTreeMap<String, f64> = [
             ("active_energy_kcal", a.active_energy_kcal),
             ("active_energy_goal_kcal", a.active_energy_goal_kcal),
@@ -351,7 +440,10 @@ impl Sink for BatchSink {
     }
 }
 
-fn counts_of(report: &apple::Report, sleep_sessions: u64) -> ImportCounts {
+fn counts_of(
+    report: &apple::Report,
+    (sleep_sessions, menstrual_cycles): (u64, u64),
+) -> ImportCounts {
     let c = &report.counts;
     ImportCounts {
         records: c.records,
@@ -359,6 +451,8 @@ fn counts_of(report: &apple::Report, sleep_sessions: u64) -> ImportCounts {
         samples: c.samples,
         sleep_intervals: c.sleep_intervals,
         sleep_sessions,
+        menstrual_flows: c.menstrual_flows,
+        menstrual_cycles,
         workouts: c.workouts,
         activity_summaries: c.activity_summaries,
         per_series: c
@@ -599,6 +693,8 @@ pub async fn normalize(
             buffers: HashMap::new(),
             buffered: 0,
             sleep: HashMap::new(),
+            flows: HashMap::new(),
+            summary: None,
             workouts: Vec::new(),
             summaries: Vec::new(),
             out: tx,

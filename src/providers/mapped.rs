@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 use wearhouse_domain::records::{
-    record_id, DataEvent, DataSourceInfo, HealthScoreRecord, ScoreComponent, SleepSessionRecord,
-    WorkoutRecord,
+    record_id, DataEvent, DataSourceInfo, HealthScoreRecord, MenstrualCycleRecord, ScoreComponent,
+    SleepSessionRecord, WorkoutRecord,
 };
 use wearhouse_domain::series;
 use wearhouse_projections::arrow_batch::{self, SampleRow};
@@ -40,11 +40,16 @@ pub struct Mapped {
     pub workouts: Vec<WorkoutRecord>,
     pub sleep: Vec<SleepSessionRecord>,
     pub scores: Vec<HealthScoreRecord>,
+    pub cycles: Vec<MenstrualCycleRecord>,
 }
 
 impl Mapped {
     pub fn records(&self) -> u64 {
-        (self.samples.len() + self.workouts.len() + self.sleep.len() + self.scores.len()) as u64
+        (self.samples.len()
+            + self.workouts.len()
+            + self.sleep.len()
+            + self.scores.len()
+            + self.cycles.len()) as u64
     }
 
     /// Adds a provider score; its id is stable per (source, category, time).
@@ -164,6 +169,12 @@ impl Mapped {
             out.push(Out::Event(DataEvent::HealthScoresRecorded {
                 user_id,
                 scores: self.scores,
+            }));
+        }
+        if !self.cycles.is_empty() {
+            out.push(Out::Event(DataEvent::MenstrualCyclesRecorded {
+                user_id,
+                cycles: self.cycles,
             }));
         }
         Ok(out)

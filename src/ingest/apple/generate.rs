@@ -5,7 +5,7 @@
 //! both writing steps for the same minutes, watch heart rate, energy in `Cal` and (Oura) `kJ`,
 //! distances in km or mi, `%` fractions, glucose in mg/dL or `mmol<180.15…>/L`, weight in lb,
 //! temperature in degF, sleep stages (named, and Oura's legacy integers), a workout with
-//! statistics/events/metadata/route, the day's ActivitySummary, a blood-pressure Correlation whose
+//! statistics/events/metadata/route, the day's ActivitySummary, a period every 28 days, a blood-pressure Correlation whose
 //! readings are also written at top level (as Apple does), unknown types and bad values. Time zones:
 //! US Pacific with both DST changes, and trips to UTC+1, UTC+9 and UTC+5:30.
 
@@ -638,7 +638,31 @@ impl<W: Write> Gen<W> {
         if n % 5 == 0 {
             self.edge_cases(t0 + 12 * HOUR)?;
         }
+        self.menstrual_flow(n, t0)?;
         self.activity_summary(n)
+    }
+
+    /// A five-day period every 28 days logged in the Health app (heavy to light, the first day
+    /// marked as the cycle start, as HealthKit writes it), and a "no flow" day mid-cycle.
+    fn menstrual_flow(&mut self, n: i64, t0: i64) -> io::Result<()> {
+        const TY: &str = "HKCategoryTypeIdentifierMenstrualFlow";
+        let value = match n % 28 {
+            0 | 1 => "HKCategoryValueVaginalBleedingHeavy",
+            2 => "HKCategoryValueVaginalBleedingMedium",
+            3 | 4 => "HKCategoryValueMenstrualFlowLight",
+            14 => "HKCategoryValueMenstrualFlowNone",
+            _ => return Ok(()),
+        };
+        let t = t0 + HOUR;
+        let first = n % 28 == 0;
+        self.record_line(TY, &PHONE, "", t, t, value, !first);
+        if first {
+            self.line.extend_from_slice(
+                b"  <MetadataEntry key=\"HKMenstrualCycleStart\" value=\"1\"/>\n  <MetadataEntry key=\"HKWasUserEntered\" value=\"1\"/>\n </Record>\n",
+            );
+        }
+        self.c.menstrual_flows += 1;
+        self.flush_line()
     }
 
     fn blood_pressure(&mut self, t: i64) -> io::Result<()> {

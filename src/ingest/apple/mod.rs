@@ -12,6 +12,7 @@
 //!     fn source(&mut self, index: u32, source: &Source) -> Result<(), SinkError>;
 //!     fn sample(&mut self, sample: &Sample) -> Result<(), SinkError>;
 //!     fn sleep(&mut self, interval: &SleepInterval) -> Result<(), SinkError>;
+//!     fn menstrual_flow(&mut self, flow: &MenstrualFlow) -> Result<(), SinkError>;
 //!     fn workout(&mut self, workout: &Workout) -> Result<(), SinkError>;
 //!     fn activity_summary(&mut self, summary: &ActivitySummary) -> Result<(), SinkError>;
 //!     fn me(&mut self, me: &Me) -> Result<(), SinkError>;
@@ -52,7 +53,7 @@ pub use generate::generate;
 pub use input::{open_export, open_export_counted};
 pub use parse::{parse, ImportError, Report};
 pub use records::{
-    ActivitySummary, BiologicalSex, Counts, Me, NullSink, Sample, Sink, SinkError, SleepInterval,
-    Workout,
+    ActivitySummary, BiologicalSex, Counts, Me, MenstrualFlow, NullSink, Sample, Sink, SinkError,
+    SleepInterval, Workout,
 };
 pub use types::series_types;

@@ -68,6 +68,7 @@ pub struct Report {
 enum Kind {
     Quantity(&'static QuantityMapping),
     Sleep,
+    MenstrualFlow,
     Unknown,
 }
 
@@ -94,6 +95,8 @@ enum Ctx {
     Top,
     Workout(Box<WorkoutBuilder>),
     Correlation(CorrelationCtx),
+    /// A flow record with children: its `HKMenstrualCycleStart` metadata comes before its end.
+    Flow(MenstrualFlow),
 }
 
 struct State {
@@ -209,6 +212,8 @@ impl State {
                 Kind::Quantity(m)
             } else if ty == types::SLEEP_ANALYSIS {
                 Kind::Sleep
+            } else if ty == types::MENSTRUAL_FLOW {
+                Kind::MenstrualFlow
             } else {
                 Kind::Unknown
             };
@@ -264,12 +269,14 @@ impl State {
         Ok(id)
     }
 
+    /// Parses a `Record`; a menstrual-flow record is returned instead of emitted, so the caller
+    /// can read its metadata children first ([`State::flow_end`] emits it).
     fn record<S: Sink + ?Sized>(
         &mut self,
         e: &BytesStart<'_>,
         corr: Option<&CorrelationCtx>,
         sink: &mut S,
-    ) -> Result<(), ImportError> {
+    ) -> Result<Option<MenstrualFlow>, ImportError> {
         self.counts.records += 1;
         let (mut ty, mut name, mut version, mut device, mut unit) = (None, None, None, None, None);
         let (mut start, mut end, mut value) = (None, None, None);
@@ -290,13 +297,19 @@ impl State {
         }
         let Some(ty) = ty else {
             self.counts.skip(SkipReason::MissingType);
-            return Ok(());
+            return Ok(None);
         };
         let kind = self.kind(&ty);
         let outcome = match kind {
             Kind::Unknown => {
                 self.unknown_type(&ty);
-                return Ok(());
+                return Ok(None);
+            }
+            Kind::MenstrualFlow => {
+                match self.flow([&name, &version, &device, &start, &end, &value], sink)? {
+                    Ok(flow) => return Ok(Some(flow)),
+                    Err(reason) => Err(reason),
+                }
             }
             Kind::Quantity(m) => self.quantity(
                 m,
@@ -309,6 +322,68 @@ impl State {
         if let Err(reason) = outcome {
             self.counts.skip(reason);
         }
+        Ok(None)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn flow<S: Sink + ?Sized>(
+        &mut self,
+        [name, version, device, start, end, value]: [&Option<Cow<'_, [u8]>>; 6],
+        sink: &mut S,
+    ) -> Result<Result<MenstrualFlow, SkipReason>, ImportError> {
+        let Some(flow) = value.as_deref().and_then(types::menstrual_flow) else {
+            return Ok(Err(SkipReason::UnknownFlowValue));
+        };
+        let (s, _, off) = match Self::times(start.as_ref(), end.as_ref()) {
+            Ok(t) => t,
+            Err(r) => return Ok(Err(r)),
+        };
+        let source = self.source(
+            name.as_deref().unwrap_or(b""),
+            version.as_deref(),
+            device.as_deref(),
+            sink,
+        )?;
+        Ok(Ok(MenstrualFlow {
+            source,
+            start: s,
+            zone_offset_min: off,
+            flow,
+            cycle_start: false,
+        }))
+    }
+
+    /// A flow record's `MetadataEntry`: HealthKit marks a cycle's first day with
+    /// `HKMenstrualCycleStart` = 1.
+    fn flow_metadata(
+        &self,
+        flow: &mut MenstrualFlow,
+        e: &BytesStart<'_>,
+    ) -> Result<(), ImportError> {
+        let (mut is_start_key, mut one) = (false, false);
+        for a in e.attributes().with_checks(false) {
+            let a = a.map_err(|err| malformed(self.position, err.to_string()))?;
+            let v = b(a.value);
+            match a.key.as_ref().as_bytes() {
+                b"key" => is_start_key = v.as_ref() == b"HKMenstrualCycleStart",
+                b"value" => one = v.as_ref() == b"1",
+                _ => {}
+            }
+        }
+        if is_start_key {
+            flow.cycle_start = one;
+        }
+        Ok(())
+    }
+
+    fn flow_end<S: Sink + ?Sized>(
+        &mut self,
+        flow: MenstrualFlow,
+        sink: &mut S,
+    ) -> Result<(), ImportError> {
+        sink.menstrual_flow(&flow)
+            .map_err(sink_err(self.position))?;
+        self.counts.menstrual_flows += 1;
         Ok(())
     }
 
@@ -824,7 +899,16 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                         }
                     }
                     1 => match name {
-                        b"Record" => st.record(e, None, sink)?,
+                        b"Record" => {
+                            if let Some(flow) = st.record(e, None, sink)? {
+                                if is_start {
+                                    ctx = Ctx::Flow(flow);
+                                    skip_children = false;
+                                } else {
+                                    st.flow_end(flow, sink)?;
+                                }
+                            }
+                        }
                         b"Workout" if is_start => {
                             ctx = Ctx::Workout(st.workout_start(e, sink)?);
                             skip_children = false;
@@ -847,7 +931,13 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                     },
                     2 => match (&mut ctx, name) {
                         (Ctx::Workout(w), _) => st.workout_child(w, e)?,
-                        (Ctx::Correlation(c), b"Record") => st.record(e, Some(c), sink)?,
+                        (Ctx::Correlation(c), b"Record") => {
+                            // A flow record inside a correlation is not something Apple writes.
+                            if let Some(flow) = st.record(e, Some(c), sink)? {
+                                st.flow_end(flow, sink)?;
+                            }
+                        }
+                        (Ctx::Flow(f), b"MetadataEntry") => st.flow_metadata(f, e)?,
                         _ => {}
                     },
                     _ => {}
@@ -865,11 +955,11 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                     .ok_or_else(|| malformed(before, "unmatched end tag"))?;
                 match depth {
                     0 => root_closed = true,
-                    1 => {
-                        if let Ctx::Workout(w) = std::mem::replace(&mut ctx, Ctx::Top) {
-                            st.workout_end(w, sink)?;
-                        }
-                    }
+                    1 => match std::mem::replace(&mut ctx, Ctx::Top) {
+                        Ctx::Workout(w) => st.workout_end(w, sink)?,
+                        Ctx::Flow(f) => st.flow_end(f, sink)?,
+                        _ => {}
+                    },
                     _ => {}
                 }
             }
@@ -906,6 +996,7 @@ mod tests {
     struct Collect {
         samples: Vec<Sample>,
         sleep: Vec<SleepInterval>,
+        flows: Vec<MenstrualFlow>,
         workouts: Vec<Workout>,
         summaries: Vec<ActivitySummary>,
         me: Vec<Me>,
@@ -923,6 +1014,10 @@ mod tests {
         }
         fn sleep(&mut self, s: &SleepInterval) -> Result<(), SinkError> {
             self.sleep.push(*s);
+            Ok(())
+        }
+        fn menstrual_flow(&mut self, f: &MenstrualFlow) -> Result<(), SinkError> {
+            self.flows.push(*f);
             Ok(())
         }
         fn workout(&mut self, w: &Workout) -> Result<(), SinkError> {
@@ -1098,6 +1193,36 @@ mod tests {
         );
         assert_eq!(report.sources[1].source_name, "Withings & Co");
         assert_eq!(sink.sources.len(), 2);
+    }
+
+    #[test]
+    fn menstrual_flow_records_with_their_cycle_start_mark() {
+        let body = r#" <Record type="HKCategoryTypeIdentifierMenstrualFlow" sourceName="Health" startDate="2024-03-01 00:00:00 +0100" endDate="2024-03-01 00:00:00 +0100" value="HKCategoryValueVaginalBleedingMedium">
+  <MetadataEntry key="HKMenstrualCycleStart" value="1"/>
+  <MetadataEntry key="HKWasUserEntered" value="1"/>
+ </Record>
+ <Record type="HKCategoryTypeIdentifierMenstrualFlow" sourceName="Health" startDate="2024-03-02 00:00:00 +0100" endDate="2024-03-02 00:00:00 +0100" value="HKCategoryValueMenstrualFlowLight"/>
+ <Record type="HKCategoryTypeIdentifierMenstrualFlow" sourceName="Health" startDate="2024-03-03 00:00:00 +0100" endDate="2024-03-03 00:00:00 +0100" value="HKCategoryValueMenstrualFlowNone">
+  <MetadataEntry key="HKMenstrualCycleStart" value="0"/>
+ </Record>
+ <Record type="HKCategoryTypeIdentifierMenstrualFlow" sourceName="Health" startDate="2024-03-04 00:00:00 +0100" endDate="2024-03-04 00:00:00 +0100" value="HKCategoryValueMenstrualFlowPurple"/>
+ <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Health" unit="count/min" startDate="2024-03-04 00:00:00 +0100" endDate="2024-03-04 00:00:00 +0100" value="60"/>"#;
+        let (report, c) = run(body);
+        let got: Vec<(bool, bool, i16)> = c
+            .flows
+            .iter()
+            .map(|f| (f.flow, f.cycle_start, f.zone_offset_min))
+            .collect();
+        assert_eq!(
+            got,
+            [(true, true, 60), (true, false, 60), (false, false, 60)]
+        );
+        assert_eq!(c.flows[0].start, 1_709_247_600_000_000);
+        assert_eq!(report.counts.menstrual_flows, 3);
+        assert_eq!(report.counts.skipped[&SkipReason::UnknownFlowValue], 1);
+        // The parser is back at top level after a flow record's children.
+        assert_eq!(c.samples.len(), 1);
+        assert_eq!(report.counts.records, 5);
     }
 
     #[test]

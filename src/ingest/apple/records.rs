@@ -46,6 +46,17 @@ pub struct SleepInterval {
     pub zone_offset_min: i16,
 }
 
+/// One menstrual-flow record (a day of a period, or a day logged without flow). `cycle_start`
+/// is HealthKit's `HKMenstrualCycleStart` metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MenstrualFlow {
+    pub source: u32,
+    pub start: i64,
+    pub zone_offset_min: i16,
+    pub flow: bool,
+    pub cycle_start: bool,
+}
+
 /// Totals of a workout, from its `WorkoutStatistics` children (or the legacy `total*` attributes),
 /// in kcal, metres, bpm, m/s, W, rpm.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,6 +150,9 @@ pub trait Sink {
     fn workout(&mut self, _workout: &Workout) -> Result<(), SinkError> {
         Ok(())
     }
+    fn menstrual_flow(&mut self, _flow: &MenstrualFlow) -> Result<(), SinkError> {
+        Ok(())
+    }
     fn activity_summary(&mut self, _summary: &ActivitySummary) -> Result<(), SinkError> {
         Ok(())
     }
@@ -162,6 +176,7 @@ pub enum SkipReason {
     BadDate,
     EndBeforeStart,
     UnknownSleepValue,
+    UnknownFlowValue,
     /// A blood-pressure record seen both inside its `Correlation` and at top level (Apple writes
     /// both); the second copy is dropped.
     DuplicateInCorrelation,
@@ -178,18 +193,22 @@ impl SkipReason {
             SkipReason::BadDate => "bad_date",
             SkipReason::EndBeforeStart => "end_before_start",
             SkipReason::UnknownSleepValue => "unknown_sleep_value",
+            SkipReason::UnknownFlowValue => "unknown_flow_value",
             SkipReason::DuplicateInCorrelation => "duplicate_in_correlation",
         }
     }
 }
 
 /// What a parse found. `records` counts every `Record` element (nested ones included);
-/// every record ends up in exactly one of samples, sleep intervals, `skipped` or `unknown_types`.
+/// every record ends up in exactly one of samples, sleep intervals, menstrual flows, `skipped` or
+/// `unknown_types`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub records: u64,
     pub samples: u64,
     pub sleep_intervals: u64,
+    /// Menstrual-flow records (with or without flow).
+    pub menstrual_flows: u64,
     pub workouts: u64,
     pub activity_summaries: u64,
     pub correlations: u64,

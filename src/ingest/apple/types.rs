@@ -16,6 +16,7 @@ use super::units::Conv;
 
 pub const QUANTITY_PREFIX: &str = "HKQuantityTypeIdentifier";
 pub const SLEEP_ANALYSIS: &[u8] = b"HKCategoryTypeIdentifierSleepAnalysis";
+pub const MENSTRUAL_FLOW: &[u8] = b"HKCategoryTypeIdentifierMenstrualFlow";
 pub const BP_SYSTOLIC: i16 = 22;
 pub const BP_DIASTOLIC: i16 = 23;
 
@@ -258,6 +259,21 @@ pub fn series_types() -> Vec<&'static SeriesType> {
 
 /// Sleep-analysis category values: the symbolic names of current exports and the integers of old
 /// ones (0 in bed, 1 asleep, 2 awake, 3 core, 4 deep, 5 REM).
+/// Whether a menstrual-flow value means flow: `Some(true)` for unspecified, light, medium or
+/// heavy; `Some(false)` for "none"; None when unknown. iOS 18 renamed the values to
+/// `HKCategoryValueVaginalBleeding…`; older exports may hold the raw numbers (1–5).
+pub fn menstrual_flow(value: &[u8]) -> Option<bool> {
+    let name = value
+        .strip_prefix(b"HKCategoryValueMenstrualFlow")
+        .or_else(|| value.strip_prefix(b"HKCategoryValueVaginalBleeding"))
+        .unwrap_or(value);
+    match name {
+        b"Unspecified" | b"Light" | b"Medium" | b"Heavy" | b"1" | b"2" | b"3" | b"4" => Some(true),
+        b"None" | b"5" => Some(false),
+        _ => None,
+    }
+}
+
 pub fn sleep_stage(value: &[u8]) -> Option<SleepStage> {
     let name = value
         .strip_prefix(b"HKCategoryValueSleepAnalysis")

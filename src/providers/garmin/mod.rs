@@ -23,6 +23,8 @@ use super::{
 };
 use wearhouse_domain::records::ScoreComponent;
 
+mod mct;
+
 pub struct Garmin;
 
 const NAME: &str = "garmin";
@@ -45,6 +47,7 @@ const PUSH_TYPES: &[&str] = &[
     "activityDetails",
     "activityFiles",
     "moveIQActivities",
+    "mct",
 ];
 
 /// Types whose history is requested by backfill, as upstream orchestrates them.
@@ -364,6 +367,7 @@ impl Garmin {
             // (they have no metrics, and would double the recorded activities); wearhouse
             // keeps the pushed body raw, so a later mapping version can still read them.
             "moveIQActivities" => {}
+            "mct" => m.cycles.push(mct::cycle(v, ds)?),
             other => return Err(MapError::UnknownType(other.into())),
         }
         Ok(())
