@@ -282,13 +282,16 @@ async fn bad_input_is_400_with_detail() {
     .unwrap();
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
     assert!(raw.contains(r#"{"detail":"#), "{raw}");
-    // A chunked body without a declared length is cut off at the limit too.
+    // A chunked body without a declared length is cut off at the limit too. The server stops
+    // reading mid-body and closes, so this connection must not go back to the client's pool
+    // (the next request would race the close).
     let chunks =
         futures::stream::iter((0..12).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 1024 * 1024])));
     let r = s
         .req(Method::POST, "/api/v1/users")
         .header("X-Open-Wearables-API-Key", &key)
         .header("content-type", "application/json")
+        .header("connection", "close")
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await;

@@ -549,6 +549,10 @@ pub async fn run(
         Ordering::Relaxed,
     );
     let started = std::time::Instant::now();
+    // The check that the file parses reads the spooled upload alongside the raw copy being
+    // stored (two cores, two passes over the page cache); nothing derived is appended before
+    // the raw payload is.
+    let check = check_parses(&req.path);
     let sha256 = receive(pool, commands, &req).await?;
     tracing::info!(import = %id, seconds = started.elapsed().as_secs_f64(), "raw payload stored");
     let sync = SyncRunCommand::Start {
@@ -581,7 +585,9 @@ pub async fn run(
     let parsing = std::time::Instant::now();
     let result = match previous {
         Some(dup) => Ok((ImportCounts::default(), Some(dup))),
-        None => normalize(pool, &req, progress).await.map(|c| (c, None)),
+        None => normalize_checked(pool, &req, progress, check)
+            .await
+            .map(|c| (c, None)),
     };
     match result {
         Ok((counts, duplicate_of)) => {
@@ -669,10 +675,29 @@ pub async fn normalize(
     req: &ImportRequest,
     progress: Arc<Progress>,
 ) -> Result<ImportCounts, PipelineError> {
-    // First pass: the whole file must parse, so a malformed export appends nothing. The parser
-    // reads well over 1 GB/s, so this costs little next to the writes.
-    let path = req.path.clone();
-    tokio::task::spawn_blocking(move || apple::parse(apple::open_export(&path)?, &mut NullSink))
+    let check = check_parses(&req.path);
+    normalize_checked(pool, req, progress, check).await
+}
+
+type Check = tokio::task::JoinHandle<Result<(), apple::ImportError>>;
+
+/// First pass: the whole file must parse, so a malformed export appends nothing. It appends
+/// nothing itself, so it may run while the raw bytes are still being stored.
+fn check_parses(path: &std::path::Path) -> Check {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        apple::parse(apple::open_export(&path)?, &mut NullSink).map(|_| ())
+    })
+}
+
+/// [`normalize`] once `check` (the first pass) has passed.
+async fn normalize_checked(
+    pool: &Pool,
+    req: &ImportRequest,
+    progress: Arc<Progress>,
+    check: Check,
+) -> Result<ImportCounts, PipelineError> {
+    check
         .await
         .map_err(|e| PipelineError::Store(e.to_string()))??;
 
