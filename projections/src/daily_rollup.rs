@@ -360,7 +360,7 @@ impl Projection for DailyRollup {
     }
 
     fn batch_size(&self) -> i64 {
-        500
+        10_000
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -352,7 +352,7 @@ impl Projection for HealthScores {
     }
 
     fn batch_size(&self) -> i64 {
-        500
+        10_000
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use futures::TryStreamExt;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -98,12 +99,13 @@ pub async fn horizon(client: &impl GenericClient) -> Result<i64, tokio_postgres:
 }
 
 /// What a reader learns of an entry before loading it: where it is, when it was written and
-/// how many bytes its payload takes in storage.
+/// about how many bytes its payload takes (a compressed one is counted at eight times its
+/// stored size, about what JSON shrinks to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peek {
     pub cursor: Cursor,
     pub recorded_at: DateTime<Utc>,
-    pub stored_bytes: i64,
+    pub bytes: i64,
 }
 
 const TYPES_FILTER: &str = "(cardinality($4::text[]) = 0 OR event_type = ANY($4))";
@@ -119,7 +121,8 @@ pub async fn peek_below(
 ) -> Result<Vec<Peek>, tokio_postgres::Error> {
     let statement = client
         .prepare_cached(&format!(
-            "SELECT tx::text::bigint, position, recorded_at, pg_column_size(payload)::int8 FROM events \
+            "SELECT tx::text::bigint, position, recorded_at, pg_column_size(payload)::int8 \
+             * CASE WHEN pg_column_compression(payload) IS NULL THEN 1 ELSE 8 END FROM events \
              WHERE (tx, position) > ($1::bigint::text::xid8, $2) AND tx < $3::bigint::text::xid8 \
              AND {TYPES_FILTER} ORDER BY tx, position LIMIT $5"
         ))
@@ -138,7 +141,7 @@ pub async fn peek_below(
                 position: r.get(1),
             },
             recorded_at: r.get(2),
-            stored_bytes: r.get(3),
+            bytes: r.get(3),
         })
         .collect())
 }
@@ -160,21 +163,21 @@ pub async fn read_through(
         ))
         .await?;
     let types: Vec<&str> = types.to_vec();
-    Ok(client
-        .query(
-            &statement,
-            &[
-                &after.tx,
-                &after.position,
-                &through.tx,
-                &types,
-                &through.position,
-            ],
-        )
-        .await?
-        .iter()
-        .map(entry)
-        .collect())
+    // Rows are decoded as they arrive, so a batch is never held twice (raw and decoded).
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &after.tx,
+        &after.position,
+        &through.tx,
+        &types,
+        &through.position,
+    ];
+    let rows = client.query_raw(&statement, params).await?;
+    futures::pin_mut!(rows);
+    let mut entries = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        entries.push(entry(&row));
+    }
+    Ok(entries)
 }
 
 /// The last entry below `horizon`: where a reader that has seen everything it needs below the

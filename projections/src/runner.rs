@@ -17,8 +17,8 @@ use tracing::{debug, error, info, warn};
 use crate::log::{horizon, last_below, peek_below, read_through, Cursor, LogEntry, Peek};
 
 /// How long a model that reads other models holds entries back while they catch up.
-const MAX_DEPENDENCY_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
-/// Stored payload bytes per batch (compressed; a few times more once decoded).
+const MAX_DEPENDENCY_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Payload bytes per batch (decoded JSON takes a few times more memory than its text).
 const MAX_BATCH_BYTES: i64 = 2 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +163,7 @@ impl Runner {
         let fits = ready
             .iter()
             .take_while(|p| {
-                bytes += p.stored_bytes;
+                bytes += p.bytes;
                 bytes <= MAX_BATCH_BYTES
             })
             .count()

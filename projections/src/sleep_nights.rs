@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
+use futures::TryStreamExt;
 use uuid::Uuid;
 use wearhouse_domain::records::{DataEvent, RecordKind};
 use wearhouse_domain::scores::waso;
@@ -29,34 +30,52 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
     d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
 }
 
-/// The mean of the points inside each window `[start, end)` that holds any, by window index.
-/// Points come in time order; windows may come in any order and may overlap.
-fn window_means(
-    windows: &[(DateTime<Utc>, DateTime<Utc>)],
-    points: impl Iterator<Item = (DateTime<Utc>, f64)>,
-) -> Vec<(usize, f64)> {
-    let mut order: Vec<usize> = (0..windows.len()).collect();
-    order.sort_by_key(|&i| windows[i].0);
-    let mut sums = vec![(0.0, 0u32); windows.len()];
-    // Windows that started at or before the current point and may still contain it.
-    let mut open: Vec<usize> = Vec::new();
-    let mut next = 0;
-    for (time, value) in points {
-        while next < order.len() && windows[order[next]].0 <= time {
-            open.push(order[next]);
-            next += 1;
-        }
-        open.retain(|&i| windows[i].1 > time);
-        for &i in &open {
-            sums[i].0 += value;
-            sums[i].1 += 1;
+/// Means of the points inside each window `[start, end)`, fed points in time order. Windows
+/// may come in any order and may overlap.
+struct WindowMeans<'a> {
+    windows: &'a [(DateTime<Utc>, DateTime<Utc>)],
+    /// Window indexes by start.
+    order: Vec<usize>,
+    next: usize,
+    /// Windows that started at or before the last point and may still contain the next.
+    open: Vec<usize>,
+    sums: Vec<(f64, u32)>,
+}
+
+impl<'a> WindowMeans<'a> {
+    fn new(windows: &'a [(DateTime<Utc>, DateTime<Utc>)]) -> Self {
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by_key(|&i| windows[i].0);
+        WindowMeans {
+            windows,
+            order,
+            next: 0,
+            open: Vec::new(),
+            sums: vec![(0.0, 0); windows.len()],
         }
     }
-    sums.iter()
-        .enumerate()
-        .filter(|(_, (_, n))| *n > 0)
-        .map(|(i, (sum, n))| (i, sum / f64::from(*n)))
-        .collect()
+
+    fn push(&mut self, time: DateTime<Utc>, value: f64) {
+        while self.next < self.order.len() && self.windows[self.order[self.next]].0 <= time {
+            self.open.push(self.order[self.next]);
+            self.next += 1;
+        }
+        let windows = self.windows;
+        self.open.retain(|&i| windows[i].1 > time);
+        for &i in &self.open {
+            self.sums[i].0 += value;
+            self.sums[i].1 += 1;
+        }
+    }
+
+    /// (window index, mean) of every window that holds a point.
+    fn means(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.sums
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(i, (sum, n))| (i, sum / f64::from(*n)))
+    }
 }
 
 /// Recomputes the nights of `user` whose local wake date is in `from..=to`.
@@ -99,14 +118,19 @@ pub async fn recompute(
                  AND time >= $3 AND time < $4 ORDER BY time",
             )
             .await?;
+        let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+            mains.iter().map(|n| (n.start, n.end)).collect();
         for series in VITALS {
-            let rows = tx.query(&scan, &[&user, &series, &lo, &hi]).await?;
-            let points = rows
-                .iter()
-                .map(|r| (r.get::<_, DateTime<Utc>>(0), r.get(1)));
-            let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-                mains.iter().map(|n| (n.start, n.end)).collect();
-            for (i, mean) in window_means(&windows, points) {
+            // Streamed: a user's whole heart-rate history can be millions of rows.
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&user, &series, &lo, &hi];
+            let rows = tx.query_raw(&scan, params).await?;
+            futures::pin_mut!(rows);
+            let mut means = WindowMeans::new(&windows);
+            while let Some(r) = rows.try_next().await? {
+                means.push(r.get(0), r.get(1));
+            }
+            for (i, mean) in means.means() {
                 avg.insert((i as i32, series), mean);
             }
         }
@@ -231,7 +255,7 @@ impl Projection for SleepNights {
     }
 
     fn batch_size(&self) -> i64 {
-        500
+        10_000
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
@@ -355,9 +379,11 @@ mod tests {
             (60, 1.0),
         ]
         .map(|(m, v)| (at(m), v));
-        let means: BTreeMap<usize, f64> = window_means(&windows, points.into_iter())
-            .into_iter()
-            .collect();
+        let mut wm = WindowMeans::new(&windows);
+        for (t, v) in points {
+            wm.push(t, v);
+        }
+        let means: BTreeMap<usize, f64> = wm.means().collect();
         assert_eq!(means.get(&1), Some(&3.0)); // 1, 3, 5 (10 is the end, excluded)
         assert_eq!(means.get(&2), Some(&((3.0 + 5.0 + 100.0 + 7.0) / 4.0)));
         assert_eq!(means.get(&0), Some(&8.0)); // 7, 9

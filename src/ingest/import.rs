@@ -35,8 +35,11 @@ const RING_ENERGY: i16 = 81;
 const RING_EXERCISE: i16 = 84;
 /// The buffer key's source index of the rings' source (never a parser index).
 const SUMMARY_SOURCE: u32 = u32::MAX;
-/// Records per workout / sleep / summary event.
+/// Records per workout / summary / cycle event.
 const RECORDS_PER_EVENT: usize = 500;
+/// Sleep sessions per event: each carries its stage timeline, so fewer keep events small
+/// enough for readers to load a few at a time.
+const SESSIONS_PER_EVENT: usize = 100;
 pub const PROVIDER: &str = "apple";
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +234,7 @@ impl BatchSink {
         }
         sessions.sort_by_key(|s| (s.start, s.id));
         let session_count = sessions.len() as u64;
-        for chunk in sessions.chunks(RECORDS_PER_EVENT) {
+        for chunk in sessions.chunks(SESSIONS_PER_EVENT) {
             self.send(Out::Event(DataEvent::SleepSessionsRecorded {
                 user_id: self.user_id,
                 sessions: chunk.to_vec(),
