@@ -232,7 +232,23 @@ fn environment_help(cmd: &clap::Command) -> String {
     out
 }
 
+/// glibc's allocator otherwise keeps what many threads freed (one arena per thread, and large
+/// buffers on the heap once a big one was freed), so resident memory creeps up with the size
+/// of an import although the live heap stays flat. Set before any thread starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     let command = Cli::command();
     let help = environment_help(&command);
     let cli = Cli::from_arg_matches(&command.after_help(help).get_matches())?;
