@@ -1223,13 +1223,44 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
     );
     let deep: f64 = c
         .query_one(
-            "SELECT deep_minutes FROM sleep_sessions WHERE user_id = $1 LIMIT 1",
+            "SELECT deep_minutes FROM sleep_sessions WHERE user_id = $1 AND NOT is_nap LIMIT 1",
             &[&id],
         )
         .await
         .unwrap()
         .get(0);
     assert_eq!(deep, 90.0);
+    // Each day's sleep summary lists a 25-minute afternoon nap: it is served as its own session
+    // flagged `is_nap`, and the night it came with keeps its window and stages.
+    let today = Utc::now().date_naive();
+    let window = format!(
+        "start_date={}&end_date={}",
+        today - chrono::Duration::days(5),
+        today + chrono::Duration::days(2)
+    );
+    let (st, sl) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/events/sleep?{window}&limit=100"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{sl}");
+    let items = sl["data"].as_array().unwrap();
+    let naps: Vec<&Value> = items.iter().filter(|s| s["is_nap"] == true).collect();
+    let nights: Vec<&Value> = items.iter().filter(|s| s["is_nap"] == false).collect();
+    assert!(!naps.is_empty() && naps.len() == nights.len(), "{sl}");
+    for n in &naps {
+        assert_eq!(n["duration_seconds"].as_f64(), Some(1500.0), "{n}");
+        assert_eq!(n["sleep_duration_seconds"].as_f64(), Some(1500.0), "{n}");
+        assert_eq!(n["zone_offset"], "-05:00", "{n}");
+        // 14:10 local (-05:00) is 19:10 UTC.
+        assert!(n["start_time"].as_str().unwrap().contains("T19:10:00"), "{n}");
+        assert_eq!(n["source"]["provider"], "garmin");
+    }
+    for n in &nights {
+        assert_eq!(n["duration_seconds"].as_f64(), Some(25200.0), "{n}");
+        assert_eq!(n["stages"]["deep_minutes"].as_f64(), Some(90.0), "{n}");
+        assert!(n["start_time"].as_str().unwrap().contains("T04:00:00"), "{n}");
+    }
 
     // A second user linked to the same Garmin account gets pushes too.
     let other = e.user().await;
