@@ -1084,6 +1084,31 @@ impl SyncApi {
                                 .await
                                 .map_err(super::error::internal_api)?;
                         }
+                        if let Some(event) = derived_samples_deleted(
+                            &state,
+                            p.as_ref(),
+                            data_type,
+                            external_id,
+                            user,
+                        )
+                        .await?
+                        {
+                            let stream = format!("{user}/samples/{external_id}");
+                            state
+                                .commands
+                                .record(
+                                    RecordKind::AGGREGATE_TYPE,
+                                    &stream,
+                                    event.event_type(),
+                                    serde_json::to_value(&event)
+                                        .map_err(super::error::internal_api)?,
+                                    &actor,
+                                    Some(user),
+                                    None,
+                                )
+                                .await
+                                .map_err(super::error::internal_api)?;
+                        }
                     }
                     Notice::Pull { data_type, .. } => {
                         let raw_event = DataEvent::RawPayloadReceived {
@@ -1220,4 +1245,52 @@ fn default_20() -> i64 {
 }
 fn default_50() -> i64 {
     50
+}
+
+/// The `SamplesDeleted` event for the samples mapped from a provider-deleted record, or `None`
+/// when the provider maps none from that type or the record was never stored. The delete
+/// notice names only the provider's id, so the samples' time comes from the record's own
+/// mapped record (its score or sleep session), as stored by its read model.
+async fn derived_samples_deleted(
+    state: &AppState,
+    p: &dyn crate::providers::Provider,
+    data_type: &str,
+    external_id: &str,
+    user: Uuid,
+) -> Result<Option<DataEvent>, ApiError> {
+    use crate::providers::SampleAnchor;
+    let Some(derived) = p.deleted_samples(data_type, external_id, user) else {
+        return Ok(None);
+    };
+    let (sql, id) = match derived.at {
+        SampleAnchor::ScoreTime(id) => (
+            "SELECT recorded_at FROM health_scores WHERE id = $1 AND user_id = $2",
+            id,
+        ),
+        SampleAnchor::SleepStart(id) => (
+            "SELECT start_time FROM sleep_sessions WHERE id = $1 AND user_id = $2",
+            id,
+        ),
+    };
+    let Some(row) = state
+        .pool
+        .get()
+        .await?
+        .query_opt(sql, &[&id, &user])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let at: DateTime<Utc> = row.get(0);
+    let series_types = derived
+        .series
+        .iter()
+        .filter_map(|c| wearhouse_domain::series::by_code(c).map(|t| t.id))
+        .collect();
+    Ok(Some(DataEvent::SamplesDeleted {
+        user_id: user,
+        data_source_id: derived.data_source_id,
+        series_types,
+        times: vec![at],
+    }))
 }

@@ -280,7 +280,12 @@ impl Garmin {
                 });
                 // Garmin lists the day's naps inside the sleep summary (`naps`); each is its own
                 // session, flagged as a nap by the provider, so it never merges into the night.
-                for nap in v.get("naps").and_then(Value::as_array).into_iter().flatten() {
+                for nap in v
+                    .get("naps")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(s) = nap_session(nap, ds, id, off) {
                         m.sleep.push(s);
                     }
@@ -750,7 +755,10 @@ mod tests {
         assert_eq!(nap.stages[0].stage, "sleeping");
         assert_ne!(nap.id, night.id);
         // The same summary delivered again names the same nap.
-        assert_eq!(Garmin.map("sleeps", &body, user()).unwrap().sleep[1].id, nap.id);
+        assert_eq!(
+            Garmin.map("sleeps", &body, user()).unwrap().sleep[1].id,
+            nap.id
+        );
     }
 
     #[test]
