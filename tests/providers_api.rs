@@ -1648,6 +1648,71 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
     assert_eq!(stats["heart_rate_max"], 159.0, "{stats}");
 }
 
+/// Users linked to one Garmin account all get an activity's FIT file, downloaded once: Garmin
+/// serves the file per account, and the first user's run fans it out to the others.
+#[tokio::test]
+async fn garmin_activity_files_download_once_for_linked_users() {
+    // 2026-03-02T07:00:00-05:00.
+    const START: i64 = 1_772_452_800;
+    let e = setup(&[]).await;
+    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    e.sim
+        .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
+        .await;
+    let (first, second) = (e.user().await, e.user().await);
+    e.connect("garmin", &first).await;
+    e.connect("garmin", &second).await;
+    assert_eq!(
+        e.connections(&second).await[0]["linked_user_ids"],
+        json!([first])
+    );
+    let r: Value = e
+        .sim
+        .http
+        .post(format!("{}/_sim/garmin/activity", e.sim.url))
+        .json(&json!({"activity_id": 777, "start": START, "offset": -18000, "seconds": 600, "step": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    // Each user gets the file's 60 heart-rate records, the workout, and its own push run.
+    let hr_sql = "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 1";
+    for u in [&first, &second] {
+        let runs = e.finished_runs(u, 1).await;
+        assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+        assert_eq!(e.count(hr_sql, u).await, 60, "{u}");
+        assert_eq!(
+            e.count("SELECT count(*) FROM workouts WHERE user_id = $1", u)
+                .await,
+            1
+        );
+    }
+    let downloads = e
+        .sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.starts_with("garmin/wellness-api/rest/activityFile?id=777"))
+        .count();
+    assert_eq!(downloads, 1, "one download for the account");
+    // The file is kept once, and each user's history references it.
+    let c = e.s.db.client().await;
+    let refs: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT user_id) FROM events WHERE event_type = 'RawPayloadReceived' \
+             AND payload->'raw'->>'kind' = 'activityFiles:FIT:777'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refs, 2);
+    assert_no_tokens(&e, &[]).await;
+}
+
 /// Whoop's scores reach /health-scores and /summaries/recovery with the simulator's values;
 /// its `*.deleted` webhooks delete the record and its score from the read models (the history
 /// keeps them), and a later pull of the same records does not bring them back.

@@ -1036,6 +1036,15 @@ impl SyncApi {
                     Notice::Data {
                         data_type, items, ..
                     } => {
+                        // Files a push points at (Garmin activity files) are served per account:
+                        // the first linked user's run downloads them once and fans them out.
+                        let linked = if p.file_downloads(data_type, items).is_empty() {
+                            Vec::new()
+                        } else if i == 0 {
+                            users[1..].to_vec()
+                        } else {
+                            continue;
+                        };
                         // Answer at once (Garmin gives up after 30 s); map in the background.
                         let (engine, p, data_type, items, raw_ref) = (
                             state.providers.clone(),
@@ -1046,7 +1055,7 @@ impl SyncApi {
                         );
                         tokio::spawn(async move {
                             let _ = engine
-                                .ingest_push(user, p.as_ref(), &data_type, &items, raw_ref)
+                                .ingest_push(user, &linked, p.as_ref(), &data_type, &items, raw_ref)
                                 .await;
                         });
                     }
