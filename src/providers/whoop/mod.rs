@@ -353,7 +353,7 @@ impl Provider for Whoop {
                     );
                     for (series, key) in RECOVERY_SERIES.iter().zip(RECOVERY_KEYS) {
                         if let Some(val) = f(score, key) {
-                            m.sample(*series, ds, at, None, 0, val, None);
+                            m.sample(series, ds, at, None, 0, val, None);
                         }
                     }
                 }
