@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "provider_scores_pacing",
         include_str!("../migrations/0009_provider_scores_pacing.sql"),
     ),
+    (
+        10,
+        "sample_tombstones",
+        include_str!("../migrations/0010_sample_tombstones.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -1223,13 +1223,50 @@ async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
     );
     let deep: f64 = c
         .query_one(
-            "SELECT deep_minutes FROM sleep_sessions WHERE user_id = $1 LIMIT 1",
+            "SELECT deep_minutes FROM sleep_sessions WHERE user_id = $1 AND NOT is_nap LIMIT 1",
             &[&id],
         )
         .await
         .unwrap()
         .get(0);
     assert_eq!(deep, 90.0);
+    // Each day's sleep summary lists a 25-minute afternoon nap: it is served as its own session
+    // flagged `is_nap`, and the night it came with keeps its window and stages.
+    let today = Utc::now().date_naive();
+    let window = format!(
+        "start_date={}&end_date={}",
+        today - chrono::Duration::days(5),
+        today + chrono::Duration::days(2)
+    );
+    let (st, sl) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/events/sleep?{window}&limit=100"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{sl}");
+    let items = sl["data"].as_array().unwrap();
+    let naps: Vec<&Value> = items.iter().filter(|s| s["is_nap"] == true).collect();
+    let nights: Vec<&Value> = items.iter().filter(|s| s["is_nap"] == false).collect();
+    assert!(!naps.is_empty() && naps.len() == nights.len(), "{sl}");
+    for n in &naps {
+        assert_eq!(n["duration_seconds"].as_f64(), Some(1500.0), "{n}");
+        assert_eq!(n["sleep_duration_seconds"].as_f64(), Some(1500.0), "{n}");
+        assert_eq!(n["zone_offset"], "-05:00", "{n}");
+        // 14:10 local (-05:00) is 19:10 UTC.
+        assert!(
+            n["start_time"].as_str().unwrap().contains("T19:10:00"),
+            "{n}"
+        );
+        assert_eq!(n["source"]["provider"], "garmin");
+    }
+    for n in &nights {
+        assert_eq!(n["duration_seconds"].as_f64(), Some(25200.0), "{n}");
+        assert_eq!(n["stages"]["deep_minutes"].as_f64(), Some(90.0), "{n}");
+        assert!(
+            n["start_time"].as_str().unwrap().contains("T04:00:00"),
+            "{n}"
+        );
+    }
 
     // A second user linked to the same Garmin account gets pushes too.
     let other = e.user().await;
@@ -1611,6 +1648,71 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
     assert_eq!(stats["heart_rate_max"], 159.0, "{stats}");
 }
 
+/// Users linked to one Garmin account all get an activity's FIT file, downloaded once: Garmin
+/// serves the file per account, and the first user's run fans it out to the others.
+#[tokio::test]
+async fn garmin_activity_files_download_once_for_linked_users() {
+    // 2026-03-02T07:00:00-05:00.
+    const START: i64 = 1_772_452_800;
+    let e = setup(&[]).await;
+    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    e.sim
+        .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
+        .await;
+    let (first, second) = (e.user().await, e.user().await);
+    e.connect("garmin", &first).await;
+    e.connect("garmin", &second).await;
+    assert_eq!(
+        e.connections(&second).await[0]["linked_user_ids"],
+        json!([first])
+    );
+    let r: Value = e
+        .sim
+        .http
+        .post(format!("{}/_sim/garmin/activity", e.sim.url))
+        .json(&json!({"activity_id": 777, "start": START, "offset": -18000, "seconds": 600, "step": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    // Each user gets the file's 60 heart-rate records, the workout, and its own push run.
+    let hr_sql = "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 1";
+    for u in [&first, &second] {
+        let runs = e.finished_runs(u, 1).await;
+        assert!(runs.iter().all(|r| r["status"] == "success"), "{runs:?}");
+        assert_eq!(e.count(hr_sql, u).await, 60, "{u}");
+        assert_eq!(
+            e.count("SELECT count(*) FROM workouts WHERE user_id = $1", u)
+                .await,
+            1
+        );
+    }
+    let downloads = e
+        .sim
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.starts_with("garmin/wellness-api/rest/activityFile?id=777"))
+        .count();
+    assert_eq!(downloads, 1, "one download for the account");
+    // The file is kept once, and each user's history references it.
+    let c = e.s.db.client().await;
+    let refs: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT user_id) FROM events WHERE event_type = 'RawPayloadReceived' \
+             AND payload->'raw'->>'kind' = 'activityFiles:FIT:777'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(refs, 2);
+    assert_no_tokens(&e, &[]).await;
+}
+
 /// Whoop's scores reach /health-scores and /summaries/recovery with the simulator's values;
 /// its `*.deleted` webhooks delete the record and its score from the read models (the history
 /// keeps them), and a later pull of the same records does not bring them back.
@@ -1681,6 +1783,34 @@ async fn whoop_scores_and_provider_side_deletes() {
     assert_eq!(row["avg_hrv_rmssd_ms"].as_f64(), Some(60.5));
     assert_eq!(row["avg_spo2_percent"].as_f64(), Some(95.5));
 
+    // The samples that day's recovery (12:30Z) and sleep (starts 04:00Z) were mapped to.
+    let derived = || async {
+        let window = format!("start_time={day}T00:00:00Z&end_time={day}T23:59:59Z");
+        let mut got = Vec::new();
+        for t in [
+            "resting_heart_rate",
+            "heart_rate_variability_rmssd",
+            "oxygen_saturation",
+            "skin_temperature",
+            "respiratory_rate",
+        ] {
+            let (st, ts) = call(e.req(
+                Method::GET,
+                &format!("/api/v1/users/{user}/timeseries?{window}&types={t}&limit=100"),
+            ))
+            .await;
+            assert_eq!(st, 200, "{ts}");
+            for x in ts["data"].as_array().unwrap() {
+                got.push((t, x["timestamp"].as_str().unwrap().to_string()));
+            }
+        }
+        got
+    };
+    let before = derived().await;
+    assert_eq!(before.len(), 5, "{before:?}");
+    assert!(before.contains(&("respiratory_rate", format!("{day}T04:00:00+00:00"))));
+    assert!(before.contains(&("resting_heart_rate", format!("{day}T12:30:00+00:00"))));
+
     // Provider-side deletes of that day's workout, sleep and recovery.
     let hook = format!("{}/api/v1/providers/whoop/webhooks", e.s.url);
     for (kind, rid) in [
@@ -1750,12 +1880,59 @@ async fn whoop_scores_and_provider_side_deletes() {
         )
     };
     assert_eq!(scores_left().await, (0, 0, 0));
-    let (_, summary) = call(e.req(
-        Method::GET,
-        &format!("/api/v1/users/{user}/summaries/recovery?{range}"),
-    ))
-    .await;
-    assert!(summary["data"][0]["recovery_score"].is_null(), "{summary}");
+    // The samples mapped from the deleted recovery and sleep go with them.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !derived().await.is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", derived().await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let recovery_day = || async {
+        let (_, summary) = call(e.req(
+            Method::GET,
+            &format!("/api/v1/users/{user}/summaries/recovery?{range}"),
+        ))
+        .await;
+        // The day is either gone or has none of the deleted recovery's values.
+        let row = summary["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["date"] == day.to_string())
+            .cloned();
+        row.map(|r| {
+            (
+                r["recovery_score"].clone(),
+                r["resting_heart_rate_bpm"].clone(),
+                r["avg_hrv_rmssd_ms"].clone(),
+                r["avg_spo2_percent"].clone(),
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = recovery_day().await;
+        if left.is_none() || left == Some((Value::Null, Value::Null, Value::Null, Value::Null)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The history keeps the samples and names the deletion.
+    let sample_deletions: i64 =
+        e.s.db
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM events WHERE event_type = 'SamplesDeleted' AND user_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(
+        sample_deletions, 2,
+        "one for the recovery, one for the sleep"
+    );
     // The history keeps the records and says who deleted them.
     let c = e.s.db.client().await;
     let deletions: i64 = c
@@ -1775,7 +1952,19 @@ async fn whoop_scores_and_provider_side_deletes() {
     let (_, res) = e.sync("whoop", &user, 3).await;
     assert_eq!(res["success"], true, "{res}");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every read model has applied the re-pull before the deleted samples are looked for.
+    common::settle(&e.s.db).await;
     assert_eq!(scores_left().await, (0, 0, 0));
+    assert_eq!(derived().await, vec![], "deleted samples stay deleted");
+    assert!(recovery_day().await.is_none_or(|r| r.1.is_null()));
+    // Other days keep theirs.
+    let other_day = day - chrono::Duration::days(1);
+    let (_, ts) = call(e.req(
+        Method::GET,
+        &format!("/api/v1/users/{user}/timeseries?start_time={other_day}T00:00:00Z&end_time={other_day}T23:59:59Z&types=resting_heart_rate"),
+    ))
+    .await;
+    assert_eq!(ts["data"].as_array().unwrap().len(), 1, "{ts}");
     let hidden: i64 = c
         .query_one(
             "SELECT count(*) FROM workouts WHERE user_id = $1 AND NOT deleted AND start_time::date = $2",

@@ -233,6 +233,16 @@ pub enum DataEvent {
         kind: RecordKind,
         record_id: Uuid,
     },
+    /// Samples mapped from a record its provider deleted (a Whoop recovery's vitals, a sleep's
+    /// respiratory rate): every (series type × time) of `data_source_id` named here is hidden
+    /// by the timeseries read model from then on, also when a later pull records it again.
+    /// The history keeps the samples.
+    SamplesDeleted {
+        user_id: Uuid,
+        data_source_id: Uuid,
+        series_types: Vec<i16>,
+        times: Vec<DateTime<Utc>>,
+    },
 }
 
 /// The kinds of records that can be deleted: by a user through the API, or by the provider
@@ -265,6 +275,7 @@ impl DataEvent {
             DataEvent::CharacteristicsRecorded { .. } => "CharacteristicsRecorded",
             DataEvent::MenstrualCyclesRecorded { .. } => "MenstrualCyclesRecorded",
             DataEvent::RecordDeleted { .. } => "RecordDeleted",
+            DataEvent::SamplesDeleted { .. } => "SamplesDeleted",
             DataEvent::HealthScoresRecorded { .. } => "HealthScoresRecorded",
             DataEvent::RawPayloadReceived { .. } => "RawPayloadReceived",
             DataEvent::ProviderDataDeleted { .. } => "ProviderDataDeleted",
@@ -280,7 +291,8 @@ impl DataEvent {
             | DataEvent::ActivitySummariesRecorded { user_id, .. }
             | DataEvent::CharacteristicsRecorded { user_id, .. }
             | DataEvent::MenstrualCyclesRecorded { user_id, .. }
-            | DataEvent::RecordDeleted { user_id, .. } => *user_id,
+            | DataEvent::RecordDeleted { user_id, .. }
+            | DataEvent::SamplesDeleted { user_id, .. } => *user_id,
             DataEvent::HealthScoresRecorded { user_id, .. }
             | DataEvent::RawPayloadReceived { user_id, .. }
             | DataEvent::ProviderDataDeleted { user_id, .. } => *user_id,

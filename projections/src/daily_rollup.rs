@@ -349,6 +349,7 @@ impl Projection for DailyRollup {
     fn event_types(&self) -> &'static [&'static str] {
         &[
             "SamplesRecorded",
+            "SamplesDeleted",
             "CharacteristicsRecorded",
             "ProviderPrioritiesSet",
             "DeviceTypePrioritiesSet",
@@ -389,6 +390,28 @@ impl Projection for DailyRollup {
                         while d <= last {
                             set.insert(d);
                             d += Duration::days(1);
+                        }
+                    }
+                }
+                // Samples a provider deleted: the days they fell on are summed again.
+                "SamplesDeleted" => {
+                    if let DataEvent::SamplesDeleted {
+                        user_id,
+                        series_types,
+                        times,
+                        ..
+                    } = decode(entry)?
+                    {
+                        if !series_types.iter().any(|t| relevant(*t)) {
+                            continue;
+                        }
+                        let set = dates.entry(user_id).or_default();
+                        for t in times {
+                            let mut d = t.date_naive() - Duration::days(1);
+                            while d <= t.date_naive() + Duration::days(1) {
+                                set.insert(d);
+                                d += Duration::days(1);
+                            }
                         }
                     }
                 }

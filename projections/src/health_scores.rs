@@ -398,6 +398,20 @@ impl Projection for HealthScores {
                         batch.end.date_naive() + Duration::days(LOOKBACK_DAYS + 1),
                     );
                 }
+                DataEvent::SamplesDeleted {
+                    user_id,
+                    series_types,
+                    times,
+                    ..
+                } if series_types.contains(&HRV_RMSSD) => {
+                    for t in times {
+                        add_days(
+                            &mut ranges.entry(user_id).or_default().resilience,
+                            t.date_naive(),
+                            t.date_naive() + Duration::days(LOOKBACK_DAYS + 1),
+                        );
+                    }
+                }
                 DataEvent::RecordDeleted {
                     user_id,
                     kind: RecordKind::Sleep,

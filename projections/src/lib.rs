@@ -18,6 +18,7 @@ pub mod provider_scores;
 pub mod provider_settings;
 pub mod ranks;
 pub mod runner;
+pub mod sample_deletes;
 pub mod samples;
 pub mod sleep_nights;
 pub mod sleep_sessions;

@@ -123,11 +123,16 @@ impl Projection for Samples {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SamplesRecorded", "ProviderDataDeleted"]
+        &[
+            "SamplesRecorded",
+            "ProviderDataDeleted",
+            crate::sample_deletes::EVENT,
+        ]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
-        tx.batch_execute("TRUNCATE samples, sample_counts").await?;
+        tx.batch_execute("TRUNCATE samples, sample_counts, sample_tombstones")
+            .await?;
         Ok(())
     }
 
@@ -139,6 +144,11 @@ impl Projection for Samples {
         // Deletions split the batch so samples recorded after one survive it.
         let mut from = 0;
         for (i, entry) in entries.iter().enumerate() {
+            if entry.event_type == crate::sample_deletes::EVENT {
+                self.merge(tx, &entries[from..i]).await?;
+                crate::sample_deletes::apply(tx, entry).await?;
+                from = i + 1;
+            }
             if entry.event_type == "ProviderDataDeleted" {
                 self.merge(tx, &entries[from..i]).await?;
                 if let DataEvent::ProviderDataDeleted {
@@ -161,7 +171,9 @@ impl Projection for Samples {
                 from = i + 1;
             }
         }
-        self.merge(tx, &entries[from..]).await
+        self.merge(tx, &entries[from..]).await?;
+        // Samples a provider deleted stay deleted when a later batch brings them again.
+        crate::sample_deletes::enforce(tx, entries).await
     }
 }
 

@@ -227,6 +227,7 @@ fn add_days(set: &mut BTreeSet<NaiveDate>, from: NaiveDate, to: NaiveDate) {
 pub const NIGHT_INPUTS: &[&str] = &[
     "SleepSessionsRecorded",
     "SamplesRecorded",
+    "SamplesDeleted",
     "RecordDeleted",
     "ProviderPrioritiesSet",
     "DeviceTypePrioritiesSet",
@@ -307,6 +308,20 @@ impl Projection for SleepNights {
                         batch.start.date_naive() - Duration::days(1),
                         batch.end.date_naive() + Duration::days(1),
                     );
+                }
+                DataEvent::SamplesDeleted {
+                    user_id,
+                    series_types,
+                    times,
+                    ..
+                } if series_types.iter().any(|t| VITALS.contains(t)) => {
+                    for t in times {
+                        add_days(
+                            dates.entry(user_id).or_default(),
+                            t.date_naive() - Duration::days(1),
+                            t.date_naive() + Duration::days(1),
+                        );
+                    }
                 }
                 DataEvent::RecordDeleted {
                     user_id,

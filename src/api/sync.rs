@@ -1036,6 +1036,15 @@ impl SyncApi {
                     Notice::Data {
                         data_type, items, ..
                     } => {
+                        // Files a push points at (Garmin activity files) are served per account:
+                        // the first linked user's run downloads them once and fans them out.
+                        let linked = if p.file_downloads(data_type, items).is_empty() {
+                            Vec::new()
+                        } else if i == 0 {
+                            users[1..].to_vec()
+                        } else {
+                            continue;
+                        };
                         // Answer at once (Garmin gives up after 30 s); map in the background.
                         let (engine, p, data_type, items, raw_ref) = (
                             state.providers.clone(),
@@ -1046,7 +1055,7 @@ impl SyncApi {
                         );
                         tokio::spawn(async move {
                             let _ = engine
-                                .ingest_push(user, p.as_ref(), &data_type, &items, raw_ref)
+                                .ingest_push(user, &linked, p.as_ref(), &data_type, &items, raw_ref)
                                 .await;
                         });
                     }
@@ -1074,6 +1083,31 @@ impl SyncApi {
                                 .record(
                                     RecordKind::AGGREGATE_TYPE,
                                     &record_id.to_string(),
+                                    event.event_type(),
+                                    serde_json::to_value(&event)
+                                        .map_err(super::error::internal_api)?,
+                                    &actor,
+                                    Some(user),
+                                    None,
+                                )
+                                .await
+                                .map_err(super::error::internal_api)?;
+                        }
+                        if let Some(event) = derived_samples_deleted(
+                            &state,
+                            p.as_ref(),
+                            data_type,
+                            external_id,
+                            user,
+                        )
+                        .await?
+                        {
+                            let stream = format!("{user}/samples/{external_id}");
+                            state
+                                .commands
+                                .record(
+                                    RecordKind::AGGREGATE_TYPE,
+                                    &stream,
                                     event.event_type(),
                                     serde_json::to_value(&event)
                                         .map_err(super::error::internal_api)?,
@@ -1220,4 +1254,52 @@ fn default_20() -> i64 {
 }
 fn default_50() -> i64 {
     50
+}
+
+/// The `SamplesDeleted` event for the samples mapped from a provider-deleted record, or `None`
+/// when the provider maps none from that type or the record was never stored. The delete
+/// notice names only the provider's id, so the samples' time comes from the record's own
+/// mapped record (its score or sleep session), as stored by its read model.
+async fn derived_samples_deleted(
+    state: &AppState,
+    p: &dyn crate::providers::Provider,
+    data_type: &str,
+    external_id: &str,
+    user: Uuid,
+) -> Result<Option<DataEvent>, ApiError> {
+    use crate::providers::SampleAnchor;
+    let Some(derived) = p.deleted_samples(data_type, external_id, user) else {
+        return Ok(None);
+    };
+    let (sql, id) = match derived.at {
+        SampleAnchor::ScoreTime(id) => (
+            "SELECT recorded_at FROM health_scores WHERE id = $1 AND user_id = $2",
+            id,
+        ),
+        SampleAnchor::SleepStart(id) => (
+            "SELECT start_time FROM sleep_sessions WHERE id = $1 AND user_id = $2",
+            id,
+        ),
+    };
+    let Some(row) = state
+        .pool
+        .get()
+        .await?
+        .query_opt(sql, &[&id, &user])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let at: DateTime<Utc> = row.get(0);
+    let series_types = derived
+        .series
+        .iter()
+        .filter_map(|c| wearhouse_domain::series::by_code(c).map(|t| t.id))
+        .collect();
+    Ok(Some(DataEvent::SamplesDeleted {
+        user_id: user,
+        data_source_id: derived.data_source_id,
+        series_types,
+        times: vec![at],
+    }))
 }

@@ -56,6 +56,10 @@ pub enum SyncError {
     Backfill(String),
     #[error("a pushed file URL is not under the provider's API URL")]
     ForeignUrl,
+    /// A pushed file could not be fetched (the cause, as text: one download serves every
+    /// user linked to the account).
+    #[error("file download: {0}")]
+    Download(String),
 }
 
 fn store_err(e: impl std::fmt::Display) -> SyncError {
@@ -423,14 +427,66 @@ impl Engine {
         })
     }
 
-    /// Maps and stores one pushed batch (`items`) of `data_type` for `user`, as its own run.
+    /// Maps and stores one pushed batch (`items`) of `data_type` for `user` and for each of
+    /// `linked` (other users linked to the same provider account), each as its own run. Files
+    /// the push points at are downloaded once, with `user`'s token, and fanned out: Garmin
+    /// serves each file per account, not per linked user.
     pub async fn ingest_push(
+        &self,
+        user: Uuid,
+        linked: &[Uuid],
+        provider: &dyn Provider,
+        data_type: &str,
+        items: &Value,
+        raw_ref: wearhouse_domain::import::RawPayloadRef,
+    ) -> Result<Outcome, SyncError> {
+        let downloads = provider.file_downloads(data_type, items);
+        let (files, fetch_err) = if downloads.is_empty() {
+            (Vec::new(), None)
+        } else {
+            self.fetch_files(user, provider, downloads).await
+        };
+        let outcome = self
+            .push_run(
+                user,
+                provider,
+                data_type,
+                items,
+                &raw_ref,
+                &files,
+                fetch_err.as_ref(),
+            )
+            .await;
+        for other in linked {
+            if let Err(e) = self
+                .push_run(
+                    *other,
+                    provider,
+                    data_type,
+                    items,
+                    &raw_ref,
+                    &files,
+                    fetch_err.as_ref(),
+                )
+                .await
+            {
+                warn!(linked_user = %other, error = %e, "linked account push failed");
+            }
+        }
+        outcome
+    }
+
+    /// One user's run for a push: the push's own records and the already fetched files.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_run(
         &self,
         user: Uuid,
         provider: &dyn Provider,
         data_type: &str,
         items: &Value,
-        raw_ref: wearhouse_domain::import::RawPayloadRef,
+        raw_ref: &wearhouse_domain::import::RawPayloadRef,
+        files: &[Fetched],
+        fetch_err: Option<&String>,
     ) -> Result<Outcome, SyncError> {
         let run_id = Uuid::new_v4();
         self.run_cmd(
@@ -451,22 +507,16 @@ impl Engine {
             let mut records = mapped.records();
             let mut out = vec![Out::Event(DataEvent::RawPayloadReceived {
                 user_id: user,
-                raw: raw_ref,
+                raw: raw_ref.clone(),
                 mapping_version: provider.mapping_version(),
                 received_at: Some(Utc::now()),
             })];
             out.extend(mapped.into_out(user).map_err(store_err)?);
-            let downloads = provider.file_downloads(data_type, items);
             // A file that cannot be fetched or read fails the run, but only after what did
             // arrive (the push itself, other files) is written: it is evidence all the same.
-            let mut failure = None;
-            if !downloads.is_empty() {
-                let (n, m, e) = self
-                    .download_files(user, provider, downloads, &mut out)
-                    .await;
-                records += n;
-                failure = m.or(e);
-            }
+            let (n, map_err) = map_files(user, provider, files, &mut out);
+            records += n;
+            let failure = map_err.or_else(|| fetch_err.map(|e| SyncError::Download(e.clone())));
             writer::write_all(&self.pool, run_id, user, &system("webhook"), out)
                 .await
                 .map_err(store_err)?;
@@ -524,22 +574,21 @@ impl Engine {
         }
     }
 
-    /// Downloads the files a push points at with `user`'s token, keeps each raw (before
-    /// parsing), maps it and appends everything to `out`. Returns (records, the first mapping
-    /// error, the first download error); the other files are still fetched after a failure.
-    async fn download_files(
+    /// Downloads the files a push points at with `user`'s token and keeps each raw (before
+    /// parsing). Returns the files fetched and the first download error, as text (the other
+    /// files are still fetched after a failure).
+    async fn fetch_files(
         &self,
         user: Uuid,
         provider: &dyn Provider,
         downloads: Vec<super::FileDownload>,
-        out: &mut Vec<Out>,
-    ) -> (u64, Option<SyncError>, Option<SyncError>) {
-        let (mut records, mut map_err, mut get_err) = (0u64, None, None);
+    ) -> (Vec<Fetched>, Option<String>) {
+        let mut files = Vec::new();
+        let mut get_err: Option<String> = None;
         let Some((_, endpoints)) = self.registry.get(provider.name()) else {
             return (
-                0,
-                None,
-                Some(SyncError::UnknownProvider(provider.name().into())),
+                files,
+                Some(SyncError::UnknownProvider(provider.name().into()).to_string()),
             );
         };
         let req = SyncRequest {
@@ -553,7 +602,7 @@ impl Engine {
         };
         let mut live = match self.live_tokens(&req, &endpoints).await {
             Ok(l) => l,
-            Err(e) => return (0, None, Some(e)),
+            Err(e) => return (files, Some(e.to_string())),
         };
         for d in downloads {
             // The user's token goes along, so only the provider's own API is followed: a push
@@ -563,54 +612,36 @@ impl Engine {
                     provider = provider.name(),
                     "file URL outside the provider API; not fetched"
                 );
-                get_err.get_or_insert(SyncError::ForeignUrl);
+                get_err.get_or_insert(SyncError::ForeignUrl.to_string());
                 continue;
             };
             let bytes = match self.get(&req, &endpoints, &request, &mut live).await {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(provider = provider.name(), kind = %d.kind, error = %e, "file download failed");
-                    get_err.get_or_insert(e);
+                    get_err.get_or_insert(e.to_string());
                     continue;
                 }
             };
+            // Stored once (content-addressed); each linked user's run references it.
             let meta = RawMeta {
                 provider: provider.name(),
                 kind: &d.kind,
                 content_type: d.content_type,
                 user_id: Some(user),
             };
-            let raw_ref = match raw::store_bytes(&self.pool, &bytes, meta).await {
-                Ok(r) => r,
+            match raw::store_bytes(&self.pool, &bytes, meta).await {
+                Ok(raw_ref) => files.push(Fetched {
+                    kind: d.kind,
+                    bytes,
+                    raw_ref,
+                }),
                 Err(e) => {
-                    get_err.get_or_insert(store_err(e));
-                    continue;
+                    get_err.get_or_insert(store_err(e).to_string());
                 }
-            };
-            out.push(Out::Event(DataEvent::RawPayloadReceived {
-                user_id: user,
-                raw: raw_ref,
-                mapping_version: provider.mapping_version(),
-                received_at: Some(Utc::now()),
-            }));
-            match provider.map_file(&d.kind, &bytes, user) {
-                Some(Ok(m)) => {
-                    records += m.records();
-                    match m.into_out(user) {
-                        Ok(o) => out.extend(o),
-                        Err(e) => {
-                            map_err.get_or_insert(store_err(e));
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    warn!(provider = provider.name(), kind = %d.kind, error = %e, "file does not map");
-                    map_err.get_or_insert(e.into());
-                }
-                None => {}
             }
         }
-        (records, map_err, get_err)
+        (files, get_err)
     }
 
     /// The provider account (provider user id) of `user`'s active connection to `provider`.
@@ -897,6 +928,49 @@ impl Engine {
 }
 
 /// `url` as a request under `api_url` (same scheme, host, port and path prefix), or `None`.
+/// A file a push pointed at, downloaded and stored raw.
+struct Fetched {
+    kind: String,
+    bytes: Vec<u8>,
+    raw_ref: wearhouse_domain::import::RawPayloadRef,
+}
+
+/// Maps fetched files for `user` into `out` (each preceded by its raw payload event). Returns
+/// the records mapped and the first mapping error.
+fn map_files(
+    user: Uuid,
+    provider: &dyn Provider,
+    files: &[Fetched],
+    out: &mut Vec<Out>,
+) -> (u64, Option<SyncError>) {
+    let (mut records, mut map_err) = (0u64, None);
+    for f in files {
+        out.push(Out::Event(DataEvent::RawPayloadReceived {
+            user_id: user,
+            raw: f.raw_ref.clone(),
+            mapping_version: provider.mapping_version(),
+            received_at: Some(Utc::now()),
+        }));
+        match provider.map_file(&f.kind, &f.bytes, user) {
+            Some(Ok(m)) => {
+                records += m.records();
+                match m.into_out(user) {
+                    Ok(o) => out.extend(o),
+                    Err(e) => {
+                        map_err.get_or_insert(store_err(e));
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                warn!(provider = provider.name(), kind = %f.kind, error = %e, "file does not map");
+                map_err.get_or_insert(e.into());
+            }
+            None => {}
+        }
+    }
+    (records, map_err)
+}
+
 fn api_request(api_url: &str, url: &str) -> Option<PullRequest> {
     let base = reqwest::Url::parse(api_url).ok()?;
     let target = reqwest::Url::parse(url).ok()?;

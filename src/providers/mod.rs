@@ -60,6 +60,23 @@ pub struct PullRequest {
     pub query: Vec<(String, String)>,
 }
 
+/// Samples a record's mapping derived from it, at one instant of another mapped record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DerivedSamples {
+    pub data_source_id: Uuid,
+    pub series: &'static [&'static str],
+    pub at: SampleAnchor,
+}
+
+/// Where the derived samples sit in time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleAnchor {
+    /// At the `recorded_at` of this health score.
+    ScoreTime(Uuid),
+    /// At the start of this sleep session.
+    SleepStart(Uuid),
+}
+
 /// What a verified webhook delivery asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
@@ -167,6 +184,18 @@ pub trait Provider: Send + Sync {
         _user_id: Uuid,
     ) -> Vec<(RecordKind, Uuid)> {
         vec![]
+    }
+    /// The samples mapped from the provider's `data_type` record `external_id` for `user_id`,
+    /// for a provider-side delete: which series of which source, at the time of which of the
+    /// record's mapped records (the deletion reads that time from its read model, since the
+    /// delete notice names only the provider's id).
+    fn deleted_samples(
+        &self,
+        _data_type: &str,
+        _external_id: &str,
+        _user_id: Uuid,
+    ) -> Option<DerivedSamples> {
+        None
     }
     /// When a signed webhook delivery says it was sent (its signed timestamp header), so
     /// stale or future-dated deliveries (replays) can be refused; `None`: not timestamped.

@@ -704,7 +704,10 @@ fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
                 "sleepLevelsMap": {
                     "light": [{"startTimeInSeconds": midnight - 3600, "endTimeInSeconds": midnight + 3600}],
                     "deep": [{"startTimeInSeconds": midnight + 3600, "endTimeInSeconds": midnight + 9000}],
-                    "rem": [{"startTimeInSeconds": midnight + 9000, "endTimeInSeconds": midnight + 21600}]}}),
+                    "rem": [{"startTimeInSeconds": midnight + 9000, "endTimeInSeconds": midnight + 21600}]},
+                // A 25-minute nap after lunch, listed in the day's sleep summary as Garmin does.
+                "naps": [{"napStartTimeInSeconds": midnight + 14 * 3600 + 600, "napDurationInSeconds": 1500,
+                    "napOffsetInSeconds": off, "napValidation": "DEVICE"}]}),
             "activities" => json!({"userId": user, "summaryId": format!("a-{d}"), "activityId": 1000 + n,
                 "activityType": "RUNNING", "startTimeInSeconds": midnight + 7 * 3600,
                 "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,

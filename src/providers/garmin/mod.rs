@@ -123,6 +123,40 @@ fn offsets(v: &Value, key: &str, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)>
     out
 }
 
+/// One entry of a sleep summary's `naps` (`napStartTimeInSeconds`, `napDurationInSeconds`,
+/// `napOffsetInSeconds`, `napValidation`) as a nap session; `None` without a start or a duration
+/// (upstream skips those too). Garmin gives no stages for a nap: the whole nap counts as
+/// unstaged sleep, so its sleep time is its duration, as upstream records it.
+fn nap_session(
+    nap: &Value,
+    ds: Uuid,
+    summary_id: &str,
+    sleep_offset: i16,
+) -> Option<SleepSessionRecord> {
+    let t = f(nap, "napStartTimeInSeconds").filter(|t| *t > 0.0)?;
+    let d = f(nap, "napDurationInSeconds").filter(|d| *d > 0.0)?;
+    let off = f(nap, "napOffsetInSeconds")
+        .map(|o| (o / 60.0) as i16)
+        .unwrap_or(sleep_offset);
+    let (start, end) = (secs(t), secs(t + d));
+    // Naps have no id of their own: the parent summary and the start name one, stable across
+    // redeliveries of the same summary.
+    let start_key = (t as i64).to_string();
+    Some(SleepSessionRecord {
+        id: record_id(&[&ds.to_string(), "sleep", summary_id, "nap", &start_key]),
+        data_source_id: ds,
+        start,
+        end,
+        zone_offset: Some(off),
+        is_nap: true,
+        stages: vec![SleepStageInterval {
+            stage: "sleeping".into(),
+            start,
+            end,
+        }],
+    })
+}
+
 impl Garmin {
     fn map_item(
         &self,
@@ -244,6 +278,18 @@ impl Garmin {
                     is_nap: false,
                     stages,
                 });
+                // Garmin lists the day's naps inside the sleep summary (`naps`); each is its own
+                // session, flagged as a nap by the provider, so it never merges into the night.
+                for nap in v
+                    .get("naps")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(s) = nap_session(nap, ds, id, off) {
+                        m.sleep.push(s);
+                    }
+                }
             }
             "activities" => m
                 .workouts
@@ -684,6 +730,34 @@ mod tests {
         assert_eq!(
             score.components["remPercentage"].qualifier.as_deref(),
             Some("EXCELLENT")
+        );
+    }
+
+    #[test]
+    fn sleep_summary_naps_become_nap_sessions() {
+        let s = DAY - 3600 * 2;
+        let nap_at = DAY + 14 * 3600;
+        let body = json!([{"userId": "g1", "summaryId": "s2", "startTimeInSeconds": s,
+            "startTimeOffsetInSeconds": -18000, "durationInSeconds": 25200,
+            "naps": [{"napStartTimeInSeconds": nap_at, "napDurationInSeconds": 1500,
+                      "napOffsetInSeconds": -18000, "napValidation": "DEVICE"},
+                     {"napDurationInSeconds": 600}]}]);
+        let m = Garmin.map("sleeps", &body, user()).unwrap();
+        assert_eq!(m.sleep.len(), 2, "the night and one complete nap");
+        let (night, nap) = (&m.sleep[0], &m.sleep[1]);
+        assert!(!night.is_nap);
+        assert_eq!((night.end - night.start).num_seconds(), 25200);
+        assert!(nap.is_nap);
+        assert_eq!(nap.start.timestamp(), nap_at);
+        assert_eq!((nap.end - nap.start).num_seconds(), 1500);
+        assert_eq!(nap.zone_offset, Some(-300));
+        assert_eq!(nap.stages.len(), 1);
+        assert_eq!(nap.stages[0].stage, "sleeping");
+        assert_ne!(nap.id, night.id);
+        // The same summary delivered again names the same nap.
+        assert_eq!(
+            Garmin.map("sleeps", &body, user()).unwrap().sleep[1].id,
+            nap.id
         );
     }
 

@@ -16,8 +16,9 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, components, provider_source, shape};
 use super::{
-    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, Endpoints,
-    MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, WebhookError,
+    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, DerivedSamples,
+    Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, SampleAnchor,
+    WebhookError,
 };
 
 pub struct Whoop;
@@ -25,6 +26,19 @@ pub struct Whoop;
 const NAME: &str = "whoop";
 const TYPES: &[&str] = &["body", "recovery", "sleep", "workout"];
 const KJ_PER_KCAL: f64 = 4.184;
+/// The series a scored recovery maps to, and the score fields they come from (in order).
+const RECOVERY_SERIES: &[&str] = &[
+    "resting_heart_rate",
+    "heart_rate_variability_rmssd",
+    "oxygen_saturation",
+    "skin_temperature",
+];
+const RECOVERY_KEYS: [&str; 4] = [
+    "resting_heart_rate",
+    "hrv_rmssd_milli",
+    "spo2_percentage",
+    "skin_temp_celsius",
+];
 
 fn path(data_type: &str) -> &'static str {
     match data_type {
@@ -337,12 +351,7 @@ impl Provider for Whoop {
                             ("skin_temp_celsius", f(score, "skin_temp_celsius")),
                         ]),
                     );
-                    for (series, key) in [
-                        ("resting_heart_rate", "resting_heart_rate"),
-                        ("heart_rate_variability_rmssd", "hrv_rmssd_milli"),
-                        ("oxygen_saturation", "spo2_percentage"),
-                        ("skin_temperature", "skin_temp_celsius"),
-                    ] {
+                    for (series, key) in RECOVERY_SERIES.iter().zip(RECOVERY_KEYS) {
                         if let Some(val) = f(score, key) {
                             m.sample(series, ds, at, None, 0, val, None);
                         }
@@ -441,6 +450,30 @@ impl Provider for Whoop {
                 score_id(ds, "recovery", external_id),
             )],
             _ => vec![],
+        }
+    }
+
+    fn deleted_samples(
+        &self,
+        data_type: &str,
+        external_id: &str,
+        user_id: Uuid,
+    ) -> Option<DerivedSamples> {
+        let ds = provider_source(user_id, NAME, "Whoop").id;
+        // The series and instants `map` gives them: a recovery's vitals at its `created_at`
+        // (its score's time), a sleep's respiratory rate at the sleep's start.
+        match data_type {
+            "recovery" => Some(DerivedSamples {
+                data_source_id: ds,
+                series: RECOVERY_SERIES,
+                at: SampleAnchor::ScoreTime(score_id(ds, "recovery", external_id)),
+            }),
+            "sleep" => Some(DerivedSamples {
+                data_source_id: ds,
+                series: &["respiratory_rate"],
+                at: SampleAnchor::SleepStart(record_id(&[&ds.to_string(), "sleep", external_id])),
+            }),
+            _ => None,
         }
     }
 
@@ -566,6 +599,26 @@ mod tests {
             Whoop.deleted_records("recovery", "s-9", user()),
             vec![(RecordKind::HealthScore, m.scores[0].id)]
         );
+        // The derived samples named for the delete are exactly the recovery's mapped samples.
+        let gone = Whoop.deleted_samples("recovery", "s-9", user()).unwrap();
+        assert_eq!(gone.at, SampleAnchor::ScoreTime(m.scores[0].id));
+        let rec_full = json!({"records": [{"cycle_id": 9, "sleep_id": "s-9", "created_at": "2026-03-01T11:00:00Z",
+            "score_state": "SCORED", "score": {"recovery_score": 50, "resting_heart_rate": 51,
+            "hrv_rmssd_milli": 60.5, "spo2_percentage": 95.5, "skin_temp_celsius": 33.1}}]});
+        let full = Whoop.map("recovery", &rec_full, user()).unwrap();
+        let mapped: Vec<&str> = full.samples.iter().map(|s| s.series).collect();
+        assert_eq!(mapped, gone.series.to_vec());
+        assert!(full.samples.iter().all(
+            |s| s.time == full.scores[0].recorded_at && s.data_source_id == gone.data_source_id
+        ));
+        let sl = json!({"records": [{"id": "s-9", "start": "2026-03-01T04:00:00Z", "end": "2026-03-01T12:00:00Z",
+            "score_state": "SCORED", "score": {"respiratory_rate": 15.0}}]});
+        let sm = Whoop.map("sleep", &sl, user()).unwrap();
+        let gone = Whoop.deleted_samples("sleep", "s-9", user()).unwrap();
+        assert_eq!(gone.at, SampleAnchor::SleepStart(sm.sleep[0].id));
+        assert_eq!(gone.series, &[sm.samples[0].series]);
+        assert_eq!(sm.samples[0].time, sm.sleep[0].start);
+        assert!(Whoop.deleted_samples("workout", "w-9", user()).is_none());
         let v = json!({"user_id": 10129, "id": "s-9", "type": "recovery.deleted", "trace_id": "t"});
         assert_eq!(
             Whoop.parse_webhook(&v).unwrap(),
