@@ -29,6 +29,18 @@ pub enum Out {
     },
 }
 
+/// Sample batch bytes per write transaction.
+const MAX_GROUP_BYTES: usize = 2 << 20;
+
+impl Out {
+    fn bytes(&self) -> usize {
+        match self {
+            Out::Batch { arrow, .. } => arrow.len(),
+            Out::Event(_) => 0,
+        }
+    }
+}
+
 /// Appends what the parser produced, grouping whatever is queued into one transaction.
 pub async fn writer(
     pool: Pool,
@@ -47,10 +59,16 @@ pub async fn writer(
         "import_id": stream_id.to_string(),
     });
     while let Some(first) = rx.recv().await {
+        // Whatever is queued goes in one transaction, up to a few MB of batches: each
+        // connection keeps a write buffer as large as the largest statement it ever sent.
+        let mut bytes = first.bytes();
         let mut group = vec![first];
-        while group.len() < 64 {
+        while group.len() < 64 && bytes < MAX_GROUP_BYTES {
             match rx.try_recv() {
-                Ok(m) => group.push(m),
+                Ok(m) => {
+                    bytes += m.bytes();
+                    group.push(m);
+                }
                 Err(_) => break,
             }
         }
