@@ -14,6 +14,7 @@ struct Mapper {
     workout_fields: &'static [&'static str],
     sleep_fields: &'static [&'static str],
     menstrual_cycle_fields: &'static [&'static str],
+    scores: &'static [&'static str],
 }
 
 /// Workout item fields the `workouts` read model can fill (columns plus its `stats`).
@@ -51,15 +52,32 @@ const APPLE_CYCLE_FIELDS: &[&str] = &[
     "period_length",
 ];
 
-/// Every mapper compiled into this build.
+/// Every mapper compiled into this build: the Apple importer and each cloud provider.
 fn mappers() -> Vec<Mapper> {
-    vec![Mapper {
+    let mut all = vec![Mapper {
         provider: "apple",
         series: crate::ingest::apple::series_types(),
         workout_fields: WORKOUT_FIELDS,
         sleep_fields: SLEEP_FIELDS,
         menstrual_cycle_fields: APPLE_CYCLE_FIELDS,
-    }]
+        scores: &[],
+    }];
+    for p in crate::providers::all() {
+        let c = p.coverage();
+        all.push(Mapper {
+            provider: p.name(),
+            series: c
+                .series
+                .iter()
+                .filter_map(|code| wearhouse_domain::series::by_code(code))
+                .collect(),
+            workout_fields: c.workout_fields,
+            sleep_fields: c.sleep_fields,
+            menstrual_cycle_fields: c.menstrual_cycle_fields,
+            scores: c.scores,
+        });
+    }
+    all
 }
 
 /// Catalog category → the contract's coverage category, in the contract's order.
@@ -139,12 +157,31 @@ fn build(mappers: &[Mapper]) -> Value {
         "workout_fields": fields(mappers, |m| m.workout_fields),
         "sleep_fields": fields(mappers, |m| m.sleep_fields),
         "menstrual_cycle_fields": fields(mappers, |m| m.menstrual_cycle_fields),
-        // The platform's own scores, computed from any provider's sleep and HRV.
-        "health_scores": [
-            { "code": "sleep", "providers": ["internal"] },
-            { "code": "resilience", "providers": ["internal"] },
-        ],
+        "health_scores": health_scores(mappers),
     })
+}
+
+/// Score categories and who computes them: the platform's own (`internal`, from any source's
+/// sleep and HRV) and each provider's.
+fn health_scores(mappers: &[Mapper]) -> Value {
+    let mut by_code: Vec<(&str, BTreeSet<&str>)> = vec![
+        ("sleep", BTreeSet::from(["internal"])),
+        ("resilience", BTreeSet::from(["internal"])),
+    ];
+    for m in mappers {
+        for code in m.scores {
+            match by_code.iter_mut().find(|(c, _)| c == code) {
+                Some((_, providers)) => {
+                    providers.insert(m.provider);
+                }
+                None => by_code.push((code, BTreeSet::from([m.provider]))),
+            }
+        }
+    }
+    by_code
+        .into_iter()
+        .map(|(code, providers)| json!({ "code": code, "providers": providers }))
+        .collect()
 }
 
 pub fn document() -> &'static Value {
@@ -155,7 +192,7 @@ pub fn document() -> &'static Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wearhouse_domain::series::{by_id, SERIES_TYPES};
+    use wearhouse_domain::series::{by_code, by_id, SERIES_TYPES};
 
     #[test]
     fn every_catalog_category_has_a_contract_name() {
@@ -170,9 +207,12 @@ mod tests {
     }
 
     #[test]
-    fn document_lists_exactly_what_the_apple_importer_maps_in_contract_order() {
+    fn document_lists_what_the_importer_and_every_provider_map_in_contract_order() {
         let doc = document();
-        assert_eq!(doc["providers"], json!(["apple"]));
+        assert_eq!(
+            doc["providers"],
+            json!(["apple", "garmin", "oura", "whoop"])
+        );
         let listed: Vec<&str> = doc["timeseries"]
             .as_array()
             .unwrap()
@@ -180,10 +220,16 @@ mod tests {
             .flat_map(|c| c["metrics"].as_array().unwrap())
             .map(|m| m["code"].as_str().unwrap())
             .collect();
-        let mapped: BTreeSet<&str> = crate::ingest::apple::series_types()
+        let mut mapped: BTreeSet<&str> = crate::ingest::apple::series_types()
             .iter()
             .map(|t| t.code)
             .collect();
+        for p in crate::providers::all() {
+            for code in p.coverage().series {
+                assert!(by_code(code).is_some(), "{}: {code} is no series", p.name());
+                mapped.insert(code);
+            }
+        }
         assert_eq!(listed.len(), mapped.len());
         assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), mapped);
         assert!(listed.contains(&"active_energy") && !listed.contains(&"energy"));
@@ -203,20 +249,121 @@ mod tests {
         let hr = &doc["timeseries"][0]["metrics"][0];
         assert_eq!(
             hr,
-            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple"]})
+            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "oura"]})
         );
         assert_eq!(
             doc["workout_fields"][0],
-            json!({"code": "type", "providers": ["apple"]})
+            json!({"code": "type", "providers": ["apple", "garmin", "oura", "whoop"]})
         );
-        assert!(doc["sleep_fields"].as_array().unwrap().len() == SLEEP_FIELDS.len());
+        // Garmin's cycle summaries carry more than Apple's flow records give.
+        let cycles = doc["menstrual_cycle_fields"].as_array().unwrap();
+        let providers_of = |code: &str| {
+            cycles
+                .iter()
+                .find(|f| f["code"] == code)
+                .map(|f| f["providers"].clone())
+        };
+        assert_eq!(
+            providers_of("cycle_length"),
+            Some(json!(["apple", "garmin"]))
+        );
+        assert_eq!(providers_of("current_phase"), Some(json!(["garmin"])));
         assert_eq!(
             doc["health_scores"],
             json!([
-                {"code": "sleep", "providers": ["internal"]},
-                {"code": "resilience", "providers": ["internal"]}
+                {"code": "sleep", "providers": ["garmin", "internal", "oura", "whoop"]},
+                {"code": "resilience", "providers": ["internal"]},
+                {"code": "activity", "providers": ["oura"]},
+                {"code": "readiness", "providers": ["oura"]},
+                {"code": "recovery", "providers": ["whoop"]},
+                {"code": "strain", "providers": ["whoop"]},
+                {"code": "stress", "providers": ["garmin"]},
             ])
         );
+    }
+
+    /// What each provider declares is what its mapper produces: every series and score
+    /// category the mapper yields from the simulator's realistic payloads is declared.
+    #[test]
+    fn provider_coverage_matches_their_mappers_on_the_simulators_payloads() {
+        use std::collections::HashMap;
+        let user = uuid::Uuid::nil();
+        let q: HashMap<String, String> = [
+            ("start_date".to_string(), "2026-03-01".to_string()),
+            ("end_date".to_string(), "2026-03-03".to_string()),
+        ]
+        .into();
+        for p in crate::providers::all() {
+            let c = p.coverage();
+            let bodies: Vec<(String, Value)> = match p.name() {
+                "oura" => p
+                    .data_types()
+                    .iter()
+                    .filter_map(|t| {
+                        crate::simulator::oura_records(t, &q)
+                            .map(|items| (t.to_string(), json!({ "data": items })))
+                    })
+                    .collect(),
+                "whoop" => p
+                    .data_types()
+                    .iter()
+                    .map(|t| {
+                        let records = crate::simulator::whoop_records(t, &q);
+                        (t.to_string(), json!({ "records": records }))
+                    })
+                    .collect(),
+                _ => [
+                    "dailies",
+                    "epochs",
+                    "sleeps",
+                    "activities",
+                    "activityDetails",
+                    "hrv",
+                    "bodyComps",
+                    "stressDetails",
+                    "allDayRespiration",
+                    "pulseox",
+                    "userMetrics",
+                    "bloodPressures",
+                    "skinTemp",
+                    "healthSnapshot",
+                    "mct",
+                ]
+                .iter()
+                .map(|t| {
+                    let items = crate::simulator::garmin_items(t, 1_772_323_200, 1_772_496_000);
+                    (t.to_string(), Value::Array(items))
+                })
+                .collect(),
+            };
+            let (mut series, mut scores) = (BTreeSet::new(), BTreeSet::new());
+            for (kind, body) in &bodies {
+                let m = p
+                    .map(kind, body, user)
+                    .unwrap_or_else(|e| panic!("{} {kind}: {e}", p.name()));
+                series.extend(m.samples.iter().map(|s| s.series));
+                scores.extend(m.scores.iter().map(|s| s.category.clone()));
+            }
+            assert!(
+                !series.is_empty(),
+                "{}: the simulator maps to nothing",
+                p.name()
+            );
+            for s in &series {
+                assert!(
+                    c.series.contains(s),
+                    "{} maps {s} but does not declare it",
+                    p.name()
+                );
+            }
+            for s in &scores {
+                assert!(
+                    c.scores.contains(&s.as_str()),
+                    "{} scores {s} but does not declare it",
+                    p.name()
+                );
+            }
+        }
     }
 
     #[test]
@@ -227,6 +374,7 @@ mod tests {
             workout_fields: &["type"],
             sleep_fields: &[],
             menstrual_cycle_fields: &[],
+            scores: &[],
         };
         let doc = build(&[one("oura", &[1, 80]), one("apple", &[1])]);
         assert_eq!(doc["providers"], json!(["apple", "oura"]));

@@ -675,11 +675,14 @@ async fn data_sources_and_the_data_summary_count_what_is_stored() {
 }
 
 #[tokio::test]
-async fn coverage_lists_what_the_apple_importer_maps() {
+async fn coverage_lists_what_the_apple_importer_and_the_providers_map() {
     let s = Server::start().await;
     let (status, doc) = call(s.req(Method::GET, "/api/v1/meta/coverage")).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["providers"], json!(["apple"]));
+    assert_eq!(
+        doc["providers"],
+        json!(["apple", "garmin", "oura", "whoop"])
+    );
     let categories = doc["timeseries"].as_array().unwrap();
     assert_eq!(categories[0]["name"], "Heart & Cardiovascular");
     let codes: Vec<&str> = categories
@@ -695,7 +698,17 @@ async fn coverage_lists_what_the_apple_importer_maps() {
     ] {
         assert!(codes.contains(&code), "{code} missing from {codes:?}");
     }
-    assert!(!codes.contains(&"garmin_body_battery"));
+    // Provider-specific series are listed for their provider only.
+    let battery = categories
+        .iter()
+        .flat_map(|c| c["metrics"].as_array().unwrap())
+        .find(|m| m["code"] == "garmin_body_battery")
+        .expect("Garmin's body battery is mapped");
+    assert_eq!(battery["providers"], json!(["garmin"]));
+    let cycles = doc["menstrual_cycle_fields"].as_array().unwrap();
+    assert!(cycles
+        .iter()
+        .any(|f| f["code"] == "current_phase" && f["providers"] == json!(["garmin"])));
     assert!(doc["workout_fields"].as_array().unwrap().len() > 3);
     assert!(doc["sleep_fields"].as_array().unwrap().len() > 3);
 }

@@ -34,6 +34,22 @@ pub struct Capabilities {
     pub max_historical_days: Option<u32>,
 }
 
+/// What a provider's mapper delivers, for `/meta/coverage`. The tests check each list against
+/// what the mapper produces from the simulator's payloads.
+#[derive(Debug, Clone, Copy)]
+pub struct Coverage {
+    /// Series codes of the samples it maps.
+    pub series: &'static [&'static str],
+    /// Workout item fields it fills.
+    pub workout_fields: &'static [&'static str],
+    /// Sleep item fields it fills.
+    pub sleep_fields: &'static [&'static str],
+    /// Menstrual cycle fields it fills.
+    pub menstrual_cycle_fields: &'static [&'static str],
+    /// Categories of the provider's own health scores.
+    pub scores: &'static [&'static str],
+}
+
 /// Static OAuth facts of a provider; URLs and credentials come from [`Endpoints`].
 #[derive(Debug, Clone, Copy)]
 pub struct OAuthSettings {
@@ -137,6 +153,8 @@ pub trait Provider: Send + Sync {
     fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest>;
     /// Bumped whenever [`Provider::map`] changes output for the same input.
     fn mapping_version(&self) -> u32;
+    /// What [`Provider::map`] delivers (listed by `/meta/coverage`).
+    fn coverage(&self) -> Coverage;
     /// Maps one response (or webhook body) of `data_type` for `user_id` to records.
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError>;
     /// Maps a response that describes the user as of now rather than at a time of its own
@@ -326,6 +344,15 @@ pub fn verification_token(endpoints: &Endpoints) -> String {
     )
 }
 
+/// Every provider compiled into this build (the order [`Registry::new`] pairs endpoints in).
+pub fn all() -> Vec<Arc<dyn Provider>> {
+    vec![
+        Arc::new(oura::Oura),
+        Arc::new(whoop::Whoop),
+        Arc::new(garmin::Garmin),
+    ]
+}
+
 /// The registered providers with their endpoints.
 #[derive(Clone)]
 pub struct Registry {
@@ -334,12 +361,9 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(cfg: &ProvidersConfig) -> Registry {
+        let endpoints = [cfg.oura(), cfg.whoop(), cfg.garmin()];
         Registry {
-            providers: vec![
-                (Arc::new(oura::Oura), cfg.oura()),
-                (Arc::new(whoop::Whoop), cfg.whoop()),
-                (Arc::new(garmin::Garmin), cfg.garmin()),
-            ],
+            providers: all().into_iter().zip(endpoints).collect(),
         }
     }
 

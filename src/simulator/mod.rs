@@ -277,7 +277,7 @@ fn at(d: NaiveDate, h: u32, m: u32) -> String {
     format!("{}T{h:02}:{m:02}:00+02:00", d)
 }
 
-fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
+pub(crate) fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
     let window: Vec<NaiveDate> = days(q);
     let rec = |d: NaiveDate| -> Vec<Value> {
         let n = d.day() as i64;
@@ -332,7 +332,7 @@ fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
     }
 }
 
-fn whoop_records(kind: &str, q: &HashMap<String, String>) -> Vec<Value> {
+pub(crate) fn whoop_records(kind: &str, q: &HashMap<String, String>) -> Vec<Value> {
     days(q)
         .into_iter()
         .map(|d| {
@@ -675,7 +675,7 @@ fn set_config(Json(c): Json<SimConfig>, shared: Data<&Shared>) -> StatusCode {
 }
 
 /// Garmin summaries of `kind` for each day in `[start, end)` (epoch seconds), at -05:00.
-fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
+pub(crate) fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
     let off = -18000i64;
     let mut out = Vec::new();
     let first = DateTime::from_timestamp(start, 0)

@@ -19,6 +19,25 @@ fn flag(v: &Value, k: &str) -> Option<bool> {
     v.get(k).and_then(Value::as_bool)
 }
 
+/// The cycle fields [`cycle`] fills from a Garmin summary (for `/meta/coverage`).
+pub const FIELDS: &[&str] = &[
+    "current_phase",
+    "current_phase_type",
+    "day_in_cycle",
+    "cycle_length",
+    "predicted_cycle_length",
+    "is_predicted_cycle",
+    "period_length",
+    "length_of_current_phase",
+    "days_until_next_phase",
+    "fertile_window_start",
+    "length_of_fertile_window",
+    "last_updated_at",
+    "has_specified_cycle_length",
+    "has_specified_period_length",
+    "pregnancy_snapshot",
+];
+
 pub fn cycle(v: &Value, ds: Uuid) -> Result<MenstrualCycleRecord, MapError> {
     let day = v
         .get("periodStartDate")

@@ -18,8 +18,8 @@ use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterva
 
 use super::mapped::{local_midnight, provider_source, shape};
 use super::{
-    same, Capabilities, Endpoints, FileDownload, MapError, Mapped, Notice, OAuthSettings, Provider,
-    PullRequest, WebhookError,
+    same, Capabilities, Coverage, Endpoints, FileDownload, MapError, Mapped, Notice, OAuthSettings,
+    Provider, PullRequest, WebhookError,
 };
 use wearhouse_domain::records::ScoreComponent;
 
@@ -502,6 +502,68 @@ impl Provider for Garmin {
     /// 2: activity details, activity files and laps.
     fn mapping_version(&self) -> u32 {
         2
+    }
+
+    fn coverage(&self) -> Coverage {
+        Coverage {
+            series: &[
+                "steps",
+                "active_energy",
+                "basal_energy",
+                "distance_walking_running",
+                "active_time",
+                "flights_climbed",
+                "heart_rate",
+                "resting_heart_rate",
+                "heart_rate_variability_rmssd",
+                "heart_rate_variability_sdnn",
+                "respiratory_rate",
+                "oxygen_saturation",
+                "vo2_max",
+                "weight",
+                "body_fat_percentage",
+                "body_mass_index",
+                "skeletal_muscle_mass",
+                "blood_pressure_systolic",
+                "blood_pressure_diastolic",
+                "skin_temperature_deviation",
+                "garmin_stress_level",
+                "garmin_body_battery",
+                "garmin_fitness_age",
+                "speed",
+                "cadence",
+                "power",
+                "elevation",
+                "latitude",
+                "longitude",
+                "air_temperature",
+            ],
+            workout_fields: &[
+                "type",
+                "start_time",
+                "end_time",
+                "zone_offset",
+                "duration_seconds",
+                "calories_kcal",
+                "distance_meters",
+                "avg_heart_rate_bpm",
+                "max_heart_rate_bpm",
+                "elevation_gain_meters",
+            ],
+            sleep_fields: &[
+                "start_time",
+                "end_time",
+                "zone_offset",
+                "duration_seconds",
+                "sleep_duration_seconds",
+                "efficiency_percent",
+                "stages",
+                "sleep_stage_intervals",
+                "is_nap",
+            ],
+            menstrual_cycle_fields: mct::FIELDS,
+            scores: &["sleep", "stress"],
+        }
     }
 
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {

@@ -13,8 +13,8 @@ use wearhouse_domain::workout_type::WorkoutType;
 use super::mapped::{body_snapshot, local_midnight, numeric_components, provider_source, shape};
 use super::{
     parse_time, parse_webhook_timestamp, same, verification_token, verify_timestamped_hmac,
-    AppRequest, Capabilities, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider,
-    PullRequest, Subscription, WebhookError,
+    AppRequest, Capabilities, Coverage, Endpoints, MapError, Mapped, Notice, OAuthSettings,
+    Provider, PullRequest, Subscription, WebhookError,
 };
 
 pub struct Oura;
@@ -382,6 +382,47 @@ impl Provider for Oura {
 
     fn mapping_version(&self) -> u32 {
         1
+    }
+
+    fn coverage(&self) -> Coverage {
+        Coverage {
+            series: &[
+                "steps",
+                "active_energy",
+                "distance_walking_running",
+                "active_time",
+                "heart_rate",
+                "heart_rate_variability_rmssd",
+                "resting_heart_rate",
+                "respiratory_rate",
+                "oxygen_saturation",
+                "breathing_disturbance_index",
+                "skin_temperature_deviation",
+                "skin_temperature_trend_deviation",
+            ],
+            workout_fields: &[
+                "type",
+                "start_time",
+                "end_time",
+                "zone_offset",
+                "duration_seconds",
+                "calories_kcal",
+                "distance_meters",
+            ],
+            sleep_fields: &[
+                "start_time",
+                "end_time",
+                "zone_offset",
+                "duration_seconds",
+                "sleep_duration_seconds",
+                "efficiency_percent",
+                "stages",
+                "sleep_stage_intervals",
+                "is_nap",
+            ],
+            menstrual_cycle_fields: &[],
+            scores: &["activity", "readiness", "sleep"],
+        }
     }
 
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {

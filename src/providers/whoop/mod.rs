@@ -16,9 +16,9 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, components, provider_source, shape};
 use super::{
-    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, DerivedSamples,
-    Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest, SampleAnchor,
-    WebhookError,
+    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, Coverage,
+    DerivedSamples, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest,
+    SampleAnchor, WebhookError,
 };
 
 pub struct Whoop;
@@ -180,6 +180,42 @@ impl Provider for Whoop {
     /// 2: score ids follow the Whoop record (workout, sleep, the recovery's sleep).
     fn mapping_version(&self) -> u32 {
         2
+    }
+
+    fn coverage(&self) -> Coverage {
+        Coverage {
+            series: &[
+                "resting_heart_rate",
+                "heart_rate_variability_rmssd",
+                "oxygen_saturation",
+                "skin_temperature",
+                "respiratory_rate",
+            ],
+            workout_fields: &[
+                "type",
+                "start_time",
+                "end_time",
+                "zone_offset",
+                "duration_seconds",
+                "calories_kcal",
+                "distance_meters",
+                "avg_heart_rate_bpm",
+                "max_heart_rate_bpm",
+                "elevation_gain_meters",
+            ],
+            sleep_fields: &[
+                "start_time",
+                "end_time",
+                "zone_offset",
+                "duration_seconds",
+                "sleep_duration_seconds",
+                "efficiency_percent",
+                "stages",
+                "is_nap",
+            ],
+            menstrual_cycle_fields: &[],
+            scores: &["recovery", "sleep", "strain"],
+        }
     }
 
     fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError> {
