@@ -214,3 +214,37 @@ async fn an_export_without_flow_records_has_no_cycles() {
         .await;
     assert_eq!(d["has_womens_health_data"], false);
 }
+
+/// A period logged late moves a cycle's start (and so its id): importing the newer export
+/// replaces the cycles derived from the older one instead of listing both.
+#[tokio::test]
+async fn a_newer_export_replaces_the_cycles_it_derives_again() {
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    s.import(&key, &user, &export::doc(&body())).await;
+    let base = format!(
+        "/api/v1/users/{user}/events/menstrual-cycles?start_date=2024-01-01&end_date=2024-01-02"
+    );
+    // Local midnights at +02:00, in UTC.
+    let starts = |r: &Value| -> Vec<String> {
+        data(r)
+            .iter()
+            .map(|c| c["start_time"].as_str().unwrap()[..10].to_string())
+            .collect()
+    };
+    let (st, before) = s.get(&key, &base).await;
+    assert_eq!(st, 200, "{before}");
+    assert_eq!(starts(&before), ["2024-04-25", "2024-03-28", "2024-02-29"]);
+
+    // The newer export has the same records plus a flow day logged for 28 March.
+    let newer = format!(
+        "{}\n{}",
+        body(),
+        flow("2024-03-28", "MenstrualFlowLight", false)
+    );
+    s.import(&key, &user, &export::doc(&newer)).await;
+    let (st, after) = s.get(&key, &base).await;
+    assert_eq!(st, 200, "{after}");
+    assert_eq!(starts(&after), ["2024-04-25", "2024-03-27", "2024-02-29"]);
+    assert_eq!(after["pagination"]["total_count"], 3, "{after}");
+}

@@ -205,6 +205,16 @@ pub enum DataEvent {
         user_id: Uuid,
         cycles: Vec<MenstrualCycleRecord>,
     },
+    /// The complete set of cycles an import derived from one source's flow records, starting
+    /// within `from..=to`. That source's other cycles there came from older data (a period
+    /// logged late moves a cycle's start, and so its id) and are replaced.
+    MenstrualCyclesDerived {
+        user_id: Uuid,
+        data_source_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        ids: Vec<Uuid>,
+    },
     HealthScoresRecorded {
         user_id: Uuid,
         scores: Vec<HealthScoreRecord>,
@@ -274,6 +284,7 @@ impl DataEvent {
             DataEvent::ActivitySummariesRecorded { .. } => "ActivitySummariesRecorded",
             DataEvent::CharacteristicsRecorded { .. } => "CharacteristicsRecorded",
             DataEvent::MenstrualCyclesRecorded { .. } => "MenstrualCyclesRecorded",
+            DataEvent::MenstrualCyclesDerived { .. } => "MenstrualCyclesDerived",
             DataEvent::RecordDeleted { .. } => "RecordDeleted",
             DataEvent::SamplesDeleted { .. } => "SamplesDeleted",
             DataEvent::HealthScoresRecorded { .. } => "HealthScoresRecorded",
@@ -291,6 +302,7 @@ impl DataEvent {
             | DataEvent::ActivitySummariesRecorded { user_id, .. }
             | DataEvent::CharacteristicsRecorded { user_id, .. }
             | DataEvent::MenstrualCyclesRecorded { user_id, .. }
+            | DataEvent::MenstrualCyclesDerived { user_id, .. }
             | DataEvent::RecordDeleted { user_id, .. }
             | DataEvent::SamplesDeleted { user_id, .. } => *user_id,
             DataEvent::HealthScoresRecorded { user_id, .. }

@@ -19,6 +19,7 @@ impl Projection for MenstrualCycles {
     fn event_types(&self) -> &'static [&'static str] {
         &[
             "MenstrualCyclesRecorded",
+            "MenstrualCyclesDerived",
             "RecordDeleted",
             "ProviderDataDeleted",
         ]
@@ -49,6 +50,22 @@ impl Projection for MenstrualCycles {
                         )
                         .await?;
                     }
+                }
+                // A newer derivation replaces the source's cycles it spans; rows a user
+                // deleted stay (hidden), so the delete keeps holding.
+                DataEvent::MenstrualCyclesDerived {
+                    user_id,
+                    data_source_id,
+                    from,
+                    to,
+                    ids,
+                } => {
+                    tx.execute(
+                        "DELETE FROM menstrual_cycles WHERE user_id = $1 AND data_source_id = $2 \
+                         AND start_time BETWEEN $3 AND $4 AND NOT deleted AND id <> ALL($5)",
+                        &[&user_id, &data_source_id, &from, &to, &ids],
+                    )
+                    .await?;
                 }
                 DataEvent::RecordDeleted {
                     kind: RecordKind::MenstrualCycle,

@@ -242,7 +242,21 @@ impl BatchSink {
         }
         let mut cycles = Vec::new();
         for (source, days) in std::mem::take(&mut self.flows) {
-            cycles.extend(fold_cycles(self.sources[source as usize], days));
+            let data_source_id = self.sources[source as usize];
+            let folded = fold_cycles(data_source_id, days);
+            if let (Some(from), Some(to)) = (
+                folded.iter().map(|c| c.start).min(),
+                folded.iter().map(|c| c.start).max(),
+            ) {
+                self.send(Out::Event(DataEvent::MenstrualCyclesDerived {
+                    user_id: self.user_id,
+                    data_source_id,
+                    from,
+                    to,
+                    ids: folded.iter().map(|c| c.id).collect(),
+                }))?;
+            }
+            cycles.extend(folded);
         }
         cycles.sort_by_key(|c| (c.start, c.id));
         let cycle_count = cycles.len() as u64;
