@@ -18,7 +18,7 @@ struct Mapper {
 }
 
 /// Workout item fields the `workouts` read model can fill (columns plus its `stats`).
-const WORKOUT_FIELDS: &[&str] = &[
+pub(crate) const WORKOUT_FIELDS: &[&str] = &[
     "type",
     "start_time",
     "end_time",
@@ -32,7 +32,7 @@ const WORKOUT_FIELDS: &[&str] = &[
 ];
 
 /// Sleep item fields the `sleep_sessions` read model can fill.
-const SLEEP_FIELDS: &[&str] = &[
+pub(crate) const SLEEP_FIELDS: &[&str] = &[
     "start_time",
     "end_time",
     "zone_offset",

@@ -409,17 +409,7 @@ impl Provider for Oura {
                 "calories_kcal",
                 "distance_meters",
             ],
-            sleep_fields: &[
-                "start_time",
-                "end_time",
-                "zone_offset",
-                "duration_seconds",
-                "sleep_duration_seconds",
-                "efficiency_percent",
-                "stages",
-                "sleep_stage_intervals",
-                "is_nap",
-            ],
+            sleep_fields: crate::coverage::SLEEP_FIELDS,
             menstrual_cycle_fields: &[],
             scores: &["activity", "readiness", "sleep"],
         }
