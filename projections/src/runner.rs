@@ -56,6 +56,11 @@ pub trait Projection: Send + Sync + 'static {
     fn event_types(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether a batch moves megabytes through its connection (sample batches): the runner
+    /// then closes that connection afterwards, so the pool does not keep buffers that large.
+    fn large_rows(&self) -> bool {
+        false
+    }
     /// Log entries per batch (one transaction).
     fn batch_size(&self) -> i64 {
         1000
@@ -196,6 +201,9 @@ impl Runner {
         tx.execute(&save, &[&name, &last.tx, &last.position])
             .await?;
         tx.commit().await?;
+        if projection.large_rows() {
+            drop(deadpool_postgres::Object::take(client));
+        }
         debug!(
             projection = name,
             entries = entries.len(),

@@ -117,6 +117,10 @@ impl Projection for Samples {
         "samples"
     }
 
+    fn large_rows(&self) -> bool {
+        true
+    }
+
     /// Each entry carries up to 10,000 samples: keep transactions to a few hundred thousand rows.
     fn batch_size(&self) -> i64 {
         20

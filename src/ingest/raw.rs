@@ -124,6 +124,8 @@ pub async fn store_file(
             &[&sha256, &size, &chunks, &meta.content_type, &meta.provider, &meta.kind, &meta.user_id],
         )
         .await?;
+    // Megabyte chunks grew this connection's buffers; close it rather than pool them.
+    drop(deadpool_postgres::Object::take(client));
     Ok(RawPayloadRef {
         sha256: sha256.to_string(),
         size,

@@ -152,6 +152,8 @@ pub async fn writer(
             .map_err(|e| PipelineError::Store(e.to_string()))?;
         tx.commit().await?;
     }
+    // Megabyte statements grew this connection's buffers; close it rather than pool them.
+    drop(deadpool_postgres::Object::take(client));
     Ok(samples)
 }
 
