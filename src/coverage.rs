@@ -312,29 +312,13 @@ mod tests {
                         (t.to_string(), json!({ "records": records }))
                     })
                     .collect(),
-                _ => [
-                    "dailies",
-                    "epochs",
-                    "sleeps",
-                    "activities",
-                    "activityDetails",
-                    "hrv",
-                    "bodyComps",
-                    "stressDetails",
-                    "allDayRespiration",
-                    "pulseox",
-                    "userMetrics",
-                    "bloodPressures",
-                    "skinTemp",
-                    "healthSnapshot",
-                    "mct",
-                ]
-                .iter()
-                .map(|t| {
-                    let items = crate::simulator::garmin_items(t, 1_772_323_200, 1_772_496_000);
-                    (t.to_string(), Value::Array(items))
-                })
-                .collect(),
+                _ => crate::providers::garmin::PUSH_TYPES
+                    .iter()
+                    .map(|t| {
+                        let items = crate::simulator::garmin_items(t, 1_772_323_200, 1_772_496_000);
+                        (t.to_string(), Value::Array(items))
+                    })
+                    .collect(),
             };
             let (mut series, mut scores) = (BTreeSet::new(), BTreeSet::new());
             for (kind, body) in &bodies {

@@ -757,13 +757,10 @@ async fn delete(
     };
     state
         .commands
-        .record(
-            RecordKind::AGGREGATE_TYPE,
+        .record_user_change(
             &record.to_string(),
-            event.event_type(),
-            serde_json::to_value(&event).map_err(internal_api)?,
+            &event,
             &auth.0.actor(request_id(req)),
-            Some(user),
             Some(read_model),
         )
         .await

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tracing::warn;
 use uuid::Uuid;
 use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand};
-use wearhouse_domain::records::{DataEvent, RecordKind};
+use wearhouse_domain::records::DataEvent;
 use wearhouse_projections::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
@@ -1080,16 +1080,7 @@ impl SyncApi {
                             };
                             state
                                 .commands
-                                .record(
-                                    RecordKind::AGGREGATE_TYPE,
-                                    &record_id.to_string(),
-                                    event.event_type(),
-                                    serde_json::to_value(&event)
-                                        .map_err(super::error::internal_api)?,
-                                    &actor,
-                                    Some(user),
-                                    None,
-                                )
+                                .record_user_change(&record_id.to_string(), &event, &actor, None)
                                 .await
                                 .map_err(super::error::internal_api)?;
                         }
@@ -1105,16 +1096,7 @@ impl SyncApi {
                             let stream = format!("{user}/samples/{external_id}");
                             state
                                 .commands
-                                .record(
-                                    RecordKind::AGGREGATE_TYPE,
-                                    &stream,
-                                    event.event_type(),
-                                    serde_json::to_value(&event)
-                                        .map_err(super::error::internal_api)?,
-                                    &actor,
-                                    Some(user),
-                                    None,
-                                )
+                                .record_user_change(&stream, &event, &actor, None)
                                 .await
                                 .map_err(super::error::internal_api)?;
                         }

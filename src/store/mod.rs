@@ -169,6 +169,27 @@ impl Commands {
 }
 
 impl Commands {
+    /// Records a user's change to their data (a deletion) on its own `UserRecord` stream.
+    pub async fn record_user_change(
+        &self,
+        stream_id: &str,
+        event: &wearhouse_domain::records::DataEvent,
+        actor: &Actor,
+        read_model: Option<&str>,
+    ) -> Result<(), AppendError> {
+        let payload = serde_json::to_value(event).expect("data events serialize");
+        self.record(
+            wearhouse_domain::records::RecordKind::AGGREGATE_TYPE,
+            stream_id,
+            event.event_type(),
+            payload,
+            actor,
+            Some(event.user_id()),
+            read_model,
+        )
+        .await
+    }
+
     /// Appends one event to a stream that has no aggregate to load (its validity was decided by
     /// the caller), at the stream's next sequence, retrying if another writer took it. When
     /// `read_model` is given, returns once that projection has applied the event.

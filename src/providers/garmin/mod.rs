@@ -30,7 +30,7 @@ pub struct Garmin;
 const NAME: &str = "garmin";
 
 /// Push payload keys this mapping understands (each a list of summaries).
-const PUSH_TYPES: &[&str] = &[
+pub(crate) const PUSH_TYPES: &[&str] = &[
     "dailies",
     "epochs",
     "sleeps",
