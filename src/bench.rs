@@ -45,7 +45,9 @@ fn event(aggregate: &str, sequence: i64) -> NewEvent {
         sequence,
         event_type: "BenchRecorded".into(),
         event_version: "1".into(),
-        payload: json!({ "type": "BenchRecorded", "value": sequence, "note": "a payload of realistic size for a small domain event" }),
+        payload: crate::store::to_payload(
+            &json!({ "type": "BenchRecorded", "value": sequence, "note": "a payload of realistic size for a small domain event" }),
+        ),
         metadata: json!({ "actor": "bench" }),
         user_id: None,
     }

@@ -83,7 +83,10 @@ fn time(v: &Value, key: &str) -> Option<DateTime<Utc>> {
 
 /// Reads the reference out of the entry's payload (the domain's serde shape).
 pub fn attachment(entry: &LogEntry) -> Option<Attachment> {
-    let p = &entry.payload;
+    if ![RAW_EVENT, SAMPLES_EVENT].contains(&entry.event_type.as_str()) {
+        return None;
+    }
+    let p: Value = serde_json::from_str(entry.payload.get()).ok()?;
     match entry.event_type.as_str() {
         RAW_EVENT => {
             let r = p.get("raw")?;
@@ -232,7 +235,7 @@ mod tests {
             sequence: 1,
             event_type: event_type.into(),
             event_version: "1".into(),
-            payload,
+            payload: serde_json::value::to_raw_value(&payload).unwrap(),
             metadata: json!({}),
             recorded_at: "2024-05-01T10:11:12.5Z".parse().unwrap(),
             user_id: Some(Uuid::nil()),

@@ -19,7 +19,7 @@ pub fn is_marker(value: Option<&[u8]>) -> bool {
     value.is_none_or(|v| v.is_empty())
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
     /// The entry's global position: a unique, stable id (deduplication key).
     pub position: i64,
@@ -32,7 +32,8 @@ pub struct Envelope {
     pub event_version: String,
     pub user_id: Option<Uuid>,
     pub recorded_at: DateTime<Utc>,
-    pub payload: Value,
+    /// The payload's JSON text as the log holds it, passed through unparsed.
+    pub payload: wearhouse_projections::log::Payload,
     pub metadata: Value,
 }
 
@@ -93,7 +94,7 @@ impl From<Envelope> for LogEntry {
     }
 }
 
-/// The message value of an entry (compact JSON).
+/// The message value of an entry (JSON; the payload keeps the text the log stores).
 pub fn encode(entry: &LogEntry) -> Vec<u8> {
     serde_json::to_vec(&Envelope::from(entry)).expect("an envelope of JSON values always encodes")
 }
@@ -118,7 +119,10 @@ mod tests {
             sequence: 3,
             event_type: "UserUpdated".into(),
             event_version: "1".into(),
-            payload: json!({"b": [1, 2.5, null], "a": {"z": "é"}}),
+            payload: serde_json::value::to_raw_value(
+                &json!({"b": [1, 2.5, null], "a": {"z": "é"}}),
+            )
+            .unwrap(),
             metadata: json!({"actor": "system:test"}),
             recorded_at: "2024-05-01T10:11:12.345678Z".parse().unwrap(),
             user_id: user,

@@ -106,11 +106,8 @@ pub async fn recompute(
         )
         .await?
         .and_then(|r| r.get(0));
-    let mut start = from;
-    while start <= to {
-        let end = (start + Duration::days(CHUNK_DAYS - 1)).min(to);
+    for (start, end) in crate::date_chunks(from, to, CHUNK_DAYS) {
         recompute_chunk(tx, user, &ranks, birth, start, end).await?;
-        start = end + Duration::days(1);
     }
     Ok(())
 }

@@ -102,9 +102,25 @@ fn sleep_inputs(night: &Night, history: &[&Night]) -> SleepInputs {
     }
 }
 
+/// Dates recomputed together (each window also reads the nights or days it looks back at).
+const CHUNK_DAYS: i64 = 62;
+
 /// Sleep scores of the rated nights (the longest non-nap night per local start date, contract
 /// §7.1) that end in the local dates `from..=to` (with margin). Each is stamped at its wake time.
 pub async fn recompute_sleep(
+    tx: &impl GenericClient,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    // Windows overlap by their margins; a night in two windows gets the same score twice.
+    for (a, b) in crate::date_chunks(from, to, CHUNK_DAYS) {
+        recompute_sleep_chunk(tx, user, a, b).await?;
+    }
+    Ok(())
+}
+
+async fn recompute_sleep_chunk(
     tx: &impl GenericClient,
     user: Uuid,
     from: NaiveDate,
@@ -184,6 +200,18 @@ pub async fn recompute_sleep(
 
 /// Resilience scores for reference dates `from..=to`.
 pub async fn recompute_resilience(
+    tx: &impl GenericClient,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    for (a, b) in crate::date_chunks(from, to, CHUNK_DAYS) {
+        recompute_resilience_chunk(tx, user, a, b).await?;
+    }
+    Ok(())
+}
+
+async fn recompute_resilience_chunk(
     tx: &impl GenericClient,
     user: Uuid,
     from: NaiveDate,

@@ -79,7 +79,7 @@ pub async fn caught_up(
 pub(crate) fn decode<E: serde::de::DeserializeOwned>(
     entry: &LogEntry,
 ) -> Result<E, ProjectionError> {
-    E::deserialize(&entry.payload).map_err(|source| ProjectionError::Decode {
+    serde_json::from_str(entry.payload.get()).map_err(|source| ProjectionError::Decode {
         position: entry.position(),
         event_type: entry.event_type.clone(),
         source,
@@ -131,5 +131,38 @@ impl<K: std::hash::Hash + Eq + Copy, V> Latest<K, V> {
             .into_iter()
             .map(|(_, v)| v)
             .collect()
+    }
+}
+
+/// `from..=to` cut into runs of at most `days` days: read models that recompute days work a
+/// window at a time, so a whole history (a first import) needs no more memory than a month.
+pub(crate) fn date_chunks(
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    days: i64,
+) -> impl Iterator<Item = (chrono::NaiveDate, chrono::NaiveDate)> {
+    let step = chrono::Duration::days(days.max(1));
+    std::iter::successors(Some(from), move |start| Some(*start + step))
+        .take_while(move |start| *start <= to)
+        .map(move |start| (start, (start + step - chrono::Duration::days(1)).min(to)))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    #[test]
+    fn date_chunks_cover_the_range_once_in_order() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2024, m, day).unwrap();
+        let chunks: Vec<_> = super::date_chunks(d(1, 1), d(3, 5), 31).collect();
+        assert_eq!(
+            chunks,
+            [(d(1, 1), d(1, 31)), (d(2, 1), d(3, 2)), (d(3, 3), d(3, 5))]
+        );
+        assert_eq!(
+            super::date_chunks(d(5, 5), d(5, 5), 31).collect::<Vec<_>>(),
+            [(d(5, 5), d(5, 5))]
+        );
+        assert_eq!(super::date_chunks(d(5, 6), d(5, 5), 31).count(), 0);
     }
 }

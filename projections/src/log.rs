@@ -28,8 +28,12 @@ impl Cursor {
     pub const START: Cursor = Cursor { tx: 0, position: 0 };
 }
 
+/// An event's payload as the JSON text the log holds: decoded straight into the reader's own
+/// types, it never becomes a `serde_json::Value` tree (several times the text's size).
+pub type Payload = Box<serde_json::value::RawValue>;
+
 /// One committed entry of the log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct LogEntry {
     pub cursor: Cursor,
     pub aggregate_type: String,
@@ -37,10 +41,25 @@ pub struct LogEntry {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: Value,
+    pub payload: Payload,
     pub metadata: Value,
     pub recorded_at: DateTime<Utc>,
     pub user_id: Option<Uuid>,
+}
+
+impl PartialEq for LogEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cursor == other.cursor
+            && self.aggregate_type == other.aggregate_type
+            && self.aggregate_id == other.aggregate_id
+            && self.sequence == other.sequence
+            && self.event_type == other.event_type
+            && self.event_version == other.event_version
+            && self.payload.get() == other.payload.get()
+            && self.metadata == other.metadata
+            && self.recorded_at == other.recorded_at
+            && self.user_id == other.user_id
+    }
 }
 
 impl LogEntry {
@@ -63,7 +82,7 @@ fn entry(row: &tokio_postgres::Row) -> LogEntry {
         sequence: row.get(4),
         event_type: row.get(5),
         event_version: row.get(6),
-        payload: row.get(7),
+        payload: row.get::<_, tokio_postgres::types::Json<Payload>>(7).0,
         metadata: row.get(8),
         recorded_at: row.get(9),
         user_id: row.get(10),

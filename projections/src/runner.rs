@@ -18,8 +18,11 @@ use crate::log::{horizon, last_below, peek_below, read_through, Cursor, LogEntry
 
 /// How long a model that reads other models holds entries back while they catch up.
 const MAX_DEPENDENCY_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-/// Payload bytes per batch (decoded JSON takes a few times more memory than its text).
+/// Payload bytes per batch.
 const MAX_BATCH_BYTES: i64 = 2 << 20;
+/// A batch this large leaves megabyte buffers in its connection (statements and rows of that
+/// size): the connection is closed rather than pooled with them.
+const LARGE_BATCH_BYTES: i64 = 256 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -37,6 +40,10 @@ pub enum ProjectionError {
     Corrupt { position: i64, detail: String },
     #[error("unknown projection '{0}'")]
     Unknown(String),
+}
+
+fn bytes_of(batch: &[Peek]) -> i64 {
+    batch.iter().map(|p| p.bytes).sum()
 }
 
 /// tokio-postgres displays server errors as just "db error"; this includes the server's message.
@@ -175,6 +182,7 @@ impl Runner {
             .max(1);
         let cut = fits < ready.len();
         ready.truncate(fits);
+        let large = projection.large_rows() || bytes_of(&ready) > LARGE_BATCH_BYTES;
         let entries = match ready.last() {
             Some(through) => read_through(&tx, from, through.cursor, types).await?,
             None => Vec::new(),
@@ -201,7 +209,7 @@ impl Runner {
         tx.execute(&save, &[&name, &last.tx, &last.position])
             .await?;
         tx.commit().await?;
-        if projection.large_rows() {
+        if large {
             drop(deadpool_postgres::Object::take(client));
         }
         debug!(

@@ -78,8 +78,23 @@ impl<'a> WindowMeans<'a> {
     }
 }
 
+/// Wake dates recomputed together.
+const CHUNK_DAYS: i64 = 62;
+
 /// Recomputes the nights of `user` whose local wake date is in `from..=to`.
 pub async fn recompute(
+    tx: &impl GenericClient,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
+    for (a, b) in crate::date_chunks(from, to, CHUNK_DAYS) {
+        recompute_chunk(tx, user, a, b).await?;
+    }
+    Ok(())
+}
+
+async fn recompute_chunk(
     tx: &impl GenericClient,
     user: Uuid,
     from: NaiveDate,

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 use wearhouse_domain::records::{DataEvent, RecordKind, SleepSessionRecord};
 
@@ -118,7 +119,7 @@ async fn upsert(
         rem.push(r);
         asleep.push(sl);
         in_bed.push((s.end - s.start).num_seconds() as f64 / 60.0);
-        stages.push(serde_json::to_value(&s.stages).unwrap_or_default());
+        stages.push(Json(s.stages));
         id.push(s.id);
         user.push(user_id);
         source.push(s.data_source_id);

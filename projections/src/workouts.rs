@@ -1,10 +1,13 @@
 //! The `workouts` read model. A record that was deleted stays hidden when it is imported again.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
-use wearhouse_domain::records::{DataEvent, RecordKind, WorkoutRecord};
+use wearhouse_domain::records::{DataEvent, RecordKind, WorkoutLap, WorkoutRecord};
 
 use crate::{decode, Latest, LogEntry, Projection, ProjectionError};
 
@@ -100,12 +103,9 @@ async fn upsert(
     }
     let mut c = Columns::default();
     for (user_id, w) in rows {
-        c.stats
-            .push(serde_json::to_value(&w.stats).unwrap_or_default());
-        c.metadata
-            .push(serde_json::to_value(&w.metadata).unwrap_or_default());
-        c.segments
-            .push(serde_json::to_value(&w.laps).unwrap_or_default());
+        c.stats.push(Json(w.stats));
+        c.metadata.push(Json(w.metadata));
+        c.segments.push(Json(w.laps));
         c.id.push(w.id);
         c.user.push(user_id);
         c.source.push(w.data_source_id);
@@ -142,7 +142,8 @@ struct Columns {
     end: Vec<DateTime<Utc>>,
     zone: Vec<Option<i16>>,
     duration: Vec<Option<f64>>,
-    stats: Vec<serde_json::Value>,
-    metadata: Vec<serde_json::Value>,
-    segments: Vec<serde_json::Value>,
+    // Serialized straight into the statement (no `Value` trees in between).
+    stats: Vec<Json<BTreeMap<String, f64>>>,
+    metadata: Vec<Json<BTreeMap<String, String>>>,
+    segments: Vec<Json<Vec<WorkoutLap>>>,
 }

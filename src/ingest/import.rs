@@ -218,6 +218,29 @@ impl BatchSink {
         Ok(())
     }
 
+    /// Workouts and activity summaries go out an event's worth at a time as they are parsed.
+    fn send_workouts(&mut self) -> Result<(), SinkError> {
+        if self.workouts.is_empty() {
+            return Ok(());
+        }
+        let workouts = std::mem::take(&mut self.workouts);
+        self.send(Out::Event(DataEvent::WorkoutsRecorded {
+            user_id: self.user_id,
+            workouts,
+        }))
+    }
+
+    fn send_summaries(&mut self) -> Result<(), SinkError> {
+        if self.summaries.is_empty() {
+            return Ok(());
+        }
+        let summaries = std::mem::take(&mut self.summaries);
+        self.send(Out::Event(DataEvent::ActivitySummariesRecorded {
+            user_id: self.user_id,
+            summaries,
+        }))
+    }
+
     /// Everything still buffered: partial batches, sleep sessions, cycles, workouts, summaries.
     /// Returns (sleep sessions, menstrual cycles).
     fn finish(&mut self) -> Result<(u64, u64), SinkError> {
@@ -225,19 +248,29 @@ impl BatchSink {
         for key in keys {
             self.flush(key)?;
         }
-        let mut sessions = Vec::new();
-        for (source, intervals) in std::mem::take(&mut self.sleep) {
-            sessions.extend(sleep_sessions::build(
-                self.sources[source as usize],
-                intervals,
-            ));
+        // Sessions are built and sent an event's worth at a time, source by source.
+        let mut sleep: Vec<(u32, Vec<Interval>)> =
+            std::mem::take(&mut self.sleep).into_iter().collect();
+        sleep.sort_unstable_by_key(|(source, _)| *source);
+        let mut session_count = 0u64;
+        let mut chunk = Vec::with_capacity(SESSIONS_PER_EVENT);
+        for (source, intervals) in sleep {
+            sleep_sessions::build_each(self.sources[source as usize], intervals, |s| {
+                session_count += 1;
+                chunk.push(s);
+                if chunk.len() == SESSIONS_PER_EVENT {
+                    self.send(Out::Event(DataEvent::SleepSessionsRecorded {
+                        user_id: self.user_id,
+                        sessions: std::mem::take(&mut chunk),
+                    }))?;
+                }
+                Ok::<(), SinkError>(())
+            })?;
         }
-        sessions.sort_by_key(|s| (s.start, s.id));
-        let session_count = sessions.len() as u64;
-        for chunk in sessions.chunks(SESSIONS_PER_EVENT) {
+        if !chunk.is_empty() {
             self.send(Out::Event(DataEvent::SleepSessionsRecorded {
                 user_id: self.user_id,
-                sessions: chunk.to_vec(),
+                sessions: chunk,
             }))?;
         }
         let mut cycles = Vec::new();
@@ -266,18 +299,8 @@ impl BatchSink {
                 cycles: chunk.to_vec(),
             }))?;
         }
-        for chunk in std::mem::take(&mut self.workouts).chunks(RECORDS_PER_EVENT) {
-            self.send(Out::Event(DataEvent::WorkoutsRecorded {
-                user_id: self.user_id,
-                workouts: chunk.to_vec(),
-            }))?;
-        }
-        for chunk in std::mem::take(&mut self.summaries).chunks(RECORDS_PER_EVENT) {
-            self.send(Out::Event(DataEvent::ActivitySummariesRecorded {
-                user_id: self.user_id,
-                summaries: chunk.to_vec(),
-            }))?;
-        }
+        self.send_workouts()?;
+        self.send_summaries()?;
         Ok((session_count, cycle_count))
     }
 }
@@ -384,6 +407,9 @@ impl Sink for BatchSink {
             metadata,
             laps: Vec::new(),
         });
+        if self.workouts.len() >= RECORDS_PER_EVENT {
+            self.send_workouts()?;
+        }
         Ok(())
     }
 
@@ -437,6 +463,9 @@ impl Sink for BatchSink {
             date: a.date,
             values,
         });
+        if self.summaries.len() >= RECORDS_PER_EVENT {
+            self.send_summaries()?;
+        }
         Ok(())
     }
 

@@ -23,29 +23,46 @@ fn ts(us: i64) -> DateTime<Utc> {
 }
 
 /// Sessions of one data source, in time order. `intervals` may come in any order.
-pub fn build(data_source_id: Uuid, mut intervals: Vec<Interval>) -> Vec<SleepSessionRecord> {
-    intervals.sort_by_key(|i| (i.start, i.end));
+#[cfg(test)]
+pub fn build(data_source_id: Uuid, intervals: Vec<Interval>) -> Vec<SleepSessionRecord> {
     let mut sessions = Vec::new();
-    let mut current: Vec<Interval> = Vec::new();
+    build_each(data_source_id, intervals, |s| {
+        sessions.push(s);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .expect("infallible");
+    sessions
+}
+
+/// Hands the sessions of one data source to `emit` one at a time, in time order (so only the
+/// compact intervals are ever held whole). `intervals` may come in any order.
+pub fn build_each<E>(
+    data_source_id: Uuid,
+    mut intervals: Vec<Interval>,
+    mut emit: impl FnMut(SleepSessionRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    // In place (no merge buffer), and deterministic whatever order the file had.
+    intervals.sort_unstable_by_key(|i| (i.start, i.end, i.stage, i.zone_offset_min));
+    let mut first = 0;
     let mut current_end = i64::MIN;
-    for interval in intervals {
-        if !current.is_empty() && interval.start - current_end > SESSION_GAP_US {
-            sessions.push(session(data_source_id, std::mem::take(&mut current)));
+    for (n, interval) in intervals.iter().enumerate() {
+        if n > first && interval.start - current_end > SESSION_GAP_US {
+            emit(session(data_source_id, &intervals[first..n]))?;
+            first = n;
         }
-        current_end = if current.is_empty() {
+        current_end = if n == first {
             interval.end
         } else {
             current_end.max(interval.end)
         };
-        current.push(interval);
     }
-    if !current.is_empty() {
-        sessions.push(session(data_source_id, current));
+    if first < intervals.len() {
+        emit(session(data_source_id, &intervals[first..]))?;
     }
-    sessions
+    Ok(())
 }
 
-fn session(data_source_id: Uuid, intervals: Vec<Interval>) -> SleepSessionRecord {
+fn session(data_source_id: Uuid, intervals: &[Interval]) -> SleepSessionRecord {
     let start = intervals.iter().map(|i| i.start).min().unwrap_or_default();
     let end = intervals.iter().map(|i| i.end).max().unwrap_or_default();
     let offset = intervals[0].zone_offset_min;

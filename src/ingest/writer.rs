@@ -133,7 +133,7 @@ pub async fn writer(
                 sequence,
                 event_type: event.event_type().into(),
                 event_version: "1".into(),
-                payload: serde_json::to_value(&event).expect("data events serialize"),
+                payload: crate::store::to_payload(&event),
                 metadata: metadata.clone(),
                 user_id: Some(user_id),
             });

@@ -10,12 +10,19 @@ use std::time::Duration;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use deadpool_postgres::{GenericClient, Pool};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
-use wearhouse_projections::log::last_cursor_of;
+use wearhouse_projections::log::{last_cursor_of, Payload};
 use wearhouse_projections::{Cursor, Runner};
 
 pub use repository::PgEventRepository;
+
+/// The JSON text of an event payload.
+pub fn to_payload(value: &impl serde::Serialize) -> Payload {
+    serde_json::value::to_raw_value(value).expect("event payloads serialize to JSON")
+}
 
 /// One event to append (what `SerializedEvent` carries, plus the user it concerns).
 #[derive(Debug, Clone)]
@@ -25,7 +32,8 @@ pub struct NewEvent {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: Value,
+    /// JSON text: an import's events go from their types to text without a `Value` tree.
+    pub payload: Payload,
     pub metadata: Value,
     pub user_id: Option<Uuid>,
 }
@@ -55,7 +63,7 @@ pub async fn append(
     let event_types = col(|e| e.event_type.clone());
     let versions = col(|e| e.event_version.clone());
     let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    let payloads: Vec<Json<&RawValue>> = events.iter().map(|e| Json(&*e.payload)).collect();
     let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
     let users: Vec<Option<Uuid>> = events.iter().map(|e| e.user_id).collect();
     let rows = client
@@ -229,7 +237,7 @@ impl Commands {
                 sequence: next,
                 event_type: event_type.into(),
                 event_version: "1".into(),
-                payload: payload.clone(),
+                payload: to_payload(&payload),
                 metadata: metadata.clone(),
                 user_id,
             };

@@ -115,7 +115,7 @@ impl PersistedEventRepository for PgEventRepository {
                 sequence: e.sequence as i64,
                 event_type: e.event_type.clone(),
                 event_version: e.event_version.clone(),
-                payload: e.payload.clone(),
+                payload: super::to_payload(&e.payload),
                 metadata: e.metadata.clone(),
                 user_id: user_of(e),
             })
