@@ -146,6 +146,7 @@ async fn recompute_sleep_chunk(
         &[&user, &lo, &hi],
     )
     .await?;
+    let mut out = BTreeMap::new();
     for (i, night) in rated.iter().enumerate() {
         if night.end < lo || night.end >= hi {
             continue;
@@ -169,32 +170,63 @@ async fn recompute_sleep_chunk(
             "consistency": component(Some(score.consistency as f64), None),
             "interruptions": component(Some(score.interruptions as f64), None),
         });
-        let id = record_id(&[
-            &user.to_string(),
-            "internal",
-            "sleep",
-            &night.end.to_rfc3339(),
-        ]);
-        tx.execute(
-            "INSERT INTO health_scores (id, user_id, data_source_id, provider, category, value, qualifier, recorded_at, \
-               zone_offset, components, sleep_record_id) \
-             VALUES ($1, $2, $3, 'internal', 'sleep', $4, NULL, $5, $6, $7, $8) \
-             ON CONFLICT (user_id, provider, category, recorded_at) DO UPDATE SET value = EXCLUDED.value, \
-               components = EXCLUDED.components, data_source_id = EXCLUDED.data_source_id, \
-               zone_offset = EXCLUDED.zone_offset, sleep_record_id = EXCLUDED.sleep_record_id",
-            &[
-                &id,
-                &user,
-                &night.source,
-                &(score.overall as f64),
-                &night.end,
-                &night.zone_offset,
-                &components,
-                &night.session_ids.first(),
-            ],
-        )
-        .await?;
+        out.insert(
+            night.end,
+            Score {
+                source: Some(night.source),
+                value: score.overall as f64,
+                zone_offset: night.zone_offset,
+                components,
+                sleep_record_id: night.session_ids.first().copied(),
+            },
+        );
     }
+    upsert(tx, user, "sleep", out).await
+}
+
+/// An internal score, keyed by its `recorded_at`.
+struct Score {
+    source: Option<Uuid>,
+    value: f64,
+    zone_offset: i16,
+    components: Value,
+    sleep_record_id: Option<Uuid>,
+}
+
+/// Writes a window's internal scores of one category in one statement.
+async fn upsert(
+    tx: &impl GenericClient,
+    user: Uuid,
+    category: &str,
+    scores: BTreeMap<DateTime<Utc>, Score>,
+) -> Result<(), tokio_postgres::Error> {
+    if scores.is_empty() {
+        return Ok(());
+    }
+    let prefix = user.to_string();
+    let ids: Vec<Uuid> = scores
+        .keys()
+        .map(|at| record_id(&[&prefix, "internal", category, &at.to_rfc3339()]))
+        .collect();
+    let at: Vec<DateTime<Utc>> = scores.keys().copied().collect();
+    let s: Vec<&Score> = scores.values().collect();
+    let sources: Vec<Option<Uuid>> = s.iter().map(|s| s.source).collect();
+    let values: Vec<f64> = s.iter().map(|s| s.value).collect();
+    let zones: Vec<i16> = s.iter().map(|s| s.zone_offset).collect();
+    let components: Vec<&Value> = s.iter().map(|s| &s.components).collect();
+    let sleeps: Vec<Option<Uuid>> = s.iter().map(|s| s.sleep_record_id).collect();
+    tx.execute(
+        "INSERT INTO health_scores (id, user_id, data_source_id, provider, category, value, recorded_at, \
+           zone_offset, components, sleep_record_id) \
+         SELECT id, $1, src, 'internal', $2, v, at, z, c, sl \
+         FROM unnest($3::uuid[], $4::uuid[], $5::float8[], $6::timestamptz[], $7::int2[], $8::jsonb[], $9::uuid[]) \
+           AS t(id, src, v, at, z, c, sl) \
+         ON CONFLICT (user_id, provider, category, recorded_at) DO UPDATE SET value = EXCLUDED.value, \
+           components = EXCLUDED.components, data_source_id = EXCLUDED.data_source_id, \
+           zone_offset = EXCLUDED.zone_offset, sleep_record_id = EXCLUDED.sleep_record_id",
+        &[&user, &category, &ids, &sources, &values, &at, &zones, &components, &sleeps],
+    )
+    .await?;
     Ok(())
 }
 
@@ -255,6 +287,7 @@ async fn recompute_resilience_chunk(
         &[&user, &midnight(from), &hi],
     )
     .await?;
+    let mut out = BTreeMap::new();
     let mut r = from;
     while r <= to {
         let means: Vec<f64> = daily
@@ -263,12 +296,6 @@ async fn recompute_resilience_chunk(
             .collect();
         if let Some(res) = scores::resilience(&means) {
             let at = midnight(r);
-            let id = record_id(&[
-                &user.to_string(),
-                "internal",
-                "resilience",
-                &at.to_rfc3339(),
-            ]);
             let components = json!({
                 "days_counted": component(Some(res.days_counted as f64), None),
                 "metric_type": component(None, Some("RMSSD")),
@@ -276,18 +303,20 @@ async fn recompute_resilience_chunk(
             });
             // Stored like the contract's NUMERIC(6,3).
             let value = (res.cv * 1000.0).round() / 1000.0;
-            tx.execute(
-                "INSERT INTO health_scores (id, user_id, provider, category, value, recorded_at, zone_offset, components) \
-                 VALUES ($1, $2, 'internal', 'resilience', $3, $4, 0, $5) \
-                 ON CONFLICT (user_id, provider, category, recorded_at) DO UPDATE SET value = EXCLUDED.value, \
-                   components = EXCLUDED.components",
-                &[&id, &user, &value, &at, &components],
-            )
-            .await?;
+            out.insert(
+                at,
+                Score {
+                    source: None,
+                    value,
+                    zone_offset: 0,
+                    components,
+                    sleep_record_id: None,
+                },
+            );
         }
         r += Duration::days(1);
     }
-    Ok(())
+    upsert(tx, user, "resilience", out).await
 }
 
 /// Every score of `user`.

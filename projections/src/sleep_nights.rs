@@ -150,6 +150,8 @@ async fn recompute_chunk(
             }
         }
     }
+    // One statement for the window's nights (a row at a time costs a round trip each).
+    let mut c = NightColumns::default();
     let mut main_index = 0i32;
     for n in &nights {
         let i = if n.is_main {
@@ -169,40 +171,87 @@ async fn recompute_chunk(
                 )
             })
             .collect();
-        let interruptions = waso(&timeline).1 as i32;
-        tx.execute(
-            "INSERT INTO sleep_nights (user_id, wake_date, start_time, end_time, zone_offset, data_source_id, is_main, is_nap, \
-               awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, interruptions, \
-               session_ids, avg_heart_rate, avg_hrv_sdnn, avg_hrv_rmssd, avg_respiratory_rate, avg_spo2) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-             ON CONFLICT (user_id, wake_date, start_time) DO NOTHING",
-            &[
-                &user,
-                &n.wake_date(),
-                &n.start,
-                &n.end,
-                &n.zone_offset,
-                &n.source,
-                &n.is_main,
-                &n.is_nap,
-                &n.awake_minutes,
-                &n.light_minutes,
-                &n.deep_minutes,
-                &n.rem_minutes,
-                &n.asleep_minutes,
-                &n.in_bed_minutes,
-                &interruptions,
-                &n.session_ids,
-                &v(HEART_RATE),
-                &v(HRV_SDNN),
-                &v(HRV_RMSSD),
-                &v(RESPIRATORY_RATE),
-                &v(SPO2),
-            ],
-        )
-        .await?;
+        c.wake.push(n.wake_date());
+        c.start.push(n.start);
+        c.end.push(n.end);
+        c.zone.push(n.zone_offset);
+        c.source.push(n.source);
+        c.main.push(n.is_main);
+        c.nap.push(n.is_nap);
+        c.minutes[0].push(n.awake_minutes);
+        c.minutes[1].push(n.light_minutes);
+        c.minutes[2].push(n.deep_minutes);
+        c.minutes[3].push(n.rem_minutes);
+        c.minutes[4].push(n.asleep_minutes);
+        c.minutes[5].push(n.in_bed_minutes);
+        c.interruptions.push(waso(&timeline).1 as i32);
+        // Arrays of arrays cannot be unnested row by row: each night's ids go as an array
+        // literal.
+        let ids: Vec<String> = n.session_ids.iter().map(Uuid::to_string).collect();
+        c.sessions.push(format!("{{{}}}", ids.join(",")));
+        for (k, series) in [HEART_RATE, HRV_SDNN, HRV_RMSSD, RESPIRATORY_RATE, SPO2]
+            .into_iter()
+            .enumerate()
+        {
+            c.vitals[k].push(v(series));
+        }
     }
+    let m = &c.minutes;
+    let a = &c.vitals;
+    tx.execute(
+        "INSERT INTO sleep_nights (user_id, wake_date, start_time, end_time, zone_offset, data_source_id, is_main, is_nap, \
+           awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, interruptions, \
+           session_ids, avg_heart_rate, avg_hrv_sdnn, avg_hrv_rmssd, avg_respiratory_rate, avg_spo2) \
+         SELECT $1, w, s, e, z, src, main, nap, aw, li, de, re, asl, ib, intr, ids::uuid[], hr, sdnn, rmssd, rr, spo2 \
+         FROM unnest($2::date[], $3::timestamptz[], $4::timestamptz[], $5::int2[], $6::uuid[], $7::bool[], $8::bool[], \
+           $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::float8[], $15::int4[], \
+           $16::text[], $17::float8[], $18::float8[], $19::float8[], $20::float8[], $21::float8[]) \
+           AS t(w, s, e, z, src, main, nap, aw, li, de, re, asl, ib, intr, ids, hr, sdnn, rmssd, rr, spo2) \
+         ON CONFLICT (user_id, wake_date, start_time) DO NOTHING",
+        &[
+            &user,
+            &c.wake,
+            &c.start,
+            &c.end,
+            &c.zone,
+            &c.source,
+            &c.main,
+            &c.nap,
+            &m[0],
+            &m[1],
+            &m[2],
+            &m[3],
+            &m[4],
+            &m[5],
+            &c.interruptions,
+            &c.sessions,
+            &a[0],
+            &a[1],
+            &a[2],
+            &a[3],
+            &a[4],
+        ],
+    )
+    .await?;
     Ok(())
+}
+
+#[derive(Default)]
+struct NightColumns {
+    wake: Vec<NaiveDate>,
+    start: Vec<DateTime<Utc>>,
+    end: Vec<DateTime<Utc>>,
+    zone: Vec<i16>,
+    source: Vec<Uuid>,
+    main: Vec<bool>,
+    nap: Vec<bool>,
+    /// Awake, light, deep, REM, asleep, in bed.
+    minutes: [Vec<f64>; 6],
+    interruptions: Vec<i32>,
+    /// Array literals of the merged sessions' ids.
+    sessions: Vec<String>,
+    /// Heart rate, HRV SDNN, HRV RMSSD, respiratory rate, SpO2 over the main sleep.
+    vitals: [Vec<Option<f64>>; 5],
 }
 
 /// Every night of `user`.

@@ -3,6 +3,7 @@
 //! parser runs on its own thread. Memory stays flat whatever the file size.
 
 use std::collections::{BTreeMap, HashMap};
+use std::iter::Peekable;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -248,24 +249,34 @@ impl BatchSink {
         for key in keys {
             self.flush(key)?;
         }
-        // Sessions are built and sent an event's worth at a time, source by source.
-        let mut sleep: Vec<(u32, Vec<Interval>)> =
-            std::mem::take(&mut self.sleep).into_iter().collect();
-        sleep.sort_unstable_by_key(|(source, _)| *source);
+        // Sessions are built and sent an event's worth at a time, every source's merged in time
+        // order: each event then covers a few weeks, and the nights and scores read models
+        // recompute each night about once.
+        let mut sources: Vec<Peekable<sleep_sessions::Sessions>> = std::mem::take(&mut self.sleep)
+            .into_iter()
+            .map(|(source, intervals)| {
+                sleep_sessions::Sessions::new(self.sources[source as usize], intervals).peekable()
+            })
+            .collect();
         let mut session_count = 0u64;
         let mut chunk = Vec::with_capacity(SESSIONS_PER_EVENT);
-        for (source, intervals) in sleep {
-            sleep_sessions::build_each(self.sources[source as usize], intervals, |s| {
-                session_count += 1;
-                chunk.push(s);
-                if chunk.len() == SESSIONS_PER_EVENT {
-                    self.send(Out::Event(DataEvent::SleepSessionsRecorded {
-                        user_id: self.user_id,
-                        sessions: std::mem::take(&mut chunk),
-                    }))?;
-                }
-                Ok::<(), SinkError>(())
-            })?;
+        loop {
+            let earliest = sources
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(n, s)| s.peek().map(|s| ((s.start, s.id), n)))
+                .min();
+            let Some(session) = earliest.and_then(|(_, n)| sources[n].next()) else {
+                break;
+            };
+            session_count += 1;
+            chunk.push(session);
+            if chunk.len() == SESSIONS_PER_EVENT {
+                self.send(Out::Event(DataEvent::SleepSessionsRecorded {
+                    user_id: self.user_id,
+                    sessions: std::mem::take(&mut chunk),
+                }))?;
+            }
         }
         if !chunk.is_empty() {
             self.send(Out::Event(DataEvent::SleepSessionsRecorded {

@@ -25,41 +25,47 @@ fn ts(us: i64) -> DateTime<Utc> {
 /// Sessions of one data source, in time order. `intervals` may come in any order.
 #[cfg(test)]
 pub fn build(data_source_id: Uuid, intervals: Vec<Interval>) -> Vec<SleepSessionRecord> {
-    let mut sessions = Vec::new();
-    build_each(data_source_id, intervals, |s| {
-        sessions.push(s);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .expect("infallible");
-    sessions
+    Sessions::new(data_source_id, intervals).collect()
 }
 
-/// Hands the sessions of one data source to `emit` one at a time, in time order (so only the
-/// compact intervals are ever held whole). `intervals` may come in any order.
-pub fn build_each<E>(
+/// The sessions of one data source, built one at a time in time order (so only the compact
+/// intervals are ever held whole).
+pub struct Sessions {
     data_source_id: Uuid,
-    mut intervals: Vec<Interval>,
-    mut emit: impl FnMut(SleepSessionRecord) -> Result<(), E>,
-) -> Result<(), E> {
-    // In place (no merge buffer), and deterministic whatever order the file had.
-    intervals.sort_unstable_by_key(|i| (i.start, i.end, i.stage, i.zone_offset_min));
-    let mut first = 0;
-    let mut current_end = i64::MIN;
-    for (n, interval) in intervals.iter().enumerate() {
-        if n > first && interval.start - current_end > SESSION_GAP_US {
-            emit(session(data_source_id, &intervals[first..n]))?;
-            first = n;
+    intervals: Vec<Interval>,
+    next: usize,
+}
+
+impl Sessions {
+    /// `intervals` may come in any order.
+    pub fn new(data_source_id: Uuid, mut intervals: Vec<Interval>) -> Self {
+        // In place (no merge buffer), and deterministic whatever order the file had.
+        intervals.sort_unstable_by_key(|i| (i.start, i.end, i.stage, i.zone_offset_min));
+        Sessions {
+            data_source_id,
+            intervals,
+            next: 0,
         }
-        current_end = if n == first {
-            interval.end
-        } else {
-            current_end.max(interval.end)
-        };
     }
-    if first < intervals.len() {
-        emit(session(data_source_id, &intervals[first..]))?;
+}
+
+impl Iterator for Sessions {
+    type Item = SleepSessionRecord;
+
+    fn next(&mut self) -> Option<SleepSessionRecord> {
+        let first = self.next;
+        let mut end = self.intervals.get(first)?.end;
+        let mut n = first + 1;
+        while let Some(i) = self.intervals.get(n) {
+            if i.start - end > SESSION_GAP_US {
+                break;
+            }
+            end = end.max(i.end);
+            n += 1;
+        }
+        self.next = n;
+        Some(session(self.data_source_id, &self.intervals[first..n]))
     }
-    Ok(())
 }
 
 fn session(data_source_id: Uuid, intervals: &[Interval]) -> SleepSessionRecord {
