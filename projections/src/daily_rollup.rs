@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
+use futures::TryStreamExt;
 use uuid::Uuid;
 use wearhouse_domain::daily::{
     best_source_stats, intensity_minutes, local_minute, max_heart_rate, merge_additive,
@@ -124,15 +125,18 @@ async fn recompute_chunk(
     let hi = midnight(to + Duration::days(1)) + Duration::hours(OFFSET_MARGIN_H);
     let mut ids = additive_ids();
     ids.extend(AVERAGED);
-    let rows = tx
-        .query(
+    let scan = tx
+        .prepare_cached(
             "SELECT series_type, data_source_id, time, end_time, value, zone_offset, is_daily_total \
              FROM samples WHERE user_id = $1 AND series_type = ANY($2) AND time >= $3 AND time < $4",
-            &[&user, &ids, &lo, &hi],
         )
         .await?;
+    // Streamed into pieces: rows held whole would take several times the pieces' memory.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&user, &ids, &lo, &hi];
+    let rows = tx.query_raw(&scan, params).await?;
+    futures::pin_mut!(rows);
     let mut by_series: HashMap<i16, Vec<Piece>> = HashMap::new();
-    for r in &rows {
+    while let Some(r) = rows.try_next().await? {
         let source: Uuid = r.get(1);
         let start: DateTime<Utc> = r.get(2);
         let end: Option<DateTime<Utc>> = r.get(3);

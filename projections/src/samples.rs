@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures::{pin_mut, SinkExt};
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use crate::{decode, LogEntry, Projection, ProjectionError};
 
 pub struct Samples;
 
-fn ts(us: i64) -> chrono::DateTime<chrono::Utc> {
+fn ts(us: i64) -> DateTime<Utc> {
     chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
@@ -240,10 +241,41 @@ impl Samples {
         let mut copy = CopyBuffer::new();
         // Newest first, keeping the first row seen per dedup key: the later value wins, and the
         // merge needs no sort (a key may appear once per statement in ON CONFLICT DO UPDATE).
-        let mut seen = HashSet::new();
+        // Keys are (series index, time). A series whose batches do not overlap in time (an
+        // export read in order) can only repeat a key inside one batch, so its keys are only
+        // held for that batch; the others' for the whole step.
+        let mut series: HashMap<(Uuid, i16), u32> = HashMap::new();
+        let keys: Vec<u32> = refs
+            .iter()
+            .map(|(_, _, b)| {
+                let next = series.len() as u32;
+                *series
+                    .entry((b.data_source_id, b.series_type))
+                    .or_insert(next)
+            })
+            .collect();
+        let mut spans: Vec<(u32, DateTime<Utc>, DateTime<Utc>)> = refs
+            .iter()
+            .zip(&keys)
+            .map(|((_, _, b), k)| (*k, b.start, b.end))
+            .collect();
+        spans.sort_unstable();
+        let overlapping: HashSet<u32> = spans
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0 && w[1].1 <= w[0].2)
+            .map(|w| w[0].0)
+            .collect();
+        let mut step_seen: HashSet<(u32, i64)> = HashSet::new();
+        let mut batch_seen: HashSet<(u32, i64)> = HashSet::new();
         // Per user, source and type: rows, first and last time.
         let mut counts: HashMap<(Uuid, Uuid, i16), (i64, i64, i64)> = HashMap::new();
-        for (entry, user_id, batch) in refs.iter().rev() {
+        for ((entry, user_id, batch), key) in refs.iter().zip(keys).rev() {
+            let seen = if overlapping.contains(&key) {
+                &mut step_seen
+            } else {
+                batch_seen.clear();
+                &mut batch_seen
+            };
             let data = bytes.get(&batch.batch_id).ok_or_else(|| {
                 corrupt(entry, format!("sample batch {} is missing", batch.batch_id))
             })?;
@@ -251,7 +283,7 @@ impl Samples {
             let series_type: i16 = batch.series_type;
             let data_source_id: Uuid = batch.data_source_id;
             for row in decoded.rows.iter().rev() {
-                if !seen.insert((data_source_id, series_type, row.time)) {
+                if !seen.insert((key, row.time)) {
                     continue;
                 }
                 let c = counts

@@ -16,7 +16,8 @@ use wearhouse_domain::daily::local_date;
 use wearhouse_domain::import::{Import, ImportCommand, ImportCounts};
 use wearhouse_domain::menstrual::{fold_cycles, FlowDay};
 use wearhouse_domain::records::{
-    record_id, ActivitySummaryRecord, Characteristics, DataEvent, DataSourceInfo, WorkoutRecord,
+    record_id, ActivitySummaryRecord, Characteristics, DataEvent, DataSourceInfo,
+    SleepSessionRecord, WorkoutRecord,
 };
 use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
 use wearhouse_projections::arrow_batch::{self, SampleRow};
@@ -30,7 +31,7 @@ use crate::store::{Actor, Commands};
 /// Samples per Arrow batch (one series type and one source per batch).
 pub const BATCH_ROWS: usize = 10_000;
 /// Samples held across all partly filled batches before the largest is written early.
-const MAX_BUFFERED_ROWS: usize = 400_000;
+const MAX_BUFFERED_ROWS: usize = 200_000;
 /// The activity rings' series: active energy and exercise time.
 const RING_ENERGY: i16 = 81;
 const RING_EXERCISE: i16 = 84;
@@ -104,7 +105,10 @@ struct BatchSink {
     >,
     /// Rows held in `buffers` in all.
     buffered: usize,
-    sleep: HashMap<u32, Vec<Interval>>,
+    sleep: HashMap<u32, sleep_sessions::Pending>,
+    /// Sessions waiting to fill an event, and how many were built in all.
+    sessions: Vec<SleepSessionRecord>,
+    session_count: u64,
     /// The rings' source, once an `ActivitySummary` was seen.
     summary: Option<Uuid>,
     /// Flow days per source, folded into cycles at the end (a few hundred a year at most).
@@ -219,6 +223,20 @@ impl BatchSink {
         Ok(())
     }
 
+    /// Sessions go out an event's worth at a time.
+    fn queue_session(&mut self, session: SleepSessionRecord) -> Result<(), SinkError> {
+        self.session_count += 1;
+        self.sessions.push(session);
+        if self.sessions.len() >= SESSIONS_PER_EVENT {
+            let sessions = std::mem::take(&mut self.sessions);
+            self.send(Out::Event(DataEvent::SleepSessionsRecorded {
+                user_id: self.user_id,
+                sessions,
+            }))?;
+        }
+        Ok(())
+    }
+
     /// Workouts and activity summaries go out an event's worth at a time as they are parsed.
     fn send_workouts(&mut self) -> Result<(), SinkError> {
         if self.workouts.is_empty() {
@@ -249,17 +267,22 @@ impl BatchSink {
         for key in keys {
             self.flush(key)?;
         }
-        // Sessions are built and sent an event's worth at a time, every source's merged in time
-        // order: each event then covers a few weeks, and the nights and scores read models
-        // recompute each night about once.
-        let mut sources: Vec<Peekable<sleep_sessions::Sessions>> = std::mem::take(&mut self.sleep)
-            .into_iter()
-            .map(|(source, intervals)| {
-                sleep_sessions::Sessions::new(self.sources[source as usize], intervals).peekable()
-            })
-            .collect();
-        let mut session_count = 0u64;
-        let mut chunk = Vec::with_capacity(SESSIONS_PER_EVENT);
+        // The sessions still open, every source's merged in time order: each event then covers
+        // a few weeks, and the nights and scores read models recompute each night about once.
+        let mut late = 0;
+        let mut sources: Vec<Peekable<sleep_sessions::Sessions>> = Vec::new();
+        for (source, pending) in std::mem::take(&mut self.sleep) {
+            late += pending.late;
+            let intervals = pending.into_rest();
+            sources
+                .push(sleep_sessions::Sessions::new(self.source_id(source), intervals).peekable());
+        }
+        if late > 0 {
+            tracing::warn!(
+                late,
+                "sleep intervals listed after their night had been closed; kept as sessions of their own"
+            );
+        }
         loop {
             let earliest = sources
                 .iter_mut()
@@ -269,21 +292,16 @@ impl BatchSink {
             let Some(session) = earliest.and_then(|(_, n)| sources[n].next()) else {
                 break;
             };
-            session_count += 1;
-            chunk.push(session);
-            if chunk.len() == SESSIONS_PER_EVENT {
-                self.send(Out::Event(DataEvent::SleepSessionsRecorded {
-                    user_id: self.user_id,
-                    sessions: std::mem::take(&mut chunk),
-                }))?;
-            }
+            self.queue_session(session)?;
         }
-        if !chunk.is_empty() {
+        if !self.sessions.is_empty() {
+            let sessions = std::mem::take(&mut self.sessions);
             self.send(Out::Event(DataEvent::SleepSessionsRecorded {
                 user_id: self.user_id,
-                sessions: chunk,
+                sessions,
             }))?;
         }
+        let session_count = self.session_count;
         let mut cycles = Vec::new();
         for (source, days) in std::mem::take(&mut self.flows) {
             let data_source_id = self.sources[source as usize];
@@ -354,12 +372,17 @@ impl Sink for BatchSink {
         self.push_row(s.source, s.series, SampleRow::from(s))
     }
     fn sleep(&mut self, i: &apple::SleepInterval) -> Result<(), SinkError> {
-        self.sleep.entry(i.source).or_default().push(Interval {
+        let done = self.sleep.entry(i.source).or_default().push(Interval {
             stage: i.stage,
             start: i.start,
             end: i.end,
             zone_offset_min: i.zone_offset_min,
         });
+        if !done.is_empty() {
+            for session in sleep_sessions::Sessions::new(self.source_id(i.source), done) {
+                self.queue_session(session)?;
+            }
+        }
         Ok(())
     }
 
@@ -775,6 +798,8 @@ async fn normalize_checked(
             buffers: HashMap::new(),
             buffered: 0,
             sleep: HashMap::new(),
+            sessions: Vec::new(),
+            session_count: 0,
             flows: HashMap::new(),
             summary: None,
             workouts: Vec::new(),

@@ -81,6 +81,13 @@ pub async fn store_file(
             }
         };
         let mut buf = vec![0u8; CHUNK];
+        let mut compressor = match zstd::bulk::Compressor::new(ZSTD_LEVEL) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
         loop {
             let mut filled = 0;
             while filled < CHUNK {
@@ -96,7 +103,12 @@ pub async fn store_file(
             if filled == 0 {
                 return;
             }
-            let compressed = zstd::bulk::compress(&buf[..filled], ZSTD_LEVEL);
+            // The output is allocated for the worst case (the whole chunk): trimmed to what it
+            // holds, chunks waiting in the channel take a few hundred KB, not 8 MiB each.
+            let compressed = compressor.compress(&buf[..filled]).map(|mut c| {
+                c.shrink_to_fit();
+                c
+            });
             if tx.blocking_send(compressed).is_err() || filled < CHUNK {
                 return;
             }

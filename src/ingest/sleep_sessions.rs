@@ -28,6 +28,78 @@ pub fn build(data_source_id: Uuid, intervals: Vec<Interval>) -> Vec<SleepSession
     Sessions::new(data_source_id, intervals).collect()
 }
 
+/// Intervals buffered per source before completed sessions are split off.
+const SPLIT_AT: usize = 1024;
+/// How far behind the newest interval a session must end to count as complete: exports list a
+/// source's sleep in time order, give or take an entry added late.
+const SETTLE_US: i64 = 2 * 24 * 3600 * 1_000_000;
+
+/// One source's sleep intervals while an export is read. Sessions that ended well before the
+/// newest interval are handed out as soon as they are complete, so memory does not grow with
+/// the length of the history.
+#[derive(Debug, Default)]
+pub struct Pending {
+    intervals: Vec<Interval>,
+    max_start: i64,
+    /// End of the last session handed out.
+    floor: Option<i64>,
+    next_split: usize,
+    /// Intervals that came after the session they touch was handed out (they form or join a
+    /// later session instead).
+    pub late: u64,
+}
+
+impl Pending {
+    /// Adds an interval; returns the intervals of sessions now complete (often none).
+    pub fn push(&mut self, interval: Interval) -> Vec<Interval> {
+        if self
+            .floor
+            .is_some_and(|floor| interval.start <= floor + SESSION_GAP_US)
+        {
+            self.late += 1;
+        }
+        self.max_start = if self.intervals.is_empty() && self.floor.is_none() {
+            interval.start
+        } else {
+            self.max_start.max(interval.start)
+        };
+        self.intervals.push(interval);
+        if self.intervals.len() < self.next_split.max(SPLIT_AT) {
+            return Vec::new();
+        }
+        sort(&mut self.intervals);
+        let cutoff = self.max_start - SESSION_GAP_US - SETTLE_US;
+        let mut end = self.intervals[0].end;
+        let mut split = 0;
+        for (n, i) in self.intervals.iter().enumerate().skip(1) {
+            if i.start - end > SESSION_GAP_US {
+                if end >= cutoff {
+                    break;
+                }
+                split = n;
+            }
+            end = end.max(i.end);
+        }
+        let done: Vec<Interval> = self.intervals.drain(..split).collect();
+        if let Some(last) = done.iter().map(|i| i.end).max() {
+            self.floor = Some(self.floor.map_or(last, |f| f.max(last)));
+        }
+        // Not re-sorted on every push when a source's sessions never settle.
+        self.next_split = self.intervals.len() * 2;
+        done
+    }
+
+    /// The intervals of the sessions not handed out yet.
+    pub fn into_rest(self) -> Vec<Interval> {
+        self.intervals
+    }
+}
+
+/// In place (no merge buffer), and deterministic whatever order the file had.
+fn sort(intervals: &mut [Interval]) {
+    intervals.sort_unstable_by_key(|i| (i.start, i.end, i.stage, i.zone_offset_min));
+}
+
 /// The sessions of one data source, built one at a time in time order (so only the compact
 /// intervals are ever held whole).
 pub struct Sessions {
@@ -39,8 +111,7 @@ pub struct Sessions {
 impl Sessions {
     /// `intervals` may come in any order.
     pub fn new(data_source_id: Uuid, mut intervals: Vec<Interval>) -> Self {
-        // In place (no merge buffer), and deterministic whatever order the file had.
-        intervals.sort_unstable_by_key(|i| (i.start, i.end, i.stage, i.zone_offset_min));
+        sort(&mut intervals);
         Sessions {
             data_source_id,
             intervals,
@@ -153,5 +224,57 @@ mod tests {
             ],
         );
         assert_eq!(s.len(), 2);
+    }
+
+    /// Ten years of nights, ten stages each, one slightly out of order per week: what is handed
+    /// out while reading plus what is left equals building from everything, and the buffer
+    /// stays small.
+    #[test]
+    fn pending_hands_out_settled_sessions_and_matches_building_at_once() {
+        let ds = Uuid::nil();
+        let mut all = Vec::new();
+        for night in 0..3650i64 {
+            let t0 = NIGHT + night * 24 * H;
+            let mut stages: Vec<Interval> = (0..10)
+                .map(|k| iv(SleepStage::Light, t0 + k * 40 * M, t0 + k * 40 * M + 35 * M))
+                .collect();
+            if night % 7 == 0 {
+                stages.swap(2, 7);
+            }
+            all.extend(stages);
+        }
+        let mut pending = Pending::default();
+        let mut built = Vec::new();
+        let mut held = 0;
+        for i in &all {
+            built.extend(Sessions::new(ds, pending.push(*i)));
+            held = held.max(pending.intervals.len());
+        }
+        assert!(built.len() > 3000, "sessions were handed out while reading");
+        assert!(held <= 2 * SPLIT_AT, "held {held} intervals");
+        built.extend(Sessions::new(ds, pending.into_rest()));
+        assert_eq!(built, build(ds, all));
+    }
+
+    #[test]
+    fn an_interval_listed_after_its_night_was_handed_out_is_counted_late() {
+        let ds = Uuid::nil();
+        let mut pending = Pending::default();
+        let mut out = Vec::new();
+        for night in 0..(SPLIT_AT as i64 + 10) {
+            let t0 = NIGHT + night * 24 * H;
+            out.extend(pending.push(iv(SleepStage::Deep, t0, t0 + 7 * H)));
+        }
+        assert!(!out.is_empty());
+        assert_eq!(pending.late, 0);
+        pending.push(iv(SleepStage::Awake, NIGHT + 7 * H, NIGHT + 8 * H));
+        assert_eq!(pending.late, 1);
+        let rest = pending.into_rest();
+        let sessions: Vec<_> = Sessions::new(ds, out)
+            .chain(Sessions::new(ds, rest))
+            .collect();
+        // Nothing is dropped: the late interval is a session of its own.
+        let intervals: usize = sessions.iter().map(|s| s.stages.len()).sum();
+        assert_eq!(intervals, SPLIT_AT + 11);
     }
 }
