@@ -19,7 +19,7 @@ use crate::log::{horizon, last_below, peek_below, read_through, Cursor, LogEntry
 /// How long a model that reads other models holds entries back while they catch up.
 const MAX_DEPENDENCY_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Payload bytes per batch.
-const MAX_BATCH_BYTES: i64 = 2 << 20;
+const MAX_BATCH_BYTES: i64 = 1 << 20;
 /// A batch this large leaves megabyte buffers in its connection (statements and rows of that
 /// size): the connection is closed rather than pooled with them.
 const LARGE_BATCH_BYTES: i64 = 256 << 10;

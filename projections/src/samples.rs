@@ -270,32 +270,43 @@ impl Samples {
         // Per user, source and type: rows, first and last time.
         let mut counts: HashMap<(Uuid, Uuid, i16), (i64, i64, i64)> = HashMap::new();
         for ((entry, user_id, batch), key) in refs.iter().zip(keys).rev() {
-            let seen = if overlapping.contains(&key) {
-                &mut step_seen
-            } else {
-                batch_seen.clear();
-                &mut batch_seen
-            };
             let data = bytes.get(&batch.batch_id).ok_or_else(|| {
                 corrupt(entry, format!("sample batch {} is missing", batch.batch_id))
             })?;
             let decoded = arrow_batch::decode(data).map_err(|e| corrupt(entry, e))?;
             let series_type: i16 = batch.series_type;
             let data_source_id: Uuid = batch.data_source_id;
+            // A batch in strictly increasing time (the usual case) cannot repeat a key.
+            let mut seen = if overlapping.contains(&key) {
+                Some(&mut step_seen)
+            } else if decoded.rows.windows(2).all(|w| w[0].time < w[1].time) {
+                None
+            } else {
+                batch_seen.clear();
+                Some(&mut batch_seen)
+            };
+            let (mut n, mut first, mut last) = (0, i64::MAX, i64::MIN);
             for row in decoded.rows.iter().rev() {
-                if !seen.insert((key, row.time)) {
-                    continue;
+                if let Some(seen) = seen.as_deref_mut() {
+                    if !seen.insert((key, row.time)) {
+                        continue;
+                    }
                 }
+                n += 1;
+                first = first.min(row.time);
+                last = last.max(row.time);
+                copy.row(row, user_id, &data_source_id, series_type);
+                if copy.len() >= 256 << 10 {
+                    sink.send(copy.take()).await?;
+                }
+            }
+            if n > 0 {
                 let c = counts
                     .entry((*user_id, data_source_id, series_type))
                     .or_insert((0, i64::MAX, i64::MIN));
-                c.0 += 1;
-                c.1 = c.1.min(row.time);
-                c.2 = c.2.max(row.time);
-                copy.row(row, user_id, &data_source_id, series_type);
-                if copy.len() >= 1 << 20 {
-                    sink.send(copy.take()).await?;
-                }
+                c.0 += n;
+                c.1 = c.1.min(first);
+                c.2 = c.2.max(last);
             }
         }
         sink.send(copy.finish()).await?;

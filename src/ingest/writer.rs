@@ -30,7 +30,7 @@ pub enum Out {
 }
 
 /// Sample batch bytes per write transaction.
-const MAX_GROUP_BYTES: usize = 2 << 20;
+const MAX_GROUP_BYTES: usize = 1 << 20;
 
 impl Out {
     fn bytes(&self) -> usize {
