@@ -228,13 +228,20 @@ impl BatchSink {
         self.session_count += 1;
         self.sessions.push(session);
         if self.sessions.len() >= SESSIONS_PER_EVENT {
-            let sessions = std::mem::take(&mut self.sessions);
-            self.send(Out::Event(DataEvent::SleepSessionsRecorded {
-                user_id: self.user_id,
-                sessions,
-            }))?;
+            self.send_sessions()?;
         }
         Ok(())
+    }
+
+    fn send_sessions(&mut self) -> Result<(), SinkError> {
+        if self.sessions.is_empty() {
+            return Ok(());
+        }
+        let sessions = std::mem::take(&mut self.sessions);
+        self.send(Out::Event(DataEvent::SleepSessionsRecorded {
+            user_id: self.user_id,
+            sessions,
+        }))
     }
 
     /// Workouts and activity summaries go out an event's worth at a time as they are parsed.
@@ -294,13 +301,7 @@ impl BatchSink {
             };
             self.queue_session(session)?;
         }
-        if !self.sessions.is_empty() {
-            let sessions = std::mem::take(&mut self.sessions);
-            self.send(Out::Event(DataEvent::SleepSessionsRecorded {
-                user_id: self.user_id,
-                sessions,
-            }))?;
-        }
+        self.send_sessions()?;
         let session_count = self.session_count;
         let mut cycles = Vec::new();
         for (source, days) in std::mem::take(&mut self.flows) {
