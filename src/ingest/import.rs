@@ -379,10 +379,8 @@ impl Sink for BatchSink {
             end: i.end,
             zone_offset_min: i.zone_offset_min,
         });
-        if !done.is_empty() {
-            for session in sleep_sessions::Sessions::new(self.source_id(i.source), done) {
-                self.queue_session(session)?;
-            }
+        for session in sleep_sessions::Sessions::new(self.source_id(i.source), done) {
+            self.queue_session(session)?;
         }
         Ok(())
     }

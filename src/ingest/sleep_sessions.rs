@@ -40,7 +40,8 @@ const SETTLE_US: i64 = 2 * 24 * 3600 * 1_000_000;
 #[derive(Debug, Default)]
 pub struct Pending {
     intervals: Vec<Interval>,
-    max_start: i64,
+    /// Start of the newest interval seen.
+    max_start: Option<i64>,
     /// End of the last session handed out.
     floor: Option<i64>,
     next_split: usize,
@@ -58,17 +59,16 @@ impl Pending {
         {
             self.late += 1;
         }
-        self.max_start = if self.intervals.is_empty() && self.floor.is_none() {
-            interval.start
-        } else {
-            self.max_start.max(interval.start)
-        };
+        let max_start = self
+            .max_start
+            .map_or(interval.start, |m| m.max(interval.start));
+        self.max_start = Some(max_start);
         self.intervals.push(interval);
         if self.intervals.len() < self.next_split.max(SPLIT_AT) {
             return Vec::new();
         }
         sort(&mut self.intervals);
-        let cutoff = self.max_start - SESSION_GAP_US - SETTLE_US;
+        let cutoff = max_start - SESSION_GAP_US - SETTLE_US;
         let mut end = self.intervals[0].end;
         let mut split = 0;
         for (n, i) in self.intervals.iter().enumerate().skip(1) {
