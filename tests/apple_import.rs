@@ -134,9 +134,7 @@ async fn values_units_offsets_and_sources_reach_the_api() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| {
-            d["original_source_name"] == "Ada’s Apple Watch" && d["device_model"] == "Watch6,1"
-        })
+        .find(|d| d["original_source_name"] == "Ada’s Apple Watch" && d["device_model"] == "Watch")
         .unwrap_or_else(|| panic!("{sources}"));
     assert_eq!(watch["software_version"], "10.3");
 
@@ -496,4 +494,177 @@ async fn the_cli_imports_with_the_same_result() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not found"));
+}
+
+/// A generated export as a real iPhone writes it: every record of a device carries its own
+/// HKDevice address, the phone and watch update their software mid-night, a third-party scale,
+/// late-synced sleep records, naps, and cycling rides with the watch's distance series.
+#[tokio::test]
+async fn device_addresses_third_party_devices_and_rides_read_right() {
+    let s = Server::start().await;
+    let key = s.api_key().await;
+    let user = create_user(&s, &key).await;
+    let (data, expected) = generated("3MB", 11);
+    let days = expected["activity_summaries"].as_u64().unwrap();
+    assert!(days >= 8, "{days}");
+    let done = import_export(&s, &key, &user, "export.xml", data).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    settle(&s.db).await;
+
+    // One data source per device, whatever its address or software version.
+    let (status, sources) = s
+        .get(&key, &format!("/api/v1/users/{user}/data-sources"))
+        .await;
+    assert_eq!(status, 200, "{sources}");
+    let items = sources["items"].as_array().unwrap();
+    let named = |name: &str| -> Vec<&Value> {
+        items
+            .iter()
+            .filter(|d| d["original_source_name"] == name)
+            .collect()
+    };
+    let watch = named("Anna’s Apple Watch");
+    assert_eq!(watch.len(), 1, "{sources}");
+    assert_eq!(watch[0]["device_model"], "Watch");
+    assert_eq!(watch[0]["display_name"], "Apple Watch");
+    assert_eq!(watch[0]["device_type"], "watch");
+    let phone = named("Anna’s iPhone");
+    assert_eq!(phone.len(), 1, "{sources}");
+    assert_eq!(phone[0]["device_model"], "iPhone");
+    let acme = named("Acme Scale");
+    assert_eq!(acme.len(), 1, "{sources}");
+    assert_eq!(acme[0]["device_model"], "BS-200");
+    assert_eq!(acme[0]["display_name"], "Acme BS-200");
+    assert_eq!(acme[0]["device_type"], "scale");
+    // The export's nine writers, and the activity rings' own source.
+    assert_eq!(items.len(), 10, "{sources}");
+    assert_eq!(done["counts"]["sources"], 9, "{done}");
+    let db = s.db.client().await;
+    let row = db
+        .query_one(
+            "SELECT manufacturer, hardware FROM data_sources WHERE original_source_name = 'Anna’s Apple Watch'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("Apple Inc.".to_string(), "Watch6,1".to_string())
+    );
+
+    // One sleep session per night per device, naps once, none overlapping.
+    let mut sessions: Vec<Value> = Vec::new();
+    let (status, body) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/events/sleep?start_date=2023-12-30&end_date=2024-02-01&limit=100&filter_by_priority=true"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    sessions.extend(body["data"].as_array().unwrap().iter().cloned());
+    assert!(body["pagination"]["has_more"] != true, "{body}");
+    let naps = (0..days).filter(|n| n % 3 == 0).count();
+    let watch_sessions: Vec<&Value> = sessions
+        .iter()
+        .filter(|x| x["source"]["device"] == "Watch")
+        .collect();
+    assert_eq!(
+        watch_sessions.len(),
+        days as usize + naps,
+        "{:#?}",
+        sessions
+            .iter()
+            .map(|x| (&x["start_time"], &x["end_time"], &x["source"]["device"]))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        watch_sessions
+            .iter()
+            .filter(|x| x["is_nap"] == true)
+            .count(),
+        naps
+    );
+    let mut spans: Vec<(String, String)> = sessions
+        .iter()
+        .map(|x| {
+            (
+                x["start_time"].as_str().unwrap().to_string(),
+                x["end_time"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlapping sessions {w:?}");
+    }
+    // Every night holds all its stages, the late-synced last one included.
+    for x in watch_sessions.iter().filter(|x| x["is_nap"] == false) {
+        let total = x["duration_seconds"].as_f64().unwrap();
+        assert!(total > 6.0 * 3600.0, "{x}");
+    }
+
+    // Daily distance is the walking and running distance, not the ride's 27.9 km. Day 2
+    // (2024-01-03, -08:00) has a cycling workout.
+    let (status, w) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/events/workouts?start_date=2024-01-03&end_date=2024-01-04"
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let ride = w["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "cycling")
+        .unwrap_or_else(|| panic!("{w}"));
+    assert!(
+        (ride["distance_meters"].as_f64().unwrap() - 27_900.0).abs() < 1.0,
+        "{ride}"
+    );
+    let walked: f64 = timeseries_range(
+        &s,
+        &key,
+        &user,
+        "2024-01-03T08:00:00Z",
+        "2024-01-04T08:00:00Z",
+        "distance_walking_running",
+    )
+    .await
+    .iter()
+    .map(|i| i["value"].as_f64().unwrap())
+    .sum();
+    assert!(walked > 1000.0 && walked < 27_900.0, "{walked}");
+    let (status, a) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{user}/summaries/activity?start_date=2024-01-03&end_date=2024-01-04"
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let distance = a["data"][0]["distance_meters"].as_f64().unwrap();
+    assert!((distance - walked).abs() < 0.5, "{distance} vs {walked}");
+}
+
+async fn timeseries_range(
+    s: &Server,
+    key: &str,
+    user: &str,
+    start: &str,
+    end: &str,
+    types: &str,
+) -> Vec<Value> {
+    let (status, body) = s
+        .get(
+            key,
+            &format!("/api/v1/users/{user}/timeseries?start_time={start}&end_time={end}&types={types}&limit=1000"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["pagination"]["has_more"] != true, "{body}");
+    body["data"].as_array().unwrap().clone()
 }

@@ -18,7 +18,6 @@ use wearhouse_domain::daily::{
     minute_date, Piece,
 };
 use wearhouse_domain::records::DataEvent;
-use wearhouse_domain::series::{Aggregation, SERIES_TYPES};
 
 use crate::ranks::{source_ranks, UNRANKED};
 use crate::{decode, LogEntry, Projection, ProjectionError};
@@ -50,13 +49,14 @@ const OFFSET_MARGIN_H: i64 = 15;
 /// Dates recomputed per query, to bound memory for long histories.
 const CHUNK_DAYS: i64 = 62;
 
-/// Every distance series (summed into `distance_meters`).
+/// Walking and running distance: the series every provider's daily distance maps to.
+pub const DISTANCE_WALKING_RUNNING: i16 = 100;
+
+/// The distance series behind a day's `distance_meters`. Only walking and running: cycling,
+/// swimming and other sports' distances are their workouts' own (a 28 km ride is not 28 km of
+/// the day's movement), as in Apple's and the providers' own daily figures.
 pub fn distance_ids() -> Vec<i16> {
-    SERIES_TYPES
-        .iter()
-        .filter(|t| t.category == "Distance" && t.aggregation == Aggregation::Sum)
-        .map(|t| t.id)
-        .collect()
+    vec![DISTANCE_WALKING_RUNNING]
 }
 
 fn additive_ids() -> Vec<i16> {

@@ -91,13 +91,31 @@ pub struct DataSourceList {
     pub total: i64,
 }
 
-/// The contract's display name: capitalized provider, then the device model or, failing that,
-/// the original source name.
-pub fn display_name(provider: &str, device_model: Option<&str>, original: Option<&str>) -> String {
-    let mut chars = provider.chars();
-    let mut name: String = match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => String::new(),
+/// The contract's display name: the maker, then the device model or, failing that, the
+/// original source name. The maker is the capitalized provider unless the device names another
+/// manufacturer (a third-party scale synced through Apple Health is not "Apple").
+pub fn display_name(
+    provider: &str,
+    manufacturer: Option<&str>,
+    device_model: Option<&str>,
+    original: Option<&str>,
+) -> String {
+    let other_maker = manufacturer.map(str::trim).filter(|m| {
+        !m.is_empty()
+            && !m
+                .to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == provider.to_lowercase())
+    });
+    let mut name: String = match other_maker {
+        Some(m) => m.to_string(),
+        None => {
+            let mut chars = provider.chars();
+            match chars.next() {
+                Some(c) => c.to_uppercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        }
     };
     if let Some(detail) = device_model.or(original).filter(|s| !s.is_empty()) {
         name.push(' ');
@@ -129,7 +147,7 @@ impl DataSourcesApi {
             .await?
             .query(
                 "SELECT id, user_id, provider, user_connection_id, device_model, software_version, \
-                        source, device_type, original_source_name \
+                        source, device_type, original_source_name, manufacturer \
                  FROM data_sources WHERE user_id = $1 ORDER BY created_at, id",
                 &[&user_id.0],
             )
@@ -140,10 +158,16 @@ impl DataSourcesApi {
                 let provider: String = r.get(2);
                 let model: Option<String> = r.get(4);
                 let original: Option<String> = r.get(8);
+                let manufacturer: Option<String> = r.get(9);
                 DataSourceRead {
                     id: r.get(0),
                     user_id: r.get(1),
-                    display_name: display_name(&provider, model.as_deref(), original.as_deref()),
+                    display_name: display_name(
+                        &provider,
+                        manufacturer.as_deref(),
+                        model.as_deref(),
+                        original.as_deref(),
+                    ),
                     provider,
                     user_connection_id: r.get(3),
                     device_model: model,
@@ -168,14 +192,36 @@ mod tests {
     #[test]
     fn display_name_prefers_model_then_source_name() {
         assert_eq!(
-            display_name("apple", Some("Watch6,1"), Some("Ada's Watch")),
-            "Apple Watch6,1"
+            display_name(
+                "apple",
+                Some("Apple Inc."),
+                Some("Watch"),
+                Some("Ada's Watch")
+            ),
+            "Apple Watch"
         );
         assert_eq!(
-            display_name("apple", None, Some("Ada's Watch")),
+            display_name("apple", None, None, Some("Ada's Watch")),
             "Apple Ada's Watch"
         );
-        assert_eq!(display_name("garmin", None, None), "Garmin");
-        assert_eq!(display_name("oura", Some(""), None), "Oura");
+        assert_eq!(display_name("garmin", None, None, None), "Garmin");
+        assert_eq!(display_name("oura", None, Some(""), None), "Oura");
+    }
+
+    #[test]
+    fn another_makers_device_is_named_after_its_maker() {
+        assert_eq!(
+            display_name("apple", Some("Acme"), Some("BS-200"), Some("Acme Scale")),
+            "Acme BS-200"
+        );
+        assert_eq!(
+            display_name("apple", Some("Withings"), Some("WBS05"), None),
+            "Withings WBS05"
+        );
+        assert_eq!(display_name("apple", Some(" "), Some("X"), None), "Apple X");
+        assert_eq!(
+            display_name("garmin", Some("Garmin"), Some("fenix 7"), None),
+            "Garmin fenix 7"
+        );
     }
 }

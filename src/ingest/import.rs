@@ -96,6 +96,9 @@ fn ts(us: i64) -> DateTime<Utc> {
 struct BatchSink {
     user_id: Uuid,
     sources: Vec<Uuid>,
+    /// Per parser source index, the first index with the same data source.
+    canonical: Vec<u32>,
+    canonical_of: HashMap<Uuid, u32>,
     buffers: HashMap<
         (u32, i16),
         (
@@ -337,18 +340,16 @@ impl BatchSink {
 
 fn source_info(user_id: Uuid, source: &Source) -> DataSourceInfo {
     let device = source.device.clone().unwrap_or_default();
-    let model = device.hardware.clone().or(device.model.clone());
+    // The identity keeps the hardware revision (two watch generations under one name stay two
+    // sources, and ids stay what earlier imports gave); the model shown is HKDevice's `model`
+    // (`Watch`, `iPhone`, `BS-200`) as the contract has it, the revision its hardware version.
+    let identity = device.hardware.as_deref().or(device.model.as_deref());
     DataSourceInfo {
-        id: DataSourceInfo::id_for(
-            user_id,
-            PROVIDER,
-            model.as_deref(),
-            Some(&source.source_name),
-        ),
+        id: DataSourceInfo::id_for(user_id, PROVIDER, identity, Some(&source.source_name)),
         provider: PROVIDER.into(),
         source: Some(source.source_name.clone()),
         original_source_name: Some(source.source_name.clone()),
-        device_model: model,
+        device_model: device.model.clone().or(device.hardware.clone()),
         device_name: device.name,
         manufacturer: device.manufacturer,
         hardware: device.hardware,
@@ -362,6 +363,14 @@ impl Sink for BatchSink {
         let info = source_info(self.user_id, source);
         debug_assert_eq!(index as usize, self.sources.len());
         self.sources.push(info.id);
+        // Two parser sources that are one data source (e.g. the same device under two
+        // manufacturer spellings) share batches and sleep sessions.
+        if let Some(&first) = self.canonical_of.get(&info.id) {
+            self.canonical.push(first);
+            return Ok(());
+        }
+        self.canonical_of.insert(info.id, index);
+        self.canonical.push(index);
         self.send(Out::Event(DataEvent::SourcesDiscovered {
             user_id: self.user_id,
             sources: vec![info],
@@ -370,16 +379,18 @@ impl Sink for BatchSink {
 
     fn sample(&mut self, s: &apple::Sample) -> Result<(), SinkError> {
         self.progress.records.fetch_add(1, Ordering::Relaxed);
-        self.push_row(s.source, s.series, SampleRow::from(s))
+        let source = self.canonical[s.source as usize];
+        self.push_row(source, s.series, SampleRow::from(s))
     }
     fn sleep(&mut self, i: &apple::SleepInterval) -> Result<(), SinkError> {
-        let done = self.sleep.entry(i.source).or_default().push(Interval {
+        let source = self.canonical[i.source as usize];
+        let done = self.sleep.entry(source).or_default().push(Interval {
             stage: i.stage,
             start: i.start,
             end: i.end,
             zone_offset_min: i.zone_offset_min,
         });
-        for session in sleep_sessions::Sessions::new(self.source_id(i.source), done) {
+        for session in sleep_sessions::Sessions::new(self.source_id(source), done) {
             self.queue_session(session)?;
         }
         Ok(())
@@ -388,7 +399,8 @@ impl Sink for BatchSink {
     fn menstrual_flow(&mut self, f: &apple::MenstrualFlow) -> Result<(), SinkError> {
         // A day logged as "no flow" carries nothing a cycle needs.
         if f.flow {
-            self.flows.entry(f.source).or_default().push(FlowDay {
+            let source = self.canonical[f.source as usize];
+            self.flows.entry(source).or_default().push(FlowDay {
                 date: local_date(f.start, f.zone_offset_min),
                 offset_min: f.zone_offset_min,
                 cycle_start: f.cycle_start,
@@ -794,6 +806,8 @@ async fn normalize_checked(
         let mut sink = BatchSink {
             user_id,
             sources: Vec::new(),
+            canonical: Vec::new(),
+            canonical_of: HashMap::new(),
             buffers: HashMap::new(),
             buffered: 0,
             sleep: HashMap::new(),

@@ -8,6 +8,13 @@
 //! statistics/events/metadata/route, the day's ActivitySummary, a period every 28 days, a blood-pressure Correlation whose
 //! readings are also written at top level (as Apple does), unknown types and bad values. Time zones:
 //! US Pacific with both DST changes, and trips to UTC+1, UTC+9 and UTC+5:30.
+//!
+//! As real exports do, every record of a device prints a different HKDevice object address; the
+//! phone and watch update their software in the night of day 3 (so that night's records carry two
+//! versions, and the nights before it use the pre-stages `Asleep` value); a third-party scale
+//! (`manufacturer:Acme, model:BS-200, hardware:2`) weighs in every third day; every third day
+//! has a nap; some nights' last sleep record is listed after the next night (a late sync); and
+//! cycling rides (27.9 km) come with the watch's own `DistanceCycling` series.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
@@ -36,60 +43,85 @@ impl Rng {
 
 struct Src {
     name: &'static str,
-    version: &'static str,
+    /// App version before and after the export's software update ([`UPDATE_AT`]).
+    version: [&'static str; 2],
+    /// The HKDevice fields other than its address and software version.
     device: Option<&'static str>,
+    /// Device software before and after the update.
+    software: [&'static str; 2],
 }
 
 const PHONE: Src = Src {
     name: "Anna’s iPhone",
-    version: "17.3.1",
-    device: Some("&lt;&lt;HKDevice: 0x28301c0a0&gt;, name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2, software:17.3.1&gt;"),
+    version: ["17.3.1", "17.4"],
+    device: Some("name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2"),
+    software: ["17.3.1", "17.4"],
 };
 const WATCH: Src = Src {
     name: "Anna’s Apple Watch",
-    version: "10.3",
-    device: Some("&lt;&lt;HKDevice: 0x283ca8f00&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1, software:10.3&gt;"),
+    version: ["10.3", "10.4"],
+    device: Some("name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1"),
+    software: ["10.3", "10.4"],
 };
 const SCALE: Src = Src {
     name: "Withings Health Mate",
-    version: "6.2.1",
-    device: Some("&lt;&lt;HKDevice: 0x2832a1b80&gt;, name:Body+, manufacturer:Withings, model:WBS05, hardware:WBS05, software:1.2&gt;"),
+    version: ["6.2.1", "6.2.1"],
+    device: Some("name:Body+, manufacturer:Withings, model:WBS05, hardware:WBS05"),
+    software: ["1.2", "1.2"],
+};
+/// A third-party device whose `hardware` is a bare revision number.
+const ACME: Src = Src {
+    name: "Acme Scale",
+    version: ["3.2", "3.2"],
+    device: Some("name:Smart Scale, manufacturer:Acme, model:BS-200, hardware:2"),
+    software: ["2.0.1", "2.0.1"],
 };
 const OURA: Src = Src {
     name: "Oura",
-    version: "5.1",
+    version: ["5.1", "5.1"],
     device: None,
+    software: ["", ""],
 };
 const MFP: Src = Src {
     name: "MyFitnessPal",
-    version: "24.1.0",
+    version: ["24.1.0", "24.1.0"],
     device: None,
+    software: ["", ""],
 };
 const CGM: Src = Src {
     name: "Dexcom G7",
-    version: "2.0",
+    version: ["2.0", "2.0"],
     device: None,
+    software: ["", ""],
 };
 const OMRON: Src = Src {
     name: "OMRON connect &amp; BP",
-    version: "7.4",
+    version: ["7.4", "7.4"],
     device: None,
+    software: ["", ""],
 };
 const HEALTH: Src = Src {
     name: "Health",
-    version: "17.3.1",
+    version: ["17.3.1", "17.4"],
     device: None,
+    software: ["", ""],
 };
 
 /// Number of distinct sources a generated export holds.
 #[cfg(test)]
-pub const GENERATED_SOURCES: usize = 8;
+pub const GENERATED_SOURCES: usize = 9;
 
 const MIN: i64 = 60_000_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
 /// First day: 2024-01-01 (UTC midnight); US DST starts 2024-03-10 and ends 2024-11-03.
 const EPOCH_DAY: i64 = 19_723;
+/// The phone and watch update their software in the night of day 3 (2024-01-04, 02:00 local):
+/// the records of that night carry both versions.
+/// Every cycling workout: 27.9 km at 25 km/h.
+const CYCLING_KM: f64 = 27.9;
+const CYCLING_KMH: f64 = 25.0;
+const UPDATE_AT: i64 = (EPOCH_DAY + 3) * DAY + 10 * HOUR;
 
 /// UTC offset in minutes at a UTC instant: US Pacific with DST, except on trips.
 fn offset_at(utc: i64) -> i16 {
@@ -120,6 +152,13 @@ struct Gen<W: Write> {
     rng: Rng,
     c: Counts,
     per_series: BTreeMap<i16, u64>,
+    /// Time of the element being written (picks the software version).
+    now: i64,
+    /// Records written, hashed into each one's HKDevice address: real exports print a different
+    /// object address on every record of the same device.
+    serial: u64,
+    /// A sleep record held back to be listed after the next night, as late syncs are.
+    late: Vec<u8>,
 }
 
 impl<W: Write> Gen<W> {
@@ -137,13 +176,20 @@ impl<W: Write> Gen<W> {
     }
 
     fn src(&mut self, s: &Src) {
+        let v = usize::from(self.now >= UPDATE_AT);
         let _ = write!(
             self.line,
             " sourceName=\"{}\" sourceVersion=\"{}\"",
-            s.name, s.version
+            s.name, s.version[v]
         );
         if let Some(d) = s.device {
-            let _ = write!(self.line, " device=\"{d}\"");
+            self.serial += 1;
+            let addr = 0x2_8000_0000 + (Rng(self.serial).next() & 0x0fff_fff8);
+            let _ = write!(
+                self.line,
+                " device=\"&lt;&lt;HKDevice: 0x{addr:x}&gt;, {d}, software:{}&gt;\"",
+                s.software[v]
+            );
         }
     }
 
@@ -163,6 +209,7 @@ impl<W: Write> Gen<W> {
         self.line.extend_from_slice(b" <Record type=\"");
         self.line.extend_from_slice(ty.as_bytes());
         self.line.push(b'"');
+        self.now = start;
         self.src(s);
         if !unit.is_empty() {
             let _ = write!(self.line, " unit=\"{unit}\"");
@@ -590,6 +637,19 @@ impl<W: Write> Gen<W> {
             kg * (1.0 - fat) / 0.453_592_37,
             1,
         )?;
+        if n % 3 == 1 {
+            let kg = 64.2 + self.rng.range(-1.0, 1.0);
+            self.q(
+                "BodyMass",
+                41,
+                &ACME,
+                "kg",
+                tw + 2 * MIN,
+                tw + 2 * MIN,
+                kg,
+                2,
+            )?;
+        }
         if n == 0 {
             self.q("Height", 40, &HEALTH, "ft", tw, tw, 1.68 / 0.3048, 2)?;
         }
@@ -630,7 +690,7 @@ impl<W: Write> Gen<W> {
             )?;
         }
         self.blood_pressure(t0 + 8 * HOUR + 30 * MIN)?;
-        self.sleep_night(t0)?;
+        self.sleep_night(n, t0)?;
         self.oura_night(t0)?;
         if n % 2 == 0 {
             self.workout(n, t0 + 17 * HOUR)?;
@@ -672,6 +732,7 @@ impl<W: Write> Gen<W> {
         self.q("BloodPressureDiastolic", 23, &OMRON, "mmHg", t, t, dia, 0)?;
         self.line
             .extend_from_slice(b" <Correlation type=\"HKCorrelationTypeIdentifierBloodPressure\"");
+        self.now = t;
         self.src(&OMRON);
         self.line.extend_from_slice(b" creationDate=\"");
         self.date(t);
@@ -694,7 +755,7 @@ impl<W: Write> Gen<W> {
         self.flush_line()
     }
 
-    fn sleep_night(&mut self, t0: i64) -> io::Result<()> {
+    fn sleep_night(&mut self, n: i64, t0: i64) -> io::Result<()> {
         let bed = t0 - HOUR - self.rng.below(40) as i64 * MIN;
         let wake = t0 + 6 * HOUR + self.rng.below(60) as i64 * MIN;
         self.sleep(&WATCH, bed, wake, "HKCategoryValueSleepAnalysisInBed")?;
@@ -710,9 +771,50 @@ impl<W: Write> Gen<W> {
         while t < wake - 20 * MIN {
             let len = (10 + self.rng.below(40) as i64) * MIN;
             let end = (t + len).min(wake);
-            self.sleep(&WATCH, t, end, stages[i % stages.len()])?;
+            // Before the update the watch runs an OS without stages (one "asleep" value).
+            let stage = if t < UPDATE_AT && i % stages.len() != 4 {
+                "HKCategoryValueSleepAnalysisAsleep"
+            } else {
+                stages[i % stages.len()]
+            };
+            self.sleep(&WATCH, t, end, stage)?;
             t = end;
             i += 1;
+        }
+        // Some nights' last stage is synced late: listed after the next night.
+        let late = std::mem::take(&mut self.late);
+        if n % 4 == 1 {
+            self.record_line(
+                "HKCategoryTypeIdentifierSleepAnalysis",
+                &WATCH,
+                "",
+                wake - 5 * MIN,
+                wake,
+                "HKCategoryValueSleepAnalysisAwake",
+                true,
+            );
+            self.c.sleep_intervals += 1;
+            self.late = std::mem::take(&mut self.line);
+        }
+        if !late.is_empty() {
+            self.line.extend_from_slice(&late);
+            self.flush_line()?;
+        }
+        if n % 3 == 0 {
+            // An afternoon nap.
+            let nap = t0 + 14 * HOUR + self.rng.below(30) as i64 * MIN;
+            self.sleep(
+                &WATCH,
+                nap,
+                nap + 40 * MIN,
+                "HKCategoryValueSleepAnalysisInBed",
+            )?;
+            self.sleep(
+                &WATCH,
+                nap + 8 * MIN,
+                nap + 33 * MIN,
+                "HKCategoryValueSleepAnalysisAsleepCore",
+            )?;
         }
         Ok(())
     }
@@ -742,7 +844,7 @@ impl<W: Write> Gen<W> {
             ),
             (
                 "HKWorkoutActivityTypeCycling",
-                "1",
+                "0",
                 "HKQuantityTypeIdentifierDistanceCycling",
             ),
             (
@@ -769,12 +871,18 @@ impl<W: Write> Gen<W> {
         } else {
             ty
         };
-        let minutes = self.rng.range(25.0, 70.0);
+        let mut minutes = self.rng.range(25.0, 70.0);
+        let cycling = ty == "HKWorkoutActivityTypeCycling";
+        if cycling {
+            // 27.9 km at 25 km/h: more than the day's walking, so counting it shows.
+            minutes = CYCLING_KM / CYCLING_KMH * 60.0;
+        }
         let end = start + (minutes * 60.0) as i64 * 1_000_000;
         let _ = write!(
             self.line,
             " <Workout workoutActivityType=\"{ty}\" duration=\"{minutes:.4}\" durationUnit=\"min\""
         );
+        self.now = start;
         self.src(&WATCH);
         self.line.extend_from_slice(b" creationDate=\"");
         self.date(end);
@@ -844,11 +952,8 @@ impl<W: Write> Gen<W> {
             ),
         );
         if !dist.is_empty() {
-            stat(
-                self,
-                dist,
-                format!("sum=\"{:.4}\" unit=\"km\"", minutes * 0.15),
-            );
+            let km = if cycling { CYCLING_KM } else { minutes * 0.15 };
+            stat(self, dist, format!("sum=\"{km:.4}\" unit=\"km\""));
         }
         self.line.extend_from_slice(b"  <WorkoutRoute");
         self.src(&WATCH);
@@ -860,7 +965,18 @@ impl<W: Write> Gen<W> {
         if ty == "HKWorkoutActivityTypeMindfulCooking" {
             *self.c.unmapped_workout_types.entry(ty.into()).or_default() += 1;
         }
-        self.flush_line()
+        self.flush_line()?;
+        if cycling {
+            // The watch's own distance series of the ride, in five-minute pieces.
+            let mut t = start;
+            while t < end {
+                let piece = (end - t).min(5 * MIN);
+                let km = CYCLING_KMH * piece as f64 / HOUR as f64;
+                self.q("DistanceCycling", 101, &WATCH, "km", t, t + piece, km, 6)?;
+                t += piece;
+            }
+        }
+        Ok(())
     }
 
     fn edge_cases(&mut self, t: i64) -> io::Result<()> {
@@ -969,6 +1085,9 @@ pub fn generate<W: Write>(out: W, seed: u64, target_bytes: u64) -> io::Result<Co
         rng: Rng(seed),
         c: Counts::default(),
         per_series: BTreeMap::new(),
+        now: 0,
+        serial: 0,
+        late: Vec::new(),
     };
     g.header()?;
     let footer = b"</HealthData>\n";
@@ -982,6 +1101,8 @@ pub fn generate<W: Write>(out: W, seed: u64, target_bytes: u64) -> io::Result<Co
             break;
         }
     }
+    let late = std::mem::take(&mut g.late);
+    g.line.extend_from_slice(&late);
     g.line.extend_from_slice(footer);
     g.flush_line()?;
     g.out.flush()?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
+use super::limits::{InflateGuard, LimitExceeded, Limits};
 use super::parse::ImportError;
 
 const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
@@ -25,7 +26,18 @@ pub fn open_export_counted(
     path: &Path,
     read: Arc<AtomicU64>,
 ) -> Result<Box<dyn BufRead + Send>, ImportError> {
+    open_export_limited(path, read, &Limits::default())
+}
+
+/// Like [`open_export_counted`], a zip's inflation capped by `limits` (absolute, and as a ratio
+/// to the file's size): past a cap the reader fails with a [`LimitExceeded`] error.
+pub fn open_export_limited(
+    path: &Path,
+    read: Arc<AtomicU64>,
+    limits: &Limits,
+) -> Result<Box<dyn BufRead + Send>, ImportError> {
     let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut file, &mut magic)?;
     drop(file);
@@ -34,7 +46,7 @@ pub fn open_export_counted(
         read,
     };
     if n == 4 && &magic == ZIP_MAGIC {
-        open_zip(file)
+        open_zip(file, InflateGuard::new((), limits, size))
     } else {
         Ok(Box::new(BufReader::with_capacity(CHUNK, file)))
     }
@@ -87,7 +99,10 @@ fn find_entry<R: Read + io::Seek>(zip: &mut zip::ZipArchive<R>) -> Option<usize>
         .map(|(i, _)| *i)
 }
 
-fn open_zip(file: Counted<File>) -> Result<Box<dyn BufRead + Send>, ImportError> {
+fn open_zip(
+    file: Counted<File>,
+    cap: InflateGuard<()>,
+) -> Result<Box<dyn BufRead + Send>, ImportError> {
     let mut zip = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| ImportError::Open(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     let index = find_entry(&mut zip).ok_or(ImportError::NoExportInZip)?;
@@ -96,12 +111,28 @@ fn open_zip(file: Counted<File>) -> Result<Box<dyn BufRead + Send>, ImportError>
     std::thread::Builder::new()
         .name("export-unzip".into())
         .spawn(move || {
-            let mut entry = match zip.by_index(index) {
+            let entry = match zip.by_index(index) {
                 Ok(e) => e,
                 Err(e) => {
                     let _ = tx.send(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                     return;
                 }
+            };
+            // A declared size past the cap is refused before inflating anything; the count
+            // below holds whatever the header claims.
+            if entry.size() > cap.cap {
+                let _ = tx.send(Err(LimitExceeded::io(format!(
+                    "the zip's export.xml declares {} bytes, more than {}: refused as a zip bomb",
+                    entry.size(),
+                    cap.what
+                ))));
+                return;
+            }
+            let mut entry = InflateGuard {
+                inner: entry,
+                inflated: 0,
+                cap: cap.cap,
+                what: cap.what,
             };
             loop {
                 let mut chunk = vec![0u8; CHUNK];

@@ -43,6 +43,7 @@ mod dates;
 mod device;
 mod generate;
 mod input;
+mod limits;
 mod parse;
 mod records;
 mod types;
@@ -50,8 +51,9 @@ mod units;
 
 pub use device::Source;
 pub use generate::generate;
-pub use input::{open_export, open_export_counted};
-pub use parse::{parse, ImportError, Report};
+pub use input::{open_export, open_export_counted, open_export_limited};
+pub use limits::Limits;
+pub use parse::{parse, parse_with, ImportError, Report};
 pub use records::{
     ActivitySummary, BiologicalSex, Counts, Me, MenstrualFlow, NullSink, Sample, Sink, SinkError,
     SleepInterval, Workout,

@@ -15,6 +15,7 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::dates::parse_apple_date;
 use super::device::Source;
+use super::limits::{EventGuard, LimitExceeded, Limits, MAX_DEPTH, MAX_WORKOUT_CHILDREN};
 use super::records::*;
 use super::types::{self, QuantityMapping, BP_DIASTOLIC, BP_SYSTOLIC};
 use super::units::{convert, duration_seconds, Conv};
@@ -39,6 +40,8 @@ pub enum ImportError {
     NoExportInZip,
     #[error("sink failed at byte {position}: {source}")]
     Sink { position: u64, source: SinkError },
+    #[error("import limit reached at byte {position}: {message}")]
+    Limit { position: u64, message: String },
 }
 
 impl ImportError {
@@ -48,7 +51,8 @@ impl ImportError {
             ImportError::Malformed { position, .. }
             | ImportError::Truncated { position, .. }
             | ImportError::Io { position, .. }
-            | ImportError::Sink { position, .. } => Some(*position),
+            | ImportError::Sink { position, .. }
+            | ImportError::Limit { position, .. } => Some(*position),
             _ => None,
         }
     }
@@ -112,6 +116,7 @@ struct State {
     unknown: HashMap<Vec<u8>, u64>,
     bp_seen: HashSet<(i16, u32, i64, i64)>,
     position: u64,
+    limits: Limits,
 }
 
 fn malformed(position: u64, message: impl Into<String>) -> ImportError {
@@ -124,7 +129,13 @@ fn malformed(position: u64, message: impl Into<String>) -> ImportError {
 fn xml_error(e: quick_xml::Error, position: u64) -> ImportError {
     use quick_xml::errors::SyntaxError;
     match e {
-        quick_xml::Error::Io(source) => ImportError::Io { position, source },
+        quick_xml::Error::Io(source) => match LimitExceeded::find(&source) {
+            Some(limit) => ImportError::Limit {
+                position,
+                message: limit.0.clone(),
+            },
+            None => ImportError::Io { position, source },
+        },
         quick_xml::Error::Syntax(
             s @ (SyntaxError::UnclosedTag
             | SyntaxError::UnclosedComment
@@ -144,6 +155,47 @@ fn xml_error(e: quick_xml::Error, position: u64) -> ImportError {
 
 fn sink_err(position: u64) -> impl FnOnce(SinkError) -> ImportError {
     move |source| ImportError::Sink { position, source }
+}
+
+/// Appends the identity of a raw (escaped) HKDevice description to `key`: its fields without the
+/// leading `<<HKDevice: 0x…>, ` object address and without `software:…`. No allocation.
+fn device_identity(device: &[u8], key: &mut Vec<u8>) {
+    let mut body = device;
+    for prefix in [&b"&lt;&lt;HKDevice"[..], b"<<HKDevice"] {
+        if let Some(rest) = body.strip_prefix(prefix) {
+            body = match find(rest, b", ") {
+                Some(i) => &rest[i + 2..],
+                None => b"",
+            };
+            break;
+        }
+    }
+    const SOFTWARE: &[u8] = b"software:";
+    let mut rest = body;
+    loop {
+        // `software:` at the start of the body or after a field separator.
+        let at = if rest.starts_with(SOFTWARE) {
+            Some((0, 0))
+        } else {
+            find(rest, b", software:").map(|i| (i, 2))
+        };
+        let Some((i, sep)) = at else {
+            key.extend_from_slice(rest);
+            return;
+        };
+        key.extend_from_slice(&rest[..i]);
+        let value = &rest[i + sep + SOFTWARE.len()..];
+        // The value ends at the next field, or at the closing `>`.
+        let end = value
+            .iter()
+            .position(|&c| c == b',' || c == b'>' || c == b'&')
+            .unwrap_or(value.len());
+        rest = &value[end..];
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// quick-xml hands out validated `str`s; the parser works on bytes.
@@ -189,8 +241,16 @@ fn quantity_string(v: &str, conv: Conv) -> Option<f64> {
 }
 
 impl State {
-    fn new() -> Self {
+    fn limit(&self, message: String) -> ImportError {
+        ImportError::Limit {
+            position: self.position,
+            message,
+        }
+    }
+
+    fn new(limits: Limits) -> Self {
         State {
+            limits,
             counts: Counts::default(),
             per_series: vec![0; 1024],
             sources: Vec::new(),
@@ -223,12 +283,21 @@ impl State {
         self.last_kind
     }
 
-    fn unknown_type(&mut self, name: &[u8]) {
+    fn unknown_type(&mut self, name: &[u8]) -> Result<(), ImportError> {
         if let Some(n) = self.unknown.get_mut(name) {
             *n += 1;
         } else {
+            if self.unknown.len() + self.counts.unmapped_workout_types.len()
+                >= self.limits.max_unknown_types
+            {
+                return Err(self.limit(format!(
+                    "more than {} distinct unknown record or workout types (WEARHOUSE_IMPORT_MAX_UNKNOWN_TYPES)",
+                    self.limits.max_unknown_types
+                )));
+            }
             self.unknown.insert(name.to_vec(), 1);
         }
+        Ok(())
     }
 
     /// Interns a source by its raw (escaped) attribute bytes; unescaping and device parsing happen
@@ -240,18 +309,27 @@ impl State {
         device: Option<&[u8]>,
         sink: &mut S,
     ) -> Result<u32, ImportError> {
+        // A device is its name and HKDevice fields: the object address printed on every record
+        // and the software version (which changes with updates) never make a new source.
         self.key.clear();
         self.key.extend_from_slice(name);
         self.key.push(0xff);
-        self.key.extend_from_slice(version.unwrap_or(b"\xfe"));
-        self.key.push(0xff);
-        self.key.extend_from_slice(device.unwrap_or(b"\xfe"));
+        match device {
+            Some(d) => device_identity(d, &mut self.key),
+            None => self.key.push(0xfe),
+        }
         if self.last_source != u32::MAX && self.key == self.last_key {
             return Ok(self.last_source);
         }
         let id = match self.source_ids.get(self.key.as_slice()) {
             Some(&id) => id,
             None => {
+                if self.sources.len() >= self.limits.max_sources {
+                    return Err(self.limit(format!(
+                        "more than {} distinct sources (WEARHOUSE_IMPORT_MAX_SOURCES)",
+                        self.limits.max_sources
+                    )));
+                }
                 let id = self.sources.len() as u32;
                 let src = Source::new(
                     unescape(name),
@@ -302,7 +380,7 @@ impl State {
         let kind = self.kind(&ty);
         let outcome = match kind {
             Kind::Unknown => {
-                self.unknown_type(&ty);
+                self.unknown_type(&ty)?;
                 return Ok(None);
             }
             Kind::MenstrualFlow => {
@@ -457,6 +535,12 @@ impl State {
             if !self.bp_seen.insert((id, src, s, e)) {
                 return Ok(Err(SkipReason::DuplicateInCorrelation));
             }
+            if self.bp_seen.len() > self.limits.max_blood_pressure_readings {
+                return Err(self.limit(format!(
+                    "more than {} blood-pressure readings (WEARHOUSE_IMPORT_MAX_BLOOD_PRESSURE_READINGS)",
+                    self.limits.max_blood_pressure_readings
+                )));
+            }
         }
         let sample = Sample {
             series: m.series,
@@ -575,6 +659,11 @@ impl State {
             }
         }
         let [ty, date, dur, dur_unit, avg, min, max, sum, unit, key] = attrs;
+        if w.metadata.len() + w.events.len() >= MAX_WORKOUT_CHILDREN {
+            return Err(self.limit(format!(
+                "a workout with more than {MAX_WORKOUT_CHILDREN} metadata entries and events"
+            )));
+        }
         match e.local_name().as_ref().as_bytes() {
             b"MetadataEntry" => {
                 if let Some(k) = key {
@@ -670,6 +759,15 @@ impl State {
         let indoor = meta("HKIndoorWorkout") == Some("1");
         let mapped = types::workout_type(&w.hk_type);
         if mapped.is_none() {
+            if !self.counts.unmapped_workout_types.contains_key(&w.hk_type)
+                && self.unknown.len() + self.counts.unmapped_workout_types.len()
+                    >= self.limits.max_unknown_types
+            {
+                return Err(self.limit(format!(
+                    "more than {} distinct unknown record or workout types (WEARHOUSE_IMPORT_MAX_UNKNOWN_TYPES)",
+                    self.limits.max_unknown_types
+                )));
+            }
             *self
                 .counts
                 .unmapped_workout_types
@@ -836,10 +934,19 @@ impl State {
 
 /// Parses an Apple Health `export.xml` stream, calling `sink` for everything it finds.
 pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Report, ImportError> {
-    let mut reader = Reader::from_reader(input);
+    parse_with(input, sink, &Limits::default())
+}
+
+/// [`parse`] within `limits`: past one, the parse fails with [`ImportError::Limit`].
+pub fn parse_with<R: BufRead, S: Sink + ?Sized>(
+    input: R,
+    sink: &mut S,
+    limits: &Limits,
+) -> Result<Report, ImportError> {
+    let mut reader = Reader::from_reader(EventGuard::new(input, limits.max_xml_event_bytes));
     reader.config_mut().trim_text(true);
     let mut buf = Vec::with_capacity(64 * 1024);
-    let mut st = State::new();
+    let mut st = State::new(*limits);
     let mut depth: u32 = 0;
     let mut skip_to: Option<u32> = None;
     let mut ctx = Ctx::Top;
@@ -848,6 +955,7 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
     let mut any_event = false;
     loop {
         buf.clear();
+        reader.get_mut().next_event();
         let before = reader.buffer_position();
         let ev = match reader.read_event_into(&mut buf) {
             Ok(ev) => ev,
@@ -867,7 +975,15 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                     return Err(malformed(before, "content after the closing </HealthData>"));
                 }
             }
-            Event::Start(_) if skip_to.is_some() => depth += 1,
+            Event::Start(_) if skip_to.is_some() => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(malformed(
+                        before,
+                        format!("elements nested more than {MAX_DEPTH} deep"),
+                    ));
+                }
+            }
             Event::Empty(_) if skip_to.is_some() => {}
             Event::End(_) if skip_to.is_some() => {
                 depth -= 1;
@@ -927,7 +1043,7 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                         b"ActivitySummary" => st.activity_summary(e, sink)?,
                         b"Me" => st.me(e, sink)?,
                         b"ExportDate" => {}
-                        other => st.unknown_type(other),
+                        other => st.unknown_type(other)?,
                     },
                     2 => match (&mut ctx, name) {
                         (Ctx::Workout(w), _) => st.workout_child(w, e)?,
@@ -947,6 +1063,12 @@ pub fn parse<R: BufRead, S: Sink + ?Sized>(input: R, sink: &mut S) -> Result<Rep
                         skip_to = Some(depth);
                     }
                     depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(malformed(
+                            before,
+                            format!("elements nested more than {MAX_DEPTH} deep"),
+                        ));
+                    }
                 }
             }
             Event::End(_) => {
