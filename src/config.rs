@@ -86,6 +86,57 @@ pub struct ServeConfig {
     pub metrics: bool,
     #[command(flatten)]
     pub providers: ProvidersConfig,
+    #[command(flatten)]
+    pub import_limits: ImportLimitsConfig,
+}
+
+/// Caps on one Apple Health import: past one the import fails with a clear error (zip bombs,
+/// giant tags, floods of made-up names), and the server's memory stays bounded.
+#[derive(Debug, Clone, Args)]
+pub struct ImportLimitsConfig {
+    /// Most bytes a zipped export's export.xml may inflate to.
+    #[arg(long, env = "WEARHOUSE_IMPORT_MAX_INFLATED_BYTES", default_value_t = 32 << 30)]
+    pub import_max_inflated_bytes: u64,
+    /// Most bytes a zipped export may inflate to per byte uploaded (real exports: 10-25).
+    #[arg(
+        long,
+        env = "WEARHOUSE_IMPORT_MAX_INFLATE_RATIO",
+        default_value_t = 200
+    )]
+    pub import_max_inflate_ratio: u64,
+    /// Largest single XML tag (with its attributes) or text node, in bytes.
+    #[arg(long, env = "WEARHOUSE_IMPORT_MAX_XML_EVENT_BYTES", default_value_t = 1 << 20)]
+    pub import_max_xml_event_bytes: u64,
+    /// Most distinct sources (app and device) in one export.
+    #[arg(long, env = "WEARHOUSE_IMPORT_MAX_SOURCES", default_value_t = 10_000)]
+    pub import_max_sources: usize,
+    /// Most distinct unknown record and workout types in one export.
+    #[arg(
+        long,
+        env = "WEARHOUSE_IMPORT_MAX_UNKNOWN_TYPES",
+        default_value_t = 10_000
+    )]
+    pub import_max_unknown_types: usize,
+    /// Most blood-pressure readings in one export (held to pair them with their correlations).
+    #[arg(
+        long,
+        env = "WEARHOUSE_IMPORT_MAX_BLOOD_PRESSURE_READINGS",
+        default_value_t = 1_000_000
+    )]
+    pub import_max_blood_pressure_readings: usize,
+}
+
+impl ImportLimitsConfig {
+    pub fn limits(&self) -> crate::ingest::apple::Limits {
+        crate::ingest::apple::Limits {
+            max_inflated_bytes: self.import_max_inflated_bytes,
+            max_inflate_ratio: self.import_max_inflate_ratio,
+            max_xml_event_bytes: self.import_max_xml_event_bytes,
+            max_sources: self.import_max_sources,
+            max_unknown_types: self.import_max_unknown_types,
+            max_blood_pressure_readings: self.import_max_blood_pressure_readings,
+        }
+    }
 }
 
 impl ServeConfig {

@@ -101,6 +101,7 @@ pub async fn import_apple(db: &DbConfig, file: &Path, user: Uuid) -> anyhow::Res
             id: whoami(),
             request_id: None,
         },
+        limits: Default::default(),
     };
     let id = req.import_id;
     let outcome = import::run(&pool, &commands, req, progress).await;

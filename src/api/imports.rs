@@ -231,6 +231,7 @@ fn start(
         filename,
         sha256: Some(sha256),
         actor,
+        limits: state.config.import_limits.limits(),
     });
     ImportAccepted {
         status: "processing".into(),

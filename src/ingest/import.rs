@@ -76,6 +76,8 @@ pub struct ImportRequest {
     /// Known when the upload computed it on the way in.
     pub sha256: Option<String>,
     pub actor: Actor,
+    /// Caps that fail the import past them (zip bombs and the like).
+    pub limits: apple::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -643,7 +645,7 @@ pub async fn run(
     // The check that the file parses reads the spooled upload alongside the raw copy being
     // stored (two cores, two passes over the page cache); nothing derived is appended before
     // the raw payload is.
-    let check = check_parses(&req.path);
+    let check = check_parses(&req.path, req.limits);
     let sha256 = receive(pool, commands, &req).await?;
     tracing::info!(import = %id, seconds = started.elapsed().as_secs_f64(), "raw payload stored");
     let sync = SyncRunCommand::Start {
@@ -766,7 +768,7 @@ pub async fn normalize(
     req: &ImportRequest,
     progress: Arc<Progress>,
 ) -> Result<ImportCounts, PipelineError> {
-    let check = check_parses(&req.path);
+    let check = check_parses(&req.path, req.limits);
     normalize_checked(pool, req, progress, check).await
 }
 
@@ -774,10 +776,11 @@ type Check = tokio::task::JoinHandle<Result<(), apple::ImportError>>;
 
 /// First pass: the whole file must parse, so a malformed export appends nothing. It appends
 /// nothing itself, so it may run while the raw bytes are still being stored.
-fn check_parses(path: &std::path::Path) -> Check {
+fn check_parses(path: &std::path::Path, limits: apple::Limits) -> Check {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        apple::parse(apple::open_export(&path)?, &mut NullSink).map(|_| ())
+        let input = apple::open_export_limited(&path, Default::default(), &limits)?;
+        apple::parse_with(input, &mut NullSink, &limits).map(|_| ())
     })
 }
 
@@ -802,6 +805,7 @@ async fn normalize_checked(
     ));
     let path = req.path.clone();
     let user_id = req.user_id;
+    let limits = req.limits;
     let parse = tokio::task::spawn_blocking(move || {
         let mut sink = BatchSink {
             user_id,
@@ -820,8 +824,8 @@ async fn normalize_checked(
             out: tx,
             progress: progress.clone(),
         };
-        let input = apple::open_export_counted(&path, progress.bytes_read.clone())?;
-        let report = apple::parse(input, &mut sink)?;
+        let input = apple::open_export_limited(&path, progress.bytes_read.clone(), &limits)?;
+        let report = apple::parse_with(input, &mut sink, &limits)?;
         let sessions = sink.finish().map_err(|source| apple::ImportError::Sink {
             position: report.bytes,
             source,

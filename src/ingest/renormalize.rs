@@ -87,6 +87,7 @@ pub async fn run(
                 id: "renormalize".into(),
                 request_id: None,
             },
+            limits: Default::default(),
         };
         let result = import::normalize(pool, &req, Arc::new(Progress::default())).await;
         let _ = std::fs::remove_file(&path);

@@ -234,6 +234,79 @@ mod tests {
         std::fs::remove_file(zip_path).unwrap();
     }
 
+    /// `head`, then `chunk` `times` over, as one raw deflate stream; after a full flush the
+    /// compressor starts afresh, so one compressed chunk can be repeated.
+    fn deflate_repeated(head: &[u8], chunk: &[u8], times: usize) -> Vec<u8> {
+        use flate2::{Compress, Compression, FlushCompress};
+        fn run(c: &mut Compress, input: &[u8], flush: FlushCompress) -> Vec<u8> {
+            let mut out = Vec::with_capacity(input.len() / 100 + 1024);
+            let mut pos = 0;
+            loop {
+                out.reserve(64 * 1024);
+                let before = c.total_in();
+                c.compress_vec(&input[pos..], &mut out, flush).unwrap();
+                pos += (c.total_in() - before) as usize;
+                if pos == input.len() && out.len() < out.capacity() {
+                    return out;
+                }
+            }
+        }
+        let mut c = Compress::new(Compression::fast(), false);
+        let mut stream = run(&mut c, head, FlushCompress::Full);
+        let one = run(&mut c, chunk, FlushCompress::Full);
+        for _ in 0..times {
+            stream.extend_from_slice(&one);
+        }
+        stream.extend(run(&mut c, b"", FlushCompress::Finish));
+        stream
+    }
+
+    #[test]
+    fn a_zip_bomb_stops_at_the_inflation_caps() {
+        let line = b" <ExportDate value=\"2024-03-10 09:00:00 +0100\"/>\n";
+        let chunk: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(line.len() * 20_000)
+            .collect();
+        let deflated = deflate_repeated(
+            b"<?xml version=\"1.0\"?>\n<HealthData locale=\"en_US\">\n",
+            &chunk,
+            1000,
+        );
+        // Stored as deflate data of a zip entry (the writer's own deflate would take minutes).
+        let path = temp("bomb.zip");
+        let mut z = zip::ZipWriter::new(File::create(&path).unwrap());
+        z.start_file(
+            "apple_health_export/export.xml",
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored),
+        )
+        .unwrap();
+        z.write_all(&deflated).unwrap();
+        z.finish().unwrap();
+        // Flip the entry's method to deflate in the local and central headers.
+        let mut bytes = std::fs::read(&path).unwrap();
+        for sig in [&b"PK\x03\x04"[..], b"PK\x01\x02"] {
+            let at = bytes.windows(4).position(|w| w == sig).unwrap();
+            let method = at + if sig[2] == 3 { 8 } else { 10 };
+            bytes[method] = 8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let limits = Limits {
+            max_inflated_bytes: 8 << 20,
+            ..Limits::default()
+        };
+        let t = std::time::Instant::now();
+        let input = open_export_limited(&path, Arc::default(), &limits).unwrap();
+        let e = crate::ingest::apple::parse_with(input, &mut NullSink, &limits).unwrap_err();
+        eprintln!("bomb refused in {:?}", t.elapsed());
+        assert!(matches!(e, ImportError::Limit { .. }), "{e}");
+        assert!(e.to_string().contains("more than 8388608 bytes"), "{e}");
+        std::fs::remove_file(path).unwrap();
+    }
+
     #[test]
     fn any_export_xml_inside_a_zip_is_found() {
         let path = temp("renamed.zip");

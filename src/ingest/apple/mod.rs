@@ -51,7 +51,7 @@ mod units;
 
 pub use device::Source;
 pub use generate::generate;
-pub use input::{open_export, open_export_counted, open_export_limited};
+pub use input::{open_export, open_export_limited};
 pub use limits::Limits;
 pub use parse::{parse, parse_with, ImportError, Report};
 pub use records::{
