@@ -101,7 +101,7 @@ pub struct ImportLimitsConfig {
     #[arg(
         long,
         env = "WEARHOUSE_IMPORT_MAX_INFLATE_RATIO",
-        default_value_t = 200
+        default_value_t = 100
     )]
     pub import_max_inflate_ratio: u64,
     /// Largest single XML tag (with its attributes) or text node, in bytes.

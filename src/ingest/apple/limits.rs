@@ -27,7 +27,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_inflated_bytes: 32 << 30,
-            max_inflate_ratio: 200,
+            max_inflate_ratio: 100,
             max_xml_event_bytes: 1 << 20,
             max_sources: 10_000,
             max_unknown_types: 10_000,
@@ -129,6 +129,19 @@ impl<R> EventGuard<R> {
     pub fn next_event(&mut self) {
         self.used = 0;
     }
+
+    /// Whether the event just read was over the cap: one that arrived in a single buffer fill
+    /// passes `fill_buf`'s check.
+    pub fn over(&self) -> Option<String> {
+        (self.used > self.cap).then(|| self.message())
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "one XML tag or text node is longer than {} bytes (WEARHOUSE_IMPORT_MAX_XML_EVENT_BYTES)",
+            self.cap
+        )
+    }
 }
 
 impl<R: BufRead> Read for EventGuard<R> {
@@ -147,10 +160,7 @@ impl<R: BufRead> Read for EventGuard<R> {
 impl<R: BufRead> BufRead for EventGuard<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.used > self.cap {
-            return Err(LimitExceeded::io(format!(
-                "one XML tag or text node is longer than {} bytes (WEARHOUSE_IMPORT_MAX_XML_EVENT_BYTES)",
-                self.cap
-            )));
+            return Err(LimitExceeded::io(self.message()));
         }
         self.inner.fill_buf()
     }

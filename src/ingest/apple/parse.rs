@@ -965,6 +965,9 @@ pub fn parse_with<R: BufRead, S: Sink + ?Sized>(
             }
         };
         st.position = before;
+        if let Some(message) = reader.get_ref().over() {
+            return Err(st.limit(message));
+        }
         if !matches!(ev, Event::Eof) {
             any_event = true;
         }
@@ -1315,6 +1318,97 @@ mod tests {
         );
         assert_eq!(report.sources[1].source_name, "Withings & Co");
         assert_eq!(sink.sources.len(), 2);
+    }
+
+    #[test]
+    fn a_devices_address_and_software_version_never_make_a_new_source() {
+        let device = |addr: &str, hardware: &str, software: &str| {
+            format!("&lt;&lt;HKDevice: {addr}&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:{hardware}, software:{software}&gt;")
+        };
+        let r = |version: &str, device: &str, minute: u32| {
+            format!(
+                r#" <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Watch" sourceVersion="{version}" device="{device}" unit="count/min" startDate="2024-03-10 08:{minute:02}:00 +0100" endDate="2024-03-10 08:{minute:02}:00 +0100" value="60"/>"#
+            )
+        };
+        let body = [
+            r("9.5", &device("0x2862e3fe8", "Watch6,1", "9.5"), 0),
+            r("9.5", &device("0x2934f069b", "Watch6,1", "9.5"), 1),
+            r("10.0", &device("0x2934f0aa0", "Watch6,1", "10.0"), 2),
+            r("10.0", &device("0x1", "Watch7,1", "10.0"), 3),
+            r("10.0", &device("0x2", "Watch6,1", "10.0"), 4),
+        ]
+        .join("\n");
+        let (report, sink) = run(&body);
+        let srcs: Vec<u32> = sink.samples.iter().map(|s| s.source).collect();
+        assert_eq!(srcs, [0, 0, 0, 1, 0]);
+        assert_eq!(report.sources.len(), 2);
+        let d = report.sources[0].device.as_ref().unwrap();
+        assert_eq!(
+            (
+                d.model.as_deref(),
+                d.hardware.as_deref(),
+                d.software.as_deref()
+            ),
+            (Some("Watch"), Some("Watch6,1"), Some("9.5"))
+        );
+        let mut key = Vec::new();
+        device_identity(
+            b"<<HKDevice: 0x1>, name:iPhone, software:17.2, model:iPhone>",
+            &mut key,
+        );
+        assert_eq!(key, b"name:iPhone, model:iPhone>");
+        key.clear();
+        device_identity(b"name:Scale, manufacturer:Acme", &mut key);
+        assert_eq!(key, b"name:Scale, manufacturer:Acme");
+    }
+
+    fn limited(body: &str, limits: Limits) -> ImportError {
+        parse_with(doc(body).as_bytes(), &mut NullSink, &limits).expect_err("must fail")
+    }
+
+    #[test]
+    fn input_driven_sets_are_bounded() {
+        let small = Limits {
+            max_sources: 3,
+            max_unknown_types: 3,
+            max_blood_pressure_readings: 3,
+            max_xml_event_bytes: 4096,
+            ..Limits::default()
+        };
+        let many = |f: &dyn Fn(usize) -> String| (0..4).map(f).collect::<Vec<_>>().join("\n");
+        let sources = many(&|i| {
+            format!(
+                r#" <Record type="HKQuantityTypeIdentifierStepCount" sourceName="App {i}" unit="count" startDate="2024-03-10 08:00:00 +0100" endDate="2024-03-10 08:01:00 +0100" value="5"/>"#
+            )
+        });
+        let e = limited(&sources, small);
+        assert!(matches!(e, ImportError::Limit { .. }), "{e}");
+        assert!(
+            e.to_string().contains("more than 3 distinct sources"),
+            "{e}"
+        );
+        assert!(parse_with(doc(&sources).as_bytes(), &mut NullSink, &Limits::default()).is_ok());
+        let types = many(&|i| {
+            format!(
+                r#" <Record type="HKQuantityTypeIdentifierMadeUp{i}" sourceName="App" unit="count" startDate="2024-03-10 08:00:00 +0100" endDate="2024-03-10 08:01:00 +0100" value="5"/>"#
+            )
+        });
+        let e = limited(&types, small);
+        assert!(e.to_string().contains("distinct unknown"), "{e}");
+        let bp = many(&|i| {
+            format!(
+                r#" <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="Omron" unit="mmHg" startDate="2024-03-10 08:0{i}:00 +0100" endDate="2024-03-10 08:0{i}:00 +0100" value="120"/>"#
+            )
+        });
+        let e = limited(&bp, small);
+        assert!(e.to_string().contains("blood-pressure readings"), "{e}");
+        let e = limited(&format!(" <Note>{}</Note>", "z".repeat(10_000)), small);
+        assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
+        let e = limited(&format!(" <Note a=\"{}\"/>", "z".repeat(10_000)), small);
+        assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
+        let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
+        let e = limited(&deep, Limits::default());
+        assert!(e.to_string().contains("nested more than 64 deep"), "{e}");
     }
 
     #[test]
