@@ -32,6 +32,9 @@ use crate::store::{Actor, Commands};
 pub const BATCH_ROWS: usize = 10_000;
 /// Samples held across all partly filled batches before the largest is written early.
 const MAX_BUFFERED_ROWS: usize = 200_000;
+/// Partly filled batches held at once (real exports: a few hundred source × type pairs; an
+/// export naming thousands of sources must not hold a buffer for each pair).
+const MAX_OPEN_BATCHES: usize = 2048;
 /// The activity rings' series: active energy and exercise time.
 const RING_ENERGY: i16 = 81;
 const RING_EXERCISE: i16 = 84;
@@ -207,13 +210,13 @@ impl BatchSink {
         let (_, rows) = self
             .buffers
             .entry(key)
-            .or_insert_with(|| (series, Vec::with_capacity(1024)));
+            .or_insert_with(|| (series, Vec::with_capacity(256)));
         rows.push(row);
         let full = rows.len() >= BATCH_ROWS;
         self.buffered += 1;
         if full {
             self.flush(key)?;
-        } else if self.buffered >= MAX_BUFFERED_ROWS {
+        } else if self.buffered >= MAX_BUFFERED_ROWS || self.buffers.len() > MAX_OPEN_BATCHES {
             // Exports that interleave many sources and types would otherwise hold a nearly full
             // batch for each pair: flush the largest so memory stays flat whatever the file.
             let largest = self

@@ -30,6 +30,8 @@ pub fn build(data_source_id: Uuid, intervals: Vec<Interval>) -> Vec<SleepSession
 
 /// Intervals buffered per source before completed sessions are split off.
 const SPLIT_AT: usize = 1024;
+/// Most intervals held for one source's unsettled sessions.
+const MAX_PENDING: usize = 100_000;
 /// How far behind the newest interval a session must end to count as complete: exports list a
 /// source's sleep in time order, give or take an entry added late.
 const SETTLE_US: i64 = 2 * 24 * 3600 * 1_000_000;
@@ -79,6 +81,11 @@ impl Pending {
                 split = n;
             }
             end = end.max(i.end);
+        }
+        if split == 0 && self.intervals.len() >= MAX_PENDING {
+            // Intervals that never leave a 2-hour gap (no real night has this many): hand out
+            // the older half so memory stays bounded.
+            split = self.intervals.len() / 2;
         }
         let done: Vec<Interval> = self.intervals.drain(..split).collect();
         if let Some(last) = done.iter().map(|i| i.end).max() {
@@ -177,6 +184,28 @@ mod tests {
     const M: i64 = 60 * 1_000_000;
     // 2024-03-09T22:00:00Z
     const NIGHT: i64 = 1_710_021_600 * 1_000_000;
+
+    #[test]
+    fn a_session_that_never_ends_is_held_within_bounds() {
+        let mut p = Pending::default();
+        let mut out = 0;
+        for n in 0..500_000i64 {
+            out += p
+                .push(Interval {
+                    stage: SleepStage::Light,
+                    start: NIGHT + n * M,
+                    end: NIGHT + n * M + 2 * M,
+                    zone_offset_min: 0,
+                })
+                .len();
+            assert!(
+                p.intervals.len() <= 2 * MAX_PENDING,
+                "{}",
+                p.intervals.len()
+            );
+        }
+        assert_eq!(out + p.into_rest().len(), 500_000);
+    }
 
     fn iv(stage: SleepStage, start: i64, end: i64) -> Interval {
         Interval {

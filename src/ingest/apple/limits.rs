@@ -38,8 +38,14 @@ impl Default for Limits {
 
 /// Deepest element nesting accepted (Apple's deepest is 4: HealthData/Workout/WorkoutRoute/…).
 pub const MAX_DEPTH: u32 = 64;
-/// Most children (metadata, events, statistics) kept for one workout.
-pub const MAX_WORKOUT_CHILDREN: usize = 100_000;
+/// Most metadata entries and events kept for one workout (real ones: a few dozen).
+pub const MAX_WORKOUT_CHILDREN: usize = 10_000;
+/// Most bytes of text (types, keys, values) kept for one workout's children.
+pub const MAX_WORKOUT_TEXT_BYTES: usize = 4 << 20;
+/// Most menstrual-flow records (each is held until the end, to fold cycles).
+pub const MAX_MENSTRUAL_FLOWS: u64 = 1_000_000;
+/// Most bytes of source and unknown type names held (each name may be one XML event long).
+pub const MAX_NAME_BYTES: usize = 64 << 20;
 
 /// A cap was reached; carried inside an `io::Error` from the readers below so the parser can
 /// tell it from a read failure.

@@ -15,7 +15,10 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::dates::parse_apple_date;
 use super::device::Source;
-use super::limits::{EventGuard, LimitExceeded, Limits, MAX_DEPTH, MAX_WORKOUT_CHILDREN};
+use super::limits::{
+    EventGuard, LimitExceeded, Limits, MAX_DEPTH, MAX_MENSTRUAL_FLOWS, MAX_NAME_BYTES,
+    MAX_WORKOUT_CHILDREN, MAX_WORKOUT_TEXT_BYTES,
+};
 use super::records::*;
 use super::types::{self, QuantityMapping, BP_DIASTOLIC, BP_SYSTOLIC};
 use super::units::{convert, duration_seconds, Conv};
@@ -93,6 +96,8 @@ struct WorkoutBuilder {
     stats: WorkoutStats,
     events: Vec<WorkoutEvent>,
     metadata: Vec<(String, String)>,
+    /// Bytes of text held in `events` and `metadata`.
+    held: usize,
 }
 
 enum Ctx {
@@ -117,6 +122,8 @@ struct State {
     bp_seen: HashSet<(i16, u32, i64, i64)>,
     position: u64,
     limits: Limits,
+    /// Bytes of source and unknown type names held (each may be up to one XML event long).
+    held_names: usize,
 }
 
 fn malformed(position: u64, message: impl Into<String>) -> ImportError {
@@ -252,6 +259,7 @@ impl State {
     fn new(limits: Limits) -> Self {
         State {
             limits,
+            held_names: 0,
             counts: Counts::default(),
             per_series: vec![0; 1024],
             sources: Vec::new(),
@@ -296,7 +304,18 @@ impl State {
                     self.limits.max_unknown_types
                 )));
             }
+            self.hold_name(name.len())?;
             self.unknown.insert(name.to_vec(), 1);
+        }
+        Ok(())
+    }
+
+    fn hold_name(&mut self, bytes: usize) -> Result<(), ImportError> {
+        self.held_names += bytes;
+        if self.held_names > MAX_NAME_BYTES {
+            return Err(self.limit(format!(
+                "the names of sources and unknown types take more than {MAX_NAME_BYTES} bytes"
+            )));
         }
         Ok(())
     }
@@ -331,6 +350,8 @@ impl State {
                         self.limits.max_sources
                     )));
                 }
+                // The key, and the source's own strings (about as long again).
+                self.hold_name(2 * self.key.len() + version.map_or(0, |v| v.len()))?;
                 let id = self.sources.len() as u32;
                 let src = Source::new(
                     unescape(name),
@@ -460,6 +481,12 @@ impl State {
         flow: MenstrualFlow,
         sink: &mut S,
     ) -> Result<(), ImportError> {
+        if self.counts.menstrual_flows >= MAX_MENSTRUAL_FLOWS {
+            // Each is held until the end to fold cycles; a century of daily logs is ~36,500.
+            return Err(self.limit(format!(
+                "more than {MAX_MENSTRUAL_FLOWS} menstrual flow records"
+            )));
+        }
         sink.menstrual_flow(&flow)
             .map_err(sink_err(self.position))?;
         self.counts.menstrual_flows += 1;
@@ -660,11 +687,16 @@ impl State {
             }
         }
         let [ty, date, dur, dur_unit, avg, min, max, sum, unit, key] = attrs;
-        if w.metadata.len() + w.events.len() >= MAX_WORKOUT_CHILDREN {
+        if w.metadata.len() + w.events.len() >= MAX_WORKOUT_CHILDREN
+            || w.held > MAX_WORKOUT_TEXT_BYTES
+        {
             return Err(self.limit(format!(
-                "a workout with more than {MAX_WORKOUT_CHILDREN} metadata entries and events"
+                "a workout with more than {MAX_WORKOUT_CHILDREN} metadata entries and events, or over {MAX_WORKOUT_TEXT_BYTES} bytes of them"
             )));
         }
+        w.held += ty.as_ref().map_or(0, |v| v.len())
+            + key.as_ref().map_or(0, |v| v.len())
+            + meta_value.as_ref().map_or(0, |v| v.len());
         match e.local_name().as_ref().as_bytes() {
             b"MetadataEntry" => {
                 if let Some(k) = key {
@@ -760,14 +792,16 @@ impl State {
         let indoor = meta("HKIndoorWorkout") == Some("1");
         let mapped = types::workout_type(&w.hk_type);
         if mapped.is_none() {
-            if !self.counts.unmapped_workout_types.contains_key(&w.hk_type)
-                && self.unknown.len() + self.counts.unmapped_workout_types.len()
+            if !self.counts.unmapped_workout_types.contains_key(&w.hk_type) {
+                if self.unknown.len() + self.counts.unmapped_workout_types.len()
                     >= self.limits.max_unknown_types
-            {
-                return Err(self.limit(format!(
-                    "more than {} distinct unknown record or workout types (WEARHOUSE_IMPORT_MAX_UNKNOWN_TYPES)",
-                    self.limits.max_unknown_types
-                )));
+                {
+                    return Err(self.limit(format!(
+                        "more than {} distinct unknown record or workout types (WEARHOUSE_IMPORT_MAX_UNKNOWN_TYPES)",
+                        self.limits.max_unknown_types
+                    )));
+                }
+                self.hold_name(w.hk_type.len())?;
             }
             *self
                 .counts
@@ -1416,6 +1450,16 @@ mod tests {
         assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
         let e = limited(&format!(" <Note a=\"{}\"/>", "z".repeat(10_000)), small);
         assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
+        let meta = format!(
+            " <MetadataEntry key=\"k\" value=\"{}\"/>\n",
+            "v".repeat(900_000)
+        );
+        let workout = format!(
+            " <Workout workoutActivityType=\"HKWorkoutActivityTypeRunning\" sourceName=\"W\" startDate=\"2024-03-10 07:00:00 +0100\" endDate=\"2024-03-10 07:31:00 +0100\">\n{}</Workout>",
+            meta.repeat(6)
+        );
+        let e = limited(&workout, Limits::default());
+        assert!(e.to_string().contains("bytes of them"), "{e}");
         let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
         let e = limited(&deep, Limits::default());
         assert!(e.to_string().contains("nested more than 64 deep"), "{e}");
