@@ -603,6 +603,25 @@ async fn device_addresses_third_party_devices_and_rides_read_right() {
         assert!(total > 6.0 * 3600.0, "{x}");
     }
 
+    // Each workout once, under the watch's one source.
+    let (status, all) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/events/workouts?start_date=2023-12-30&end_date=2024-02-01&limit=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let workouts = all["data"].as_array().unwrap();
+    assert_eq!(
+        workouts.len() as u64,
+        expected["workouts"].as_u64().unwrap(),
+        "{all}"
+    );
+    assert!(
+        workouts.iter().all(|w| w["source"]["device"] == "Watch"),
+        "{all}"
+    );
+
     // Daily distance is the walking and running distance, not the ride's 27.9 km. Day 2
     // (2024-01-03, -08:00) has a cycling workout.
     let (status, w) = s
