@@ -44,13 +44,18 @@ impl Projection for DataSources {
                 continue;
             };
             // The latest discovery describes the source (a mapper fix can reclassify it: Apple's
-            // activity-rings source became a watch-type source).
+            // activity-rings source became a watch-type source; Apple's `device_model` became
+            // HKDevice's model, so `wearhouse renormalize` corrects older imports' rows).
             for s in sources {
                 tx.execute(
                     "INSERT INTO data_sources (id, user_id, provider, device_model, software_version, source, device_type, \
                        original_source_name, manufacturer, device_name, hardware, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                      ON CONFLICT (id) DO UPDATE SET software_version = coalesce(EXCLUDED.software_version, data_sources.software_version), \
+                       device_model = coalesce(EXCLUDED.device_model, data_sources.device_model), \
+                       manufacturer = coalesce(EXCLUDED.manufacturer, data_sources.manufacturer), \
+                       device_name = coalesce(EXCLUDED.device_name, data_sources.device_name), \
+                       hardware = coalesce(EXCLUDED.hardware, data_sources.hardware), \
                        device_type = coalesce(EXCLUDED.device_type, data_sources.device_type), \
                        original_source_name = coalesce(EXCLUDED.original_source_name, data_sources.original_source_name)",
                     &[&s.id, &user_id, &s.provider, &s.device_model, &s.software_version, &s.source, &s.device_type,

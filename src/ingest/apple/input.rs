@@ -308,6 +308,35 @@ mod tests {
     }
 
     #[test]
+    fn a_zip_declaring_more_than_the_cap_is_refused_before_inflating() {
+        let path = temp("declared.zip");
+        zip_with(
+            &path,
+            &[("apple_health_export/export.xml", &vec![b' '; 4 << 20])],
+        );
+        let limits = Limits {
+            max_inflated_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let input = open_export_limited(&path, Arc::default(), &limits).unwrap();
+        let e = crate::ingest::apple::parse_with(input, &mut NullSink, &limits).unwrap_err();
+        assert!(
+            matches!(&e, ImportError::Limit { position: 0, message } if message.contains("declares 4194304 bytes")),
+            "{e}"
+        );
+        // Within the caps the same file reads to its end.
+        let loose = Limits {
+            max_inflate_ratio: 10_000,
+            max_xml_event_bytes: 8 << 20,
+            ..Limits::default()
+        };
+        let input = open_export_limited(&path, Arc::default(), &loose).unwrap();
+        let e = crate::ingest::apple::parse_with(input, &mut NullSink, &loose).unwrap_err();
+        assert!(matches!(e, ImportError::Empty), "{e}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn any_export_xml_inside_a_zip_is_found() {
         let path = temp("renamed.zip");
         let body = b"<HealthData locale=\"en_US\"></HealthData>";
