@@ -88,8 +88,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         12,
-        "h_mgmt_priority_created_at",
-        include_str!("../migrations/0012_h_mgmt_priority_created_at.sql"),
+        "h_mgmt_contract_fields",
+        include_str!("../migrations/0012_h_mgmt_contract_fields.sql"),
     ),
 ];
 
