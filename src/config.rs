@@ -81,7 +81,12 @@ pub struct ServeConfig {
     /// Browser origins allowed to call the API (CORS), comma-separated, e.g.
     /// `https://app.example.com,http://localhost:3000`; `*` allows every origin. Empty: no CORS
     /// headers are sent, so browsers on other origins are refused.
-    #[arg(long, env = "WEARHOUSE_CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "WEARHOUSE_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub cors_origins: Vec<String>,
     /// Run the projection workers inside this process (tailing Postgres).
     #[arg(long, env = "WEARHOUSE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]

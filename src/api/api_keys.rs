@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem::Request;
+use poem_openapi::error::{ContentTypeError, ParseRequestPayloadError};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::error::{ContentTypeError, ParseRequestPayloadError};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::ParseFromJSON;
 use poem_openapi::{
@@ -164,7 +164,10 @@ async fn resolve(state: &AppState, key_id: &str) -> Result<ApiKeyRead, ApiError>
         .pool
         .get()
         .await?
-        .query_opt(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"),
+            &[&id],
+        )
         .await?;
     row.as_ref().map(read).ok_or_else(not_found)
 }

@@ -314,7 +314,9 @@ impl AuthApi {
                 &[&auth.0],
             )
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("Developer with ID: {} not found.", auth.0)))?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("Developer with ID: {} not found.", auth.0))
+            })?
             .get(0);
         let current = body.current_password;
         let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &hash))

@@ -177,26 +177,30 @@ async fn record(
 fn providers(items: Vec<Item>) -> Vec<ProviderPriority> {
     items
         .into_iter()
-        .map(|(provider, priority, created_at, updated_at)| ProviderPriority {
-            id: priority_id("provider", &provider),
-            provider,
-            priority,
-            created_at,
-            updated_at,
-        })
+        .map(
+            |(provider, priority, created_at, updated_at)| ProviderPriority {
+                id: priority_id("provider", &provider),
+                provider,
+                priority,
+                created_at,
+                updated_at,
+            },
+        )
         .collect()
 }
 
 fn device_types(items: Vec<Item>) -> Vec<DeviceTypePriority> {
     items
         .into_iter()
-        .map(|(device_type, priority, created_at, updated_at)| DeviceTypePriority {
-            id: priority_id("device_type", &device_type),
-            device_type,
-            priority,
-            created_at,
-            updated_at,
-        })
+        .map(
+            |(device_type, priority, created_at, updated_at)| DeviceTypePriority {
+                id: priority_id("device_type", &device_type),
+                device_type,
+                priority,
+                created_at,
+                updated_at,
+            },
+        )
         .collect()
 }
 

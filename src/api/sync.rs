@@ -521,7 +521,10 @@ impl SyncApi {
                 ("since", since.0 != 0),
                 ("limit", limit.0 != 50),
                 ("offset", offset.0 != 0),
-                ("filter_by_modification_time", !filter_by_modification_time.0),
+                (
+                    "filter_by_modification_time",
+                    !filter_by_modification_time.0,
+                ),
                 ("samples", samples.0),
                 ("zones", zones.0),
                 ("route", route.0),
@@ -798,12 +801,12 @@ impl SyncApi {
         let Some((_, status, started, _, _)) = main.and_then(|i| runs.get(i)).cloned() else {
             let windows = BTreeMap::from([(
                 "0".to_string(),
-                types.iter().map(|t| (t.clone(), "pending".to_string())).collect(),
+                types
+                    .iter()
+                    .map(|t| (t.clone(), "pending".to_string()))
+                    .collect(),
             )]);
-            let summary = types
-                .iter()
-                .map(|t| (t.clone(), zero_counts()))
-                .collect();
+            let summary = types.iter().map(|t| (t.clone(), zero_counts())).collect();
             return Ok(Json(BackfillStatus {
                 user_id: user_id.0,
                 provider: "garmin".into(),
@@ -1409,7 +1412,10 @@ async fn wait_for_run(state: &AppState, run_id: Uuid) {
         wearhouse_projections::log::last_cursor_of(&client, "SyncRun", &run_id.to_string()).await;
     drop(client);
     if let Ok(Some(c)) = cursor {
-        if !runner.wait_for("sync_runs", c, Duration::from_secs(10)).await {
+        if !runner
+            .wait_for("sync_runs", c, Duration::from_secs(10))
+            .await
+        {
             warn!(run = %run_id, "sync_runs read model did not catch up within 10 s");
         }
     }

@@ -13,9 +13,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand, SealedTokens};
 use wearhouse_domain::records::DataEvent;
-use wearhouse_domain::sync_run::{
-    Metadata, Outcome as RunOutcome, Stage, SyncRun, SyncRunCommand,
-};
+use wearhouse_domain::sync_run::{Metadata, Outcome as RunOutcome, Stage, SyncRun, SyncRunCommand};
 
 use super::oauth::{self, OAuthError, TokenSet};
 use super::{Endpoints, Provider, PullRequest, Registry};
