@@ -209,7 +209,7 @@ async fn api_key_create_body_is_optional() {
     let (status, _) = call(
         s.req(Method::POST, "/api/v1/developer/api-keys")
             .bearer_auth(&jwt)
-            .json(&json!({"name": 5})),
+            .json(&json!({"name": ["not", "a", "name"]})),
     )
     .await;
     assert_eq!(status, 400);
