@@ -174,6 +174,10 @@ struct BackfillStatus {
     permanently_failed: bool,
 }
 
+/// A backfill run: id, status, start, the types it asked for (empty: all), its per-type
+/// request outcomes.
+type BackfillRun = (Uuid, String, DateTime<Utc>, Vec<String>, Vec<String>);
+
 /// Upstream's retry bound, reported as is; wearhouse retries only on request.
 const BACKFILL_MAX_ATTEMPTS: i64 = 3;
 
@@ -777,7 +781,7 @@ impl SyncApi {
         let client = state.pool.get().await?;
         // Every backfill run, oldest first, with the types it asked for (empty: all) and
         // its per-type request outcomes (`type: requested|duplicate|failed`).
-        let runs: Vec<(Uuid, String, DateTime<Utc>, Vec<String>, Vec<String>)> = client
+        let runs: Vec<BackfillRun> = client
             .query(
                 "SELECT r.id, r.status, r.started_at, \
                    coalesce((SELECT array(SELECT jsonb_array_elements_text(q.payload->'data_types')) FROM events q \
