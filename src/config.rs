@@ -78,6 +78,16 @@ pub struct ServeConfig {
     /// Imports processed at the same time by one `serve` process.
     #[arg(long, env = "WEARHOUSE_IMPORT_CONCURRENCY", default_value_t = 1)]
     pub import_concurrency: usize,
+    /// Browser origins allowed to call the API (CORS), comma-separated, e.g.
+    /// `https://app.example.com,http://localhost:3000`; `*` allows every origin. Empty: no CORS
+    /// headers are sent, so browsers on other origins are refused.
+    #[arg(
+        long,
+        env = "WEARHOUSE_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
     /// Run the projection workers inside this process (tailing Postgres).
     #[arg(long, env = "WEARHOUSE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,

@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sample_tombstones",
         include_str!("../migrations/0010_sample_tombstones.sql"),
     ),
+    (
+        12,
+        "h_mgmt_contract_fields",
+        include_str!("../migrations/0012_h_mgmt_contract_fields.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

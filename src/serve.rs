@@ -119,7 +119,11 @@ pub async fn ensure_developer(
         .pool
         .get()
         .await?
-        .query_opt("SELECT 1 FROM developers WHERE id = $1", &[&id])
+        // By id, or by address: an account may have moved to this address (PATCH /auth/me).
+        .query_opt(
+            "SELECT 1 FROM developers WHERE id = $1 OR email = lower(trim($2))",
+            &[&id, &email],
+        )
         .await?
         .is_some();
     if exists {

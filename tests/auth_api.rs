@@ -26,10 +26,13 @@ async fn api_key_lifecycle() {
     )
     .await;
     assert_eq!(status, 201);
-    let key = created["id"].as_str().unwrap().to_string();
+    let key = created["key"].as_str().unwrap().to_string();
     assert!(key.starts_with("sk-") && key.len() == 35, "{key}");
-    assert_eq!(created["key"], key.as_str());
-    let key_id = created["key_id"].as_str().unwrap().to_string();
+    // The id is the key's id (keys are kept hashed), never the key.
+    let key_id = created["id"].as_str().unwrap().to_string();
+    assert!(key_id.parse::<uuid::Uuid>().is_ok(), "{created}");
+    assert_eq!(created["name"], "ci");
+    assert!(created["created_at"].is_string() && created["created_by"].is_string());
     assert_eq!(users_with_key(&s, &key).await.0, 200);
 
     // Listing never shows the key, and the database never holds it.
@@ -63,7 +66,26 @@ async fn api_key_lifecycle() {
         .get(0);
     assert!(!keys.contains(&key));
 
-    // Rename.
+    // The key itself is never accepted in a URL (it would end up in access logs).
+    for (m, path) in [
+        (Method::PATCH, format!("/api/v1/developer/api-keys/{key}")),
+        (Method::DELETE, format!("/api/v1/developer/api-keys/{key}")),
+        (
+            Method::POST,
+            format!("/api/v1/developer/api-keys/{key}/rotate"),
+        ),
+    ] {
+        let (status, body) = call(
+            s.req(m, &path)
+                .bearer_auth(&jwt)
+                .json(&json!({"name": "x"})),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    assert_eq!(users_with_key(&s, &key).await.0, 200, "still valid");
+
+    // Rename; a PATCH without a name keeps it (the name is optional upstream).
     let (status, renamed) = call(
         s.req(
             Method::PATCH,
@@ -77,8 +99,21 @@ async fn api_key_lifecycle() {
         (status, renamed["name"].as_str().unwrap()),
         (200, "renamed")
     );
+    for body in [json!({}), json!({"name": null})] {
+        let (status, kept) = call(
+            s.req(
+                Method::PATCH,
+                &format!("/api/v1/developer/api-keys/{key_id}"),
+            )
+            .bearer_auth(&jwt)
+            .json(&body),
+        )
+        .await;
+        assert_eq!((status, &kept["name"]), (200, &json!("renamed")), "{kept}");
+        assert_eq!(kept["id"], key_id.as_str());
+    }
 
-    // Rotate: old key stops, new key works.
+    // Rotate: 201, a new key named "Default" as upstream; the old key stops, the new works.
     let (status, rotated) = call(
         s.req(
             Method::POST,
@@ -87,9 +122,12 @@ async fn api_key_lifecycle() {
         .bearer_auth(&jwt),
     )
     .await;
-    assert_eq!(status, 200);
-    let new_key = rotated["id"].as_str().unwrap().to_string();
+    assert_eq!(status, 201, "{rotated}");
+    assert_eq!(rotated["name"], "Default");
+    let new_key = rotated["key"].as_str().unwrap().to_string();
+    let new_id = rotated["id"].as_str().unwrap().to_string();
     assert_ne!(new_key, key);
+    assert_ne!(new_id, key_id);
     let (status, body) = users_with_key(&s, &key).await;
     assert_eq!(
         (status, body["detail"].as_str().unwrap()),
@@ -97,21 +135,26 @@ async fn api_key_lifecycle() {
     );
     assert_eq!(users_with_key(&s, &new_key).await.0, 200);
 
-    // Delete by the key itself (what upstream clients hold): it stops working at once.
-    let (status, _) = call(
+    // Delete: 200 with the deleted key (upstream's ApiKeyRead); it stops working at once.
+    let (status, deleted) = call(
         s.req(
             Method::DELETE,
-            &format!("/api/v1/developer/api-keys/{new_key}"),
+            &format!("/api/v1/developer/api-keys/{new_id}"),
         )
         .bearer_auth(&jwt),
     )
     .await;
-    assert_eq!(status, 204);
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        (&deleted["id"], &deleted["name"]),
+        (&json!(new_id), &json!("Default"))
+    );
+    assert!(deleted["created_at"].is_string() && !deleted.to_string().contains(&new_key));
     assert_eq!(users_with_key(&s, &new_key).await.0, 401);
     let (status, _) = call(
         s.req(
             Method::DELETE,
-            &format!("/api/v1/developer/api-keys/{new_key}"),
+            &format!("/api/v1/developer/api-keys/{new_id}"),
         )
         .bearer_auth(&jwt),
     )
@@ -128,6 +171,226 @@ async fn api_key_lifecycle() {
     assert_eq!(
         (status, body["detail"].as_str().unwrap()),
         (401, "Could not validate credentials")
+    );
+}
+
+#[tokio::test]
+async fn api_key_create_body_is_optional() {
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    // No body and no Content-Type at all, an empty JSON object, and a name.
+    let bare = s
+        .req(Method::POST, "/api/v1/developer/api-keys")
+        .bearer_auth(&jwt);
+    let empty = s
+        .req(Method::POST, "/api/v1/developer/api-keys")
+        .bearer_auth(&jwt)
+        .json(&json!({}));
+    let named = s
+        .req(Method::POST, "/api/v1/developer/api-keys")
+        .bearer_auth(&jwt)
+        .json(&json!({"name": "ci"}));
+    for (rb, name) in [(bare, "Default"), (empty, "Default"), (named, "ci")] {
+        let (status, created) = call(rb).await;
+        assert_eq!((status, &created["name"]), (201, &json!(name)), "{created}");
+        let key = created["key"].as_str().unwrap();
+        assert_eq!(users_with_key(&s, key).await.0, 200);
+    }
+    // A body that is there must be valid.
+    let (status, body) = call(
+        s.req(Method::POST, "/api/v1/developer/api-keys")
+            .bearer_auth(&jwt)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].is_string());
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/developer/api-keys")
+            .bearer_auth(&jwt)
+            .json(&json!({"name": ["not", "a", "name"]})),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn developer_profile_and_password_change() {
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let (status, me) = call(
+        s.req(Method::PATCH, "/api/v1/auth/me")
+            .bearer_auth(&jwt)
+            .json(&json!({"first_name": "Grace", "last_name": "Hopper"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        (&me["first_name"], &me["last_name"], &me["email"]),
+        (&json!("Grace"), &json!("Hopper"), &json!(ADMIN_EMAIL))
+    );
+    assert!(me["updated_at"].as_str().unwrap() > me["created_at"].as_str().unwrap());
+    let (_, again) = call(s.req(Method::GET, "/api/v1/auth/me").bearer_auth(&jwt)).await;
+    assert_eq!(again, me);
+    // Absent fields are kept; bad values are 400 with a detail.
+    let (status, me2) = call(
+        s.req(Method::PATCH, "/api/v1/auth/me")
+            .bearer_auth(&jwt)
+            .json(&json!({"last_name": "H."})),
+    )
+    .await;
+    assert_eq!((status, &me2["first_name"]), (200, &json!("Grace")));
+    for bad in [
+        json!({"email": "not-an-email"}),
+        json!({"first_name": "x".repeat(101)}),
+        json!({"password": "short"}),
+    ] {
+        let (status, body) = call(
+            s.req(Method::PATCH, "/api/v1/auth/me")
+                .bearer_auth(&jwt)
+                .json(&bad),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["detail"].is_string());
+    }
+    // An API key is not a developer credential.
+    let key = s.api_key().await;
+    let (status, _) = call(
+        s.req(Method::PATCH, "/api/v1/auth/me")
+            .header("X-Open-Wearables-API-Key", &key)
+            .json(&json!({"first_name": "x"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Change the password: the wrong current one, a mismatch and a short one are 400.
+    let change = |cur: &str, new: &str, confirm: &str| {
+        s.req(Method::POST, "/api/v1/auth/change-password")
+            .bearer_auth(&jwt)
+            .json(
+                &json!({"current_password": cur, "new_password": new, "confirm_password": confirm}),
+            )
+    };
+    let (status, body) = call(change("wrong-password", "new-password-1", "new-password-1")).await;
+    assert_eq!(
+        (status, &body["detail"]),
+        (400, &json!("Incorrect current password"))
+    );
+    let (status, _) = call(change(ADMIN_PASSWORD, "new-password-1", "new-password-2")).await;
+    assert_eq!(status, 400);
+    let (status, _) = call(change(ADMIN_PASSWORD, "short", "short")).await;
+    assert_eq!(status, 400);
+    let (status, body) = call(change(ADMIN_PASSWORD, "new-password-1", "new-password-1")).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"message": "Password updated successfully"}))
+    );
+    let login = |password: &str| {
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", ADMIN_EMAIL), ("password", password)])
+    };
+    assert_eq!(call(login(ADMIN_PASSWORD)).await.0, 401);
+    assert_eq!(call(login("new-password-1")).await.0, 200);
+
+    // A new e-mail: login with it works, the old one no longer does.
+    let (status, me) = call(
+        s.req(Method::PATCH, "/api/v1/auth/me")
+            .bearer_auth(&jwt)
+            .json(&json!({"email": "New.Admin@Example.com"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &me["email"]),
+        (200, &json!("new.admin@example.com"))
+    );
+    let (status, _) = call(s.req(Method::POST, "/api/v1/auth/login").form(&[
+        ("username", "new.admin@example.com"),
+        ("password", "new-password-1"),
+    ]))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(call(login("new-password-1")).await.0, 401);
+}
+
+#[tokio::test]
+async fn cors_follows_wearhouse_cors_origins() {
+    // Not configured: no CORS headers, as upstream with no CORS_ORIGINS.
+    let s = Server::start().await;
+    let r = s
+        .req(Method::GET, "/")
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    drop(s);
+
+    let s = Server::start_with(
+        common::TestDb::new().await,
+        &[(
+            "WEARHOUSE_CORS_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        )],
+    )
+    .await;
+    let key = s.api_key().await;
+    let preflight = s
+        .req(Method::OPTIONS, "/api/v1/users")
+        .header("Origin", "http://localhost:3000")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "x-open-wearables-api-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-open-wearables-api-key"));
+    let r = s
+        .req(Method::GET, "/api/v1/users")
+        .header("Origin", "https://app.example.com")
+        .header("X-Open-Wearables-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    // Another origin is served without CORS headers (the browser withholds the answer).
+    let r = s
+        .req(Method::GET, "/")
+        .header("Origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    drop(s);
+
+    // `*`: every origin.
+    let s = Server::start_with(
+        common::TestDb::new().await,
+        &[("WEARHOUSE_CORS_ORIGINS", "*")],
+    )
+    .await;
+    let r = s
+        .req(Method::GET, "/")
+        .header("Origin", "https://anything.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://anything.example.org"
     );
 }
 
@@ -410,4 +673,86 @@ async fn generated_admin_is_printed_once() {
         "{second}"
     );
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// Priority items carry upstream's `id`, `created_at` and `updated_at` (never null), for
+/// defaults never changed as well as for ones set.
+#[tokio::test]
+async fn priorities_items_have_ids_and_times() {
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let check = |item: &Value, name_key: &str| {
+        assert!(
+            item["id"].as_str().unwrap().parse::<uuid::Uuid>().is_ok(),
+            "{item}"
+        );
+        assert!(item["priority"].is_i64(), "{item}");
+        assert!(item[name_key].is_string(), "{item}");
+        for k in ["created_at", "updated_at"] {
+            assert!(item[k].is_string(), "{k} must be a time: {item}");
+        }
+    };
+    let (status, before) = call(
+        s.req(Method::GET, "/api/v1/priorities/providers")
+            .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let items = before["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    for i in items {
+        check(i, "provider");
+    }
+    let garmin_before = items
+        .iter()
+        .find(|i| i["provider"] == "garmin")
+        .unwrap()
+        .clone();
+    let (status, set) = call(
+        s.req(Method::PUT, "/api/v1/priorities/providers/garmin")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": 1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    check(&set, "provider");
+    // Same id, same creation, a later update.
+    assert_eq!(set["id"], garmin_before["id"]);
+    assert_eq!(set["created_at"], garmin_before["created_at"]);
+    assert!(set["updated_at"].as_str().unwrap() > garmin_before["updated_at"].as_str().unwrap());
+    let (_, after) = call(
+        s.req(Method::GET, "/api/v1/priorities/providers")
+            .bearer_auth(&jwt),
+    )
+    .await;
+    let ids: std::collections::HashSet<&str> = after["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        after["items"].as_array().unwrap().len(),
+        "ids are distinct"
+    );
+
+    let (status, devices) = call(
+        s.req(Method::PUT, "/api/v1/priorities/device-types")
+            .bearer_auth(&jwt)
+            .json(&json!({"priorities": [{"device_type": "ring", "priority": 1}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{devices}");
+    for i in devices["items"].as_array().unwrap() {
+        check(i, "device_type");
+    }
+    let (status, one) = call(
+        s.req(Method::PUT, "/api/v1/priorities/device-types/watch")
+            .bearer_auth(&jwt)
+            .json(&json!({"priority": 2})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    check(&one, "device_type");
 }

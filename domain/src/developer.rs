@@ -47,6 +47,13 @@ pub enum DeveloperCommand {
         password_hash: String,
         at: DateTime<Utc>,
     },
+    /// Changes the profile; `None` keeps a field.
+    UpdateProfile {
+        first_name: Option<String>,
+        last_name: Option<String>,
+        email: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +80,14 @@ pub enum DeveloperEvent {
         password_hash: String,
         at: DateTime<Utc>,
     },
+    /// `None` fields were left as they were. The id stays the one derived from the e-mail
+    /// the account was registered with.
+    DeveloperProfileUpdated {
+        first_name: Option<String>,
+        last_name: Option<String>,
+        email: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for DeveloperEvent {
@@ -82,6 +97,7 @@ impl DomainEvent for DeveloperEvent {
             DeveloperEvent::RefreshTokenIssued { .. } => "RefreshTokenIssued",
             DeveloperEvent::RefreshTokenRevoked { .. } => "RefreshTokenRevoked",
             DeveloperEvent::PasswordChanged { .. } => "PasswordChanged",
+            DeveloperEvent::DeveloperProfileUpdated { .. } => "DeveloperProfileUpdated",
         }
         .to_string()
     }
@@ -98,7 +114,12 @@ pub enum DeveloperError {
     NotFound,
     #[error("Invalid or revoked refresh token")]
     InvalidRefreshToken,
+    #[error("{0}")]
+    Invalid(String),
 }
+
+/// The contract's limit on developer names.
+const MAX_NAME_LEN: usize = 100;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Developer {
@@ -191,6 +212,36 @@ impl Aggregate for Developer {
                 sink.write(DeveloperEvent::PasswordChanged { password_hash, at }, self)
                     .await;
             }
+            DeveloperCommand::UpdateProfile {
+                first_name,
+                last_name,
+                email,
+                at,
+            } => {
+                for (field, v) in [("first_name", &first_name), ("last_name", &last_name)] {
+                    if v.as_ref().is_some_and(|v| v.chars().count() > MAX_NAME_LEN) {
+                        return Err(DeveloperError::Invalid(format!(
+                            "{field}: String should have at most {MAX_NAME_LEN} characters"
+                        )));
+                    }
+                }
+                let email = email.map(|e| e.trim().to_lowercase());
+                if email
+                    .as_deref()
+                    .is_some_and(|e| !crate::user::is_valid_email(e))
+                {
+                    return Err(DeveloperError::Invalid(
+                        "email: value is not a valid email address".into(),
+                    ));
+                }
+                let event = DeveloperEvent::DeveloperProfileUpdated {
+                    first_name,
+                    last_name,
+                    email,
+                    at,
+                };
+                sink.write(event, self).await;
+            }
         }
         Ok(())
     }
@@ -221,6 +272,11 @@ impl Aggregate for Developer {
             }
             DeveloperEvent::PasswordChanged { password_hash, .. } => {
                 self.password_hash = password_hash;
+            }
+            DeveloperEvent::DeveloperProfileUpdated { email, .. } => {
+                if let Some(email) = email {
+                    self.email = email;
+                }
             }
         }
     }
@@ -349,5 +405,30 @@ mod tests {
                 at: at("2026-01-01T00:00:00Z"),
             })
             .then_expect_error(DeveloperError::NotFound);
+    }
+
+    #[test]
+    fn profile_update_checks_and_lowercases_the_email() {
+        let update = |email: &str| DeveloperCommand::UpdateProfile {
+            first_name: Some("Ada".into()),
+            last_name: None,
+            email: Some(email.into()),
+            at: at("2026-01-02T00:00:00Z"),
+        };
+        T::with(())
+            .given(vec![registered()])
+            .when(update(" New@Example.com"))
+            .then_expect_events(vec![DeveloperEvent::DeveloperProfileUpdated {
+                first_name: Some("Ada".into()),
+                last_name: None,
+                email: Some("new@example.com".into()),
+                at: at("2026-01-02T00:00:00Z"),
+            }]);
+        T::with(())
+            .given(vec![registered()])
+            .when(update("not-an-email"))
+            .then_expect_error(DeveloperError::Invalid(
+                "email: value is not a valid email address".into(),
+            ));
     }
 }

@@ -14,6 +14,8 @@ pub enum SyncRunCommand {
         user_id: Uuid,
         provider: String,
         source: String,
+        /// The data types asked for; empty: all.
+        data_types: Vec<String>,
         at: DateTime<Utc>,
     },
     Start {
@@ -40,6 +42,73 @@ pub enum SyncRunCommand {
         error: String,
         at: DateTime<Utc>,
     },
+    /// Progress within a named stage (`fetching`, `processing`, `saving`), with the expected
+    /// total when known.
+    Advance {
+        stage: Stage,
+        processed: u64,
+        total: Option<u64>,
+        message: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// The end of a run that did not fail: `success`, `partial` (part of it could not be
+    /// done; `error` says what) or `skipped` (there was nothing to do).
+    Finish {
+        outcome: Outcome,
+        processed: u64,
+        error: Option<String>,
+        metadata: Metadata,
+        at: DateTime<Utc>,
+    },
+    /// Stopped on request before its end.
+    Cancel {
+        message: Option<String>,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Free-form facts about a run (what it saved, the window it covered), as upstream's
+/// `metadata`.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// The stages a running sync reports between `started` and its end (the contract's
+/// `SyncStage` values other than queued, started and the terminal ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Fetching,
+    Processing,
+    Saving,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Fetching => "fetching",
+            Stage::Processing => "processing",
+            Stage::Saving => "saving",
+        }
+    }
+}
+
+/// How a run that did not fail ended (the contract's `SyncStatus` terminal values other
+/// than failed and cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Partial,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Skipped => "skipped",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +120,9 @@ pub enum SyncRunEvent {
         provider: String,
         source: String,
         at: DateTime<Utc>,
+        /// The data types asked for; empty (or absent in older events): all.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        data_types: Vec<String>,
     },
     SyncRunStarted {
         id: Uuid,
@@ -65,13 +137,29 @@ pub enum SyncRunEvent {
         processed: u64,
         message: Option<String>,
         at: DateTime<Utc>,
+        /// Absent in events written before stages were recorded: `processing`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<Stage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
     },
     SyncRunCompleted {
         processed: u64,
         at: DateTime<Utc>,
+        /// Absent: `success`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<Outcome>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+        metadata: Metadata,
     },
     SyncRunFailed {
         error: String,
+        at: DateTime<Utc>,
+    },
+    SyncRunCancelled {
+        message: Option<String>,
         at: DateTime<Utc>,
     },
 }
@@ -84,6 +172,7 @@ impl DomainEvent for SyncRunEvent {
             SyncRunEvent::SyncRunProgressed { .. } => "SyncRunProgressed",
             SyncRunEvent::SyncRunCompleted { .. } => "SyncRunCompleted",
             SyncRunEvent::SyncRunFailed { .. } => "SyncRunFailed",
+            SyncRunEvent::SyncRunCancelled { .. } => "SyncRunCancelled",
         }
         .to_string()
     }
@@ -128,6 +217,7 @@ impl Aggregate for SyncRun {
             user_id,
             provider,
             source,
+            data_types,
             at,
         } = command
         {
@@ -140,6 +230,7 @@ impl Aggregate for SyncRun {
                 provider,
                 source,
                 at,
+                data_types,
             };
             sink.write(event, self).await;
             return Ok(());
@@ -182,11 +273,46 @@ impl Aggregate for SyncRun {
                 processed,
                 message,
                 at,
+                stage: None,
+                total: None,
             },
-            SyncRunCommand::Complete { processed, at } => {
-                SyncRunEvent::SyncRunCompleted { processed, at }
-            }
+            SyncRunCommand::Advance {
+                stage,
+                processed,
+                total,
+                message,
+                at,
+            } => SyncRunEvent::SyncRunProgressed {
+                processed,
+                message,
+                at,
+                stage: Some(stage),
+                total,
+            },
+            SyncRunCommand::Complete { processed, at } => SyncRunEvent::SyncRunCompleted {
+                processed,
+                at,
+                outcome: None,
+                error: None,
+                metadata: Metadata::new(),
+            },
+            SyncRunCommand::Finish {
+                outcome,
+                processed,
+                error,
+                metadata,
+                at,
+            } => SyncRunEvent::SyncRunCompleted {
+                processed,
+                at,
+                outcome: Some(outcome),
+                error,
+                metadata,
+            },
             SyncRunCommand::Fail { error, at } => SyncRunEvent::SyncRunFailed { error, at },
+            SyncRunCommand::Cancel { message, at } => {
+                SyncRunEvent::SyncRunCancelled { message, at }
+            }
             SyncRunCommand::Start { .. } | SyncRunCommand::Queue { .. } => {
                 unreachable!("handled above")
             }
@@ -206,9 +332,9 @@ impl Aggregate for SyncRun {
                 self.queued = false;
             }
             SyncRunEvent::SyncRunProgressed { .. } => {}
-            SyncRunEvent::SyncRunCompleted { .. } | SyncRunEvent::SyncRunFailed { .. } => {
-                self.finished = true
-            }
+            SyncRunEvent::SyncRunCompleted { .. }
+            | SyncRunEvent::SyncRunFailed { .. }
+            | SyncRunEvent::SyncRunCancelled { .. } => self.finished = true,
         }
     }
 }
@@ -241,6 +367,7 @@ mod tests {
             provider: "oura".into(),
             source: "pull".into(),
             at: at(),
+            data_types: vec![],
         };
         let start = SyncRunCommand::Start {
             id: Uuid::nil(),
@@ -280,6 +407,8 @@ mod tests {
                 processed: 5,
                 message: None,
                 at: at(),
+                stage: None,
+                total: None,
             }]);
         TestFramework::<SyncRun>::with(())
             .given(vec![
@@ -287,6 +416,9 @@ mod tests {
                 SyncRunEvent::SyncRunCompleted {
                     processed: 5,
                     at: at(),
+                    outcome: None,
+                    error: None,
+                    metadata: Metadata::new(),
                 },
             ])
             .when(SyncRunCommand::Fail {
@@ -301,5 +433,65 @@ mod tests {
                 at: at(),
             })
             .then_expect_error(SyncRunError::NotFound);
+    }
+
+    #[test]
+    fn stages_outcomes_and_cancel_are_recorded_and_old_events_still_read() {
+        TestFramework::<SyncRun>::with(())
+            .given(vec![started()])
+            .when(SyncRunCommand::Advance {
+                stage: Stage::Fetching,
+                processed: 0,
+                total: Some(3),
+                message: None,
+                at: at(),
+            })
+            .then_expect_events(vec![SyncRunEvent::SyncRunProgressed {
+                processed: 0,
+                message: None,
+                at: at(),
+                stage: Some(Stage::Fetching),
+                total: Some(3),
+            }]);
+        TestFramework::<SyncRun>::with(())
+            .given(vec![started()])
+            .when(SyncRunCommand::Cancel {
+                message: None,
+                at: at(),
+            })
+            .then_expect_events(vec![SyncRunEvent::SyncRunCancelled {
+                message: None,
+                at: at(),
+            }]);
+        TestFramework::<SyncRun>::with(())
+            .given(vec![
+                started(),
+                SyncRunEvent::SyncRunCancelled {
+                    message: None,
+                    at: at(),
+                },
+            ])
+            .when(SyncRunCommand::Finish {
+                outcome: Outcome::Partial,
+                processed: 1,
+                error: None,
+                metadata: Metadata::new(),
+                at: at(),
+            })
+            .then_expect_error(SyncRunError::Finished);
+        let old: SyncRunEvent = serde_json::from_value(serde_json::json!({
+            "type": "SyncRunCompleted", "processed": 2, "at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        assert_eq!(
+            old,
+            SyncRunEvent::SyncRunCompleted {
+                processed: 2,
+                at: at(),
+                outcome: None,
+                error: None,
+                metadata: Metadata::new(),
+            }
+        );
     }
 }

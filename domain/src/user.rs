@@ -135,17 +135,21 @@ fn check_len(field: &str, value: &Option<String>, max: usize) -> Result<(), User
     }
 }
 
+/// The e-mail check shared by users and developers.
+pub fn is_valid_email(email: &str) -> bool {
+    email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !email.contains(char::is_whitespace)
+            && email.matches('@').count() == 1
+    })
+}
+
 fn check_email(value: &Option<String>) -> Result<(), UserError> {
     if let Some(email) = value {
-        let valid = email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.contains(char::is_whitespace)
-                && email.matches('@').count() == 1
-        });
-        if !valid {
+        if !is_valid_email(email) {
             return Err(UserError::Invalid(
                 "email: value is not a valid email address".into(),
             ));

@@ -20,6 +20,7 @@ impl Projection for Developers {
             "RefreshTokenIssued",
             "RefreshTokenRevoked",
             "PasswordChanged",
+            "DeveloperProfileUpdated",
         ]
     }
 
@@ -47,7 +48,7 @@ impl Projection for Developers {
                 } => {
                     tx.execute(
                         "INSERT INTO developers (id, email, password_hash, first_name, last_name, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+                         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
                         &[&id, &email, &password_hash, &first_name, &last_name, &at],
                     )
                     .await?;
@@ -56,6 +57,25 @@ impl Projection for Developers {
                     tx.execute(
                         "UPDATE developers SET password_hash = $2, updated_at = $3 WHERE id = $1",
                         &[&id, &password_hash, &at],
+                    )
+                    .await?;
+                }
+                DeveloperEvent::DeveloperProfileUpdated {
+                    first_name,
+                    last_name,
+                    email,
+                    at,
+                } => {
+                    // An address another account took meanwhile is left unchanged rather than
+                    // stopping the projection on the unique index (the API checks it first).
+                    tx.execute(
+                        "UPDATE developers SET first_name = coalesce($2, first_name), \
+                           last_name = coalesce($3, last_name), \
+                           email = CASE WHEN $4::text IS NOT NULL AND NOT EXISTS \
+                             (SELECT 1 FROM developers o WHERE o.email = $4 AND o.id <> $1) \
+                             THEN $4 ELSE email END, \
+                           updated_at = $5 WHERE id = $1",
+                        &[&id, &first_name, &last_name, &email, &at],
                     )
                     .await?;
                 }

@@ -37,7 +37,7 @@ impl Projection for Priorities {
             };
             for (name, priority) in priorities {
                 tx.execute(
-                    "INSERT INTO source_priorities (kind, name, priority, updated_at) VALUES ($1, $2, $3, $4) \
+                    "INSERT INTO source_priorities (kind, name, priority, updated_at, created_at) VALUES ($1, $2, $3, $4, $4) \
                      ON CONFLICT (kind, name) DO UPDATE SET priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at",
                     &[&kind, &name, &priority, &entry.recorded_at],
                 )

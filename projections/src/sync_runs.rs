@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
-use wearhouse_domain::sync_run::SyncRunEvent;
+use wearhouse_domain::sync_run::{Outcome, Stage, SyncRunEvent};
 
 use crate::{decode, LogEntry, Projection, ProjectionError};
 
@@ -22,6 +22,7 @@ impl Projection for SyncRuns {
             "SyncRunProgressed",
             "SyncRunCompleted",
             "SyncRunFailed",
+            "SyncRunCancelled",
         ]
     }
 
@@ -73,19 +74,38 @@ impl Projection for SyncRuns {
                     processed,
                     message,
                     at,
+                    stage,
+                    total,
                 } => {
+                    let stage = stage.unwrap_or(Stage::Processing).as_str();
+                    let total = total.map(|t| t as i64);
                     tx.execute(
-                        "UPDATE sync_runs SET stage = 'processing', processed = $2, message = coalesce($3, message), \
-                           updated_at = $4 WHERE id = $1",
-                        &[&id, &(processed as i64), &message, &at],
+                        "UPDATE sync_runs SET stage = $5, processed = $2, message = coalesce($3, message), \
+                           items_total = coalesce($6, items_total), updated_at = $4 WHERE id = $1",
+                        &[&id, &(processed as i64), &message, &at, &stage, &total],
                     )
                     .await?;
                 }
-                SyncRunEvent::SyncRunCompleted { processed, at } => {
+                SyncRunEvent::SyncRunCompleted {
+                    processed,
+                    at,
+                    outcome,
+                    error,
+                    ..
+                } => {
+                    let status = outcome.unwrap_or(Outcome::Success).as_str();
                     tx.execute(
-                        "UPDATE sync_runs SET stage = 'completed', status = 'success', processed = $2, ended_at = $3, \
-                           updated_at = $3 WHERE id = $1",
-                        &[&id, &(processed as i64), &at],
+                        "UPDATE sync_runs SET stage = 'completed', status = $4, processed = $2, ended_at = $3, \
+                           error = coalesce($5, error), updated_at = $3 WHERE id = $1",
+                        &[&id, &(processed as i64), &at, &status, &error],
+                    )
+                    .await?;
+                }
+                SyncRunEvent::SyncRunCancelled { message, at } => {
+                    tx.execute(
+                        "UPDATE sync_runs SET stage = 'cancelled', status = 'cancelled', message = coalesce($2, message), \
+                           ended_at = $3, updated_at = $3 WHERE id = $1",
+                        &[&id, &message, &at],
                     )
                     .await?;
                 }

@@ -4,9 +4,14 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem::Request;
+use poem_openapi::error::{ContentTypeError, ParseRequestPayloadError};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::types::ParseFromJSON;
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi, Tags,
+};
 use uuid::Uuid;
 use wearhouse_domain::api_key::{ApiKey, ApiKeyCommand};
 
@@ -19,21 +24,24 @@ enum Tag {
     ApiKeys,
 }
 
-#[derive(Object)]
+#[derive(Object, Default)]
 struct ApiKeyCreate {
+    /// Defaults to "Default", as upstream.
     #[oai(default = "default_name")]
     name: String,
 }
 
 #[derive(Object)]
 struct ApiKeyUpdate {
-    name: String,
+    /// Absent or null keeps the name, as upstream.
+    name: Option<String>,
 }
 
 /// A key as listed: never the key itself.
 #[derive(Object)]
 struct ApiKeyRead {
-    /// The key's id (use it to delete, rename or rotate).
+    /// The key's id (use it to delete, rename or rotate). Upstream uses the key itself as the
+    /// id; keys are kept here only as a hash, so the id is a UUID.
     id: Uuid,
     name: String,
     /// The first characters of the key, to tell keys apart.
@@ -45,12 +53,11 @@ struct ApiKeyRead {
 /// A key just created: the only time the key is shown.
 #[derive(Object)]
 struct ApiKeyCreated {
-    /// The key itself, as upstream returns it (`sk-` + 32 hex). Store it now: it is not kept.
-    id: String,
-    /// The same key.
-    key: String,
     /// The key's id, for later delete, rename or rotate calls.
-    key_id: Uuid,
+    id: Uuid,
+    /// The key itself (`sk-` + 32 hex), the `X-Open-Wearables-API-Key` value. Store it now:
+    /// only its hash is kept.
+    key: String,
     name: String,
     key_prefix: String,
     created_by: Option<Uuid>,
@@ -63,10 +70,60 @@ enum CreatedKey {
     Ok(Json<ApiKeyCreated>),
 }
 
-#[derive(ApiResponse)]
-enum NoContent {
-    #[oai(status = 204)]
-    Done,
+/// A JSON body that may be left out entirely (no body and no Content-Type), as upstream's
+/// `POST /developer/api-keys` allows; a body that is there must be valid JSON of `T`.
+pub(crate) struct OptionalJson<T>(pub Option<T>);
+
+impl<'a, T: ParseFromJSON + Send> ApiExtractor<'a> for OptionalJson<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: T::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a poem::Request,
+        body: &mut poem::RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let data = body.take()?.into_vec().await?;
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        if let Some(ct) = request.content_type() {
+            if !ct.starts_with("application/json") {
+                return Err(ContentTypeError::NotSupported {
+                    content_type: ct.to_string(),
+                }
+                .into());
+            }
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&data).map_err(|e| ParseRequestPayloadError {
+                reason: e.to_string(),
+            })?;
+        T::parse_from_json(Some(value))
+            .map(|v| OptionalJson(Some(v)))
+            .map_err(|e| {
+                ParseRequestPayloadError {
+                    reason: e.into_message(),
+                }
+                .into()
+            })
+    }
 }
 
 fn default_name() -> String {
@@ -98,26 +155,33 @@ pub async fn create_key(
     Ok((key, id, at))
 }
 
-/// Resolves `{key_id}`: the key's id, or the key itself (what upstream clients hold).
-async fn resolve(state: &AppState, key_id: &str) -> Result<Uuid, ApiError> {
-    let client = state.pool.get().await?;
-    let row = match key_id.parse::<Uuid>() {
-        Ok(id) => {
-            client
-                .query_opt("SELECT id FROM api_keys WHERE id = $1", &[&id])
-                .await?
-        }
-        Err(_) => {
-            client
-                .query_opt(
-                    "SELECT id FROM api_keys WHERE key_hash = $1",
-                    &[&auth::sha256_hex(key_id)],
-                )
-                .await?
-        }
-    };
-    row.map(|r| r.get(0))
-        .ok_or_else(|| ApiError::not_found(format!("API key with ID: {key_id} not found.")))
+/// Resolves `{key_id}`: the key's id only. The key itself is a secret and is never accepted
+/// in a URL, where proxies and access logs would keep it.
+async fn resolve(state: &AppState, key_id: &str) -> Result<ApiKeyRead, ApiError> {
+    let not_found = || ApiError::not_found(format!("API key with ID: {key_id} not found."));
+    let id: Uuid = key_id.parse().map_err(|_| not_found())?;
+    let row = state
+        .pool
+        .get()
+        .await?
+        .query_opt(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    row.as_ref().map(read).ok_or_else(not_found)
+}
+
+const KEY_COLUMNS: &str = "id, name, key_prefix, created_by, created_at";
+
+fn read(r: &tokio_postgres::Row) -> ApiKeyRead {
+    ApiKeyRead {
+        id: r.get(0),
+        name: r.get(1),
+        key_prefix: r.get(2),
+        created_by: r.get(3),
+        created_at: r.get(4),
+    }
 }
 
 async fn revoke(
@@ -145,10 +209,9 @@ fn created(
     created_at: DateTime<Utc>,
 ) -> ApiKeyCreated {
     ApiKeyCreated {
-        id: key.clone(),
+        id: key_id,
         key_prefix: auth::key_prefix(&key),
         key,
-        key_id,
         name,
         created_by,
         created_at,
@@ -170,31 +233,27 @@ impl ApiKeysApi {
             .pool
             .get()
             .await?
-            .query("SELECT id, name, key_prefix, created_by, created_at FROM api_keys ORDER BY created_at, id", &[])
+            .query(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                &[],
+            )
             .await?;
-        Ok(Json(
-            rows.iter()
-                .map(|r| ApiKeyRead {
-                    id: r.get(0),
-                    name: r.get(1),
-                    key_prefix: r.get(2),
-                    created_by: r.get(3),
-                    created_at: r.get(4),
-                })
-                .collect(),
-        ))
+        Ok(Json(rows.iter().map(read).collect()))
     }
 
-    /// Create an API key (shown once)
+    /// Create an API key (shown once; the body is optional, the name defaults to "Default")
     #[oai(path = "/api-keys", method = "post", tag = "Tag::ApiKeys")]
     async fn create(
         &self,
         state: Data<&AppState>,
         auth: DeveloperAuth,
         req: &Request,
-        body: Json<ApiKeyCreate>,
+        body: OptionalJson<ApiKeyCreate>,
     ) -> Result<CreatedKey, ApiError> {
-        let name = body.0.name.trim().to_string();
+        let name = body.0.unwrap_or_else(|| ApiKeyCreate {
+            name: default_name(),
+        });
+        let name = name.name.trim().to_string();
         let actor = auth.principal().actor(request_id(req));
         let (key, id, at) = create_key(&state, name.clone(), Some(auth.0), &actor).await?;
         Ok(CreatedKey::Ok(Json(created(
@@ -206,7 +265,7 @@ impl ApiKeysApi {
         ))))
     }
 
-    /// Rename an API key
+    /// Rename an API key (an absent or null name keeps it)
     #[oai(path = "/api-keys/:key_id", method = "patch", tag = "Tag::ApiKeys")]
     async fn rename(
         &self,
@@ -216,40 +275,28 @@ impl ApiKeysApi {
         key_id: Path<String>,
         body: Json<ApiKeyUpdate>,
     ) -> Result<Json<ApiKeyRead>, ApiError> {
-        let id = resolve(&state, &key_id.0).await?;
+        let key = resolve(&state, &key_id.0).await?;
+        let Some(name) = body.0.name else {
+            return Ok(Json(key));
+        };
         let command = ApiKeyCommand::Rename {
-            name: body.0.name.trim().to_string(),
+            name: name.trim().to_string(),
             at: Utc::now(),
         };
         state
             .commands
             .execute::<ApiKey>(
-                &id.to_string(),
+                &key.id.to_string(),
                 command,
                 &auth.principal().actor(request_id(req)),
                 None,
                 Some("api_keys"),
             )
             .await?;
-        let r = state
-            .pool
-            .get()
-            .await?
-            .query_one(
-                "SELECT id, name, key_prefix, created_by, created_at FROM api_keys WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        Ok(Json(ApiKeyRead {
-            id: r.get(0),
-            name: r.get(1),
-            key_prefix: r.get(2),
-            created_by: r.get(3),
-            created_at: r.get(4),
-        }))
+        Ok(Json(resolve(&state, &key_id.0).await?))
     }
 
-    /// Delete an API key (it stops working at once)
+    /// Delete an API key (it stops working at once); answers the deleted key, as upstream
     #[oai(path = "/api-keys/:key_id", method = "delete", tag = "Tag::ApiKeys")]
     async fn delete(
         &self,
@@ -257,19 +304,19 @@ impl ApiKeysApi {
         auth: DeveloperAuth,
         req: &Request,
         key_id: Path<String>,
-    ) -> Result<NoContent, ApiError> {
-        let id = resolve(&state, &key_id.0).await?;
+    ) -> Result<Json<ApiKeyRead>, ApiError> {
+        let key = resolve(&state, &key_id.0).await?;
         revoke(
             &state,
-            id,
+            key.id,
             "deleted",
             &auth.principal().actor(request_id(req)),
         )
         .await?;
-        Ok(NoContent::Done)
+        Ok(Json(key))
     }
 
-    /// Replace an API key with a new one (the old one stops working)
+    /// Replace an API key with a new one named "Default" (the old one stops working), as upstream
     #[oai(
         path = "/api-keys/:key_id/rotate",
         method = "post",
@@ -281,18 +328,18 @@ impl ApiKeysApi {
         auth: DeveloperAuth,
         req: &Request,
         key_id: Path<String>,
-    ) -> Result<Json<ApiKeyCreated>, ApiError> {
-        let id = resolve(&state, &key_id.0).await?;
-        let name: String = state
-            .pool
-            .get()
-            .await?
-            .query_one("SELECT name FROM api_keys WHERE id = $1", &[&id])
-            .await?
-            .get(0);
+    ) -> Result<CreatedKey, ApiError> {
+        let old = resolve(&state, &key_id.0).await?;
         let actor = Principal::Developer(auth.0).actor(request_id(req));
-        revoke(&state, id, "rotated", &actor).await?;
+        revoke(&state, old.id, "rotated", &actor).await?;
+        let name = default_name();
         let (key, new_id, at) = create_key(&state, name.clone(), Some(auth.0), &actor).await?;
-        Ok(Json(created(key, new_id, name, Some(auth.0), at)))
+        Ok(CreatedKey::Ok(Json(created(
+            key,
+            new_id,
+            name,
+            Some(auth.0),
+            at,
+        ))))
     }
 }

@@ -46,6 +46,41 @@ pub struct DeveloperRead {
     pub updated_at: DateTime<Utc>,
 }
 
+#[derive(Object)]
+struct DeveloperUpdate {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    /// At least 8 characters.
+    password: Option<String>,
+}
+
+#[derive(Object)]
+struct PasswordChange {
+    current_password: String,
+    /// At least 8 characters.
+    new_password: String,
+    /// Must equal `new_password`.
+    confirm_password: String,
+}
+
+#[derive(Object)]
+struct Message {
+    message: String,
+}
+
+/// The contract's minimum password length.
+const MIN_PASSWORD_LEN: usize = 8;
+
+fn check_password(field: &str, p: &str) -> Result<(), ApiError> {
+    if p.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::bad_request(format!(
+            "{field}: String should have at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(ApiResponse)]
 enum NoContent {
     #[oai(status = 204)]
@@ -191,6 +226,124 @@ impl AuthApi {
             email: row.get(3),
             created_at: row.get(4),
             updated_at: row.get(5),
+        }))
+    }
+
+    /// Change the signed-in developer's profile (absent or null fields are kept)
+    #[oai(path = "/auth/me", method = "patch", tag = "Tag::Auth")]
+    async fn update_me(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: DeveloperAuth,
+        req: &Request,
+        body: Json<DeveloperUpdate>,
+    ) -> Result<Json<DeveloperRead>, ApiError> {
+        let body = body.0;
+        if let Some(p) = &body.password {
+            check_password("password", p)?;
+        }
+        if let Some(email) = &body.email {
+            let taken = state
+                .pool
+                .get()
+                .await?
+                .query_opt(
+                    "SELECT 1 FROM developers WHERE email = lower(trim($1)) AND id <> $2",
+                    &[email, &auth.0],
+                )
+                .await?
+                .is_some();
+            if taken {
+                return Err(ApiError::bad_request(
+                    "Developer entity already exists. Details: email is already in use",
+                ));
+            }
+        }
+        let actor = auth.principal().actor(request_id(req));
+        let now = Utc::now();
+        let update = DeveloperCommand::UpdateProfile {
+            first_name: body.first_name,
+            last_name: body.last_name,
+            email: body.email,
+            at: now,
+        };
+        let id = auth.0.to_string();
+        state
+            .commands
+            .execute::<Developer>(&id, update, &actor, None, Some("developers"))
+            .await?;
+        if let Some(password) = body.password {
+            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+                .await
+                .map_err(super::error::internal_api)?;
+            let command = DeveloperCommand::ChangePassword {
+                password_hash: hash,
+                at: now,
+            };
+            state
+                .commands
+                .execute::<Developer>(&id, command, &actor, None, Some("developers"))
+                .await?;
+        }
+        self.me(state, auth).await
+    }
+
+    /// Change the signed-in developer's password
+    #[oai(path = "/auth/change-password", method = "post", tag = "Tag::Auth")]
+    async fn change_password(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: DeveloperAuth,
+        req: &Request,
+        body: Json<PasswordChange>,
+    ) -> Result<Json<Message>, ApiError> {
+        let body = body.0;
+        check_password("new_password", &body.new_password)?;
+        check_password("confirm_password", &body.confirm_password)?;
+        if body.new_password != body.confirm_password {
+            return Err(ApiError::bad_request(
+                "Value error, The confirmation password does not match the new password",
+            ));
+        }
+        let hash: String = state
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT password_hash FROM developers WHERE id = $1",
+                &[&auth.0],
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("Developer with ID: {} not found.", auth.0))
+            })?
+            .get(0);
+        let current = body.current_password;
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(ApiError::bad_request("Incorrect current password"));
+        }
+        let new = body.new_password;
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&new))
+            .await
+            .map_err(super::error::internal_api)?;
+        state
+            .commands
+            .execute::<Developer>(
+                &auth.0.to_string(),
+                DeveloperCommand::ChangePassword {
+                    password_hash: hash,
+                    at: Utc::now(),
+                },
+                &auth.principal().actor(request_id(req)),
+                None,
+                Some("developers"),
+            )
+            .await?;
+        Ok(Json(Message {
+            message: "Password updated successfully".into(),
         }))
     }
 

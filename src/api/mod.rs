@@ -9,6 +9,7 @@ pub mod envelope;
 mod error;
 mod events;
 mod health_scores;
+pub mod icons;
 mod imports;
 mod meta;
 pub mod metrics;
@@ -23,7 +24,7 @@ mod users;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use poem::middleware::{RequestId, Tracing};
+use poem::middleware::{Cors, RequestId, Tracing};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -103,13 +104,71 @@ pub fn app(state: AppState) -> impl Endpoint {
     if state.config.metrics {
         route = route.at("/metrics", poem::get(metrics::endpoint));
     }
+    route = route.at(icons::ROUTE, poem::get(icons::serve));
+    let cors = cors(&state.config.cors_origins);
+    let listed = listed_origins(&state.config.cors_origins);
     route
         .around(move |ep, req| limit_body(ep, req, max_body))
         .around(move |ep, req| metrics::track(ep, req, http_metrics.clone()))
         .with(Tracing)
         .with(RequestId::default())
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .around(move |ep, req| unlisted_origin(ep, req, listed.clone()))
         .data(state)
         .catch_all_error(error::to_detail)
+}
+
+/// CORS from `WEARHOUSE_CORS_ORIGINS`, as upstream's `CORS_ORIGINS` / `CORS_ALLOW_ALL`: any
+/// method and header, credentials allowed; `*` allows every origin. `None` when no origin is
+/// configured: then no CORS headers are sent at all (poem's `Cors` with no origin would
+/// allow every one).
+fn cors(origins: &[String]) -> Option<Cors> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let cors = Cors::new().allow_credentials(true);
+    if origins.contains(&"*") {
+        return Some(cors);
+    }
+    Some(cors.allow_origins(origins))
+}
+
+/// The configured origins when they are a list (not empty, not `*`).
+fn listed_origins(origins: &[String]) -> Arc<Vec<String>> {
+    let list: Vec<String> = origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    Arc::new(if list.iter().any(|o| o == "*") {
+        Vec::new()
+    } else {
+        list
+    })
+}
+
+/// A request from an origin not listed is served without CORS headers (the browser then
+/// withholds the answer), as upstream; poem's `Cors` would refuse it with 403. Preflights
+/// from such origins are still refused.
+async fn unlisted_origin<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: poem::Request,
+    listed: Arc<Vec<String>>,
+) -> poem::Result<poem::Response> {
+    if !listed.is_empty() && req.method() != poem::http::Method::OPTIONS {
+        let unlisted = req
+            .header("origin")
+            .is_some_and(|o| !listed.iter().any(|l| l == o));
+        if unlisted {
+            req.headers_mut().remove("origin");
+        }
+    }
+    ep.call(req).await.map(poem::IntoResponse::into_response)
 }
 
 /// Buffers JSON and form bodies up to `max` bytes and refuses larger ones with 413 before

@@ -47,6 +47,15 @@ struct OAuthResult {
     provider: Option<String>,
 }
 
+impl ProviderSetting {
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    pub fn live_sync_mode(&self) -> Option<&str> {
+        self.live_sync_mode.as_deref()
+    }
+}
+
 #[derive(Object, Clone)]
 pub struct ProviderSetting {
     provider: String,
@@ -506,7 +515,7 @@ pub async fn settings(state: &AppState) -> Result<Vec<ProviderSetting>, ApiError
                 name: p.display_name().into(),
                 has_cloud_api: true,
                 is_enabled: row.map(|r| r.get(1)).unwrap_or(true),
-                icon_url: None,
+                icon_url: Some(super::icons::icon_url(&state.config.public_url(), p.name())),
                 live_sync_mode: Some(
                     row.and_then(|r| r.get::<_, Option<String>>(2))
                         .unwrap_or_else(|| default_mode.into()),

@@ -9,6 +9,7 @@ use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
+use uuid::Uuid;
 use wearhouse_domain::priority::{self, PriorityEvent, DEFAULT_DEVICE_TYPES, DEFAULT_PROVIDERS};
 
 use super::error::internal_api;
@@ -25,15 +26,33 @@ enum Tag {
 pub struct ProviderPriority {
     pub provider: String,
     pub priority: i32,
-    /// When it was last set; null for a default never changed.
-    pub updated_at: Option<DateTime<Utc>>,
+    /// Stable per provider.
+    pub id: Uuid,
+    /// When it was first set; for a default never changed, when the defaults were installed.
+    pub created_at: DateTime<Utc>,
+    /// When it was last set; for a default never changed, when the defaults were installed.
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Object, Debug, Clone)]
 pub struct DeviceTypePriority {
     pub device_type: String,
     pub priority: i32,
-    pub updated_at: Option<DateTime<Utc>>,
+    /// Stable per device type.
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One effective priority: name, priority, created, updated.
+type Item = (String, i32, DateTime<Utc>, DateTime<Utc>);
+
+/// The namespace of priority ids (uuid v5 of kind and name): the same id for a provider or
+/// device type whether its row is a default or was set, and across read-model rebuilds.
+const PRIORITY_NS: Uuid = Uuid::from_u128(0x7c1d_52e0_93a4_4f61_b2d8_0e4f_6a13_9c25);
+
+fn priority_id(kind: &str, name: &str) -> Uuid {
+    Uuid::new_v5(&PRIORITY_NS, format!("{kind}:{name}").as_bytes())
 }
 
 #[derive(Object, Debug)]
@@ -74,46 +93,59 @@ pub struct PriorityValue {
 }
 
 /// Defaults, overridden by what was set, plus any provider seen in the data (ranked after
-/// every configured one), best first.
-async fn effective(
-    state: &AppState,
-    kind: &str,
-) -> Result<Vec<(String, i32, Option<DateTime<Utc>>)>, ApiError> {
+/// every configured one), best first. Rows never set carry the time the defaults were
+/// installed (upstream seeds them as rows at that point); a provider first seen in the data
+/// carries the time its first data source appeared.
+async fn effective(state: &AppState, kind: &str) -> Result<Vec<Item>, ApiError> {
     let client = state.db().await.map_err(internal_api)?;
     let defaults: &[(&str, i32)] = if kind == "provider" {
         &DEFAULT_PROVIDERS
     } else {
         &DEFAULT_DEVICE_TYPES
     };
-    let mut items: Vec<(String, i32, Option<DateTime<Utc>>)> = defaults
+    let installed: DateTime<Utc> = client
+        .query_one(
+            "SELECT coalesce((SELECT applied_at FROM schema_migrations WHERE version = 5), now())",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut items: Vec<Item> = defaults
         .iter()
-        .map(|(n, p)| (n.to_string(), *p, None))
+        .map(|(n, p)| (n.to_string(), *p, installed, installed))
         .collect();
     for r in client
         .query(
-            "SELECT name, priority, updated_at FROM source_priorities WHERE kind = $1",
+            "SELECT name, priority, created_at, updated_at FROM source_priorities WHERE kind = $1",
             &[&kind],
         )
         .await?
     {
         let name: String = r.get(0);
+        let (priority, created, updated) = (r.get(1), r.get(2), r.get(3));
         match items.iter_mut().find(|i| i.0 == name) {
             Some(i) => {
-                i.1 = r.get(1);
-                i.2 = r.get(2);
+                i.1 = priority;
+                i.3 = updated;
+                // A default changed later keeps its install time as creation.
+                i.2 = i.2.min(created);
             }
-            None => items.push((name, r.get(1), r.get(2))),
+            None => items.push((name, priority, created, updated)),
         }
     }
     if kind == "provider" {
         let next = items.iter().map(|i| i.1).max().unwrap_or(0) + 1;
         for r in client
-            .query("SELECT DISTINCT provider FROM data_sources", &[])
+            .query(
+                "SELECT provider, min(created_at) FROM data_sources GROUP BY provider",
+                &[],
+            )
             .await?
         {
             let name: String = r.get(0);
             if !items.iter().any(|i| i.0 == name) {
-                items.push((name, next, None));
+                let seen: DateTime<Utc> = r.get(1);
+                items.push((name, next, seen, seen));
             }
         }
     }
@@ -142,25 +174,33 @@ async fn record(
         .map_err(internal_api)
 }
 
-fn providers(items: Vec<(String, i32, Option<DateTime<Utc>>)>) -> Vec<ProviderPriority> {
+fn providers(items: Vec<Item>) -> Vec<ProviderPriority> {
     items
         .into_iter()
-        .map(|(provider, priority, updated_at)| ProviderPriority {
-            provider,
-            priority,
-            updated_at,
-        })
+        .map(
+            |(provider, priority, created_at, updated_at)| ProviderPriority {
+                id: priority_id("provider", &provider),
+                provider,
+                priority,
+                created_at,
+                updated_at,
+            },
+        )
         .collect()
 }
 
-fn device_types(items: Vec<(String, i32, Option<DateTime<Utc>>)>) -> Vec<DeviceTypePriority> {
+fn device_types(items: Vec<Item>) -> Vec<DeviceTypePriority> {
     items
         .into_iter()
-        .map(|(device_type, priority, updated_at)| DeviceTypePriority {
-            device_type,
-            priority,
-            updated_at,
-        })
+        .map(
+            |(device_type, priority, created_at, updated_at)| DeviceTypePriority {
+                id: priority_id("device_type", &device_type),
+                device_type,
+                priority,
+                created_at,
+                updated_at,
+            },
+        )
         .collect()
 }
 

@@ -5,13 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
 use futures::StreamExt;
-use poem::web::sse::Event;
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Binary, EventStream, Json};
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use serde_json::Value;
 use tracing::warn;
@@ -122,8 +120,11 @@ struct SyncStatusEvent {
     run_id: Uuid,
     user_id: Uuid,
     provider: String,
+    /// pull, webhook, backfill, apple_xml_import, linked_account, ...
     source: String,
+    /// queued, started, fetching, processing, saving, completed, failed, cancelled
     stage: String,
+    /// in_progress, success, partial, failed, cancelled, skipped
     status: String,
     message: Option<String>,
     progress: Option<f64>,
@@ -132,6 +133,12 @@ struct SyncStatusEvent {
     error: Option<String>,
     /// Linked accounts: the user whose connection pulled the data this run received.
     primary_user_id: Option<Uuid>,
+    /// Facts about the run (records saved, per data type, the window it covered).
+    metadata: BTreeMap<String, Value>,
+    /// When the run began (queued or started).
+    started_at: Option<DateTime<Utc>>,
+    /// When the run ended; set on its terminal event only.
+    ended_at: Option<DateTime<Utc>>,
     timestamp: DateTime<Utc>,
     /// The event's place in the log: the SSE `id:` (`tx.position`) a client resumes from.
     #[oai(skip)]
@@ -147,33 +154,61 @@ struct Accepted {
 struct BackfillStatus {
     user_id: Uuid,
     provider: String,
+    /// pending, in_progress, complete, cancelled, retry_in_progress, permanently_failed
     overall_status: String,
+    /// The window being worked on (0-based); equal to `total_windows` once all are done.
     current_window: i32,
     total_windows: i32,
-    /// One map per window: type → done / pending / failed.
-    windows: Value,
+    /// Per window index ("0", ...): type → done / pending / timed_out / failed.
+    windows: BTreeMap<String, BTreeMap<String, String>>,
     /// Per type: counts of done, timed_out and failed windows.
-    summary: Value,
+    summary: BTreeMap<String, BTreeMap<String, i64>>,
     in_progress: bool,
+    /// Whether a type is being requested again (`POST …/backfill/{type}/retry`).
+    retry_phase: bool,
+    retry_type: Option<String>,
+    retry_window: Option<i32>,
+    /// Retries requested since this backfill began.
+    attempt_count: i64,
+    max_attempts: i64,
     permanently_failed: bool,
 }
 
-impl BackfillStatus {
-    fn pending(user_id: Uuid, types: Vec<String>) -> BackfillStatus {
-        let windows: BTreeMap<String, String> =
-            types.into_iter().map(|t| (t, "pending".into())).collect();
-        BackfillStatus {
-            user_id,
-            provider: "garmin".into(),
-            overall_status: "pending".into(),
-            current_window: 0,
-            total_windows: 1,
-            windows: serde_json::to_value(vec![windows]).unwrap_or_default(),
-            summary: Value::Object(Default::default()),
-            in_progress: false,
-            permanently_failed: false,
-        }
-    }
+/// A backfill run: id, status, start, the types it asked for (empty: all), its per-type
+/// request outcomes.
+type BackfillRun = (Uuid, String, DateTime<Utc>, Vec<String>, Vec<String>);
+
+/// Upstream's retry bound, reported as is; wearhouse retries only on request.
+const BACKFILL_MAX_ATTEMPTS: i64 = 3;
+
+#[derive(Object)]
+struct BackfillCancelled {
+    success: bool,
+    user_id: Uuid,
+    message: String,
+}
+
+#[derive(ApiResponse)]
+enum SseResponse {
+    /// `text/event-stream` of `sync.status` events (SyncStatusEvent JSON).
+    #[oai(status = 200, content_type = "text/event-stream")]
+    Ok(
+        Binary<poem::Body>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "X-Accel-Buffering")] String,
+    ),
+}
+
+/// One `sync.status` frame: the event's log cursor as `id:` (for `Last-Event-ID`), then its
+/// JSON as `data:`.
+fn sse_frame(e: &SyncStatusEvent) -> String {
+    use poem_openapi::types::ToJSON;
+    format!(
+        "id: {}.{}\nevent: sync.status\ndata: {}\n\n",
+        e.cursor.tx,
+        e.cursor.position,
+        e.to_json_string()
+    )
 }
 
 #[derive(ApiResponse)]
@@ -198,14 +233,14 @@ fn run_summary(r: &tokio_postgres::Row) -> SyncRunSummary {
         started_at: r.get(9),
         ended_at: r.get(10),
         last_update: r.get(11),
-        items_total: None,
+        items_total: r.get(13),
         primary_user_id: r.get(12),
     }
 }
 
 const RUN_COLUMNS: &str =
     "id, user_id, provider, source, stage, status, processed, message, error, started_at, ended_at, updated_at, \
-     primary_user_id";
+     primary_user_id, items_total";
 
 /// Sync-run events of `user` after `after` in log order (`newest`: the latest first). Like the
 /// projection runner, the oldest-first read only returns entries of finished transactions, so a
@@ -229,7 +264,9 @@ async fn status_events(
         .query(
             &format!(
                 "SELECT e.position, e.aggregate_id, e.event_type, e.payload, e.recorded_at, r.provider, r.source, \
-                   e.tx::text::bigint, r.primary_user_id \
+                   e.tx::text::bigint, r.primary_user_id, \
+                   (SELECT f.recorded_at FROM events f WHERE f.aggregate_type = 'SyncRun' \
+                      AND f.aggregate_id = e.aggregate_id ORDER BY f.sequence LIMIT 1) \
                  FROM events e LEFT JOIN sync_runs r ON r.id::text = e.aggregate_id \
                  WHERE e.user_id = $1 AND e.aggregate_type = 'SyncRun' \
                    AND (e.tx::text::bigint, e.position) > ($2, $3) {visible} \
@@ -243,15 +280,24 @@ async fn status_events(
         .map(|r| {
             let payload: Value = r.get(3);
             let kind: String = r.get(2);
-            let (stage, status) = match kind.as_str() {
-                "SyncRunQueued" => ("queued", "in_progress"),
-                "SyncRunStarted" => ("started", "in_progress"),
-                "SyncRunProgressed" => ("processing", "in_progress"),
-                "SyncRunCompleted" => ("completed", "success"),
-                _ => ("failed", "failed"),
-            };
-            let position: i64 = r.get(0);
             let s = |k: &str| payload.get(k).and_then(Value::as_str).map(String::from);
+            let (stage, status) = match kind.as_str() {
+                "SyncRunQueued" => ("queued".to_string(), "in_progress".to_string()),
+                "SyncRunStarted" => ("started".into(), "in_progress".into()),
+                "SyncRunProgressed" => (
+                    s("stage").unwrap_or_else(|| "processing".into()),
+                    "in_progress".into(),
+                ),
+                "SyncRunCompleted" => (
+                    "completed".into(),
+                    s("outcome").unwrap_or_else(|| "success".into()),
+                ),
+                "SyncRunCancelled" => ("cancelled".into(), "cancelled".into()),
+                _ => ("failed".into(), "failed".into()),
+            };
+            let terminal = matches!(stage.as_str(), "completed" | "failed" | "cancelled");
+            let position: i64 = r.get(0);
+            let timestamp: DateTime<Utc> = r.get(4);
             SyncStatusEvent {
                 event_id: wearhouse_domain::records::record_id(&[
                     "sync-event",
@@ -267,15 +313,22 @@ async fn status_events(
                     .get::<_, Option<String>>(6)
                     .or_else(|| s("source"))
                     .unwrap_or_default(),
-                stage: stage.into(),
-                status: status.into(),
                 message: s("message"),
-                progress: matches!(stage, "completed" | "failed").then_some(1.0),
+                progress: terminal.then_some(1.0),
                 items_processed: payload.get("processed").and_then(Value::as_i64),
-                items_total: None,
+                items_total: payload.get("total").and_then(Value::as_i64),
                 error: s("error"),
                 primary_user_id: r.get(8),
-                timestamp: r.get(4),
+                metadata: payload
+                    .get("metadata")
+                    .and_then(Value::as_object)
+                    .map(|m| m.clone().into_iter().collect())
+                    .unwrap_or_default(),
+                started_at: r.get(9),
+                ended_at: terminal.then_some(timestamp),
+                stage,
+                status,
+                timestamp,
                 cursor: Cursor {
                     tx: r.get(7),
                     position,
@@ -315,6 +368,9 @@ impl SyncApi {
                 &[&user_id.0],
             )
             .await?;
+        // The live-sync mode as set with `PUT /oauth/providers/{provider}` (else its default).
+        let settings = super::oauth::settings(&state).await?;
+        let public_url = state.config.public_url();
         let out = rows
             .iter()
             .map(|r| {
@@ -325,23 +381,26 @@ impl SyncApi {
                     .get(&provider)
                     .map(|(p, _)| p.capabilities())
                     .unwrap_or_default();
+                let setting = settings.iter().find(|s| s.provider() == provider);
                 ConnectionRead {
                     id: r.get(0),
                     user_id: user_id.0,
                     provider_user_id: r.get(2),
+                    // None of this server's providers names the account in its user info
+                    // (upstream stores null for them too).
                     provider_username: None,
                     scope: r.get(3),
                     status: r.get(4),
                     last_synced_at: r.get(5),
                     created_at: r.get(6),
                     updated_at: r.get(7),
-                    icon_url: None,
+                    icon_url: Some(super::icons::icon_url(&public_url, &provider)),
                     max_historical_days: caps.max_historical_days,
                     rest_pull: caps.rest_pull,
                     webhook_stream: caps.webhook_stream,
                     webhook_ping: caps.webhook_ping,
                     webhook_callback: caps.webhook_callback,
-                    live_sync_mode: Some(if caps.rest_pull { "pull" } else { "webhook" }.into()),
+                    live_sync_mode: setting.and_then(|s| s.live_sync_mode().map(String::from)),
                     linked_user_ids: r.get(8),
                     provider,
                 }
@@ -383,6 +442,7 @@ impl SyncApi {
         provider: Path<String>,
     ) -> Result<NoContent, ApiError> {
         revoke(&state, &auth, req, user_id.0, &provider.0).await?;
+        // Also after an earlier disconnect: the data outlives the connection until purged.
         let ids: Vec<Uuid> = state
             .pool
             .get()
@@ -428,7 +488,12 @@ impl SyncApi {
         Ok(NoContent::Done)
     }
 
-    /// Pull a user's data from a provider now (`async=false`) or in the background
+    /// Pull a user's data from a provider now (`async=false`) or in the background. As
+    /// upstream, the background mode refuses provider-specific parameters it would ignore
+    /// (400); `summary_start_time` / `summary_end_time` (Unix seconds or ISO 8601) bound the
+    /// window in both modes. `limit`, `offset`, `filter_by_modification_time`, `samples`,
+    /// `zones` and `route` are Suunto and Polar paging and detail switches: accepted in the
+    /// blocking mode, where they change nothing for this server's providers.
     #[oai(
         path = "/providers/:provider/users/:user_id/sync",
         method = "post",
@@ -443,8 +508,55 @@ impl SyncApi {
         user_id: Path<Uuid>,
         #[oai(default = "default_all")] data_type: Query<DataType>,
         #[oai(default)] since: Query<i64>,
+        #[oai(default = "default_50", validator(maximum(value = "100")))] limit: Query<i64>,
+        #[oai(default)] offset: Query<i64>,
+        #[oai(default = "default_true")] filter_by_modification_time: Query<bool>,
+        #[oai(default)] samples: Query<bool>,
+        #[oai(default)] zones: Query<bool>,
+        #[oai(default)] route: Query<bool>,
+        summary_start_time: Query<Option<String>>,
+        summary_end_time: Query<Option<String>>,
         #[oai(name = "async", default = "default_true")] run_async: Query<bool>,
     ) -> Result<Json<SyncResponse>, ApiError> {
+        if run_async.0 {
+            // Upstream's order and wording (a Python list of the names).
+            let unsupported: Vec<String> = [
+                ("data_type", data_type.0 != DataType::All),
+                ("since", since.0 != 0),
+                ("limit", limit.0 != 50),
+                ("offset", offset.0 != 0),
+                (
+                    "filter_by_modification_time",
+                    !filter_by_modification_time.0,
+                ),
+                ("samples", samples.0),
+                ("zones", zones.0),
+                ("route", route.0),
+            ]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| format!("'{name}'"))
+            .collect();
+            if !unsupported.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "Parameters [{}] are not supported in async mode. Use async=false or omit \
+                     provider-specific parameters.",
+                    unsupported.join(", ")
+                )));
+            }
+        }
+        let window_start = summary_start_time
+            .0
+            .as_deref()
+            .map(super::params::parse_datetime)
+            .transpose()?
+            .map(|t| t.with_timezone(&Utc));
+        let window_end = summary_end_time
+            .0
+            .as_deref()
+            .map(super::params::parse_datetime)
+            .transpose()?
+            .map(|t| t.with_timezone(&Utc));
         users::load(&state, user_id.0).await?;
         let (p, _) = state
             .providers
@@ -470,18 +582,45 @@ impl SyncApi {
             .get(0);
         let start = if since.0 > 0 {
             DateTime::from_timestamp(since.0, 0).unwrap_or_default()
+        } else if let Some(t) = window_start {
+            t
         } else {
             last.unwrap_or_else(|| Utc::now() - chrono::Duration::days(1))
         };
+        let end = window_end.unwrap_or_else(Utc::now);
+        if start >= end {
+            return Err(ApiError::bad_request(
+                "The sync window is empty: its start must be before its end",
+            ));
+        }
+        let workout_types: Vec<String> = p
+            .data_types()
+            .iter()
+            .filter(|t| **t == "workout")
+            .map(|t| t.to_string())
+            .collect();
+        let other_types: Vec<String> = p
+            .data_types()
+            .iter()
+            .filter(|t| **t != "workout")
+            .map(|t| t.to_string())
+            .collect();
         let types: Vec<String> = match data_type.0 {
             DataType::All => vec![],
-            DataType::Workouts => vec!["workout".into()],
-            DataType::Data247 => p
-                .data_types()
-                .iter()
-                .filter(|t| **t != "workout")
-                .map(|t| t.to_string())
-                .collect(),
+            DataType::Workouts if workout_types.is_empty() => {
+                return Err(ApiError::not_implemented(format!(
+                    "Provider '{}' does not support workouts",
+                    p.name()
+                )))
+            }
+            DataType::Workouts => workout_types,
+            DataType::Data247 if other_types.is_empty() => {
+                return Err(ApiError::not_implemented(format!(
+                    "Provider '{}' does not support 247 data (sleep/recovery/activity)",
+                    p.name()
+                )))
+            }
+            DataType::Data247 => other_types,
         };
         let req = SyncRequest {
             run_id: Uuid::new_v4(),
@@ -489,7 +628,7 @@ impl SyncApi {
             provider: p.name().into(),
             source: "pull".into(),
             start,
-            end: Utc::now(),
+            end,
             data_types: types,
         };
         if run_async.0 {
@@ -503,23 +642,46 @@ impl SyncApi {
                 success: true,
                 is_async: Some(true),
                 task_id: Some(task),
-                message: Some(format!("Sync queued for {}", p.name())),
+                message: Some(format!(
+                    "Sync task queued for {}. Check task status for results.",
+                    p.name()
+                )),
                 details: None,
             }));
         }
-        match state.providers.sync(req).await {
+        let run_id = req.run_id;
+        let result = state.providers.sync(req).await;
+        // Read your writes: once this answers, the run's read model shows how it ended.
+        wait_for_run(&state, run_id).await;
+        match result {
             Ok(o) => {
-                let per: serde_json::Map<String, Value> = o
-                    .per_type
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::from(v)))
-                    .collect();
+                // Upstream's shape: `workouts` (records) and `data_247` (per type), for the
+                // data types asked for.
+                let mut details = serde_json::Map::new();
+                if data_type.0 != DataType::Data247 && p.data_types().contains(&"workout") {
+                    let workouts: u64 = o
+                        .per_type
+                        .iter()
+                        .filter(|(t, _)| t == "workout")
+                        .map(|(_, n)| n)
+                        .sum();
+                    details.insert("workouts".into(), Value::from(workouts));
+                }
+                if data_type.0 != DataType::Workouts {
+                    let other: serde_json::Map<String, Value> = o
+                        .per_type
+                        .iter()
+                        .filter(|(t, _)| t != "workout")
+                        .map(|(t, n)| (t.clone(), Value::from(*n)))
+                        .collect();
+                    details.insert("data_247".into(), Value::Object(other));
+                }
                 Ok(Json(SyncResponse {
                     success: true,
                     is_async: None,
-                    task_id: Some(o.run_id.to_string()),
+                    task_id: None,
                     message: None,
-                    details: Some(serde_json::json!({"records": o.records, "per_type": per})),
+                    details: Some(Value::Object(details)),
                 }))
             }
             Err(SyncError::Busy) => Err(SyncError::Busy.into()),
@@ -602,7 +764,8 @@ impl SyncApi {
         }))
     }
 
-    /// Garmin backfill progress: the latest backfill run and, per type, whether its data arrived
+    /// Garmin backfill progress: the latest backfill and, per type, whether its data arrived.
+    /// wearhouse requests the whole window at once, so there is one window ("0").
     #[oai(
         path = "/providers/garmin/users/:user_id/backfill/status",
         method = "get",
@@ -616,34 +779,71 @@ impl SyncApi {
     ) -> Result<Json<BackfillStatus>, ApiError> {
         users::load(&state, user_id.0).await?;
         let client = state.pool.get().await?;
-        let run = client
-            .query_opt(
-                "SELECT id, status, started_at FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
-                 AND source = 'backfill' ORDER BY started_at DESC LIMIT 1",
-                &[&user_id.0],
-            )
-            .await?;
-        let types = crate::providers::garmin::backfill_type_names();
-        let Some(run) = run else {
-            return Ok(Json(BackfillStatus::pending(user_id.0, types)));
-        };
-        let (id, status, started): (Uuid, String, DateTime<Utc>) =
-            (run.get(0), run.get(1), run.get(2));
-        let messages: Vec<String> = client
+        // Every backfill run, oldest first, with the types it asked for (empty: all) and
+        // its per-type request outcomes (`type: requested|duplicate|failed`).
+        let runs: Vec<BackfillRun> = client
             .query(
-                "SELECT payload->>'message' FROM events WHERE aggregate_type = 'SyncRun' AND aggregate_id = $1 \
-                 AND event_type = 'SyncRunProgressed'",
-                &[&id.to_string()],
+                "SELECT r.id, r.status, r.started_at, \
+                   coalesce((SELECT array(SELECT jsonb_array_elements_text(q.payload->'data_types')) FROM events q \
+                     WHERE q.aggregate_type = 'SyncRun' AND q.aggregate_id = r.id::text \
+                       AND q.event_type = 'SyncRunQueued' AND q.payload ? 'data_types' LIMIT 1), '{}'), \
+                   coalesce((SELECT array_agg(e.payload->>'message' ORDER BY e.sequence) FROM events e \
+                     WHERE e.aggregate_type = 'SyncRun' AND e.aggregate_id = r.id::text \
+                       AND e.event_type = 'SyncRunProgressed' AND e.payload->>'message' IS NOT NULL), '{}') \
+                 FROM sync_runs r WHERE r.user_id = $1 AND r.provider = 'garmin' AND r.source = 'backfill' \
+                 ORDER BY r.started_at",
+                &[&user_id.0],
             )
             .await?
             .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
             .collect();
-        // A type is done once a push of it completed after the backfill began.
+        let types = crate::providers::garmin::backfill_type_names();
+        // The backfill is the latest run that asked for every type; later runs that asked
+        // for some are its retries (`POST …/backfill/{type}/retry`).
+        let main = runs.iter().rposition(|r| r.3.is_empty());
+        let Some((_, status, started, _, _)) = main.and_then(|i| runs.get(i)).cloned() else {
+            let windows = BTreeMap::from([(
+                "0".to_string(),
+                types
+                    .iter()
+                    .map(|t| (t.clone(), "pending".to_string()))
+                    .collect(),
+            )]);
+            let summary = types.iter().map(|t| (t.clone(), zero_counts())).collect();
+            return Ok(Json(BackfillStatus {
+                user_id: user_id.0,
+                provider: "garmin".into(),
+                overall_status: "pending".into(),
+                current_window: 0,
+                total_windows: 1,
+                windows,
+                summary,
+                in_progress: false,
+                retry_phase: false,
+                retry_type: None,
+                retry_window: None,
+                attempt_count: 0,
+                max_attempts: BACKFILL_MAX_ATTEMPTS,
+                permanently_failed: false,
+            }));
+        };
+        let main = main.unwrap_or_default();
+        let retries = &runs[main + 1..];
+        // Each type's latest request outcome (`type: requested|duplicate|failed`), retries last.
+        let mut requested: BTreeMap<String, String> = BTreeMap::new();
+        for run in std::iter::once(&runs[main]).chain(retries) {
+            for m in &run.4 {
+                if let Some((t, outcome)) = m.split_once(": ") {
+                    requested.insert(t.to_string(), outcome.to_string());
+                }
+            }
+        }
+        // A type is done once a push of it was handled after the backfill began.
         let arrived: Vec<String> = client
             .query(
                 "SELECT DISTINCT split_part(message, ':', 1) FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
-                 AND source = 'webhook' AND status = 'success' AND started_at >= $2",
+                 AND source = 'webhook' AND status IN ('success', 'skipped') AND started_at >= $2",
                 &[&user_id.0, &started],
             )
             .await?
@@ -651,30 +851,44 @@ impl SyncApi {
             .map(|r| r.get(0))
             .collect();
         let waited = Utc::now() - started;
-        let mut windows = BTreeMap::new();
+        let mut window = BTreeMap::new();
         let mut summary = BTreeMap::new();
         for t in &types {
-            let requested = messages
-                .iter()
-                .find_map(|m| m.strip_prefix(&format!("{t}: ")));
-            let s = garmin::backfill_type_status(requested, arrived.iter().any(|a| a == t), waited);
-            windows.insert(t.clone(), s.to_string());
-            let entry: &mut BTreeMap<String, i64> = summary.entry(t.clone()).or_default();
-            for k in ["done", "timed_out", "failed"] {
-                entry.insert(k.to_string(), i64::from(s == k));
+            let s = garmin::backfill_type_status(
+                requested.get(t).map(String::as_str),
+                arrived.iter().any(|a| a == t),
+                waited,
+            );
+            window.insert(t.clone(), s.to_string());
+            let mut counts = zero_counts();
+            if let Some(n) = counts.get_mut(s) {
+                *n += 1;
             }
+            summary.insert(t.clone(), counts);
         }
-        let statuses: Vec<&str> = windows.values().map(String::as_str).collect();
-        let overall = garmin::backfill_overall(&status, &statuses);
+        let retrying = retries.iter().rev().find(|r| r.1 == "in_progress");
+        let retry_type = retrying.and_then(|r| r.3.first().cloned());
+        let statuses: Vec<&str> = window.values().map(String::as_str).collect();
+        let overall = match (status.as_str(), retrying) {
+            ("cancelled", _) => "cancelled",
+            (_, Some(_)) => "retry_in_progress",
+            _ => garmin::backfill_overall(&status, &statuses),
+        };
+        let done = matches!(overall, "complete" | "permanently_failed" | "cancelled");
         Ok(Json(BackfillStatus {
             user_id: user_id.0,
             provider: "garmin".into(),
             overall_status: overall.into(),
-            current_window: 1,
+            current_window: i32::from(done),
             total_windows: 1,
-            in_progress: overall == "in_progress",
-            windows: serde_json::to_value(vec![windows]).unwrap_or_default(),
-            summary: serde_json::to_value(summary).unwrap_or_default(),
+            windows: BTreeMap::from([("0".to_string(), window)]),
+            summary,
+            in_progress: matches!(overall, "in_progress" | "retry_in_progress"),
+            retry_phase: retrying.is_some(),
+            retry_window: retrying.map(|_| 0),
+            retry_type,
+            attempt_count: retries.len() as i64,
+            max_attempts: BACKFILL_MAX_ATTEMPTS,
             permanently_failed: overall == "permanently_failed",
         }))
     }
@@ -690,7 +904,7 @@ impl SyncApi {
         state: Data<&AppState>,
         _auth: AnyCredential,
         user_id: Path<Uuid>,
-    ) -> Result<Json<Accepted>, ApiError> {
+    ) -> Result<Json<BackfillCancelled>, ApiError> {
         users::load(&state, user_id.0).await?;
         let running = state
             .pool
@@ -704,13 +918,15 @@ impl SyncApi {
             .await?
             .is_some();
         if !running {
-            return Err(ApiError::conflict("No backfill in progress"));
+            return Err(ApiError::conflict("No backfill in progress for this user"));
         }
         if let Ok(mut c) = state.providers.cancelled.lock() {
             c.insert((user_id.0, "garmin".into()));
         }
-        Ok(Json(Accepted {
-            status: "cancelling".into(),
+        Ok(Json(BackfillCancelled {
+            success: true,
+            user_id: user_id.0,
+            message: "Cancel requested. Backfill will stop after current type completes.".into(),
         }))
     }
 
@@ -841,8 +1057,10 @@ impl SyncApi {
         ))
     }
 
-    /// Live sync status as Server-Sent Events. Each event has an `id:` (its log cursor): a
-    /// client that reconnects with `Last-Event-ID` receives exactly what it missed.
+    /// Live sync status as Server-Sent Events: a `: connected` comment, the last `replay`
+    /// events, then live ones (`event: sync.status`), with a `: heartbeat` comment during
+    /// silence. Each event also has an `id:` (its log cursor): a client that reconnects with
+    /// `Last-Event-ID` receives exactly what it missed.
     #[oai(
         path = "/users/:user_id/sync/stream",
         method = "get",
@@ -859,7 +1077,7 @@ impl SyncApi {
         )]
         replay: Query<i64>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
-    ) -> Result<EventStream<BoxStream<'static, SyncStatusEvent>>, ApiError> {
+    ) -> Result<SseResponse, ApiError> {
         users::load(&state, user_id.0).await?;
         let user = user_id.0;
         let resume = last_event_id.0.and_then(|s| {
@@ -898,32 +1116,40 @@ impl SyncApi {
                 }
             }
         };
+        let heartbeat = Duration::from_secs(state.providers.config.sse_heartbeat_secs.max(1));
         let st = state.clone();
-        let stream = futures::stream::unfold((st, after), move |(st, mut after)| async move {
-            loop {
-                match status_events(&st, user, after, 100, false).await {
-                    Ok(events) if !events.is_empty() => {
-                        after = events.last().map(|e| e.cursor).unwrap_or(after);
-                        return Some((futures::stream::iter(events), (st, after)));
+        let connected = futures::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b": connected\n\n"))
+        });
+        let live = futures::stream::unfold(
+            (st, after, tokio::time::Instant::now()),
+            move |(st, mut after, mut last_sent)| async move {
+                loop {
+                    match status_events(&st, user, after, 100, false).await {
+                        Ok(events) if !events.is_empty() => {
+                            after = events.last().map(|e| e.cursor).unwrap_or(after);
+                            let frames: String = events.iter().map(sse_frame).collect();
+                            let out = Ok::<_, std::io::Error>(bytes::Bytes::from(frames));
+                            return Some((out, (st, after, tokio::time::Instant::now())));
+                        }
+                        Ok(_) => {}
+                        Err(_) => warn!("sync status stream could not read the log"),
                     }
-                    Ok(_) => {}
-                    Err(_) => warn!("sync status stream could not read the log"),
+                    if last_sent.elapsed() >= heartbeat {
+                        last_sent = tokio::time::Instant::now();
+                        let out = Ok(bytes::Bytes::from_static(b": heartbeat\n\n"));
+                        return Some((out, (st, after, last_sent)));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-        .flatten()
-        .boxed();
-        Ok(EventStream::new(stream)
-            .keep_alive(Duration::from_secs(
-                state.providers.config.sse_heartbeat_secs.max(1),
-            ))
-            .to_event(|e| {
-                use poem_openapi::types::ToJSON;
-                Event::message(e.to_json_string())
-                    .id(format!("{}.{}", e.cursor.tx, e.cursor.position))
-                    .event_type("sync.status")
-            }))
+            },
+        );
+        let body = poem::Body::from_bytes_stream(connected.chain(live));
+        Ok(SseResponse::Ok(
+            Binary(body),
+            "no-cache, no-transform".into(),
+            "no".into(),
+        ))
     }
 
     /// Inbound webhook deliveries (push and ping)
@@ -1177,12 +1403,36 @@ impl SyncApi {
     }
 }
 
+/// Waits until the `sync_runs` read model has applied every event of run `run_id`, so a
+/// response after a blocking sync is never contradicted by `/sync/runs`.
+async fn wait_for_run(state: &AppState, run_id: Uuid) {
+    let Some(runner) = &state.commands.runner else {
+        return;
+    };
+    let Ok(client) = state.pool.get().await else {
+        return;
+    };
+    let cursor =
+        wearhouse_projections::log::last_cursor_of(&client, "SyncRun", &run_id.to_string()).await;
+    drop(client);
+    if let Ok(Some(c)) = cursor {
+        if !runner
+            .wait_for("sync_runs", c, Duration::from_secs(10))
+            .await
+        {
+            warn!(run = %run_id, "sync_runs read model did not catch up within 10 s");
+        }
+    }
+}
+
 fn url_pairs(q: &str) -> BTreeMap<String, String> {
     reqwest::Url::parse(&format!("http://x/?{q}"))
         .map(|u| u.query_pairs().into_owned().collect())
         .unwrap_or_default()
 }
 
+/// Revokes the user's connection to `provider`, as upstream: an unknown provider name is 400,
+/// no connection at all is 404, and an already revoked one is left as it is (success).
 async fn revoke(
     state: &AppState,
     auth: &AnyCredential,
@@ -1190,21 +1440,31 @@ async fn revoke(
     user: Uuid,
     provider: &str,
 ) -> Result<(), ApiError> {
+    if !wearhouse_domain::priority::PROVIDERS.contains(&provider) {
+        return Err(ApiError::bad_request(format!(
+            "Input should be one of: {}",
+            wearhouse_domain::priority::PROVIDERS.join(", ")
+        )));
+    }
     users::load(state, user).await?;
-    let active = state
+    let status: Option<String> = state
         .pool
         .get()
         .await?
         .query_opt(
-            "SELECT 1 FROM connections WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+            "SELECT status FROM connections WHERE user_id = $1 AND provider = $2 AND status <> 'pending'",
             &[&user, &provider],
         )
         .await?
-        .is_some();
-    if !active {
-        return Err(ApiError::not_found(format!(
-            "Connection to {provider} not found"
-        )));
+        .map(|r| r.get(0));
+    match status.as_deref() {
+        None => {
+            return Err(ApiError::not_found(format!(
+                "Connection with ID: {user} not found."
+            )))
+        }
+        Some("active") => {}
+        Some(_) => return Ok(()),
     }
     state
         .commands
@@ -1220,6 +1480,13 @@ async fn revoke(
         )
         .await?;
     Ok(())
+}
+
+fn zero_counts() -> BTreeMap<String, i64> {
+    ["done", "timed_out", "failed"]
+        .iter()
+        .map(|k| (k.to_string(), 0))
+        .collect()
 }
 
 fn default_all() -> DataType {

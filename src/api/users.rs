@@ -103,11 +103,35 @@ fn read(row: &tokio_postgres::Row) -> UserRead {
         last_name: row.get(3),
         email: row.get(4),
         external_user_id: row.get(5),
-        // Filled by the list only, as upstream.
         last_synced_at: None,
         last_synced_provider: None,
         has_active_connection: false,
     }
+}
+
+/// A row of `COLUMNS, CONNECTION_COLUMNS`: the user with its connection summary.
+fn read_full(row: &tokio_postgres::Row) -> UserRead {
+    UserRead {
+        last_synced_at: row.get(6),
+        last_synced_provider: row.get(7),
+        has_active_connection: row.get(8),
+        ..read(row)
+    }
+}
+
+/// The user `id` with its connection summary, as the list shows it (upstream leaves the
+/// summary empty outside the list; one user read two ways must not disagree), or the 404.
+pub async fn load_full(state: &AppState, id: Uuid) -> Result<UserRead, ApiError> {
+    let row = state
+        .pool
+        .get()
+        .await?
+        .query_opt(
+            &format!("SELECT {COLUMNS}, {CONNECTION_COLUMNS} FROM users WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    row.as_ref().map(read_full).ok_or_else(|| not_found(id))
 }
 
 pub fn not_found(id: impl std::fmt::Display) -> ApiError {
@@ -239,15 +263,7 @@ impl UsersApi {
             .await?;
         let pages = (total + limit.0 - 1) / limit.0;
         Ok(Json(UserPage {
-            items: rows
-                .iter()
-                .map(|r| UserRead {
-                    last_synced_at: r.get(6),
-                    last_synced_provider: r.get(7),
-                    has_active_connection: r.get(8),
-                    ..read(r)
-                })
-                .collect(),
+            items: rows.iter().map(read_full).collect(),
             total,
             page: page.0,
             limit: limit.0,
@@ -265,7 +281,7 @@ impl UsersApi {
         _auth: AnyCredential,
         user_id: Path<Uuid>,
     ) -> Result<Json<UserRead>, ApiError> {
-        Ok(Json(load(&state, user_id.0).await?))
+        Ok(Json(load_full(&state, user_id.0).await?))
     }
 
     /// Create a user
@@ -345,7 +361,7 @@ impl UsersApi {
                 Some("users"),
             )
             .await?;
-        Ok(Json(load(&state, id).await?))
+        Ok(Json(load_full(&state, id).await?))
     }
 
     /// Delete a user (the history keeps the record of it)
@@ -358,7 +374,7 @@ impl UsersApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<UserRead>, ApiError> {
         let id = user_id.0;
-        let user = load(&state, id).await?;
+        let user = load_full(&state, id).await?;
         state
             .commands
             .execute::<User>(

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand, SealedTokens};
 use wearhouse_domain::records::DataEvent;
-use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
+use wearhouse_domain::sync_run::{Metadata, Outcome as RunOutcome, Stage, SyncRun, SyncRunCommand};
 
 use super::oauth::{self, OAuthError, TokenSet};
 use super::{Endpoints, Provider, PullRequest, Registry};
@@ -69,9 +69,32 @@ fn store_err(e: impl std::fmt::Display) -> SyncError {
 /// What a finished run did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub run_id: Uuid,
     pub records: u64,
     pub per_type: Vec<(String, u64)>,
+    /// success, partial (`error` says what could not be done) or skipped (nothing to do).
+    pub outcome: RunOutcome,
+    pub error: Option<String>,
+    /// Recorded with the run's end (the contract's `metadata`).
+    pub metadata: Metadata,
+}
+
+impl Outcome {
+    fn new(records: u64, per_type: Vec<(String, u64)>) -> Outcome {
+        let mut metadata = Metadata::new();
+        metadata.insert("records_saved".into(), records.into());
+        let types: Metadata = per_type
+            .iter()
+            .map(|(t, n)| (t.clone(), (*n).into()))
+            .collect();
+        metadata.insert("data_types".into(), types.into());
+        Outcome {
+            records,
+            per_type,
+            outcome: RunOutcome::Success,
+            error: None,
+            metadata,
+        }
+    }
 }
 
 /// One sync request.
@@ -163,6 +186,7 @@ impl Engine {
                 user_id: req.user_id,
                 provider: req.provider.clone(),
                 source: req.source.clone(),
+                data_types: req.data_types.clone(),
                 at: Utc::now(),
             },
         )
@@ -220,16 +244,35 @@ impl Engine {
             .await;
         match &result {
             Ok(o) => {
+                let mut metadata = o.metadata.clone();
+                metadata.insert("window_start".into(), req.start.to_rfc3339().into());
+                metadata.insert("window_end".into(), req.end.to_rfc3339().into());
                 self.run_cmd(
                     req.run_id,
                     req.user_id,
-                    SyncRunCommand::Complete {
+                    SyncRunCommand::Finish {
+                        outcome: o.outcome,
                         processed: o.records,
+                        error: o.error.clone(),
+                        metadata,
                         at: Utc::now(),
                     },
                 )
                 .await?;
                 info!(run = %req.run_id, provider = %req.provider, records = o.records, "sync completed");
+            }
+            Err(SyncError::Cancelled) => {
+                info!(run = %req.run_id, provider = %req.provider, "sync cancelled");
+                let _ = self
+                    .run_cmd(
+                        req.run_id,
+                        req.user_id,
+                        SyncRunCommand::Cancel {
+                            message: Some("Cancelled on request".into()),
+                            at: Utc::now(),
+                        },
+                    )
+                    .await;
             }
             Err(e) => {
                 warn!(run = %req.run_id, provider = %req.provider, error = %e, "sync failed");
@@ -280,6 +323,18 @@ impl Engine {
             .copied()
             .filter(|t| req.data_types.is_empty() || req.data_types.iter().any(|x| x == t))
             .collect();
+        self.run_cmd(
+            req.run_id,
+            req.user_id,
+            SyncRunCommand::Advance {
+                stage: Stage::Fetching,
+                processed: 0,
+                total: None,
+                message: Some(format!("Fetching {}", types.join(", "))),
+                at: Utc::now(),
+            },
+        )
+        .await?;
         for data_type in types {
             let mut page = Some(provider.first_page(data_type, req.start, req.end));
             let mut count = 0u64;
@@ -332,6 +387,18 @@ impl Engine {
             )
             .await?;
         }
+        self.run_cmd(
+            req.run_id,
+            req.user_id,
+            SyncRunCommand::Advance {
+                stage: Stage::Saving,
+                processed: 0,
+                total: Some(records),
+                message: Some(format!("Saving {records} records")),
+                at: Utc::now(),
+            },
+        )
+        .await?;
         let mut outs = outs.into_iter();
         let own = outs.next().unwrap_or_default();
         writer::write_all(&self.pool, req.run_id, req.user_id, &system("sync"), own)
@@ -348,11 +415,7 @@ impl Engine {
                 warn!(run = %req.run_id, linked_user = %user, error = %e, "linked account delivery failed");
             }
         }
-        Ok(Outcome {
-            run_id: req.run_id,
-            records,
-            per_type,
-        })
+        Ok(Outcome::new(records, per_type))
     }
 
     /// Asks the provider to push the history of each backfill type. Garmin allows 30 days
@@ -417,14 +480,17 @@ impl Engine {
         if let Ok(mut c) = self.cancelled.lock() {
             c.remove(&key);
         }
-        if !failed.is_empty() {
+        // Nothing requested is a failed backfill; some types refused is a partial one (each
+        // can be retried on its own).
+        if !failed.is_empty() && requested == 0 {
             return Err(SyncError::Backfill(failed.join(", ")));
         }
-        Ok(Outcome {
-            run_id: req.run_id,
-            records: requested,
-            per_type,
-        })
+        let mut outcome = Outcome::new(requested, per_type);
+        if !failed.is_empty() {
+            outcome.outcome = RunOutcome::Partial;
+            outcome.error = Some(SyncError::Backfill(failed.join(", ")).to_string());
+        }
+        Ok(outcome)
     }
 
     /// Maps and stores one pushed batch (`items`) of `data_type` for `user` and for each of
@@ -538,11 +604,20 @@ impl Engine {
                     },
                 )
                 .await?;
+                // A delivery that maps to nothing (a notice of data this server does not keep)
+                // is skipped, as upstream reports such deliveries.
+                let mut done = Outcome::new(records, vec![(data_type.into(), records)]);
+                if records == 0 {
+                    done.outcome = RunOutcome::Skipped;
+                }
                 self.run_cmd(
                     run_id,
                     user,
-                    SyncRunCommand::Complete {
+                    SyncRunCommand::Finish {
+                        outcome: done.outcome,
                         processed: records,
+                        error: None,
+                        metadata: done.metadata.clone(),
                         at: Utc::now(),
                     },
                 )
@@ -552,11 +627,7 @@ impl Engine {
                 let _ = self
                     .connection_cmd(user, provider.name(), synced, "webhook")
                     .await;
-                Ok(Outcome {
-                    run_id,
-                    records,
-                    per_type: vec![(data_type.into(), records)],
-                })
+                Ok(done)
             }
             Err(e) => {
                 let _ = self

@@ -204,7 +204,7 @@ impl Server {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["id"]
+        r.json::<Value>().await.unwrap()["key"]
             .as_str()
             .unwrap()
             .to_string()
