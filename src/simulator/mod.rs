@@ -41,7 +41,8 @@ pub struct Fault {
     #[serde(default)]
     pub path: String,
     /// `status` (with `status` and optional `retry_after`), `timeout`, `malformed`, `deny`
-    /// (consent refused), `refuse_refresh`, `expire_tokens` (every token now expired).
+    /// (consent refused), `refuse_refresh`, `expire_tokens` (every token now expired),
+    /// `invalid_client` (the token endpoint rejects our client credentials with 401).
     pub kind: String,
     #[serde(default)]
     pub status: u16,
@@ -209,7 +210,10 @@ fn token(
     Form(f): Form<HashMap<String, String>>,
     shared: Data<&Shared>,
 ) -> Response {
-    if f.get("client_secret") != Some(&shared.secret) {
+    let rejected = shared
+        .take_fault(&provider, "/oauth/token", &["invalid_client"])
+        .is_some();
+    if rejected || f.get("client_secret") != Some(&shared.secret) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_client"})),
