@@ -135,11 +135,10 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// The S256 challenge of a PKCE verifier (RFC 7636).
+/// The S256 challenge of any PKCE verifier (RFC 7636). The simulator checks what clients send
+/// with it, so unlike `oauth2`'s constructor it accepts verifiers of any length.
 pub fn pkce_challenge(verifier: &str) -> String {
-    PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.to_string()))
-        .as_str()
-        .to_string()
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 pub fn state_hash(state: &str) -> String {
@@ -247,7 +246,8 @@ mod tests {
             client_id: "cid".into(),
             ..Endpoints::default()
         };
-        let url = authorize_url(&settings, &ep, "http://me/cb", "st", Some("verifier")).unwrap();
+        let verifier = random_token();
+        let url = authorize_url(&settings, &ep, "http://me/cb", "st", Some(&verifier)).unwrap();
         let parsed = reqwest::Url::parse(&url).unwrap();
         let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
         assert_eq!(q["response_type"], "code");
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(q["state"], "st");
         assert_eq!(q["scope"], "a b");
         assert_eq!(q["code_challenge_method"], "S256");
-        assert_eq!(q["code_challenge"], pkce_challenge("verifier"));
+        assert_eq!(q["code_challenge"], pkce_challenge(&verifier));
         // RFC 7636 appendix B's example pair.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
