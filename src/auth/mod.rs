@@ -20,7 +20,7 @@ pub const MSG_BAD_API_KEY: &str = "Invalid or missing API key";
 pub const MSG_BAD_JWT: &str = "Could not validate credentials";
 pub const MSG_SDK_TOKEN: &str = "SDK tokens cannot access this endpoint";
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     hex::encode(buf)
