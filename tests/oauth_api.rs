@@ -264,6 +264,28 @@ async fn only_invalid_grant_revokes_other_token_errors_are_reported_and_retried(
     assert_eq!(res["success"], true, "{res}");
     assert!(e.events("TokensRefreshed").await > refreshed);
 
+    // A token endpoint that is briefly unavailable is retried within the run.
+    e.sim
+        .post(
+            "/_sim/faults",
+            json!({"provider": "oura", "kind": "token_status", "status": 503, "count": 2}),
+        )
+        .await;
+    let res = e.sync(&user).await;
+    assert_eq!(res["success"], true, "{res}");
+    // One that stays unavailable fails the run, reported, and the connection stands.
+    e.sim
+        .post(
+            "/_sim/faults",
+            // As many as the engine's attempts, so none is left over.
+            json!({"provider": "oura", "kind": "token_status", "status": 503, "count": 4}),
+        )
+        .await;
+    let res = e.sync(&user).await;
+    assert_eq!(res["success"], false, "{res}");
+    assert!(res["message"].as_str().unwrap().contains("503"), "{res}");
+    assert_eq!(e.connection(&user).await["status"], "active");
+
     // invalid_grant: the grant is dead, the connection is revoked.
     e.sim
         .post(

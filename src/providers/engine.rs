@@ -846,7 +846,18 @@ impl Engine {
             self.revoke(req, "refresh_failed").await;
             return Err(SyncError::RefreshFailed);
         };
-        match oauth::refresh(&self.http, endpoints, &rt).await {
+        // Transient failures (unreachable, 5xx, 429) are retried a few times in place.
+        let mut attempt = 0u32;
+        let result = loop {
+            attempt += 1;
+            match oauth::refresh(&self.http, endpoints, &rt).await {
+                Err(OAuthError::Status(_) | OAuthError::Http(_)) if attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(t) => {
                 let sealed = self.seal_tokens(req.user_id, &req.provider, &t);
                 let cmd = ConnectionCommand::RefreshTokens {
