@@ -307,7 +307,7 @@ impl Cluster {
             self.port,
             self.socket.display(),
             timescaledb_installed(),
-            format!(
+            format_args!(
                 "postgres://postgres:***@127.0.0.1:{}/{DB_NAME} (password in {}; `wearhouse db url` prints it)",
                 self.port,
                 self.password_file.display()
