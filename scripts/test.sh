@@ -30,7 +30,10 @@ cleanup() {
 }
 trap cleanup EXIT
 WEARHOUSE_LOG=warn "$BIN" db start >/dev/null
-export WEARHOUSE_TEST_PG=postgres://postgres@127.0.0.1:$WEARHOUSE_PG_PORT/postgres
+# TCP connections to the cluster need its generated password: use the URL it prints, on the
+# `postgres` database (the tests create a database each).
+WEARHOUSE_TEST_PG=$(WEARHOUSE_LOG=warn "$BIN" db url)
+export WEARHOUSE_TEST_PG=${WEARHOUSE_TEST_PG%/*}/postgres
 export WEARHOUSE_TEST_KAFKA=$(scripts/kafka.sh start)
 unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
 

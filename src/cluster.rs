@@ -1,6 +1,11 @@
 //! The private PostgreSQL cluster: the embedded default when DATABASE_URL is unset. It lives in
 //! WEARHOUSE_HOME (own data directory, own port on 127.0.0.1, own unix socket) and loads
 //! TimescaleDB when it is installed (scripts/install-deps.sh builds it).
+//!
+//! Authentication: TCP connections need the `postgres` password (scram-sha-256), generated once
+//! and kept in WEARHOUSE_HOME/pg.password (mode 0600); only the unix socket, in a directory
+//! only the cluster's owner can enter, is trusted. Clusters created with `trust` on TCP by
+//! earlier versions are switched over on their next start.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +32,15 @@ pub struct Cluster {
     pub socket: PathBuf,
     pub log: PathBuf,
     pub port: u16,
+    /// The `postgres` role's password (hex), mode 0600.
+    pub password_file: PathBuf,
 }
+
+/// Who may connect how: the socket (its directory is private) trusts, TCP needs the password.
+const PG_HBA: &str = "# wearhouse private cluster (rewritten on every start)\n\
+local all all trust\n\
+host all all 127.0.0.1/32 scram-sha-256\n\
+host all all ::1/128 scram-sha-256\n";
 
 /// initdb and postgres refuse to run as root, so as root they run as `postgres` via `runuser`.
 /// `/proc/self` is owned by the process's effective user.
@@ -49,11 +62,54 @@ impl Cluster {
             socket: home.join("pgsock"),
             log: home.join("pgsock").join("postgres.log"),
             port: cfg.pg_port,
+            password_file: home.join("pg.password"),
         }
     }
 
+    /// The URL of the `wearhouse` database, with the password once there is one.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{DB_NAME}", self.port)
+        match std::fs::read_to_string(&self.password_file) {
+            Ok(pw) => format!(
+                "postgres://postgres:{}@127.0.0.1:{}/{DB_NAME}",
+                pw.trim(),
+                self.port
+            ),
+            Err(_) => format!("postgres://postgres@127.0.0.1:{}/{DB_NAME}", self.port),
+        }
+    }
+
+    /// The password, generated (random, 0600) the first time.
+    fn password(&self) -> Result<String, ClusterError> {
+        if let Ok(pw) = std::fs::read_to_string(&self.password_file) {
+            if pw.trim().len() >= 32 {
+                return Ok(pw.trim().to_string());
+            }
+        }
+        let pw = crate::auth::random_hex(32);
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.password_file)?
+            .write_all(pw.as_bytes())?;
+        Ok(pw)
+    }
+
+    /// Password authentication on TCP: sets the role's password over the socket, then
+    /// installs `PG_HBA` and reloads. Idempotent; also upgrades `trust` clusters.
+    fn secure(&self) -> Result<(), ClusterError> {
+        let pw = self.password()?;
+        // Through stdin, so the password is not on a command line.
+        self.psql_stdin(
+            "postgres",
+            &format!("SET password_encryption = 'scram-sha-256';\nALTER ROLE postgres PASSWORD '{pw}';\n"),
+        )?;
+        std::fs::write(self.data.join("pg_hba.conf"), PG_HBA)?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        Ok(())
     }
 
     fn pg(&self, tool: &str) -> Command {
@@ -95,6 +151,11 @@ impl Cluster {
         }
         std::fs::create_dir_all(&self.socket)?;
         std::fs::create_dir_all(&self.data)?;
+        // The socket is trusted, so only the cluster's owner may reach it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o700))?;
+        }
         if as_root() {
             self.run("chown", {
                 let mut c = Command::new("chown");
@@ -110,8 +171,8 @@ impl Cluster {
         initdb.arg("-D").arg(&self.data).args([
             "-U",
             "postgres",
-            "-A",
-            "trust",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
@@ -172,6 +233,7 @@ impl Cluster {
                 e => e,
             })?;
         }
+        self.secure()?;
         let exists = self.psql(
             "postgres",
             &format!("SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"),
@@ -211,6 +273,31 @@ impl Cluster {
         self.run("psql", c)
     }
 
+    fn psql_stdin(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
+        use std::io::Write;
+        let mut c = Command::new("psql");
+        c.args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn()?;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(sql.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(ClusterError::Command {
+                what: "psql".into(),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
     pub fn status(&self) -> String {
         format!(
             "data directory: {}\ninitialized: {}\nrunning: {}\nport: {} (127.0.0.1)\nsocket: {}\ntimescaledb installed: {}\nurl: {}",
@@ -220,7 +307,11 @@ impl Cluster {
             self.port,
             self.socket.display(),
             timescaledb_installed(),
-            self.url()
+            format_args!(
+                "postgres://postgres:***@127.0.0.1:{}/{DB_NAME} (password in {}; `wearhouse db url` prints it)",
+                self.port,
+                self.password_file.display()
+            )
         )
     }
 }

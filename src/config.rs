@@ -94,6 +94,17 @@ pub struct ServeConfig {
     /// Serve `GET /metrics` (Prometheus text, unauthenticated like `/`); false answers 404.
     #[arg(long, env = "WEARHOUSE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    /// Let `GET /api/v1/oauth/{provider}/authorize` be called without a credential, as the
+    /// Open Wearables contract does. Risk: anyone who knows a user id can then link their own
+    /// provider account to that user and feed it data. Keep false unless a browser-side connect
+    /// page without an API key needs it.
+    #[arg(
+        long,
+        env = "WEARHOUSE_OAUTH_PUBLIC_AUTHORIZE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub oauth_public_authorize: bool,
     #[command(flatten)]
     pub providers: ProvidersConfig,
     #[command(flatten)]

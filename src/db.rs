@@ -1,9 +1,6 @@
 //! Connecting to Postgres and applying the versioned, forward-only migrations.
 
-use std::str::FromStr;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tracing::{info, warn};
 
 use crate::cluster::{Cluster, ClusterError};
@@ -11,8 +8,8 @@ use crate::config::DbConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("invalid DATABASE_URL: {0}")]
-    Url(tokio_postgres::Error),
+    #[error("{0}")]
+    Url(#[from] wearhouse_projections::pgtls::TlsError),
     #[error("database: {}", wearhouse_projections::pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
@@ -101,11 +98,12 @@ pub fn resolve_url(cfg: &DbConfig) -> Result<String, DbError> {
     }
 }
 
+/// A pool on `url`, over TLS as its `sslmode` asks (see `wearhouse_projections::pgtls`).
 pub fn pool(url: &str, size: usize) -> Result<(Pool, tokio_postgres::Config), DbError> {
-    let pg = tokio_postgres::Config::from_str(url).map_err(DbError::Url)?;
+    let pg = wearhouse_projections::pgtls::configure(url)?;
     let manager = Manager::from_config(
         pg.clone(),
-        NoTls,
+        wearhouse_projections::pgtls::connector(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -121,9 +121,16 @@ pub async fn project(db: &DbConfig, kafka: KafkaConfig, args: ProjectArgs) -> an
         }
         Source::Kafka => {
             kafka.brokers()?;
-            Worker::new(pool, pg, kafka, wearhouse_projections::all())
-                .run(shutdown)
-                .await?;
+            // The topic carries no secrets, so the read models built from them tail Postgres.
+            let (from_pg, from_kafka): (Vec<_>, Vec<_>) =
+                wearhouse_projections::all().into_iter().partition(|p| {
+                    wearhouse_kafka::redact::POSTGRES_ONLY_PROJECTIONS.contains(&p.name())
+                });
+            let runner = Runner::new(pool.clone(), from_pg);
+            let pg_task = tokio::spawn(runner.run(Some(pg.clone()), shutdown.clone()));
+            let result = Worker::new(pool, pg, kafka, from_kafka).run(shutdown).await;
+            pg_task.abort();
+            result?;
         }
     }
     Ok(())

@@ -37,15 +37,55 @@ pub struct KafkaConfig {
         global = true
     )]
     pub replication: i32,
-    /// `retention.ms` of topics the relay creates; -1 keeps everything (the topic can then
-    /// bootstrap a new read model without touching Postgres).
+    /// `retention.ms` of topics the relay creates. Default 7 days: the topic holds health
+    /// data, so it should not keep it forever; Postgres stays the system of record. -1 keeps
+    /// everything (the topic can then bootstrap a new read model without touching Postgres).
     #[arg(
         long = "kafka-retention-ms",
         env = "WEARHOUSE_KAFKA_RETENTION_MS",
-        default_value_t = -1,
+        default_value_t = DEFAULT_RETENTION_MS,
         global = true
     )]
     pub retention_ms: i64,
+    /// `security.protocol` of every broker connection: plaintext, ssl, sasl_plaintext or
+    /// sasl_ssl.
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "WEARHOUSE_KAFKA_SECURITY_PROTOCOL",
+        default_value = "plaintext",
+        global = true
+    )]
+    pub security_protocol: String,
+    /// PEM file of the CA that signed the brokers' certificates (ssl, sasl_ssl). Unset: the
+    /// system's trust store.
+    #[arg(
+        long = "kafka-ssl-ca-location",
+        env = "WEARHOUSE_KAFKA_SSL_CA_LOCATION",
+        global = true
+    )]
+    pub ssl_ca_location: Option<String>,
+    /// SASL mechanism (sasl_plaintext, sasl_ssl): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = "WEARHOUSE_KAFKA_SASL_MECHANISM",
+        global = true
+    )]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[arg(
+        long = "kafka-sasl-username",
+        env = "WEARHOUSE_KAFKA_SASL_USERNAME",
+        global = true
+    )]
+    pub sasl_username: Option<String>,
+    /// SASL password.
+    #[arg(
+        long = "kafka-sasl-password",
+        env = "WEARHOUSE_KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub sasl_password: Option<String>,
     /// Log entries the relay reads and publishes per batch (one checkpoint per batch).
     #[arg(
         long = "kafka-relay-batch",
@@ -101,6 +141,53 @@ pub struct KafkaConfig {
     pub producer_extra: String,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tls_and_sasl_settings_reach_every_client() {
+        let cfg = KafkaConfig {
+            brokers: Some("b:9093".into()),
+            security_protocol: "sasl_ssl".into(),
+            ssl_ca_location: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("relay".into()),
+            sasl_password: Some("pw".into()),
+            ..KafkaConfig::default()
+        };
+        for c in [
+            cfg.producer_config().unwrap(),
+            cfg.group_consumer_config().unwrap(),
+            cfg.reader_config().unwrap(),
+            cfg.admin_config().unwrap(),
+        ] {
+            assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(
+                c.get("ssl.ca.location"),
+                Some("/etc/ssl/certs/ca-certificates.crt")
+            );
+            assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(c.get("sasl.username"), Some("relay"));
+            assert_eq!(c.get("sasl.password"), Some("pw"));
+        }
+        let plain = KafkaConfig {
+            brokers: Some("b:9092".into()),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(plain.admin_config().unwrap().get("sasl.username"), None);
+        // librdkafka is built with TLS and SCRAM: clients with these settings can be created
+        // (without OpenSSL it refuses `sasl_ssl` and SCRAM outright).
+        use rdkafka::producer::FutureProducer;
+        let created: Result<FutureProducer, _> = cfg.producer_config().unwrap().create();
+        assert!(created.is_ok(), "{:?}", created.err());
+        assert!(
+            plain.retention_ms > 0,
+            "retention must be finite by default"
+        );
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
@@ -108,7 +195,12 @@ impl Default for KafkaConfig {
             topic_prefix: "wearhouse".into(),
             partitions: 6,
             replication: 1,
-            retention_ms: -1,
+            retention_ms: DEFAULT_RETENTION_MS,
+            security_protocol: "plaintext".into(),
+            ssl_ca_location: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
             relay_batch: 1000,
             group: "wearhouse-projections".into(),
             session_timeout_ms: 6000,
@@ -148,9 +240,22 @@ impl KafkaConfig {
         self.brokers.as_deref().ok_or(NoBrokers)
     }
 
+    /// Every client's settings: brokers, and TLS/SASL for the broker connection.
     fn base(&self) -> Result<ClientConfig, NoBrokers> {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", self.brokers()?);
+        c.set("bootstrap.servers", self.brokers()?)
+            .set("security.protocol", &self.security_protocol);
+        let optional = [
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("sasl.mechanism", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                c.set(key, v);
+            }
+        }
         Ok(c)
     }
 
@@ -217,6 +322,9 @@ impl KafkaConfig {
 /// payload chunk is up to 8 MiB, plus headers and batch framing. Apache Kafka's default
 /// (1 MiB) would refuse chunks.
 pub const MAX_MESSAGE_BYTES: usize = 9 << 20;
+
+/// Default `retention.ms` of the topics the relay creates: 7 days.
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// How long the relay waits for a broker before it retries a batch.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(500);

@@ -8,6 +8,7 @@
 pub mod blobs;
 pub mod config;
 pub mod envelope;
+pub mod redact;
 pub mod relay;
 pub mod replay;
 mod wake;

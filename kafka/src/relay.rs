@@ -61,6 +61,9 @@ pub struct OutMessage {
 /// bytes (raw payloads, sample batches) also get messages on the raw and samples topics,
 /// built in `Relay::step` because their bytes are read from Postgres while publishing.
 pub fn messages_for(topics: &Topics, entry: &LogEntry) -> Vec<OutMessage> {
+    // Secrets and hashes never reach the topic.
+    let redacted = crate::redact::redacted(entry);
+    let entry = redacted.as_ref().unwrap_or(entry);
     vec![OutMessage {
         topic: topics.events.clone(),
         key: entry_key(entry.user_id, &entry.aggregate_id),

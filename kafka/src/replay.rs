@@ -124,7 +124,9 @@ pub async fn from_postgres(
                 return Ok(written);
             }
             if filter.matches(&Envelope::from(e)) {
-                out.write_all(&envelope::encode(e))?;
+                // The same view of the log as the topic: no secrets.
+                let redacted = crate::redact::redacted(e);
+                out.write_all(&envelope::encode(redacted.as_ref().unwrap_or(e)))?;
                 out.write_all(b"\n")?;
                 written += 1;
             }

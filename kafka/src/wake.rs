@@ -9,7 +9,10 @@ use tracing::warn;
 /// connection only adds latency.
 pub async fn forward_notifications(config: tokio_postgres::Config, wake: impl Fn()) {
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config
+            .connect(wearhouse_projections::pgtls::connector())
+            .await
+        {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let pump = tokio::spawn(async move {

@@ -106,7 +106,7 @@ impl SeekContext {
                 .map_err(|e| e.to_string())?;
             rt.block_on(async move {
                 let (client, connection) = pg
-                    .connect(tokio_postgres::NoTls)
+                    .connect(wearhouse_projections::pgtls::connector())
                     .await
                     .map_err(|e| e.to_string())?;
                 tokio::spawn(connection);

@@ -12,6 +12,7 @@ pub mod imports;
 pub mod log;
 pub mod menstrual_cycles;
 pub mod personal;
+pub mod pgtls;
 pub mod priorities;
 pub mod priority_scope;
 pub mod provider_scores;

@@ -357,7 +357,7 @@ impl Runner {
 
     async fn listen(self: Arc<Self>, config: tokio_postgres::Config) {
         loop {
-            match config.connect(tokio_postgres::NoTls).await {
+            match config.connect(crate::pgtls::connector()).await {
                 Ok((client, mut connection)) => {
                     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                     let pump = tokio::spawn(async move {

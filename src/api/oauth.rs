@@ -1,6 +1,7 @@
 //! `/api/v1/oauth`: sending a user to a provider's consent page and taking them back. Unlike
-//! upstream, starting an authorization needs a credential: otherwise anyone could link any
-//! user's id to their own provider account.
+//! upstream, starting an authorization needs a credential by default: otherwise anyone could
+//! link any user's id to their own provider account. `WEARHOUSE_OAUTH_PUBLIC_AUTHORIZE=true`
+//! restores the contract's public behaviour.
 
 use chrono::{Duration, Utc};
 use poem::web::Data;
@@ -22,6 +23,7 @@ use wearhouse_domain::provider_setting::{
 
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::{AnyCredential, DeveloperAuth};
+use crate::crypto::connection_context;
 use crate::providers::engine::SyncRequest;
 use crate::providers::oauth;
 
@@ -90,6 +92,49 @@ fn error_redirect(state: &AppState, message: &str) -> Redirect {
     Redirect::SeeOther(url.to_string())
 }
 
+/// The integrator's `redirect_uri` with the outcome appended (`success`, `provider`, `user_id`,
+/// and on failure `error` and `message`), replacing any of those keys it already carried.
+fn app_redirect(target: &str, outcome: &[(&str, &str)]) -> Option<Redirect> {
+    let mut url = reqwest::Url::parse(target).ok()?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| !outcome.iter().any(|(o, _)| o == k))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .extend_pairs(outcome);
+    Some(Redirect::SeeOther(url.to_string()))
+}
+
+/// A failure once the state is known: to the integrator's `redirect_uri` when it gave one (so
+/// the app learns the outcome), else to our error page.
+fn failure_redirect(
+    state: &AppState,
+    stored_redirect: Option<&str>,
+    provider: &str,
+    user_id: Uuid,
+    error: &str,
+    message: &str,
+) -> Redirect {
+    let user = user_id.to_string();
+    stored_redirect
+        .and_then(|r| {
+            app_redirect(
+                r,
+                &[
+                    ("success", "false"),
+                    ("provider", provider),
+                    ("user_id", &user),
+                    ("error", error),
+                    ("message", message),
+                ],
+            )
+        })
+        .unwrap_or_else(|| error_redirect(state, message))
+}
+
 fn actor() -> crate::store::Actor {
     crate::store::Actor {
         kind: "oauth",
@@ -109,12 +154,27 @@ impl OAuthApi {
     async fn authorize(
         &self,
         state: Data<&AppState>,
-        auth: AnyCredential,
+        auth: poem::Result<AnyCredential>,
         req: &Request,
         provider: Path<String>,
         user_id: Query<Uuid>,
         redirect_uri: Query<Option<String>>,
     ) -> Result<Json<AuthorizationUrl>, ApiError> {
+        let presented = req.headers().contains_key(crate::auth::API_KEY_HEADER)
+            || req
+                .headers()
+                .contains_key(poem::http::header::AUTHORIZATION);
+        let actor = match auth {
+            Ok(a) => a.0.actor(request_id(req)),
+            // Public mode admits callers without a credential; one that is presented must
+            // still be valid.
+            Err(_) if state.config.oauth_public_authorize && !presented => crate::store::Actor {
+                kind: "anonymous",
+                id: "oauth-authorize".into(),
+                request_id: request_id(req),
+            },
+            Err(e) => return Err(ApiError::unauthorized(e.to_string())),
+        };
         let (p, endpoints) = state.providers.registry.get(&provider.0).ok_or_else(|| {
             ApiError::bad_request(format!("Provider {} does not support OAuth", provider.0))
         })?;
@@ -144,21 +204,28 @@ impl OAuthApi {
             &callback_url(&state, p.name()),
             &st,
             verifier.as_deref(),
-        );
+        )
+        .map_err(super::error::internal_api)?;
+        let stream = connection_id(user_id.0, p.name());
         let command = ConnectionCommand::StartAuthorization {
             user_id: user_id.0,
             provider: p.name().into(),
             state_hash: oauth::state_hash(&st),
-            sealed_pkce_verifier: verifier.map(|v| state.providers.sealer.seal(&v)),
+            sealed_pkce_verifier: verifier.map(|v| {
+                state
+                    .providers
+                    .sealer
+                    .seal(&v, &connection_context(&stream, "pkce_verifier"))
+            }),
             redirect_uri: redirect_uri.0,
             at: Utc::now(),
         };
         state
             .commands
             .execute::<Connection>(
-                &connection_id(user_id.0, p.name()),
+                &stream,
                 command,
-                &auth.0.actor(request_id(req)),
+                &actor,
                 Some(user_id.0),
                 Some("connections"),
             )
@@ -215,32 +282,40 @@ impl OAuthApi {
         if Utc::now() - started > Duration::minutes(STATE_TTL_MINUTES) {
             return Ok(error_redirect(&state, "Invalid or expired state"));
         }
+        let fail = |error: &str, message: &str| {
+            failure_redirect(
+                &state,
+                stored_redirect.as_deref(),
+                p.name(),
+                user_id,
+                error,
+                message,
+            )
+        };
         if let Some(e) = error.0 {
             let message = error_description.0.unwrap_or_else(|| e.clone());
             let deny = ConnectionCommand::Deny {
                 state_hash: hash,
-                error: e,
+                error: e.clone(),
                 at: Utc::now(),
             };
             let _ = state
                 .commands
                 .execute::<Connection>(&stream, deny, &actor(), Some(user_id), Some("connections"))
                 .await;
-            return Ok(error_redirect(
-                &state,
-                &format!("Authorization denied: {message}"),
-            ));
+            return Ok(fail(&e, &format!("Authorization denied: {message}")));
         }
         let Some(code) = code.0 else {
-            return Ok(error_redirect(&state, "Missing authorization code"));
+            return Ok(fail("invalid_request", "Missing authorization code"));
         };
         let verifier = match sealed_verifier {
             Some(s) => Some(
                 state
                     .providers
                     .sealer
-                    .open(&s)
-                    .map_err(super::error::internal_api)?,
+                    .open(&s, &connection_context(&stream, "pkce_verifier"))
+                    .map_err(super::error::internal_api)?
+                    .plain,
             ),
             None => None,
         };
@@ -257,8 +332,8 @@ impl OAuthApi {
             Ok(t) => t,
             Err(e) => {
                 warn!(provider = p.name(), error = %e, "code exchange failed");
-                return Ok(error_redirect(
-                    &state,
+                return Ok(fail(
+                    "server_error",
                     "Could not exchange the authorization code",
                 ));
             }
@@ -267,7 +342,7 @@ impl OAuthApi {
         if let Some(path) = p.oauth().user_info_path {
             let info = http
                 .get(format!("{}{path}", endpoints.api_url))
-                .bearer_auth(&tokens.access_token)
+                .bearer_auth(tokens.access_token.secret())
                 .send()
                 .await
                 .ok()
@@ -285,7 +360,7 @@ impl OAuthApi {
                 .scope
                 .clone()
                 .or_else(|| Some(p.oauth().scopes.to_string())),
-            tokens: state.providers.seal_tokens(&tokens),
+            tokens: state.providers.seal_tokens(user_id, p.name(), &tokens),
             at: Utc::now(),
         };
         if let Err(e) = state
@@ -299,7 +374,7 @@ impl OAuthApi {
             )
             .await
         {
-            return Ok(error_redirect(&state, &e.to_string()));
+            return Ok(fail("server_error", &e.to_string()));
         }
         let caps = p.capabilities();
         // Pull providers get a historical pull; callback providers (Garmin) a backfill request.
@@ -321,21 +396,29 @@ impl OAuthApi {
                 let _ = engine.sync(req).await;
             });
         }
-        let target = match stored_redirect {
-            Some(r) => r,
-            None => {
-                let mut url = reqwest::Url::parse(&format!(
-                    "{}/api/v1/oauth/success",
-                    state.config.public_url()
-                ))
-                .expect("public URL is absolute");
-                url.query_pairs_mut()
-                    .append_pair("provider", p.name())
-                    .append_pair("user_id", &user_id.to_string());
-                url.to_string()
-            }
-        };
-        Ok(Redirect::SeeOther(target))
+        let user = user_id.to_string();
+        let to_app = stored_redirect.as_deref().and_then(|r| {
+            app_redirect(
+                r,
+                &[
+                    ("success", "true"),
+                    ("provider", p.name()),
+                    ("user_id", &user),
+                ],
+            )
+        });
+        if let Some(to) = to_app {
+            return Ok(to);
+        }
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/api/v1/oauth/success",
+            state.config.public_url()
+        ))
+        .expect("public URL is absolute");
+        url.query_pairs_mut()
+            .append_pair("provider", p.name())
+            .append_pair("user_id", &user);
+        Ok(Redirect::SeeOther(url.to_string()))
     }
 
     /// Landing page after a successful connection

@@ -20,7 +20,7 @@ pub const MSG_BAD_API_KEY: &str = "Invalid or missing API key";
 pub const MSG_BAD_JWT: &str = "Could not validate credentials";
 pub const MSG_SDK_TOKEN: &str = "SDK tokens cannot access this endpoint";
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     hex::encode(buf)
@@ -122,11 +122,21 @@ impl Jwt {
 }
 
 /// The JWT key: configured, or generated once and kept in `WEARHOUSE_HOME/jwt.key` (0600).
+/// Shortest accepted `WEARHOUSE_SECRET_KEY`: 256 bits, the HS256 output size.
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
 pub fn load_or_create_secret(
     configured: Option<&str>,
     home: &std::path::Path,
 ) -> std::io::Result<Vec<u8>> {
     if let Some(s) = configured {
+        // HS256 with a short key can be brute-forced offline from any issued token.
+        if s.len() < MIN_SECRET_KEY_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("WEARHOUSE_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes"),
+            ));
+        }
         return Ok(s.as_bytes().to_vec());
     }
     let path = home.join("jwt.key");
@@ -152,6 +162,19 @@ pub fn load_or_create_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_secret_key_needs_32_bytes() {
+        let home = std::env::temp_dir().join(format!("wh-jwt-{}", uuid::Uuid::new_v4()));
+        let err = load_or_create_secret(Some("too-short"), &home).unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        let ok = "k".repeat(32);
+        assert_eq!(
+            load_or_create_secret(Some(&ok), &home).unwrap(),
+            ok.as_bytes()
+        );
+        assert!(!home.exists(), "a configured key writes no file");
+    }
 
     #[test]
     fn api_keys_have_the_contract_shape() {

@@ -162,10 +162,19 @@ impl Engine {
         })
     }
 
-    pub fn seal_tokens(&self, t: &TokenSet) -> SealedTokens {
+    /// Seals `t` for `user`'s connection to `provider`: each token is bound to that
+    /// connection and field, so it opens nowhere else.
+    pub fn seal_tokens(&self, user: Uuid, provider: &str, t: &TokenSet) -> SealedTokens {
+        let stream = connection_id(user, provider);
+        let ctx = |field| crate::crypto::connection_context(&stream, field);
         SealedTokens {
-            access_token: self.sealer.seal(&t.access_token),
-            refresh_token: t.refresh_token.as_deref().map(|r| self.sealer.seal(r)),
+            access_token: self
+                .sealer
+                .seal(t.access_token.secret(), &ctx("access_token")),
+            refresh_token: t
+                .refresh_token
+                .as_ref()
+                .map(|r| self.sealer.seal(r.secret(), &ctx("refresh_token"))),
             expires_at: t.expires_at,
         }
     }
@@ -870,13 +879,24 @@ impl Engine {
             .await
             .map_err(store_err)?
             .ok_or_else(|| SyncError::NoConnection(req.provider.clone()))?;
-        let open = |s: Option<String>| -> Result<Option<String>, SyncError> {
-            s.map(|s| self.sealer.open(&s).map_err(store_err))
-                .transpose()
+        let stream = connection_id(req.user_id, &req.provider);
+        // Tokens sealed before they were bound to their connection (`legacy`) still open; the
+        // next refresh seals their successors bound.
+        let open = |s: Option<String>, field: &str| -> Result<Option<String>, SyncError> {
+            let ctx = crate::crypto::connection_context(&stream, field);
+            s.map(|s| {
+                self.sealer
+                    .open(&s, &ctx)
+                    .map(|o| o.plain)
+                    .map_err(store_err)
+            })
+            .transpose()
         };
+        let access = open(row.get(0), "access_token")?.unwrap_or_default();
+        let refresh = open(row.get(1), "refresh_token")?;
         let mut live = Live {
-            access: open(row.get(0))?.unwrap_or_default(),
-            refresh: open(row.get(1))?,
+            access,
+            refresh,
             refreshed: false,
             authorized_at: row.get(3),
         };
@@ -897,9 +917,20 @@ impl Engine {
             self.revoke(req, "refresh_failed").await;
             return Err(SyncError::RefreshFailed);
         };
-        match oauth::refresh(&self.http, endpoints, &rt).await {
+        // Transient failures (unreachable, 5xx, 429) are retried a few times in place.
+        let mut attempt = 0u32;
+        let result = loop {
+            attempt += 1;
+            match oauth::refresh(&self.http, endpoints, &rt).await {
+                Err(OAuthError::Status(_) | OAuthError::Http(_)) if attempt < ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(t) => {
-                let sealed = self.seal_tokens(&t);
+                let sealed = self.seal_tokens(req.user_id, &req.provider, &t);
                 let cmd = ConnectionCommand::RefreshTokens {
                     tokens: sealed,
                     at: Utc::now(),
@@ -907,17 +938,22 @@ impl Engine {
                 self.connection_cmd(req.user_id, &req.provider, cmd, "sync")
                     .await
                     .map_err(store_err)?;
-                live.access = t.access_token;
-                if t.refresh_token.is_some() {
-                    live.refresh = t.refresh_token;
+                live.access = t.access_token.secret().clone();
+                if let Some(r) = t.refresh_token {
+                    live.refresh = Some(r.secret().clone());
                 }
                 Ok(())
             }
-            Err(OAuthError::Refused(_)) => {
+            Err(e) if e.revokes() => {
                 self.revoke(req, "refresh_failed").await;
                 Err(SyncError::RefreshFailed)
             }
-            Err(e) => Err(e.into()),
+            // Anything else (a mistyped client secret, a provider outage) leaves the connection
+            // as it is: the run fails with the reason and the next run tries again.
+            Err(e) => {
+                warn!(user = %req.user_id, provider = %req.provider, error = %e, "token refresh failed; connection kept");
+                Err(e.into())
+            }
         }
     }
 

@@ -41,7 +41,9 @@ pub struct Fault {
     #[serde(default)]
     pub path: String,
     /// `status` (with `status` and optional `retry_after`), `timeout`, `malformed`, `deny`
-    /// (consent refused), `refuse_refresh`, `expire_tokens` (every token now expired).
+    /// (consent refused), `refuse_refresh`, `expire_tokens` (every token now expired),
+    /// `invalid_client` (the token endpoint rejects our client credentials with 401),
+    /// `token_status` (the token endpoint answers `status`, e.g. 503).
     pub kind: String,
     #[serde(default)]
     pub status: u16,
@@ -209,7 +211,14 @@ fn token(
     Form(f): Form<HashMap<String, String>>,
     shared: Data<&Shared>,
 ) -> Response {
-    if f.get("client_secret") != Some(&shared.secret) {
+    if let Some(f) = shared.take_fault(&provider, "/oauth/token", &["token_status"]) {
+        let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (status, "unavailable").into_response();
+    }
+    let rejected = shared
+        .take_fault(&provider, "/oauth/token", &["invalid_client"])
+        .is_some();
+    if rejected || f.get("client_secret") != Some(&shared.secret) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_client"})),
