@@ -32,6 +32,8 @@ trap cleanup EXIT
 WEARHOUSE_LOG=warn "$BIN" db start >/dev/null
 export WEARHOUSE_TEST_PG=postgres://postgres@127.0.0.1:$WEARHOUSE_PG_PORT/postgres
 export WEARHOUSE_TEST_KAFKA=$(scripts/kafka.sh start)
+# The Python environment the README recipes use (tests/recipes.rs runs them).
+scripts/python-env.sh >/dev/null
 unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
 
 echo "[test] running the test suite"
