@@ -511,3 +511,32 @@ async fn kafka_readme_recipes() {
     drop(client);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The READMEs send readers to nothing outside the repository.
+#[test]
+fn readmes_point_only_inside_the_repository() {
+    for file in ["README.md", "kafka/README.md"] {
+        let text = readme(file);
+        for outside in ["../", "shared/", "feasibility.md", "DESIGN.md"] {
+            assert!(!text.contains(outside), "{file} refers to {outside}");
+        }
+    }
+}
+
+/// kafka/README.md names the schema metadata keys the samples topic and Arrow files carry.
+#[test]
+fn kafka_readme_names_the_samples_metadata_keys() {
+    use wearhouse_projections::arrow_batch::{META_SERIES_CODE, META_SERIES_ID, META_UNIT};
+    let text = readme("kafka/README.md");
+    for key in [
+        META_SERIES_ID,
+        META_SERIES_CODE,
+        META_UNIT,
+        "data_source_id",
+    ] {
+        assert!(
+            text.contains(&format!("`{key}`")),
+            "kafka/README.md does not name {key}"
+        );
+    }
+}
