@@ -352,12 +352,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(cfg) => {
             let platform = serve::start(&db, cfg, &cli.kafka).await?;
             serve::bootstrap_admin(&platform.state).await?;
-            platform.serve().await
+            let bind = platform.state.config.bind.clone();
+            platform
+                .serve()
+                .await
+                .map_err(|e| e.context(format!("cannot serve HTTP on {bind}")))
         }
         Command::Demo(cfg) => {
             let platform = serve::start(&db, cfg, &cli.kafka).await?;
             demo(&platform).await?;
-            platform.serve().await
+            let bind = platform.state.config.bind.clone();
+            platform
+                .serve()
+                .await
+                .map_err(|e| e.context(format!("cannot serve HTTP on {bind}")))
         }
         Command::Migrate => {
             let url = db::resolve_url(&db)?;

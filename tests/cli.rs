@@ -278,3 +278,33 @@ fn simulator_help_names_garmin_and_only_its_options() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A server whose address is taken says so in one line naming the address.
+#[tokio::test]
+async fn taken_address_is_one_clear_line() {
+    let db = TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let home = temp_dir("bind");
+    let out = run(
+        &["serve"],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("WEARHOUSE_HOME", home.to_str().unwrap()),
+            ("WEARHOUSE_BIND", addr.as_str()),
+            ("WEARHOUSE_LOG", "warn"),
+            ("WEARHOUSE_ADMIN_EMAIL", "a@b.c"),
+            ("WEARHOUSE_ADMIN_PASSWORD", "pw-pw-pw-pw"),
+            ("RUST_BACKTRACE", "1"),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&home);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(
+        err.trim_end().lines().last().unwrap(),
+        format!("error: cannot serve HTTP on {addr}: Address already in use (os error 98)"),
+        "{err}"
+    );
+    assert!(!err.contains("backtrace"), "{err}");
+}
