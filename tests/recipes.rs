@@ -240,8 +240,8 @@ impl Drop for Process {
 /// pushes and deliver sleep nights.
 #[tokio::test]
 async fn simulator_demo_from_the_readme() {
+    // A fresh folder, as a new clone: no .wearhouse yet.
     let dir = temp_dir("demo");
-    std::fs::create_dir_all(dir.join(".wearhouse")).unwrap();
     let db = TestDb::new().await;
     let (web, sim) = (free_port(), free_port());
     let web_addr = format!("127.0.0.1:{web}");
