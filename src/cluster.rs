@@ -6,6 +6,11 @@
 //! and kept in WEARHOUSE_HOME/pg.password (mode 0600); only the unix socket, in a directory
 //! only the cluster's owner can enter, is trusted. Clusters created with `trust` on TCP by
 //! earlier versions are switched over on their next start.
+//!
+//! As root, PostgreSQL runs as the `postgres` user, which cannot enter a home folder of mode
+//! 0700 (`/root`). When WEARHOUSE_HOME is out of its reach, the cluster's files go to
+//! `/var/lib/postgresql/wearhouse/<hash of WEARHOUSE_HOME>` instead (logged at setup, shown by
+//! `wearhouse db status`); generated keys stay in WEARHOUSE_HOME.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,10 +26,42 @@ const DB_NAME: &str = "wearhouse";
 pub enum ClusterError {
     #[error("PostgreSQL 15 server binaries not found in {PG_BIN}: run scripts/install-deps.sh")]
     NoPostgres,
+    /// `detail` is the one line of the tool's output that says what went wrong; the whole
+    /// output is logged at debug level.
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let path = path.to_path_buf();
+    move |source| ClusterError::Io { what, path, source }
+}
+
+/// The line of a tool's output worth showing: its first error line (initdb, pg_ctl and psql
+/// print hints and progress around it), else its last line.
+fn error_line(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .iter()
+        .find(|l| l.contains("error:") || l.starts_with("FATAL") || l.starts_with("ERROR"))
+        .or(lines.last())
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "no output".into())
 }
 
 pub struct Cluster {
@@ -34,6 +71,8 @@ pub struct Cluster {
     pub port: u16,
     /// The `postgres` role's password (hex), mode 0600.
     pub password_file: PathBuf,
+    /// WEARHOUSE_HOME, absolute.
+    pub home: PathBuf,
 }
 
 /// Who may connect how: the socket (its directory is private) trusts, TCP needs the password.
@@ -54,16 +93,51 @@ pub fn timescaledb_installed() -> bool {
     Path::new("/usr/lib/postgresql/15/lib/timescaledb.so").exists()
 }
 
+/// Where the `postgres` user keeps clusters it could not reach in WEARHOUSE_HOME.
+const FALLBACK_ROOT: &str = "/var/lib/postgresql/wearhouse";
+
+/// Whether the `postgres` user can enter `dir` (or, when it does not exist yet, its nearest
+/// existing ancestor: folders created for it get the usual 0755).
+fn postgres_can_enter(dir: &Path) -> bool {
+    let Some(existing) = dir.ancestors().find(|d| d.exists()) else {
+        return false;
+    };
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(existing)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The folder holding `pgdata` and `pgsock`: WEARHOUSE_HOME, unless PostgreSQL runs as
+/// `postgres` (we are root) and that user cannot reach it, and no cluster exists there yet.
+fn cluster_base(home: &Path) -> PathBuf {
+    if !as_root() || home.join("pgdata/PG_VERSION").exists() || postgres_can_enter(home) {
+        return home.to_path_buf();
+    }
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(home.as_os_str().as_encoded_bytes()));
+    Path::new(FALLBACK_ROOT).join(&hash[..16])
+}
+
 impl Cluster {
     pub fn new(cfg: &DbConfig) -> Self {
         let home = std::path::absolute(&cfg.home).unwrap_or_else(|_| cfg.home.clone());
+        let base = cluster_base(&home);
         Cluster {
-            data: home.join("pgdata"),
-            socket: home.join("pgsock"),
-            log: home.join("pgsock").join("postgres.log"),
+            data: base.join("pgdata"),
+            socket: base.join("pgsock"),
+            log: base.join("pgsock").join("postgres.log"),
             port: cfg.pg_port,
             password_file: home.join("pg.password"),
+            home,
         }
+    }
+
+    /// True when the cluster lives outside WEARHOUSE_HOME (see the module comment).
+    pub fn relocated(&self) -> bool {
+        !self.data.starts_with(&self.home)
     }
 
     /// The URL of the `wearhouse` database, with the password once there is one.
@@ -124,17 +198,20 @@ impl Cluster {
     }
 
     fn run(&self, what: &str, mut cmd: Command) -> Result<String, ClusterError> {
-        let out = cmd.output()?;
+        let out = cmd.output().map_err(|source| ClusterError::Spawn {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
         if !out.status.success() {
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tracing::debug!(what, output = %all.trim(), "command failed");
             return Err(ClusterError::Command {
                 what: what.into(),
-                detail: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .trim()
-                .to_string(),
+                detail: error_line(&all),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
@@ -149,12 +226,13 @@ impl Cluster {
         if !Path::new(PG_BIN).join("initdb").exists() {
             return Err(ClusterError::NoPostgres);
         }
-        std::fs::create_dir_all(&self.socket)?;
-        std::fs::create_dir_all(&self.data)?;
+        std::fs::create_dir_all(&self.socket).map_err(io("create", &self.socket))?;
+        std::fs::create_dir_all(&self.data).map_err(io("create", &self.data))?;
         // The socket is trusted, so only the cluster's owner may reach it.
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o700))?;
+            std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("chmod", &self.socket))?;
         }
         if as_root() {
             self.run("chown", {
@@ -165,6 +243,14 @@ impl Cluster {
         }
         if self.is_initialized() {
             return Ok(());
+        }
+        if self.relocated() {
+            info!(
+                data = %self.data.display(),
+                home = %self.home.display(),
+                "the postgres user cannot enter WEARHOUSE_HOME: the private cluster keeps its data in {} instead",
+                self.data.display()
+            );
         }
         info!(data = %self.data.display(), "creating the private PostgreSQL cluster");
         let mut initdb = self.pg("initdb");
@@ -194,10 +280,12 @@ impl Cluster {
             self.socket.display()
         );
         use std::io::Write;
+        let conf_path = self.data.join("postgresql.conf");
         std::fs::OpenOptions::new()
             .append(true)
-            .open(self.data.join("postgresql.conf"))?
-            .write_all(conf.as_bytes())?;
+            .open(&conf_path)
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .map_err(io("write", &conf_path))?;
         Ok(())
     }
 
@@ -228,7 +316,7 @@ impl Cluster {
             self.run("pg_ctl start", ctl).map_err(|e| match e {
                 ClusterError::Command { what, detail } => ClusterError::Command {
                     what,
-                    detail: format!("{detail}\n(see {})", self.log.display()),
+                    detail: format!("{detail} (see {})", self.log.display()),
                 },
                 e => e,
             })?;
@@ -300,8 +388,14 @@ impl Cluster {
 
     pub fn status(&self) -> String {
         format!(
-            "data directory: {}\ninitialized: {}\nrunning: {}\nport: {} (127.0.0.1)\nsocket: {}\ntimescaledb installed: {}\nurl: {}",
+            "home: {}\ndata directory: {}{}\ninitialized: {}\nrunning: {}\nport: {} (127.0.0.1)\nsocket: {}\ntimescaledb installed: {}\nurl: {}",
+            self.home.display(),
             self.data.display(),
+            if self.relocated() {
+                " (outside home: the postgres user cannot enter it)"
+            } else {
+                ""
+            },
             self.is_initialized(),
             self.is_running(),
             self.port,

@@ -188,8 +188,10 @@ pub struct LogConfig {
 pub fn init_logging(cfg: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: logs sent to a file or a pipe carry no escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
@@ -253,8 +255,10 @@ pub struct ProvidersConfig {
     #[arg(long, env = "WEARHOUSE_PROVIDER_RATE_BUDGETS")]
     pub provider_rate_budgets: Option<String>,
 
+    /// This installation's OAuth client id at Oura; empty: Oura cannot be connected.
     #[arg(long, env = "WEARHOUSE_OURA_CLIENT_ID", default_value = "")]
     pub oura_client_id: String,
+    /// This installation's OAuth client secret at Oura. Also verifies Oura webhook signatures.
     #[arg(
         long,
         env = "WEARHOUSE_OURA_CLIENT_SECRET",
@@ -262,18 +266,21 @@ pub struct ProvidersConfig {
         hide_env_values = true
     )]
     pub oura_client_secret: String,
+    /// Oura's OAuth consent page (point it at `wearhouse simulate providers` for demos).
     #[arg(
         long,
         env = "WEARHOUSE_OURA_AUTHORIZE_URL",
         default_value = "https://cloud.ouraring.com/oauth/authorize"
     )]
     pub oura_authorize_url: String,
+    /// Oura's OAuth token endpoint.
     #[arg(
         long,
         env = "WEARHOUSE_OURA_TOKEN_URL",
         default_value = "https://api.ouraring.com/oauth/token"
     )]
     pub oura_token_url: String,
+    /// Base URL of Oura's data API.
     #[arg(
         long,
         env = "WEARHOUSE_OURA_API_URL",
@@ -281,8 +288,10 @@ pub struct ProvidersConfig {
     )]
     pub oura_api_url: String,
 
+    /// This installation's OAuth client id at Whoop; empty: Whoop cannot be connected.
     #[arg(long, env = "WEARHOUSE_WHOOP_CLIENT_ID", default_value = "")]
     pub whoop_client_id: String,
+    /// This installation's OAuth client secret at Whoop. Also verifies Whoop webhook signatures.
     #[arg(
         long,
         env = "WEARHOUSE_WHOOP_CLIENT_SECRET",
@@ -290,18 +299,21 @@ pub struct ProvidersConfig {
         hide_env_values = true
     )]
     pub whoop_client_secret: String,
+    /// Whoop's OAuth consent page (point it at `wearhouse simulate providers` for demos).
     #[arg(
         long,
         env = "WEARHOUSE_WHOOP_AUTHORIZE_URL",
         default_value = "https://api.prod.whoop.com/oauth/oauth2/auth"
     )]
     pub whoop_authorize_url: String,
+    /// Whoop's OAuth token endpoint.
     #[arg(
         long,
         env = "WEARHOUSE_WHOOP_TOKEN_URL",
         default_value = "https://api.prod.whoop.com/oauth/oauth2/token"
     )]
     pub whoop_token_url: String,
+    /// Base URL of Whoop's data API.
     #[arg(
         long,
         env = "WEARHOUSE_WHOOP_API_URL",
@@ -309,8 +321,10 @@ pub struct ProvidersConfig {
     )]
     pub whoop_api_url: String,
 
+    /// This installation's OAuth client id at Garmin (Garmin pushes must carry it); empty: Garmin cannot be connected.
     #[arg(long, env = "WEARHOUSE_GARMIN_CLIENT_ID", default_value = "")]
     pub garmin_client_id: String,
+    /// This installation's OAuth client secret at Garmin.
     #[arg(
         long,
         env = "WEARHOUSE_GARMIN_CLIENT_SECRET",
@@ -318,18 +332,21 @@ pub struct ProvidersConfig {
         hide_env_values = true
     )]
     pub garmin_client_secret: String,
+    /// Garmin's OAuth consent page (point it at `wearhouse simulate providers` for demos).
     #[arg(
         long,
         env = "WEARHOUSE_GARMIN_AUTHORIZE_URL",
         default_value = "https://connect.garmin.com/oauth2Confirm"
     )]
     pub garmin_authorize_url: String,
+    /// Garmin's OAuth token endpoint.
     #[arg(
         long,
         env = "WEARHOUSE_GARMIN_TOKEN_URL",
         default_value = "https://diauth.garmin.com/di-oauth2-service/oauth/token"
     )]
     pub garmin_token_url: String,
+    /// Base URL of Garmin's data API.
     #[arg(
         long,
         env = "WEARHOUSE_GARMIN_API_URL",

@@ -169,15 +169,23 @@ async fn migrate_locked(
             warn!(reason = %e, "TimescaleDB extension unavailable: using plain range partitioning");
         }
     }
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version integer PRIMARY KEY,
-                name text NOT NULL,
-                checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
+    // Checked first: `CREATE TABLE IF NOT EXISTS` on an existing table makes Postgres send a
+    // NOTICE, which would be logged by every command run on an existing database.
+    let has_table = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !has_table {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await?;
+    }
     let applied: Vec<(i32, String)> = client
         .query("SELECT version, checksum FROM schema_migrations", &[])
         .await?

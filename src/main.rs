@@ -102,8 +102,11 @@ enum ProvidersCommand {
 
 #[derive(Subcommand)]
 enum SimulateCommand {
-    /// Oura and Whoop on one port: OAuth, data API, signed webhooks, injectable failures
+    /// Oura, Whoop and Garmin on one port of 127.0.0.1: OAuth (PKCE for Garmin), data API with
+    /// paging, signed webhooks, Garmin backfill pushes, injectable failures. Prints the
+    /// settings that point a wearhouse server at it.
     Providers {
+        /// Port on 127.0.0.1
         #[arg(long, default_value_t = 8900)]
         port: u16,
         /// The client secret the simulated providers expect and sign webhooks with
@@ -112,6 +115,11 @@ enum SimulateCommand {
         /// Records per page of every collection
         #[arg(long, default_value_t = 25)]
         page_size: usize,
+        /// The wearhouse server Garmin pushes backfilled data to (at
+        /// <URL>/api/v1/providers/garmin/webhooks); `none` pushes nowhere until
+        /// `POST /_sim/config` sets `garmin_push_target`
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        wearhouse_url: String,
     },
 }
 
@@ -247,14 +255,95 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-fn main() -> anyhow::Result<()> {
+/// Global settings a command does not use, hidden from its `--help` (they stay accepted, since
+/// clap passes global flags down to every subcommand).
+const UNUSED_GLOBALS: &[(&[&str], &[&str])] = &[(
+    &["simulate", "providers"],
+    &[
+        "database_url",
+        "home",
+        "pg_port",
+        "timescaledb",
+        "pool_size",
+        "brokers",
+        "topic_prefix",
+        "partitions",
+        "replication",
+        "retention_ms",
+        "relay_batch",
+        "group",
+        "session_timeout_ms",
+        "max_poll_interval_ms",
+        "flush_markers",
+        "producer_extra",
+    ],
+)];
+
+fn hide_unused_globals(mut command: clap::Command) -> clap::Command {
+    // Globals are copied into subcommands when the command is built, so build first.
+    command.build();
+    for (path, ids) in UNUSED_GLOBALS {
+        let mut sub = Some(&mut command);
+        for name in path.iter() {
+            sub = sub.and_then(|c| c.find_subcommand_mut(name));
+        }
+        if let Some(sub) = sub {
+            // mut_args keeps the arguments in place (mut_arg re-appends, which breaks the
+            // lookup table of a built command).
+            let taken = std::mem::take(sub);
+            *sub = taken.mut_args(|a| {
+                if ids.contains(&a.get_id().as_str()) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            });
+        }
+    }
+    command
+}
+
+/// An error as one line: its causes joined, newlines folded (no backtrace, whatever
+/// RUST_BACKTRACE says: setup failures are for people, not debuggers).
+fn one_line(e: &anyhow::Error) -> String {
+    // Causes whose text the message already holds (many errors repeat their source) are left out.
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main() -> std::process::ExitCode {
     tune_allocator();
     let command = Cli::command();
     let help = environment_help(&command);
-    let cli = Cli::from_arg_matches(&command.after_help(help).get_matches())?;
+    let command = hide_unused_globals(command.after_help(help));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     config::init_logging(&cli.log);
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(cli))
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -263,12 +352,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(cfg) => {
             let platform = serve::start(&db, cfg, &cli.kafka).await?;
             serve::bootstrap_admin(&platform.state).await?;
-            platform.serve().await
+            let bind = platform.state.config.bind.clone();
+            platform
+                .serve()
+                .await
+                .map_err(|e| e.context(format!("cannot serve HTTP on {bind}")))
         }
         Command::Demo(cfg) => {
             let platform = serve::start(&db, cfg, &cli.kafka).await?;
             demo(&platform).await?;
-            platform.serve().await
+            let bind = platform.state.config.bind.clone();
+            platform
+                .serve()
+                .await
+                .map_err(|e| e.context(format!("cannot serve HTTP on {bind}")))
         }
         Command::Migrate => {
             let url = db::resolve_url(&db)?;
@@ -417,7 +514,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             port,
             client_secret,
             page_size,
-        }) => simulator::run(port, client_secret, page_size).await,
+            wearhouse_url,
+        }) => {
+            let push = (wearhouse_url != "none").then(|| {
+                format!(
+                    "{}/api/v1/providers/garmin/webhooks",
+                    wearhouse_url.trim_end_matches('/')
+                )
+            });
+            simulator::run(port, client_secret, page_size, push).await
+        }
         Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
             let counts = import_cli::generate(size, seed, &output)?;
             // What importing the file must find, for scripts and tests to check against.

@@ -2,8 +2,11 @@
 //! tests and for demos. It serves each provider's authorize and token endpoints and data API
 //! with deterministic, realistic payloads, sends signed webhooks, and fails on request.
 //!
+//! At start it prints the settings that point a server at it (client ids, secret, URLs) and
+//! where Garmin pushes go (`--wearhouse-url`, default the server's default address).
+//!
 //! Control endpoints (JSON): `POST /_sim/faults` adds a fault, `POST /_sim/config` sets the
-//! token and subscription lifetimes, `POST /_sim/webhook` signs and delivers a webhook (its
+//! token and subscription lifetimes and Garmin's push target, `POST /_sim/webhook` signs and delivers a webhook (its
 //! timestamp optionally shifted), `POST /_sim/garmin/activity` records a Garmin activity and
 //! pushes its `activityFiles` notice (the FIT file is then served at the callback URL),
 //! `GET /_sim/requests` lists the data requests served and `GET /_sim/request_log` the same
@@ -895,14 +898,18 @@ async fn send_webhook(Json(o): Json<WebhookOrder>, shared: Data<&Shared>) -> Res
     }
 }
 
-pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
+/// The client id Garmin sends with its pushes (`garmin-client-id`): the server's
+/// WEARHOUSE_GARMIN_CLIENT_ID must match it.
+pub const GARMIN_CLIENT_ID: &str = "garmin-client";
+
+pub fn app(secret: String, page_size: usize, garmin_push: Option<String>) -> impl poem::Endpoint {
     let shared = Shared {
         sim: Arc::default(),
         secret,
         page_size: page_size.max(1),
         expires_in: Arc::new(Mutex::new(3600)),
         subscription_ttl: Arc::new(Mutex::new(30 * 86_400)),
-        garmin: Arc::new(Mutex::new((None, "garmin-client".into()))),
+        garmin: Arc::new(Mutex::new((garmin_push, GARMIN_CLIENT_ID.into()))),
     };
     Route::new()
         .at("/:provider/oauth/authorize", get(authorize))
@@ -930,11 +937,63 @@ pub fn app(secret: String, page_size: usize) -> impl poem::Endpoint {
         .data(shared)
 }
 
-pub async fn run(port: u16, secret: String, page_size: usize) -> anyhow::Result<()> {
-    let listener = poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"));
+/// What a person needs to point a wearhouse server at the simulator: printed at start.
+pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>) -> String {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut out = format!(
+        "provider simulator listening on {base}\n\n\
+         Settings for the wearhouse server (any client id works for Oura and Whoop; Garmin's\n\
+         pushes carry `garmin-client-id: {GARMIN_CLIENT_ID}`, so the Garmin client id must be that):\n"
+    );
+    for p in ["oura", "whoop", "garmin"] {
+        let up = p.to_uppercase();
+        out.push_str(&format!(
+            "export WEARHOUSE_{up}_CLIENT_ID={p}-client\n\
+             export WEARHOUSE_{up}_CLIENT_SECRET={secret}\n\
+             export WEARHOUSE_{up}_AUTHORIZE_URL={base}/{p}/oauth/authorize\n\
+             export WEARHOUSE_{up}_TOKEN_URL={base}/{p}/oauth/token\n\
+             export WEARHOUSE_{up}_API_URL={base}/{p}/api\n"
+        ));
+    }
+    match garmin_push {
+        Some(target) => out.push_str(&format!(
+            "\nGarmin pushes (backfills, activity files) go to {target}\n\
+             (another server: --wearhouse-url URL, or POST {base}/_sim/config {{\"garmin_push_target\": URL}})\n"
+        )),
+        None => out.push_str(&format!(
+            "\nGarmin pushes go nowhere: a Garmin backfill stays in_progress until\n\
+             POST {base}/_sim/config {{\"garmin_push_target\": \"<server>/api/v1/providers/garmin/webhooks\"}}\n"
+        )),
+    }
+    out.push_str(&format!(
+        "\nControl: POST {base}/_sim/faults, /_sim/config, /_sim/webhook, /_sim/garmin/activity, \
+         /_sim/reset; GET {base}/_sim/requests, /_sim/request_log\n"
+    ));
+    out
+}
+
+pub async fn run(
+    port: u16,
+    secret: String,
+    page_size: usize,
+    garmin_push: Option<String>,
+) -> anyhow::Result<()> {
+    use poem::listener::{Acceptor, Listener};
+    use std::io::Write;
+    let acceptor = poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .into_acceptor()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+        .unwrap_or(port);
+    print!("{}", banner(port, &secret, garmin_push.as_deref()));
+    std::io::stdout().flush()?;
     tracing::info!(port, "provider simulator listening");
-    poem::Server::new(listener)
-        .run(app(secret, page_size))
+    poem::Server::new_with_acceptor(acceptor)
+        .run(app(secret, page_size, garmin_push))
         .await?;
     Ok(())
 }
