@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sample_tombstones",
         include_str!("../migrations/0010_sample_tombstones.sql"),
     ),
+    (
+        16,
+        "h_sec_revocations",
+        include_str!("../migrations/0016_h_sec_revocations.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

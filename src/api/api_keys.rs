@@ -98,26 +98,25 @@ pub async fn create_key(
     Ok((key, id, at))
 }
 
-/// Resolves `{key_id}`: the key's id, or the key itself (what upstream clients hold).
-async fn resolve(state: &AppState, key_id: &str) -> Result<Uuid, ApiError> {
-    let client = state.pool.get().await?;
-    let row = match key_id.parse::<Uuid>() {
-        Ok(id) => {
-            client
-                .query_opt("SELECT id FROM api_keys WHERE id = $1", &[&id])
-                .await?
-        }
-        Err(_) => {
-            client
-                .query_opt(
-                    "SELECT id FROM api_keys WHERE key_hash = $1",
-                    &[&auth::sha256_hex(key_id)],
-                )
-                .await?
-        }
-    };
-    row.map(|r| r.get(0))
-        .ok_or_else(|| ApiError::not_found(format!("API key with ID: {key_id} not found.")))
+/// Resolves `{key_id}` (the key's id, never the key itself: a secret has no place in a URL,
+/// which ends up in logs) to a key `caller` may manage: one it created, or one created by the
+/// system (bootstrap and demo keys have no creator).
+async fn resolve(state: &AppState, key_id: &str, caller: Uuid) -> Result<Uuid, ApiError> {
+    let not_found = || ApiError::not_found(format!("API key with ID: {key_id} not found."));
+    let id = key_id.parse::<Uuid>().map_err(|_| not_found())?;
+    let row = state
+        .pool
+        .get()
+        .await?
+        .query_opt("SELECT created_by FROM api_keys WHERE id = $1", &[&id])
+        .await?
+        .ok_or_else(not_found)?;
+    match row.get::<_, Option<Uuid>>(0) {
+        Some(creator) if creator != caller => Err(ApiError::Forbidden(Json(super::Detail {
+            detail: "This API key was created by another developer".into(),
+        }))),
+        _ => Ok(id),
+    }
 }
 
 async fn revoke(
@@ -216,7 +215,7 @@ impl ApiKeysApi {
         key_id: Path<String>,
         body: Json<ApiKeyUpdate>,
     ) -> Result<Json<ApiKeyRead>, ApiError> {
-        let id = resolve(&state, &key_id.0).await?;
+        let id = resolve(&state, &key_id.0, auth.0).await?;
         let command = ApiKeyCommand::Rename {
             name: body.0.name.trim().to_string(),
             at: Utc::now(),
@@ -258,7 +257,7 @@ impl ApiKeysApi {
         req: &Request,
         key_id: Path<String>,
     ) -> Result<NoContent, ApiError> {
-        let id = resolve(&state, &key_id.0).await?;
+        let id = resolve(&state, &key_id.0, auth.0).await?;
         revoke(
             &state,
             id,
@@ -282,7 +281,7 @@ impl ApiKeysApi {
         req: &Request,
         key_id: Path<String>,
     ) -> Result<Json<ApiKeyCreated>, ApiError> {
-        let id = resolve(&state, &key_id.0).await?;
+        let id = resolve(&state, &key_id.0, auth.0).await?;
         let name: String = state
             .pool
             .get()

@@ -21,7 +21,7 @@ use wearhouse_domain::records::DataEvent;
 use wearhouse_projections::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
-use crate::auth::AnyCredential;
+use crate::auth::{AnyCredential, DeveloperAuth};
 use crate::ingest::raw::{self, RawMeta};
 use crate::ingest::writer::{self, Out};
 use crate::providers::engine::{SyncError, SyncRequest};
@@ -377,11 +377,14 @@ impl SyncApi {
     async fn disconnect_and_delete(
         &self,
         state: Data<&AppState>,
-        auth: AnyCredential,
+        developer: DeveloperAuth,
         req: &Request,
         user_id: Path<Uuid>,
         provider: Path<String>,
     ) -> Result<NoContent, ApiError> {
+        // Deleting data takes the same credential as deleting the user (a developer JWT), not
+        // an API key.
+        let auth = AnyCredential(developer.principal());
         revoke(&state, &auth, req, user_id.0, &provider.0).await?;
         let ids: Vec<Uuid> = state
             .pool
@@ -851,7 +854,8 @@ impl SyncApi {
     async fn stream(
         &self,
         state: Data<&AppState>,
-        _auth: AnyCredential,
+        auth: AnyCredential,
+        req: &Request,
         user_id: Path<Uuid>,
         #[oai(
             default = "default_20",
@@ -861,6 +865,13 @@ impl SyncApi {
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
     ) -> Result<EventStream<BoxStream<'static, SyncStatusEvent>>, ApiError> {
         users::load(&state, user_id.0).await?;
+        // A cap on open streams per credential; the slot is freed when the stream ends.
+        let slot = state.streams.acquire(&auth.0).ok_or_else(|| {
+            ApiError::TooManyRequests(poem_openapi::payload::Json(super::Detail {
+                detail: "Too many open sync-status streams for this credential".into(),
+            }))
+        })?;
+        let presented = crate::auth::Presented::of(req);
         let user = user_id.0;
         let resume = last_event_id.0.and_then(|s| {
             let (tx, position) = s.trim().split_once('.')?;
@@ -899,19 +910,36 @@ impl SyncApi {
             }
         };
         let st = state.clone();
-        let stream = futures::stream::unfold((st, after), move |(st, mut after)| async move {
-            loop {
-                match status_events(&st, user, after, 100, false).await {
-                    Ok(events) if !events.is_empty() => {
-                        after = events.last().map(|e| e.cursor).unwrap_or(after);
-                        return Some((futures::stream::iter(events), (st, after)));
+        // The stream re-checks its credential every few seconds and ends once it is revoked
+        // (a deleted API key, a signed-out token).
+        let recheck = Duration::from_secs(5);
+        let checked = tokio::time::Instant::now();
+        let init = (st, after, slot, presented, checked);
+        let stream = futures::stream::unfold(
+            init,
+            move |(st, mut after, slot, presented, mut checked)| async move {
+                loop {
+                    if checked.elapsed() >= recheck {
+                        if !crate::auth::credential_still_valid(&st, &presented).await {
+                            return None;
+                        }
+                        checked = tokio::time::Instant::now();
                     }
-                    Ok(_) => {}
-                    Err(_) => warn!("sync status stream could not read the log"),
+                    match status_events(&st, user, after, 100, false).await {
+                        Ok(events) if !events.is_empty() => {
+                            after = events.last().map(|e| e.cursor).unwrap_or(after);
+                            return Some((
+                                futures::stream::iter(events),
+                                (st, after, slot, presented, checked),
+                            ));
+                        }
+                        Ok(_) => {}
+                        Err(_) => warn!("sync status stream could not read the log"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
+            },
+        )
         .flatten()
         .boxed();
         Ok(EventStream::new(stream)
