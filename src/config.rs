@@ -264,6 +264,12 @@ pub struct ProvidersConfig {
     )]
     pub whoop_api_url: String,
 
+    /// Secret in the push URL registered at Garmin
+    /// (`<public URL>/api/v1/providers/garmin/webhooks?token=<this>`): pushes without it are
+    /// refused (Garmin signs nothing, and its client id is public). Unset: generated once into
+    /// WEARHOUSE_HOME/garmin-push.token (mode 0600).
+    #[arg(long, env = "WEARHOUSE_GARMIN_PUSH_TOKEN", hide_env_values = true)]
+    pub garmin_push_token: Option<String>,
     #[arg(long, env = "WEARHOUSE_GARMIN_CLIENT_ID", default_value = "")]
     pub garmin_client_id: String,
     #[arg(

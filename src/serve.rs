@@ -25,7 +25,7 @@ pub struct Platform {
 /// the projection runner.
 pub async fn start(
     db: &DbConfig,
-    cfg: ServeConfig,
+    mut cfg: ServeConfig,
     kafka: &wearhouse_kafka::KafkaConfig,
 ) -> anyhow::Result<Platform> {
     check_admin_config(&cfg)?;
@@ -60,6 +60,11 @@ pub async fn start(
         db.home.join("uploads"),
         cfg.import_concurrency,
     );
+    if cfg.providers.garmin_push_token.is_none() {
+        cfg.providers.garmin_push_token = Some(auth::load_or_create_token(
+            &db.home.join("garmin-push.token"),
+        )?);
+    }
     let sealer = crate::crypto::Sealer::load(cfg.providers.encryption_key.as_deref(), &db.home)?;
     let providers = crate::providers::engine::Engine::new(
         pool.clone(),

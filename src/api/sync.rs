@@ -982,6 +982,26 @@ impl SyncApi {
                 ))
             })
             .collect();
+        // Garmin signs nothing and its client id is public: a push must carry the installation's
+        // own token, given in the push URL registered at Garmin.
+        if p.name() == "garmin" {
+            let expected = state
+                .providers
+                .config
+                .garmin_push_token
+                .as_deref()
+                .unwrap_or("");
+            let given = req
+                .uri()
+                .query()
+                .map(url_pairs)
+                .and_then(|q| q.get("token").cloned())
+                .unwrap_or_default();
+            if expected.is_empty() || !crate::providers::same(given.as_bytes(), expected.as_bytes())
+            {
+                return Err(WebhookError::Signature.into());
+            }
+        }
         p.verify_webhook(&headers, &body.0, &endpoints)?;
         // A validly signed delivery replayed later (or dated ahead) is refused: the signature
         // covers the timestamp, so only the timestamp tells a replay apart.
@@ -995,6 +1015,7 @@ impl SyncApi {
         let json: Value = serde_json::from_slice(&body.0)
             .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
         let notices = p.parse_webhook(&json)?;
+        check_push_times(&notices, Utc::now())?;
         let meta = RawMeta {
             provider: p.name(),
             kind: "webhook",
@@ -1203,6 +1224,50 @@ impl SyncApi {
             .ok_or_else(|| ApiError::not_found("Unknown provider"))?;
         Ok(Json(p.challenge(&query, &endpoints)?))
     }
+}
+
+/// Earliest time a pushed record may carry (2000-01-01): older ones are corrupt or hostile.
+const EARLIEST_PUSH_TIME: i64 = 946_684_800;
+/// How far ahead of now a pushed record's time may be (time zones, clock skew).
+const PUSH_TIME_AHEAD_SECS: i64 = 2 * 86_400;
+
+/// Refuses a push whose records carry absurd times (Garmin's `…TimeInSeconds` fields before
+/// 2000 or days ahead), before anything is stored or mapped.
+fn check_push_times(notices: &[Notice], now: DateTime<Utc>) -> Result<(), WebhookError> {
+    fn walk(v: &Value, latest: i64) -> Result<(), WebhookError> {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    // Instants, not durations such as `activeTimeInSeconds`.
+                    let instant = matches!(
+                        k.as_str(),
+                        "startTimeInSeconds" | "endTimeInSeconds" | "measurementTimeInSeconds"
+                    ) || k.ends_with("StartTimeInSeconds")
+                        || k.ends_with("EndTimeInSeconds");
+                    if instant {
+                        let ok = x
+                            .as_i64()
+                            .is_some_and(|t| (EARLIEST_PUSH_TIME..=latest).contains(&t));
+                        if !ok {
+                            return Err(WebhookError::Payload(format!("{k} is out of range: {x}")));
+                        }
+                    } else {
+                        walk(x, latest)?;
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(a) => a.iter().try_for_each(|x| walk(x, latest)),
+            _ => Ok(()),
+        }
+    }
+    let latest = now.timestamp() + PUSH_TIME_AHEAD_SECS;
+    for n in notices {
+        if let Notice::Data { items, .. } = n {
+            walk(items, latest)?;
+        }
+    }
+    Ok(())
 }
 
 fn url_pairs(q: &str) -> BTreeMap<String, String> {
