@@ -116,6 +116,11 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The metrics token, if set and not empty (an empty one protects nothing).
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.metrics_token.as_deref().filter(|t| !t.is_empty())
+    }
+
     pub fn public_url(&self) -> String {
         self.public_url
             .clone()

@@ -60,7 +60,12 @@ pub async fn start(
         db.home.join("uploads"),
         cfg.import_concurrency,
     );
-    if cfg.providers.garmin_push_token.is_none() {
+    if cfg
+        .providers
+        .garmin_push_token
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
         cfg.providers.garmin_push_token = Some(auth::load_or_create_token(
             &db.home.join("garmin-push.token"),
         )?);

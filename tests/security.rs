@@ -486,7 +486,10 @@ async fn garmin_pushes_need_the_push_token_and_sane_times() {
 async fn sse_streams_are_capped_and_end_on_revocation() {
     let s = Server::start_with(
         TestDb::new().await,
-        &[("WEARHOUSE_MAX_STREAMS_PER_CREDENTIAL", "2")],
+        &[
+            ("WEARHOUSE_MAX_STREAMS_PER_CREDENTIAL", "2"),
+            ("WEARHOUSE_SSE_HEARTBEAT_SECS", "1"),
+        ],
     )
     .await;
     let jwt = s.login().await;
@@ -513,7 +516,8 @@ async fn sse_streams_are_capped_and_end_on_revocation() {
     let other = s.api_key().await;
     assert_eq!(open(&other).await.unwrap().status(), 200);
     drop(second);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server notices the closed connection at its next heartbeat.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let again = open(&key).await.unwrap();
     assert_eq!(again.status(), 200, "a closed stream frees its slot");
 

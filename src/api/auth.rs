@@ -216,7 +216,14 @@ impl AuthApi {
         let (Some(email), Some(password)) = (form.0.username, form.0.password) else {
             return Err(ApiError::unauthorized(BAD_LOGIN));
         };
-        if email.trim().is_empty() || password.is_empty() || password.len() > 1024 {
+        // No account has an empty, control-character or overlong name or password (and the
+        // database cannot even compare a NUL).
+        if email.trim().is_empty()
+            || email.len() > 254
+            || email.chars().any(char::is_control)
+            || password.is_empty()
+            || password.len() > 1024
+        {
             return Err(ApiError::unauthorized(BAD_LOGIN));
         }
         // Throttled per account and per client address, and the password hashes themselves

@@ -180,7 +180,7 @@ fn authorized(req: &Request, token: Option<&str>) -> bool {
 
 #[handler]
 pub async fn endpoint(req: &Request, Data(state): Data<&AppState>) -> poem::Result<Response> {
-    if !authorized(req, state.config.metrics_token.as_deref()) {
+    if !authorized(req, state.config.metrics_token()) {
         return Err(poem::Error::from_string(
             "Could not validate credentials",
             poem::http::StatusCode::UNAUTHORIZED,

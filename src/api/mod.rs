@@ -110,7 +110,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/openapi.json", spec)
         .nest("/docs", docs);
     // On the API address only behind its token; WEARHOUSE_METRICS_BIND serves it apart.
-    if state.config.metrics && state.config.metrics_token.is_some() {
+    if state.config.metrics && state.config.metrics_token().is_some() {
         route = route.at("/metrics", poem::get(metrics::endpoint));
     }
     route
@@ -200,6 +200,17 @@ async fn limit_body<E: Endpoint>(
             .into_bytes_limit(max)
             .await
             .map_err(|_| too_large(max as u64))?;
+        // No text column can hold a NUL character: refused here rather than failing in
+        // the database.
+        let json = req
+            .content_type()
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        if json && body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+            return Err(poem::Error::from_string(
+                "NUL characters (\\u0000) are not accepted",
+                poem::http::StatusCode::BAD_REQUEST,
+            ));
+        }
         req.set_body(body);
     }
     ep.call(req).await.map(poem::IntoResponse::into_response)
