@@ -97,11 +97,23 @@ async fn api_key_lifecycle() {
     );
     assert_eq!(users_with_key(&s, &new_key).await.0, 200);
 
-    // Delete by the key itself (what upstream clients hold): it stops working at once.
+    // The key itself is no key id (a secret in a URL ends up in logs): 404, and it still works.
     let (status, _) = call(
         s.req(
             Method::DELETE,
             &format!("/api/v1/developer/api-keys/{new_key}"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(users_with_key(&s, &new_key).await.0, 200);
+    // Delete by id: it stops working at once.
+    let new_key_id = rotated["key_id"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        s.req(
+            Method::DELETE,
+            &format!("/api/v1/developer/api-keys/{new_key_id}"),
         )
         .bearer_auth(&jwt),
     )
@@ -111,7 +123,7 @@ async fn api_key_lifecycle() {
     let (status, _) = call(
         s.req(
             Method::DELETE,
-            &format!("/api/v1/developer/api-keys/{new_key}"),
+            &format!("/api/v1/developer/api-keys/{new_key_id}"),
         )
         .bearer_auth(&jwt),
     )
@@ -273,8 +285,22 @@ async fn login_me_refresh_and_revoke() {
     )
     .await;
     assert_eq!(status, 401);
+    // That reuse of a rotated token revoked the rest of its chain.
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/token/refresh")
+            .json(&json!({"refresh_token": next_refresh})),
+    )
+    .await;
+    assert_eq!(status, 401);
 
-    // Revoke.
+    // Revoke (a fresh sign-in's refresh token).
+    let (status, fresh) = call(
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
+    )
+    .await;
+    assert_eq!(status, 200, "{fresh}");
+    let next_refresh = fresh["refresh_token"].as_str().unwrap().to_string();
     let (status, _) = call(
         s.req(Method::POST, "/api/v1/token/revoke")
             .json(&json!({"refresh_token": next_refresh})),
