@@ -233,10 +233,8 @@ pub async fn bootstrap_admin(
     check_admin_config(cfg)?;
     if let (Some(email), Some(password)) = (&cfg.admin_email, &cfg.admin_password) {
         if ensure_developer(state, email, password).await? {
-            info!(
-                email,
-                "developer account created from WEARHOUSE_ADMIN_EMAIL"
-            );
+            // The address itself is personal data: not logged.
+            info!("developer account created from WEARHOUSE_ADMIN_EMAIL");
         }
         return Ok(None);
     }

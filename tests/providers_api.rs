@@ -892,10 +892,15 @@ async fn disconnect_and_delete_data() {
     assert_eq!(st, 404);
     // Reconnect, then disconnect with data deletion.
     e.connect("oura", &user).await;
-    let (st, _) = call(e.req(
-        Method::DELETE,
-        &format!("/api/v1/users/{user}/connections/oura/data"),
-    ))
+    // Deleting data takes a developer JWT, as deleting the user does.
+    let jwt = e.s.login().await;
+    let (st, _) = call(
+        e.s.req(
+            Method::DELETE,
+            &format!("/api/v1/users/{user}/connections/oura/data"),
+        )
+        .bearer_auth(&jwt),
+    )
     .await;
     assert_eq!(st, 204);
     let c = e.s.db.client().await;
@@ -1639,10 +1644,15 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
     assert_eq!(list["data"][0]["distance_meters"], 1920.0, "{list}");
 
     // Delete the data, then replay the raw payloads (webhook bodies and the FIT file).
-    let (st, _) = call(e.req(
-        Method::DELETE,
-        &format!("/api/v1/users/{user}/connections/garmin/data"),
-    ))
+    // Deleting data takes a developer JWT, as deleting the user does.
+    let jwt = e.s.login().await;
+    let (st, _) = call(
+        e.s.req(
+            Method::DELETE,
+            &format!("/api/v1/users/{user}/connections/garmin/data"),
+        )
+        .bearer_auth(&jwt),
+    )
     .await;
     assert_eq!(st, 204);
     tokio::time::sleep(Duration::from_millis(500)).await;
