@@ -259,6 +259,11 @@ async fn log_request<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Resul
     .await
 }
 
+/// The request id the RequestId middleware assigned, for event metadata.
+pub fn request_id(req: &poem::Request) -> Option<String> {
+    req.data::<poem::middleware::ReqId>().map(|r| r.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,9 +287,4 @@ mod tests {
             "/api/v1/users/5d3c/timeseries"
         );
     }
-}
-
-/// The request id the RequestId middleware assigned, for event metadata.
-pub fn request_id(req: &poem::Request) -> Option<String> {
-    req.data::<poem::middleware::ReqId>().map(|r| r.to_string())
 }
