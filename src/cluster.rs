@@ -167,8 +167,9 @@ impl Cluster {
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&self.password_file)?
-            .write_all(pw.as_bytes())?;
+            .open(&self.password_file)
+            .and_then(|mut f| f.write_all(pw.as_bytes()))
+            .map_err(io("write", &self.password_file))?;
         Ok(pw)
     }
 
@@ -181,7 +182,8 @@ impl Cluster {
             "postgres",
             &format!("SET password_encryption = 'scram-sha-256';\nALTER ROLE postgres PASSWORD '{pw}';\n"),
         )?;
-        std::fs::write(self.data.join("pg_hba.conf"), PG_HBA)?;
+        let hba = self.data.join("pg_hba.conf");
+        std::fs::write(&hba, PG_HBA).map_err(io("write", &hba))?;
         self.psql("postgres", "SELECT pg_reload_conf()")?;
         Ok(())
     }
@@ -370,13 +372,16 @@ impl Cluster {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn()?;
+        let mut child = c.spawn().map_err(io("run", Path::new("psql")))?;
         child
             .stdin
             .take()
             .expect("piped stdin")
-            .write_all(sql.as_bytes())?;
-        let out = child.wait_with_output()?;
+            .write_all(sql.as_bytes())
+            .map_err(io("write to", Path::new("psql")))?;
+        let out = child
+            .wait_with_output()
+            .map_err(io("run", Path::new("psql")))?;
         if !out.status.success() {
             return Err(ClusterError::Command {
                 what: "psql".into(),

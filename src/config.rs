@@ -56,11 +56,14 @@ pub struct ServeConfig {
     /// WEARHOUSE_HOME/jwt.key (mode 0600).
     #[arg(long, env = "WEARHOUSE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
-    /// E-mail of the first developer account, created at start when missing.
+    /// E-mail of the first developer account, created at start when missing. Set both this and
+    /// WEARHOUSE_ADMIN_PASSWORD, or neither; an empty or malformed value refuses to start.
     #[arg(long, env = "WEARHOUSE_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
-    /// Password of that account. When neither is set and no developer exists, one is generated
-    /// and its credentials are printed once.
+    /// Password of that account: at least 12 characters mixing two kinds (lower/upper case,
+    /// digits, symbols), else the server refuses to start. When neither is set and no developer
+    /// exists, one is generated and written once to WEARHOUSE_HOME/admin-credentials (mode
+    /// 0600), never to the log.
     #[arg(long, env = "WEARHOUSE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
     /// Lifetime of developer access tokens, in minutes.
@@ -72,6 +75,29 @@ pub struct ServeConfig {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "WEARHOUSE_MAX_JSON_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_json_bytes: usize,
+    /// Largest accepted body of an inbound provider webhook, in bytes (enforced while reading,
+    /// before the signature is checked; providers send kilobytes).
+    #[arg(long, env = "WEARHOUSE_MAX_WEBHOOK_BYTES", default_value_t = 1 << 20)]
+    pub max_webhook_bytes: usize,
+    /// Argon2 password checks run at the same time by sign-ins (each takes 19 MiB); up to 32
+    /// more wait, further sign-ins are answered 429 at once.
+    #[arg(long, env = "WEARHOUSE_LOGIN_HASH_CONCURRENCY", default_value_t = 2)]
+    pub login_hash_concurrency: usize,
+    /// Bearer token a scraper must send to `GET /metrics`. Unset: `/metrics` is not served on
+    /// the API address (only on WEARHOUSE_METRICS_BIND, if set).
+    #[arg(long, env = "WEARHOUSE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// A separate address serving only `GET /metrics` (e.g. 127.0.0.1:9464), for a scraper on
+    /// a private network. Unset: no separate listener.
+    #[arg(long, env = "WEARHOUSE_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Sync-status streams (SSE) one credential may hold open at once; more are answered 429.
+    #[arg(
+        long,
+        env = "WEARHOUSE_MAX_STREAMS_PER_CREDENTIAL",
+        default_value_t = 4
+    )]
+    pub max_streams_per_credential: usize,
     /// Largest accepted upload (Apple Health exports), in bytes.
     #[arg(long, env = "WEARHOUSE_MAX_UPLOAD_BYTES", default_value_t = 8 << 30)]
     pub max_upload_bytes: u64,
@@ -91,7 +117,8 @@ pub struct ServeConfig {
     /// Run the projection workers inside this process (tailing Postgres).
     #[arg(long, env = "WEARHOUSE_PROJECTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub projections: bool,
-    /// Serve `GET /metrics` (Prometheus text, unauthenticated like `/`); false answers 404.
+    /// Serve `GET /metrics` (Prometheus text; see WEARHOUSE_METRICS_TOKEN and
+    /// WEARHOUSE_METRICS_BIND for who may read it); false answers 404 everywhere.
     #[arg(long, env = "WEARHOUSE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
     /// Let `GET /api/v1/oauth/{provider}/authorize` be called without a credential, as the
@@ -161,6 +188,11 @@ impl ImportLimitsConfig {
 }
 
 impl ServeConfig {
+    /// The metrics token, if set and not empty (an empty one protects nothing).
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.metrics_token.as_deref().filter(|t| !t.is_empty())
+    }
+
     pub fn public_url(&self) -> String {
         self.public_url
             .clone()
@@ -321,6 +353,12 @@ pub struct ProvidersConfig {
     )]
     pub whoop_api_url: String,
 
+    /// Secret in the push URL registered at Garmin
+    /// (`<public URL>/api/v1/providers/garmin/webhooks?token=<this>`): pushes without it are
+    /// refused (Garmin signs nothing, and its client id is public). Unset: generated once into
+    /// WEARHOUSE_HOME/garmin-push.token (mode 0600).
+    #[arg(long, env = "WEARHOUSE_GARMIN_PUSH_TOKEN", hide_env_values = true)]
+    pub garmin_push_token: Option<String>,
     /// This installation's OAuth client id at Garmin (Garmin pushes must carry it); empty: Garmin cannot be connected.
     #[arg(long, env = "WEARHOUSE_GARMIN_CLIENT_ID", default_value = "")]
     pub garmin_client_id: String,

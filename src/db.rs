@@ -84,9 +84,14 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0010_sample_tombstones.sql"),
     ),
     (
+        11,
+        "contract_fields",
+        include_str!("../migrations/0011_contract_fields.sql"),
+    ),
+    (
         12,
-        "h_mgmt_contract_fields",
-        include_str!("../migrations/0012_h_mgmt_contract_fields.sql"),
+        "revocations",
+        include_str!("../migrations/0012_revocations.sql"),
     ),
 ];
 

@@ -351,7 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(cfg) => {
             let platform = serve::start(&db, cfg, &cli.kafka).await?;
-            serve::bootstrap_admin(&platform.state).await?;
+            serve::bootstrap_admin(&platform.state, &db.home).await?;
             let bind = platform.state.config.bind.clone();
             platform
                 .serve()

@@ -25,9 +25,10 @@ pub struct Platform {
 /// the projection runner.
 pub async fn start(
     db: &DbConfig,
-    cfg: ServeConfig,
+    mut cfg: ServeConfig,
     kafka: &wearhouse_kafka::KafkaConfig,
 ) -> anyhow::Result<Platform> {
+    check_admin_config(&cfg)?;
     let url = crate::db::resolve_url(db)?;
     let (pool, pg_config) = crate::db::pool(&url, db.pool_size)?;
     let applied = crate::db::migrate(&pool, db.timescaledb != "off").await?;
@@ -53,11 +54,22 @@ pub async fn start(
         pool: pool.clone(),
         runner: runner.clone(),
     };
+    sweep_uploads(&db.home.join("uploads"));
     let imports = ImportQueue::new(
         commands.clone(),
         db.home.join("uploads"),
         cfg.import_concurrency,
     );
+    if cfg
+        .providers
+        .garmin_push_token
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        cfg.providers.garmin_push_token = Some(auth::load_or_create_token(
+            &db.home.join("garmin-push.token"),
+        )?);
+    }
     let sealer = crate::crypto::Sealer::load(cfg.providers.encryption_key.as_deref(), &db.home)?;
     let providers = crate::providers::engine::Engine::new(
         pool.clone(),
@@ -78,6 +90,13 @@ pub async fn start(
             shutdown.subscribe(),
         ));
     }
+    let login_throttle = Arc::new(auth::throttle::LoginThrottle::new(
+        cfg.login_hash_concurrency,
+        32,
+    ));
+    let streams = Arc::new(auth::streams::StreamSlots::new(
+        cfg.max_streams_per_credential.max(1),
+    ));
     let state = AppState {
         providers,
         commands,
@@ -91,6 +110,8 @@ pub async fn start(
         metrics: Default::default(),
         relay: relay_task.is_some(),
         kafka_brokers: kafka.brokers.clone(),
+        login_throttle,
+        streams,
     };
     Ok(Platform {
         state,
@@ -98,6 +119,24 @@ pub async fn start(
         runner_task,
         relay_task,
     })
+}
+
+/// Removes uploads left by a process that stopped mid-upload or mid-import (nothing resumes
+/// them, and they hold health data). Uploads are per process: WEARHOUSE_HOME is not shared.
+fn sweep_uploads(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "upload") && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        info!(removed, "left-over uploads removed");
+    }
 }
 
 fn system() -> Actor {
@@ -152,16 +191,54 @@ pub async fn ensure_developer(
     Ok(true)
 }
 
-/// The first developer: from WEARHOUSE_ADMIN_EMAIL / _PASSWORD, or generated (and printed once)
-/// when no developer exists yet.
-pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<(String, String)>> {
+/// Refuses to start with admin credentials that are set but empty, half set, or weak: an
+/// empty e-mail and password would otherwise be a developer account anyone can sign in to.
+pub fn check_admin_config(cfg: &ServeConfig) -> anyhow::Result<()> {
+    match (&cfg.admin_email, &cfg.admin_password) {
+        (None, None) => Ok(()),
+        (Some(email), Some(password)) => {
+            auth::check_email(email).map_err(|e| anyhow::anyhow!("WEARHOUSE_ADMIN_EMAIL: {e}"))?;
+            auth::check_password_policy(email, password)
+                .map_err(|e| anyhow::anyhow!("WEARHOUSE_ADMIN_PASSWORD: {e}"))
+        }
+        (Some(_), None) => anyhow::bail!(
+            "WEARHOUSE_ADMIN_EMAIL is set without WEARHOUSE_ADMIN_PASSWORD: set both, or neither"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "WEARHOUSE_ADMIN_PASSWORD is set without WEARHOUSE_ADMIN_EMAIL: set both, or neither"
+        ),
+    }
+}
+
+/// Writes a generated password once to `path`, readable by this user only.
+fn write_secret_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+/// The first developer: from WEARHOUSE_ADMIN_EMAIL / _PASSWORD, or generated when no developer
+/// exists yet. A generated password is never logged: it is written once to
+/// `WEARHOUSE_HOME/admin-credentials` (mode 0600) and the log says where.
+pub async fn bootstrap_admin(
+    state: &AppState,
+    home: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
     let cfg = &state.config;
+    check_admin_config(cfg)?;
     if let (Some(email), Some(password)) = (&cfg.admin_email, &cfg.admin_password) {
         if ensure_developer(state, email, password).await? {
-            info!(
-                email,
-                "developer account created from WEARHOUSE_ADMIN_EMAIL"
-            );
+            // The address itself is personal data: not logged.
+            info!("developer account created from WEARHOUSE_ADMIN_EMAIL");
         }
         return Ok(None);
     }
@@ -175,14 +252,16 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<(String,
     if any {
         return Ok(None);
     }
-    let email = cfg
-        .admin_email
-        .clone()
-        .unwrap_or_else(|| "admin@wearhouse.local".into());
+    let email = "admin@wearhouse.local".to_string();
     let password = auth::new_password();
+    let path = home.join("admin-credentials");
+    write_secret_file(&path, &format!("e-mail:   {email}\npassword: {password}\n"))?;
     ensure_developer(state, &email, &password).await?;
-    eprintln!("\nFirst developer account created (shown once):\n  e-mail:   {email}\n  password: {password}\n");
-    Ok(Some((email, password)))
+    tracing::warn!(
+        path = %path.display(),
+        "first developer account created; its generated credentials are in this file (mode 0600): read it, then delete it"
+    );
+    Ok(Some(path))
 }
 
 /// Creates an API key on behalf of the system (the demo key).
@@ -208,6 +287,26 @@ impl Platform {
         let bind = self.state.config.bind.clone();
         let listener = poem::listener::TcpListener::bind(bind.clone());
         let app = api::app(self.state.clone());
+        if let (true, Some(metrics_bind)) = (
+            self.state.config.metrics,
+            self.state.config.metrics_bind.clone(),
+        ) {
+            let listener = poem::listener::TcpListener::bind(metrics_bind.clone());
+            let metrics = api::metrics_app(self.state.clone());
+            info!(bind = %metrics_bind, "metrics listening");
+            let mut stop = self.shutdown.subscribe();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = poem::Server::new(listener)
+                    .run_with_graceful_shutdown(metrics, stopped, None)
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         info!(url = %self.state.config.public_url(), "wearhouse listening");
         poem::Server::new(listener)
             .run_with_graceful_shutdown(

@@ -536,8 +536,22 @@ async fn login_me_refresh_and_revoke() {
     )
     .await;
     assert_eq!(status, 401);
+    // That reuse of a rotated token revoked the rest of its chain.
+    let (status, _) = call(
+        s.req(Method::POST, "/api/v1/token/refresh")
+            .json(&json!({"refresh_token": next_refresh})),
+    )
+    .await;
+    assert_eq!(status, 401);
 
-    // Revoke.
+    // Revoke (a fresh sign-in's refresh token).
+    let (status, fresh) = call(
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)]),
+    )
+    .await;
+    assert_eq!(status, 200, "{fresh}");
+    let next_refresh = fresh["refresh_token"].as_str().unwrap().to_string();
     let (status, _) = call(
         s.req(Method::POST, "/api/v1/token/revoke")
             .json(&json!({"refresh_token": next_refresh})),
@@ -623,7 +637,7 @@ async fn docs_openapi_health_and_graceful_shutdown() {
 }
 
 #[tokio::test]
-async fn generated_admin_is_printed_once() {
+async fn generated_admin_is_written_once_to_a_private_file() {
     // No WEARHOUSE_ADMIN_*: the first start generates a developer and prints it; the second does not.
     let db = common::TestDb::new().await;
     let home = std::env::temp_dir().join(format!("wearhouse-admin-{}", db.name));
@@ -658,18 +672,23 @@ async fn generated_admin_is_printed_once() {
         child.wait().unwrap();
         reader.join().unwrap()
     };
+    // The password goes to a 0600 file, never to the log; the log says where.
     let first = run();
-    assert!(first.contains("First developer account created"), "{first}");
-    let password = first
+    assert!(first.contains("first developer account created"), "{first}");
+    assert!(first.contains("admin-credentials"), "{first}");
+    let file = home.join("admin-credentials");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let password = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("password: "))
+        .find_map(|l| l.trim().strip_prefix("password:"))
         .unwrap()
         .trim()
         .to_string();
     assert!(password.len() >= 16);
+    assert!(!first.contains(&password), "{first}");
     let second = run();
     assert!(
-        !second.contains("First developer account created"),
+        !second.contains("first developer account created"),
         "{second}"
     );
     let _ = std::fs::remove_dir_all(&home);

@@ -61,6 +61,7 @@ async fn start() -> Cluster {
         ("WEARHOUSE_KAFKA_TOPIC_PREFIX", prefix.as_str()),
         ("WEARHOUSE_KAFKA_PARTITIONS", "4"),
         ("WEARHOUSE_KAFKA_FLUSH_MARKERS", "true"),
+        ("WEARHOUSE_METRICS_TOKEN", "metrics-token"),
     ];
     let server = Server::start_with(db, &env).await;
     let kafka = KafkaConfig {
@@ -348,7 +349,12 @@ async fn metrics_report_lags_and_requests() {
     let r = s.req(Method::GET, "/no/such/route").send().await.unwrap();
     assert_eq!(r.status(), 404);
 
-    let r = s.req(Method::GET, "/metrics").send().await.unwrap();
+    let r = s
+        .req(Method::GET, "/metrics")
+        .bearer_auth("metrics-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -414,6 +420,7 @@ async fn metrics_report_lags_and_requests() {
         .unwrap();
     let text = s
         .req(Method::GET, "/metrics")
+        .bearer_auth("metrics-token")
         .send()
         .await
         .unwrap()

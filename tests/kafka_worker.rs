@@ -117,6 +117,7 @@ async fn killed_worker_resumes_and_read_model_equals_rebuild() {
     let mut server = env
         .command(&["serve"])
         .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
+        .env("WEARHOUSE_METRICS_TOKEN", "metrics-token")
         .env(
             "WEARHOUSE_HOME",
             std::env::temp_dir().join(format!("kafka-metrics-{port}")),
@@ -130,6 +131,7 @@ async fn killed_worker_resumes_and_read_model_equals_rebuild() {
     let metrics = loop {
         if let Ok(r) = http
             .get(format!("http://127.0.0.1:{port}/metrics"))
+            .bearer_auth("metrics-token")
             .send()
             .await
         {

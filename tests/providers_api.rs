@@ -19,6 +19,9 @@ struct Sim {
     http: reqwest::Client,
 }
 
+/// The secret in the Garmin push URL (as registered at Garmin).
+const GARMIN_PUSH_TOKEN: &str = "garmin-push-token-0123456789abcdef";
+
 impl Sim {
     async fn start(page_size: usize) -> Sim {
         let port = free_port();
@@ -58,6 +61,12 @@ impl Sim {
             let up = p.to_uppercase();
             env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
             env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
+            if p == "garmin" {
+                env.push((
+                    "WEARHOUSE_GARMIN_PUSH_TOKEN".into(),
+                    GARMIN_PUSH_TOKEN.into(),
+                ));
+            }
             env.push((
                 format!("WEARHOUSE_{up}_AUTHORIZE_URL"),
                 format!("{}/{p}/oauth/authorize", self.url),
@@ -893,11 +902,16 @@ async fn disconnect_and_delete_data() {
     ))
     .await;
     assert_eq!(st, 204);
-    // The data outlives the disconnect until it is purged: purging after it works.
-    let (st, _) = call(e.req(
-        Method::DELETE,
-        &format!("/api/v1/users/{user}/connections/oura/data"),
-    ))
+    // The data outlives the disconnect until it is purged: purging after it works. Deleting
+    // data takes a developer JWT, as deleting the user does.
+    let jwt = e.s.login().await;
+    let (st, _) = call(
+        e.s.req(
+            Method::DELETE,
+            &format!("/api/v1/users/{user}/connections/oura/data"),
+        )
+        .bearer_auth(&jwt),
+    )
     .await;
     assert_eq!(st, 204);
     let c = e.s.db.client().await;
@@ -1084,7 +1098,10 @@ async fn one_connection_never_syncs_twice_at_once() {
 #[tokio::test]
 async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
     let e = setup(&[]).await;
-    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    let hook = format!(
+        "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
+        e.s.url
+    );
     e.sim
         .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
         .await;
@@ -1493,7 +1510,10 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
     // 2026-03-01T07:00:00-05:00.
     const START: i64 = 1_772_366_400;
     let e = setup(&[]).await;
-    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    let hook = format!(
+        "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
+        e.s.url
+    );
     e.sim
         .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
         .await;
@@ -1673,10 +1693,15 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
     assert_eq!(list["data"][0]["distance_meters"], 1920.0, "{list}");
 
     // Delete the data, then replay the raw payloads (webhook bodies and the FIT file).
-    let (st, _) = call(e.req(
-        Method::DELETE,
-        &format!("/api/v1/users/{user}/connections/garmin/data"),
-    ))
+    // Deleting data takes a developer JWT, as deleting the user does.
+    let jwt = e.s.login().await;
+    let (st, _) = call(
+        e.s.req(
+            Method::DELETE,
+            &format!("/api/v1/users/{user}/connections/garmin/data"),
+        )
+        .bearer_auth(&jwt),
+    )
     .await;
     assert_eq!(st, 204);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1704,7 +1729,10 @@ async fn garmin_activity_files_download_once_for_linked_users() {
     // 2026-03-02T07:00:00-05:00.
     const START: i64 = 1_772_452_800;
     let e = setup(&[]).await;
-    let hook = format!("{}/api/v1/providers/garmin/webhooks", e.s.url);
+    let hook = format!(
+        "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
+        e.s.url
+    );
     e.sim
         .config(json!({"garmin_push_target": hook, "garmin_client_id": "garmin-client"}))
         .await;

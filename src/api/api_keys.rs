@@ -155,9 +155,10 @@ pub async fn create_key(
     Ok((key, id, at))
 }
 
-/// Resolves `{key_id}`: the key's id only. The key itself is a secret and is never accepted
-/// in a URL, where proxies and access logs would keep it.
-async fn resolve(state: &AppState, key_id: &str) -> Result<ApiKeyRead, ApiError> {
+/// Resolves `{key_id}` (the key's id, never the key itself: a secret has no place in a URL,
+/// which ends up in logs) to a key `caller` may manage: one it created, or one created by the
+/// system (bootstrap and demo keys have no creator).
+async fn resolve(state: &AppState, key_id: &str, caller: Uuid) -> Result<ApiKeyRead, ApiError> {
     let not_found = || ApiError::not_found(format!("API key with ID: {key_id} not found."));
     let id: Uuid = key_id.parse().map_err(|_| not_found())?;
     let row = state
@@ -169,7 +170,13 @@ async fn resolve(state: &AppState, key_id: &str) -> Result<ApiKeyRead, ApiError>
             &[&id],
         )
         .await?;
-    row.as_ref().map(read).ok_or_else(not_found)
+    let key = row.as_ref().map(read).ok_or_else(not_found)?;
+    match key.created_by {
+        Some(creator) if creator != caller => Err(ApiError::Forbidden(Json(super::Detail {
+            detail: "This API key was created by another developer".into(),
+        }))),
+        _ => Ok(key),
+    }
 }
 
 const KEY_COLUMNS: &str = "id, name, key_prefix, created_by, created_at";
@@ -275,7 +282,7 @@ impl ApiKeysApi {
         key_id: Path<String>,
         body: Json<ApiKeyUpdate>,
     ) -> Result<Json<ApiKeyRead>, ApiError> {
-        let key = resolve(&state, &key_id.0).await?;
+        let key = resolve(&state, &key_id.0, auth.0).await?;
         let Some(name) = body.0.name else {
             return Ok(Json(key));
         };
@@ -305,7 +312,7 @@ impl ApiKeysApi {
         req: &Request,
         key_id: Path<String>,
     ) -> Result<Json<ApiKeyRead>, ApiError> {
-        let key = resolve(&state, &key_id.0).await?;
+        let key = resolve(&state, &key_id.0, auth.0).await?;
         revoke(
             &state,
             key.id,
@@ -329,7 +336,7 @@ impl ApiKeysApi {
         req: &Request,
         key_id: Path<String>,
     ) -> Result<CreatedKey, ApiError> {
-        let old = resolve(&state, &key_id.0).await?;
+        let old = resolve(&state, &key_id.0, auth.0).await?;
         let actor = Principal::Developer(auth.0).actor(request_id(req));
         revoke(&state, old.id, "rotated", &actor).await?;
         let name = default_name();

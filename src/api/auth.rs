@@ -156,6 +156,88 @@ impl AuthApi {
     }
 }
 
+/// The client's address (without port) for throttling: the peer of the connection. A proxy in
+/// front makes every client one address; its own limits apply then.
+fn client_address(req: &Request) -> String {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| req.remote_addr().to_string())
+}
+
+fn refused(r: auth::throttle::Refused) -> ApiError {
+    use auth::throttle::Refused;
+    let detail = match r {
+        Refused::Backoff(secs) => {
+            format!("Too many failed sign-ins: try again in {secs} s")
+        }
+        Refused::Busy => "Too many sign-ins at once: try again shortly".to_string(),
+    };
+    ApiError::TooManyRequests(Json(super::Detail { detail }))
+}
+
+impl AuthApi {
+    /// Revokes every active refresh token of the developer who was issued `token`, if it was
+    /// issued and is no longer active (rotated or revoked): reuse means the chain leaked.
+    async fn revoke_chain_if_reused(
+        state: &AppState,
+        req: &Request,
+        token: &str,
+    ) -> Result<(), ApiError> {
+        let hash = auth::sha256_hex(token.trim());
+        let db = state.pool.get().await?;
+        let owner = db
+            .query_opt(
+                "SELECT aggregate_id FROM events WHERE aggregate_type = 'Developer' \
+                 AND event_type = 'RefreshTokenRevoked' \
+                 AND payload ->> 'token_hash' = $1 LIMIT 1",
+                &[&hash],
+            )
+            .await?;
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        let owner: String = owner.get(0);
+        let Ok(developer) = owner.parse::<Uuid>() else {
+            return Ok(());
+        };
+        let active: Vec<String> = db
+            .query(
+                "SELECT token_hash FROM developer_refresh_tokens WHERE developer_id = $1",
+                &[&developer],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !active.is_empty() {
+            tracing::warn!(%developer, "a rotated refresh token was reused: revoking the developer's refresh tokens");
+        }
+        let actor = crate::store::Actor {
+            kind: "system",
+            id: "refresh-token-reuse".into(),
+            request_id: request_id(req),
+        };
+        for token_hash in active {
+            // Another request may have revoked it meanwhile; that is the goal anyway.
+            let _ = state
+                .commands
+                .execute::<Developer>(
+                    &developer.to_string(),
+                    DeveloperCommand::RevokeRefreshToken {
+                        token_hash,
+                        at: Utc::now(),
+                    },
+                    &actor,
+                    None,
+                    Some("developers"),
+                )
+                .await;
+        }
+        Ok(())
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1")]
 impl AuthApi {
     /// Sign in with e-mail and password (OAuth2 password form: `username`, `password`)
@@ -169,6 +251,24 @@ impl AuthApi {
         let (Some(email), Some(password)) = (form.0.username, form.0.password) else {
             return Err(ApiError::unauthorized(BAD_LOGIN));
         };
+        // No account has an empty, control-character or overlong name or password (and the
+        // database cannot even compare a NUL).
+        if email.trim().is_empty()
+            || email.len() > 254
+            || email.chars().any(char::is_control)
+            || password.is_empty()
+            || password.len() > 1024
+        {
+            return Err(ApiError::unauthorized(BAD_LOGIN));
+        }
+        // Throttled per account and per client address, and the password hashes themselves
+        // are bounded (a flood of sign-ins must not exhaust memory or CPU).
+        let address = client_address(req);
+        let throttle = &state.login_throttle;
+        throttle.check(&email, &address).map_err(refused)?;
+        let permit = throttle.hash_permit().await.map_err(refused)?;
+        // Waiting for a turn may have taken a while: failures meanwhile count too.
+        throttle.check(&email, &address).map_err(refused)?;
         let row = state
             .pool
             .get()
@@ -178,28 +278,55 @@ impl AuthApi {
                 &[&email],
             )
             .await?;
-        let Some(row) = row else {
+        let (id, hash) = match &row {
+            Some(row) => (Some(row.get::<_, Uuid>(0)), row.get::<_, String>(1)),
             // Same work as a real check, so timing does not reveal which addresses exist.
-            let _ = tokio::task::spawn_blocking(move || {
-                auth::verify_password(&password, auth::decoy_hash())
-            })
-            .await;
-            return Err(ApiError::unauthorized(BAD_LOGIN));
+            None => (None, auth::decoy_hash().to_string()),
         };
-        let hash: String = row.get(1);
         let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
             .await
             .unwrap_or(false);
-        if !ok {
+        drop(permit);
+        let Some(id) = id.filter(|_| ok) else {
+            throttle.failed(&email, &address);
             return Err(ApiError::unauthorized(BAD_LOGIN));
-        }
-        Ok(Json(Self::tokens(&state, row.get(0), req, None).await?))
+        };
+        throttle.succeeded(&email, &address);
+        Ok(Json(Self::tokens(&state, id, req, None).await?))
     }
 
-    /// Sign out (tokens are stateless; revoke the refresh token with `/token/revoke`)
+    /// Sign out: the access token used stops working at once (revoke the refresh token with
+    /// `/token/revoke`)
     #[oai(path = "/auth/logout", method = "post", tag = "Tag::Auth")]
-    async fn logout(&self, _auth: DeveloperAuth) -> Json<serde_json::Value> {
-        Json(serde_json::json!({ "message": "Successfully logged out" }))
+    async fn logout(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        _auth: DeveloperAuth,
+    ) -> Result<Json<serde_json::Value>, ApiError> {
+        let claims = req
+            .header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .and_then(|(_, token)| state.jwt.decode(token.trim()));
+        if let Some(jti) = claims.as_ref().and_then(|c| c.jti) {
+            let expires = DateTime::from_timestamp(claims.as_ref().map_or(0, |c| c.exp), 0)
+                .unwrap_or_else(Utc::now);
+            // Kept until the token would have expired anyway; older rows are swept here.
+            let db = state.pool.get().await?;
+            db.execute(
+                "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&jti, &expires],
+            )
+            .await?;
+            db.execute(
+                "DELETE FROM revoked_access_tokens WHERE expires_at < now() - interval '1 hour'",
+                &[],
+            )
+            .await?;
+        }
+        Ok(Json(
+            serde_json::json!({ "message": "Successfully logged out" }),
+        ))
     }
 
     /// The signed-in developer
@@ -357,6 +484,9 @@ impl AuthApi {
     ) -> Result<Json<TokenResponse>, ApiError> {
         let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token).await?
         else {
+            // A refresh token that was valid once and is presented again after its rotation
+            // was stolen (or its holder raced a thief): every session of that developer ends.
+            Self::revoke_chain_if_reused(&state, req, &body.0.refresh_token).await?;
             return Err(ApiError::unauthorized("Invalid or revoked refresh token"));
         };
         Ok(Json(

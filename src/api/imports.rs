@@ -157,7 +157,10 @@ async fn receive_upload(
     mut multipart: Multipart,
     max: u64,
 ) -> Result<(PathBuf, String, Option<String>), ApiError> {
-    tokio::fs::create_dir_all(&state.imports.uploads)
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state.imports.uploads)
         .await
         .map_err(super::error::internal_api)?;
     while let Some(field) = multipart
@@ -173,7 +176,12 @@ async fn receive_upload(
             .imports
             .uploads
             .join(format!("{}.upload", Uuid::new_v4()));
-        let mut out = tokio::fs::File::create(&path)
+        // Readable by this user only: an export is a person's whole health history.
+        let mut out = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .map_err(super::error::internal_api)?;
         let mut reader = field.into_async_read();
@@ -332,21 +340,37 @@ impl ImportsApi {
     ) -> Result<Json<ImportAccepted>, ApiError> {
         let grant = check_grant(&state.upload_secret, &token.0)?;
         users::load(&state, grant.user).await?;
-        // One upload per URL: the import id is fixed by the grant.
-        let used = state
+        // One upload per URL, claimed atomically before the body is read: of two concurrent
+        // uploads to one URL, exactly one proceeds.
+        let claimed = state
             .pool
             .get()
             .await?
-            .query_opt(
-                "SELECT 1 FROM events WHERE aggregate_type = 'Import' AND aggregate_id = $1 LIMIT 1",
-                &[&grant.import.to_string()],
+            .execute(
+                "INSERT INTO used_upload_grants (import_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&grant.import],
             )
             .await?
-            .is_some();
-        if used || state.imports.is_running(grant.import) {
+            == 1;
+        if !claimed {
             return Err(ApiError::conflict("This upload URL was already used"));
         }
-        let upload = receive_upload(&state, multipart, grant.max as u64).await?;
+        let upload = match receive_upload(&state, multipart, grant.max as u64).await {
+            Ok(upload) => upload,
+            Err(e) => {
+                // Nothing was kept: the URL may be used again until it expires.
+                state
+                    .pool
+                    .get()
+                    .await?
+                    .execute(
+                        "DELETE FROM used_upload_grants WHERE import_id = $1",
+                        &[&grant.import],
+                    )
+                    .await?;
+                return Err(e);
+            }
+        };
         let actor = Actor {
             kind: "upload_url",
             id: grant.key.clone(),

@@ -1,9 +1,11 @@
 //! `GET /metrics` in the Prometheus text format, and the middleware that counts and times
 //! every HTTP request.
 //!
-//! Unauthenticated like `/`: scrapers rarely carry API keys, and the figures are counts and
-//! lags, no health data. Set `WEARHOUSE_METRICS=false` to turn the endpoint off (404) where
-//! the port is reachable by untrusted clients (the route is then not registered).
+//! Never open to anyone who reaches the API port: on the API port it is served only with
+//! `WEARHOUSE_METRICS_TOKEN` set, to scrapers sending `Authorization: Bearer <token>`; with
+//! `WEARHOUSE_METRICS_BIND` it is (also) served on an address of its own, meant to be reachable
+//! by the scraper only (the token, when set, is required there too). A scrape costs bounded
+//! work: lags are counted over at most [`LAG_CAP`] log entries, never over the whole log.
 //!
 //! Consumer lag (when a broker is configured) compares the offsets the Kafka projection workers
 //! stored with their read models (`kafka_offsets`) to each partition's high watermark, so it is
@@ -36,14 +38,29 @@ struct Series {
 /// Request counts and latency histograms per (method, route pattern, status).
 #[derive(Default)]
 pub struct HttpMetrics {
-    series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    series: Mutex<BTreeMap<(&'static str, String, u16), Series>>,
+}
+
+/// The method label: one of a fixed set, so a client inventing methods cannot grow the series
+/// without bound.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 impl HttpMetrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut all = self.series.lock().expect("metrics lock");
         let s = all
-            .entry((method.to_string(), route.to_string(), status))
+            .entry((method_label(method), route.to_string(), status))
             .or_default();
         s.count += 1;
         s.sum += seconds;
@@ -133,15 +150,42 @@ pub async fn track<E: Endpoint>(
     result
 }
 
+/// Lags are counted up to this many entries (a bounded range scan of the log's
+/// `(tx, position)` index per projection); a larger lag reports this value.
+pub const LAG_CAP: i64 = 100_000;
+
 /// Entries of the log after each projection's checkpoint (what the Postgres-tailing runner
-/// still has to apply).
+/// still has to apply), up to [`LAG_CAP`]. A projection without a checkpoint counts from the
+/// start of the log.
 const PROJECTION_LAG: &str = "\
-SELECT c.name, (SELECT count(*) FROM events e \
-                 WHERE (e.tx, e.position) > (c.tx::text::xid8, c.position)) \
-  FROM checkpoints c WHERE c.name = ANY($1) ORDER BY c.name";
+SELECT n.name, (SELECT count(1) FROM (SELECT 1 FROM events e \
+                 WHERE (e.tx, e.position) > (coalesce(c.tx, 0)::text::xid8, coalesce(c.position, 0)) \
+                 ORDER BY e.tx, e.position LIMIT $2) l) \
+  FROM unnest($1::text[]) AS n(name) LEFT JOIN checkpoints c ON c.name = n.name ORDER BY n.name";
+
+/// Whether the request carries the metrics token (constant-time comparison), or no token is
+/// configured.
+fn authorized(req: &Request, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .header("authorization")
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .unwrap_or("");
+    crate::providers::same(given.as_bytes(), token.as_bytes())
+}
 
 #[handler]
-pub async fn endpoint(Data(state): Data<&AppState>) -> poem::Result<Response> {
+pub async fn endpoint(req: &Request, Data(state): Data<&AppState>) -> poem::Result<Response> {
+    if !authorized(req, state.config.metrics_token()) {
+        return Err(poem::Error::from_string(
+            "Could not validate credentials",
+            poem::http::StatusCode::UNAUTHORIZED,
+        ));
+    }
     let client = state.db().await?;
     let mut out = String::new();
     if state.relay {
@@ -176,22 +220,10 @@ pub async fn endpoint(Data(state): Data<&AppState>) -> poem::Result<Response> {
         .map(|p| p.name().to_string())
         .collect();
     let rows = client
-        .query(PROJECTION_LAG, &[&names])
+        .query(PROJECTION_LAG, &[&names, &LAG_CAP])
         .await
         .map_err(super::internal)?;
-    let mut lags: BTreeMap<String, i64> = names.into_iter().map(|n| (n, 0)).collect();
-    let total: i64 = client
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .map_err(super::internal)?
-        .get(0);
-    // A projection without a checkpoint row has applied nothing yet.
-    for lag in lags.values_mut() {
-        *lag = total;
-    }
-    for r in rows {
-        lags.insert(r.get(0), r.get(1));
-    }
+    let lags: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     out.push_str("# HELP wearhouse_projection_lag_entries Log entries after the projection's checkpoint.\n# TYPE wearhouse_projection_lag_entries gauge\n");
     for (name, lag) in &lags {
         let _ = writeln!(
@@ -247,6 +279,8 @@ mod tests {
         m.observe("GET", "/a", 200, 0.003);
         m.observe("GET", "/a", 200, 0.2);
         m.observe("GET", "/a", 200, 30.0);
+        m.observe("FOO", "/a", 200, 0.1);
+        m.observe("BAR", "/a", 200, 0.1);
         let mut out = String::new();
         m.render(&mut out);
         let line = |suffix: &str| {
@@ -267,5 +301,10 @@ mod tests {
             line("wearhouse_http_requests_total{method=\"GET\",route=\"/a\",status=\"200\"}"),
             "3"
         );
+        assert_eq!(
+            line("wearhouse_http_requests_total{method=\"OTHER\",route=\"/a\",status=\"200\"}"),
+            "2"
+        );
+        assert!(!out.contains("FOO"));
     }
 }

@@ -24,7 +24,7 @@ mod users;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use poem::middleware::{Cors, RequestId, Tracing};
+use poem::middleware::{Cors, RequestId};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -56,6 +56,10 @@ pub struct AppState {
     pub kafka_brokers: Option<String>,
     /// Cloud providers: registry, token sealing and the sync engine.
     pub providers: Arc<crate::providers::engine::Engine>,
+    /// Failed sign-ins per account and address, and the bound on concurrent password hashes.
+    pub login_throttle: Arc<crate::auth::throttle::LoginThrottle>,
+    /// Open sync-status streams per credential.
+    pub streams: Arc<crate::auth::streams::StreamSlots>,
 }
 
 impl AppState {
@@ -95,22 +99,28 @@ pub fn app(state: AppState) -> impl Endpoint {
     .server(public_url);
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
-    let max_body = state.config.max_json_bytes;
+    let caps = BodyCaps {
+        json: state.config.max_json_bytes,
+        webhook: state.config.max_webhook_bytes,
+        // Multipart framing around the file is small; the handlers bound the file itself.
+        upload: state.config.max_upload_bytes.saturating_add(1 << 20),
+    };
     let http_metrics = state.metrics.clone();
     let mut route = Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
-    if state.config.metrics {
+    // On the API address only behind its token; WEARHOUSE_METRICS_BIND serves it apart.
+    if state.config.metrics && state.config.metrics_token().is_some() {
         route = route.at("/metrics", poem::get(metrics::endpoint));
     }
     route = route.at(icons::ROUTE, poem::get(icons::serve));
     let cors = cors(&state.config.cors_origins);
     let listed = listed_origins(&state.config.cors_origins);
     route
-        .around(move |ep, req| limit_body(ep, req, max_body))
+        .around(move |ep, req| limit_body(ep, req, caps))
         .around(move |ep, req| metrics::track(ep, req, http_metrics.clone()))
-        .with(Tracing)
+        .around(log_request)
         .with(RequestId::default())
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |ep, req| unlisted_origin(ep, req, listed.clone()))
@@ -171,44 +181,169 @@ async fn unlisted_origin<E: Endpoint>(
     ep.call(req).await.map(poem::IntoResponse::into_response)
 }
 
-/// Buffers JSON and form bodies up to `max` bytes and refuses larger ones with 413 before
-/// anything parses them (a chunked body has no Content-Length to check up front). Uploads
-/// (multipart, octet-stream) stream through untouched: their handlers bound them.
+/// The app serving only `GET /metrics`, for WEARHOUSE_METRICS_BIND.
+pub fn metrics_app(state: AppState) -> impl Endpoint {
+    Route::new()
+        .at("/metrics", poem::get(metrics::endpoint))
+        .data(state)
+        .catch_all_error(error::to_detail)
+}
+
+/// The largest body each kind of route accepts.
+#[derive(Clone, Copy)]
+struct BodyCaps {
+    json: usize,
+    webhook: usize,
+    upload: u64,
+}
+
+/// Whether `path` receives export uploads (streamed to disk by their handlers).
+fn is_upload_route(path: &str) -> bool {
+    path.starts_with("/api/v1/uploads/")
+        || (path.starts_with("/api/v1/users/") && path.ends_with("/import/apple/xml/direct"))
+}
+
+fn is_webhook_route(path: &str) -> bool {
+    path.starts_with("/api/v1/providers/") && path.contains("/webhooks")
+}
+
+fn too_large(max: u64) -> poem::Error {
+    poem::Error::from_string(
+        format!("Request body larger than {max} bytes"),
+        poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+    )
+}
+
+/// Bounds every request body while it is read, whatever its Content-Type claims, so no body
+/// can exhaust memory before authentication: uploads stream through a counter (their handlers
+/// write them to disk); every other route's body is buffered up to its cap (webhooks: a small
+/// one, before their signature is checked) and refused with 413 beyond it.
 async fn limit_body<E: Endpoint>(
     ep: Arc<E>,
     mut req: poem::Request,
-    max: usize,
+    caps: BodyCaps,
 ) -> poem::Result<poem::Response> {
-    use poem::http::StatusCode;
-    let streamed = req.content_type().is_some_and(|ct| {
-        ct.starts_with("multipart/")
-            || ct.starts_with("application/octet-stream")
-            || ct.starts_with("application/zip")
-    });
-    if !streamed {
-        let too_large = || {
-            poem::Error::from_string(
-                format!("Request body larger than {max} bytes"),
-                StatusCode::PAYLOAD_TOO_LARGE,
-            )
-        };
-        let declared = req
-            .header("content-length")
-            .and_then(|v| v.parse::<usize>().ok());
+    let path = req.uri().path().to_string();
+    let declared = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok());
+    if is_upload_route(&path) {
+        let max = caps.upload;
         if declared.is_some_and(|n| n > max) {
-            return Err(too_large());
+            return Err(too_large(max));
+        }
+        use futures::StreamExt;
+        let mut seen = 0u64;
+        let limited = req.take_body().into_bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > max {
+                return Err(std::io::Error::other(format!(
+                    "request body larger than {max} bytes"
+                )));
+            }
+            Ok(chunk)
+        });
+        req.set_body(poem::Body::from_bytes_stream(limited));
+    } else {
+        let max = if is_webhook_route(&path) {
+            caps.webhook
+        } else {
+            caps.json
+        };
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(too_large(max as u64));
         }
         let body = req
             .take_body()
             .into_bytes_limit(max)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(|_| too_large(max as u64))?;
+        // No text column can hold a NUL character: refused here rather than failing in
+        // the database.
+        let json = req
+            .content_type()
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        if json && body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+            return Err(poem::Error::from_string(
+                "NUL characters (\\u0000) are not accepted",
+                poem::http::StatusCode::BAD_REQUEST,
+            ));
+        }
         req.set_body(body);
     }
     ep.call(req).await.map(poem::IntoResponse::into_response)
 }
 
+/// The request path as it may be logged: never the query string (OAuth `code`/`state`,
+/// tokens), and with credential-bearing segments replaced (signed upload URLs, API keys).
+pub fn loggable_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut previous = "";
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let secret = previous == "uploads"
+            || segment.starts_with("sk-")
+            || segment.starts_with("rt-")
+            || (previous == "webhooks" && !segment.is_empty());
+        out.push_str(if secret { "[redacted]" } else { segment });
+        previous = segment;
+    }
+    out
+}
+
+/// One log line per request: method, redacted path, status, duration, request id and peer.
+async fn log_request<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Result<poem::Response> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "request",
+        method = %metrics::method_label(req.method().as_str()),
+        path = %loggable_path(req.uri().path()),
+        request_id = %request_id(&req).unwrap_or_default(),
+        remote_addr = %req.remote_addr(),
+    );
+    async move {
+        let started = std::time::Instant::now();
+        let result = ep.call(req).await.map(poem::IntoResponse::into_response);
+        let duration = started.elapsed();
+        match &result {
+            Ok(resp) => tracing::info!(status = %resp.status(), ?duration, "response"),
+            Err(err) => tracing::info!(status = %err.status(), ?duration, "error"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
 /// The request id the RequestId middleware assigned, for event metadata.
 pub fn request_id(req: &poem::Request) -> Option<String> {
     req.data::<poem::middleware::ReqId>().map(|r| r.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_paths_carry_no_credentials() {
+        assert_eq!(
+            loggable_path("/api/v1/uploads/eyJ1c2VyIjoi.abcdef"),
+            "/api/v1/uploads/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/developer/api-keys/sk-0123456789abcdef"),
+            "/api/v1/developer/api-keys/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/providers/garmin/webhooks/push-token"),
+            "/api/v1/providers/garmin/webhooks/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/users/5d3c/timeseries"),
+            "/api/v1/users/5d3c/timeseries"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use wearhouse_domain::records::DataEvent;
 use wearhouse_projections::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
-use crate::auth::AnyCredential;
+use crate::auth::{AnyCredential, DeveloperAuth};
 use crate::ingest::raw::{self, RawMeta};
 use crate::ingest::writer::{self, Out};
 use crate::providers::engine::{SyncError, SyncRequest};
@@ -436,11 +436,14 @@ impl SyncApi {
     async fn disconnect_and_delete(
         &self,
         state: Data<&AppState>,
-        auth: AnyCredential,
+        developer: DeveloperAuth,
         req: &Request,
         user_id: Path<Uuid>,
         provider: Path<String>,
     ) -> Result<NoContent, ApiError> {
+        // Deleting data takes the same credential as deleting the user (a developer JWT), not
+        // an API key.
+        let auth = AnyCredential(developer.principal());
         revoke(&state, &auth, req, user_id.0, &provider.0).await?;
         // Also after an earlier disconnect: the data outlives the connection until purged.
         let ids: Vec<Uuid> = state
@@ -1069,7 +1072,8 @@ impl SyncApi {
     async fn stream(
         &self,
         state: Data<&AppState>,
-        _auth: AnyCredential,
+        auth: AnyCredential,
+        req: &Request,
         user_id: Path<Uuid>,
         #[oai(
             default = "default_20",
@@ -1079,6 +1083,13 @@ impl SyncApi {
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
     ) -> Result<SseResponse, ApiError> {
         users::load(&state, user_id.0).await?;
+        // A cap on open streams per credential; the slot is freed when the stream ends.
+        let slot = state.streams.acquire(&auth.0).ok_or_else(|| {
+            ApiError::TooManyRequests(poem_openapi::payload::Json(super::Detail {
+                detail: "Too many open sync-status streams for this credential".into(),
+            }))
+        })?;
+        let presented = crate::auth::Presented::of(req);
         let user = user_id.0;
         let resume = last_event_id.0.and_then(|s| {
             let (tx, position) = s.trim().split_once('.')?;
@@ -1121,16 +1132,27 @@ impl SyncApi {
         let connected = futures::stream::once(async {
             Ok::<_, std::io::Error>(bytes::Bytes::from_static(b": connected\n\n"))
         });
+        // The stream re-checks its credential every few seconds and ends once it is revoked
+        // (a deleted API key, a signed-out token); `slot` is held until it ends.
+        let recheck = Duration::from_secs(5);
+        let now = tokio::time::Instant::now();
         let live = futures::stream::unfold(
-            (st, after, tokio::time::Instant::now()),
-            move |(st, mut after, mut last_sent)| async move {
+            (st, after, now, slot, presented, now),
+            move |(st, mut after, mut last_sent, slot, presented, mut checked)| async move {
                 loop {
+                    if checked.elapsed() >= recheck {
+                        if !crate::auth::credential_still_valid(&st, &presented).await {
+                            return None;
+                        }
+                        checked = tokio::time::Instant::now();
+                    }
                     match status_events(&st, user, after, 100, false).await {
                         Ok(events) if !events.is_empty() => {
                             after = events.last().map(|e| e.cursor).unwrap_or(after);
                             let frames: String = events.iter().map(sse_frame).collect();
                             let out = Ok::<_, std::io::Error>(bytes::Bytes::from(frames));
-                            return Some((out, (st, after, tokio::time::Instant::now())));
+                            let now = tokio::time::Instant::now();
+                            return Some((out, (st, after, now, slot, presented, checked)));
                         }
                         Ok(_) => {}
                         Err(_) => warn!("sync status stream could not read the log"),
@@ -1138,7 +1160,7 @@ impl SyncApi {
                     if last_sent.elapsed() >= heartbeat {
                         last_sent = tokio::time::Instant::now();
                         let out = Ok(bytes::Bytes::from_static(b": heartbeat\n\n"));
-                        return Some((out, (st, after, last_sent)));
+                        return Some((out, (st, after, last_sent, slot, presented, checked)));
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -1180,6 +1202,26 @@ impl SyncApi {
                 ))
             })
             .collect();
+        // Garmin signs nothing and its client id is public: a push must carry the installation's
+        // own token, given in the push URL registered at Garmin.
+        if p.name() == "garmin" {
+            let expected = state
+                .providers
+                .config
+                .garmin_push_token
+                .as_deref()
+                .unwrap_or("");
+            let given = req
+                .uri()
+                .query()
+                .map(url_pairs)
+                .and_then(|q| q.get("token").cloned())
+                .unwrap_or_default();
+            if expected.is_empty() || !crate::providers::same(given.as_bytes(), expected.as_bytes())
+            {
+                return Err(WebhookError::Signature.into());
+            }
+        }
         p.verify_webhook(&headers, &body.0, &endpoints)?;
         // A validly signed delivery replayed later (or dated ahead) is refused: the signature
         // covers the timestamp, so only the timestamp tells a replay apart.
@@ -1193,6 +1235,7 @@ impl SyncApi {
         let json: Value = serde_json::from_slice(&body.0)
             .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
         let notices = p.parse_webhook(&json)?;
+        check_push_times(&notices, Utc::now())?;
         let meta = RawMeta {
             provider: p.name(),
             kind: "webhook",
@@ -1423,6 +1466,50 @@ async fn wait_for_run(state: &AppState, run_id: Uuid) {
             warn!(run = %run_id, "sync_runs read model did not catch up within 10 s");
         }
     }
+}
+
+/// Earliest time a pushed record may carry (2000-01-01): older ones are corrupt or hostile.
+const EARLIEST_PUSH_TIME: i64 = 946_684_800;
+/// How far ahead of now a pushed record's time may be (time zones, clock skew).
+const PUSH_TIME_AHEAD_SECS: i64 = 2 * 86_400;
+
+/// Refuses a push whose records carry absurd times (Garmin's `…TimeInSeconds` fields before
+/// 2000 or days ahead), before anything is stored or mapped.
+fn check_push_times(notices: &[Notice], now: DateTime<Utc>) -> Result<(), WebhookError> {
+    fn walk(v: &Value, latest: i64) -> Result<(), WebhookError> {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    // Instants, not durations such as `activeTimeInSeconds`.
+                    let instant = matches!(
+                        k.as_str(),
+                        "startTimeInSeconds" | "endTimeInSeconds" | "measurementTimeInSeconds"
+                    ) || k.ends_with("StartTimeInSeconds")
+                        || k.ends_with("EndTimeInSeconds");
+                    if instant {
+                        let ok = x
+                            .as_i64()
+                            .is_some_and(|t| (EARLIEST_PUSH_TIME..=latest).contains(&t));
+                        if !ok {
+                            return Err(WebhookError::Payload(format!("{k} is out of range: {x}")));
+                        }
+                    } else {
+                        walk(x, latest)?;
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(a) => a.iter().try_for_each(|x| walk(x, latest)),
+            _ => Ok(()),
+        }
+    }
+    let latest = now.timestamp() + PUSH_TIME_AHEAD_SECS;
+    for n in notices {
+        if let Notice::Data { items, .. } = n {
+            walk(items, latest)?;
+        }
+    }
+    Ok(())
 }
 
 fn url_pairs(q: &str) -> BTreeMap<String, String> {

@@ -68,11 +68,16 @@ async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
     let Ok(id) = claims.sub.parse::<Uuid>() else {
         return Ok(JwtOutcome::Invalid);
     };
-    // A token of a developer that no longer exists is not a credential.
+    // A token of a developer that no longer exists, or one revoked by signing out, is not a
+    // credential.
     let exists = state
         .db()
         .await?
-        .query_opt("SELECT 1 FROM developers WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT 1 FROM developers WHERE id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2)",
+            &[&id, &claims.jti.unwrap_or_default()],
+        )
         .await
         .map_err(crate::api::internal)?
         .is_some();
@@ -86,38 +91,66 @@ async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
 /// Developer JWT or API key.
 pub struct AnyCredential(pub Principal);
 
+/// The credentials a request presented: its bearer token and API key header.
+#[derive(Clone, Debug, Default)]
+pub struct Presented {
+    pub bearer: Option<String>,
+    pub api_key: Option<String>,
+}
+
+impl Presented {
+    pub fn of(req: &Request) -> Self {
+        Presented {
+            bearer: bearer(req).map(String::from),
+            api_key: req
+                .headers()
+                .get(API_KEY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+        }
+    }
+}
+
+/// Whether credentials accepted earlier still are (a long-lived stream re-checks them: a
+/// revoked key or signed-out token ends it).
+pub async fn credential_still_valid(state: &AppState, presented: &Presented) -> bool {
+    any_credential(state, presented).await.is_ok()
+}
+
+async fn any_credential(state: &AppState, presented: &Presented) -> poem::Result<Principal> {
+    // JWT first; an SDK-scoped or invalid JWT falls through to the API key, as upstream.
+    if let Some(token) = presented.bearer.as_deref() {
+        if let JwtOutcome::Developer(id) = check_jwt(state, token).await? {
+            return Ok(Principal::Developer(id));
+        }
+    }
+    match presented.api_key.as_deref() {
+        None if presented.bearer.is_none() => Err(unauthorized(MSG_AUTH_REQUIRED)),
+        None => Err(unauthorized(MSG_BAD_API_KEY)),
+        Some(key) => {
+            let row = state
+                .db()
+                .await?
+                .query_opt(
+                    "SELECT id FROM api_keys WHERE key_hash = $1",
+                    &[&sha256_hex(key.trim())],
+                )
+                .await
+                .map_err(crate::api::internal)?;
+            match row {
+                Some(r) => Ok(Principal::ApiKey(r.get(0))),
+                None => Err(unauthorized(MSG_BAD_API_KEY)),
+            }
+        }
+    }
+}
+
 impl<'a> FromRequest<'a> for AnyCredential {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
         let state = state(req)?;
-        // JWT first; an SDK-scoped or invalid JWT falls through to the API key, as upstream.
-        if let Some(token) = bearer(req) {
-            if let JwtOutcome::Developer(id) = check_jwt(state, token).await? {
-                return Ok(AnyCredential(Principal::Developer(id)));
-            }
-        }
-        let key = req
-            .headers()
-            .get(API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok());
-        match key {
-            None if bearer(req).is_none() => Err(unauthorized(MSG_AUTH_REQUIRED)),
-            None => Err(unauthorized(MSG_BAD_API_KEY)),
-            Some(key) => {
-                let row = state
-                    .db()
-                    .await?
-                    .query_opt(
-                        "SELECT id FROM api_keys WHERE key_hash = $1",
-                        &[&sha256_hex(key.trim())],
-                    )
-                    .await
-                    .map_err(crate::api::internal)?;
-                match row {
-                    Some(r) => Ok(AnyCredential(Principal::ApiKey(r.get(0)))),
-                    None => Err(unauthorized(MSG_BAD_API_KEY)),
-                }
-            }
-        }
+        any_credential(state, &Presented::of(req))
+            .await
+            .map(AnyCredential)
     }
 }
 

@@ -2,6 +2,8 @@
 //! keys (random, stored only as SHA-256), and the request extractors that check them.
 
 mod extract;
+pub mod streams;
+pub mod throttle;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use extract::{AnyCredential, DeveloperAuth, Principal};
+pub use extract::{credential_still_valid, AnyCredential, DeveloperAuth, Presented, Principal};
 
 pub const API_KEY_HEADER: &str = "X-Open-Wearables-API-Key";
 pub const MSG_AUTH_REQUIRED: &str = "Authentication required: provide JWT token or API key";
@@ -48,6 +50,51 @@ pub fn new_password() -> String {
     random_hex(12)
 }
 
+/// The minimum policy for a developer password: 12 to 1024 characters, at least two kinds of
+/// character (lower case, upper case, digits, others), not the e-mail address.
+pub fn check_password_policy(email: &str, password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if n < 12 {
+        return Err("the password must have at least 12 characters".into());
+    }
+    if n > 1024 {
+        return Err("the password must have at most 1024 characters".into());
+    }
+    let kinds = [
+        password.chars().any(|c| c.is_lowercase()),
+        password.chars().any(|c| c.is_uppercase()),
+        password.chars().any(|c| c.is_ascii_digit()),
+        password.chars().any(|c| !c.is_alphanumeric()),
+    ];
+    if kinds.iter().filter(|k| **k).count() < 2 {
+        return Err(
+            "the password must mix at least two of: lower case, upper case, digits, symbols".into(),
+        );
+    }
+    if password.trim().eq_ignore_ascii_case(email.trim()) {
+        return Err("the password must not be the e-mail address".into());
+    }
+    Ok(())
+}
+
+/// An e-mail address fit for a developer account: `local@domain`, no spaces, at most 254.
+pub fn check_email(email: &str) -> Result<(), String> {
+    let e = email.trim();
+    let ok = e.len() <= 254
+        && !e.chars().any(char::is_whitespace)
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{email:?} is not an e-mail address"))
+    }
+}
+
 pub fn hash_password(password: &str) -> String {
     let salt =
         SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
@@ -80,6 +127,9 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default)]
     pub iat: i64,
+    /// The token's id, so signing out can revoke this one token before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
     /// `sdk` for user-scoped SDK tokens; absent for developer tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -106,6 +156,7 @@ impl Jwt {
             sub: developer.to_string(),
             iat: now.timestamp(),
             exp: (now + Duration::minutes(self.access_minutes)).timestamp(),
+            jti: Some(Uuid::new_v4()),
             scope: None,
         };
         jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
@@ -159,6 +210,29 @@ pub fn load_or_create_secret(
     Ok(secret.into_bytes())
 }
 
+/// A random token kept in `path` (mode 0600), created on first use.
+pub fn load_or_create_token(path: &std::path::Path) -> std::io::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        if existing.trim().len() >= 32 {
+            return Ok(existing.trim().to_string());
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let token = random_hex(32);
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(token.as_bytes())?;
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +257,19 @@ mod tests {
         assert!(k.starts_with("sk-") && k[3..].chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(k, new_api_key());
         assert_eq!(key_prefix(&k), format!("{}…", &k[..7]));
+    }
+
+    #[test]
+    fn weak_or_empty_admin_credentials_are_refused() {
+        assert!(check_password_policy("a@b.io", "").is_err());
+        assert!(check_password_policy("a@b.io", "short-1").is_err());
+        assert!(check_password_policy("a@b.io", "aaaaaaaaaaaaaaaa").is_err());
+        assert!(check_password_policy("admin@b.io", "admin@b.io").is_err());
+        assert!(check_password_policy("a@b.io", "test-password-1").is_ok());
+        assert!(check_email("").is_err());
+        assert!(check_email("admin").is_err());
+        assert!(check_email("a b@c.io").is_err());
+        assert!(check_email("admin@test.local").is_ok());
     }
 
     #[test]

@@ -413,8 +413,17 @@ pub fn verify_timestamped_hmac(
     (sig_header, ts_header): (&str, &str),
     decode: fn(&str) -> Option<Vec<u8>>,
 ) -> Result<(), WebhookError> {
+    // Without a secret anyone can compute the "signature" (an HMAC with the empty key): an
+    // installation that has not configured one accepts no deliveries at all.
+    if secret.is_empty() {
+        return Err(WebhookError::Signature);
+    }
     let sig = headers.get(sig_header).ok_or(WebhookError::Signature)?;
     let ts = headers.get(ts_header).ok_or(WebhookError::Signature)?;
+    // A timestamp that does not parse cannot be checked for freshness: refused, not skipped.
+    if parse_webhook_timestamp(ts).is_none() {
+        return Err(WebhookError::Signature);
+    }
     let given = decode(sig.trim()).ok_or(WebhookError::Signature)?;
     let expected = hmac_sha256(secret.as_bytes(), &[ts.as_bytes(), body]);
     if same(&expected, &given) {

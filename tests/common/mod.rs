@@ -210,6 +210,11 @@ impl Server {
             .to_string()
     }
 
+    /// The server process id (to read its memory figures from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server with SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         Command::new("kill")
