@@ -300,7 +300,7 @@ impl ApiKeysApi {
                 Some("api_keys"),
             )
             .await?;
-        Ok(Json(resolve(&state, &key_id.0).await?))
+        Ok(Json(resolve(&state, &key_id.0, auth.0).await?))
     }
 
     /// Delete an API key (it stops working at once); answers the deleted key, as upstream

@@ -466,11 +466,6 @@ impl Server {
     }
 
     /// Waits until every read model has applied every entry of the log.
-    /// The server process's id (to read its /proc figures).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     pub async fn settle(&self) {
         settle(&self.db).await
     }
