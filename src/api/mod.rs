@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 mod daily;
 mod data_sources;
+mod document;
 pub mod envelope;
 mod error;
 mod events;
@@ -66,7 +67,7 @@ impl AppState {
 pub fn app(state: AppState) -> impl Endpoint {
     let public_url = state.config.public_url();
     let service = OpenApiService::new(
-        (
+        document::Documented((
             meta::MetaApi,
             auth::AuthApi,
             users::UsersApi,
@@ -82,7 +83,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             priorities::PrioritiesApi,
             oauth::OAuthApi,
             sync::SyncApi,
-        ),
+        )),
         "wearhouse",
         env!("CARGO_PKG_VERSION"),
     )
@@ -98,7 +99,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let http_metrics = state.metrics.clone();
     let mut route = Route::new()
         .nest("/", service)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .nest("/docs", docs);
     if state.config.metrics {
         route = route.at("/metrics", poem::get(metrics::endpoint));

@@ -1,8 +1,14 @@
 //! Request extractors: `AnyCredential` (developer JWT or API key, the contract's "ApiKeyDep")
 //! and `DeveloperAuth` (developer JWT only). They fail with the contract's 401 messages.
+//!
+//! Both are poem-openapi security schemes, so the OpenAPI document declares on each operation
+//! exactly the credentials it takes: `ApiKeyAuth` or `DeveloperBearer` for `AnyCredential`,
+//! `DeveloperBearer` alone for `DeveloperAuth`.
 
 use poem::http::StatusCode;
-use poem::{FromRequest, Request, RequestBody};
+use poem::{Request, RequestBody};
+use poem_openapi::registry::{MetaSecurityScheme, Registry};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use uuid::Uuid;
 
 use super::{
@@ -83,11 +89,68 @@ async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
     })
 }
 
+/// Name of the API-key security scheme in the OpenAPI document.
+pub const API_KEY_SCHEME: &str = "ApiKeyAuth";
+/// Name of the developer-JWT security scheme in the OpenAPI document.
+pub const BEARER_SCHEME: &str = "DeveloperBearer";
+
+fn register_schemes(registry: &mut Registry) {
+    registry.create_security_scheme(
+        API_KEY_SCHEME,
+        MetaSecurityScheme {
+            ty: "apiKey",
+            description: Some(
+                "An API key (`sk-…`) created with `POST /api/v1/developer/api-keys`. Operations \
+                 that take it also take a developer bearer token.",
+            ),
+            name: Some(super::API_KEY_HEADER),
+            key_in: Some("header"),
+            scheme: None,
+            bearer_format: None,
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+    registry.create_security_scheme(
+        BEARER_SCHEME,
+        MetaSecurityScheme {
+            ty: "http",
+            description: Some(
+                "A developer access token from `POST /api/v1/auth/login` or \
+                 `POST /api/v1/token/refresh`, sent as `Authorization: Bearer <jwt>`.",
+            ),
+            name: None,
+            key_in: None,
+            scheme: Some("bearer"),
+            bearer_format: Some("JWT"),
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+}
+
 /// Developer JWT or API key.
 pub struct AnyCredential(pub Principal);
 
-impl<'a> FromRequest<'a> for AnyCredential {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+impl<'a> ApiExtractor<'a> for AnyCredential {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    /// Either credential is enough (two requirement objects: OpenAPI's "or").
+    fn security_schemes() -> Vec<&'static str> {
+        vec![API_KEY_SCHEME, BEARER_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
         let state = state(req)?;
         // JWT first; an SDK-scoped or invalid JWT falls through to the API key, as upstream.
         if let Some(token) = bearer(req) {
@@ -130,8 +193,24 @@ impl DeveloperAuth {
     }
 }
 
-impl<'a> FromRequest<'a> for DeveloperAuth {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+impl<'a> ApiExtractor<'a> for DeveloperAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![BEARER_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
         let state = state(req)?;
         let Some(token) = bearer(req) else {
             return Err(unauthorized(MSG_BAD_JWT));
