@@ -5,13 +5,16 @@
 //! They are produced by the extractors and the middleware in `super::app`, so they are added
 //! here to every operation that can meet them, with the `{"detail": ...}` body they carry.
 //! Parameters left without a description get the one their name has everywhere in this API.
+//! Optional fields of response objects are sent as `null` (the contract's `anyOf [T, null]`),
+//! which poem-openapi does not declare, so they are marked nullable here.
 
 use std::collections::HashMap;
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::Method;
 use poem_openapi::registry::{
-    MetaApi, MetaMediaType, MetaOperation, MetaParamIn, MetaResponse, Registry,
+    MetaApi, MetaMediaType, MetaOperation, MetaParamIn, MetaResponse, MetaSchema, MetaSchemaRef,
+    Registry,
 };
 use poem_openapi::types::Type;
 use poem_openapi::OpenApi;
@@ -37,10 +40,35 @@ impl<T: OpenApi> OpenApi for Documented<T> {
     fn register(registry: &mut Registry) {
         T::register(registry);
         Detail::register(registry);
+        for schema in registry.schemas.values_mut() {
+            nullable_optionals(schema);
+        }
     }
 
     fn add_routes(self, route_table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
         self.0.add_routes(route_table)
+    }
+}
+
+/// Every property an object does not require may be `null`: an `Option` field is serialized as
+/// `null` unless it is skipped, and a skipped one is simply absent.
+fn nullable_optionals(schema: &mut MetaSchema) {
+    for (name, prop) in &mut schema.properties {
+        if schema.required.contains(name) {
+            continue;
+        }
+        match prop {
+            MetaSchemaRef::Inline(inner) => inner.nullable = true,
+            MetaSchemaRef::Reference(_) => {
+                // A `$ref` cannot carry siblings in OpenAPI 3.0: wrap it.
+                let reference = std::mem::replace(prop, MetaSchemaRef::Reference(String::new()));
+                *prop = MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    all_of: vec![reference],
+                    nullable: true,
+                    ..MetaSchema::ANY
+                }));
+            }
+        }
     }
 }
 
@@ -61,9 +89,15 @@ fn complete(op: &mut MetaOperation) {
         );
     }
     if has_body {
-        add_response(op, 413, "The request body is larger than the server accepts");
+        add_response(
+            op,
+            413,
+            "The request body is larger than the server accepts",
+        );
     }
-    op.responses.responses.sort_by_key(|r| r.status.unwrap_or(u16::MAX));
+    op.responses
+        .responses
+        .sort_by_key(|r| r.status.unwrap_or(u16::MAX));
     for param in &mut op.params {
         if param.description.is_none() {
             param.description = describe(&param.name, &param.in_type).map(str::to_string);
@@ -111,7 +145,9 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "page" => "Page number, from 1",
         "limit" => "Largest number of items to return",
         "offset" => "Items to skip before the first one returned",
-        "cursor" => "Opaque cursor from a previous page's `pagination.next_cursor` or `previous_cursor`",
+        "cursor" => {
+            "Opaque cursor from a previous page's `pagination.next_cursor` or `previous_cursor`"
+        }
         "sort_by" => "Field to sort by",
         "sort_order" => "`asc` or `desc`",
         "search" => "Case-insensitive text matched against name, e-mail and external id",
@@ -147,4 +183,86 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "Last-Event-ID" => "The last event id received: the stream resumes after it",
         _ => return None,
     })
+}
+
+/// The methods each documented path answers, for the `Allow` header of a 405 (RFC 9110 §15.5.6).
+pub struct AllowTable {
+    routes: Vec<(Vec<Option<String>>, Vec<Method>)>,
+}
+
+impl AllowTable {
+    /// From the API's own document, plus the plain GET routes `app` adds beside it.
+    pub fn of<T: OpenApi>(_api: &T, extra_get: &[&str]) -> AllowTable {
+        let mut routes: Vec<(Vec<Option<String>>, Vec<Method>)> = vec![];
+        let documented = T::meta().into_iter().flat_map(|api| api.paths);
+        let extra = extra_get.iter().map(|p| (p.to_string(), vec![Method::GET]));
+        for (path, methods) in documented
+            .map(|p| {
+                let methods = p.operations.iter().map(|o| o.method.clone()).collect();
+                (p.path, methods)
+            })
+            .chain(extra)
+        {
+            let segments = segments(&path);
+            match routes.iter_mut().find(|(s, _)| *s == segments) {
+                Some((_, known)) => known.extend(methods),
+                None => routes.push((segments, methods)),
+            }
+        }
+        AllowTable { routes }
+    }
+
+    /// `GET, HEAD, POST`-style value for a concrete request path, if a route matches it. Where
+    /// several templates match, the one the router picks wins: a literal segment beats a
+    /// parameter at the first place they differ.
+    pub fn header(&self, path: &str) -> Option<String> {
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let (_, methods) = self
+            .routes
+            .iter()
+            .filter(|(segs, _)| {
+                segs.len() == parts.len()
+                    && segs
+                        .iter()
+                        .zip(&parts)
+                        .all(|(s, p)| s.as_deref().is_none_or(|s| s == *p))
+            })
+            .max_by_key(|(segs, _)| segs.iter().map(Option::is_some).collect::<Vec<_>>())?;
+        let mut names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        // The router answers HEAD wherever it answers GET.
+        if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+            names.push("HEAD");
+        }
+        names.sort_unstable();
+        names.dedup();
+        Some(names.join(", "))
+    }
+}
+
+/// Path template segments: `Some(literal)` or `None` for a `{parameter}` / `:parameter`.
+fn segments(path: &str) -> Vec<Option<String>> {
+    path.trim_end_matches('/')
+        .split('/')
+        .map(|s| (!(s.starts_with('{') || s.starts_with(':'))).then(|| s.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_prefers_literal_segments_and_adds_head() {
+        let table = AllowTable {
+            routes: vec![
+                (segments("/p/{provider}/users/{id}"), vec![Method::POST]),
+                (segments("/p/garmin/users/{id}"), vec![Method::GET]),
+                (segments("/"), vec![Method::GET]),
+            ],
+        };
+        assert_eq!(table.header("/p/garmin/users/1").unwrap(), "GET, HEAD");
+        assert_eq!(table.header("/p/oura/users/1").unwrap(), "POST");
+        assert_eq!(table.header("/").unwrap(), "GET, HEAD");
+        assert_eq!(table.header("/nope"), None);
+    }
 }

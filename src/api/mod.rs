@@ -66,24 +66,29 @@ impl AppState {
 
 pub fn app(state: AppState) -> impl Endpoint {
     let public_url = state.config.public_url();
+    let apis = document::Documented((
+        meta::MetaApi,
+        auth::AuthApi,
+        users::UsersApi,
+        api_keys::ApiKeysApi,
+        imports::ImportsApi,
+        timeseries::TimeseriesApi,
+        data_sources::DataSourcesApi,
+        summaries::SummariesApi,
+        events::EventsApi,
+        daily::DailyApi,
+        daily::BodyApi,
+        health_scores::HealthScoresApi,
+        priorities::PrioritiesApi,
+        oauth::OAuthApi,
+        sync::SyncApi,
+    ));
+    let allow = Arc::new(document::AllowTable::of(
+        &apis,
+        &["/openapi.json", "/metrics"],
+    ));
     let service = OpenApiService::new(
-        document::Documented((
-            meta::MetaApi,
-            auth::AuthApi,
-            users::UsersApi,
-            api_keys::ApiKeysApi,
-            imports::ImportsApi,
-            timeseries::TimeseriesApi,
-            data_sources::DataSourcesApi,
-            summaries::SummariesApi,
-            events::EventsApi,
-            daily::DailyApi,
-            daily::BodyApi,
-            health_scores::HealthScoresApi,
-            priorities::PrioritiesApi,
-            oauth::OAuthApi,
-            sync::SyncApi,
-        )),
+        apis,
         "wearhouse",
         env!("CARGO_PKG_VERSION"),
     )
@@ -105,12 +110,36 @@ pub fn app(state: AppState) -> impl Endpoint {
         route = route.at("/metrics", poem::get(metrics::endpoint));
     }
     route
+        .around(move |ep, req| allow_header(ep, req, allow.clone()))
         .around(move |ep, req| limit_body(ep, req, max_body))
         .around(move |ep, req| metrics::track(ep, req, http_metrics.clone()))
         .with(Tracing)
         .with(RequestId::default())
         .data(state)
         .catch_all_error(error::to_detail)
+}
+
+/// A method the path does not have is answered 405 with the `Allow` header RFC 9110 requires.
+async fn allow_header<E: Endpoint>(
+    ep: Arc<E>,
+    req: poem::Request,
+    allow: Arc<document::AllowTable>,
+) -> poem::Result<poem::Response> {
+    use poem::http::{header, HeaderValue, StatusCode};
+    let path = req.uri().path().to_string();
+    match ep.call(req).await {
+        Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut resp = error::to_detail(e).await;
+            if let Some(value) = allow
+                .header(&path)
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
+            Ok(resp)
+        }
+        other => other.map(poem::IntoResponse::into_response),
+    }
 }
 
 /// Buffers JSON and form bodies up to `max` bytes and refuses larger ones with 413 before
