@@ -147,23 +147,29 @@ impl Validator<'_> {
         }
     }
 
-    fn check(&self, schema: &Value, v: &Value, path: &str, errs: &mut BTreeSet<String>) {
+    /// Adds to `errs` each problem (`path: what is wrong`) with the first value showing it, so a
+    /// list of a thousand rows reports a wrong field once.
+    fn check(&self, schema: &Value, v: &Value, path: &str, errs: &mut Errors) {
         let schema = self.resolve(schema);
         for key in ["anyOf", "oneOf"] {
             if let Some(branches) = schema.get(key).and_then(Value::as_array) {
-                let results: Vec<BTreeSet<String>> = branches
+                // A value that is not null is judged by the branches that are not `null`.
+                let results: Vec<Errors> = branches
                     .iter()
+                    .filter(|b| v.is_null() || self.resolve(b).get("type") != Some(&json!("null")))
                     .map(|b| {
-                        let mut e = BTreeSet::new();
+                        let mut e = Errors::new();
                         self.check(b, v, path, &mut e);
                         e
                     })
                     .collect();
-                if !results.iter().any(BTreeSet::is_empty) {
-                    // Report the branch that came closest (a non-null value against `T | null`
-                    // reports T's problems).
-                    let best = results.into_iter().min_by_key(BTreeSet::len).unwrap();
-                    errs.extend(best);
+                if !results.iter().any(Errors::is_empty) {
+                    // Report the branch that came closest.
+                    if let Some(best) = results.into_iter().min_by_key(Errors::len) {
+                        for (k, e) in best {
+                            errs.entry(k).or_insert(e);
+                        }
+                    }
                 }
             }
         }
@@ -179,29 +185,26 @@ impl Validator<'_> {
                 _ => vec![],
             };
             if !types.iter().any(|t| type_matches(t, v)) {
-                errs.insert(format!(
-                    "{path}: expected {}, got {}",
-                    types.join("|"),
-                    short(v)
-                ));
+                add(errs, format!("{path}: expected {}", types.join("|")), v);
                 return;
             }
         }
         if let Some(values) = schema.get("enum").and_then(Value::as_array) {
             if !values.contains(v) {
-                errs.insert(format!(
-                    "{path}: {} is not one of {}",
-                    short(v),
-                    Value::Array(values.clone())
-                ));
+                let mut listed: Vec<String> = values.iter().take(8).map(Value::to_string).collect();
+                if values.len() > 8 {
+                    listed.push(format!("… {} more", values.len() - 8));
+                }
+                add(
+                    errs,
+                    format!("{path}: not one of [{}]", listed.join(",")),
+                    v,
+                );
             }
         }
         if let Some(c) = schema.get("const") {
             if c != v {
-                errs.insert(format!(
-                    "{path}: expected the constant {c}, got {}",
-                    short(v)
-                ));
+                add(errs, format!("{path}: expected the constant {c}"), v);
             }
         }
         if let (Some(format), Some(s)) = (schema.get("format").and_then(Value::as_str), v.as_str())
@@ -213,7 +216,7 @@ impl Validator<'_> {
                 _ => true,
             };
             if !ok {
-                errs.insert(format!("{path}: {s:?} is not a valid {format}"));
+                add(errs, format!("{path}: not a valid {format}"), v);
             }
         }
         if let Some(obj) = v.as_object() {
@@ -221,7 +224,7 @@ impl Validator<'_> {
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
                 for name in required.iter().filter_map(Value::as_str) {
                     if !obj.contains_key(name) {
-                        errs.insert(format!("{path}.{name}: required field missing"));
+                        add(errs, format!("{path}.{name}: required field missing"), v);
                     }
                 }
             }
@@ -230,7 +233,11 @@ impl Validator<'_> {
                     Some(s) => self.check(s, value, &format!("{path}.{name}"), errs),
                     None => match schema.get("additionalProperties") {
                         Some(Value::Bool(false)) => {
-                            errs.insert(format!("{path}.{name}: field not in the contract"));
+                            add(
+                                errs,
+                                format!("{path}.{name}: field not in the contract"),
+                                value,
+                            );
                         }
                         Some(s @ Value::Object(_)) => {
                             self.check(s, value, &format!("{path}.{name}"), errs)
@@ -246,6 +253,12 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+type Errors = BTreeMap<String, String>;
+
+fn add(errs: &mut Errors, problem: String, example: &Value) {
+    errs.entry(problem).or_insert_with(|| short(example));
 }
 
 fn type_matches(ty: &str, v: &Value) -> bool {
@@ -284,22 +297,22 @@ fn validator_catches_what_the_contract_forbids() {
     }}});
     let v = Validator { root: &root };
     let schema = json!({"$ref": "#/components/schemas/S"});
-    let mut errs = BTreeSet::new();
+    let mut errs = Errors::new();
     let ok = json!({"id": "7f1d3c1e-2b0a-4c55-9a57-1b3a0f1f9d10", "n": 3, "at": null, "kind": "a",
                     "xs": [{"id": "7f1d3c1e-2b0a-4c55-9a57-1b3a0f1f9d10", "n": 1, "at": "2024-01-01T00:00:00Z"}]});
     v.check(&schema, &ok, "$", &mut errs);
     assert!(errs.is_empty(), "{errs:?}");
     let bad = json!({"id": "x", "n": 3.0, "at": "yesterday", "kind": "c", "xs": [{"n": 1}]});
     v.check(&schema, &bad, "$", &mut errs);
-    let errs: Vec<String> = errs.into_iter().collect();
+    let errs: Vec<(&str, &str)> = errs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         errs,
         vec![
-            "$.at: \"yesterday\" is not a valid date-time",
-            "$.id: \"x\" is not a valid uuid",
-            "$.kind: \"c\" is not one of [\"a\",\"b\"]",
-            "$.n: expected integer, got 3.0",
-            "$.xs[*].id: required field missing",
+            ("$.at: not a valid date-time", "\"yesterday\""),
+            ("$.id: not a valid uuid", "\"x\""),
+            ("$.kind: not one of [\"a\",\"b\"]", "\"c\""),
+            ("$.n: expected integer", "3.0"),
+            ("$.xs[*].id: required field missing", "{\"n\":1}"),
         ]
     );
 }
@@ -536,6 +549,7 @@ async fn world() -> World {
 /// Destructive calls go last, the main user's deletion never (the victim is deleted instead).
 fn rank(method: &str, path: &str) -> u8 {
     match (method, path) {
+        ("DELETE", p) if p.contains("/api-keys/") => 2,
         (_, p) if p.contains("/api-keys/") => 1,
         ("POST", "/api/v1/token/revoke") | ("POST", "/api/v1/auth/logout") => 2,
         ("DELETE", p) if p.contains("/events/") => 3,
@@ -731,9 +745,16 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                               "object_id": "wo-contract", "user_id": "oura-user-1"});
             return Some(w.sim.webhook("oura", &target, body).await);
         }
-        ("GET", "/api/v1/providers/{provider}/webhooks") => req(
-            "/api/v1/providers/oura/webhooks?verification_token=oura-client&challenge=c-123".into(),
-        ),
+        ("GET", "/api/v1/providers/{provider}/webhooks") => {
+            // The token wearhouse registers with Oura: derived from the client secret.
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SIM_SECRET.as_bytes()).unwrap();
+            mac.update(b"wearhouse-webhook-verification");
+            let token = hex::encode(&mac.finalize().into_bytes()[..16]);
+            req(format!(
+                "/api/v1/providers/oura/webhooks?verification_token={token}&challenge=c-123"
+            ))
+        }
         _ => return None,
     };
     let r = rb.send().await.unwrap();
@@ -775,9 +796,11 @@ fn check_answer(
         Ok(v) => v,
         Err(e) => return vec![format!("body is not JSON ({e}): {body:.200}")],
     };
-    let mut errs = BTreeSet::new();
+    let mut errs = Errors::new();
     Validator { root: contract }.check(schema, &value, "$", &mut errs);
-    errs.into_iter().collect()
+    errs.into_iter()
+        .map(|(problem, example)| format!("{problem} (e.g. {example})"))
+        .collect()
 }
 
 #[tokio::test]
@@ -819,15 +842,11 @@ async fn responses_match_the_open_wearables_contract() {
             report.push_str(&format!("    {p}\n"));
         }
     }
-    println!(
-        "{} of {} Open Wearables operations answer as the contract says{report}",
-        ops.len() - failures.len(),
-        ops.len()
-    );
     assert!(
         failures.is_empty(),
-        "{} operations differ from the Open Wearables contract:{report}",
-        failures.len()
+        "{} of {} Open Wearables operations differ from the contract:{report}",
+        failures.len(),
+        ops.len()
     );
 }
 
@@ -859,4 +878,121 @@ async fn implemented_operations_are_in_both_documents() {
         unlisted.is_empty(),
         "served Open Wearables operations missing from IMPLEMENTED: {unlisted:?}"
     );
+}
+
+/// Our own document tells the truth about credentials, statuses, parameters and methods.
+#[tokio::test]
+async fn our_document_declares_credentials_statuses_and_descriptions() {
+    let s = Server::start().await;
+    let doc = our_document(&s).await;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["ApiKeyAuth"]["type"], "apiKey");
+    assert_eq!(schemes["ApiKeyAuth"]["in"], "header");
+    assert_eq!(schemes["ApiKeyAuth"]["name"], KEY_HEADER);
+    assert_eq!(schemes["DeveloperBearer"]["type"], "http");
+    assert_eq!(schemes["DeveloperBearer"]["scheme"], "bearer");
+    let mut problems = vec![];
+    let names = |op: &Value| -> Vec<String> {
+        op["security"]
+            .as_array()
+            .map(|reqs| {
+                reqs.iter()
+                    .flat_map(|r| r.as_object().unwrap().keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = format!("{} {path}", method.to_uppercase());
+            let security = names(op);
+            let developer_only = path.starts_with("/api/v1/developer/")
+                || path.starts_with("/api/v1/priorities/")
+                || path == "/api/v1/auth/me"
+                || path == "/api/v1/auth/logout"
+                || (method == "put" && path.starts_with("/api/v1/oauth/providers"))
+                || (path == "/api/v1/users/{user_id}" && method != "get");
+            let public = path == "/"
+                || path == "/api/v1/auth/login"
+                || path.starts_with("/api/v1/token/")
+                || path.starts_with("/api/v1/uploads/")
+                || path.ends_with("/webhooks")
+                || (method == "get"
+                    && path.starts_with("/api/v1/oauth/")
+                    && !path.ends_with("/authorize"))
+                || path == "/api/v1/meta/coverage";
+            let expected: Vec<&str> = if public {
+                vec![]
+            } else if developer_only {
+                vec!["DeveloperBearer"]
+            } else {
+                vec!["ApiKeyAuth", "DeveloperBearer"]
+            };
+            if security != expected {
+                problems.push(format!(
+                    "{id}: security {security:?}, expected {expected:?}"
+                ));
+            }
+            if op["summary"].as_str().is_none_or(str::is_empty) {
+                problems.push(format!("{id}: no summary"));
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["description"].as_str().is_none_or(str::is_empty) {
+                    problems.push(format!("{id}: parameter {} has no description", p["name"]));
+                }
+            }
+            let responses = op["responses"].as_object().unwrap();
+            let mut needed = vec![];
+            if !security.is_empty() {
+                needed.push("401");
+            }
+            if op.get("requestBody").is_some() || op.get("parameters").is_some() {
+                needed.push("400");
+            }
+            if op.get("requestBody").is_some() {
+                needed.push("413");
+            }
+            for status in needed {
+                if !responses.contains_key(status) {
+                    problems.push(format!("{id}: status {status} is not documented"));
+                }
+            }
+        }
+        // Every method the path does not declare is refused with 405 and an Allow header.
+        let declared: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        let concrete = path
+            .replace("{user_id}", &uuid::Uuid::new_v4().to_string())
+            .replace('{', "")
+            .replace('}', "");
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if declared.iter().any(|d| d == method) {
+                continue;
+            }
+            let r = s
+                .req(Method::from_bytes(method.as_bytes()).unwrap(), &concrete)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let allow = r
+                .headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            let allowed_ok = allow
+                .as_deref()
+                .is_some_and(|a| declared.iter().all(|d| a.split(", ").any(|x| x == d)));
+            if status != 405 || body != json!({"detail": "Method Not Allowed"}) || !allowed_ok {
+                problems.push(format!(
+                    "{method} {concrete}: {status} {body} Allow: {allow:?} (declared {declared:?})"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
