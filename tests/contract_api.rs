@@ -967,8 +967,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
             .collect();
         let concrete = path
             .replace("{user_id}", &uuid::Uuid::new_v4().to_string())
-            .replace('{', "")
-            .replace('}', "");
+            .replace(['{', '}'], "");
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             if declared.iter().any(|d| d == method) {
                 continue;
