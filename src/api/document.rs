@@ -30,7 +30,7 @@ impl<T: OpenApi> OpenApi for Documented<T> {
         for api in &mut apis {
             for path in &mut api.paths {
                 for op in &mut path.operations {
-                    complete(op);
+                    complete(&path.path, op);
                 }
             }
         }
@@ -72,7 +72,7 @@ fn nullable_optionals(schema: &mut MetaSchema) {
     }
 }
 
-fn complete(op: &mut MetaOperation) {
+fn complete(path: &str, op: &mut MetaOperation) {
     let has_body = op.request.is_some();
     if !op.security.is_empty() {
         add_response(
@@ -98,10 +98,74 @@ fn complete(op: &mut MetaOperation) {
     op.responses
         .responses
         .sort_by_key(|r| r.status.unwrap_or(u16::MAX));
+    for response in &mut op.responses.responses {
+        for media in &mut response.content {
+            if media.content_type == "text/event-stream" {
+                media.schema = MetaSchemaRef::Inline(Box::new(sse_event()));
+            }
+        }
+    }
     for param in &mut op.params {
         if param.description.is_none() {
             param.description = describe(&param.name, &param.in_type).map(str::to_string);
         }
+        if let Some(schema) = constrain(path, &param.name, &param.in_type) {
+            param.schema = MetaSchemaRef::Inline(Box::new(schema));
+        }
+    }
+}
+
+/// OpenAPI 3.0 describes a server-sent-event stream by the schema of one event; the event's
+/// `data` is the JSON of the item (a `SyncStatusEvent` for the sync stream).
+fn sse_event() -> MetaSchema {
+    let string = || MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")));
+    MetaSchema {
+        description: Some("One event: `data` holds the item as JSON"),
+        properties: vec![("event", string()), ("id", string()), ("data", string())],
+        required: vec!["data"],
+        ..MetaSchema::new("object")
+    }
+}
+
+/// The values a parameter really accepts, where its Rust type (a `String`) says less than the
+/// handler checks: time bounds, and the provider and backfill names this build knows.
+fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema> {
+    let inline = |schema: MetaSchema| MetaSchemaRef::Inline(Box::new(schema));
+    let one_of = |values: Vec<String>| MetaSchema {
+        enum_items: values.into_iter().map(serde_json::Value::from).collect(),
+        ..MetaSchema::new("string")
+    };
+    let providers = crate::providers::all();
+    match name {
+        // `parse_datetime`: ISO 8601 date or date-time, or Unix seconds.
+        "start_date" | "end_date" | "start_time" | "end_time" => Some(MetaSchema {
+            any_of: vec![
+                inline(MetaSchema::new_with_format("string", "date-time")),
+                inline(MetaSchema::new_with_format("string", "date")),
+                inline(MetaSchema {
+                    pattern: Some("^-?[0-9]{1,11}(\\.[0-9]{1,6})?$".into()),
+                    ..MetaSchema::new("string")
+                }),
+            ],
+            ..MetaSchema::new("string")
+        }),
+        // The cloud-provider routes serve only the providers compiled in.
+        "provider"
+            if matches!(in_type, MetaParamIn::Path)
+                && (path.starts_with("/api/v1/oauth/{provider}")
+                    || path.starts_with("/api/v1/providers/{provider}")) =>
+        {
+            Some(one_of(
+                providers.iter().map(|p| p.name().to_string()).collect(),
+            ))
+        }
+        "type_name" => Some(one_of(
+            providers
+                .iter()
+                .flat_map(|p| p.backfill_types().iter().map(|t| t.to_string()))
+                .collect(),
+        )),
+        _ => None,
     }
 }
 
