@@ -22,9 +22,12 @@ MAX_EXAMPLES=${WEARHOUSE_SCHEMATHESIS_EXAMPLES:-25}
 
 log() { echo "[schemathesis] $*" >&2; }
 
+# CPython 3.11.7 crashes inside hypothesis (`SystemError: AST constructor recursion depth
+# mismatch`) on some of our schemas; prefer a newer interpreter when there is one.
+PYTHON=${WEARHOUSE_PYTHON:-$(command -v python3.13 || command -v python3.12 || command -v python3)}
 if [ ! -x "$VENV/bin/st" ]; then
-  log "installing schemathesis $VERSION into $VENV"
-  python3 -m venv "$VENV"
+  log "installing schemathesis $VERSION into $VENV ($("$PYTHON" --version))"
+  "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
 fi
 

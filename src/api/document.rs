@@ -159,6 +159,19 @@ fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema
                 providers.iter().map(|p| p.name().to_string()).collect(),
             ))
         }
+        // The priority routes know every contract provider name and device type.
+        "provider" if path.starts_with("/api/v1/priorities/providers/") => Some(one_of(
+            wearhouse_domain::priority::PROVIDERS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        )),
+        "device_type" if path.starts_with("/api/v1/priorities/device-types/") => Some(one_of(
+            wearhouse_domain::priority::DEFAULT_DEVICE_TYPES
+                .iter()
+                .map(|(d, _)| d.to_string())
+                .collect(),
+        )),
         "type_name" => Some(one_of(
             providers
                 .iter()
