@@ -24,7 +24,12 @@ log() { echo "[schemathesis] $*" >&2; }
 
 # CPython 3.11.7 crashes inside hypothesis (`SystemError: AST constructor recursion depth
 # mismatch`) on some of our schemas; prefer a newer interpreter when there is one.
-PYTHON=${WEARHOUSE_PYTHON:-$(command -v python3.13 || command -v python3.12 || command -v python3)}
+PYTHON=${WEARHOUSE_PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.13 python3.12 python3; do
+    if "$candidate" -c 'import venv' >/dev/null 2>&1; then PYTHON=$candidate; break; fi
+  done
+fi
 if [ ! -x "$VENV/bin/st" ]; then
   log "installing schemathesis $VERSION into $VENV ($("$PYTHON" --version))"
   "$PYTHON" -m venv "$VENV"

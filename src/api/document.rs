@@ -149,6 +149,8 @@ fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema
             ],
             ..MetaSchema::new("string")
         }),
+        // The provider redirects the browser there: only an absolute URL will do.
+        "redirect_uri" => Some(MetaSchema::new_with_format("string", "uri")),
         // The cloud-provider routes serve only the providers compiled in.
         "provider"
             if matches!(in_type, MetaParamIn::Path)

@@ -460,7 +460,8 @@ impl<'a> ApiExtractor<'a> for UploadBody {
 
     fn request_meta() -> Option<MetaRequest> {
         let file = MetaSchema {
-            description: Some("The Apple Health `export.zip` or `export.xml`"),
+            description: Some("The Apple Health `export.zip` or `export.xml` (not empty)"),
+            min_length: Some(1),
             ..MetaSchema::new_with_format("string", "binary")
         };
         Some(MetaRequest {
