@@ -151,10 +151,11 @@ fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema
         }),
         // The provider redirects the browser there: only an absolute URL will do.
         "redirect_uri" => Some(MetaSchema::new_with_format("string", "uri")),
-        // The cloud-provider routes serve only the providers compiled in.
+        // The cloud-provider routes serve only the providers compiled in (the OAuth callback
+        // takes any name: it redirects to the error page instead of refusing).
         "provider"
             if matches!(in_type, MetaParamIn::Path)
-                && (path.starts_with("/api/v1/oauth/{provider}")
+                && (path == "/api/v1/oauth/{provider}/authorize"
                     || path.starts_with("/api/v1/providers/{provider}")) =>
         {
             Some(one_of(
