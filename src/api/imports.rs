@@ -416,39 +416,6 @@ impl ImportsApi {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grants_are_signed_and_expire() {
-        let secret = b"secret";
-        let grant = |exp| UploadGrant {
-            user: Uuid::nil(),
-            import: Uuid::nil(),
-            key: "k".into(),
-            exp,
-            max: 10,
-        };
-        let good = grant_token(secret, &grant(Utc::now().timestamp() + 60));
-        assert!(check_grant(secret, &good).is_ok());
-        assert!(check_grant(b"other", &good).is_err());
-        let expired = grant_token(secret, &grant(Utc::now().timestamp() - 1));
-        assert!(check_grant(secret, &expired).is_err());
-        let (body, sig) = good.split_once('.').unwrap();
-        let tampered_body = format!("{}A.{sig}", body);
-        assert!(check_grant(secret, &tampered_body).is_err());
-        assert!(check_grant(secret, "garbage").is_err());
-    }
-
-    #[test]
-    fn filenames_are_sanitized() {
-        assert_eq!(sanitize("export.zip"), "export.zip");
-        assert_eq!(sanitize("../../etc/passwd"), "_.._etc_passwd");
-        assert!(sanitize("").ends_with(".xml"));
-    }
-}
-
 /// The upload body: `multipart/form-data` with the export in its `file` part. It is read as a
 /// stream (the handlers bound its size), and declared in the OpenAPI document as what it is.
 pub struct UploadBody(pub Multipart);
@@ -486,5 +453,38 @@ impl<'a> ApiExtractor<'a> for UploadBody {
         Ok(UploadBody(
             <Multipart as FromRequest>::from_request(req, body).await?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_are_signed_and_expire() {
+        let secret = b"secret";
+        let grant = |exp| UploadGrant {
+            user: Uuid::nil(),
+            import: Uuid::nil(),
+            key: "k".into(),
+            exp,
+            max: 10,
+        };
+        let good = grant_token(secret, &grant(Utc::now().timestamp() + 60));
+        assert!(check_grant(secret, &good).is_ok());
+        assert!(check_grant(b"other", &good).is_err());
+        let expired = grant_token(secret, &grant(Utc::now().timestamp() - 1));
+        assert!(check_grant(secret, &expired).is_err());
+        let (body, sig) = good.split_once('.').unwrap();
+        let tampered_body = format!("{}A.{sig}", body);
+        assert!(check_grant(secret, &tampered_body).is_err());
+        assert!(check_grant(secret, "garbage").is_err());
+    }
+
+    #[test]
+    fn filenames_are_sanitized() {
+        assert_eq!(sanitize("export.zip"), "export.zip");
+        assert_eq!(sanitize("../../etc/passwd"), "_.._etc_passwd");
+        assert!(sanitize("").ends_with(".xml"));
     }
 }
