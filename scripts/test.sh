@@ -2,7 +2,8 @@
 # Sets up everything the tests need on a fresh machine and runs the whole suite:
 # system packages + TimescaleDB, a private PostgreSQL cluster and a Kafka-protocol broker on
 # 127.0.0.1 (both stopped afterwards),
-# formatting and lint checks, then every test. Exits non-zero on any failure.
+# formatting and lint checks, then every test, then schemathesis against the live API
+# (scripts/schemathesis.sh). Exits non-zero on any failure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -41,4 +42,6 @@ unset DATABASE_URL WEARHOUSE_ADMIN_EMAIL WEARHOUSE_ADMIN_PASSWORD
 
 echo "[test] running the test suite"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${WEARHOUSE_TEST_THREADS:-4}"
+echo "[test] schemathesis against /openapi.json"
+scripts/schemathesis.sh
 echo "[test] all tests passed"

@@ -115,6 +115,9 @@ pub async fn to_detail(err: poem::Error) -> Response {
     }
     let detail = if status == StatusCode::NOT_FOUND && err.to_string() == "not found" {
         "Not Found".to_string()
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        // The path exists, the method does not: the contract's (FastAPI's) wording.
+        "Method Not Allowed".to_string()
     } else if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
         tracing::error!(error = %err, "request failed");
         "Internal server error".to_string()

@@ -9,9 +9,11 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use poem::web::{Data, Multipart};
 use poem::Request;
+use poem::{FromRequest, RequestBody};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi, Tags};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, Object, OpenApi, Tags};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -267,7 +269,7 @@ impl ImportsApi {
         auth: AnyCredential,
         req: &Request,
         user_id: Path<Uuid>,
-        multipart: Multipart,
+        UploadBody(multipart): UploadBody,
     ) -> Result<Json<ImportAccepted>, ApiError> {
         users::load(&state, user_id.0).await?;
         let upload = receive_upload(&state, multipart, state.config.max_upload_bytes).await?;
@@ -336,7 +338,7 @@ impl ImportsApi {
         state: Data<&AppState>,
         req: &Request,
         token: Path<String>,
-        multipart: Multipart,
+        UploadBody(multipart): UploadBody,
     ) -> Result<Json<ImportAccepted>, ApiError> {
         let grant = check_grant(&state.upload_secret, &token.0)?;
         users::load(&state, grant.user).await?;
@@ -436,6 +438,46 @@ impl ImportsApi {
             created_at: r.get(8),
             updated_at: r.get(9),
         }))
+    }
+}
+
+/// The upload body: `multipart/form-data` with the export in its `file` part. It is read as a
+/// stream (the handlers bound its size), and declared in the OpenAPI document as what it is.
+pub struct UploadBody(pub Multipart);
+
+impl<'a> ApiExtractor<'a> for UploadBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<MetaRequest> {
+        let file = MetaSchema {
+            description: Some("The Apple Health `export.zip` or `export.xml` (not empty)"),
+            min_length: Some(1),
+            ..MetaSchema::new_with_format("string", "binary")
+        };
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "multipart/form-data",
+                schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    properties: vec![("file", MetaSchemaRef::Inline(Box::new(file)))],
+                    required: vec!["file"],
+                    ..MetaSchema::new("object")
+                })),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(UploadBody(
+            <Multipart as FromRequest>::from_request(req, body).await?,
+        ))
     }
 }
 

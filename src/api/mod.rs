@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 mod daily;
 mod data_sources;
+mod document;
 pub mod envelope;
 mod error;
 mod events;
@@ -70,24 +71,29 @@ impl AppState {
 
 pub fn app(state: AppState) -> impl Endpoint {
     let public_url = state.config.public_url();
+    let apis = document::Documented((
+        meta::MetaApi,
+        auth::AuthApi,
+        users::UsersApi,
+        api_keys::ApiKeysApi,
+        imports::ImportsApi,
+        timeseries::TimeseriesApi,
+        data_sources::DataSourcesApi,
+        summaries::SummariesApi,
+        events::EventsApi,
+        daily::DailyApi,
+        daily::BodyApi,
+        health_scores::HealthScoresApi,
+        priorities::PrioritiesApi,
+        oauth::OAuthApi,
+        sync::SyncApi,
+    ));
+    let allow = Arc::new(document::AllowTable::of(
+        &apis,
+        &["/openapi.json", "/metrics"],
+    ));
     let service = OpenApiService::new(
-        (
-            meta::MetaApi,
-            auth::AuthApi,
-            users::UsersApi,
-            api_keys::ApiKeysApi,
-            imports::ImportsApi,
-            timeseries::TimeseriesApi,
-            data_sources::DataSourcesApi,
-            summaries::SummariesApi,
-            events::EventsApi,
-            daily::DailyApi,
-            daily::BodyApi,
-            health_scores::HealthScoresApi,
-            priorities::PrioritiesApi,
-            oauth::OAuthApi,
-            sync::SyncApi,
-        ),
+        apis,
         "wearhouse",
         env!("CARGO_PKG_VERSION"),
     )
@@ -108,7 +114,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let http_metrics = state.metrics.clone();
     let mut route = Route::new()
         .nest("/", service)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .nest("/docs", docs);
     // On the API address only behind its token; WEARHOUSE_METRICS_BIND serves it apart.
     if state.config.metrics && state.config.metrics_token().is_some() {
@@ -118,6 +124,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let cors = cors(&state.config.cors_origins);
     let listed = listed_origins(&state.config.cors_origins);
     route
+        .around(move |ep, req| allow_header(ep, req, allow.clone()))
         .around(move |ep, req| limit_body(ep, req, caps))
         .around(move |ep, req| metrics::track(ep, req, http_metrics.clone()))
         .around(log_request)
@@ -212,6 +219,29 @@ fn too_large(max: u64) -> poem::Error {
         format!("Request body larger than {max} bytes"),
         poem::http::StatusCode::PAYLOAD_TOO_LARGE,
     )
+}
+
+/// A method the path does not have is answered 405 with the `Allow` header RFC 9110 requires.
+async fn allow_header<E: Endpoint>(
+    ep: Arc<E>,
+    req: poem::Request,
+    allow: Arc<document::AllowTable>,
+) -> poem::Result<poem::Response> {
+    use poem::http::{header, HeaderValue, StatusCode};
+    let path = req.uri().path().to_string();
+    match ep.call(req).await {
+        Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut resp = error::to_detail(e).await;
+            if let Some(value) = allow
+                .header(&path)
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
+            Ok(resp)
+        }
+        other => other.map(poem::IntoResponse::into_response),
+    }
 }
 
 /// Bounds every request body while it is read, whatever its Content-Type claims, so no body

@@ -22,7 +22,7 @@ use wearhouse_domain::provider_setting::{
 };
 
 use super::{request_id, users, ApiError, AppState};
-use crate::auth::{AnyCredential, DeveloperAuth};
+use crate::auth::{DeveloperAuth, MaybeCredential};
 use crate::crypto::connection_context;
 use crate::providers::engine::SyncRequest;
 use crate::providers::oauth;
@@ -154,7 +154,7 @@ impl OAuthApi {
     async fn authorize(
         &self,
         state: Data<&AppState>,
-        auth: poem::Result<AnyCredential>,
+        auth: MaybeCredential,
         req: &Request,
         provider: Path<String>,
         user_id: Query<Uuid>,
@@ -164,8 +164,8 @@ impl OAuthApi {
             || req
                 .headers()
                 .contains_key(poem::http::header::AUTHORIZATION);
-        let actor = match auth {
-            Ok(a) => a.0.actor(request_id(req)),
+        let actor = match auth.0 {
+            Ok(a) => a.actor(request_id(req)),
             // Public mode admits callers without a credential; one that is presented must
             // still be valid.
             Err(_) if state.config.oauth_public_authorize && !presented => crate::store::Actor {

@@ -1,8 +1,14 @@
 //! Request extractors: `AnyCredential` (developer JWT or API key, the contract's "ApiKeyDep")
 //! and `DeveloperAuth` (developer JWT only). They fail with the contract's 401 messages.
+//!
+//! Both are poem-openapi security schemes, so the OpenAPI document declares on each operation
+//! exactly the credentials it takes: `ApiKeyAuth` or `DeveloperBearer` for `AnyCredential`,
+//! `DeveloperBearer` alone for `DeveloperAuth`.
 
 use poem::http::StatusCode;
-use poem::{FromRequest, Request, RequestBody};
+use poem::{Request, RequestBody};
+use poem_openapi::registry::{MetaSecurityScheme, Registry};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use uuid::Uuid;
 
 use super::{
@@ -88,6 +94,46 @@ async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
     })
 }
 
+/// Name of the API-key security scheme in the OpenAPI document.
+pub const API_KEY_SCHEME: &str = "ApiKeyAuth";
+/// Name of the developer-JWT security scheme in the OpenAPI document.
+pub const BEARER_SCHEME: &str = "DeveloperBearer";
+
+fn register_schemes(registry: &mut Registry) {
+    registry.create_security_scheme(
+        API_KEY_SCHEME,
+        MetaSecurityScheme {
+            ty: "apiKey",
+            description: Some(
+                "An API key (`sk-…`) created with `POST /api/v1/developer/api-keys`. Operations \
+                 that take it also take a developer bearer token.",
+            ),
+            name: Some(super::API_KEY_HEADER),
+            key_in: Some("header"),
+            scheme: None,
+            bearer_format: None,
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+    registry.create_security_scheme(
+        BEARER_SCHEME,
+        MetaSecurityScheme {
+            ty: "http",
+            description: Some(
+                "A developer access token from `POST /api/v1/auth/login` or \
+                 `POST /api/v1/token/refresh`, sent as `Authorization: Bearer <jwt>`.",
+            ),
+            name: None,
+            key_in: None,
+            scheme: Some("bearer"),
+            bearer_format: Some("JWT"),
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+}
+
 /// Developer JWT or API key.
 pub struct AnyCredential(pub Principal);
 
@@ -145,12 +191,59 @@ async fn any_credential(state: &AppState, presented: &Presented) -> poem::Result
     }
 }
 
-impl<'a> FromRequest<'a> for AnyCredential {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+impl<'a> ApiExtractor<'a> for AnyCredential {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    /// Either credential is enough (two requirement objects: OpenAPI's "or").
+    fn security_schemes() -> Vec<&'static str> {
+        vec![API_KEY_SCHEME, BEARER_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
         let state = state(req)?;
         any_credential(state, &Presented::of(req))
             .await
             .map(AnyCredential)
+    }
+}
+
+/// Developer JWT or API key, when the operation may also be called without one (the public
+/// authorize setting): the outcome of the check is handed to the handler, which decides.
+pub struct MaybeCredential(pub poem::Result<Principal>);
+
+impl<'a> ApiExtractor<'a> for MaybeCredential {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    /// Declared as needing a credential: that is the default behaviour.
+    fn security_schemes() -> Vec<&'static str> {
+        vec![API_KEY_SCHEME, BEARER_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let state = state(req)?;
+        Ok(MaybeCredential(
+            any_credential(state, &Presented::of(req)).await,
+        ))
     }
 }
 
@@ -163,8 +256,24 @@ impl DeveloperAuth {
     }
 }
 
-impl<'a> FromRequest<'a> for DeveloperAuth {
-    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+impl<'a> ApiExtractor<'a> for DeveloperAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        register_schemes(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![BEARER_SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
         let state = state(req)?;
         let Some(token) = bearer(req) else {
             return Err(unauthorized(MSG_BAD_JWT));

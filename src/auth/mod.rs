@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use extract::{credential_still_valid, AnyCredential, DeveloperAuth, Presented, Principal};
+pub use extract::{
+    credential_still_valid, AnyCredential, DeveloperAuth, MaybeCredential, Presented, Principal,
+};
 
 pub const API_KEY_HEADER: &str = "X-Open-Wearables-API-Key";
 pub const MSG_AUTH_REQUIRED: &str = "Authentication required: provide JWT token or API key";
