@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sample_tombstones",
         include_str!("../migrations/0010_sample_tombstones.sql"),
     ),
+    (
+        11,
+        "sleep_stage_totals",
+        include_str!("../migrations/0011_h-read_sleep_stage_totals.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -91,19 +91,32 @@ pub struct DataSourceList {
     pub total: i64,
 }
 
-/// The contract's display name: capitalized provider, then the device model or, failing that,
-/// the original source name.
+/// The contract's display name: the capitalized provider and the device model (failing that,
+/// the original source name) joined by `" - "`, or `"Unknown Source"` when there is neither.
+/// A detail that only repeats the provider ("Oura" for oura) is left out, so a cloud source
+/// reads "Oura", not "Oura - Oura".
 pub fn display_name(provider: &str, device_model: Option<&str>, original: Option<&str>) -> String {
-    let mut chars = provider.chars();
-    let mut name: String = match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
+    let mut chars = provider.trim().chars();
+    let provider: String = match chars.next() {
+        Some(c) => c
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
         None => String::new(),
     };
-    if let Some(detail) = device_model.or(original).filter(|s| !s.is_empty()) {
-        name.push(' ');
-        name.push_str(detail);
+    let detail = device_model
+        .or(original)
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case(&provider));
+    let parts: Vec<&str> = [Some(provider.as_str()).filter(|p| !p.is_empty()), detail]
+        .into_iter()
+        .flatten()
+        .collect();
+    if parts.is_empty() {
+        "Unknown Source".to_string()
+    } else {
+        parts.join(" - ")
     }
-    name
 }
 
 pub struct DataSourcesApi;
@@ -128,9 +141,16 @@ impl DataSourcesApi {
             .get()
             .await?
             .query(
-                "SELECT id, user_id, provider, user_connection_id, device_model, software_version, \
-                        source, device_type, original_source_name \
-                 FROM data_sources WHERE user_id = $1 ORDER BY created_at, id",
+                // A cloud provider's data comes through the user's connection to it: the
+                // newest connection that was ever authorized (revoked ones included, the data
+                // came through them).
+                "SELECT d.id, d.user_id, d.provider, coalesce(d.user_connection_id, c.id), d.device_model, \
+                        d.software_version, d.source, d.device_type, d.original_source_name \
+                 FROM data_sources d \
+                 LEFT JOIN LATERAL (SELECT id FROM connections \
+                     WHERE user_id = d.user_id AND provider = d.provider AND authorized_at IS NOT NULL \
+                     ORDER BY authorized_at DESC LIMIT 1) c ON true \
+                 WHERE d.user_id = $1 ORDER BY d.created_at, d.id",
                 &[&user_id.0],
             )
             .await?;
@@ -169,13 +189,15 @@ mod tests {
     fn display_name_prefers_model_then_source_name() {
         assert_eq!(
             display_name("apple", Some("Watch6,1"), Some("Ada's Watch")),
-            "Apple Watch6,1"
+            "Apple - Watch6,1"
         );
         assert_eq!(
             display_name("apple", None, Some("Ada's Watch")),
-            "Apple Ada's Watch"
+            "Apple - Ada's Watch"
         );
         assert_eq!(display_name("garmin", None, None), "Garmin");
         assert_eq!(display_name("oura", Some(""), None), "Oura");
+        assert_eq!(display_name("oura", None, Some("Oura")), "Oura");
+        assert_eq!(display_name("", None, None), "Unknown Source");
     }
 }

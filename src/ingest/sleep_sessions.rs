@@ -166,6 +166,7 @@ fn session(data_source_id: Uuid, intervals: &[Interval]) -> SleepSessionRecord {
                 end: ts(i.end),
             })
             .collect(),
+        stages_from_totals: false,
     }
 }
 

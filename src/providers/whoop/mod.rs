@@ -349,6 +349,7 @@ impl Provider for Whoop {
                         end,
                         zone_offset: offset,
                         is_nap: v.get("nap").and_then(Value::as_bool).unwrap_or(false),
+                        stages_from_totals: !stages.is_empty(),
                         stages,
                     });
                 }
