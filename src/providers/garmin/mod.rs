@@ -504,7 +504,8 @@ impl Provider for Garmin {
 
     /// 2: activity details, activity files and laps.
     fn mapping_version(&self) -> u32 {
-        2
+        // 3: a nap's single stage span is flagged (`stages_from_totals`), never served as intervals.
+        3
     }
 
     fn coverage(&self) -> Coverage {
