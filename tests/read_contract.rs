@@ -499,6 +499,7 @@ async fn oura_sleep_summary_has_integer_minutes_and_the_nights_spo2() {
     let nights = page["data"].as_array().unwrap().clone();
     assert!(nights.len() >= 3, "{page}");
     for d in &nights {
+        assert_eq!(d["avg_spo2_percent"].as_f64(), Some(96.0), "{d}");
         assert!(d["start_time"].is_string(), "{d}");
         assert_eq!(d["nap_count"].as_i64(), Some(0));
         assert_eq!(
@@ -510,7 +511,6 @@ async fn oura_sleep_summary_has_integer_minutes_and_the_nights_spo2() {
         assert_eq!(d["duration_minutes"].as_i64(), Some(110), "{d}");
         assert_eq!(d["time_in_bed_minutes"].as_i64(), Some(120), "{d}");
         assert!(d["stages"]["deep_minutes"].as_i64().is_some(), "{d}");
-        assert_eq!(d["avg_spo2_percent"].as_f64(), Some(96.0), "{d}");
     }
     let recovery = e.range("summaries/recovery", "").await;
     let mut same_dates = 0;
@@ -532,8 +532,8 @@ async fn oura_workouts_have_a_pace() {
     let workouts = page["data"].as_array().unwrap();
     assert!(workouts.len() >= 3, "{page}");
     for w in workouts {
-        assert_eq!(w["duration_seconds"].as_i64(), Some(1800), "{w}");
         assert_eq!(w["avg_pace_sec_per_km"].as_i64(), Some(360), "{w}");
+        assert_eq!(w["duration_seconds"].as_i64(), Some(1800), "{w}");
     }
 }
 
@@ -718,8 +718,8 @@ async fn whoop_sleep_has_stage_totals_but_no_invented_intervals() {
     let page = e.range("events/sleep", "").await;
     let sessions = envelope_shape("whoop sleep events", &page);
     for s in &sessions {
-        sleep_event_shape(s);
         assert!(s["sleep_stage_intervals"].is_null(), "{s}");
+        sleep_event_shape(s);
         assert_eq!(
             s["stages"],
             json!({"awake_minutes": 30, "light_minutes": 210, "deep_minutes": 100, "rem_minutes": 120}),
