@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "revocations",
         include_str!("../migrations/0012_revocations.sql"),
     ),
+    (
+        13,
+        "sleep_stage_totals",
+        include_str!("../migrations/0013_sleep_stage_totals.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -526,7 +526,7 @@ async fn device_addresses_third_party_devices_and_rides_read_right() {
     let watch = named("Anna’s Apple Watch");
     assert_eq!(watch.len(), 1, "{sources}");
     assert_eq!(watch[0]["device_model"], "Watch");
-    assert_eq!(watch[0]["display_name"], "Apple Watch");
+    assert_eq!(watch[0]["display_name"], "Apple - Watch");
     assert_eq!(watch[0]["device_type"], "watch");
     let phone = named("Anna’s iPhone");
     assert_eq!(phone.len(), 1, "{sources}");
@@ -534,7 +534,7 @@ async fn device_addresses_third_party_devices_and_rides_read_right() {
     let acme = named("Acme Scale");
     assert_eq!(acme.len(), 1, "{sources}");
     assert_eq!(acme[0]["device_model"], "BS-200");
-    assert_eq!(acme[0]["display_name"], "Acme BS-200");
+    assert_eq!(acme[0]["display_name"], "Acme - BS-200");
     assert_eq!(acme[0]["device_type"], "scale");
     // The export's nine writers, and the activity rings' own source.
     assert_eq!(items.len(), 10, "{sources}");

@@ -126,7 +126,9 @@ async fn workouts_list_filters_pages_and_deletes() {
     assert_eq!(run["start_time"], "2024-02-05T15:00:00+00:00");
     assert_eq!(run["end_time"], "2024-02-05T15:30:00+00:00");
     assert_eq!(run["zone_offset"], "-08:00");
-    assert_eq!(run["duration_seconds"], 1800.0);
+    // Integers where the contract declares int; pace from duration and distance.
+    assert_eq!(run["duration_seconds"].as_i64(), Some(1800));
+    assert_eq!(run["avg_pace_sec_per_km"].as_i64(), Some(360));
     assert_eq!(run["calories_kcal"], 300.0);
     assert_eq!(run["distance_meters"], 5000.0);
     assert!(run["name"].is_null());
@@ -149,11 +151,23 @@ async fn workouts_list_filters_pages_and_deletes() {
         .await;
     assert_eq!(data(&r).len(), 0, "a literal % matches nothing");
 
-    // Date edges: start inclusive; an end at midnight includes that day, otherwise exclusive.
+    // Date edges: start inclusive, end exclusive exactly (`end_time < end_date`): an end at
+    // midnight does not extend to that day (that rule is `/timeseries`' only).
     let (_, r) = s
         .get(
             &key,
             &format!("{base}?start_date=2024-02-05T15:00:00Z&end_date=2024-02-06"),
+        )
+        .await;
+    assert_eq!(
+        types(&r),
+        ["running"],
+        "the walk ends on the 6th, after midnight"
+    );
+    let (_, r) = s
+        .get(
+            &key,
+            &format!("{base}?start_date=2024-02-05T15:00:00Z&end_date=2024-02-07"),
         )
         .await;
     assert_eq!(types(&r), ["walking", "running"]);
@@ -308,18 +322,21 @@ async fn sleep_sessions_stages_naps_and_deletes() {
     assert_eq!(items.len(), 2);
     let (nap, night) = (&items[0], &items[1]);
     assert_eq!(nap["is_nap"], true);
-    assert_eq!(nap["sleep_duration_seconds"], 2400.0);
+    assert_eq!(nap["sleep_duration_seconds"].as_i64(), Some(2400));
+    // An unstaged nap: no stage minutes to give, but its timeline is Apple's own.
+    assert!(nap["stages"].is_null(), "{nap}");
+    assert_eq!(nap["sleep_stage_intervals"][0]["stage"], "sleeping");
     assert_eq!(night["is_nap"], false);
     assert_eq!(night["start_time"], "2024-02-06T06:30:00+00:00");
     assert_eq!(night["end_time"], "2024-02-06T14:30:00+00:00");
     assert_eq!(night["zone_offset"], "-08:00");
-    assert_eq!(night["duration_seconds"], 28800.0);
-    assert_eq!(night["sleep_duration_seconds"], 25200.0);
+    assert_eq!(night["duration_seconds"].as_i64(), Some(28800));
+    assert_eq!(night["sleep_duration_seconds"].as_i64(), Some(25200));
     assert_eq!(night["efficiency_percent"], 87.5);
-    assert_eq!(night["stages"]["light_minutes"], 180.0);
-    assert_eq!(night["stages"]["deep_minutes"], 60.0);
-    assert_eq!(night["stages"]["rem_minutes"], 180.0);
-    assert_eq!(night["stages"]["awake_minutes"], 0.0);
+    assert_eq!(
+        night["stages"],
+        serde_json::json!({"awake_minutes": 0, "light_minutes": 180, "deep_minutes": 60, "rem_minutes": 180})
+    );
     // In bed only where no stage is known: the overlapping intervals are clipped.
     let stages: Vec<(&str, &str, &str)> = night["sleep_stage_intervals"]
         .as_array()

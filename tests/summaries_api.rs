@@ -145,9 +145,11 @@ async fn iphone_and_watch_steps_merge_per_segment_and_priorities_change_the_winn
     // 3000 steps in an hour is 50 a minute: 60 active minutes; 200 minutes with steps.
     assert_eq!(d["active_minutes"], 60);
     assert_eq!(d["sedentary_minutes"], 140);
-    assert_eq!(d["heart_rate"]["avg_bpm"], 100.0);
-    assert_eq!(d["heart_rate"]["min_bpm"], 60.0);
-    assert_eq!(d["heart_rate"]["max_bpm"], 140.0);
+    // Integers, as the contract declares them.
+    assert_eq!(d["heart_rate"]["avg_bpm"].as_i64(), Some(100));
+    assert_eq!(d["heart_rate"]["min_bpm"].as_i64(), Some(60));
+    assert_eq!(d["heart_rate"]["max_bpm"].as_i64(), Some(140));
+    assert!(v["metadata"]["resolution"].is_null(), "{}", v["metadata"]);
     // Born 1990-01-01: max HR 186; 100 bpm is light (54 %), 140 moderate (75 %).
     assert_eq!(
         d["intensity_minutes"],
@@ -516,18 +518,22 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
     assert_eq!(d["zone_offset"], "-08:00");
     assert_eq!(d["source"]["device_type"], "watch");
     // Oura's awake where the watch saw deep and REM is clipped away; its extra half hour counts.
+    // The contract's key names and integer minutes.
     assert_eq!(
         d["stages"],
-        json!({"awake": 0.0, "light": 210.0, "deep": 60.0, "rem": 240.0})
+        json!({"awake_minutes": 0, "light_minutes": 210, "deep_minutes": 60, "rem_minutes": 240})
     );
-    assert_eq!(d["duration_minutes"], 510.0);
-    assert_eq!(d["time_in_bed_minutes"], 510.0);
+    assert_eq!(d["duration_minutes"].as_i64(), Some(510));
+    assert_eq!(d["time_in_bed_minutes"].as_i64(), Some(510));
     assert_eq!(d["efficiency_percent"], 100.0);
     assert_eq!(d["nap_count"], 1);
-    assert_eq!(d["nap_duration_minutes"], 45.0);
-    assert_eq!(d["total_duration_minutes"], 555.0);
+    assert_eq!(d["nap_duration_minutes"].as_i64(), Some(45));
+    assert_eq!(d["total_duration_minutes"].as_i64(), Some(555));
     assert_eq!(d["sessions"].as_array().unwrap().len(), 2);
-    assert_eq!(d["avg_heart_rate_bpm"], 55.0);
+    assert_eq!(d["sessions"][0]["duration_minutes"].as_i64(), Some(510));
+    assert_eq!(d["sessions"][1]["duration_minutes"].as_i64(), Some(45));
+    assert_eq!(d["avg_heart_rate_bpm"].as_i64(), Some(55));
+    assert!(v["metadata"]["resolution"].is_null());
     // Rebuilt from the log, the nights answer the same.
     s.db.run(&["projections", "rebuild", "sleep_nights"]);
     let (_, again) = s
@@ -565,9 +571,9 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
     assert_eq!(d2["source"]["device_type"], "ring");
     assert_eq!(
         d2["stages"],
-        json!({"awake": 240.0, "light": 210.0, "deep": 0.0, "rem": 60.0})
+        json!({"awake_minutes": 240, "light_minutes": 210, "deep_minutes": 0, "rem_minutes": 60})
     );
-    assert_eq!(d2["duration_minutes"], 270.0);
+    assert_eq!(d2["duration_minutes"].as_i64(), Some(270));
     let (st, _) = call(
         s.req(Method::PUT, "/api/v1/priorities/device-types")
             .bearer_auth(&jwt)
@@ -639,8 +645,8 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
         d["avg_hrv_rmssd_ms"].is_null(),
         "SDNN never lands in the RMSSD field"
     );
-    assert_eq!(d["resting_heart_rate_bpm"], 52.0);
-    assert_eq!(d["sleep_duration_seconds"], 510.0 * 60.0);
+    assert_eq!(d["resting_heart_rate_bpm"].as_i64(), Some(52));
+    assert_eq!(d["sleep_duration_seconds"].as_i64(), Some(510 * 60));
     assert!(d["recovery_score"].is_null());
 }
 

@@ -569,12 +569,12 @@ async fn data_sources_and_the_data_summary_count_what_is_stored() {
         .iter()
         .map(|i| (i["device_type"].as_str().unwrap(), i))
         .collect();
-    assert_eq!(by_type["watch"]["display_name"], "Apple Watch6,1");
+    assert_eq!(by_type["watch"]["display_name"], "Apple - Watch6,1");
     assert_eq!(by_type["watch"]["id"], w.to_string());
     assert_eq!(by_type["watch"]["user_id"], f.user);
     assert_eq!(by_type["watch"]["software_version"], "9.5");
     assert_eq!(by_type["watch"]["user_connection_id"], Value::Null);
-    assert_eq!(by_type["phone"]["display_name"], "Apple Ada's iPhone");
+    assert_eq!(by_type["phone"]["display_name"], "Apple - Ada's iPhone");
     assert_eq!(by_type["phone"]["original_source_name"], "Ada's iPhone");
 
     // Until the import lands: samples, their per-source counts, workouts and sleep, as the

@@ -102,6 +102,11 @@ pub struct SleepSessionRecord {
     pub zone_offset: Option<i16>,
     pub is_nap: bool,
     pub stages: Vec<SleepStageInterval>,
+    /// The provider gave per-stage totals only: `stages` lays them end to end so minutes stay
+    /// exact, but their order and times are not real and are never served as intervals.
+    /// Absent in older events (their stages were real timelines, or are re-sent on a sync).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stages_from_totals: bool,
 }
 
 /// One part of a health score (e.g. a readiness contributor, a recovery input).

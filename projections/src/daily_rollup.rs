@@ -29,6 +29,8 @@ pub const ACTIVE_ENERGY: i16 = 81;
 pub const BASAL_ENERGY: i16 = 82;
 pub const EXERCISE_TIME: i16 = 84;
 pub const FLIGHTS: i16 = 86;
+/// A provider's own active minutes (Oura, Garmin): the contract's `active_minutes` source.
+pub const ACTIVE_TIME: i16 = 88;
 pub const HEART_RATE: i16 = 1;
 pub const RESTING_HR: i16 = 2;
 pub const HRV_SDNN: i16 = 3;
@@ -60,7 +62,14 @@ pub fn distance_ids() -> Vec<i16> {
 }
 
 fn additive_ids() -> Vec<i16> {
-    let mut v = vec![STEPS, ACTIVE_ENERGY, BASAL_ENERGY, EXERCISE_TIME, FLIGHTS];
+    let mut v = vec![
+        STEPS,
+        ACTIVE_ENERGY,
+        BASAL_ENERGY,
+        EXERCISE_TIME,
+        ACTIVE_TIME,
+        FLIGHTS,
+    ];
     v.extend(distance_ids());
     v
 }
@@ -158,7 +167,10 @@ async fn recompute_chunk(
     let in_range = |d: &NaiveDate| (from..=to).contains(d);
     let mut out: Vec<Row> = Vec::new();
     let mut step_minutes: BTreeMap<i64, f64> = BTreeMap::new();
+    // Provider active minutes per date: `active_time` (the contract's source), else Apple's
+    // `exercise_time`.
     let mut exercise: BTreeMap<NaiveDate, f64> = BTreeMap::new();
+    let mut active_time: BTreeMap<NaiveDate, f64> = BTreeMap::new();
     for id in additive_ids() {
         let Some(pieces) = by_series.get(&id) else {
             continue;
@@ -170,6 +182,9 @@ async fn recompute_chunk(
         for (date, d) in merged.days.iter().filter(|(d, _)| in_range(d)) {
             if id == EXERCISE_TIME {
                 exercise.insert(*date, d.value);
+            }
+            if id == ACTIVE_TIME {
+                active_time.insert(*date, d.value);
             }
             out.push(Row {
                 date: *date,
@@ -220,6 +235,7 @@ async fn recompute_chunk(
             e.1 += 1;
         }
     }
+    exercise.extend(active_time);
     let mut tracked: BTreeMap<NaiveDate, HashSet<i64>> = BTreeMap::new();
     let mut active: BTreeMap<NaiveDate, i64> = BTreeMap::new();
     for (m, v) in &step_minutes {

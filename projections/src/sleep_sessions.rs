@@ -111,6 +111,7 @@ async fn upsert(
     let (mut start, mut end, mut zone, mut nap) = (vec![], vec![], vec![], vec![]);
     let (mut awake, mut light, mut deep, mut rem, mut asleep, mut in_bed, mut stages) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut from_totals = Vec::with_capacity(n);
     for (user_id, s) in rows {
         let (a, l, d, r, sl) = stage_minutes(&s);
         awake.push(a);
@@ -120,6 +121,7 @@ async fn upsert(
         asleep.push(sl);
         in_bed.push((s.end - s.start).num_seconds() as f64 / 60.0);
         stages.push(Json(s.stages));
+        from_totals.push(s.stages_from_totals);
         id.push(s.id);
         user.push(user_id);
         source.push(s.data_source_id);
@@ -130,14 +132,15 @@ async fn upsert(
     }
     tx.execute(
         "INSERT INTO sleep_sessions (id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, \
-           awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages) \
+           awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages, stages_from_totals) \
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[], $6::int2[], \
-           $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::jsonb[]) \
+           $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::jsonb[], $15::bool[]) \
          ON CONFLICT (id) DO UPDATE SET end_time = EXCLUDED.end_time, zone_offset = EXCLUDED.zone_offset, \
            is_nap = EXCLUDED.is_nap, awake_minutes = EXCLUDED.awake_minutes, light_minutes = EXCLUDED.light_minutes, \
            deep_minutes = EXCLUDED.deep_minutes, rem_minutes = EXCLUDED.rem_minutes, \
-           asleep_minutes = EXCLUDED.asleep_minutes, in_bed_minutes = EXCLUDED.in_bed_minutes, stages = EXCLUDED.stages",
-        &[&id, &user, &source, &start, &end, &zone, &nap, &awake, &light, &deep, &rem, &asleep, &in_bed, &stages],
+           asleep_minutes = EXCLUDED.asleep_minutes, in_bed_minutes = EXCLUDED.in_bed_minutes, stages = EXCLUDED.stages, \
+           stages_from_totals = EXCLUDED.stages_from_totals",
+        &[&id, &user, &source, &start, &end, &zone, &nap, &awake, &light, &deep, &rem, &asleep, &in_bed, &stages, &from_totals],
     )
     .await?;
     Ok(())

@@ -25,7 +25,7 @@ use poem_openapi::{Object, OpenApi, Tags};
 use uuid::Uuid;
 use wearhouse_projections::daily_rollup as r;
 
-use super::data_sources::{source_metadata, SourceMetadata};
+use super::data_sources::{source_metadata, unknown_source, SourceMetadata};
 use super::envelope::{Metadata, PaginatedResponse, Pagination};
 use super::error::internal_api;
 use super::params::{
@@ -50,15 +50,15 @@ pub struct IntensityMinutes {
 
 #[derive(Object, Debug, Clone, Default)]
 pub struct HeartRateStats {
-    pub avg_bpm: Option<f64>,
-    pub max_bpm: Option<f64>,
-    pub min_bpm: Option<f64>,
+    pub avg_bpm: Option<i64>,
+    pub max_bpm: Option<i64>,
+    pub min_bpm: Option<i64>,
 }
 
 #[derive(Object, Debug, Clone)]
 pub struct ActivitySummary {
     pub date: NaiveDate,
-    pub source: Option<SourceMetadata>,
+    pub source: SourceMetadata,
     pub steps: Option<i64>,
     pub distance_meters: Option<f64>,
     pub floors_climbed: Option<i64>,
@@ -67,16 +67,19 @@ pub struct ActivitySummary {
     pub total_calories_kcal: Option<f64>,
     pub active_minutes: Option<i64>,
     pub sedentary_minutes: Option<i64>,
-    pub intensity_minutes: IntensityMinutes,
-    pub heart_rate: HeartRateStats,
+    /// Null when the date has no heart rate to put into zones.
+    pub intensity_minutes: Option<IntensityMinutes>,
+    /// Null when the date has no heart rate.
+    pub heart_rate: Option<HeartRateStats>,
 }
 
+/// The contract's `SleepStagesSummary`, the same block as a sleep event's `stages`.
 #[derive(Object, Debug, Clone, Default)]
 pub struct SleepStageMinutes {
-    pub awake: f64,
-    pub light: f64,
-    pub deep: f64,
-    pub rem: f64,
+    pub awake_minutes: Option<i64>,
+    pub light_minutes: Option<i64>,
+    pub deep_minutes: Option<i64>,
+    pub rem_minutes: Option<i64>,
 }
 
 #[derive(Object, Debug, Clone)]
@@ -84,27 +87,29 @@ pub struct SleepSessionBrief {
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub zone_offset: Option<String>,
-    pub duration_minutes: f64,
+    pub duration_minutes: Option<i64>,
     pub is_nap: bool,
 }
 
 #[derive(Object, Debug, Clone)]
 pub struct SleepSummary {
     pub date: NaiveDate,
-    pub source: Option<SourceMetadata>,
+    pub source: SourceMetadata,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,
     pub zone_offset: Option<String>,
-    pub duration_minutes: f64,
-    pub total_duration_minutes: f64,
-    pub time_in_bed_minutes: Option<f64>,
+    /// Main sleep; null when the date has naps only.
+    pub duration_minutes: Option<i64>,
+    pub total_duration_minutes: Option<i64>,
+    pub time_in_bed_minutes: Option<i64>,
     pub efficiency_percent: Option<f64>,
-    pub stages: SleepStageMinutes,
+    /// Null when the main sleep has no stage detail.
+    pub stages: Option<SleepStageMinutes>,
     pub interruptions_count: Option<i64>,
-    pub nap_count: i64,
-    pub nap_duration_minutes: f64,
-    pub sessions: Vec<SleepSessionBrief>,
-    pub avg_heart_rate_bpm: Option<f64>,
+    pub nap_count: Option<i64>,
+    pub nap_duration_minutes: Option<i64>,
+    pub sessions: Option<Vec<SleepSessionBrief>>,
+    pub avg_heart_rate_bpm: Option<i64>,
     pub avg_hrv_sdnn_ms: Option<f64>,
     pub avg_hrv_rmssd_ms: Option<f64>,
     pub avg_respiratory_rate: Option<f64>,
@@ -114,17 +119,17 @@ pub struct SleepSummary {
 #[derive(Object, Debug, Clone)]
 pub struct RecoverySummary {
     pub date: NaiveDate,
-    pub source: Option<SourceMetadata>,
-    pub sleep_duration_seconds: Option<f64>,
+    pub source: SourceMetadata,
+    pub sleep_duration_seconds: Option<i64>,
     pub sleep_efficiency_percent: Option<f64>,
-    pub resting_heart_rate_bpm: Option<f64>,
+    pub resting_heart_rate_bpm: Option<i64>,
     /// SDNN, from SDNN samples.
     pub avg_hrv_sdnn_ms: Option<f64>,
     /// RMSSD, from RMSSD samples.
     pub avg_hrv_rmssd_ms: Option<f64>,
     pub avg_spo2_percent: Option<f64>,
     /// A provider's recovery score (0–100) for that date, when one exists.
-    pub recovery_score: Option<f64>,
+    pub recovery_score: Option<i64>,
 }
 
 #[derive(Object, Debug, Clone, Default)]
@@ -138,25 +143,25 @@ pub struct SlowChanging {
     pub age: Option<i32>,
 }
 
-#[derive(Object, Debug, Clone, Default)]
+#[derive(Object, Debug, Clone)]
 pub struct Averaged {
     pub period_days: i64,
-    pub resting_heart_rate_bpm: Option<f64>,
+    pub resting_heart_rate_bpm: Option<i64>,
     pub avg_hrv_sdnn_ms: Option<f64>,
     pub avg_hrv_rmssd_ms: Option<f64>,
-    pub period_start: Option<DateTime<Utc>>,
-    pub period_end: Option<DateTime<Utc>>,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
 }
 
 #[derive(Object, Debug, Clone, Default)]
 pub struct BloodPressure {
-    pub avg_systolic_mmhg: Option<f64>,
-    pub avg_diastolic_mmhg: Option<f64>,
-    pub max_systolic_mmhg: Option<f64>,
-    pub max_diastolic_mmhg: Option<f64>,
-    pub min_systolic_mmhg: Option<f64>,
-    pub min_diastolic_mmhg: Option<f64>,
-    pub reading_count: i64,
+    pub avg_systolic_mmhg: Option<i64>,
+    pub avg_diastolic_mmhg: Option<i64>,
+    pub max_systolic_mmhg: Option<i64>,
+    pub max_diastolic_mmhg: Option<i64>,
+    pub min_systolic_mmhg: Option<i64>,
+    pub min_diastolic_mmhg: Option<i64>,
+    pub reading_count: Option<i64>,
 }
 
 #[derive(Object, Debug, Clone, Default)]
@@ -171,7 +176,7 @@ pub struct Latest {
 
 #[derive(Object, Debug, Clone)]
 pub struct BodySummary {
-    pub source: Option<SourceMetadata>,
+    pub source: SourceMetadata,
     pub slow_changing: SlowChanging,
     pub averaged: Averaged,
     pub latest: Latest,
@@ -218,6 +223,11 @@ fn range(start: &str, end: &str, cursor: Option<&str>) -> Result<Range, ApiError
         None => None,
     };
     Ok(Range { start, end, cursor })
+}
+
+/// A value the contract declares `int`, rounded to the nearest (never `-0`).
+pub fn int(v: f64) -> i64 {
+    v.round() as i64
 }
 
 fn midnight(d: NaiveDate) -> DateTime<Utc> {
@@ -307,7 +317,8 @@ fn envelope<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON>
             total_count: Some(total as i64),
         },
         metadata: Metadata {
-            resolution: Some("1day".into()),
+            // Daily is not one of the contract's resolutions: summaries send null.
+            resolution: None,
             sample_count: Some(data.len() as i64),
             start_time: Some(midnight(r.start)),
             end_time: Some(midnight(r.end)),
@@ -391,6 +402,16 @@ impl NightRow {
     }
     fn efficiency(&self) -> Option<f64> {
         (self.in_bed > 0.0).then(|| self.asleep / self.in_bed * 100.0)
+    }
+    /// Stage minutes; none when the night has no stage detail at all.
+    fn stages(&self) -> Option<SleepStageMinutes> {
+        let all = [self.awake, self.light, self.deep, self.rem];
+        all.iter().any(|m| *m > 0.0).then(|| SleepStageMinutes {
+            awake_minutes: Some(int(self.awake)),
+            light_minutes: Some(int(self.light)),
+            deep_minutes: Some(int(self.deep)),
+            rem_minutes: Some(int(self.rem)),
+        })
     }
 }
 
@@ -575,21 +596,24 @@ impl DailyApi {
                     .or(elev.map(|e| (e / 3.0).floor() as i64));
                 let active = v(r::ACTIVE_ENERGY);
                 let basal = v(r::BASAL_ENERGY);
-                let total = match (active, basal) {
-                    (None, None) => None,
-                    (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-                };
-                let active_min = v(r::ACTIVE_MINUTES).map(|m| m.round() as i64);
-                let tracked = v(r::TRACKED_MINUTES).map(|m| m.round() as i64);
+                // Active + basal. A provider's own total reaches here as its basal part
+                // (the mapper records total - active), so the sum is that total. Active
+                // alone is not a total: without basal the field stays null.
+                let total = basal.map(|b| b + active.unwrap_or(0.0));
+                let active_min = v(r::ACTIVE_MINUTES).map(int);
+                let tracked = v(r::TRACKED_MINUTES).map(int);
                 let source_id = [r::STEPS, r::ACTIVE_ENERGY, r::HEART_RATE]
                     .iter()
                     .find_map(|m| c.get(m).and_then(|x| x.source))
                     .or_else(|| c.values().find_map(|x| x.source));
                 let hr = c.get(&r::HEART_RATE);
+                let zones = [r::LIGHT_MINUTES, r::MODERATE_MINUTES, r::VIGOROUS_MINUTES];
                 ActivitySummary {
                     date: *d,
-                    source: source_id.and_then(|s| srcs.get(&s).cloned()),
-                    steps: v(r::STEPS).map(|s| s.round() as i64),
+                    source: source_id
+                        .and_then(|s| srcs.get(&s).cloned())
+                        .unwrap_or_else(unknown_source),
+                    steps: v(r::STEPS).map(int),
                     distance_meters: distance,
                     floors_climbed: floors,
                     elevation_meters: elev,
@@ -597,16 +621,18 @@ impl DailyApi {
                     total_calories_kcal: total,
                     active_minutes: active_min,
                     sedentary_minutes: tracked.map(|t| (t - active_min.unwrap_or(0)).max(0)),
-                    intensity_minutes: IntensityMinutes {
-                        light: v(r::LIGHT_MINUTES).map(|m| m as i64),
-                        moderate: v(r::MODERATE_MINUTES).map(|m| m as i64),
-                        vigorous: v(r::VIGOROUS_MINUTES).map(|m| m as i64),
-                    },
-                    heart_rate: HeartRateStats {
-                        avg_bpm: hr.map(|h| h.value),
-                        max_bpm: hr.and_then(|h| h.max),
-                        min_bpm: hr.and_then(|h| h.min),
-                    },
+                    intensity_minutes: zones.iter().any(|z| c.contains_key(z)).then(|| {
+                        IntensityMinutes {
+                            light: v(r::LIGHT_MINUTES).map(int),
+                            moderate: v(r::MODERATE_MINUTES).map(int),
+                            vigorous: v(r::VIGOROUS_MINUTES).map(int),
+                        }
+                    }),
+                    heart_rate: hr.map(|h| HeartRateStats {
+                        avg_bpm: Some(int(h.value)),
+                        max_bpm: h.max.map(int),
+                        min_bpm: h.min.map(int),
+                    }),
                 }
             })
             .collect();
@@ -647,6 +673,15 @@ impl DailyApi {
             .flat_map(|d| nights[d].iter().map(|n| n.source))
             .collect();
         let srcs = sources(&client, ids).await?;
+        // A provider's nightly SpO2 (Oura's daily_spo2) is one value stamped on the wake date,
+        // outside the sleep window: the date's SpO2, as the recovery summary shows it, stands
+        // in when no reading falls inside the main sleep.
+        let daily_spo2 = match (page.dates.iter().min(), page.dates.iter().max()) {
+            (Some(lo), Some(hi)) => {
+                rollup(&client, user_id.0, *lo, *hi + Duration::days(1), &[r::SPO2]).await?
+            }
+            _ => BTreeMap::new(),
+        };
         let data: Vec<SleepSummary> = page
             .dates
             .iter()
@@ -655,46 +690,48 @@ impl DailyApi {
                 let main = main_of(ns);
                 // Every night but the main sleep counts as a nap.
                 let naps: Vec<&NightRow> = ns.iter().filter(|n| !n.is_main).collect();
-                let nap_minutes: f64 = naps.iter().map(|n| n.minutes()).sum();
-                let main_minutes = main.map(NightRow::minutes).unwrap_or(0.0);
+                // Summed from +0.0: an empty f64 sum is -0.0.
+                let nap_minutes: f64 = naps.iter().fold(0.0, |a, n| a + n.minutes());
+                let main_minutes = main.map(NightRow::minutes);
                 let vital = |i: usize| main.and_then(|n| n.vitals[i]);
+                let spo2 = vital(4).or_else(|| {
+                    main.and(daily_spo2.get(d))
+                        .and_then(|c| c.get(&r::SPO2))
+                        .map(|c| c.value)
+                });
                 let source = main.or(ns.first()).map(|n| n.source);
                 SleepSummary {
                     date: *d,
-                    source: source.and_then(|s| srcs.get(&s).cloned()),
+                    source: source
+                        .and_then(|s| srcs.get(&s).cloned())
+                        .unwrap_or_else(unknown_source),
                     start_time: main.map(|n| n.start),
                     end_time: main.map(|n| n.end),
                     zone_offset: main.map(|n| format_offset(n.zone_offset)),
-                    duration_minutes: main_minutes,
-                    total_duration_minutes: main_minutes + nap_minutes,
-                    time_in_bed_minutes: main.map(|n| n.in_bed),
+                    duration_minutes: main_minutes.map(int),
+                    total_duration_minutes: Some(int(main_minutes.unwrap_or(0.0) + nap_minutes)),
+                    time_in_bed_minutes: main.map(|n| int(n.in_bed)),
                     efficiency_percent: main.and_then(NightRow::efficiency),
-                    stages: main
-                        .map(|n| SleepStageMinutes {
-                            awake: n.awake,
-                            light: n.light,
-                            deep: n.deep,
-                            rem: n.rem,
-                        })
-                        .unwrap_or_default(),
+                    stages: main.and_then(NightRow::stages),
                     interruptions_count: main.map(|n| n.interruptions as i64),
-                    nap_count: naps.len() as i64,
-                    nap_duration_minutes: nap_minutes,
-                    sessions: ns
-                        .iter()
-                        .map(|n| SleepSessionBrief {
-                            start_time: n.start,
-                            end_time: n.end,
-                            zone_offset: Some(format_offset(n.zone_offset)),
-                            duration_minutes: n.minutes(),
-                            is_nap: !n.is_main,
-                        })
-                        .collect(),
-                    avg_heart_rate_bpm: vital(0),
+                    nap_count: Some(naps.len() as i64),
+                    nap_duration_minutes: Some(int(nap_minutes)),
+                    sessions: Some(
+                        ns.iter()
+                            .map(|n| SleepSessionBrief {
+                                start_time: n.start,
+                                end_time: n.end,
+                                zone_offset: Some(format_offset(n.zone_offset)),
+                                duration_minutes: Some(int(n.minutes())),
+                                is_nap: !n.is_main,
+                            })
+                            .collect(),
+                    ),
+                    avg_heart_rate_bpm: vital(0).map(int),
                     avg_hrv_sdnn_ms: vital(1),
                     avg_hrv_rmssd_ms: vital(2),
                     avg_respiratory_rate: vital(3),
-                    avg_spo2_percent: vital(4),
+                    avg_spo2_percent: spo2,
                 }
             })
             .collect();
@@ -778,14 +815,16 @@ impl DailyApi {
                     .or(score.map(|s| s.source));
                 RecoverySummary {
                     date: *d,
-                    source: source.and_then(|s| srcs.get(&s).cloned()),
-                    sleep_duration_seconds: main.map(|n| n.minutes() * 60.0),
+                    source: source
+                        .and_then(|s| srcs.get(&s).cloned())
+                        .unwrap_or_else(unknown_source),
+                    sleep_duration_seconds: main.map(|n| int(n.minutes() * 60.0)),
                     sleep_efficiency_percent: main.and_then(NightRow::efficiency),
-                    resting_heart_rate_bpm: v(r::RESTING_HR, "resting_heart_rate"),
+                    resting_heart_rate_bpm: v(r::RESTING_HR, "resting_heart_rate").map(int),
                     avg_hrv_sdnn_ms: c.get(&r::HRV_SDNN).map(|x| x.value),
                     avg_hrv_rmssd_ms: v(r::HRV_RMSSD, "hrv_rmssd_milli"),
                     avg_spo2_percent: v(r::SPO2, "spo2_percentage"),
-                    recovery_score: score.and_then(|s| s.value),
+                    recovery_score: score.and_then(|s| s.value).map(int),
                 }
             })
             .collect();
@@ -897,13 +936,13 @@ impl BodyApi {
                 pairs.iter().map(pick).reduce(f)
             };
             BloodPressure {
-                avg_systolic_mmhg: Some(pairs.iter().map(|p| p.0).sum::<f64>() / n),
-                avg_diastolic_mmhg: Some(pairs.iter().map(|p| p.1).sum::<f64>() / n),
-                max_systolic_mmhg: fold(f64::max, |p| p.0),
-                max_diastolic_mmhg: fold(f64::max, |p| p.1),
-                min_systolic_mmhg: fold(f64::min, |p| p.0),
-                min_diastolic_mmhg: fold(f64::min, |p| p.1),
-                reading_count: pairs.len() as i64,
+                avg_systolic_mmhg: Some(int(pairs.iter().map(|p| p.0).sum::<f64>() / n)),
+                avg_diastolic_mmhg: Some(int(pairs.iter().map(|p| p.1).sum::<f64>() / n)),
+                max_systolic_mmhg: fold(f64::max, |p| p.0).map(int),
+                max_diastolic_mmhg: fold(f64::max, |p| p.1).map(int),
+                min_systolic_mmhg: fold(f64::min, |p| p.0).map(int),
+                min_diastolic_mmhg: fold(f64::min, |p| p.1).map(int),
+                reading_count: Some(pairs.len() as i64),
             }
         });
         let anything = weight.is_some()
@@ -917,14 +956,33 @@ impl BodyApi {
         if !anything {
             return Ok(Json(None));
         }
-        let source_id = [weight, fat, height, lean, body_temp, skin_temp]
+        let mut source_id = [weight, fat, height, lean, body_temp, skin_temp]
             .iter()
             .flatten()
             .map(|x| x.2)
             .next();
+        if source_id.is_none() {
+            // Only averages or blood pressure: the source of the newest of those readings
+            // (the contract requires a source).
+            source_id = client
+                .query_opt(
+                    "SELECT data_source_id FROM samples WHERE user_id = $1 AND series_type = ANY($2) \
+                     AND time >= $3 AND time <= $4 ORDER BY time DESC LIMIT 1",
+                    &[
+                        &user,
+                        &vec![r::RESTING_HR, r::HRV_SDNN, r::HRV_RMSSD, SYSTOLIC, DIASTOLIC],
+                        &period_start.min(since),
+                        &now,
+                    ],
+                )
+                .await?
+                .map(|r| r.get(0));
+        }
         let srcs = sources(&client, source_id.into_iter().collect()).await?;
         Ok(Json(Some(BodySummary {
-            source: source_id.and_then(|s| srcs.get(&s).cloned()),
+            source: source_id
+                .and_then(|s| srcs.get(&s).cloned())
+                .unwrap_or_else(unknown_source),
             slow_changing: SlowChanging {
                 weight_kg: weight.map(|x| x.0),
                 height_cm: height.map(|x| x.0),
@@ -935,11 +993,11 @@ impl BodyApi {
             },
             averaged: Averaged {
                 period_days: average_period.0,
-                resting_heart_rate_bpm: averages.get(&r::RESTING_HR).copied(),
+                resting_heart_rate_bpm: averages.get(&r::RESTING_HR).copied().map(int),
                 avg_hrv_sdnn_ms: averages.get(&r::HRV_SDNN).copied(),
                 avg_hrv_rmssd_ms: averages.get(&r::HRV_RMSSD).copied(),
-                period_start: Some(period_start),
-                period_end: Some(now),
+                period_start,
+                period_end: now,
             },
             latest: Latest {
                 body_temperature_celsius: body_temp.map(|x| x.0),

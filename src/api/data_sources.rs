@@ -91,15 +91,18 @@ pub struct DataSourceList {
     pub total: i64,
 }
 
-/// The contract's display name: the maker, then the device model or, failing that, the
-/// original source name. The maker is the capitalized provider unless the device names another
-/// manufacturer (a third-party scale synced through Apple Health is not "Apple").
+/// The contract's display name: the maker and the device model (failing that, the original
+/// source name) joined by `" - "`, or `"Unknown Source"` when there is neither. The maker is the
+/// capitalized provider unless the device names another manufacturer (a third-party scale
+/// synced through Apple Health is not "Apple"). A detail that only repeats the maker is left
+/// out, so a cloud source reads "Oura", not "Oura - Oura".
 pub fn display_name(
     provider: &str,
     manufacturer: Option<&str>,
     device_model: Option<&str>,
     original: Option<&str>,
 ) -> String {
+    let provider = provider.trim();
     let other_maker = manufacturer.map(str::trim).filter(|m| {
         !m.is_empty()
             && !m
@@ -107,21 +110,32 @@ pub fn display_name(
                 .split(|c: char| !c.is_alphanumeric())
                 .any(|w| w == provider.to_lowercase())
     });
-    let mut name: String = match other_maker {
+    let maker: String = match other_maker {
         Some(m) => m.to_string(),
         None => {
             let mut chars = provider.chars();
             match chars.next() {
-                Some(c) => c.to_uppercase().chain(chars).collect(),
+                Some(c) => c
+                    .to_uppercase()
+                    .chain(chars.flat_map(char::to_lowercase))
+                    .collect(),
                 None => String::new(),
             }
         }
     };
-    if let Some(detail) = device_model.or(original).filter(|s| !s.is_empty()) {
-        name.push(' ');
-        name.push_str(detail);
+    let detail = device_model
+        .or(original)
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case(&maker));
+    let parts: Vec<&str> = [Some(maker.as_str()).filter(|p| !p.is_empty()), detail]
+        .into_iter()
+        .flatten()
+        .collect();
+    if parts.is_empty() {
+        "Unknown Source".to_string()
+    } else {
+        parts.join(" - ")
     }
-    name
 }
 
 pub struct DataSourcesApi;
@@ -146,9 +160,16 @@ impl DataSourcesApi {
             .get()
             .await?
             .query(
-                "SELECT id, user_id, provider, user_connection_id, device_model, software_version, \
-                        source, device_type, original_source_name, manufacturer \
-                 FROM data_sources WHERE user_id = $1 ORDER BY created_at, id",
+                // A cloud provider's data comes through the user's connection to it: the
+                // newest connection that was ever authorized (revoked ones included, the data
+                // came through them).
+                "SELECT d.id, d.user_id, d.provider, coalesce(d.user_connection_id, c.id), d.device_model, \
+                        d.software_version, d.source, d.device_type, d.original_source_name, d.manufacturer \
+                 FROM data_sources d \
+                 LEFT JOIN LATERAL (SELECT id FROM connections \
+                     WHERE user_id = d.user_id AND provider = d.provider AND authorized_at IS NOT NULL \
+                     ORDER BY authorized_at DESC LIMIT 1) c ON true \
+                 WHERE d.user_id = $1 ORDER BY d.created_at, d.id",
                 &[&user_id.0],
             )
             .await?;
@@ -195,33 +216,38 @@ mod tests {
             display_name(
                 "apple",
                 Some("Apple Inc."),
-                Some("Watch"),
+                Some("Watch6,1"),
                 Some("Ada's Watch")
             ),
-            "Apple Watch"
+            "Apple - Watch6,1"
         );
         assert_eq!(
             display_name("apple", None, None, Some("Ada's Watch")),
-            "Apple Ada's Watch"
+            "Apple - Ada's Watch"
         );
         assert_eq!(display_name("garmin", None, None, None), "Garmin");
         assert_eq!(display_name("oura", None, Some(""), None), "Oura");
+        assert_eq!(display_name("oura", None, None, Some("Oura")), "Oura");
+        assert_eq!(display_name("", None, None, None), "Unknown Source");
     }
 
     #[test]
     fn another_makers_device_is_named_after_its_maker() {
         assert_eq!(
             display_name("apple", Some("Acme"), Some("BS-200"), Some("Acme Scale")),
-            "Acme BS-200"
+            "Acme - BS-200"
         );
         assert_eq!(
             display_name("apple", Some("Withings"), Some("WBS05"), None),
-            "Withings WBS05"
+            "Withings - WBS05"
         );
-        assert_eq!(display_name("apple", Some(" "), Some("X"), None), "Apple X");
+        assert_eq!(
+            display_name("apple", Some(" "), Some("X"), None),
+            "Apple - X"
+        );
         assert_eq!(
             display_name("garmin", Some("Garmin"), Some("fenix 7"), None),
-            "Garmin fenix 7"
+            "Garmin - fenix 7"
         );
     }
 }

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use poem_openapi::Object;
 
+use super::timeseries::Resolution;
+
 #[derive(Object, Debug, Clone, Default)]
 pub struct Pagination {
     pub next_cursor: Option<String>,
@@ -16,7 +18,9 @@ pub struct Pagination {
 
 #[derive(Object, Debug, Clone, Default)]
 pub struct Metadata {
-    pub resolution: Option<String>,
+    /// The contract's enum (`raw`, `1min`, `5min`, `15min`, `1hour`) or null; typed so that no
+    /// other value (such as a daily bucket) can be sent.
+    pub resolution: Option<Resolution>,
     pub sample_count: Option<i64>,
     pub start_time: Option<DateTime<Utc>>,
     pub end_time: Option<DateTime<Utc>>,

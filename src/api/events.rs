@@ -2,9 +2,12 @@
 //! first, with record cursors both ways; and their deletion, recorded as `RecordDeleted` events.
 //!
 //! Decisions:
-//! * Filter `start_time >= start_date AND end_time < end_date`, with `/timeseries`' end-of-day
-//!   rule (an `end_date` at exactly midnight includes that day). Cycles ignore `end_date`
+//! * Filter `start_time >= start_date AND end_time < end_date` exactly, as the contract does
+//!   for events (the end-of-day rule is `/timeseries`' only). Cycles ignore `end_date`
 //!   (they may end in the future), as upstream.
+//! * Fields the contract declares `int` are rounded. A sleep item's `stages` is null without
+//!   stage detail, `sleep_duration_seconds` null without asleep time, and
+//!   `sleep_stage_intervals` null when the provider gave no timeline (per-stage totals only).
 //! * Order `(start_time, id)` descending. `next_cursor` continues to older records;
 //!   `previous_cursor` (`prev_…`) goes back to newer ones. `total_count` is the filtered set.
 //! * A sleep item's stage timeline is the session's own stages with overlaps clipped (a
@@ -31,7 +34,7 @@ use wearhouse_projections::ranks::{source_ranks, UNRANKED};
 use super::data_sources::{source_metadata, unknown_source, SourceMetadata};
 use super::envelope::{Metadata, Page, PaginatedResponse, Pagination};
 use super::error::internal_api;
-use super::params::{end_bound, format_offset, parse_datetime, Direction, RecordCursor};
+use super::params::{format_offset, parse_datetime, Direction, RecordCursor};
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::AnyCredential;
 
@@ -50,22 +53,23 @@ pub struct Workout {
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub zone_offset: Option<String>,
-    pub duration_seconds: Option<f64>,
+    pub duration_seconds: Option<i64>,
     pub source: SourceMetadata,
     pub calories_kcal: Option<f64>,
     pub distance_meters: Option<f64>,
-    pub avg_heart_rate_bpm: Option<f64>,
-    pub max_heart_rate_bpm: Option<f64>,
-    pub avg_pace_sec_per_km: Option<f64>,
+    pub avg_heart_rate_bpm: Option<i64>,
+    pub max_heart_rate_bpm: Option<i64>,
+    /// Duration over distance, in seconds per kilometre.
+    pub avg_pace_sec_per_km: Option<i64>,
     pub elevation_gain_meters: Option<f64>,
 }
 
 #[derive(Object, Debug, Clone, Default)]
 pub struct SleepStages {
-    pub awake_minutes: f64,
-    pub light_minutes: f64,
-    pub deep_minutes: f64,
-    pub rem_minutes: f64,
+    pub awake_minutes: Option<i64>,
+    pub light_minutes: Option<i64>,
+    pub deep_minutes: Option<i64>,
+    pub rem_minutes: Option<i64>,
 }
 
 #[derive(Object, Debug, Clone)]
@@ -82,11 +86,11 @@ pub struct SleepSession {
     pub end_time: DateTime<Utc>,
     pub zone_offset: Option<String>,
     pub source: SourceMetadata,
-    pub duration_seconds: f64,
-    pub sleep_duration_seconds: f64,
+    pub duration_seconds: i64,
+    pub sleep_duration_seconds: Option<i64>,
     pub efficiency_percent: Option<f64>,
-    pub stages: SleepStages,
-    pub sleep_stage_intervals: Vec<SleepStageItem>,
+    pub stages: Option<SleepStages>,
+    pub sleep_stage_intervals: Option<Vec<SleepStageItem>>,
     pub is_nap: bool,
 }
 
@@ -94,7 +98,7 @@ pub struct SleepSession {
 pub struct MenstrualCycleRecord {
     pub id: Uuid,
     pub start_time: DateTime<Utc>,
-    pub end_time: Option<DateTime<Utc>>,
+    pub end_time: DateTime<Utc>,
     pub zone_offset: Option<String>,
     pub source: SourceMetadata,
     pub current_phase: Option<i64>,
@@ -111,7 +115,7 @@ pub struct MenstrualCycleRecord {
     pub last_updated_at: Option<DateTime<Utc>>,
     pub has_specified_cycle_length: Option<bool>,
     pub has_specified_period_length: Option<bool>,
-    pub pregnancy_snapshot: Vec<Value>,
+    pub pregnancy_snapshot: Option<Vec<Value>>,
 }
 
 #[derive(ApiResponse)]
@@ -239,7 +243,6 @@ fn cursors(
 
 struct Common {
     start: DateTime<Utc>,
-    end_raw: DateTime<Utc>,
     end: DateTime<Utc>,
     cursor: Option<(RecordCursor, Direction)>,
 }
@@ -253,8 +256,7 @@ fn common(start: &str, end: &str, cursor: Option<&str>) -> Result<Common, ApiErr
     };
     Ok(Common {
         start: s.with_timezone(&Utc),
-        end_raw: e.with_timezone(&Utc),
-        end: end_bound(e),
+        end: e.with_timezone(&Utc),
         cursor,
     })
 }
@@ -264,7 +266,7 @@ fn metadata(c: &Common, count: usize) -> Metadata {
         resolution: None,
         sample_count: Some(count as i64),
         start_time: Some(c.start),
-        end_time: Some(c.end_raw),
+        end_time: Some(c.end),
     }
 }
 
@@ -281,6 +283,19 @@ async fn sources_of(
 
 fn stat(stats: &Value, key: &str) -> Option<f64> {
     stats.get(key).and_then(Value::as_f64)
+}
+
+/// A value the contract declares `int`, rounded.
+fn int(v: f64) -> i64 {
+    v.round() as i64
+}
+
+/// Seconds per kilometre over the whole workout; none without a positive distance and duration.
+pub fn pace_sec_per_km(duration_s: Option<f64>, distance_m: Option<f64>) -> Option<i64> {
+    match (duration_s, distance_m) {
+        (Some(t), Some(d)) if t > 0.0 && d > 0.0 => Some(int(t / (d / 1000.0))),
+        _ => None,
+    }
 }
 
 /// A session's own timeline with overlaps clipped, through the same merge as nights.
@@ -337,7 +352,7 @@ impl EventsApi {
         user_id: Path<Uuid>,
         /// Inclusive lower bound on the start (ISO 8601 or Unix seconds)
         start_date: Query<String>,
-        /// Exclusive upper bound on the end; exactly midnight includes that day
+        /// Exclusive upper bound on the end (`end_time < end_date`, no end-of-day extension)
         end_date: Query<String>,
         /// Case-insensitive substring of the workout type
         record_type: Query<Option<String>>,
@@ -402,6 +417,8 @@ impl EventsApi {
                 let id: Uuid = r.get(0);
                 let stats: Value = r.get(7);
                 let (avg, max) = hr.get(&id).copied().unwrap_or((None, None));
+                let duration: Option<f64> = r.get(6);
+                let distance = stat(&stats, "distance_m");
                 Workout {
                     id,
                     workout_type: r.get(2),
@@ -409,16 +426,16 @@ impl EventsApi {
                     start_time: r.get(3),
                     end_time: r.get(4),
                     zone_offset: r.get::<_, Option<i16>>(5).map(format_offset),
-                    duration_seconds: r.get(6),
+                    duration_seconds: duration.map(int),
                     source: sources
                         .get(&r.get::<_, Uuid>(1))
                         .cloned()
                         .unwrap_or_else(unknown_source),
                     calories_kcal: stat(&stats, "energy_kcal"),
-                    distance_meters: stat(&stats, "distance_m"),
-                    avg_heart_rate_bpm: stat(&stats, "heart_rate_avg").or(avg),
-                    max_heart_rate_bpm: stat(&stats, "heart_rate_max").or(max),
-                    avg_pace_sec_per_km: None,
+                    distance_meters: distance,
+                    avg_heart_rate_bpm: stat(&stats, "heart_rate_avg").or(avg).map(int),
+                    max_heart_rate_bpm: stat(&stats, "heart_rate_max").or(max).map(int),
+                    avg_pace_sec_per_km: pace_sec_per_km(duration, distance),
                     elevation_gain_meters: stat(&stats, "elevation_gain_m"),
                 }
             })
@@ -480,7 +497,7 @@ impl EventsApi {
             &client,
             Listing {
                 table: "sleep_sessions",
-                columns: "id, data_source_id, start_time, end_time, zone_offset, is_nap, stages",
+                columns: "id, data_source_id, start_time, end_time, zone_offset, is_nap, stages, stages_from_totals",
                 user: user_id.0,
                 start: c.start,
                 end: Some(c.end),
@@ -515,24 +532,37 @@ impl EventsApi {
                     end_time: end,
                     zone_offset: offset.map(format_offset),
                     source: sources.get(&ds).cloned().unwrap_or_else(unknown_source),
-                    duration_seconds: (end - start).num_milliseconds() as f64 / 1000.0,
-                    sleep_duration_seconds: n.asleep_minutes * 60.0,
+                    duration_seconds: int((end - start).num_milliseconds() as f64 / 1000.0),
+                    sleep_duration_seconds: (n.asleep_minutes > 0.0)
+                        .then(|| int(n.asleep_minutes * 60.0)),
                     efficiency_percent: n.efficiency_percent(),
-                    stages: SleepStages {
-                        awake_minutes: n.awake_minutes,
-                        light_minutes: n.light_minutes,
-                        deep_minutes: n.deep_minutes,
-                        rem_minutes: n.rem_minutes,
-                    },
-                    sleep_stage_intervals: n
-                        .stages
-                        .iter()
-                        .map(|s| SleepStageItem {
-                            stage: s.stage.as_str().to_string(),
-                            start_time: s.start,
-                            end_time: s.end,
-                        })
-                        .collect(),
+                    stages: [
+                        n.awake_minutes,
+                        n.light_minutes,
+                        n.deep_minutes,
+                        n.rem_minutes,
+                    ]
+                    .iter()
+                    .any(|m| *m > 0.0)
+                    .then(|| SleepStages {
+                        awake_minutes: Some(int(n.awake_minutes)),
+                        light_minutes: Some(int(n.light_minutes)),
+                        deep_minutes: Some(int(n.deep_minutes)),
+                        rem_minutes: Some(int(n.rem_minutes)),
+                    }),
+                    // Totals laid end to end are not a timeline: never served as one.
+                    sleep_stage_intervals: (!r.get::<_, bool>(7) && !n.stages.is_empty()).then(
+                        || {
+                            n.stages
+                                .iter()
+                                .map(|s| SleepStageItem {
+                                    stage: s.stage.as_str().to_string(),
+                                    start_time: s.start,
+                                    end_time: s.end,
+                                })
+                                .collect()
+                        },
+                    ),
                     is_nap: n.is_nap,
                 }
             })
@@ -600,10 +630,13 @@ impl EventsApi {
                 let d: Value = r.get(5);
                 let int = |k: &str| d.get(k).and_then(Value::as_i64);
                 let flag = |k: &str| d.get(k).and_then(Value::as_bool);
+                let start: DateTime<Utc> = r.get(2);
                 MenstrualCycleRecord {
                     id: r.get(0),
-                    start_time: r.get(2),
-                    end_time: r.get(3),
+                    start_time: start,
+                    // Every recorded cycle has an end (the contract requires one); the column
+                    // allows null, so a missing one reads as the start rather than failing.
+                    end_time: r.get::<_, Option<DateTime<Utc>>>(3).unwrap_or(start),
                     zone_offset: r.get::<_, Option<i16>>(4).map(format_offset),
                     source: sources
                         .get(&r.get::<_, Uuid>(1))
@@ -633,8 +666,8 @@ impl EventsApi {
                     pregnancy_snapshot: d
                         .get("pregnancy_snapshot")
                         .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
+                        .filter(|a| !a.is_empty())
+                        .cloned(),
                 }
             })
             .collect();

@@ -70,7 +70,8 @@ pub struct HealthScore {
     pub zone_offset: Option<String>,
     pub components: Option<BTreeMap<String, ScoreComponent>>,
     pub data_source_id: Option<Uuid>,
-    pub provider: String,
+    /// Nullable as in the contract (`ProviderName | null`); every stored score has one.
+    pub provider: Option<String>,
 }
 
 fn components(v: Option<Value>) -> Option<BTreeMap<String, ScoreComponent>> {
@@ -197,7 +198,7 @@ impl HealthScoresApi {
                 zone_offset: r.get::<_, Option<i16>>(5).map(format_offset),
                 components: components(r.get(6)),
                 data_source_id: r.get(7),
-                provider: r.get(8),
+                provider: r.get::<_, Option<String>>(8),
             })
             .collect();
         Ok(Json(PaginatedResponse {

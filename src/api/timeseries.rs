@@ -56,16 +56,6 @@ pub enum Resolution {
 }
 
 impl Resolution {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Raw => "raw",
-            Resolution::OneMinute => "1min",
-            Resolution::FiveMinutes => "5min",
-            Resolution::FifteenMinutes => "15min",
-            Resolution::OneHour => "1hour",
-        }
-    }
-
     /// The bucket width as a Postgres interval literal; `None` for raw.
     pub fn interval(self) -> Option<&'static str> {
         match self {
@@ -352,7 +342,7 @@ impl TimeseriesApi {
                 total_count,
             },
             metadata: Metadata {
-                resolution: Some(resolution.as_str().to_string()),
+                resolution: Some(resolution),
                 sample_count: Some(data.len() as i64),
                 start_time: Some(start_utc),
                 end_time: Some(end.with_timezone(&Utc)),

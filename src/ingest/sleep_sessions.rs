@@ -173,6 +173,7 @@ fn session(data_source_id: Uuid, intervals: &[Interval]) -> SleepSessionRecord {
                 end: ts(i.end),
             })
             .collect(),
+        stages_from_totals: false,
     }
 }
 

@@ -154,6 +154,8 @@ fn nap_session(
             start,
             end,
         }],
+        // The one span stands for the nap's duration, not for a timeline Garmin sent.
+        stages_from_totals: true,
     })
 }
 
@@ -277,6 +279,7 @@ impl Garmin {
                     zone_offset: Some(off),
                     is_nap: false,
                     stages,
+                    stages_from_totals: false,
                 });
                 // Garmin lists the day's naps inside the sleep summary (`naps`); each is its own
                 // session, flagged as a nap by the provider, so it never merges into the night.
@@ -501,7 +504,8 @@ impl Provider for Garmin {
 
     /// 2: activity details, activity files and laps.
     fn mapping_version(&self) -> u32 {
-        2
+        // 3: a nap's single stage span is flagged (`stages_from_totals`), never served as intervals.
+        3
     }
 
     fn coverage(&self) -> Coverage {

@@ -126,9 +126,16 @@ impl Oura {
                         Some(offset),
                         numeric_components(v.get("contributors")),
                     );
+                    // Oura's total includes the resting burn; recorded as basal energy (total -
+                    // active), so active + basal is Oura's own total wherever it is summed.
+                    let basal = match (f(v, "total_calories"), f(v, "active_calories")) {
+                        (Some(t), a) if t >= a.unwrap_or(0.0) => Some(t - a.unwrap_or(0.0)),
+                        _ => None,
+                    };
                     for (series, value) in [
                         ("steps", f(v, "steps")),
                         ("active_energy", f(v, "active_calories")),
+                        ("basal_energy", basal),
                         (
                             "distance_walking_running",
                             f(v, "equivalent_walking_distance"),
@@ -266,6 +273,7 @@ impl Oura {
             zone_offset: Some(offset),
             is_nap: matches!(kind, "sleep" | "late_nap" | "rest"),
             stages,
+            stages_from_totals: false,
         });
         // Interval series: `items[i]` is at `timestamp + i × interval`; nulls are gaps.
         for (key, series) in [
@@ -381,7 +389,8 @@ impl Provider for Oura {
     }
 
     fn mapping_version(&self) -> u32 {
-        1
+        // 2: daily_activity's total_calories recorded (as basal energy).
+        2
     }
 
     fn coverage(&self) -> Coverage {
@@ -389,6 +398,7 @@ impl Provider for Oura {
             series: &[
                 "steps",
                 "active_energy",
+                "basal_energy",
                 "distance_walking_running",
                 "active_time",
                 "heart_rate",
@@ -617,6 +627,8 @@ mod tests {
             vec![(midnight.clone(), 120, 9120.0, Some(true))]
         );
         assert_eq!(values(&m, "active_energy")[0].2, 412.0);
+        // No total_calories in this day: no basal part is invented.
+        assert!(values(&m, "basal_energy").is_empty());
         assert_eq!(values(&m, "distance_walking_running")[0].2, 7300.0);
         assert_eq!(
             values(&m, "active_time"),

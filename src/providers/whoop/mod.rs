@@ -179,7 +179,8 @@ impl Provider for Whoop {
 
     /// 2: score ids follow the Whoop record (workout, sleep, the recovery's sleep).
     fn mapping_version(&self) -> u32 {
-        2
+        // 3: sleep stages from totals are flagged (`stages_from_totals`), never served as intervals.
+        3
     }
 
     fn coverage(&self) -> Coverage {
@@ -349,6 +350,7 @@ impl Provider for Whoop {
                         end,
                         zone_offset: offset,
                         is_nap: v.get("nap").and_then(Value::as_bool).unwrap_or(false),
+                        stages_from_totals: !stages.is_empty(),
                         stages,
                     });
                 }
@@ -555,6 +557,8 @@ mod tests {
         let m = Whoop.map("sleep", &body, user()).unwrap();
         let s = &m.sleep[0];
         assert_eq!(s.zone_offset, Some(-240));
+        // Totals laid end to end, flagged so they are never served as a timeline.
+        assert!(s.stages_from_totals);
         let mins: Vec<(&str, i64)> = s
             .stages
             .iter()
