@@ -276,6 +276,11 @@ const UNUSED_GLOBALS: &[(&[&str], &[&str])] = &[(
         "max_poll_interval_ms",
         "flush_markers",
         "producer_extra",
+        "security_protocol",
+        "ssl_ca_location",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
     ],
 )];
 

@@ -628,7 +628,7 @@ async fn device_addresses_third_party_devices_and_rides_read_right() {
         .get(
             &key,
             &format!(
-                "/api/v1/users/{user}/events/workouts?start_date=2024-01-03&end_date=2024-01-04"
+                "/api/v1/users/{user}/events/workouts?start_date=2024-01-03&end_date=2024-01-05"
             ),
         )
         .await;

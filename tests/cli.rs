@@ -294,7 +294,7 @@ async fn taken_address_is_one_clear_line() {
             ("WEARHOUSE_BIND", addr.as_str()),
             ("WEARHOUSE_LOG", "warn"),
             ("WEARHOUSE_ADMIN_EMAIL", "a@b.c"),
-            ("WEARHOUSE_ADMIN_PASSWORD", "pw-pw-pw-pw"),
+            ("WEARHOUSE_ADMIN_PASSWORD", "a-long-pass-phrase-1"),
             ("RUST_BACKTRACE", "1"),
         ],
     );

@@ -24,10 +24,14 @@ fn padded_export() -> Vec<u8> {
     let (decl, rest) = SMALL.split_once('\n').unwrap();
     let mut out = Vec::with_capacity(17 << 20);
     out.extend_from_slice(decl.as_bytes());
-    out.extend_from_slice(b"\n<!-- ");
-    // Varied bytes, so a chunk mix-up cannot go unnoticed.
-    out.extend((0..(17usize << 20)).map(|i| b'a' + (i % 23) as u8));
-    out.extend_from_slice(b" -->\n");
+    // Varied bytes, so a chunk mix-up cannot go unnoticed; in 64 KiB comments, as one XML
+    // node may not exceed WEARHOUSE_IMPORT_MAX_XML_EVENT_BYTES.
+    for c in 0..(17usize << 4) {
+        out.extend_from_slice(b"\n<!-- ");
+        out.extend((0..(64usize << 10)).map(|i| b'a' + ((c + i) % 23) as u8));
+        out.extend_from_slice(b" -->");
+    }
+    out.push(b'\n');
     out.extend_from_slice(rest.as_bytes());
     out
 }

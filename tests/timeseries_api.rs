@@ -205,12 +205,12 @@ async fn raw_samples_filter_by_type_and_range_with_the_end_of_day_rule() {
     assert_eq!(steps["source"]["device_name"], Value::Null);
     assert_eq!(steps["source"]["device_type"], "phone");
 
-    // Repeated `types`, and the old `energy` spelling answers as `active_energy`.
+    // Repeated `types`, and the newer `active_energy` spelling answers as the contract's `energy`.
     let page = f
-        .ts_ok("start_time=2024-03-10&end_time=2024-03-10&types=energy&types=steps")
+        .ts_ok("start_time=2024-03-10&end_time=2024-03-10&types=active_energy&types=steps")
         .await;
     assert_eq!(values(&page), vec![100.0, 12.5]);
-    assert_eq!(items(&page)[1]["type"], "active_energy");
+    assert_eq!(items(&page)[1]["type"], "energy");
     assert_eq!(items(&page)[1]["unit"], "kcal");
     assert_eq!(items(&page)[1]["is_daily_total"], true);
     assert_eq!(page["pagination"]["total_count"], 2);
@@ -635,12 +635,12 @@ async fn data_sources_and_the_data_summary_count_what_is_stored() {
             "total_data_points": 6,
             "total_workouts": 3,
             "total_sleep_events": 1,
-            "series_type_counts": {"heart_rate": 3, "steps": 2, "active_energy": 1},
+            "series_type_counts": {"heart_rate": 3, "steps": 2, "energy": 1},
             "workout_type_counts": {"running": 2, "cycling": 1},
             "by_provider": [{
                 "provider": "apple",
                 "data_points": 6,
-                "series_counts": {"heart_rate": 3, "steps": 2, "active_energy": 1},
+                "series_counts": {"heart_rate": 3, "steps": 2, "energy": 1},
                 "workout_count": 3,
                 "sleep_count": 1,
             }],
@@ -656,7 +656,7 @@ async fn data_sources_and_the_data_summary_count_what_is_stored() {
     assert_eq!(day["total_data_points"], 2);
     assert_eq!(
         day["series_type_counts"],
-        json!({"heart_rate": 1, "active_energy": 1})
+        json!({"heart_rate": 1, "energy": 1})
     );
     assert_eq!(day["total_workouts"], 1);
     assert_eq!(day["workout_type_counts"], json!({"running": 1}));
@@ -690,12 +690,7 @@ async fn coverage_lists_what_the_apple_importer_and_the_providers_map() {
         .flat_map(|c| c["metrics"].as_array().unwrap())
         .map(|m| m["code"].as_str().unwrap())
         .collect();
-    for code in [
-        "heart_rate",
-        "steps",
-        "active_energy",
-        "blood_pressure_systolic",
-    ] {
+    for code in ["heart_rate", "steps", "energy", "blood_pressure_systolic"] {
         assert!(codes.contains(&code), "{code} missing from {codes:?}");
     }
     // Provider-specific series are listed for their provider only.

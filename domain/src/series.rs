@@ -106,7 +106,7 @@ pub static SERIES_TYPES: [SeriesType; 93] = [
     t(61, "six_minute_walk_test_distance", "meters", Max, FITNESS),
     t(62, "cardiovascular_age", "years", Avg, FITNESS),
     t(80, "steps", "count", Sum, ACTIVITY),
-    t(81, "active_energy", "kcal", Sum, ACTIVITY),
+    t(81, "energy", "kcal", Sum, ACTIVITY),
     t(82, "basal_energy", "kcal", Sum, ACTIVITY),
     t(83, "stand_time", "minutes", Sum, ACTIVITY),
     t(84, "exercise_time", "minutes", Sum, ACTIVITY),
@@ -187,11 +187,12 @@ pub fn by_id(id: i16) -> Option<&'static SeriesType> {
         .map(|i| &SERIES_TYPES[i])
 }
 
-/// Looks a type up by code. `energy` is the contract's older name of `active_energy` (id 81), which
-/// clients still send; responses always use `active_energy`.
+/// Looks a type up by code. `active_energy` is a newer upstream name of the contract's `energy`
+/// (id 81), accepted from clients; responses use the contract's `energy`, which strict clients
+/// generated from the contract's enum can decode.
 pub fn by_code(code: &str) -> Option<&'static SeriesType> {
-    let code = if code == "energy" {
-        "active_energy"
+    let code = if code == "active_energy" {
+        "energy"
     } else {
         code
     };
@@ -225,9 +226,9 @@ mod tests {
     }
 
     #[test]
-    fn energy_is_an_alias_of_active_energy() {
-        let e = by_code("energy").unwrap();
-        assert_eq!((e.id, e.code, e.unit), (81, "active_energy", "kcal"));
+    fn active_energy_is_an_alias_of_energy() {
+        let e = by_code("active_energy").unwrap();
+        assert_eq!((e.id, e.code, e.unit), (81, "energy", "kcal"));
         assert!(e.is_additive());
     }
 

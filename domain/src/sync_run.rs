@@ -22,7 +22,7 @@ pub enum SyncRunCommand {
         id: Uuid,
         user_id: Uuid,
         provider: String,
-        /// `pull`, `push`, `backfill`, `apple_xml_import`, `linked_account`, ...
+        /// `pull`, `push`, `backfill`, `xml_import`, `linked_account`, ...
         source: String,
         /// For data pulled once for a provider account linked to several users: the user
         /// whose connection pulled it.
@@ -353,7 +353,7 @@ mod tests {
             id: Uuid::nil(),
             user_id: Uuid::nil(),
             provider: "apple".into(),
-            source: "apple_xml_import".into(),
+            source: "xml_import".into(),
             primary_user_id: None,
             at: at(),
         }

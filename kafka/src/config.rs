@@ -78,7 +78,7 @@ pub struct KafkaConfig {
         global = true
     )]
     pub sasl_username: Option<String>,
-    /// SASL password.
+    /// SASL password (never logged or printed).
     #[arg(
         long = "kafka-sasl-password",
         env = "WEARHOUSE_KAFKA_SASL_PASSWORD",

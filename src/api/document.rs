@@ -214,7 +214,7 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "user_id" => "Only this user's entries",
         "provider" if path => "Provider name, e.g. `garmin`, `oura`, `whoop`",
         "provider" => "Only entries of this provider",
-        "key_id" => "The API key's id (or the key itself)",
+        "key_id" => "The API key's id (never the key itself)",
         "token" => "The signed upload token returned by `…/import/apple/xml/s3`",
         "import_id" => "The import's id (the `task_id` returned when it was accepted)",
         "workout_id" => "The workout's id",
@@ -256,6 +256,16 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "data_type" => "Which data to pull (`all` when absent)",
         "since" => "Pull data from this Unix timestamp (seconds) on",
         "async" => "Queue the sync and answer at once (`true`), or wait for it (`false`)",
+        "filter_by_modification_time" => {
+            "Select records by when they changed at the provider rather than when they happened \
+             (Suunto and Polar; no effect for the providers served here)"
+        }
+        "samples" | "zones" | "route" => {
+            "Also fetch a workout's samples, heart-rate zones or route (Suunto and Polar; no \
+             effect for the providers served here)"
+        }
+        "summary_start_time" => "Pull only data from this time on (ISO 8601 or Unix seconds)",
+        "summary_end_time" => "Pull only data up to this time (ISO 8601 or Unix seconds)",
         "days" => "How many days back to pull",
         "status" => "Only runs with this status",
         "source" => "Only runs started this way",

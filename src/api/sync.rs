@@ -120,7 +120,7 @@ struct SyncStatusEvent {
     run_id: Uuid,
     user_id: Uuid,
     provider: String,
-    /// pull, webhook, backfill, apple_xml_import, linked_account, ...
+    /// pull, webhook, backfill, xml_import, linked_account, ...
     source: String,
     /// queued, started, fetching, processing, saving, completed, failed, cancelled
     stage: String,

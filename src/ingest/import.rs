@@ -655,7 +655,7 @@ pub async fn run(
         id,
         user_id: user,
         provider: PROVIDER.into(),
-        source: "apple_xml_import".into(),
+        source: "xml_import".into(),
         primary_user_id: None,
         at: Utc::now(),
     };

@@ -21,6 +21,33 @@ pub enum MapError {
     UnknownType(String),
 }
 
+/// Longest span a provider may put between two times of one record (a year): durations beyond
+/// it are clamped, so no provider value can overflow time arithmetic.
+const MAX_SPAN_SECS: f64 = 366.0 * 86_400.0;
+
+/// `t` plus `secs` seconds from provider input, clamped to [0, a year] (NaN counts as 0):
+/// never panics, whatever the payload says.
+pub fn after_secs(t: DateTime<Utc>, secs: f64) -> DateTime<Utc> {
+    let secs = if secs.is_finite() {
+        secs.clamp(0.0, MAX_SPAN_SECS)
+    } else {
+        0.0
+    };
+    chrono::TimeDelta::try_milliseconds((secs * 1000.0) as i64)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(t)
+}
+
+/// Earliest plausible time of a record (2000-01-01); earlier ones are corrupt or hostile.
+const EARLIEST: i64 = 946_684_800;
+/// How far ahead of now a record's time may be (time zones, clock skew).
+const AHEAD_SECS: i64 = 2 * 86_400;
+
+/// Whether a provider time is plausible: from 2000 to two days ahead of now.
+pub fn plausible(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (EARLIEST..=now.timestamp() + AHEAD_SECS).contains(&t.timestamp())
+}
+
 /// One sample of a series, already in the series' canonical unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedSample {
@@ -110,8 +137,27 @@ impl Mapped {
         }
     }
 
+    /// Drops records whose times are implausible (before 2000, days ahead): whatever a provider
+    /// sends, the read models only see times their day and night arithmetic can handle.
+    fn drop_implausible(&mut self, now: DateTime<Utc>) {
+        let ok = |t: DateTime<Utc>| plausible(t, now);
+        let before = self.records();
+        self.samples
+            .retain(|s| ok(s.time) && s.end.is_none_or(|e| ok(e)));
+        self.workouts.retain(|w| ok(w.start) && ok(w.end));
+        self.sleep.retain(|x| ok(x.start) && ok(x.end));
+        self.scores.retain(|x| ok(x.recorded_at));
+        // A cycle's end may be predicted weeks ahead: its start is what must be plausible.
+        self.cycles.retain(|x| ok(x.start));
+        let dropped = before - self.records();
+        if dropped > 0 {
+            tracing::warn!(dropped, "provider records with implausible times dropped");
+        }
+    }
+
     /// Messages for the data writer: sources, one Arrow batch per (source, series), records.
-    pub fn into_out(self, user_id: Uuid) -> Result<Vec<Out>, arrow_schema::ArrowError> {
+    pub fn into_out(mut self, user_id: Uuid) -> Result<Vec<Out>, arrow_schema::ArrowError> {
+        self.drop_implausible(Utc::now());
         let mut out = Vec::new();
         if !self.sources.is_empty() {
             out.push(Out::Event(DataEvent::SourcesDiscovered {
@@ -269,5 +315,58 @@ pub fn shape(data_type: &str, detail: impl Into<String>) -> MapError {
     MapError::Shape {
         data_type: data_type.into(),
         detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn provider_durations_never_overflow() {
+        let t = at("2026-03-01T00:00:00Z");
+        assert_eq!(after_secs(t, 90.0), at("2026-03-01T00:01:30Z"));
+        for hostile in [f64::MAX, 1e300, f64::INFINITY, f64::NAN, -5.0] {
+            let end = after_secs(t, hostile);
+            assert!(
+                end >= t && end <= at("2027-03-02T00:00:00Z"),
+                "{hostile}: {end}"
+            );
+        }
+        // At the end of chrono's range the addition is refused, not a panic.
+        assert_eq!(
+            after_secs(DateTime::<Utc>::MAX_UTC, 60.0),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
+
+    #[test]
+    fn records_with_implausible_times_are_dropped() {
+        let now = at("2026-03-01T12:00:00Z");
+        let ds = Uuid::nil();
+        let mut m = Mapped::default();
+        for t in [
+            "2026-03-01T08:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "2026-03-05T00:00:00Z",
+        ] {
+            m.sample("heart_rate", ds, at(t), None, 0, 60.0, None);
+        }
+        m.sample(
+            "steps",
+            ds,
+            at("2026-03-01T08:00:00Z"),
+            Some(DateTime::<Utc>::MAX_UTC),
+            0,
+            10.0,
+            None,
+        );
+        m.drop_implausible(now);
+        let kept: Vec<DateTime<Utc>> = m.samples.iter().map(|s| s.time).collect();
+        assert_eq!(kept, vec![at("2026-03-01T08:00:00Z")]);
     }
 }

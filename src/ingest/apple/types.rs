@@ -404,7 +404,7 @@ mod tests {
             ("BodyFatPercentage", "body_fat_percentage"),
             ("AppleSleepingWristTemperature", "body_temperature"),
             ("VO2Max", "vo2_max"),
-            ("ActiveEnergyBurned", "active_energy"),
+            ("ActiveEnergyBurned", "energy"),
             ("AppleMoveTime", "exercise_time"),
             ("DistanceRowing", "distance_other"),
             ("WalkingAsymmetryPercentage", "walking_asymmetry_percentage"),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 use wearhouse_domain::records::{record_id, WorkoutLap, WorkoutRecord};
@@ -79,7 +79,7 @@ pub fn summary_workout(v: &Value, ds: Uuid, data_type: &str) -> Result<WorkoutRe
         data_source_id: ds,
         workout_type: workout_type(activity).as_str().into(),
         start: t0,
-        end: t0 + Duration::seconds(duration as i64),
+        end: crate::providers::mapped::after_secs(t0, duration),
         zone_offset: Some(off),
         duration_s: Some(duration),
         stats,

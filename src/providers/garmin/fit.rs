@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, Local, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Local, NaiveDate, TimeZone, Utc};
 use fitparser::profile::MesgNum;
 use fitparser::{FitDataRecord, Value};
 use uuid::Uuid;
@@ -218,7 +218,7 @@ pub fn map_fit(bytes: &[u8], ds: Uuid, activity_id: &str, m: &mut Mapped) -> Res
             .or_else(|| records.first().and_then(|r| utc(r, "timestamp")))
             .ok_or_else(|| shape(T, "session without start_time"))?;
         let elapsed = get(s, &["total_elapsed_time"]).unwrap_or(0.0);
-        let end = start + Duration::milliseconds((elapsed * 1000.0) as i64);
+        let end = crate::providers::mapped::after_secs(start, elapsed);
         let sport = text(s, "sport").unwrap_or("generic");
         let sub_sport = text(s, "sub_sport").unwrap_or("generic");
         // A multisport file has one session per leg; the first is the activity itself.
@@ -235,10 +235,10 @@ pub fn map_fit(bytes: &[u8], ds: Uuid, activity_id: &str, m: &mut Mapped) -> Res
                 if ls < start || ls >= end {
                     return None;
                 }
-                let le = ls
-                    + Duration::milliseconds(
-                        (get(l, &["total_elapsed_time"]).unwrap_or(0.0) * 1000.0) as i64,
-                    );
+                let le = crate::providers::mapped::after_secs(
+                    ls,
+                    get(l, &["total_elapsed_time"]).unwrap_or(0.0),
+                );
                 Some(WorkoutLap {
                     start: ls,
                     end: le,

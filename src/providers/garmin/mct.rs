@@ -3,7 +3,7 @@
 //! no offset for it), ends `cycleLength` (else `predictedCycleLength`) days later, and every
 //! detail field is taken as Garmin sent it.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 use wearhouse_domain::records::{record_id, CycleDetails, MenstrualCycleRecord};
@@ -47,7 +47,8 @@ pub fn cycle(v: &Value, ds: Uuid) -> Result<MenstrualCycleRecord, MapError> {
     let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
     let cycle_length = int(v, "cycleLength");
     let predicted = int(v, "predictedCycleLength");
-    let end = start + Duration::days(cycle_length.or(predicted).unwrap_or(0));
+    let days = cycle_length.or(predicted).unwrap_or(0);
+    let end = crate::providers::mapped::after_secs(start, days as f64 * 86_400.0);
     // Garmin updates a cycle under the same summary id as it goes on (its start may be
     // corrected), so the id follows the summary; the start date stands in without one.
     let key = v

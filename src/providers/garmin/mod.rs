@@ -16,7 +16,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval};
 
-use super::mapped::{local_midnight, provider_source, shape};
+use super::mapped::{after_secs, local_midnight, provider_source, shape};
 use super::{
     same, Capabilities, Coverage, Endpoints, FileDownload, MapError, Mapped, Notice, OAuthSettings,
     Provider, PullRequest, WebhookError,
@@ -114,9 +114,9 @@ fn offsets(v: &Value, key: &str, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)>
         .into_iter()
         .flatten()
         .filter_map(|(k, val)| {
-            let s: i64 = k.parse().ok()?;
+            let s: f64 = k.parse().ok()?;
             let x = val.as_f64().filter(|x| *x >= 0.0)?;
-            Some((t0 + Duration::seconds(s), x))
+            Some((after_secs(t0, s), x))
         })
         .collect();
     out.sort_by_key(|(t, _)| *t);
@@ -170,10 +170,10 @@ impl Garmin {
         match data_type {
             "dailies" => {
                 let (t0, off) = start(v, "start", data_type)?;
-                let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                let end = f(v, "durationInSeconds").map(|d| after_secs(t0, d));
                 for (series, value) in [
                     ("steps", f(v, "steps")),
-                    ("active_energy", f(v, "activeKilocalories")),
+                    ("energy", f(v, "activeKilocalories")),
                     ("basal_energy", f(v, "bmrKilocalories")),
                     ("flights_climbed", f(v, "floorsClimbed")),
                     ("distance_walking_running", f(v, "distanceInMeters")),
@@ -205,10 +205,10 @@ impl Garmin {
             }
             "epochs" => {
                 let (t0, off) = start(v, "start", data_type)?;
-                let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                let end = f(v, "durationInSeconds").map(|d| after_secs(t0, d));
                 for (series, value, additive) in [
                     ("steps", f(v, "steps"), true),
-                    ("active_energy", f(v, "activeKilocalories"), true),
+                    ("energy", f(v, "activeKilocalories"), true),
                     ("heart_rate", f(v, "meanHeartRateInBeatsPerMinute"), false),
                 ] {
                     if let Some(x) = value {
@@ -219,8 +219,7 @@ impl Garmin {
             }
             "sleeps" => {
                 let (t0, off) = start(v, "start", data_type)?;
-                let mut end =
-                    t0 + Duration::seconds(f(v, "durationInSeconds").unwrap_or(0.0) as i64);
+                let mut end = after_secs(t0, f(v, "durationInSeconds").unwrap_or(0.0));
                 let mut stages = Vec::new();
                 if let Some(levels) = v.get("sleepLevelsMap").and_then(Value::as_object) {
                     for (stage, list) in levels {
@@ -399,7 +398,7 @@ impl Garmin {
                         Some("sdnn_hrv") => "heart_rate_variability_sdnn",
                         _ => continue,
                     };
-                    let end = f(v, "durationInSeconds").map(|d| t0 + Duration::seconds(d as i64));
+                    let end = f(v, "durationInSeconds").map(|d| after_secs(t0, d));
                     if let Some(x) = f(sm, "avgValue") {
                         m.sample(series, ds, t0, end, off, x, None);
                     }
@@ -512,7 +511,7 @@ impl Provider for Garmin {
         Coverage {
             series: &[
                 "steps",
-                "active_energy",
+                "energy",
                 "basal_energy",
                 "distance_walking_running",
                 "active_time",

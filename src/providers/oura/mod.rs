@@ -75,7 +75,10 @@ fn hypnogram(start: DateTime<Utc>, phases: &str) -> Vec<SleepStageInterval> {
     let mut out: Vec<SleepStageInterval> = Vec::new();
     for (i, c) in phases.chars().enumerate() {
         let Some(stage) = stage(c) else { continue };
-        let from = start + step * i as i32;
+        // Checked: a hostile start near the end of time must not panic the mapper.
+        let Some(from) = start.checked_add_signed(step * i as i32) else {
+            break;
+        };
         match out.last_mut() {
             Some(last) if last.stage == stage && last.end == from => last.end = from + step,
             _ => out.push(SleepStageInterval {
@@ -134,7 +137,7 @@ impl Oura {
                     };
                     for (series, value) in [
                         ("steps", f(v, "steps")),
-                        ("active_energy", f(v, "active_calories")),
+                        ("energy", f(v, "active_calories")),
                         ("basal_energy", basal),
                         (
                             "distance_walking_running",
@@ -297,8 +300,7 @@ impl Oura {
                 .enumerate()
             {
                 if let Some(value) = item.as_f64() {
-                    let at =
-                        t0.0 + chrono::Duration::milliseconds((step * 1000.0) as i64 * i as i64);
+                    let at = super::mapped::after_secs(t0.0, step * i as f64);
                     m.sample(series, ds, at, None, t0.1, value, None);
                 }
             }
@@ -397,7 +399,7 @@ impl Provider for Oura {
         Coverage {
             series: &[
                 "steps",
-                "active_energy",
+                "energy",
                 "basal_energy",
                 "distance_walking_running",
                 "active_time",
@@ -626,7 +628,7 @@ mod tests {
             values(&m, "steps"),
             vec![(midnight.clone(), 120, 9120.0, Some(true))]
         );
-        assert_eq!(values(&m, "active_energy")[0].2, 412.0);
+        assert_eq!(values(&m, "energy")[0].2, 412.0);
         // No total_calories in this day: no basal part is invented.
         assert!(values(&m, "basal_energy").is_empty());
         assert_eq!(values(&m, "distance_walking_running")[0].2, 7300.0);

@@ -300,7 +300,7 @@ impl Provider for Whoop {
                         ] {
                             let ms = f(sum, key).unwrap_or(0.0) as i64;
                             if ms > 0 {
-                                let to = at + chrono::Duration::milliseconds(ms);
+                                let to = super::mapped::after_secs(at, ms as f64 / 1000.0);
                                 stages.push(SleepStageInterval {
                                     stage: stage.into(),
                                     start: at,
