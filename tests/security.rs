@@ -501,7 +501,7 @@ async fn sse_streams_are_capped_and_end_on_revocation() {
     .await;
     assert_eq!(st, 201);
     let key = created["key"].as_str().unwrap().to_string();
-    let key_id = created["key_id"].as_str().unwrap().to_string();
+    let key_id = created["id"].as_str().unwrap().to_string();
     let user = create_user(&s, &key).await;
     let path = format!("/api/v1/users/{user}/sync/stream");
     let open = |k: &str| s.req(Method::GET, &path).header(KEY_HEADER, k).send();
@@ -751,7 +751,7 @@ async fn api_keys_belong_to_their_creator_and_data_deletion_needs_a_jwt() {
     .await;
     assert_eq!(st, 201);
     let key = created["key"].as_str().unwrap().to_string();
-    let key_id = created["key_id"].as_str().unwrap().to_string();
+    let key_id = created["id"].as_str().unwrap().to_string();
     let user = create_user(&a, &key).await;
     a.terminate();
     // The same database, a second developer.

@@ -52,6 +52,7 @@ struct DeveloperUpdate {
     last_name: Option<String>,
     email: Option<String>,
     /// At least 8 characters.
+    #[oai(validator(min_length = 8))]
     password: Option<String>,
 }
 
@@ -59,6 +60,7 @@ struct DeveloperUpdate {
 struct PasswordChange {
     current_password: String,
     /// At least 8 characters.
+    #[oai(validator(min_length = 8))]
     new_password: String,
     /// Must equal `new_password`.
     confirm_password: String,

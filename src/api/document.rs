@@ -109,7 +109,7 @@ fn complete(path: &str, op: &mut MetaOperation) {
         if param.description.is_none() {
             param.description = describe(&param.name, &param.in_type).map(str::to_string);
         }
-        if let Some(schema) = constrain(path, &param.name, &param.in_type) {
+        if let Some(schema) = constrain(path, &op.method, &param.name, &param.in_type) {
             param.schema = MetaSchemaRef::Inline(Box::new(schema));
         }
     }
@@ -129,7 +129,12 @@ fn sse_event() -> MetaSchema {
 
 /// The values a parameter really accepts, where its Rust type (a `String`) says less than the
 /// handler checks: time bounds, and the provider and backfill names this build knows.
-fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema> {
+fn constrain(
+    path: &str,
+    method: &poem::http::Method,
+    name: &str,
+    in_type: &MetaParamIn,
+) -> Option<MetaSchema> {
     let inline = |schema: MetaSchema| MetaSchemaRef::Inline(Box::new(schema));
     let one_of = |values: Vec<String>| MetaSchema {
         enum_items: values.into_iter().map(serde_json::Value::from).collect(),
@@ -151,6 +156,28 @@ fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema
         }),
         // The provider redirects the browser there: only an absolute URL will do.
         "redirect_uri" => Some(MetaSchema::new_with_format("string", "uri")),
+        // Only providers that verify their webhook URL with a GET challenge answer one.
+        "provider"
+            if path == "/api/v1/providers/{provider}/webhooks"
+                && method == poem::http::Method::GET =>
+        {
+            Some(one_of(
+                providers
+                    .iter()
+                    .filter(|p| p.has_challenge())
+                    .map(|p| p.name().to_string())
+                    .collect(),
+            ))
+        }
+        // Connections are kept per contract provider name (others are refused with 400).
+        "provider" if path.starts_with("/api/v1/users/{user_id}/connections/{provider}") => {
+            Some(one_of(
+                wearhouse_domain::priority::PROVIDERS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+            ))
+        }
         // The cloud-provider routes serve only the providers compiled in (the OAuth callback
         // takes any name: it redirects to the error page instead of refusing).
         "provider"
@@ -175,6 +202,17 @@ fn constrain(path: &str, name: &str, in_type: &MetaParamIn) -> Option<MetaSchema
                 .map(|(d, _)| d.to_string())
                 .collect(),
         )),
+        // Series codes (and the newer spelling of `energy`); comma lists are accepted as well.
+        "types" if path.ends_with("/timeseries") => Some(MetaSchema {
+            items: Some(Box::new(inline(one_of(
+                wearhouse_domain::series::SERIES_TYPES
+                    .iter()
+                    .map(|s| s.code.to_string())
+                    .chain(["active_energy".to_string()])
+                    .collect(),
+            )))),
+            ..MetaSchema::new("array")
+        }),
         "type_name" => Some(one_of(
             providers
                 .iter()

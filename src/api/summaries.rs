@@ -104,8 +104,8 @@ impl SummariesApi {
         end_date: Query<Option<String>>,
     ) -> Result<Json<UserDataSummaryResponse>, ApiError> {
         let parse = |v: Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
-            v.filter(|s| !s.trim().is_empty())
-                .map(|s| parse_datetime(&s).map(|d| d.with_timezone(&Utc)))
+            // An empty value is no date: refused like any other malformed one.
+            v.map(|s| parse_datetime(&s).map(|d| d.with_timezone(&Utc)))
                 .transpose()
         };
         let start = parse(start_date.0)?;

@@ -915,7 +915,7 @@ impl SyncApi {
             .await?
             .query_opt(
                 "SELECT 1 FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' AND source = 'backfill' \
-                 AND status = 'in_progress'",
+                 AND status = 'in_progress' LIMIT 1",
                 &[&user_id.0],
             )
             .await?

@@ -237,6 +237,10 @@ pub trait Provider: Send + Sync {
     ) -> Option<PullRequest> {
         None
     }
+    /// Whether the provider verifies its webhook URL with a GET challenge ([`Self::challenge`]).
+    fn has_challenge(&self) -> bool {
+        false
+    }
     /// The answer to a GET verification challenge, when the provider uses one.
     fn challenge(
         &self,

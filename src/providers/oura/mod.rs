@@ -483,6 +483,10 @@ impl Provider for Oura {
         }])
     }
 
+    fn has_challenge(&self) -> bool {
+        true
+    }
+
     fn challenge(
         &self,
         query: &BTreeMap<String, String>,
