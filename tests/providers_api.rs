@@ -2696,3 +2696,63 @@ async fn garmin_backfill_cancel_partial_and_retry_as_upstream() {
     assert_eq!(status["max_attempts"], 3);
     assert_ne!(status["windows"]["0"]["sleeps"], "failed", "{status}");
 }
+
+#[tokio::test]
+async fn garmin_ping_mode_fetches_the_data_back_with_the_users_token() {
+    let e = setup(&[]).await;
+    let user = e.user().await;
+    e.connect("garmin", &user).await;
+    let hook = format!(
+        "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
+        e.s.url
+    );
+    let start = (Utc::now() - chrono::Duration::days(2)).timestamp();
+    let end = start + 86_400;
+    let window = format!("uploadStartTimeInSeconds={start}&uploadEndTimeInSeconds={end}");
+    let ping = |callback: String| {
+        json!({"dailies": [{"userId": "garmin-user-1", "userAccessToken": "t",
+            "uploadStartTimeInSeconds": start, "uploadEndTimeInSeconds": end,
+            "callbackURL": callback}]})
+    };
+    let send = |body: Value| e.s.req(Method::POST, &hook).json(&body).send();
+    let samples = "SELECT count(*) FROM samples WHERE user_id = $1";
+    let raw_dailies = "SELECT count(*) FROM raw_payloads WHERE user_id = $1 AND kind = 'dailies'";
+    let id: uuid::Uuid = user.parse().unwrap();
+    let db = e.s.db.client().await;
+    let n = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[&id]).await.unwrap().get::<_, i64>(0) }
+    };
+
+    // A callback outside Garmin's API is never followed: the user's token would go with it.
+    let foreign = ping(format!(
+        "http://127.0.0.1:9/wellness-api/rest/dailies?{window}"
+    ));
+    assert_eq!(send(foreign).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((n(samples).await, n(raw_dailies).await), (0, 0));
+
+    // A ping carries no data: what lands was fetched from Garmin with the user's token, stored
+    // raw first, then mapped.
+    let good = ping(format!(
+        "{}/garmin/api/wellness-api/rest/dailies?{window}",
+        e.sim.url
+    ));
+    assert_eq!(send(good).await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n(samples).await == 0 {
+        assert!(Instant::now() < deadline, "the ping's data never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(n(raw_dailies).await, 1);
+    // Steps (series 80) from the fetched dailies.
+    let steps: i64 = db
+        .query_one(
+            "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 80",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(steps > 0);
+}

@@ -1269,6 +1269,9 @@ impl SyncApi {
                 | Notice::Data {
                     provider_user_id, ..
                 }
+                | Notice::Fetch {
+                    provider_user_id, ..
+                }
                 | Notice::Deregistered { provider_user_id }
                 | Notice::ScopeChanged {
                     provider_user_id, ..
@@ -1326,6 +1329,28 @@ impl SyncApi {
                             let _ = engine
                                 .ingest_push(user, &linked, p.as_ref(), &data_type, &items, raw_ref)
                                 .await;
+                        });
+                    }
+                    Notice::Fetch { data_type, url, .. } => {
+                        // One fetch for the account, by its oldest connection's token; what it
+                        // brings is fanned out to every linked user.
+                        if i > 0 {
+                            continue;
+                        }
+                        let (engine, p, data_type, url) = (
+                            state.providers.clone(),
+                            p.clone(),
+                            data_type.clone(),
+                            url.clone(),
+                        );
+                        let linked = users[1..].to_vec();
+                        tokio::spawn(async move {
+                            if let Err(e) = engine
+                                .ingest_ping(user, &linked, p.as_ref(), &data_type, &url)
+                                .await
+                            {
+                                warn!(provider = p.name(), data_type, error = %e, "ping not fetched");
+                            }
                         });
                     }
                     Notice::Deleted {

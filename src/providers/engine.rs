@@ -551,6 +551,34 @@ impl Engine {
         outcome
     }
 
+    /// A ping (Garmin's ping mode): the notification carries no data, only the URL to fetch it
+    /// from. The data is fetched with `user`'s token, only from the provider's own API, stored
+    /// raw, then mapped exactly as a push of it would be, for `user` and each of `linked`. Data
+    /// that reaches the read models this way came from the provider, not from whoever called
+    /// the webhook.
+    pub async fn ingest_ping(
+        &self,
+        user: Uuid,
+        linked: &[Uuid],
+        provider: &dyn Provider,
+        data_type: &str,
+        url: &str,
+    ) -> Result<Outcome, SyncError> {
+        let download = super::FileDownload {
+            url: url.to_string(),
+            kind: data_type.to_string(),
+            content_type: "application/json",
+        };
+        let (mut files, err) = self.fetch_files(user, provider, vec![download]).await;
+        let Some(fetched) = files.pop() else {
+            return Err(SyncError::Download(err.unwrap_or_default()));
+        };
+        let items: Value = serde_json::from_slice(&fetched.bytes)
+            .map_err(|_| SyncError::Malformed(data_type.to_string()))?;
+        self.ingest_push(user, linked, provider, data_type, &items, fetched.raw_ref)
+            .await
+    }
+
     /// One user's run for a push: the push's own records and the already fetched files.
     #[allow(clippy::too_many_arguments)]
     async fn push_run(

@@ -142,8 +142,7 @@ impl Mapped {
     fn drop_implausible(&mut self, now: DateTime<Utc>) {
         let ok = |t: DateTime<Utc>| plausible(t, now);
         let before = self.records();
-        self.samples
-            .retain(|s| ok(s.time) && s.end.is_none_or(|e| ok(e)));
+        self.samples.retain(|s| ok(s.time) && s.end.is_none_or(ok));
         self.workouts.retain(|w| ok(w.start) && ok(w.end));
         self.sleep.retain(|x| ok(x.start) && ok(x.end));
         self.scores.retain(|x| ok(x.recorded_at));

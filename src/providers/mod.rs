@@ -107,6 +107,13 @@ pub enum Notice {
         data_type: String,
         items: Value,
     },
+    /// Ping with a callback (Garmin's ping mode): fetch `url` with the user's token, then map
+    /// what it returns as `data_type`.
+    Fetch {
+        provider_user_id: String,
+        data_type: String,
+        url: String,
+    },
     /// The user withdrew consent at the provider.
     Deregistered { provider_user_id: String },
     /// The user changed what they share (Garmin permissions): the connection's new scope.

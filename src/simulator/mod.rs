@@ -486,6 +486,19 @@ async fn api(
                 None => StatusCode::NOT_FOUND.into_response(),
             };
         }
+        // Ping mode: a notification's callback URL returns the summaries uploaded in its window.
+        ("garmin", p)
+            if p.starts_with("/wellness-api/rest/")
+                && q.contains_key("uploadStartTimeInSeconds") =>
+        {
+            let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            let kind = &p["/wellness-api/rest/".len()..];
+            Value::Array(garmin_items(
+                kind,
+                num("uploadStartTimeInSeconds"),
+                num("uploadEndTimeInSeconds"),
+            ))
+        }
         ("garmin", p) if p.starts_with("/wellness-api/rest/backfill/") => {
             let kind = p["/wellness-api/rest/backfill/".len()..].to_string();
             let window = format!(

@@ -660,6 +660,18 @@ impl Provider for Garmin {
                 let Some(u) = i.get("userId").and_then(Value::as_str) else {
                     return Err(WebhookError::Payload(format!("{key} item without userId")));
                 };
+                // Ping mode: no data, a callback to fetch it from (activity files also carry
+                // a callback, to the file itself: those stay pushes with a download).
+                if key != "activityFiles" && i.get("uploadStartTimeInSeconds").is_some() {
+                    if let Some(url) = i.get("callbackURL").and_then(Value::as_str) {
+                        out.push(Notice::Fetch {
+                            provider_user_id: u.into(),
+                            data_type: key.clone(),
+                            url: url.into(),
+                        });
+                        continue;
+                    }
+                }
                 match per_user.iter_mut().find(|(x, _)| x == u) {
                     Some((_, v)) => v.push(i.clone()),
                     None => per_user.push((u.to_string(), vec![i.clone()])),
