@@ -120,6 +120,10 @@ enum SimulateCommand {
         /// `POST /_sim/config` sets `garmin_push_target`
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         wearhouse_url: String,
+        /// The secret Garmin pushes carry in their URL (`?token=`); the server must hold the
+        /// same one in WEARHOUSE_GARMIN_PUSH_TOKEN, which the printed settings set
+        #[arg(long, default_value = "sim-garmin-push-token")]
+        garmin_push_token: String,
     },
 }
 
@@ -520,14 +524,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client_secret,
             page_size,
             wearhouse_url,
+            garmin_push_token,
         }) => {
             let push = (wearhouse_url != "none").then(|| {
                 format!(
-                    "{}/api/v1/providers/garmin/webhooks",
+                    "{}/api/v1/providers/garmin/webhooks?token={garmin_push_token}",
                     wearhouse_url.trim_end_matches('/')
                 )
             });
-            simulator::run(port, client_secret, page_size, push).await
+            simulator::run(port, client_secret, page_size, push, garmin_push_token).await
         }
         Command::Generate(GenerateCommand::AppleHealth { size, seed, output }) => {
             let counts = import_cli::generate(size, seed, &output)?;

@@ -7,10 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{bin, call, free_port, Server, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD, KEY_HEADER};
+use common::sim::{Sim, SECRET};
+use common::{call, Server, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD, KEY_HEADER};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -322,91 +322,6 @@ fn validator_catches_what_the_contract_forbids() {
 // ---------------------------------------------------------------------------------------------
 // The provider simulator, as tests/providers_api.rs runs it.
 
-const SIM_SECRET: &str = "sim-secret";
-
-struct Sim {
-    url: String,
-    child: Child,
-    http: reqwest::Client,
-}
-
-impl Sim {
-    async fn start() -> Sim {
-        let port = free_port();
-        let child = Command::new(bin())
-            .args(["simulate", "providers", "--port", &port.to_string()])
-            .args(["--client-secret", SIM_SECRET, "--page-size", "2"])
-            .env("WEARHOUSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start simulator");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http
-            .get(format!("{url}/_sim/requests"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "simulator did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Sim { url, child, http }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![];
-        for p in ["oura", "whoop", "garmin"] {
-            let up = p.to_uppercase();
-            env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
-            env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SIM_SECRET.into()));
-            let base = &self.url;
-            env.push((
-                format!("WEARHOUSE_{up}_AUTHORIZE_URL"),
-                format!("{base}/{p}/oauth/authorize"),
-            ));
-            env.push((
-                format!("WEARHOUSE_{up}_TOKEN_URL"),
-                format!("{base}/{p}/oauth/token"),
-            ));
-            env.push((format!("WEARHOUSE_{up}_API_URL"), format!("{base}/{p}/api")));
-        }
-        env
-    }
-
-    /// A signed webhook delivered by the simulator to `target`: (status, body).
-    async fn webhook(&self, provider: &str, target: &str, body: Value) -> (u16, String) {
-        let r: Value = self
-            .http
-            .post(format!("{}/_sim/webhook", self.url))
-            .json(
-                &json!({"provider": provider, "target": target, "body": body,
-                          "wrong_secret": false, "timestamp_offset_secs": 0}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            r["status"].as_u64().unwrap() as u16,
-            r["body"].as_str().unwrap_or("").to_string(),
-        )
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 
 struct World {
@@ -461,7 +376,7 @@ async fn first_id(w: &World, path: &str) -> String {
 }
 
 async fn world() -> World {
-    let sim = Sim::start().await;
+    let sim = Sim::start(2).await;
     let env = sim.env();
     let mut refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     refs.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT", "0"));
@@ -768,12 +683,12 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
             let target = format!("{}/api/v1/providers/oura/webhooks", w.s.url);
             let body = json!({"event_type": "create", "data_type": "workout",
                               "object_id": "wo-contract", "user_id": "oura-user-1"});
-            return Some(w.sim.webhook("oura", &target, body).await);
+            return Some(w.sim.webhook_at("oura", &target, body, false, 0).await);
         }
         ("GET", "/api/v1/providers/{provider}/webhooks") => {
             // The token wearhouse registers with Oura: derived from the client secret.
             use hmac::Mac;
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SIM_SECRET.as_bytes()).unwrap();
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
             mac.update(b"wearhouse-webhook-verification");
             let token = hex::encode(&mac.finalize().into_bytes()[..16]);
             req(format!(

@@ -7,10 +7,10 @@
 mod common;
 mod kafka_support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, call, free_port, Server, TestDb};
+use common::sim::Sim;
+use common::{call, Server, TestDb};
 use kafka_support::{reader, receive_until, Msg};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -54,29 +54,8 @@ fn all_strings(v: &Value, out: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn developer_key_password_and_connection_events_reach_kafka_without_secrets() {
     // The provider simulator, for a real OAuth connection.
-    let sim_port = free_port();
-    let mut sim = Command::new(bin())
-        .args(["simulate", "providers", "--port", &sim_port.to_string()])
-        .args(["--client-secret", "sim-secret"])
-        .env("WEARHOUSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http
-        .get(format!("{sim_url}/_sim/requests"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "simulator did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sim = Sim::start(25).await;
+    let (sim_url, http) = (sim.url.clone(), sim.http.clone());
 
     let brokers = kafka_support::test_kafka();
     let db = TestDb::new().await;
@@ -88,7 +67,7 @@ async fn developer_key_password_and_connection_events_reach_kafka_without_secret
         ("WEARHOUSE_KAFKA_FLUSH_MARKERS", "true".into()),
         ("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT", "0".into()),
         ("WEARHOUSE_GARMIN_CLIENT_ID", "garmin-client".into()),
-        ("WEARHOUSE_GARMIN_CLIENT_SECRET", "sim-secret".into()),
+        ("WEARHOUSE_GARMIN_CLIENT_SECRET", common::sim::SECRET.into()),
         (
             "WEARHOUSE_GARMIN_AUTHORIZE_URL",
             format!("{sim_url}/garmin/oauth/authorize"),
@@ -244,6 +223,5 @@ async fn developer_key_password_and_connection_events_reach_kafka_without_secret
     for t in ["PasswordChanged", "ApiKeyCreated", "ConnectionAuthorized"] {
         assert!(relayed_types.iter().any(|x| x == t), "{t} not relayed");
     }
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
 }

@@ -4,72 +4,19 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
-use common::{bin, call, free_port, Server, TestDb};
+use common::sim::Sim;
+use common::{call, Server, TestDb};
 use reqwest::Method;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use serde_json::{json, Value};
 
-const SIM_SECRET: &str = "sim-secret";
 const ENCRYPTION_KEY: [u8; 32] = [0x42; 32];
-
-struct Sim {
-    url: String,
-    child: Child,
-    http: reqwest::Client,
-}
-
-impl Sim {
-    async fn start() -> Sim {
-        let port = free_port();
-        let child = Command::new(bin())
-            .args(["simulate", "providers", "--port", &port.to_string()])
-            .args(["--client-secret", SIM_SECRET, "--page-size", "50"])
-            .env("WEARHOUSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start simulator");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http
-            .get(format!("{url}/_sim/requests"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "simulator did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Sim { url, child, http }
-    }
-
-    async fn post(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Env {
     sim: Sim,
@@ -79,25 +26,10 @@ struct Env {
 }
 
 async fn setup(extra: &[(&str, &str)]) -> Env {
-    let sim = Sim::start().await;
+    let sim = Sim::start(50).await;
     let log = std::env::temp_dir().join(format!("wearhouse-oauth-{}.log", uuid::Uuid::new_v4()));
     let file = std::fs::File::create(&log).unwrap();
-    let mut env: Vec<(String, String)> = vec![];
-    for p in ["oura", "whoop", "garmin"] {
-        let up = p.to_uppercase();
-        let base = &sim.url;
-        env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
-        env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SIM_SECRET.into()));
-        env.push((
-            format!("WEARHOUSE_{up}_AUTHORIZE_URL"),
-            format!("{base}/{p}/oauth/authorize"),
-        ));
-        env.push((
-            format!("WEARHOUSE_{up}_TOKEN_URL"),
-            format!("{base}/{p}/oauth/token"),
-        ));
-        env.push((format!("WEARHOUSE_{up}_API_URL"), format!("{base}/{p}/api")));
-    }
+    let mut env = sim.env();
     env.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT".into(), "0".into()));
     env.push(("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "2".into()));
     env.push(("WEARHOUSE_LOG".into(), "debug".into()));

@@ -3,106 +3,22 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Utc};
-use common::{bin, call, free_port, Server, TestDb};
+use common::sim::{Sim, GARMIN_PUSH_TOKEN, SECRET};
+use common::{call, Server, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const SECRET: &str = "sim-secret";
-
-struct Sim {
-    url: String,
-    child: Child,
-    http: reqwest::Client,
-}
-
-/// The secret in the Garmin push URL (as registered at Garmin).
-const GARMIN_PUSH_TOKEN: &str = "garmin-push-token-0123456789abcdef";
-
 impl Sim {
-    async fn start(page_size: usize) -> Sim {
-        let port = free_port();
-        let child = Command::new(bin())
-            .args(["simulate", "providers", "--port", &port.to_string()])
-            .args([
-                "--client-secret",
-                SECRET,
-                "--page-size",
-                &page_size.to_string(),
-            ])
-            .env("WEARHOUSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start simulator");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http
-            .get(format!("{url}/_sim/requests"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "simulator did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Sim { url, child, http }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![];
-        for p in ["oura", "whoop", "garmin"] {
-            let up = p.to_uppercase();
-            env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
-            env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
-            if p == "garmin" {
-                env.push((
-                    "WEARHOUSE_GARMIN_PUSH_TOKEN".into(),
-                    GARMIN_PUSH_TOKEN.into(),
-                ));
-            }
-            env.push((
-                format!("WEARHOUSE_{up}_AUTHORIZE_URL"),
-                format!("{}/{p}/oauth/authorize", self.url),
-            ));
-            env.push((
-                format!("WEARHOUSE_{up}_TOKEN_URL"),
-                format!("{}/{p}/oauth/token", self.url),
-            ));
-            env.push((
-                format!("WEARHOUSE_{up}_API_URL"),
-                format!("{}/{p}/api", self.url),
-            ));
-        }
-        env
-    }
-
     async fn fault(&self, f: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_sim/faults", self.url))
-            .json(&f)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        self.post("/_sim/faults", f).await
     }
 
     async fn config(&self, c: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_sim/config", self.url))
-            .json(&c)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        self.post("/_sim/config", c).await
     }
 
     async fn expires_in(&self, secs: i64) {
@@ -169,41 +85,6 @@ impl Sim {
         wrong: bool,
     ) -> (u16, String) {
         self.webhook_at(provider, target, body, wrong, 0).await
-    }
-
-    /// A webhook whose signed timestamp is `offset_secs` away from now.
-    async fn webhook_at(
-        &self,
-        provider: &str,
-        target: &str,
-        body: Value,
-        wrong: bool,
-        offset_secs: i64,
-    ) -> (u16, String) {
-        let r: Value = self
-            .http
-            .post(format!("{}/_sim/webhook", self.url))
-            .json(
-                &json!({"provider": provider, "target": target, "body": body, "wrong_secret": wrong,
-                          "timestamp_offset_secs": offset_secs}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            r["status"].as_u64().unwrap() as u16,
-            r["body"].as_str().unwrap_or("").to_string(),
-        )
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -2702,10 +2583,7 @@ async fn garmin_ping_mode_fetches_the_data_back_with_the_users_token() {
     let e = setup(&[]).await;
     let user = e.user().await;
     e.connect("garmin", &user).await;
-    let hook = format!(
-        "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
-        e.s.url
-    );
+    let hook = format!("/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}");
     let start = (Utc::now() - chrono::Duration::days(2)).timestamp();
     let end = start + 86_400;
     let window = format!("uploadStartTimeInSeconds={start}&uploadEndTimeInSeconds={end}");

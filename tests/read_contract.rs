@@ -6,81 +6,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{bin, call, free_port, Server, TestDb, KEY_HEADER};
+use common::sim::Sim;
+use common::{call, Server, TestDb, KEY_HEADER};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const SECRET: &str = "sim-secret";
-
-/// The simulator as a child process, killed on drop.
-struct Sim {
-    url: String,
-    child: Child,
-    http: reqwest::Client,
-}
-
-impl Sim {
-    async fn start() -> Sim {
-        let port = free_port();
-        let child = Command::new(bin())
-            .args(["simulate", "providers", "--port", &port.to_string()])
-            .args(["--client-secret", SECRET, "--page-size", "10"])
-            .env("WEARHOUSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start simulator");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http
-            .get(format!("{url}/_sim/requests"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "simulator did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Sim { url, child, http }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT".into(), "0".into()),
-            ("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "5".into()),
-        ];
-        for p in ["oura", "whoop", "garmin"] {
-            let up = p.to_uppercase();
-            let url = &self.url;
-            env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
-            env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
-            env.push((
-                format!("WEARHOUSE_{up}_AUTHORIZE_URL"),
-                format!("{url}/{p}/oauth/authorize"),
-            ));
-            env.push((
-                format!("WEARHOUSE_{up}_TOKEN_URL"),
-                format!("{url}/{p}/oauth/token"),
-            ));
-            env.push((format!("WEARHOUSE_{up}_API_URL"), format!("{url}/{p}/api")));
-        }
-        env
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Env {
     sim: Sim,
@@ -149,8 +80,10 @@ impl Env {
 }
 
 async fn setup() -> Env {
-    let sim = Sim::start().await;
-    let env = sim.env();
+    let sim = Sim::start(10).await;
+    let mut env = sim.env();
+    env.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT".into(), "0".into()));
+    env.push(("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "5".into()));
     let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let s = Server::start_with(TestDb::new().await, &refs).await;
     let (key, user) = s.user().await;

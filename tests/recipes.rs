@@ -280,8 +280,15 @@ async fn simulator_demo_from_the_readme() {
     }
     assert!(
         banner.contains(&format!(
-            "Garmin pushes (backfills, activity files) go to http://{web_addr}/api/v1/providers/garmin/webhooks"
+            "Garmin pushes (backfills, activity files) go to http://{web_addr}/api/v1/providers/garmin/webhooks?token=sim-garmin-push-token"
         )),
+        "{banner}"
+    );
+    // The server takes the same push token from the printed settings.
+    assert!(
+        banner
+            .lines()
+            .any(|l| l == "export WEARHOUSE_GARMIN_PUSH_TOKEN=sim-garmin-push-token"),
         "{banner}"
     );
 

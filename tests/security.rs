@@ -530,7 +530,7 @@ async fn sse_streams_are_capped_and_end_on_revocation() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(r.status(), 200);
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match first.chunk().await {

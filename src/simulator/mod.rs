@@ -951,7 +951,7 @@ pub fn app(secret: String, page_size: usize, garmin_push: Option<String>) -> imp
 }
 
 /// What a person needs to point a wearhouse server at the simulator: printed at start.
-pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>) -> String {
+pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>, push_token: &str) -> String {
     let base = format!("http://127.0.0.1:{port}");
     let mut out = format!(
         "provider simulator listening on {base}\n\n\
@@ -968,6 +968,9 @@ pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>) -> String {
              export WEARHOUSE_{up}_API_URL={base}/{p}/api\n"
         ));
     }
+    out.push_str(&format!(
+        "export WEARHOUSE_GARMIN_PUSH_TOKEN={push_token}\n"
+    ));
     match garmin_push {
         Some(target) => out.push_str(&format!(
             "\nGarmin pushes (backfills, activity files) go to {target}\n\
@@ -990,6 +993,7 @@ pub async fn run(
     secret: String,
     page_size: usize,
     garmin_push: Option<String>,
+    push_token: String,
 ) -> anyhow::Result<()> {
     use poem::listener::{Acceptor, Listener};
     use std::io::Write;
@@ -1002,7 +1006,10 @@ pub async fn run(
         .first()
         .and_then(|a| a.as_socket_addr().map(|s| s.port()))
         .unwrap_or(port);
-    print!("{}", banner(port, &secret, garmin_push.as_deref()));
+    print!(
+        "{}",
+        banner(port, &secret, garmin_push.as_deref(), &push_token)
+    );
     std::io::stdout().flush()?;
     tracing::info!(port, "provider simulator listening");
     poem::Server::new_with_acceptor(acceptor)

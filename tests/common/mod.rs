@@ -352,6 +352,8 @@ pub async fn settle(db: &TestDb) {
 }
 
 /// Hand-made Apple Health exports for precise cases.
+pub mod sim;
+
 pub mod export {
     pub const WATCH: &str = "&lt;&lt;HKDevice: 0x283ca8f00&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,1, software:10.3&gt;";
     pub const PHONE: &str = "&lt;&lt;HKDevice: 0x28301c0a0&gt;, name:iPhone, manufacturer:Apple Inc., model:iPhone, hardware:iPhone14,2, software:17.3.1&gt;";
