@@ -232,6 +232,9 @@ async fn bad_input_is_400_with_detail() {
     for body in [
         r#"{"email": "#,
         r#"{"email": "not-an-email"}"#,
+        // A number or boolean is no string: not stored as its text.
+        r#"{"external_user_id": false}"#,
+        r#"{"first_name": 5}"#,
         "[]",
         "null",
     ] {

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use super::text::Text;
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::AnyCredential;
 use crate::ingest::import::ImportRequest;
@@ -40,7 +41,7 @@ struct ImportAccepted {
 #[derive(Object)]
 struct PresignedUrlRequest {
     #[oai(default, validator(max_length = 200))]
-    filename: String,
+    filename: Text,
     #[oai(
         default = "default_expiration",
         validator(minimum(value = "60"), maximum(value = "3600"))
@@ -305,10 +306,10 @@ impl ImportsApi {
         let key = format!(
             "{}/raw/{}",
             user_id.0,
-            sanitize(if body.0.filename.is_empty() {
+            sanitize(if body.0.filename.0.is_empty() {
                 ""
             } else {
-                &body.0.filename
+                &body.0.filename.0
             })
         );
         let grant = UploadGrant {

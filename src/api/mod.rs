@@ -19,6 +19,7 @@ pub mod params;
 mod priorities;
 mod summaries;
 mod sync;
+mod text;
 mod timeseries;
 mod users;
 

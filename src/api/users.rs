@@ -11,6 +11,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use wearhouse_domain::clean;
+
+use super::text::Text;
 use wearhouse_domain::user::{User, UserChanges, UserCommand, UserProfile};
 
 use super::{request_id, ApiError, AppState};
@@ -37,19 +39,19 @@ pub struct UserRead {
 
 #[derive(Object, Debug)]
 struct UserCreate {
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
+    first_name: Option<Text>,
+    last_name: Option<Text>,
+    email: Option<Text>,
     /// Deprecated upstream; unique when set.
-    external_user_id: Option<String>,
+    external_user_id: Option<Text>,
 }
 
 #[derive(Object, Debug)]
 struct UserUpdate {
-    first_name: MaybeUndefined<String>,
-    last_name: MaybeUndefined<String>,
-    email: MaybeUndefined<String>,
-    external_user_id: MaybeUndefined<String>,
+    first_name: MaybeUndefined<Text>,
+    last_name: MaybeUndefined<Text>,
+    email: MaybeUndefined<Text>,
+    external_user_id: MaybeUndefined<Text>,
 }
 
 #[derive(Object)]
@@ -172,12 +174,16 @@ async fn external_id_taken(
         .is_some())
 }
 
-fn change(v: MaybeUndefined<String>) -> Option<Option<String>> {
+fn change(v: MaybeUndefined<Text>) -> Option<Option<String>> {
     match v {
         MaybeUndefined::Undefined => None,
         MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(s) => Some(clean(Some(s))),
+        MaybeUndefined::Value(s) => Some(clean(Some(s.0))),
     }
+}
+
+fn text(v: Option<Text>) -> Option<String> {
+    clean(v.map(|t| t.0))
 }
 
 pub struct UsersApi;
@@ -294,10 +300,10 @@ impl UsersApi {
         body: Json<UserCreate>,
     ) -> Result<Created, ApiError> {
         let profile = UserProfile {
-            first_name: clean(body.0.first_name),
-            last_name: clean(body.0.last_name),
-            email: clean(body.0.email),
-            external_user_id: clean(body.0.external_user_id),
+            first_name: text(body.0.first_name),
+            last_name: text(body.0.last_name),
+            email: text(body.0.email),
+            external_user_id: text(body.0.external_user_id),
         };
         if external_id_taken(&state, &profile.external_user_id, None).await? {
             return Err(ApiError::bad_request(
