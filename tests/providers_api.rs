@@ -2592,7 +2592,13 @@ async fn garmin_ping_mode_fetches_the_data_back_with_the_users_token() {
             "uploadStartTimeInSeconds": start, "uploadEndTimeInSeconds": end,
             "callbackURL": callback}]})
     };
-    let send = |body: Value| e.s.req(Method::POST, &hook).json(&body).send();
+    // As Garmin sends it: the client id header, and the push token in the URL.
+    let send = |body: Value| {
+        e.s.req(Method::POST, &hook)
+            .header("garmin-client-id", "garmin-client")
+            .json(&body)
+            .send()
+    };
     let samples = "SELECT count(*) FROM samples WHERE user_id = $1";
     let raw_dailies = "SELECT count(*) FROM raw_payloads WHERE user_id = $1 AND kind = 'dailies'";
     let id: uuid::Uuid = user.parse().unwrap();
