@@ -111,6 +111,15 @@ fn complete(path: &str, op: &mut MetaOperation) {
         }
         if let Some(schema) = constrain(path, &op.method, &param.name, &param.in_type) {
             param.schema = MetaSchemaRef::Inline(Box::new(schema));
+        } else if let MetaSchemaRef::Inline(schema) = &mut param.schema {
+            // Free text in a URL never holds NUL (refused with 400 before any handler).
+            if schema.ty == "string"
+                && schema.format.is_none()
+                && schema.enum_items.is_empty()
+                && schema.pattern.is_none()
+            {
+                schema.pattern = Some("^[^\\u0000]*$".into());
+            }
         }
     }
 }
@@ -165,6 +174,20 @@ fn constrain(
                 providers
                     .iter()
                     .filter(|p| p.has_challenge())
+                    .map(|p| p.name().to_string())
+                    .collect(),
+            ))
+        }
+        // A pull sync exists only for providers with a REST pull (Garmin pushes: 501, as
+        // upstream answers for it).
+        "provider"
+            if path == "/api/v1/providers/{provider}/users/{user_id}/sync"
+                && matches!(in_type, MetaParamIn::Path) =>
+        {
+            Some(one_of(
+                providers
+                    .iter()
+                    .filter(|p| p.capabilities().rest_pull)
                     .map(|p| p.name().to_string())
                     .collect(),
             ))

@@ -255,6 +255,19 @@ async fn limit_body<E: Endpoint>(
     caps: BodyCaps,
 ) -> poem::Result<poem::Response> {
     let path = req.uri().path().to_string();
+    // No text column can hold a NUL character, and no id or name contains one: a path or query
+    // carrying one (`%00`) is refused before any handler passes it to Postgres.
+    let raw = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if raw
+        .as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    {
+        return Err(poem::Error::from_string(
+            "NUL characters (%00) are not accepted",
+            poem::http::StatusCode::BAD_REQUEST,
+        ));
+    }
     let declared = req
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
