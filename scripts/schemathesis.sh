@@ -26,7 +26,14 @@ log() { echo "[schemathesis] $*" >&2; }
 # mismatch`) on some of our schemas; prefer a newer interpreter when there is one.
 PYTHON=${WEARHOUSE_PYTHON:-}
 if [ -z "$PYTHON" ]; then
-  for candidate in python3.13 python3.12 python3; do
+  candidates="python3.12 python3.13"
+  # pyenv's shims answer only for the selected version: ask for its newer interpreters directly.
+  if command -v pyenv >/dev/null 2>&1; then
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[23]\.[0-9]+$' | sort -V); do
+      candidates="$candidates $(pyenv root)/versions/$v/bin/python3"
+    done
+  fi
+  for candidate in $candidates python3; do
     if "$candidate" -c 'import venv' >/dev/null 2>&1; then PYTHON=$candidate; break; fi
   done
 fi
@@ -72,6 +79,8 @@ curl -fs "$URL/" >/dev/null
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 JWT=$(curl -fsS "$URL/api/v1/auth/login" --data-urlencode "username=$ADMIN_EMAIL" \
   --data-urlencode "password=$ADMIN_PASSWORD" | json '["access_token"]')
+LOGOUT_JWT=$(curl -fsS "$URL/api/v1/auth/login" --data-urlencode "username=$ADMIN_EMAIL" \
+  --data-urlencode "password=$ADMIN_PASSWORD" | json '["access_token"]')
 API_KEY=$(curl -fsS "$URL/api/v1/developer/api-keys" -H "Authorization: Bearer $JWT" \
   -H 'Content-Type: application/json' -d '{"name":"schemathesis"}' | json '["key"]')
 new_user() {
@@ -95,7 +104,7 @@ done
 [ "$n" != 0 ] || { log "imported data never became readable"; exit 1; }
 
 log "running schemathesis $VERSION (max $MAX_EXAMPLES examples per operation)"
-export WH_ST_API_KEY=$API_KEY WH_ST_JWT=$JWT WH_ST_USER_ID=$USER_ID WH_ST_VICTIM_ID=$VICTIM_ID
+export WH_ST_API_KEY=$API_KEY WH_ST_JWT=$JWT WH_ST_LOGOUT_JWT=$LOGOUT_JWT WH_ST_USER_ID=$USER_ID WH_ST_VICTIM_ID=$VICTIM_ID
 status=0
 # schemathesis keeps a cache in the working directory: keep it out of the repository.
 cd "$WORK"
