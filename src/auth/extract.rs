@@ -207,12 +207,12 @@ impl<'a> ApiExtractor<'a> for AnyCredential {
 
     async fn from_request(
         req: &'a Request,
-        _body: &mut RequestBody,
-        _opts: ExtractParamOptions<()>,
+        body: &mut RequestBody,
+        opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
-        let state = state(req)?;
-        any_credential(state, &Presented::of(req))
-            .await
+        MaybeCredential::from_request(req, body, opts)
+            .await?
+            .0
             .map(AnyCredential)
     }
 }
