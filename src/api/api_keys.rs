@@ -15,6 +15,7 @@ use poem_openapi::{
 use uuid::Uuid;
 use wearhouse_domain::api_key::{ApiKey, ApiKeyCommand};
 
+use super::text::Text;
 use super::{request_id, ApiError, AppState};
 use crate::auth::{self, DeveloperAuth, Principal};
 
@@ -27,14 +28,14 @@ enum Tag {
 #[derive(Object, Default)]
 struct ApiKeyCreate {
     /// Defaults to "Default", as upstream.
-    #[oai(default = "default_name")]
-    name: String,
+    #[oai(default = "default_text_name")]
+    name: Text,
 }
 
 #[derive(Object)]
 struct ApiKeyUpdate {
     /// Absent or null keeps the name, as upstream.
-    name: Option<String>,
+    name: Option<Text>,
 }
 
 /// A key as listed: never the key itself.
@@ -124,6 +125,10 @@ impl<'a, T: ParseFromJSON + Send> ApiExtractor<'a> for OptionalJson<T> {
                 .into()
             })
     }
+}
+
+fn default_text_name() -> Text {
+    Text(default_name())
 }
 
 fn default_name() -> String {
@@ -258,9 +263,9 @@ impl ApiKeysApi {
         body: OptionalJson<ApiKeyCreate>,
     ) -> Result<CreatedKey, ApiError> {
         let name = body.0.unwrap_or_else(|| ApiKeyCreate {
-            name: default_name(),
+            name: default_text_name(),
         });
-        let name = name.name.trim().to_string();
+        let name = name.name.0.trim().to_string();
         let actor = auth.principal().actor(request_id(req));
         let (key, id, at) = create_key(&state, name.clone(), Some(auth.0), &actor).await?;
         Ok(CreatedKey::Ok(Json(created(
@@ -287,7 +292,7 @@ impl ApiKeysApi {
             return Ok(Json(key));
         };
         let command = ApiKeyCommand::Rename {
-            name: name.trim().to_string(),
+            name: name.0.trim().to_string(),
             at: Utc::now(),
         };
         state

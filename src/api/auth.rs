@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use uuid::Uuid;
 use wearhouse_domain::developer::{Developer, DeveloperCommand};
 
+use super::text::{plain, Text};
 use super::{request_id, ApiError, AppState};
 use crate::auth::{self, DeveloperAuth, Principal};
 
@@ -33,7 +34,7 @@ pub struct TokenResponse {
 
 #[derive(Object)]
 struct RefreshRequest {
-    refresh_token: String,
+    refresh_token: Text,
 }
 
 #[derive(Object)]
@@ -48,22 +49,22 @@ pub struct DeveloperRead {
 
 #[derive(Object)]
 struct DeveloperUpdate {
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
+    first_name: Option<Text>,
+    last_name: Option<Text>,
+    email: Option<Text>,
     /// At least 8 characters.
     #[oai(validator(min_length = 8))]
-    password: Option<String>,
+    password: Option<Text>,
 }
 
 #[derive(Object)]
 struct PasswordChange {
-    current_password: String,
+    current_password: Text,
     /// At least 8 characters.
     #[oai(validator(min_length = 8))]
-    new_password: String,
+    new_password: Text,
     /// Must equal `new_password`.
-    confirm_password: String,
+    confirm_password: Text,
 }
 
 #[derive(Object)]
@@ -368,10 +369,16 @@ impl AuthApi {
         body: Json<DeveloperUpdate>,
     ) -> Result<Json<DeveloperRead>, ApiError> {
         let body = body.0;
-        if let Some(p) = &body.password {
+        let (first_name, last_name, email, password) = (
+            plain(body.first_name),
+            plain(body.last_name),
+            plain(body.email),
+            plain(body.password),
+        );
+        if let Some(p) = &password {
             check_password("password", p)?;
         }
-        if let Some(email) = &body.email {
+        if let Some(email) = &email {
             let taken = state
                 .pool
                 .get()
@@ -391,9 +398,9 @@ impl AuthApi {
         let actor = auth.principal().actor(request_id(req));
         let now = Utc::now();
         let update = DeveloperCommand::UpdateProfile {
-            first_name: body.first_name,
-            last_name: body.last_name,
-            email: body.email,
+            first_name,
+            last_name,
+            email,
             at: now,
         };
         let id = auth.0.to_string();
@@ -401,7 +408,7 @@ impl AuthApi {
             .commands
             .execute::<Developer>(&id, update, &actor, None, Some("developers"))
             .await?;
-        if let Some(password) = body.password {
+        if let Some(password) = password {
             let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
                 .await
                 .map_err(super::error::internal_api)?;
@@ -427,9 +434,14 @@ impl AuthApi {
         body: Json<PasswordChange>,
     ) -> Result<Json<Message>, ApiError> {
         let body = body.0;
-        check_password("new_password", &body.new_password)?;
-        check_password("confirm_password", &body.confirm_password)?;
-        if body.new_password != body.confirm_password {
+        let (current, new_password, confirm) = (
+            body.current_password.0,
+            body.new_password.0,
+            body.confirm_password.0,
+        );
+        check_password("new_password", &new_password)?;
+        check_password("confirm_password", &confirm)?;
+        if new_password != confirm {
             return Err(ApiError::bad_request(
                 "Value error, The confirmation password does not match the new password",
             ));
@@ -447,14 +459,13 @@ impl AuthApi {
                 ApiError::not_found(format!("Developer with ID: {} not found.", auth.0))
             })?
             .get(0);
-        let current = body.current_password;
         let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &hash))
             .await
             .unwrap_or(false);
         if !ok {
             return Err(ApiError::bad_request("Incorrect current password"));
         }
-        let new = body.new_password;
+        let new = new_password;
         let hash = tokio::task::spawn_blocking(move || auth::hash_password(&new))
             .await
             .map_err(super::error::internal_api)?;
@@ -484,11 +495,11 @@ impl AuthApi {
         req: &Request,
         body: Json<RefreshRequest>,
     ) -> Result<Json<TokenResponse>, ApiError> {
-        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token).await?
+        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token.0).await?
         else {
             // A refresh token that was valid once and is presented again after its rotation
             // was stolen (or its holder raced a thief): every session of that developer ends.
-            Self::revoke_chain_if_reused(&state, req, &body.0.refresh_token).await?;
+            Self::revoke_chain_if_reused(&state, req, &body.0.refresh_token.0).await?;
             return Err(ApiError::unauthorized("Invalid or revoked refresh token"));
         };
         Ok(Json(
@@ -504,7 +515,7 @@ impl AuthApi {
         req: &Request,
         body: Json<RefreshRequest>,
     ) -> Result<NoContent, ApiError> {
-        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token).await?
+        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token.0).await?
         else {
             return Err(ApiError::not_found("Refresh token not found"));
         };

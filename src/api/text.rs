@@ -33,6 +33,11 @@ impl Type for Text {
     }
 }
 
+/// The string of an optional text field.
+pub fn plain(t: Option<Text>) -> Option<String> {
+    t.map(|t| t.0)
+}
+
 impl ParseFromJSON for Text {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value.unwrap_or_default() {
