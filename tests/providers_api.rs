@@ -2213,12 +2213,12 @@ async fn rate_budget_is_shared_across_processes() {
         .collect();
     times.sort();
     assert!(times.len() >= 10, "{times:?}");
-    // Slots are 200 ms apart on the database's clock; a busy machine may delay one send a
-    // little, so windows of five are checked (800 ms nominal). Two processes each keeping
-    // their own budget would fit five requests in about 400 ms.
+    // Slots are 200 ms apart on the database's clock; a busy machine may delay one send and
+    // not the next, so windows of five are checked (800 ms nominal) with room for that jitter.
+    // Two processes each keeping their own budget would fit five requests in about 400 ms.
     let spans: Vec<i64> = times.windows(5).map(|w| w[4] - w[0]).collect();
     assert!(
-        spans.iter().all(|s| *s >= 700),
+        spans.iter().all(|s| *s >= 600),
         "requests closer than the budget allows: {times:?}"
     );
     // Both processes did pull, by their schedulers.
