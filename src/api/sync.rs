@@ -1493,15 +1493,10 @@ async fn wait_for_run(state: &AppState, run_id: Uuid) {
     }
 }
 
-/// Earliest time a pushed record may carry (2000-01-01): older ones are corrupt or hostile.
-const EARLIEST_PUSH_TIME: i64 = 946_684_800;
-/// How far ahead of now a pushed record's time may be (time zones, clock skew).
-const PUSH_TIME_AHEAD_SECS: i64 = 2 * 86_400;
-
 /// Refuses a push whose records carry absurd times (Garmin's `…TimeInSeconds` fields before
 /// 2000 or days ahead), before anything is stored or mapped.
 fn check_push_times(notices: &[Notice], now: DateTime<Utc>) -> Result<(), WebhookError> {
-    fn walk(v: &Value, latest: i64) -> Result<(), WebhookError> {
+    fn walk(v: &Value, now: DateTime<Utc>) -> Result<(), WebhookError> {
         match v {
             Value::Object(m) => {
                 for (k, x) in m {
@@ -1514,24 +1509,24 @@ fn check_push_times(notices: &[Notice], now: DateTime<Utc>) -> Result<(), Webhoo
                     if instant {
                         let ok = x
                             .as_i64()
-                            .is_some_and(|t| (EARLIEST_PUSH_TIME..=latest).contains(&t));
+                            .and_then(|t| DateTime::from_timestamp(t, 0))
+                            .is_some_and(|t| crate::providers::mapped::plausible(t, now));
                         if !ok {
                             return Err(WebhookError::Payload(format!("{k} is out of range: {x}")));
                         }
                     } else {
-                        walk(x, latest)?;
+                        walk(x, now)?;
                     }
                 }
                 Ok(())
             }
-            Value::Array(a) => a.iter().try_for_each(|x| walk(x, latest)),
+            Value::Array(a) => a.iter().try_for_each(|x| walk(x, now)),
             _ => Ok(()),
         }
     }
-    let latest = now.timestamp() + PUSH_TIME_AHEAD_SECS;
     for n in notices {
         if let Notice::Data { items, .. } = n {
-            walk(items, latest)?;
+            walk(items, now)?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use wearhouse_domain::clean;
 
-use super::text::Text;
+use super::text::{plain, Text};
 use wearhouse_domain::user::{User, UserChanges, UserCommand, UserProfile};
 
 use super::{request_id, ApiError, AppState};
@@ -183,7 +183,7 @@ fn change(v: MaybeUndefined<Text>) -> Option<Option<String>> {
 }
 
 fn text(v: Option<Text>) -> Option<String> {
-    clean(v.map(|t| t.0))
+    clean(plain(v))
 }
 
 pub struct UsersApi;
