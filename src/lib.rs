@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coverage;
+pub mod crashpoint;
 pub mod crypto;
 pub mod db;
 pub mod import_cli;

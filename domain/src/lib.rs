@@ -1,8 +1,10 @@
 //! wearhouse-domain: aggregates, commands, events and value types. No I/O lives here: every
-//! decision is a pure function of the aggregate's past events and the command.
+//! decision is a pure function of the aggregate's past events and the command. (The one
+//! exception is `crashpoint`, the crash tests' hook, shared here by the server and projections.)
 
 pub mod api_key;
 pub mod connection;
+pub mod crashpoint;
 pub mod daily;
 pub mod developer;
 pub mod import;

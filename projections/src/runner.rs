@@ -200,6 +200,8 @@ impl Runner {
         };
         if !entries.is_empty() {
             projection.apply(&tx, &entries).await?;
+            // The batch's read-model writes are made, its checkpoint is not committed.
+            wearhouse_domain::crashpoint::hit_in("projection.batch", name);
         }
         let save = tx
             .prepare_cached(

@@ -797,6 +797,8 @@ async fn normalize_checked(
     check
         .await
         .map_err(|e| PipelineError::Store(e.to_string()))??;
+    // The raw bytes are stored and the file parses; nothing derived is appended yet.
+    crate::crashpoint::hit("import.parse");
 
     let (tx, rx) = mpsc::channel(16);
     let write = tokio::spawn(writer(

@@ -151,6 +151,8 @@ pub async fn writer(
             .await
             .map_err(|e| PipelineError::Store(e.to_string()))?;
         tx.commit().await?;
+        // One group is in the log, the rest of the stream is not.
+        crate::crashpoint::hit("writer.batch");
     }
     // Megabyte statements grew this connection's buffers; close it rather than pool them.
     drop(deadpool_postgres::Object::take(client));

@@ -382,6 +382,10 @@ impl Engine {
                     out.extend(mapped.into_out(*user).map_err(store_err)?);
                 }
                 page = provider.next_page(&request, &body);
+                if page.is_some() {
+                    // A page is stored raw, the next is not fetched, nothing is written.
+                    crate::crashpoint::hit("sync.page");
+                }
             }
             records += count;
             per_type.push((data_type.to_string(), count));
@@ -521,6 +525,8 @@ impl Engine {
         } else {
             self.fetch_files(user, provider, downloads).await
         };
+        // The delivery is stored raw (and its files fetched); nothing is mapped yet.
+        crate::crashpoint::hit("webhook.map");
         let outcome = self
             .push_run(
                 user,
