@@ -112,6 +112,8 @@ pub struct Server {
     pub home: PathBuf,
     child: Child,
     pub http: reqwest::Client,
+    /// The settings it was started with (a restart keeps them).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -125,13 +127,37 @@ impl Server {
 
     /// Like `start_with`, with the server's log (stderr) sent to `stderr`.
     pub async fn start_logging(db: TestDb, env: &[(&str, &str)], stderr: Stdio) -> Server {
-        let port = free_port();
         let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
         std::fs::create_dir_all(&home).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, url) = Self::spawn(&db, &home, &env, stderr);
+        let mut server = Server {
+            db,
+            url,
+            home,
+            child,
+            http: reqwest::Client::new(),
+            env,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts `wearhouse serve` on a free port; returns the process and its URL.
+    fn spawn(
+        db: &TestDb,
+        home: &PathBuf,
+        env: &[(String, String)],
+        stderr: Stdio,
+    ) -> (Child, String) {
+        let port = free_port();
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .env("DATABASE_URL", &db.url)
-            .env("WEARHOUSE_HOME", &home)
+            .env("WEARHOUSE_HOME", home)
             .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
             .env("WEARHOUSE_SECRET_KEY", SECRET)
             .env("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
@@ -146,23 +172,18 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn wearhouse serve");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        (child, format!("http://127.0.0.1:{port}"))
+    }
+
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut server = Server {
-            db,
-            url,
-            home,
-            child,
-            http,
-        };
         loop {
-            if let Ok(r) = server.http.get(format!("{}/", server.url)).send().await {
+            if let Ok(r) = self.http.get(format!("{}/", self.url)).send().await {
                 if r.status().is_success() {
                     break;
                 }
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("wearhouse serve exited early: {status}");
             }
             assert!(
@@ -171,7 +192,42 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server
+    }
+
+    /// Waits (up to `within`) for the server process to exit by itself and returns how it ended.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wearhouse serve still runs after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+
+    /// Starts the server again (after it exited) on the same database and home, with the
+    /// settings of its first start except those named in `unset`, plus `env`.
+    pub async fn restart(&mut self, unset: &[&str], env: &[(&str, &str)]) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.kill();
+        }
+        self.env.retain(|(k, _)| !unset.contains(&k.as_str()));
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (child, url) = Self::spawn(&self.db, &self.home, &self.env, Stdio::inherit());
+        self.child = child;
+        self.url = url;
+        self.wait_ready().await;
     }
 
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
