@@ -135,6 +135,19 @@ async fn data_counts(db: &TestDb) -> BTreeMap<&'static str, i64> {
             .get(0);
         out.insert(*t, n);
     }
+    // What clients read as "how many samples": counted once per stored sample.
+    let counted: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(count), 0)::int8 FROM sample_counts",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        counted, out["samples"],
+        "sample_counts disagrees with samples"
+    );
     out
 }
 
