@@ -1166,7 +1166,12 @@ impl SyncApi {
                 }
             },
         );
-        let body = poem::Body::from_bytes_stream(connected.chain(live));
+        // Shutdown ends the stream, so draining requests does not wait out the grace period.
+        let mut stopping = state.stopping.clone();
+        let stopped = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let body = poem::Body::from_bytes_stream(connected.chain(live).take_until(stopped));
         Ok(SseResponse::Ok(
             Binary(body),
             "no-cache, no-transform".into(),
