@@ -89,6 +89,7 @@ async fn dump(db: &TestDb) -> BTreeMap<String, Vec<String>> {
 /// up; in the order of `projections::all()`, readers of other models after the models they
 /// read), dumps again and asserts nothing changed.
 async fn assert_read_models_equal_rebuild(s: &mut Server) {
+    assert_jobs_drained(&s.db).await;
     s.settle().await;
     let status = s.terminate();
     assert!(status.success(), "server did not stop cleanly: {status}");
@@ -123,6 +124,42 @@ async fn assert_read_models_equal_rebuild(s: &mut Server) {
             );
         }
     }
+}
+
+/// Waits until no job is running or due, and asserts none failed: the work a crash cut
+/// short was finished, not given up.
+async fn assert_jobs_drained(db: &TestDb) {
+    let c = db.client().await;
+    wait_for("the jobs draining", || async {
+        let busy: Vec<String> = c
+            .query(
+                "SELECT kind || ' ' || state || ' attempts=' || attempts FROM jobs \
+                 WHERE state = 'running' OR (state = 'pending' AND run_at <= now())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if busy.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{busy:?}"))
+        }
+    })
+    .await;
+    let failed: Vec<String> = c
+        .query(
+            "SELECT kind || ': ' || coalesce(last_error, '') FROM jobs WHERE state = 'failed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(failed.is_empty(), "jobs failed: {failed:?}");
 }
 
 /// Row counts of the [`DATA_TABLES`].
