@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sleep_stage_totals",
         include_str!("../migrations/0013_sleep_stage_totals.sql"),
     ),
+    (
+        15,
+        "webhook_notices",
+        include_str!("../migrations/0015_webhook_notices.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

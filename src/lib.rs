@@ -15,6 +15,7 @@ pub mod import_cli;
 pub mod ingest;
 pub mod providers;
 pub mod serve;
+pub mod services;
 pub mod simulator;
 pub mod store;
 pub mod stream;
