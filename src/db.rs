@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0013_sleep_stage_totals.sql"),
     ),
     (14, "jobs", include_str!("../migrations/0014_jobs.sql")),
+    (
+        15,
+        "webhook_notices",
+        include_str!("../migrations/0015_webhook_notices.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -158,3 +158,47 @@ impl From<crate::providers::WebhookError> for ApiError {
         }
     }
 }
+
+impl From<crate::services::webhooks::WebhookFailure> for ApiError {
+    fn from(e: crate::services::webhooks::WebhookFailure) -> Self {
+        use crate::services::webhooks::WebhookFailure as F;
+        match e {
+            F::UnknownProvider(_) => ApiError::not_found(e.to_string()),
+            F::Rejected(w) => w.into(),
+            F::Raw(_)
+            | F::Pool(_)
+            | F::Db(_)
+            | F::Linked(_)
+            | F::Record(_)
+            | F::Write(_)
+            | F::Vanished(..) => internal_api(error_chain(&e)),
+            F::Sync(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::services::backfills::BackfillError> for ApiError {
+    fn from(e: crate::services::backfills::BackfillError) -> Self {
+        use crate::services::backfills::BackfillError as B;
+        match e {
+            B::UnknownProvider(_) | B::NoHistory(_) | B::UnknownType(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            B::NothingRunning | B::Busy(..) => ApiError::conflict(e.to_string()),
+            B::Sync(s) => s.into(),
+            B::Pool(_) | B::Db(_) | B::Run(_) => internal_api(error_chain(&e)),
+        }
+    }
+}
+
+/// An error and its sources, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

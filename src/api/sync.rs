@@ -20,10 +20,10 @@ use wearhouse_projections::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::{AnyCredential, DeveloperAuth};
-use crate::ingest::raw::{self, RawMeta};
 use crate::ingest::writer::{self, Out};
 use crate::providers::engine::{SyncError, SyncRequest};
-use crate::providers::{check_freshness, garmin, Notice, WebhookError};
+use crate::services::backfills::Backfills;
+use crate::services::webhooks::{Delivery, Webhooks};
 
 #[derive(Tags)]
 enum Tag {
@@ -173,13 +173,6 @@ struct BackfillStatus {
     max_attempts: i64,
     permanently_failed: bool,
 }
-
-/// A backfill run: id, status, start, the types it asked for (empty: all), its per-type
-/// request outcomes.
-type BackfillRun = (Uuid, String, DateTime<Utc>, Vec<String>, Vec<String>);
-
-/// Upstream's retry bound, reported as is; wearhouse retries only on request.
-const BACKFILL_MAX_ATTEMPTS: i64 = 3;
 
 #[derive(Object)]
 struct BackfillCancelled {
@@ -717,53 +710,19 @@ impl SyncApi {
         days: Query<i64>,
     ) -> Result<Json<HistoricalResponse>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let (p, _) = state
-            .providers
-            .registry
-            .get(&provider.0)
-            .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {}", provider.0)))?;
-        let caps = p.capabilities();
-        if !caps.rest_pull && !caps.webhook_callback {
-            return Err(ApiError::bad_request(format!(
-                "{} has no historical sync",
-                p.name()
-            )));
-        }
-        let days = caps
-            .max_historical_days
-            .map_or(days.0, |max| days.0.min(max as i64));
-        let end = Utc::now();
-        let start = end - chrono::Duration::days(days);
-        let req = SyncRequest {
-            run_id: Uuid::new_v4(),
-            user_id: user_id.0,
-            provider: p.name().into(),
-            source: "backfill".into(),
-            start,
-            end,
-            data_types: vec![],
-        };
-        state.providers.queue(&req).await?;
-        let task = req.run_id.to_string();
-        let engine = state.providers.clone();
-        tokio::spawn(async move {
-            let _ = engine.sync(req).await;
-        });
+        let h = Backfills::new(state.providers.clone())
+            .historical(user_id.0, &provider.0, days.0)
+            .await?;
         Ok(Json(HistoricalResponse {
             success: true,
-            provider: p.name().into(),
+            provider: h.provider.into(),
             user_id: user_id.0,
-            method: if caps.rest_pull {
-                "pull_api"
-            } else {
-                "webhook_backfill"
-            }
-            .into(),
-            task_id: task,
-            message: format!("Historical sync of {days} days queued"),
-            days,
-            start_date: start,
-            end_date: end,
+            method: h.method.into(),
+            task_id: h.task_id.to_string(),
+            message: format!("Historical sync of {} days queued", h.days),
+            days: h.days,
+            start_date: h.start,
+            end_date: h.end,
         }))
     }
 
@@ -781,118 +740,24 @@ impl SyncApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<BackfillStatus>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let client = state.pool.get().await?;
-        // Every backfill run, oldest first, with the types it asked for (empty: all) and
-        // its per-type request outcomes (`type: requested|duplicate|failed`).
-        let runs: Vec<BackfillRun> = client
-            .query(
-                "SELECT r.id, r.status, r.started_at, \
-                   coalesce((SELECT array(SELECT jsonb_array_elements_text(q.payload->'data_types')) FROM events q \
-                     WHERE q.aggregate_type = 'SyncRun' AND q.aggregate_id = r.id::text \
-                       AND q.event_type = 'SyncRunQueued' AND q.payload ? 'data_types' LIMIT 1), '{}'), \
-                   coalesce((SELECT array_agg(e.payload->>'message' ORDER BY e.sequence) FROM events e \
-                     WHERE e.aggregate_type = 'SyncRun' AND e.aggregate_id = r.id::text \
-                       AND e.event_type = 'SyncRunProgressed' AND e.payload->>'message' IS NOT NULL), '{}') \
-                 FROM sync_runs r WHERE r.user_id = $1 AND r.provider = 'garmin' AND r.source = 'backfill' \
-                 ORDER BY r.started_at",
-                &[&user_id.0],
-            )
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-            .collect();
-        let types = crate::providers::garmin::backfill_type_names();
-        // The backfill is the latest run that asked for every type; later runs that asked
-        // for some are its retries (`POST …/backfill/{type}/retry`).
-        let main = runs.iter().rposition(|r| r.3.is_empty());
-        let Some((_, status, started, _, _)) = main.and_then(|i| runs.get(i)).cloned() else {
-            let windows = BTreeMap::from([(
-                "0".to_string(),
-                types
-                    .iter()
-                    .map(|t| (t.clone(), "pending".to_string()))
-                    .collect(),
-            )]);
-            let summary = types.iter().map(|t| (t.clone(), zero_counts())).collect();
-            return Ok(Json(BackfillStatus {
-                user_id: user_id.0,
-                provider: "garmin".into(),
-                overall_status: "pending".into(),
-                current_window: 0,
-                total_windows: 1,
-                windows,
-                summary,
-                in_progress: false,
-                retry_phase: false,
-                retry_type: None,
-                retry_window: None,
-                attempt_count: 0,
-                max_attempts: BACKFILL_MAX_ATTEMPTS,
-                permanently_failed: false,
-            }));
-        };
-        let main = main.unwrap_or_default();
-        let retries = &runs[main + 1..];
-        // Each type's latest request outcome (`type: requested|duplicate|failed`), retries last.
-        let mut requested: BTreeMap<String, String> = BTreeMap::new();
-        for run in std::iter::once(&runs[main]).chain(retries) {
-            for m in &run.4 {
-                if let Some((t, outcome)) = m.split_once(": ") {
-                    requested.insert(t.to_string(), outcome.to_string());
-                }
-            }
-        }
-        // A type is done once a push of it was handled after the backfill began.
-        let arrived: Vec<String> = client
-            .query(
-                "SELECT DISTINCT split_part(message, ':', 1) FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' \
-                 AND source = 'webhook' AND status IN ('success', 'skipped') AND started_at >= $2",
-                &[&user_id.0, &started],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let waited = Utc::now() - started;
-        let mut window = BTreeMap::new();
-        let mut summary = BTreeMap::new();
-        for t in &types {
-            let s = garmin::backfill_type_status(
-                requested.get(t).map(String::as_str),
-                arrived.iter().any(|a| a == t),
-                waited,
-            );
-            window.insert(t.clone(), s.to_string());
-            let mut counts = zero_counts();
-            if let Some(n) = counts.get_mut(s) {
-                *n += 1;
-            }
-            summary.insert(t.clone(), counts);
-        }
-        let retrying = retries.iter().rev().find(|r| r.1 == "in_progress");
-        let retry_type = retrying.and_then(|r| r.3.first().cloned());
-        let statuses: Vec<&str> = window.values().map(String::as_str).collect();
-        let overall = match (status.as_str(), retrying) {
-            ("cancelled", _) => "cancelled",
-            (_, Some(_)) => "retry_in_progress",
-            _ => garmin::backfill_overall(&status, &statuses),
-        };
-        let done = matches!(overall, "complete" | "permanently_failed" | "cancelled");
+        let s = Backfills::new(state.providers.clone())
+            .status(user_id.0)
+            .await?;
         Ok(Json(BackfillStatus {
             user_id: user_id.0,
             provider: "garmin".into(),
-            overall_status: overall.into(),
-            current_window: i32::from(done),
-            total_windows: 1,
-            windows: BTreeMap::from([("0".to_string(), window)]),
-            summary,
-            in_progress: matches!(overall, "in_progress" | "retry_in_progress"),
-            retry_phase: retrying.is_some(),
-            retry_window: retrying.map(|_| 0),
-            retry_type,
-            attempt_count: retries.len() as i64,
-            max_attempts: BACKFILL_MAX_ATTEMPTS,
-            permanently_failed: overall == "permanently_failed",
+            overall_status: s.overall_status,
+            current_window: s.current_window,
+            total_windows: s.total_windows,
+            windows: s.windows,
+            summary: s.summary,
+            in_progress: s.in_progress,
+            retry_phase: s.retry_phase,
+            retry_type: s.retry_type,
+            retry_window: s.retry_window,
+            attempt_count: s.attempt_count,
+            max_attempts: s.max_attempts,
+            permanently_failed: s.permanently_failed,
         }))
     }
 
@@ -909,23 +774,9 @@ impl SyncApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<BackfillCancelled>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let running = state
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                "SELECT 1 FROM sync_runs WHERE user_id = $1 AND provider = 'garmin' AND source = 'backfill' \
-                 AND status = 'in_progress' LIMIT 1",
-                &[&user_id.0],
-            )
-            .await?
-            .is_some();
-        if !running {
-            return Err(ApiError::conflict("No backfill in progress for this user"));
-        }
-        if let Ok(mut c) = state.providers.cancelled.lock() {
-            c.insert((user_id.0, "garmin".into()));
-        }
+        Backfills::new(state.providers.clone())
+            .cancel(user_id.0)
+            .await?;
         Ok(Json(BackfillCancelled {
             success: true,
             user_id: user_id.0,
@@ -933,7 +784,8 @@ impl SyncApi {
         }))
     }
 
-    /// Request one Garmin backfill type again
+    /// Request one Garmin backfill type again. While another sync of the connection runs the
+    /// retry is not started and the answer is 409 (it would be refused when it ran).
     #[oai(
         path = "/providers/garmin/users/:user_id/backfill/:type_name/retry",
         method = "post",
@@ -947,27 +799,9 @@ impl SyncApi {
         type_name: Path<String>,
     ) -> Result<Json<Value>, ApiError> {
         users::load(&state, user_id.0).await?;
-        if !crate::providers::garmin::backfill_type_names().contains(&type_name.0) {
-            return Err(ApiError::bad_request(format!(
-                "Unknown backfill type {}",
-                type_name.0
-            )));
-        }
-        let end = Utc::now();
-        let req = SyncRequest {
-            run_id: Uuid::new_v4(),
-            user_id: user_id.0,
-            provider: "garmin".into(),
-            source: "backfill".into(),
-            start: end - chrono::Duration::days(30),
-            end,
-            data_types: vec![type_name.0.clone()],
-        };
-        state.providers.queue(&req).await?;
-        let engine = state.providers.clone();
-        tokio::spawn(async move {
-            let _ = engine.sync(req).await;
-        });
+        Backfills::new(state.providers.clone())
+            .retry(user_id.0, &type_name.0)
+            .await?;
         Ok(Json(serde_json::json!({
             "success": true, "user_id": user_id.0, "type": type_name.0, "status": "triggered",
             "message": format!("Backfill of {} requested again", type_name.0)
@@ -1192,11 +1026,6 @@ impl SyncApi {
         provider: Path<String>,
         body: Binary<Vec<u8>>,
     ) -> Result<Json<Accepted>, ApiError> {
-        let (p, endpoints) = state
-            .providers
-            .registry
-            .get(&provider.0)
-            .ok_or_else(|| ApiError::not_found(format!("Unknown provider {}", provider.0)))?;
         let headers: BTreeMap<String, String> = req
             .headers()
             .iter()
@@ -1207,245 +1036,18 @@ impl SyncApi {
                 ))
             })
             .collect();
-        // Garmin signs nothing and its client id is public: a push must carry the installation's
-        // own token, given in the push URL registered at Garmin.
-        if p.name() == "garmin" {
-            let expected = state
-                .providers
-                .config
-                .garmin_push_token
-                .as_deref()
-                .unwrap_or("");
-            let given = req
-                .uri()
-                .query()
-                .map(url_pairs)
-                .and_then(|q| q.get("token").cloned())
-                .unwrap_or_default();
-            if expected.is_empty() || !crate::providers::same(given.as_bytes(), expected.as_bytes())
-            {
-                return Err(WebhookError::Signature.into());
-            }
-        }
-        p.verify_webhook(&headers, &body.0, &endpoints)?;
-        // A validly signed delivery replayed later (or dated ahead) is refused: the signature
-        // covers the timestamp, so only the timestamp tells a replay apart.
-        if let Some(sent) = p.webhook_timestamp(&headers) {
-            check_freshness(
-                sent,
-                Utc::now(),
-                state.providers.config.webhook_tolerance_secs,
-            )?;
-        }
-        let json: Value = serde_json::from_slice(&body.0)
-            .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
-        let notices = p.parse_webhook(&json)?;
-        check_push_times(&notices, Utc::now())?;
-        let meta = RawMeta {
-            provider: p.name(),
-            kind: "webhook",
-            content_type: "application/json",
-            user_id: None,
+        let delivery = Delivery {
+            provider: &provider.0,
+            headers,
+            query: req.uri().query(),
+            body: &body.0,
+            request_id: request_id(req),
         };
-        let raw_ref = raw::store_bytes(&state.pool, &body.0, meta)
-            .await
-            .map_err(super::error::internal_api)?;
-        // A redelivered body (same bytes) was handled the first time.
-        let fresh = state
-            .pool
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO webhook_deliveries (provider, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&p.name(), &raw_ref.sha256],
-            )
-            .await?
-            == 1;
-        if !fresh {
-            return Ok(Json(Accepted {
-                status: "duplicate".into(),
-            }));
-        }
-        for notice in notices {
-            let account = match &notice {
-                Notice::Pull {
-                    provider_user_id, ..
-                }
-                | Notice::Data {
-                    provider_user_id, ..
-                }
-                | Notice::Fetch {
-                    provider_user_id, ..
-                }
-                | Notice::Deregistered { provider_user_id }
-                | Notice::ScopeChanged {
-                    provider_user_id, ..
-                }
-                | Notice::Deleted {
-                    provider_user_id, ..
-                } => provider_user_id.clone(),
-            };
-            // Fan out to every user linked to that provider account.
-            let users: Vec<Uuid> = state
-                .pool
-                .get()
-                .await?
-                .query(
-                    "SELECT user_id FROM connections WHERE provider = $1 AND provider_user_id = $2 AND status = 'active' \
-                     ORDER BY created_at",
-                    &[&p.name(), &account],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            for (i, user) in users.iter().copied().enumerate() {
-                match &notice {
-                    Notice::ScopeChanged { scope, .. } => {
-                        state.providers.change_scope(user, p.name(), scope).await;
-                    }
-                    Notice::Deregistered { .. } => {
-                        state
-                            .providers
-                            .revoke_for(user, p.name(), "provider_deregistered")
-                            .await;
-                    }
-                    Notice::Data {
-                        data_type, items, ..
-                    } => {
-                        // Files a push points at (Garmin activity files) are served per account:
-                        // the first linked user's run downloads them once and fans them out.
-                        let linked = if p.file_downloads(data_type, items).is_empty() {
-                            Vec::new()
-                        } else if i == 0 {
-                            users[1..].to_vec()
-                        } else {
-                            continue;
-                        };
-                        // Answer at once (Garmin gives up after 30 s); map in the background.
-                        let (engine, p, data_type, items, raw_ref) = (
-                            state.providers.clone(),
-                            p.clone(),
-                            data_type.clone(),
-                            items.clone(),
-                            raw_ref.clone(),
-                        );
-                        tokio::spawn(async move {
-                            let _ = engine
-                                .ingest_push(user, &linked, p.as_ref(), &data_type, &items, raw_ref)
-                                .await;
-                        });
-                    }
-                    Notice::Fetch { data_type, url, .. } => {
-                        // One fetch for the account, by its oldest connection's token; what it
-                        // brings is fanned out to every linked user.
-                        if i > 0 {
-                            continue;
-                        }
-                        let (engine, p, data_type, url) = (
-                            state.providers.clone(),
-                            p.clone(),
-                            data_type.clone(),
-                            url.clone(),
-                        );
-                        let linked = users[1..].to_vec();
-                        tokio::spawn(async move {
-                            if let Err(e) = engine
-                                .ingest_ping(user, &linked, p.as_ref(), &data_type, &url)
-                                .await
-                            {
-                                warn!(provider = p.name(), data_type, error = %e, "ping not fetched");
-                            }
-                        });
-                    }
-                    Notice::Deleted {
-                        data_type,
-                        external_id,
-                        ..
-                    } => {
-                        // The provider's delete is authoritative: each record mapped from it
-                        // is deleted (hidden from the read models, kept in the history), and
-                        // stays deleted if a later pull brings it again.
-                        let actor = crate::store::Actor {
-                            kind: "webhook",
-                            id: p.name().into(),
-                            request_id: request_id(req),
-                        };
-                        for (kind, record_id) in p.deleted_records(data_type, external_id, user) {
-                            let event = DataEvent::RecordDeleted {
-                                user_id: user,
-                                kind,
-                                record_id,
-                            };
-                            state
-                                .commands
-                                .record_user_change(&record_id.to_string(), &event, &actor, None)
-                                .await
-                                .map_err(super::error::internal_api)?;
-                        }
-                        if let Some(event) = derived_samples_deleted(
-                            &state,
-                            p.as_ref(),
-                            data_type,
-                            external_id,
-                            user,
-                        )
-                        .await?
-                        {
-                            let stream = format!("{user}/samples/{external_id}");
-                            state
-                                .commands
-                                .record_user_change(&stream, &event, &actor, None)
-                                .await
-                                .map_err(super::error::internal_api)?;
-                        }
-                    }
-                    Notice::Pull { data_type, .. } => {
-                        let raw_event = DataEvent::RawPayloadReceived {
-                            user_id: user,
-                            raw: raw_ref.clone(),
-                            mapping_version: p.mapping_version(),
-                            received_at: Some(Utc::now()),
-                        };
-                        let actor = crate::store::Actor {
-                            kind: "webhook",
-                            id: p.name().into(),
-                            request_id: request_id(req),
-                        };
-                        writer::write_all(
-                            &state.pool,
-                            Uuid::new_v4(),
-                            user,
-                            &actor,
-                            vec![Out::Event(raw_event)],
-                        )
-                        .await
-                        .map_err(super::error::internal_api)?;
-                        // One pull for the account, by its oldest connection; the engine fans
-                        // what it brings out to every linked user.
-                        if i > 0 {
-                            continue;
-                        }
-                        let sync = SyncRequest {
-                            run_id: Uuid::new_v4(),
-                            user_id: user,
-                            provider: p.name().into(),
-                            source: "webhook".into(),
-                            start: Utc::now() - chrono::Duration::days(3),
-                            end: Utc::now() + chrono::Duration::days(1),
-                            data_types: vec![data_type.clone()],
-                        };
-                        state.providers.queue(&sync).await?;
-                        let engine = state.providers.clone();
-                        tokio::spawn(async move {
-                            let _ = engine.sync(sync).await;
-                        });
-                    }
-                }
-            }
-        }
+        let receipt = Webhooks::new(state.providers.clone())
+            .receive(delivery)
+            .await?;
         Ok(Json(Accepted {
-            status: "accepted".into(),
+            status: receipt.as_str().into(),
         }))
     }
 
@@ -1461,18 +1063,9 @@ impl SyncApi {
         req: &Request,
         provider: Path<String>,
     ) -> Result<Json<Value>, ApiError> {
-        let (p, _) = state
-            .providers
-            .registry
-            .get(&provider.0)
-            .ok_or_else(|| ApiError::not_found(format!("Unknown provider {}", provider.0)))?;
-        let query: BTreeMap<String, String> = req.uri().query().map(url_pairs).unwrap_or_default();
-        let (_, endpoints) = state
-            .providers
-            .registry
-            .get(p.name())
-            .ok_or_else(|| ApiError::not_found("Unknown provider"))?;
-        Ok(Json(p.challenge(&query, &endpoints)?))
+        let challenge =
+            Webhooks::new(state.providers.clone()).challenge(&provider.0, req.uri().query())?;
+        Ok(Json(challenge))
     }
 }
 
@@ -1496,51 +1089,6 @@ async fn wait_for_run(state: &AppState, run_id: Uuid) {
             warn!(run = %run_id, "sync_runs read model did not catch up within 10 s");
         }
     }
-}
-
-/// Refuses a push whose records carry absurd times (Garmin's `…TimeInSeconds` fields before
-/// 2000 or days ahead), before anything is stored or mapped.
-fn check_push_times(notices: &[Notice], now: DateTime<Utc>) -> Result<(), WebhookError> {
-    fn walk(v: &Value, now: DateTime<Utc>) -> Result<(), WebhookError> {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    // Instants, not durations such as `activeTimeInSeconds`.
-                    let instant = matches!(
-                        k.as_str(),
-                        "startTimeInSeconds" | "endTimeInSeconds" | "measurementTimeInSeconds"
-                    ) || k.ends_with("StartTimeInSeconds")
-                        || k.ends_with("EndTimeInSeconds");
-                    if instant {
-                        let ok = x
-                            .as_i64()
-                            .and_then(|t| DateTime::from_timestamp(t, 0))
-                            .is_some_and(|t| crate::providers::mapped::plausible(t, now));
-                        if !ok {
-                            return Err(WebhookError::Payload(format!("{k} is out of range: {x}")));
-                        }
-                    } else {
-                        walk(x, now)?;
-                    }
-                }
-                Ok(())
-            }
-            Value::Array(a) => a.iter().try_for_each(|x| walk(x, now)),
-            _ => Ok(()),
-        }
-    }
-    for n in notices {
-        if let Notice::Data { items, .. } = n {
-            walk(items, now)?;
-        }
-    }
-    Ok(())
-}
-
-fn url_pairs(q: &str) -> BTreeMap<String, String> {
-    reqwest::Url::parse(&format!("http://x/?{q}"))
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default()
 }
 
 /// Revokes the user's connection to `provider`, as upstream: an unknown provider name is 400,
@@ -1594,13 +1142,6 @@ async fn revoke(
     Ok(())
 }
 
-fn zero_counts() -> BTreeMap<String, i64> {
-    ["done", "timed_out", "failed"]
-        .iter()
-        .map(|k| (k.to_string(), 0))
-        .collect()
-}
-
 fn default_all() -> DataType {
     DataType::All
 }
@@ -1615,52 +1156,4 @@ fn default_20() -> i64 {
 }
 fn default_50() -> i64 {
     50
-}
-
-/// The `SamplesDeleted` event for the samples mapped from a provider-deleted record, or `None`
-/// when the provider maps none from that type or the record was never stored. The delete
-/// notice names only the provider's id, so the samples' time comes from the record's own
-/// mapped record (its score or sleep session), as stored by its read model.
-async fn derived_samples_deleted(
-    state: &AppState,
-    p: &dyn crate::providers::Provider,
-    data_type: &str,
-    external_id: &str,
-    user: Uuid,
-) -> Result<Option<DataEvent>, ApiError> {
-    use crate::providers::SampleAnchor;
-    let Some(derived) = p.deleted_samples(data_type, external_id, user) else {
-        return Ok(None);
-    };
-    let (sql, id) = match derived.at {
-        SampleAnchor::ScoreTime(id) => (
-            "SELECT recorded_at FROM health_scores WHERE id = $1 AND user_id = $2",
-            id,
-        ),
-        SampleAnchor::SleepStart(id) => (
-            "SELECT start_time FROM sleep_sessions WHERE id = $1 AND user_id = $2",
-            id,
-        ),
-    };
-    let Some(row) = state
-        .pool
-        .get()
-        .await?
-        .query_opt(sql, &[&id, &user])
-        .await?
-    else {
-        return Ok(None);
-    };
-    let at: DateTime<Utc> = row.get(0);
-    let series_types = derived
-        .series
-        .iter()
-        .filter_map(|c| wearhouse_domain::series::by_code(c).map(|t| t.id))
-        .collect();
-    Ok(Some(DataEvent::SamplesDeleted {
-        user_id: user,
-        data_source_id: derived.data_source_id,
-        series_types,
-        times: vec![at],
-    }))
 }

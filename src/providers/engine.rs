@@ -202,23 +202,42 @@ impl Engine {
         .await
     }
 
+    /// The advisory lock a sync of `user`'s connection to `provider` holds. One lock per
+    /// provider account, not per connection: users linked to one account are served by one
+    /// pull (fanned out to each), so two of them never pull it at once.
+    async fn lock_key(&self, user: Uuid, provider: &str) -> String {
+        match self.account_of(user, provider).await.ok().flatten() {
+            Some(account) => format!("{provider}:account:{account}"),
+            None => connection_id(user, provider),
+        }
+    }
+
+    /// Whether a sync of `user`'s connection to `provider` (or of another connection to the same
+    /// provider account) is running now, in any process. Read from `pg_locks`, so asking never
+    /// takes the lock from a sync about to start.
+    pub async fn busy(&self, user: Uuid, provider: &str) -> Result<bool, SyncError> {
+        let key = self.lock_key(user, provider).await;
+        Ok(self
+            .pool
+            .get()
+            .await
+            .map_err(store_err)?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT hashtextextended($1, 7261) AS k) h                  WHERE locktype = 'advisory' AND granted AND objsubid = 1                    AND classid = ((h.k >> 32) & 4294967295)::oid AND objid = (h.k & 4294967295)::oid)",
+                &[&key],
+            )
+            .await
+            .map_err(store_err)?
+            .get(0))
+    }
+
     /// Runs `req` to its end; the run's failure is recorded on the `SyncRun` and returned.
     pub async fn sync(&self, req: SyncRequest) -> Result<Outcome, SyncError> {
         let (provider, endpoints) = self
             .registry
             .get(&req.provider)
             .ok_or_else(|| SyncError::UnknownProvider(req.provider.clone()))?;
-        // One lock per provider account, not per connection: users linked to one account are
-        // served by one pull (fanned out to each), so two of them never pull it at once.
-        let stream = match self
-            .account_of(req.user_id, &req.provider)
-            .await
-            .ok()
-            .flatten()
-        {
-            Some(account) => format!("{}:account:{account}", req.provider),
-            None => connection_id(req.user_id, &req.provider),
-        };
+        let stream = self.lock_key(req.user_id, &req.provider).await;
         // The lock lives on this pooled connection until it is released below.
         let lock = self.pool.get().await.map_err(store_err)?;
         let got: bool = lock
@@ -760,42 +779,18 @@ impl Engine {
 
     /// The provider account (provider user id) of `user`'s active connection to `provider`.
     async fn account_of(&self, user: Uuid, provider: &str) -> Result<Option<String>, SyncError> {
-        Ok(self
-            .pool
-            .get()
+        super::linked::account_of(&self.pool, user, provider)
             .await
-            .map_err(store_err)?
-            .query_opt(
-                "SELECT provider_user_id FROM connections WHERE user_id = $1 AND provider = $2 \
-                 AND status = 'active' AND provider_user_id IS NOT NULL",
-                &[&user, &provider],
-            )
-            .await
-            .map_err(store_err)?
-            .map(|r| r.get(0)))
+            .map_err(store_err)
     }
 
     /// The other users whose active connection to `provider` is the same provider account as
     /// `user`'s, oldest connection first.
     pub async fn linked_users(&self, user: Uuid, provider: &str) -> Result<Vec<Uuid>, SyncError> {
-        Ok(self
-            .pool
-            .get()
+        Ok(super::linked::around(&self.pool, user, provider)
             .await
             .map_err(store_err)?
-            .query(
-                "SELECT o.user_id FROM connections c JOIN connections o \
-                   ON o.provider = c.provider AND o.provider_user_id = c.provider_user_id \
-                 WHERE c.user_id = $1 AND c.provider = $2 AND c.status = 'active' \
-                   AND o.status = 'active' AND o.user_id <> c.user_id \
-                 ORDER BY o.created_at, o.user_id",
-                &[&user, &provider],
-            )
-            .await
-            .map_err(store_err)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .others)
     }
 
     /// Writes what `req`'s pull brought for linked user `user` as that user's own run (source

@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod garmin;
+pub mod linked;
 pub mod mapped;
 pub mod oauth;
 pub mod oura;

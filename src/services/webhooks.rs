@@ -1,0 +1,616 @@
+//! Inbound provider webhooks. A delivery is verified, its bytes are stored before anything
+//! parses them, and each notice in it that is new (judged by what it means, see
+//! [`notice_key`]) becomes a mapping job. The provider gets its answer at once (Garmin gives up
+//! after 30 s); the job maps the notice for every user linked to the provider account.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::warn;
+use uuid::Uuid;
+use wearhouse_domain::import::RawPayloadRef;
+use wearhouse_domain::records::DataEvent;
+
+use crate::ingest::raw::{self, RawMeta};
+use crate::ingest::writer::{self, Out};
+use crate::providers::engine::{Engine, SyncError, SyncRequest};
+use crate::providers::linked::{self, LinkedError};
+use crate::providers::{check_freshness, Notice, Provider, SampleAnchor, WebhookError};
+use crate::store::Actor;
+
+/// The job kind that maps one accepted notice.
+pub const MAP_NOTICE: &str = "webhook.map_notice";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookFailure {
+    #[error("Unknown provider {0}")]
+    UnknownProvider(String),
+    /// The delivery itself is refused (signature, age, shape): the provider's fault.
+    #[error(transparent)]
+    Rejected(#[from] WebhookError),
+    #[error("storing the delivery's bytes")]
+    Raw(#[source] raw::RawError),
+    #[error("database")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("finding the linked users")]
+    Linked(#[from] LinkedError),
+    #[error("recording a provider delete")]
+    Record(#[source] crate::store::AppendError),
+    #[error("writing the notice's events")]
+    Write(#[source] crate::ingest::import::PipelineError),
+    #[error("mapping the notice")]
+    Sync(#[from] SyncError),
+    /// The stored delivery no longer yields the notice a job names (never expected: the bytes
+    /// are content-addressed and parsing is pure).
+    #[error("stored delivery {0} has no notice {1}")]
+    Vanished(String, usize),
+}
+
+/// One delivery as the HTTP layer received it.
+pub struct Delivery<'a> {
+    pub provider: &'a str,
+    /// Header names in lower case.
+    pub headers: BTreeMap<String, String>,
+    /// The URL's query string (Garmin's push token travels there).
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    pub request_id: Option<String>,
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Receipt {
+    /// Stored; its new notices are queued for mapping.
+    Accepted,
+    /// Stored; every notice in it had been accepted before.
+    Duplicate,
+}
+
+impl Receipt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receipt::Accepted => "accepted",
+            Receipt::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// The mapping job of one notice: which stored delivery, which of its notices. The bytes are
+/// read back from the raw store, so the job stays small and maps exactly what arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapNotice {
+    pub provider: String,
+    pub raw: RawPayloadRef,
+    pub notice: usize,
+    pub request_id: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Webhooks {
+    engine: Arc<Engine>,
+}
+
+impl Webhooks {
+    pub fn new(engine: Arc<Engine>) -> Webhooks {
+        Webhooks { engine }
+    }
+
+    /// Verifies, stores and accepts a delivery; its new notices are queued for mapping.
+    pub async fn receive(&self, d: Delivery<'_>) -> Result<Receipt, WebhookFailure> {
+        let (p, endpoints) = self
+            .engine
+            .registry
+            .get(d.provider)
+            .ok_or_else(|| WebhookFailure::UnknownProvider(d.provider.into()))?;
+        // Garmin signs nothing and its client id is public: a push must carry the
+        // installation's own token, given in the push URL registered at Garmin.
+        if p.name() == "garmin" {
+            let expected = self
+                .engine
+                .config
+                .garmin_push_token
+                .as_deref()
+                .unwrap_or("");
+            let given = d
+                .query
+                .map(url_pairs)
+                .and_then(|q| q.get("token").cloned())
+                .unwrap_or_default();
+            if expected.is_empty() || !crate::providers::same(given.as_bytes(), expected.as_bytes())
+            {
+                return Err(WebhookError::Signature.into());
+            }
+        }
+        p.verify_webhook(&d.headers, d.body, &endpoints)?;
+        // A validly signed delivery replayed later (or dated ahead) is refused: the signature
+        // covers the timestamp, so only the timestamp tells a replay apart.
+        if let Some(sent) = p.webhook_timestamp(&d.headers) {
+            check_freshness(sent, Utc::now(), self.engine.config.webhook_tolerance_secs)?;
+        }
+        let json: Value = serde_json::from_slice(d.body)
+            .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
+        let notices = p.parse_webhook(&json)?;
+        check_push_times(&notices, Utc::now())?;
+        let meta = RawMeta {
+            provider: p.name(),
+            kind: "webhook",
+            content_type: "application/json",
+            user_id: None,
+        };
+        let raw_ref = raw::store_bytes(&self.engine.pool, d.body, meta)
+            .await
+            .map_err(WebhookFailure::Raw)?;
+        let received_at = Utc::now();
+        let mut fresh = 0usize;
+        for (i, notice) in notices.iter().enumerate() {
+            let key = match notice_key(&self.engine.pool, p.name(), notice, &json).await? {
+                Some(key) => {
+                    let inserted = self
+                        .engine
+                        .pool
+                        .get()
+                        .await?
+                        .execute(
+                            "INSERT INTO webhook_notices (provider, notice_key, raw_sha256) \
+                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                            &[&p.name(), &key, &raw_ref.sha256],
+                        )
+                        .await?;
+                    if inserted == 0 {
+                        continue;
+                    }
+                    Some(key)
+                }
+                None => None,
+            };
+            fresh += 1;
+            let job = MapNotice {
+                provider: p.name().into(),
+                raw: raw_ref.clone(),
+                notice: i,
+                request_id: d.request_id.clone(),
+                received_at,
+            };
+            self.enqueue(key, job);
+        }
+        Ok(if fresh == 0 && !notices.is_empty() {
+            Receipt::Duplicate
+        } else {
+            Receipt::Accepted
+        })
+    }
+
+    /// A provider's verification challenge (Oura's subscription handshake).
+    pub fn challenge(&self, provider: &str, query: Option<&str>) -> Result<Value, WebhookFailure> {
+        let (p, endpoints) = self
+            .engine
+            .registry
+            .get(provider)
+            .ok_or_else(|| WebhookFailure::UnknownProvider(provider.into()))?;
+        let query = query.map(url_pairs).unwrap_or_default();
+        Ok(p.challenge(&query, &endpoints)?)
+    }
+
+    // TODO(jobs): `Jobs::enqueue(MAP_NOTICE, key, payload)` once `src/jobs` is merged.
+    fn enqueue(&self, _key: Option<String>, job: MapNotice) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.map_notice(&job).await {
+                warn!(provider = %job.provider, notice = job.notice, error = %e, "webhook notice not mapped");
+            }
+        });
+    }
+
+    /// Maps one accepted notice for every user linked to its provider account. Safe to run
+    /// again (after a crash): record ids are deterministic, so a second run changes nothing in
+    /// the read models.
+    pub async fn map_notice(&self, job: &MapNotice) -> Result<(), WebhookFailure> {
+        let engine = &self.engine;
+        let (p, _) = engine
+            .registry
+            .get(&job.provider)
+            .ok_or_else(|| WebhookFailure::UnknownProvider(job.provider.clone()))?;
+        let mut bytes = Vec::new();
+        raw::write_to(&engine.pool, &job.raw.sha256, &mut bytes)
+            .await
+            .map_err(WebhookFailure::Raw)?;
+        let vanished = || WebhookFailure::Vanished(job.raw.sha256.clone(), job.notice);
+        let json: Value = serde_json::from_slice(&bytes).map_err(|_| vanished())?;
+        let notice = p
+            .parse_webhook(&json)?
+            .into_iter()
+            .nth(job.notice)
+            .ok_or_else(vanished)?;
+        let Some(users) = linked::of_account(&engine.pool, p.name(), account(&notice)).await?
+        else {
+            return Ok(());
+        };
+        let actor = Actor {
+            kind: "webhook",
+            id: p.name().into(),
+            request_id: job.request_id.clone(),
+        };
+        match &notice {
+            Notice::ScopeChanged { scope, .. } => {
+                for user in users.all() {
+                    engine.change_scope(user, p.name(), scope).await;
+                }
+            }
+            Notice::Deregistered { .. } => {
+                for user in users.all() {
+                    engine
+                        .revoke_for(user, p.name(), "provider_deregistered")
+                        .await;
+                }
+            }
+            Notice::Data {
+                data_type, items, ..
+            } => {
+                // The primary's run downloads any files the push points at (served per
+                // account), and every linked user gets the push and the files.
+                engine
+                    .ingest_push(
+                        users.primary,
+                        &users.others,
+                        p.as_ref(),
+                        data_type,
+                        items,
+                        job.raw.clone(),
+                    )
+                    .await?;
+            }
+            Notice::Fetch { data_type, url, .. } => {
+                engine
+                    .ingest_ping(users.primary, &users.others, p.as_ref(), data_type, url)
+                    .await?;
+            }
+            Notice::Deleted {
+                data_type,
+                external_id,
+                ..
+            } => {
+                // The provider's delete is authoritative: each record mapped from it is deleted
+                // (hidden from the read models, kept in the history), and stays deleted if a
+                // later pull brings it again.
+                for user in users.all() {
+                    for (kind, record_id) in p.deleted_records(data_type, external_id, user) {
+                        let event = DataEvent::RecordDeleted {
+                            user_id: user,
+                            kind,
+                            record_id,
+                        };
+                        engine
+                            .commands
+                            .record_user_change(&record_id.to_string(), &event, &actor, None)
+                            .await
+                            .map_err(WebhookFailure::Record)?;
+                    }
+                    let derived =
+                        derived_samples_deleted(engine, p.as_ref(), data_type, external_id, user)
+                            .await?;
+                    if let Some(event) = derived {
+                        let stream = format!("{user}/samples/{external_id}");
+                        engine
+                            .commands
+                            .record_user_change(&stream, &event, &actor, None)
+                            .await
+                            .map_err(WebhookFailure::Record)?;
+                    }
+                }
+            }
+            Notice::Pull { data_type, .. } => {
+                for user in users.all() {
+                    let raw_event = DataEvent::RawPayloadReceived {
+                        user_id: user,
+                        raw: job.raw.clone(),
+                        mapping_version: p.mapping_version(),
+                        received_at: Some(job.received_at),
+                    };
+                    writer::write_all(
+                        &engine.pool,
+                        Uuid::new_v4(),
+                        user,
+                        &actor,
+                        vec![Out::Event(raw_event)],
+                    )
+                    .await
+                    .map_err(WebhookFailure::Write)?;
+                }
+                // One pull for the account, by its primary; the engine fans what it brings out
+                // to every linked user.
+                let sync = SyncRequest {
+                    run_id: Uuid::new_v4(),
+                    user_id: users.primary,
+                    provider: p.name().into(),
+                    source: "webhook".into(),
+                    start: Utc::now() - chrono::Duration::days(3),
+                    end: Utc::now() + chrono::Duration::days(1),
+                    data_types: vec![data_type.clone()],
+                };
+                engine.queue(&sync).await?;
+                engine.sync(sync).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The provider account a notice is addressed to.
+fn account(n: &Notice) -> &str {
+    match n {
+        Notice::Pull {
+            provider_user_id, ..
+        }
+        | Notice::Data {
+            provider_user_id, ..
+        }
+        | Notice::Fetch {
+            provider_user_id, ..
+        }
+        | Notice::Deregistered { provider_user_id }
+        | Notice::ScopeChanged {
+            provider_user_id, ..
+        }
+        | Notice::Deleted {
+            provider_user_id, ..
+        } => provider_user_id,
+    }
+}
+
+/// What a notice means, as a key: two notices with the same key are one delivery sent twice,
+/// and the second is dropped. `None`: never dropped (lifecycle notices, idempotent anyway, and
+/// a user may deregister, reconnect and deregister again with identical bytes).
+///
+/// * pushed records: the provider's record ids (each with a digest of its content, so a
+///   revised record under the same id is not taken for a resend) and the backfill request the
+///   push answers, the latest one of that type for that account. The same records pushed again
+///   for a new backfill (after a data deletion, or for a second linked user) are a new answer,
+///   not a resend: bytes alone would drop them.
+/// * a ping with a callback: the URL to fetch and the request it answers.
+/// * a change notice (pull): the notice's fields, whatever their order or spacing.
+/// * a provider delete: the record deleted.
+pub async fn notice_key(
+    pool: &deadpool_postgres::Pool,
+    provider: &str,
+    notice: &Notice,
+    body: &Value,
+) -> Result<Option<String>, WebhookFailure> {
+    let parts: Vec<String> = match notice {
+        Notice::Deregistered { .. } | Notice::ScopeChanged { .. } => return Ok(None),
+        Notice::Data {
+            provider_user_id,
+            data_type,
+            items,
+        } => {
+            let mut records: Vec<String> = match items {
+                Value::Array(a) => a.iter().map(record_key).collect(),
+                other => vec![record_key(other)],
+            };
+            records.sort();
+            let answers = answered_request(pool, provider, provider_user_id, data_type).await?;
+            vec![
+                "data".into(),
+                provider_user_id.clone(),
+                data_type.clone(),
+                answers.map(|u| u.to_string()).unwrap_or_default(),
+                records.join(","),
+            ]
+        }
+        Notice::Fetch {
+            provider_user_id,
+            data_type,
+            url,
+        } => {
+            let answers = answered_request(pool, provider, provider_user_id, data_type).await?;
+            vec![
+                "fetch".into(),
+                provider_user_id.clone(),
+                data_type.clone(),
+                answers.map(|u| u.to_string()).unwrap_or_default(),
+                url.clone(),
+            ]
+        }
+        Notice::Pull {
+            provider_user_id,
+            data_type,
+        } => vec![
+            "pull".into(),
+            provider_user_id.clone(),
+            data_type.clone(),
+            canonical(body),
+        ],
+        Notice::Deleted {
+            provider_user_id,
+            data_type,
+            external_id,
+        } => vec![
+            "deleted".into(),
+            provider_user_id.clone(),
+            data_type.clone(),
+            external_id.clone(),
+        ],
+    };
+    let mut h = Sha256::new();
+    for part in parts {
+        // Length-prefixed, so no two part lists hash alike.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    Ok(Some(hex::encode(h.finalize())))
+}
+
+/// A pushed record as `id#digest`: the provider's id for it (Garmin's `summaryId`, else
+/// `activityId` or `id`) and a digest of its content, keys in order.
+fn record_key(item: &Value) -> String {
+    let id = ["summaryId", "activityId", "id"]
+        .iter()
+        .find_map(|k| match item.get(*k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let digest = hex::encode(Sha256::digest(canonical(item).as_bytes()));
+    format!("{id}#{}", &digest[..16])
+}
+
+/// `v` as JSON text with every object's keys sorted: the same content gives the same text.
+fn canonical(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let ordered: BTreeMap<&String, Value> =
+                    m.iter().map(|(k, x)| (k, sorted(x))).collect();
+                Value::Object(ordered.into_iter().map(|(k, x)| (k.clone(), x)).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+/// The latest backfill run (queued or started) that asked `provider` for `data_type` on
+/// behalf of any user linked to `account`: the request a push of that type answers. Read
+/// from the log, not a read model, so a push racing the run's own projection still sees it.
+async fn answered_request(
+    pool: &deadpool_postgres::Pool,
+    provider: &str,
+    account: &str,
+    data_type: &str,
+) -> Result<Option<Uuid>, WebhookFailure> {
+    let row = pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT s.aggregate_id FROM events s \
+             WHERE s.aggregate_type = 'SyncRun' AND s.event_type IN ('SyncRunQueued', 'SyncRunStarted') \
+               AND s.payload->>'provider' = $1 AND s.payload->>'source' = 'backfill' \
+               AND s.user_id IN (SELECT user_id FROM connections WHERE provider = $1 AND provider_user_id = $2) \
+               AND NOT EXISTS (SELECT 1 FROM events q WHERE q.aggregate_type = 'SyncRun' \
+                 AND q.aggregate_id = s.aggregate_id AND q.event_type = 'SyncRunQueued' \
+                 AND q.payload ? 'data_types' AND NOT q.payload->'data_types' ? $3) \
+             ORDER BY s.position DESC LIMIT 1",
+            &[&provider, &account, &data_type],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
+}
+
+/// Refuses a push whose records carry absurd times (Garmin's `…TimeInSeconds` fields before
+/// 2000 or days ahead), before anything is stored or mapped.
+fn check_push_times(notices: &[Notice], now: DateTime<Utc>) -> Result<(), WebhookError> {
+    fn walk(v: &Value, now: DateTime<Utc>) -> Result<(), WebhookError> {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    // Instants, not durations such as `activeTimeInSeconds`.
+                    let instant = matches!(
+                        k.as_str(),
+                        "startTimeInSeconds" | "endTimeInSeconds" | "measurementTimeInSeconds"
+                    ) || k.ends_with("StartTimeInSeconds")
+                        || k.ends_with("EndTimeInSeconds");
+                    if instant {
+                        let ok = x
+                            .as_i64()
+                            .and_then(|t| DateTime::from_timestamp(t, 0))
+                            .is_some_and(|t| crate::providers::mapped::plausible(t, now));
+                        if !ok {
+                            return Err(WebhookError::Payload(format!("{k} is out of range: {x}")));
+                        }
+                    } else {
+                        walk(x, now)?;
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(a) => a.iter().try_for_each(|x| walk(x, now)),
+            _ => Ok(()),
+        }
+    }
+    for n in notices {
+        if let Notice::Data { items, .. } = n {
+            walk(items, now)?;
+        }
+    }
+    Ok(())
+}
+
+fn url_pairs(q: &str) -> BTreeMap<String, String> {
+    reqwest::Url::parse(&format!("http://x/?{q}"))
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The `SamplesDeleted` event for the samples mapped from a provider-deleted record, or `None`
+/// when the provider maps none from that type or the record was never stored. The delete
+/// notice names only the provider's id, so the samples' time comes from the record's own
+/// mapped record (its score or sleep session), as stored by its read model.
+async fn derived_samples_deleted(
+    engine: &Engine,
+    p: &dyn Provider,
+    data_type: &str,
+    external_id: &str,
+    user: Uuid,
+) -> Result<Option<DataEvent>, WebhookFailure> {
+    let Some(derived) = p.deleted_samples(data_type, external_id, user) else {
+        return Ok(None);
+    };
+    let (sql, id) = match derived.at {
+        SampleAnchor::ScoreTime(id) => (
+            "SELECT recorded_at FROM health_scores WHERE id = $1 AND user_id = $2",
+            id,
+        ),
+        SampleAnchor::SleepStart(id) => (
+            "SELECT start_time FROM sleep_sessions WHERE id = $1 AND user_id = $2",
+            id,
+        ),
+    };
+    let Some(row) = engine
+        .pool
+        .get()
+        .await?
+        .query_opt(sql, &[&id, &user])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let at: DateTime<Utc> = row.get(0);
+    let series_types = derived
+        .series
+        .iter()
+        .filter_map(|c| wearhouse_domain::series::by_code(c).map(|t| t.id))
+        .collect();
+    Ok(Some(DataEvent::SamplesDeleted {
+        user_id: user,
+        data_source_id: derived.data_source_id,
+        series_types,
+        times: vec![at],
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_are_keyed_by_id_and_content_not_layout() {
+        let a = json!({"summaryId": "d-1", "steps": 7100, "calendarDate": "2026-01-01"});
+        let b: Value = serde_json::from_str(
+            r#"{ "calendarDate":"2026-01-01","steps":7100,"summaryId":"d-1" }"#,
+        )
+        .unwrap();
+        assert_eq!(record_key(&a), record_key(&b));
+        assert!(record_key(&a).starts_with("d-1#"));
+        let revised = json!({"summaryId": "d-1", "steps": 7200, "calendarDate": "2026-01-01"});
+        assert_ne!(record_key(&a), record_key(&revised));
+    }
+}
