@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod providers;
 pub mod serve;
+pub mod services;
 pub mod simulator;
 pub mod store;
 pub mod stream;

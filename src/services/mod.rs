@@ -1,0 +1,6 @@
+//! The application's workflows, called by the HTTP handlers (which only authenticate, parse,
+//! call a service and map its error) and by the job handlers.
+
+pub mod connections;
+pub mod imports;
+pub mod syncs;
