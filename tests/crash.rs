@@ -162,6 +162,27 @@ async fn assert_jobs_drained(db: &TestDb) {
     assert!(failed.is_empty(), "jobs failed: {failed:?}");
 }
 
+/// An API key and a user created with it: (key, user id). Under load the key's read model can
+/// lag the answer that created it; a refused key created nothing, so the creation is retried.
+async fn user(s: &Server) -> (String, String) {
+    let key = s.api_key().await;
+    let id = wait_for("the new API key working", || async {
+        let (status, user) = call(
+            s.req(Method::POST, "/api/v1/users")
+                .header(KEY_HEADER, &key)
+                .json(&json!({"first_name": "Ada"})),
+        )
+        .await;
+        match status {
+            201 => Ok(user["id"].as_str().unwrap().to_string()),
+            401 => Err(user.to_string()),
+            _ => panic!("creating a user: {status} {user}"),
+        }
+    })
+    .await;
+    (key, id)
+}
+
 /// Row counts of the [`DATA_TABLES`].
 async fn data_counts(db: &TestDb) -> BTreeMap<&'static str, i64> {
     let c = db.client().await;
@@ -280,7 +301,7 @@ struct ImportResult {
 async fn import(crash_at: Option<&str>) -> ImportResult {
     let env: Vec<(&str, &str)> = crash_at.map(|p| (CRASH_AT, p)).into_iter().collect();
     let mut s = Server::start_with(TestDb::new().await, &env).await;
-    let (key, user) = s.user().await;
+    let (key, user) = user(&s).await;
     let (status, accepted) = upload_export(&s, &key, &user, "export.xml", export()).await;
     assert_eq!(status, 200, "{accepted}");
     let task = accepted["task_id"].as_str().unwrap().to_string();
@@ -314,7 +335,7 @@ async fn assert_import_survives(point: &str) {
 #[tokio::test]
 async fn killed_during_upload_the_retried_upload_imports_once() {
     let mut s = Server::start().await;
-    let (key, user) = s.user().await;
+    let (key, user) = user(&s).await;
     let bytes = export();
     // The client sends half the file, then stalls: the server is killed mid-body.
     let half = bytes[..bytes.len() / 2].to_vec();
@@ -418,7 +439,7 @@ async fn provider_server(
     }
     let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let s = Server::start_with(TestDb::new().await, &refs).await;
-    let (key, user) = s.user().await;
+    let (key, user) = user(&s).await;
     let (st, body) = call(
         s.req(
             Method::GET,
