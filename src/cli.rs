@@ -6,7 +6,8 @@ use wearhouse_projections::Runner;
 
 use crate::config::{DbConfig, LogConfig, ServeConfig};
 use crate::{
-    bench, cluster, config, db, import_cli, ingest, providers, serve, simulator, store, stream,
+    bench, cluster, config, db, import_cli, ingest, jobs, providers, serve, simulator, store,
+    stream,
 };
 
 #[derive(Parser)]
@@ -70,9 +71,28 @@ enum Command {
     /// Cloud provider maintenance
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Durable background jobs (imports, syncs, ...)
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Local stand-ins for outside services (tests and demos)
     #[command(subcommand)]
     Simulate(SimulateCommand),
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// One line per job, newest first: id, kind, state, attempts, age, last error
+    List {
+        /// Only jobs in this state (pending, running, done, failed)
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs of this kind
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many jobs
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -444,6 +464,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             eprintln!("{} payloads renormalized", done.len());
+            Ok(())
+        }
+        Command::Jobs(JobsCommand::List { state, kind, limit }) => {
+            let url = db::resolve_url(&db)?;
+            let (pool, _) = db::pool(&url, 2)?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
+            let filter = jobs::ListFilter { state, kind, limit };
+            let now = chrono::Utc::now();
+            for job in jobs::list(&pool, &filter).await? {
+                println!("{}", job.line(now));
+            }
             Ok(())
         }
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,

@@ -132,10 +132,53 @@ pub struct ServeConfig {
         action = clap::ArgAction::Set
     )]
     pub oauth_public_authorize: bool,
+    /// Seconds `serve` waits on SIGTERM for requests and running jobs to finish; jobs still
+    /// running then are handed back, to be resumed by the next `serve`.
+    #[arg(long, env = "WEARHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub providers: ProvidersConfig,
     #[command(flatten)]
     pub import_limits: ImportLimitsConfig,
+    #[command(flatten)]
+    pub jobs: JobsConfig,
+}
+
+/// The durable job runner (src/jobs) inside `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct JobsConfig {
+    /// Jobs (imports, syncs, ...) run at the same time by one `serve` process.
+    #[arg(long, env = "WEARHOUSE_JOB_CONCURRENCY", default_value_t = 4)]
+    pub job_concurrency: usize,
+    /// Longest wait, in milliseconds, between looks for due jobs (enqueues also wake the
+    /// runner at once through NOTIFY).
+    #[arg(long, env = "WEARHOUSE_JOB_POLL_MS", default_value_t = 5000)]
+    pub job_poll_ms: u64,
+    /// Backoff of a failed job's first retry, in milliseconds; it doubles per attempt (with
+    /// full jitter) up to WEARHOUSE_JOB_RETRY_MAX_SECS.
+    #[arg(long, env = "WEARHOUSE_JOB_RETRY_BASE_MS", default_value_t = 2000)]
+    pub job_retry_base_ms: u64,
+    /// Longest backoff between two attempts of a job, in seconds.
+    #[arg(long, env = "WEARHOUSE_JOB_RETRY_MAX_SECS", default_value_t = 900)]
+    pub job_retry_max_secs: u64,
+    /// Hours a finished job stays listed (`wearhouse jobs list`) before it is deleted; failed
+    /// jobs stay until deleted by hand.
+    #[arg(long, env = "WEARHOUSE_JOB_RETENTION_HOURS", default_value_t = 24)]
+    pub job_retention_hours: u64,
+}
+
+impl JobsConfig {
+    pub fn runner(&self, grace: std::time::Duration) -> crate::jobs::RunnerConfig {
+        use std::time::Duration;
+        crate::jobs::RunnerConfig {
+            concurrency: self.job_concurrency.max(1),
+            poll: Duration::from_millis(self.job_poll_ms.max(10)),
+            retry_base: Duration::from_millis(self.job_retry_base_ms),
+            retry_max: Duration::from_secs(self.job_retry_max_secs),
+            grace,
+            retention: Duration::from_secs(self.job_retention_hours * 3600),
+        }
+    }
 }
 
 /// Caps on one Apple Health import: past one the import fails with a clear error (zip bombs,
@@ -188,6 +231,10 @@ impl ImportLimitsConfig {
 }
 
 impl ServeConfig {
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace_secs)
+    }
+
     /// The metrics token, if set and not empty (an empty one protects nothing).
     pub fn metrics_token(&self) -> Option<&str> {
         self.metrics_token.as_deref().filter(|t| !t.is_empty())

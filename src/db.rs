@@ -98,6 +98,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sleep_stage_totals",
         include_str!("../migrations/0013_sleep_stage_totals.sql"),
     ),
+    (14, "jobs", include_str!("../migrations/0014_jobs.sql")),
     (
         15,
         "webhook_notices",

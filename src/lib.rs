@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod db;
 pub mod import_cli;
 pub mod ingest;
+pub mod jobs;
 pub mod providers;
 pub mod serve;
 pub mod services;

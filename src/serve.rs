@@ -12,11 +12,19 @@ use crate::api::{self, AppState};
 use crate::auth::{self, Jwt};
 use crate::config::{DbConfig, ServeConfig};
 use crate::ingest::queue::ImportQueue;
+use crate::jobs::{JobRunner, Jobs};
 use crate::store::{Actor, Commands};
 
 pub struct Platform {
     pub state: AppState,
+    /// Turns true after requests and jobs have drained: stops the projection workers and relay.
     pub shutdown: watch::Sender<bool>,
+    /// Turns true when shutdown starts: HTTP stops accepting, streams end, the job runner
+    /// stops claiming and drains, the scheduler stops.
+    pub stopping: watch::Sender<bool>,
+    /// Started by [`Platform::serve`].
+    jobs_runner: Option<JobRunner>,
+    pg_config: tokio_postgres::Config,
     runner_task: Option<tokio::task::JoinHandle<()>>,
     relay_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -35,6 +43,7 @@ pub async fn start(
     let timescaledb = crate::db::has_timescaledb(&pool).await?;
     info!(applied, timescaledb, "database ready");
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (stopping, stopping_rx) = watch::channel(false);
     let (runner, runner_task) = if cfg.projections {
         let runner = Runner::new(pool.clone(), wearhouse_projections::all());
         runner.catch_up().await?;
@@ -97,6 +106,7 @@ pub async fn start(
     let streams = Arc::new(auth::streams::StreamSlots::new(
         cfg.max_streams_per_credential.max(1),
     ));
+    let jobs = Jobs::new(pool.clone());
     let state = AppState {
         providers,
         commands,
@@ -105,6 +115,8 @@ pub async fn start(
         upload_secret: auth::sha256_hex(&format!("upload-urls:{}", hex::encode(&secret)))
             .into_bytes(),
         imports,
+        jobs: jobs.clone(),
+        stopping: stopping_rx,
         config: Arc::new(cfg),
         timescaledb,
         metrics: Default::default(),
@@ -113,9 +125,21 @@ pub async fn start(
         login_throttle,
         streams,
     };
+    let webhooks = crate::services::webhooks::Webhooks::new(state.providers.clone());
+    let backfills =
+        crate::services::backfills::Backfills::new(state.providers.clone(), state.jobs.clone());
+    let jobs_runner = JobRunner::new(
+        state.pool.clone(),
+        state.config.jobs.runner(state.config.shutdown_grace()),
+    )
+    .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
+    .register(crate::services::backfills::RUN, backfills.handler());
     Ok(Platform {
         state,
         shutdown,
+        stopping,
+        jobs_runner: Some(jobs_runner),
+        pg_config,
         runner_task,
         relay_task,
     })
@@ -282,8 +306,14 @@ async fn shutdown_signal() {
 }
 
 impl Platform {
-    /// Serves HTTP until SIGTERM or Ctrl-C, then drains requests and stops the workers.
-    pub async fn serve(self) -> anyhow::Result<()> {
+    /// Serves HTTP and runs jobs until SIGTERM or Ctrl-C, then drains requests and jobs (in
+    /// parallel, each within the shutdown grace) and stops the workers.
+    pub async fn serve(mut self) -> anyhow::Result<()> {
+        let grace = self.state.config.shutdown_grace();
+        let jobs_task = self
+            .jobs_runner
+            .take()
+            .map(|r| tokio::spawn(r.run(self.pg_config.clone(), self.stopping.subscribe())));
         let bind = self.state.config.bind.clone();
         let listener = poem::listener::TcpListener::bind(bind.clone());
         let app = api::app(self.state.clone());
@@ -308,13 +338,19 @@ impl Platform {
             });
         }
         info!(url = %self.state.config.public_url(), "wearhouse listening");
-        poem::Server::new(listener)
-            .run_with_graceful_shutdown(
-                app,
-                shutdown_signal(),
-                Some(std::time::Duration::from_secs(10)),
-            )
-            .await?;
+        let stopping = self.stopping.clone();
+        let signalled = async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+        };
+        let served = poem::Server::new(listener)
+            .run_with_graceful_shutdown(app, signalled, Some(grace))
+            .await;
+        // Also when serving failed: the job runner must stop and hand its jobs back.
+        let _ = self.stopping.send(true);
+        if let Some(task) = jobs_task {
+            let _ = task.await;
+        }
         let _ = self.shutdown.send(true);
         if let Some(task) = self.runner_task {
             let _ = task.await;
@@ -322,6 +358,7 @@ impl Platform {
         if let Some(task) = self.relay_task {
             let _ = task.await;
         }
+        served?;
         Ok(())
     }
 }

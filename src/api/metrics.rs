@@ -231,10 +231,39 @@ pub async fn endpoint(req: &Request, Data(state): Data<&AppState>) -> poem::Resu
             "wearhouse_projection_lag_entries{{projection=\"{name}\"}} {lag}"
         );
     }
+    let jobs = crate::jobs::stats(&**client)
+        .await
+        .map_err(super::internal)?;
+    render_jobs(&jobs, &mut out);
     state.metrics.render(&mut out);
     Ok(Response::builder()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out))
+}
+
+/// Jobs per kind and state, and the age of each kind's oldest pending job.
+pub fn render_jobs(jobs: &[crate::jobs::KindStats], out: &mut String) {
+    out.push_str(
+        "# HELP wearhouse_jobs Durable jobs by kind and state.\n# TYPE wearhouse_jobs gauge\n",
+    );
+    for k in jobs {
+        for (state, n) in crate::jobs::STATES.iter().zip(k.counts) {
+            let _ = writeln!(
+                out,
+                "wearhouse_jobs{{kind=\"{}\",state=\"{state}\"}} {n}",
+                escape(&k.kind)
+            );
+        }
+    }
+    out.push_str("# HELP wearhouse_jobs_oldest_pending_age_seconds Age of the oldest pending job of each kind (0: none pending).\n# TYPE wearhouse_jobs_oldest_pending_age_seconds gauge\n");
+    for k in jobs {
+        let _ = writeln!(
+            out,
+            "wearhouse_jobs_oldest_pending_age_seconds{{kind=\"{}\"}} {:.3}",
+            escape(&k.kind),
+            k.oldest_pending_secs
+        );
+    }
 }
 
 /// High watermark minus the stored next offset, per stored (projection, topic, partition).

@@ -46,6 +46,10 @@ pub struct AppState {
     pub jwt: Jwt,
     pub config: Arc<ServeConfig>,
     pub imports: ImportQueue,
+    /// Enqueues durable background work (src/jobs).
+    pub jobs: crate::jobs::Jobs,
+    /// Turns true when shutdown starts: open streams end, so draining does not wait on them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     /// HMAC key of signed upload URLs.
     pub upload_secret: Vec<u8>,
     /// Whether the database has TimescaleDB (picks `time_bucket` over `date_bin`).

@@ -710,7 +710,7 @@ impl SyncApi {
         days: Query<i64>,
     ) -> Result<Json<HistoricalResponse>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let h = Backfills::new(state.providers.clone())
+        let h = Backfills::new(state.providers.clone(), state.jobs.clone())
             .historical(user_id.0, &provider.0, days.0)
             .await?;
         Ok(Json(HistoricalResponse {
@@ -740,7 +740,7 @@ impl SyncApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<BackfillStatus>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let s = Backfills::new(state.providers.clone())
+        let s = Backfills::new(state.providers.clone(), state.jobs.clone())
             .status(user_id.0)
             .await?;
         Ok(Json(BackfillStatus {
@@ -774,7 +774,7 @@ impl SyncApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<BackfillCancelled>, ApiError> {
         users::load(&state, user_id.0).await?;
-        Backfills::new(state.providers.clone())
+        Backfills::new(state.providers.clone(), state.jobs.clone())
             .cancel(user_id.0)
             .await?;
         Ok(Json(BackfillCancelled {
@@ -799,7 +799,7 @@ impl SyncApi {
         type_name: Path<String>,
     ) -> Result<Json<Value>, ApiError> {
         users::load(&state, user_id.0).await?;
-        Backfills::new(state.providers.clone())
+        Backfills::new(state.providers.clone(), state.jobs.clone())
             .retry(user_id.0, &type_name.0)
             .await?;
         Ok(Json(serde_json::json!({
@@ -1000,7 +1000,12 @@ impl SyncApi {
                 }
             },
         );
-        let body = poem::Body::from_bytes_stream(connected.chain(live));
+        // Shutdown ends the stream, so draining requests does not wait out the grace period.
+        let mut stopping = state.stopping.clone();
+        let stopped = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        let body = poem::Body::from_bytes_stream(connected.chain(live).take_until(stopped));
         Ok(SseResponse::Ok(
             Binary(body),
             "no-cache, no-transform".into(),
