@@ -146,6 +146,12 @@ pub async fn start(
         login_throttle,
         streams,
     };
+    let webhooks = crate::services::webhooks::Webhooks::new(state.providers.clone());
+    let backfills =
+        crate::services::backfills::Backfills::new(state.providers.clone(), state.jobs.clone());
+    let jobs_runner = jobs_runner
+        .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
+        .register(crate::services::backfills::RUN, backfills.handler());
     Ok(Platform {
         state,
         shutdown,

@@ -171,6 +171,7 @@ impl From<crate::services::webhooks::WebhookFailure> for ApiError {
             | F::Linked(_)
             | F::Record(_)
             | F::Write(_)
+            | F::Job(_)
             | F::Vanished(..) => internal_api(error_chain(&e)),
             F::Sync(s) => s.into(),
         }
@@ -186,7 +187,7 @@ impl From<crate::services::backfills::BackfillError> for ApiError {
             }
             B::NothingRunning | B::Busy(..) => ApiError::conflict(e.to_string()),
             B::Sync(s) => s.into(),
-            B::Pool(_) | B::Db(_) | B::Run(_) => internal_api(error_chain(&e)),
+            B::Pool(_) | B::Db(_) | B::Run(_) | B::Job(_) => internal_api(error_chain(&e)),
         }
     }
 }

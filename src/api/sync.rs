@@ -705,7 +705,7 @@ impl SyncApi {
         days: Query<i64>,
     ) -> Result<Json<HistoricalResponse>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let h = Backfills::new(state.providers.clone())
+        let h = Backfills::new(state.providers.clone(), state.jobs.clone())
             .historical(user_id.0, &provider.0, days.0)
             .await?;
         Ok(Json(HistoricalResponse {
@@ -735,7 +735,7 @@ impl SyncApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<BackfillStatus>, ApiError> {
         users::load(&state, user_id.0).await?;
-        let s = Backfills::new(state.providers.clone())
+        let s = Backfills::new(state.providers.clone(), state.jobs.clone())
             .status(user_id.0)
             .await?;
         Ok(Json(BackfillStatus {
@@ -769,7 +769,7 @@ impl SyncApi {
         user_id: Path<Uuid>,
     ) -> Result<Json<BackfillCancelled>, ApiError> {
         users::load(&state, user_id.0).await?;
-        Backfills::new(state.providers.clone())
+        Backfills::new(state.providers.clone(), state.jobs.clone())
             .cancel(user_id.0)
             .await?;
         Ok(Json(BackfillCancelled {
@@ -794,7 +794,7 @@ impl SyncApi {
         type_name: Path<String>,
     ) -> Result<Json<Value>, ApiError> {
         users::load(&state, user_id.0).await?;
-        Backfills::new(state.providers.clone())
+        Backfills::new(state.providers.clone(), state.jobs.clone())
             .retry(user_id.0, &type_name.0)
             .await?;
         Ok(Json(serde_json::json!({

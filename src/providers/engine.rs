@@ -222,8 +222,9 @@ impl Engine {
     }
 
     /// Whether a sync of `user`'s connection to `provider` (or of another connection to the same
-    /// provider account) is running now, in any process. Read from `pg_locks`, so asking never
-    /// takes the lock from a sync about to start.
+    /// provider account) is running now, in any process. Read from `pg_locks` (of this
+    /// database: the view spans the cluster), so asking never takes the lock from a sync about
+    /// to start.
     pub async fn busy(&self, user: Uuid, provider: &str) -> Result<bool, SyncError> {
         let key = self.lock_key(user, provider).await;
         Ok(self
@@ -232,7 +233,10 @@ impl Engine {
             .await
             .map_err(store_err)?
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT hashtextextended($1, 7261) AS k) h                  WHERE locktype = 'advisory' AND granted AND objsubid = 1                    AND classid = ((h.k >> 32) & 4294967295)::oid AND objid = (h.k & 4294967295)::oid)",
+                "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT hashtextextended($1, 7261) AS k) h \
+                 WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND classid = ((h.k >> 32) & 4294967295)::oid AND objid = (h.k & 4294967295)::oid)",
                 &[&key],
             )
             .await

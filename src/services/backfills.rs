@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 use uuid::Uuid;
 use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
 
+use crate::jobs::{JobContext, JobError, JobFailure, JobHandler, Jobs};
 use crate::providers::engine::{Engine, SyncError, SyncRequest};
 use crate::providers::garmin;
 use crate::store::Actor;
@@ -42,6 +43,8 @@ pub enum BackfillError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database")]
     Db(#[from] tokio_postgres::Error),
+    #[error("recording the run's job")]
+    Job(#[from] JobError),
     #[error("recording the run")]
     Run(#[source] crate::store::CommandError<wearhouse_domain::sync_run::SyncRunError>),
 }
@@ -106,11 +109,17 @@ type RunRow = (Uuid, String, DateTime<Utc>, Vec<String>, Vec<String>);
 #[derive(Clone)]
 pub struct Backfills {
     engine: Arc<Engine>,
+    jobs: Jobs,
 }
 
 impl Backfills {
-    pub fn new(engine: Arc<Engine>) -> Backfills {
-        Backfills { engine }
+    pub fn new(engine: Arc<Engine>, jobs: Jobs) -> Backfills {
+        Backfills { engine, jobs }
+    }
+
+    /// The job handler that runs recorded runs (registered with the job runner).
+    pub fn handler(&self) -> Arc<dyn JobHandler> {
+        Arc::new(RunHandler(self.clone()))
     }
 
     /// Starts a historical sync of the last `days` days (capped by the provider): a pull, or
@@ -144,9 +153,8 @@ impl Backfills {
             end,
             data_types: vec![],
         };
-        self.engine.queue(&job.request()).await?;
         let task_id = job.run_id;
-        self.enqueue(job);
+        self.enqueue(&job).await?;
         Ok(Historical {
             provider: p.name(),
             method: if caps.rest_pull {
@@ -180,8 +188,7 @@ impl Backfills {
             end,
             data_types: vec![type_name.into()],
         };
-        self.engine.queue(&job.request()).await?;
-        self.enqueue(job);
+        self.enqueue(&job).await?;
         Ok(())
     }
 
@@ -208,14 +215,13 @@ impl Backfills {
         Ok(())
     }
 
-    // TODO(jobs): `Jobs::enqueue(RUN, Some(run_id), payload)` once `src/jobs` is merged.
-    fn enqueue(&self, job: RunJob) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = me.run(&job).await {
-                warn!(run = %job.run_id, error = %e, "historical sync did not run");
-            }
-        });
+    /// Records the run's job; the job queues the run (so a run is never queued without the
+    /// job that runs it) and runs it.
+    async fn enqueue(&self, job: &RunJob) -> Result<(), BackfillError> {
+        let payload = serde_json::to_value(job).expect("a run job serializes");
+        let key = job.run_id.to_string();
+        self.jobs.enqueue(RUN, Some(&key), payload).await?;
+        Ok(())
     }
 
     /// Runs a recorded run. Safe to run again: a run that already ended is left alone; one a
@@ -225,6 +231,7 @@ impl Backfills {
         let mut req = job.request();
         match self.run_state(req.run_id).await? {
             RunState::Ended => return Ok(()),
+            RunState::Unknown => self.engine.queue(&req).await?,
             RunState::Queued => {}
             RunState::Interrupted => {
                 let fail = SyncRunCommand::Fail {
@@ -272,6 +279,8 @@ impl Backfills {
             RunState::Ended
         } else if types.iter().any(|t| t == "SyncRunStarted") {
             RunState::Interrupted
+        } else if types.is_empty() {
+            RunState::Unknown
         } else {
             RunState::Queued
         })
@@ -410,7 +419,21 @@ impl Backfills {
     }
 }
 
+/// Runs [`RUN`] jobs.
+struct RunHandler(Backfills);
+
+#[async_trait]
+impl JobHandler for RunHandler {
+    async fn run(&self, job: &JobContext) -> Result<(), JobFailure> {
+        let run: RunJob =
+            serde_json::from_value(job.payload.clone()).map_err(JobFailure::permanent)?;
+        self.0.run(&run).await.map_err(JobFailure::retry)
+    }
+}
+
 enum RunState {
+    /// Not queued yet: the job comes first.
+    Unknown,
     Queued,
     Interrupted,
     Ended,

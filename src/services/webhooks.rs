@@ -1,22 +1,23 @@
 //! Inbound provider webhooks. A delivery is verified, its bytes are stored before anything
 //! parses them, and each notice in it that is new (judged by what it means, see
-//! [`notice_key`]) becomes a mapping job. The provider gets its answer at once (Garmin gives up
+//! [`notice_key`]) becomes a durable mapping job ([`MAP_NOTICE`]). The provider gets its answer at once (Garmin gives up
 //! after 30 s); the job maps the notice for every user linked to the provider account.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tracing::warn;
 use uuid::Uuid;
 use wearhouse_domain::import::RawPayloadRef;
 use wearhouse_domain::records::DataEvent;
 
 use crate::ingest::raw::{self, RawMeta};
 use crate::ingest::writer::{self, Out};
+use crate::jobs::{JobContext, JobError, JobFailure, JobHandler, Jobs};
 use crate::providers::engine::{Engine, SyncError, SyncRequest};
 use crate::providers::linked::{self, LinkedError};
 use crate::providers::{check_freshness, Notice, Provider, SampleAnchor, WebhookError};
@@ -46,6 +47,8 @@ pub enum WebhookFailure {
     Write(#[source] crate::ingest::import::PipelineError),
     #[error("mapping the notice")]
     Sync(#[from] SyncError),
+    #[error("recording the notice's mapping job")]
+    Job(#[from] JobError),
     /// The stored delivery no longer yields the notice a job names (never expected: the bytes
     /// are content-addressed and parsing is pure).
     #[error("stored delivery {0} has no notice {1}")]
@@ -102,6 +105,11 @@ impl Webhooks {
         Webhooks { engine }
     }
 
+    /// The job handler that maps accepted notices (registered with the job runner).
+    pub fn handler(&self) -> Arc<dyn JobHandler> {
+        Arc::new(MapNoticeHandler(self.clone()))
+    }
+
     /// Verifies, stores and accepts a delivery; its new notices are queued for mapping.
     pub async fn receive(&self, d: Delivery<'_>) -> Result<Receipt, WebhookFailure> {
         let (p, endpoints) = self
@@ -150,27 +158,7 @@ impl Webhooks {
         let received_at = Utc::now();
         let mut fresh = 0usize;
         for (i, notice) in notices.iter().enumerate() {
-            let key = match notice_key(&self.engine.pool, p.name(), notice, &json).await? {
-                Some(key) => {
-                    let inserted = self
-                        .engine
-                        .pool
-                        .get()
-                        .await?
-                        .execute(
-                            "INSERT INTO webhook_notices (provider, notice_key, raw_sha256) \
-                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                            &[&p.name(), &key, &raw_ref.sha256],
-                        )
-                        .await?;
-                    if inserted == 0 {
-                        continue;
-                    }
-                    Some(key)
-                }
-                None => None,
-            };
-            fresh += 1;
+            let key = notice_key(&self.engine.pool, p.name(), notice, &json).await?;
             let job = MapNotice {
                 provider: p.name().into(),
                 raw: raw_ref.clone(),
@@ -178,7 +166,27 @@ impl Webhooks {
                 request_id: d.request_id.clone(),
                 received_at,
             };
-            self.enqueue(key, job);
+            let payload = serde_json::to_value(&job).expect("a notice job serializes");
+            // The notice's key and its job commit together: a key recorded without its job
+            // would drop the provider's redelivery of a notice never mapped.
+            let mut client = self.engine.pool.get().await?;
+            let tx = client.transaction().await?;
+            if let Some(key) = &key {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO webhook_notices (provider, notice_key, raw_sha256) \
+                         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        &[&p.name(), key, &raw_ref.sha256],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    continue;
+                }
+            }
+            let job_key = key.map(|k| format!("{}:{k}", p.name()));
+            Jobs::enqueue_in(&tx, MAP_NOTICE, job_key.as_deref(), payload).await?;
+            tx.commit().await?;
+            fresh += 1;
         }
         Ok(if fresh == 0 && !notices.is_empty() {
             Receipt::Duplicate
@@ -196,16 +204,6 @@ impl Webhooks {
             .ok_or_else(|| WebhookFailure::UnknownProvider(provider.into()))?;
         let query = query.map(url_pairs).unwrap_or_default();
         Ok(p.challenge(&query, &endpoints)?)
-    }
-
-    // TODO(jobs): `Jobs::enqueue(MAP_NOTICE, key, payload)` once `src/jobs` is merged.
-    fn enqueue(&self, _key: Option<String>, job: MapNotice) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = me.map_notice(&job).await {
-                warn!(provider = %job.provider, notice = job.notice, error = %e, "webhook notice not mapped");
-            }
-        });
     }
 
     /// Maps one accepted notice for every user linked to its provider account. Safe to run
@@ -339,6 +337,43 @@ impl Webhooks {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs [`MAP_NOTICE`] jobs.
+struct MapNoticeHandler(Webhooks);
+
+#[async_trait]
+impl JobHandler for MapNoticeHandler {
+    async fn run(&self, job: &JobContext) -> Result<(), JobFailure> {
+        let notice: MapNotice =
+            serde_json::from_value(job.payload.clone()).map_err(JobFailure::permanent)?;
+        match self.0.map_notice(&notice).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_permanent() => Err(JobFailure::permanent(e)),
+            Err(e) => Err(JobFailure::retry(e)),
+        }
+    }
+}
+
+impl WebhookFailure {
+    /// Whether running the job again cannot help (the notice itself cannot be mapped).
+    fn is_permanent(&self) -> bool {
+        use SyncError as S;
+        matches!(
+            self,
+            WebhookFailure::UnknownProvider(_)
+                | WebhookFailure::Rejected(_)
+                | WebhookFailure::Vanished(..)
+                | WebhookFailure::Sync(
+                    S::UnknownProvider(_)
+                        | S::NoConnection(_)
+                        | S::Map(_)
+                        | S::Malformed(_)
+                        | S::ForeignUrl
+                        | S::RefreshFailed,
+                )
+        )
     }
 }
 
