@@ -116,14 +116,14 @@ impl Syncs {
 
 /// How far a run got, from its stream in the log.
 #[derive(Debug, PartialEq)]
-enum RunState {
+pub(crate) enum RunState {
     Unknown,
     Queued,
     Started,
     Ended,
 }
 
-async fn run_state(engine: &Engine, run: Uuid) -> Result<RunState, SyncError> {
+pub(crate) async fn run_state(engine: &Engine, run: Uuid) -> Result<RunState, SyncError> {
     let rows = engine
         .pool
         .get()

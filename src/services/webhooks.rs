@@ -21,6 +21,7 @@ use crate::jobs::{JobContext, JobError, JobFailure, JobHandler, Jobs};
 use crate::providers::engine::{Engine, SyncError, SyncRequest};
 use crate::providers::linked::{self, LinkedError};
 use crate::providers::{check_freshness, Notice, Provider, SampleAnchor, WebhookError};
+use crate::services::syncs::{run_state, RunState, Syncs, SyncsError};
 use crate::store::Actor;
 
 /// The job kind that maps one accepted notice.
@@ -208,8 +209,8 @@ impl Webhooks {
 
     /// Maps one accepted notice for every user linked to its provider account. Safe to run
     /// again (after a crash): record ids are deterministic, so a second run changes nothing in
-    /// the read models.
-    pub async fn map_notice(&self, job: &MapNotice) -> Result<(), WebhookFailure> {
+    /// the read models. `job_id` is the id of the job mapping it: what this mapping starts is keyed by it.
+    pub async fn map_notice(&self, job: &MapNotice, job_id: Uuid) -> Result<(), WebhookFailure> {
         let engine = &self.engine;
         let (p, _) = engine
             .registry
@@ -322,9 +323,11 @@ impl Webhooks {
                     .map_err(WebhookFailure::Write)?;
                 }
                 // One pull for the account, by its primary; the engine fans what it brings out
-                // to every linked user.
+                // to every linked user. It runs as a sync job under a run id derived from this
+                // job: this job running again after a crash finds that run (and its job)
+                // instead of starting a second pull and leaving the first `in_progress`.
                 let sync = SyncRequest {
-                    run_id: Uuid::new_v4(),
+                    run_id: Uuid::new_v5(&job_id, b"webhook pull"),
                     user_id: users.primary,
                     provider: p.name().into(),
                     source: "webhook".into(),
@@ -332,8 +335,16 @@ impl Webhooks {
                     end: Utc::now() + chrono::Duration::days(1),
                     data_types: vec![data_type.clone()],
                 };
-                engine.queue(&sync).await?;
-                engine.sync(sync).await?;
+                let syncs = Syncs::new(engine.clone(), Jobs::new(engine.pool.clone()));
+                if run_state(engine, sync.run_id).await? == RunState::Unknown {
+                    engine.queue(&sync).await?;
+                }
+                syncs.enqueue(sync).await.map_err(|e| match e {
+                    SyncsError::Sync(e) => WebhookFailure::Sync(e),
+                    SyncsError::Jobs(e) => WebhookFailure::Job(e),
+                    SyncsError::Pool(e) => WebhookFailure::Pool(e),
+                    SyncsError::Db(e) => WebhookFailure::Db(e),
+                })?;
             }
         }
         Ok(())
@@ -348,7 +359,7 @@ impl JobHandler for MapNoticeHandler {
     async fn run(&self, job: &JobContext) -> Result<(), JobFailure> {
         let notice: MapNotice =
             serde_json::from_value(job.payload.clone()).map_err(JobFailure::permanent)?;
-        match self.0.map_notice(&notice).await {
+        match self.0.map_notice(&notice, job.id).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_permanent() => Err(JobFailure::permanent(e)),
             Err(e) => Err(JobFailure::retry(e)),
