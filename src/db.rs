@@ -10,13 +10,13 @@ use crate::config::DbConfig;
 pub enum DbError {
     #[error("{0}")]
     Url(#[from] wearhouse_projections::pgtls::TlsError),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("private cluster: {0}")]
     Cluster(#[from] ClusterError),
-    #[error("migration {version} ({name}) failed: {}", wearhouse_projections::pg_message(.source))]
+    #[error("migration {version} ({name}) failed: {}", wearhouse_log::pg_message(.source))]
     Migration {
         version: i32,
         name: &'static str,

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use wearhouse_log::LogEntry;
 use wearhouse_projections::runner::reset;
-use wearhouse_projections::{LogEntry, Projection, ProjectionError, Runner};
+use wearhouse_projections::{Projection, ProjectionError, Runner};
 
 /// Counts entries per aggregate into a table; fails once, after writing, when asked to.
 struct Counter {

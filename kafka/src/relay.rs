@@ -18,8 +18,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
-use wearhouse_projections::log::read_after;
-use wearhouse_projections::{Cursor, LogEntry};
+use wearhouse_log::read::read_after;
+use wearhouse_log::{Cursor, LogEntry};
 
 use crate::blobs::{self, Attachment};
 use crate::config::{KafkaConfig, NoBrokers, Topics, RETRY_PAUSE};

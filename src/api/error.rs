@@ -98,7 +98,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        internal_api(wearhouse_projections::pg_message(&e))
+        internal_api(wearhouse_log::pg_message(&e))
     }
 }
 

@@ -20,13 +20,13 @@ use wearhouse_domain::records::{
     SleepSessionRecord, WorkoutRecord,
 };
 use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
-use wearhouse_projections::arrow_batch::{self, SampleRow};
+use wearhouse_log::arrow_batch::{self, SampleRow};
 
 use super::apple::{self, BiologicalSex, NullSink, Sink, SinkError, Source};
 use super::raw::{self, RawMeta};
 use super::sleep_sessions::{self, Interval};
-use super::writer::{writer, Out};
 use crate::store::{Actor, Commands};
+use wearhouse_log::writer::{writer, Out, WriteError};
 
 /// Samples per Arrow batch (one series type and one source per batch).
 pub const BATCH_ROWS: usize = 10_000;
@@ -53,12 +53,14 @@ pub enum PipelineError {
     Raw(#[from] raw::RawError),
     #[error("{0}")]
     Parse(#[from] apple::ImportError),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("event store: {0}")]
     Store(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("encoding a sample batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
 }

@@ -16,7 +16,7 @@ const ZSTD_LEVEL: i32 = 3;
 pub enum RawError {
     #[error("reading the payload: {0}")]
     Io(#[from] std::io::Error),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),

@@ -20,8 +20,8 @@ use super::{Endpoints, Provider, PullRequest, Registry};
 use crate::config::ProvidersConfig;
 use crate::crypto::Sealer;
 use crate::ingest::raw::{self, RawMeta};
-use crate::ingest::writer::{self, Out};
 use crate::store::{Actor, Commands};
+use wearhouse_log::writer::{self, Out};
 
 /// Attempts per request for 429 and 5xx/timeouts before the run fails.
 const ATTEMPTS: u32 = 4;
