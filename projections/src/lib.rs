@@ -9,6 +9,7 @@ pub mod developers;
 pub mod health_scores;
 pub mod imports;
 pub mod menstrual_cycles;
+pub mod nights;
 pub mod personal;
 pub mod pgtls;
 pub mod priorities;
