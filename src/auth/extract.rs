@@ -45,6 +45,18 @@ impl Principal {
     }
 }
 
+/// A missing or invalid developer bearer token: the error handler answers it with
+/// `WWW-Authenticate: Bearer`, knowing it by this type.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", MSG_BAD_JWT)]
+pub struct BadBearer;
+
+impl poem::error::ResponseError for BadBearer {
+    fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
 fn unauthorized(msg: &str) -> poem::Error {
     poem::Error::from_string(msg, StatusCode::UNAUTHORIZED)
 }
@@ -298,12 +310,12 @@ impl<'a> ApiExtractor<'a> for DeveloperAuth {
     ) -> poem::Result<Self> {
         let state = state(req)?;
         let Some(token) = bearer(req) else {
-            return Err(unauthorized(MSG_BAD_JWT));
+            return Err(BadBearer.into());
         };
         match check_jwt(state, token).await? {
             JwtOutcome::Developer(id) => Ok(DeveloperAuth(id)),
             JwtOutcome::Sdk => Err(unauthorized(MSG_SDK_TOKEN)),
-            JwtOutcome::Invalid => Err(unauthorized(MSG_BAD_JWT)),
+            JwtOutcome::Invalid => Err(BadBearer.into()),
         }
     }
 }

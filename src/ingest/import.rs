@@ -58,7 +58,9 @@ pub enum PipelineError {
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("event store: {0}")]
-    Store(String),
+    Command(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("a pipeline task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("encoding a sample batch: {0}")]
@@ -580,14 +582,17 @@ async fn exec<A: cqrs_es::Aggregate<Services = ()>>(
     cmd: A::Command,
     actor: &Actor,
     user: Uuid,
-) -> Result<(), PipelineError> {
+) -> Result<(), PipelineError>
+where
+    A::Error: Send + Sync + 'static,
+{
     // Import status is read from its read model: wait for it, so a finished import never looks
     // unknown to a client polling it.
     let read_model = (A::TYPE == "Import").then_some("imports");
     commands
         .execute::<A>(&id.to_string(), cmd, actor, Some(user), read_model)
         .await
-        .map_err(|e| PipelineError::Store(e.to_string()))
+        .map_err(|e| PipelineError::Command(Box::new(e)))
 }
 
 /// Records that the bytes arrived: stores them raw and appends `RawPayloadReceived`.
@@ -600,8 +605,7 @@ pub async fn receive(
     let sha256 = match &req.sha256 {
         Some(s) => s.clone(),
         None => tokio::task::spawn_blocking(move || raw::sha256_file(&path))
-            .await
-            .map_err(|e| PipelineError::Store(e.to_string()))?
+            .await?
             .map_err(raw::RawError::Io)?,
     };
     let zip = std::fs::File::open(&req.path)
@@ -796,9 +800,7 @@ async fn normalize_checked(
     progress: Arc<Progress>,
     check: Check,
 ) -> Result<ImportCounts, PipelineError> {
-    check
-        .await
-        .map_err(|e| PipelineError::Store(e.to_string()))??;
+    check.await??;
 
     let (tx, rx) = mpsc::channel(16);
     let write = tokio::spawn(writer(
@@ -840,13 +842,9 @@ async fn normalize_checked(
             .store(report.counts.elements(), Ordering::Relaxed);
         Ok::<_, apple::ImportError>((report, sessions))
     });
-    let parsed = parse
-        .await
-        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    let parsed = parse.await?;
     // The writer's error explains a sink failure better than the parser's "writer stopped".
-    let written = write
-        .await
-        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    let written = write.await?;
     written?;
     let (report, sessions) = parsed?;
     Ok(counts_of(&report, sessions))

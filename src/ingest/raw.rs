@@ -20,6 +20,8 @@ pub enum RawError {
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the compressing task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("raw payload {0} not found")]
     NotFound(String),
 }
@@ -125,9 +127,7 @@ pub async fn store_file(
             .await?;
         chunks += 1;
     }
-    reader
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    reader.await?;
     let size = std::fs::metadata(path)?.len() as i64;
     client
         .execute(

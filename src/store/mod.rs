@@ -32,7 +32,7 @@ pub enum CommandError<E: std::error::Error> {
     #[error("conflict: the resource was changed concurrently, retry")]
     Conflict,
     #[error("event store: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
@@ -40,7 +40,9 @@ impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
         match e {
             AggregateError::UserError(e) => CommandError::Rejected(e),
             AggregateError::AggregateConflict => CommandError::Conflict,
-            other => CommandError::Store(other.to_string()),
+            AggregateError::DatabaseConnectionError(e)
+            | AggregateError::DeserializationError(e)
+            | AggregateError::UnexpectedError(e) => CommandError::Store(e),
         }
     }
 }
@@ -77,10 +79,10 @@ impl Commands {
                 .pool
                 .get()
                 .await
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+                .map_err(|e| CommandError::Store(Box::new(e)))?;
             let cursor = last_cursor_of(&client, A::TYPE, id)
                 .await
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+                .map_err(|e| CommandError::Store(Box::new(e)))?;
             // Give the connection back before waiting: the projection runner may need it.
             drop(client);
             tracing::debug!(read_model = name, ?cursor, "waiting for read model");
@@ -135,11 +137,7 @@ impl Commands {
             "request_id": actor.request_id,
             "user_id": user_id.map(|u| u.to_string()),
         });
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| AppendError::Pool(e.to_string()))?;
+        let client = self.pool.get().await?;
         let mut attempts = 0;
         let cursor = loop {
             let next: i64 = client

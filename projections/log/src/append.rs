@@ -42,7 +42,7 @@ pub enum AppendError {
     #[error("database: {}", crate::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
-    Pool(String),
+    Pool(#[from] deadpool_postgres::PoolError),
 }
 
 /// Appends `events` with one INSERT … SELECT FROM unnest(…), inside whatever transaction the

@@ -125,7 +125,7 @@ impl PersistedEventRepository for PgEventRepository {
             Ok(_) => Ok(()),
             Err(AppendError::Conflict) => Err(PersistenceError::OptimisticLockError),
             Err(AppendError::Db(e)) => Err(conn(e)),
-            Err(AppendError::Pool(e)) => Err(PersistenceError::ConnectionError(e.into())),
+            Err(AppendError::Pool(e)) => Err(conn(e)),
         }
     }
 
