@@ -2,6 +2,7 @@
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tracing::{info, warn};
+use wearhouse_projections::pglock::{LockKey, SessionLock};
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::DbConfig;
@@ -145,14 +146,9 @@ pub async fn has_timescaledb(pool: &Pool) -> Result<bool, DbError> {
 /// Applies every migration not yet applied, under an advisory lock so concurrent starts are
 /// safe. Returns how many were applied.
 pub async fn migrate(pool: &Pool, timescaledb: bool) -> Result<usize, DbError> {
-    let mut client = pool.get().await?;
-    client
-        .batch_execute("SELECT pg_advisory_lock(7261001)")
-        .await?;
-    let result = migrate_locked(&mut client, timescaledb).await;
-    client
-        .batch_execute("SELECT pg_advisory_unlock(7261001)")
-        .await?;
+    let mut lock = SessionLock::acquire(pool.get().await?, LockKey::Id(7261001)).await?;
+    let result = migrate_locked(lock.client_mut(), timescaledb).await;
+    lock.release().await?;
     result
 }
 

@@ -11,6 +11,7 @@ pub mod imports;
 pub mod menstrual_cycles;
 pub mod nights;
 pub mod personal;
+pub mod pglock;
 pub mod pgtls;
 pub mod priorities;
 pub mod priority_scope;

@@ -45,7 +45,12 @@ impl ImportQueue {
         if let Ok(mut r) = self.running.lock() {
             r.insert(req.import_id);
         }
+        let running = Running {
+            set: self.running.clone(),
+            id: req.import_id,
+        };
         tokio::spawn(async move {
+            let _running = running;
             let _slot = me.slots.acquire().await;
             let path = req.path.clone();
             let id = req.import_id;
@@ -64,9 +69,21 @@ impl ImportQueue {
                 Err(e) => error!(import = %id, error = %e, "import could not run"),
             }
             let _ = tokio::fs::remove_file(&path).await;
-            if let Ok(mut r) = me.running.lock() {
-                r.remove(&id);
-            }
         });
+    }
+}
+
+/// Marks an import as running in this process until dropped, however its task ends (a panic
+/// included).
+struct Running {
+    set: Arc<Mutex<HashSet<Uuid>>>,
+    id: Uuid,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.set.lock() {
+            r.remove(&self.id);
+        }
     }
 }
