@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::DbConfig;
-use crate::store::{append, NewEvent};
+use wearhouse_log::{append, NewEvent};
 
 /// Creates (afresh) and migrates the scratch database next to the configured one.
 pub async fn scratch_pool(db: &DbConfig) -> anyhow::Result<deadpool_postgres::Pool> {
@@ -45,7 +45,7 @@ fn event(aggregate: &str, sequence: i64) -> NewEvent {
         sequence,
         event_type: "BenchRecorded".into(),
         event_version: "1".into(),
-        payload: crate::store::to_payload(
+        payload: wearhouse_log::to_payload(
             &json!({ "type": "BenchRecorded", "value": sequence, "note": "a payload of realistic size for a small domain event" }),
         ),
         metadata: json!({ "actor": "bench" }),
@@ -248,9 +248,9 @@ pub async fn relay(db: &DbConfig, kafka: &wearhouse_kafka::KafkaConfig) -> anyho
     }
     let last = last.expect("the backlog is not empty");
     let mut bytes = 0usize;
-    let mut cursor = wearhouse_projections::Cursor::START;
+    let mut cursor = wearhouse_log::Cursor::START;
     loop {
-        let entries = wearhouse_projections::log::read_after(&client, cursor, 5000).await?;
+        let entries = wearhouse_log::read::read_after(&client, cursor, 5000).await?;
         let Some(e) = entries.last() else { break };
         cursor = e.cursor;
         for e in &entries {

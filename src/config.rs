@@ -440,6 +440,16 @@ pub struct ProvidersConfig {
     pub garmin_api_url: String,
 }
 
+/// Where a provider lives and how this installation is registered there.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
 impl ProvidersConfig {
     /// The configured budget (requests per minute) of `provider`, if overridden.
     pub fn rate_budget(&self, provider: &str) -> Option<u32> {
@@ -452,8 +462,8 @@ impl ProvidersConfig {
             .and_then(|(_, v)| v.trim().parse().ok())
     }
 
-    pub fn garmin(&self) -> crate::providers::Endpoints {
-        crate::providers::Endpoints {
+    pub fn garmin(&self) -> Endpoints {
+        Endpoints {
             authorize_url: self.garmin_authorize_url.clone(),
             token_url: self.garmin_token_url.clone(),
             api_url: self.garmin_api_url.trim_end_matches('/').into(),
@@ -462,8 +472,8 @@ impl ProvidersConfig {
         }
     }
 
-    pub fn oura(&self) -> crate::providers::Endpoints {
-        crate::providers::Endpoints {
+    pub fn oura(&self) -> Endpoints {
+        Endpoints {
             authorize_url: self.oura_authorize_url.clone(),
             token_url: self.oura_token_url.clone(),
             api_url: self.oura_api_url.trim_end_matches('/').into(),
@@ -472,8 +482,8 @@ impl ProvidersConfig {
         }
     }
 
-    pub fn whoop(&self) -> crate::providers::Endpoints {
-        crate::providers::Endpoints {
+    pub fn whoop(&self) -> Endpoints {
+        Endpoints {
             authorize_url: self.whoop_authorize_url.clone(),
             token_url: self.whoop_token_url.clone(),
             api_url: self.whoop_api_url.trim_end_matches('/').into(),

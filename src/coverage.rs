@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 use wearhouse_domain::series::SeriesType;
 
+use crate::providers::{SLEEP_FIELDS, WORKOUT_FIELDS};
+
 /// What one provider's mapper delivers.
 struct Mapper {
     provider: &'static str,
@@ -16,33 +18,6 @@ struct Mapper {
     menstrual_cycle_fields: &'static [&'static str],
     scores: &'static [&'static str],
 }
-
-/// Workout item fields the `workouts` read model can fill (columns plus its `stats`).
-pub(crate) const WORKOUT_FIELDS: &[&str] = &[
-    "type",
-    "start_time",
-    "end_time",
-    "zone_offset",
-    "duration_seconds",
-    "calories_kcal",
-    "distance_meters",
-    "avg_heart_rate_bpm",
-    "max_heart_rate_bpm",
-    "elevation_gain_meters",
-];
-
-/// Sleep item fields the `sleep_sessions` read model can fill.
-pub(crate) const SLEEP_FIELDS: &[&str] = &[
-    "start_time",
-    "end_time",
-    "zone_offset",
-    "duration_seconds",
-    "sleep_duration_seconds",
-    "efficiency_percent",
-    "stages",
-    "sleep_stage_intervals",
-    "is_nap",
-];
 
 /// Cycle detail fields the Apple import derives from flow records (domain/src/menstrual.rs).
 const APPLE_CYCLE_FIELDS: &[&str] = &[

@@ -1,4 +1,6 @@
-//! Sealing secrets at rest (provider tokens, PKCE verifiers): ChaCha20-Poly1305 with a 256-bit
+//! Cryptography shared across modules: the HMAC and PKCE digests that both the provider clients
+//! and the simulator compute (here, so neither imports the other for them), and sealing secrets
+//! at rest (provider tokens, PKCE verifiers): ChaCha20-Poly1305 with a 256-bit
 //! key from configuration. A sealed value is a version prefix + base64url(nonce ‖ ciphertext ‖
 //! tag). `v2.` values are bound to where they belong (associated data such as the connection
 //! and the field), so a sealed token copied onto another connection, or an access token swapped
@@ -9,6 +11,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
+
+/// HMAC-SHA256 of `parts` concatenated, with `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The S256 challenge of any PKCE verifier (RFC 7636). The simulator checks what clients send
+/// with it, so unlike `oauth2`'s constructor it accepts verifiers of any length.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use sha2::Digest;
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
 
 const LEGACY: &str = "v1.";
 const PREFIX: &str = "v2.";

@@ -2,6 +2,7 @@
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tracing::{info, warn};
+use wearhouse_projections::pglock::{LockKey, SessionLock};
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::DbConfig;
@@ -10,13 +11,13 @@ use crate::config::DbConfig;
 pub enum DbError {
     #[error("{0}")]
     Url(#[from] wearhouse_projections::pgtls::TlsError),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("private cluster: {0}")]
     Cluster(#[from] ClusterError),
-    #[error("migration {version} ({name}) failed: {}", wearhouse_projections::pg_message(.source))]
+    #[error("migration {version} ({name}) failed: {}", wearhouse_log::pg_message(.source))]
     Migration {
         version: i32,
         name: &'static str,
@@ -151,14 +152,9 @@ pub async fn has_timescaledb(pool: &Pool) -> Result<bool, DbError> {
 /// Applies every migration not yet applied, under an advisory lock so concurrent starts are
 /// safe. Returns how many were applied.
 pub async fn migrate(pool: &Pool, timescaledb: bool) -> Result<usize, DbError> {
-    let mut client = pool.get().await?;
-    client
-        .batch_execute("SELECT pg_advisory_lock(7261001)")
-        .await?;
-    let result = migrate_locked(&mut client, timescaledb).await;
-    client
-        .batch_execute("SELECT pg_advisory_unlock(7261001)")
-        .await?;
+    let mut lock = SessionLock::acquire(pool.get().await?, LockKey::Id(7261001)).await?;
+    let result = migrate_locked(lock.client_mut(), timescaledb).await;
+    lock.release().await?;
     result
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::TestDb;
 use rand::Rng;
-use wearhouse_projections::log::{cursor_of, read_after};
-use wearhouse_projections::Cursor;
+use wearhouse_log::read::{cursor_of, read_after};
+use wearhouse_log::Cursor;
 
 async fn migrated() -> TestDb {
     let db = TestDb::new().await;

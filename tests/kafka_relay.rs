@@ -59,7 +59,7 @@ async fn relay_publishes_every_entry_in_log_order_with_identical_payloads() {
         let m = by_position[&entry.position()];
         // The envelope carries the entry unchanged …
         let e: Envelope = envelope::decode(&m.value).unwrap();
-        assert_eq!(wearhouse_projections::LogEntry::from(e), *entry);
+        assert_eq!(wearhouse_log::LogEntry::from(e), *entry);
         // … and the payload's bytes on the wire are those of the stored JSON.
         #[derive(serde::Deserialize)]
         struct Raw<'a> {

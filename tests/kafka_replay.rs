@@ -37,12 +37,11 @@ async fn replay_output_equals_the_log() {
         writer.write(&client, 10).await;
     }
     let log = env.log().await;
-    let lines =
-        |entries: &mut dyn Iterator<Item = &wearhouse_projections::LogEntry>| -> Vec<String> {
-            entries
-                .map(|e| String::from_utf8(encode(e)).unwrap())
-                .collect()
-        };
+    let lines = |entries: &mut dyn Iterator<Item = &wearhouse_log::LogEntry>| -> Vec<String> {
+        entries
+            .map(|e| String::from_utf8(encode(e)).unwrap())
+            .collect()
+    };
 
     assert_eq!(
         replay(&env, &[]),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
+use wearhouse_log::LogEntry;
 use wearhouse_projections::runner::reset;
-use wearhouse_projections::{LogEntry, Projection, ProjectionError, Runner};
+use wearhouse_projections::{Projection, ProjectionError, Runner};
 
 /// Counts entries per aggregate into a table; fails once, after writing, when asked to.
 struct Counter {
@@ -136,4 +137,38 @@ async fn a_failed_batch_leaves_no_trace_and_the_retry_applies_each_entry_once() 
         rebuilt,
         (0..5).map(|i| (format!("a{i}"), 8)).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn a_session_lock_is_freed_by_release_and_by_dropping_its_guard() {
+    use std::time::{Duration, Instant};
+    use wearhouse_projections::pglock::{LockKey, SessionLock};
+
+    let db = common::TestDb::new().await;
+    let pool = common::pool(&db.url);
+    let key = || LockKey::Name("test-lock".into());
+    let try_lock = || async {
+        SessionLock::try_acquire(pool.get().await.unwrap(), key())
+            .await
+            .unwrap()
+    };
+    let held = try_lock().await.expect("free at first");
+    assert!(try_lock().await.is_none(), "held by another session");
+    held.release().await.unwrap();
+    let again = try_lock().await.expect("free after release");
+    // Dropped without release (an early return, a cancelled future): its connection closes,
+    // and the server frees the lock once it sees the session end.
+    drop(again);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(lock) = try_lock().await {
+            lock.release().await.unwrap();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lock still held after its guard was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -533,7 +533,7 @@ fn readmes_point_only_inside_the_repository() {
 /// kafka/README.md names the schema metadata keys the samples topic and Arrow files carry.
 #[test]
 fn kafka_readme_names_the_samples_metadata_keys() {
-    use wearhouse_projections::arrow_batch::{META_SERIES_CODE, META_SERIES_ID, META_UNIT};
+    use wearhouse_log::arrow_batch::{META_SERIES_CODE, META_SERIES_ID, META_UNIT};
     let text = readme("kafka/README.md");
     for key in [
         META_SERIES_ID,

@@ -12,6 +12,7 @@ pub mod menstrual;
 pub mod priority;
 pub mod provider_setting;
 pub mod records;
+pub mod rejection;
 pub mod scores;
 pub mod series;
 pub mod sleep;

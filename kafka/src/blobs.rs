@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
-use wearhouse_projections::LogEntry;
+use wearhouse_log::LogEntry;
 
 use crate::envelope::{entry_key, HEADER_POSITION};
 
@@ -225,7 +225,7 @@ pub fn key(entry: &LogEntry) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-    use wearhouse_projections::Cursor;
+    use wearhouse_log::Cursor;
 
     fn entry(event_type: &str, payload: Value) -> LogEntry {
         LogEntry {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
-use wearhouse_projections::{Cursor, LogEntry};
+use wearhouse_log::{Cursor, LogEntry};
 
 /// Message headers set on every message, so consumers can filter without parsing the value.
 pub const HEADER_POSITION: &str = "wearhouse-position";
@@ -33,7 +33,7 @@ pub struct Envelope {
     pub user_id: Option<Uuid>,
     pub recorded_at: DateTime<Utc>,
     /// The payload's JSON text as the log holds it, passed through unparsed.
-    pub payload: wearhouse_projections::log::Payload,
+    pub payload: wearhouse_log::Payload,
     pub metadata: Value,
 }
 

@@ -7,7 +7,7 @@
 //! therefore not be rebuilt from the topic: they always tail Postgres.
 
 use serde_json::Value;
-use wearhouse_projections::LogEntry;
+use wearhouse_log::LogEntry;
 
 /// Aggregates whose events hold secrets or hashes of secrets.
 pub const SECRET_BEARING_AGGREGATES: &[&str] = &["Developer", "ApiKey", "Connection"];
@@ -55,7 +55,7 @@ pub fn redacted(entry: &LogEntry) -> Option<LogEntry> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use wearhouse_projections::Cursor;
+    use wearhouse_log::Cursor;
 
     fn entry(aggregate_type: &str, payload: Value) -> LogEntry {
         LogEntry {

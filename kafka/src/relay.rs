@@ -18,8 +18,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
-use wearhouse_projections::log::read_after;
-use wearhouse_projections::{Cursor, LogEntry};
+use wearhouse_log::read::read_after;
+use wearhouse_log::{Cursor, LogEntry};
+use wearhouse_projections::pglock::{LockKey, SessionLock};
 
 use crate::blobs::{self, Attachment};
 use crate::config::{KafkaConfig, NoBrokers, Topics, RETRY_PAUSE};
@@ -351,35 +352,29 @@ impl Relay {
     }
 
     async fn open(&self) -> Result<Session, RelayError> {
-        let client = self.pool.get().await?;
-        loop {
-            let locked: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-                .await?
-                .get(0);
-            if locked {
-                break;
+        let lock = loop {
+            let client = self.pool.get().await?;
+            if let Some(lock) = SessionLock::try_acquire(client, LockKey::Id(LOCK_KEY)).await? {
+                break lock;
             }
             debug!("another relay is active; standing by");
             tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let cursor = checkpoint(&client).await?;
+        };
+        // From here any early return drops the guard, which closes its connection and so
+        // frees the lock for a standby.
+        let cursor = checkpoint(lock.client()).await?;
         ensure_topics(&self.cfg).await?;
         let producer = self.producer()?;
         self.progress.send_replace(cursor);
         Ok(Session {
-            client: Some(client),
+            lock,
             producer,
             cursor,
         })
     }
 
     async fn pass(&self, s: &mut Session) -> Result<usize, RelayError> {
-        let client = s
-            .client
-            .as_ref()
-            .expect("a live session has its connection");
-        self.step(client, &s.producer, &mut s.cursor).await
+        self.step(s.lock.client(), &s.producer, &mut s.cursor).await
     }
 }
 
@@ -459,17 +454,9 @@ impl InFlight {
 }
 
 struct Session {
-    // Holds the advisory lock for as long as it lives (the lock is per connection).
-    client: Option<deadpool_postgres::Object>,
+    /// The active relay's lock, held for as long as the session lives; its connection is the
+    /// one the relay reads the log on.
+    lock: SessionLock,
     producer: FutureProducer,
     cursor: Cursor,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // Returned to the pool, the connection would keep the lock: detach it so it closes.
-        if let Some(client) = self.client.take() {
-            drop(deadpool_postgres::Object::take(client));
-        }
-    }
 }

@@ -14,8 +14,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use uuid::Uuid;
-use wearhouse_projections::log::read_after;
-use wearhouse_projections::{Cursor, LogEntry};
+use wearhouse_log::read::read_after;
+use wearhouse_log::{Cursor, LogEntry};
 
 use crate::blobs::{self, Attachment};
 use crate::config::KafkaConfig;

@@ -20,7 +20,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
-use wearhouse_projections::{Cursor, LogEntry, Projection, ProjectionError};
+use wearhouse_log::{Cursor, LogEntry};
+use wearhouse_projections::{Projection, ProjectionError};
 
 use crate::config::{KafkaConfig, NoBrokers};
 use crate::envelope::{self, Envelope};

@@ -13,69 +13,23 @@ use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::{json, Value};
 use uuid::Uuid;
 use wearhouse_domain::daily::local_hour;
-use wearhouse_domain::records::{record_id, DataEvent, RecordKind, SleepStageInterval};
+use wearhouse_domain::records::{record_id, DataEvent, RecordKind};
 use wearhouse_domain::scores::{self, SleepInputs, HISTORY_NIGHTS, LOOKBACK_DAYS};
-use wearhouse_domain::sleep::SleepStage;
-use wearhouse_domain::sleep_merge::{self, Night, Session, StageSpan};
+use wearhouse_domain::sleep_merge::{self, Night};
 
-use crate::ranks::{source_ranks, UNRANKED};
+use crate::nights::{
+    add_days, load_sessions, midnight, HRV_RMSSD, NIGHT_DEPENDENCIES, NIGHT_INPUTS,
+};
 use crate::{decode, LogEntry, Projection, ProjectionError};
 
 pub struct HealthScores;
 
-const HRV_RMSSD: i16 = 7;
 /// Nights looked back at for bedtime history (one per night, within 15 nights).
 const HISTORY_WINDOW_DAYS: i64 = 15;
 const MARGIN_H: i64 = 15;
 
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
-    d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
-}
-
 fn component(value: Option<f64>, qualifier: Option<&str>) -> Value {
     json!({ "value": value, "qualifier": qualifier })
-}
-
-/// The user's sessions overlapping [lo, hi), with ranks, as the merge takes them.
-pub async fn load_sessions(
-    client: &impl GenericClient,
-    user: Uuid,
-    lo: DateTime<Utc>,
-    hi: DateTime<Utc>,
-) -> Result<Vec<Session>, tokio_postgres::Error> {
-    let ranks = source_ranks(client, user).await?;
-    let rows = client
-        .query(
-            "SELECT id, data_source_id, start_time, end_time, zone_offset, is_nap, stages \
-             FROM sleep_sessions WHERE user_id = $1 AND NOT deleted AND end_time > $2 AND start_time < $3",
-            &[&user, &lo, &hi],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let source: Uuid = r.get(1);
-            let stages: Vec<SleepStageInterval> =
-                serde_json::from_value(r.get::<_, Value>(6)).unwrap_or_default();
-            Session {
-                id: r.get(0),
-                source,
-                rank: ranks.get(&source).copied().unwrap_or(UNRANKED),
-                start: r.get(2),
-                end: r.get(3),
-                zone_offset: r.get::<_, Option<i16>>(4).unwrap_or(0),
-                is_nap: r.get(5),
-                stages: stages
-                    .into_iter()
-                    .map(|s| StageSpan {
-                        stage: SleepStage::parse(&s.stage).unwrap_or(SleepStage::Unknown),
-                        start: s.start,
-                        end: s.end,
-                    })
-                    .collect(),
-            }
-        })
-        .collect())
 }
 
 fn sleep_inputs(night: &Night, history: &[&Night]) -> SleepInputs {
@@ -348,14 +302,6 @@ struct Ranges {
     resilience: BTreeSet<NaiveDate>,
 }
 
-fn add_days(set: &mut BTreeSet<NaiveDate>, from: NaiveDate, to: NaiveDate) {
-    let mut d = from;
-    while d <= to {
-        set.insert(d);
-        d += Duration::days(1);
-    }
-}
-
 /// Contiguous runs of a set of dates.
 fn runs(set: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
     let mut out: Vec<(NaiveDate, NaiveDate)> = Vec::new();
@@ -401,11 +347,11 @@ impl Projection for HealthScores {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        crate::sleep_nights::NIGHT_INPUTS
+        NIGHT_INPUTS
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        crate::sleep_nights::NIGHT_DEPENDENCIES
+        NIGHT_DEPENDENCIES
     }
 
     fn batch_size(&self) -> i64 {

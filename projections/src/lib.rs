@@ -2,16 +2,16 @@
 //! the event log. Every read model can be dropped and rebuilt from the log.
 
 pub mod api_keys;
-pub mod arrow_batch;
 pub mod connections;
 pub mod daily_rollup;
 pub mod data_sources;
 pub mod developers;
 pub mod health_scores;
 pub mod imports;
-pub mod log;
 pub mod menstrual_cycles;
+pub mod nights;
 pub mod personal;
+pub mod pglock;
 pub mod pgtls;
 pub mod priorities;
 pub mod priority_scope;
@@ -29,8 +29,8 @@ pub mod workouts;
 
 use std::sync::Arc;
 
-pub use log::{Cursor, LogEntry};
-pub use runner::{pg_message, Projection, ProjectionError, Runner};
+pub use runner::{Projection, ProjectionError, Runner};
+pub(crate) use wearhouse_log::LogEntry;
 
 /// Every read model of the platform, in the order the runner starts them.
 pub fn all() -> Vec<Arc<dyn Projection>> {
@@ -61,7 +61,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
 pub async fn caught_up(
     client: &impl deadpool_postgres::GenericClient,
 ) -> Result<bool, tokio_postgres::Error> {
-    let Some(head) = log::head(client).await? else {
+    let Some(head) = wearhouse_log::read::head(client).await? else {
         return Ok(true);
     };
     let names: Vec<&str> = all().iter().map(|p| p.name()).collect();

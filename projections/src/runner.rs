@@ -14,7 +14,8 @@ use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, warn};
 
-use crate::log::{horizon, last_below, peek_below, read_through, Cursor, LogEntry, Peek};
+use wearhouse_log::pg_message;
+use wearhouse_log::read::{horizon, last_below, peek_below, read_through, Cursor, LogEntry, Peek};
 
 /// How long a model that reads other models holds entries back while they catch up.
 const MAX_DEPENDENCY_WAIT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -44,14 +45,6 @@ pub enum ProjectionError {
 
 fn bytes_of(batch: &[Peek]) -> i64 {
     batch.iter().map(|p| p.bytes).sum()
-}
-
-/// tokio-postgres displays server errors as just "db error"; this includes the server's message.
-pub fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
-    }
 }
 
 /// A read model built from the log.

@@ -13,8 +13,8 @@ use futures::{pin_mut, SinkExt};
 use uuid::Uuid;
 use wearhouse_domain::records::DataEvent;
 
-use crate::arrow_batch;
 use crate::{decode, LogEntry, Projection, ProjectionError};
+use wearhouse_log::arrow_batch;
 
 pub struct Samples;
 

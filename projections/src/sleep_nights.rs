@@ -14,21 +14,17 @@ use wearhouse_domain::records::{DataEvent, RecordKind};
 use wearhouse_domain::scores::waso;
 use wearhouse_domain::sleep_merge;
 
-use crate::health_scores::load_sessions;
+use crate::nights::{add_days, load_sessions, midnight, NIGHT_DEPENDENCIES, NIGHT_INPUTS};
 use crate::{decode, LogEntry, Projection, ProjectionError};
 
 pub struct SleepNights;
 
 pub const HEART_RATE: i16 = 1;
 pub const HRV_SDNN: i16 = 3;
-pub const HRV_RMSSD: i16 = 7;
+pub use crate::nights::HRV_RMSSD;
 pub const SPO2: i16 = 20;
 pub const RESPIRATORY_RATE: i16 = 24;
 const VITALS: [i16; 5] = [HEART_RATE, HRV_SDNN, HRV_RMSSD, SPO2, RESPIRATORY_RATE];
-
-fn midnight(d: NaiveDate) -> DateTime<Utc> {
-    d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
-}
 
 /// Means of the points inside each window `[start, end)`, fed points in time order. Windows
 /// may come in any order and may overlap.
@@ -277,33 +273,6 @@ pub async fn recompute_user(
     }
     Ok(())
 }
-
-fn add_days(set: &mut BTreeSet<NaiveDate>, from: NaiveDate, to: NaiveDate) {
-    let mut d = from;
-    while d <= to {
-        set.insert(d);
-        d += Duration::days(1);
-    }
-}
-
-/// What changes a night (sessions, vitals, deletions, priorities): the inputs of this model and
-/// of the scores computed from nights.
-pub const NIGHT_INPUTS: &[&str] = &[
-    "SleepSessionsRecorded",
-    "SamplesRecorded",
-    "SamplesDeleted",
-    "RecordDeleted",
-    "ProviderPrioritiesSet",
-    "DeviceTypePrioritiesSet",
-];
-
-/// The read models nights are computed from.
-pub const NIGHT_DEPENDENCIES: &[&str] = &[
-    "samples",
-    "sleep_sessions",
-    "data_sources",
-    "source_priorities",
-];
 
 #[async_trait]
 impl Projection for SleepNights {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use poem_openapi::Object;
 
-use super::timeseries::Resolution;
+use super::params::Resolution;
 
 #[derive(Object, Debug, Clone, Default)]
 pub struct Pagination {

@@ -4,6 +4,7 @@ use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
+use wearhouse_domain::rejection::{Rejection, RejectionKind};
 
 #[derive(Debug, Object)]
 pub struct Detail {
@@ -66,26 +67,37 @@ pub fn internal(e: impl std::fmt::Display) -> poem::Error {
     poem::Error::from_string("Internal server error", StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// An error with its sources, for the log: `outer: cause: root cause`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
 pub fn internal_api(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "internal error");
     ApiError::internal("Internal server error")
 }
 
-impl<E: std::error::Error> From<crate::store::CommandError<E>> for ApiError {
+impl<E: Rejection> From<crate::store::CommandError<E>> for ApiError {
     fn from(e: crate::store::CommandError<E>) -> Self {
         match e {
-            crate::store::CommandError::Rejected(e) => {
-                let msg = e.to_string();
-                if msg.ends_with("not found") {
-                    ApiError::not_found(msg)
-                } else {
-                    ApiError::bad_request(msg)
-                }
-            }
+            crate::store::CommandError::Rejected(e) => match e.kind() {
+                RejectionKind::NotFound => ApiError::not_found(e.to_string()),
+                RejectionKind::Invalid => ApiError::bad_request(e.to_string()),
+            },
             crate::store::CommandError::Conflict => {
                 ApiError::conflict("The resource was changed concurrently; retry the request")
             }
-            crate::store::CommandError::Store(e) => internal_api(e),
+            crate::store::CommandError::Store(e) => internal_api(Chain(&*e)),
         }
     }
 }
@@ -98,7 +110,7 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        internal_api(wearhouse_projections::pg_message(&e))
+        internal_api(wearhouse_log::pg_message(&e))
     }
 }
 
@@ -113,7 +125,7 @@ pub async fn to_detail(err: poem::Error) -> Response {
     if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         status = StatusCode::BAD_REQUEST;
     }
-    let detail = if status == StatusCode::NOT_FOUND && err.to_string() == "not found" {
+    let detail = if err.is::<poem::error::NotFoundError>() {
         "Not Found".to_string()
     } else if status == StatusCode::METHOD_NOT_ALLOWED {
         // The path exists, the method does not: the contract's (FastAPI's) wording.
@@ -127,7 +139,7 @@ pub async fn to_detail(err: poem::Error) -> Response {
     let mut resp = poem::web::Json(serde_json::json!({ "detail": detail }))
         .with_status(status)
         .into_response();
-    if status == StatusCode::UNAUTHORIZED && detail == crate::auth::MSG_BAD_JWT {
+    if err.is::<crate::auth::BadBearer>() {
         resp.headers_mut()
             .insert("WWW-Authenticate", "Bearer".parse().expect("static header"));
     }

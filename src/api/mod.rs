@@ -69,6 +69,15 @@ pub struct AppState {
     pub streams: Arc<crate::auth::streams::StreamSlots>,
 }
 
+impl crate::auth::CredentialStore for AppState {
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+    fn jwt(&self) -> &Jwt {
+        &self.jwt
+    }
+}
+
 impl AppState {
     pub async fn db(&self) -> poem::Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(internal)
@@ -137,6 +146,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .with(RequestId::default())
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |ep, req| unlisted_origin(ep, req, listed.clone()))
+        .data(Arc::new(state.clone()) as Arc<dyn crate::auth::CredentialStore>)
         .data(state)
         .catch_all_error(error::to_detail)
 }

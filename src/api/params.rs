@@ -7,6 +7,8 @@ use base64::Engine;
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use uuid::Uuid;
 
+use poem_openapi::Enum;
+
 use super::ApiError;
 
 fn bad_datetime(v: &str) -> ApiError {
@@ -231,6 +233,34 @@ pub fn decode_date_cursor(raw: &str) -> Result<(NaiveDate, Direction), ApiError>
 /// A request's local date from a contract datetime: the date as written (its own offset).
 pub fn local_date_param(raw: &str) -> Result<NaiveDate, ApiError> {
     Ok(parse_datetime(raw)?.date_naive())
+}
+
+/// Bucket width of an aggregated response; `raw` returns the samples themselves.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    #[oai(rename = "raw")]
+    Raw,
+    #[oai(rename = "1min")]
+    OneMinute,
+    #[oai(rename = "5min")]
+    FiveMinutes,
+    #[oai(rename = "15min")]
+    FifteenMinutes,
+    #[oai(rename = "1hour")]
+    OneHour,
+}
+
+impl Resolution {
+    /// The bucket width as a Postgres interval literal; `None` for raw.
+    pub fn interval(self) -> Option<&'static str> {
+        match self {
+            Resolution::Raw => None,
+            Resolution::OneMinute => Some("1 minute"),
+            Resolution::FiveMinutes => Some("5 minutes"),
+            Resolution::FifteenMinutes => Some("15 minutes"),
+            Resolution::OneHour => Some("1 hour"),
+        }
+    }
 }
 
 #[cfg(test)]

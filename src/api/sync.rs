@@ -16,14 +16,14 @@ use tracing::warn;
 use uuid::Uuid;
 use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand};
 use wearhouse_domain::records::DataEvent;
-use wearhouse_projections::Cursor;
+use wearhouse_log::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::{AnyCredential, DeveloperAuth};
-use crate::ingest::writer::{self, Out};
 use crate::providers::engine::{SyncError, SyncRequest};
 use crate::services::backfills::Backfills;
 use crate::services::webhooks::{Delivery, Webhooks};
+use wearhouse_log::writer::{self, Out};
 
 #[derive(Tags)]
 enum Tag {
@@ -469,7 +469,7 @@ impl SyncApi {
         .map_err(super::error::internal_api)?;
         if let Some(runner) = &state.commands.runner {
             let client = state.pool.get().await?;
-            if let Ok(Some(c)) = wearhouse_projections::log::last_cursor_of(
+            if let Ok(Some(c)) = wearhouse_log::read::last_cursor_of(
                 &client,
                 DataEvent::AGGREGATE_TYPE,
                 &stream.to_string(),
@@ -1073,8 +1073,7 @@ async fn wait_for_run(state: &AppState, run_id: Uuid) {
     let Ok(client) = state.pool.get().await else {
         return;
     };
-    let cursor =
-        wearhouse_projections::log::last_cursor_of(&client, "SyncRun", &run_id.to_string()).await;
+    let cursor = wearhouse_log::read::last_cursor_of(&client, "SyncRun", &run_id.to_string()).await;
     drop(client);
     if let Ok(Some(c)) = cursor {
         if !runner

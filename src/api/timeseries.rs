@@ -23,14 +23,14 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Enum, Object, OpenApi, Tags};
+use poem_openapi::{Object, OpenApi, Tags};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use wearhouse_domain::series::{self, Aggregation, SeriesType, SERIES_TYPES};
 
 use super::data_sources::{source_metadata, unknown_source, SourceMetadata};
 use super::envelope::{Metadata, Page, PaginatedResponse, Pagination};
-use super::params::{end_bound, format_offset, parse_datetime, Cursor, Direction};
+use super::params::{end_bound, format_offset, parse_datetime, Cursor, Direction, Resolution};
 use super::{users, ApiError, AppState};
 use crate::auth::AnyCredential;
 
@@ -38,34 +38,6 @@ use crate::auth::AnyCredential;
 enum Tag {
     /// Time series samples
     Timeseries,
-}
-
-/// Bucket width of an aggregated response; `raw` returns the samples themselves.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    #[oai(rename = "raw")]
-    Raw,
-    #[oai(rename = "1min")]
-    OneMinute,
-    #[oai(rename = "5min")]
-    FiveMinutes,
-    #[oai(rename = "15min")]
-    FifteenMinutes,
-    #[oai(rename = "1hour")]
-    OneHour,
-}
-
-impl Resolution {
-    /// The bucket width as a Postgres interval literal; `None` for raw.
-    pub fn interval(self) -> Option<&'static str> {
-        match self {
-            Resolution::Raw => None,
-            Resolution::OneMinute => Some("1 minute"),
-            Resolution::FiveMinutes => Some("5 minutes"),
-            Resolution::FifteenMinutes => Some("15 minutes"),
-            Resolution::OneHour => Some("1 hour"),
-        }
-    }
 }
 
 /// The SQL expression that maps `time` to its bucket start: TimescaleDB's `time_bucket` when

@@ -11,10 +11,18 @@ use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use uuid::Uuid;
 
+use super::Jwt;
 use super::{
     sha256_hex, API_KEY_HEADER, MSG_AUTH_REQUIRED, MSG_BAD_API_KEY, MSG_BAD_JWT, MSG_SDK_TOKEN,
 };
-use crate::api::AppState;
+
+/// What the extractors need from the application to check a credential. The API's state
+/// implements it and `api::app` registers it as request data (`Arc<dyn CredentialStore>`), so
+/// authentication never imports the API.
+pub trait CredentialStore: Send + Sync + 'static {
+    fn pool(&self) -> &deadpool_postgres::Pool;
+    fn jwt(&self) -> &Jwt;
+}
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,17 +45,42 @@ impl Principal {
     }
 }
 
+/// A missing or invalid developer bearer token: the error handler answers it with
+/// `WWW-Authenticate: Bearer`, knowing it by this type.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", MSG_BAD_JWT)]
+pub struct BadBearer;
+
+impl poem::error::ResponseError for BadBearer {
+    fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
 fn unauthorized(msg: &str) -> poem::Error {
     poem::Error::from_string(msg, StatusCode::UNAUTHORIZED)
 }
 
-fn state(req: &Request) -> poem::Result<&AppState> {
-    req.data::<AppState>().ok_or_else(|| {
-        poem::Error::from_string(
-            "application state missing",
-            StatusCode::INTERNAL_SERVER_ERROR,
-        )
-    })
+/// Logs an unexpected failure with its cause and answers a generic 500 (the cause can carry
+/// internals that callers must not see).
+fn internal(e: impl std::fmt::Display) -> poem::Error {
+    tracing::error!(error = %e, "internal error");
+    poem::Error::from_string("Internal server error", StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn db(state: &dyn CredentialStore) -> poem::Result<deadpool_postgres::Object> {
+    state.pool().get().await.map_err(internal)
+}
+
+fn state(req: &Request) -> poem::Result<&dyn CredentialStore> {
+    req.data::<std::sync::Arc<dyn CredentialStore>>()
+        .map(|s| s.as_ref())
+        .ok_or_else(|| {
+            poem::Error::from_string(
+                "application state missing",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            )
+        })
 }
 
 fn bearer(req: &Request) -> Option<&str> {
@@ -64,8 +97,8 @@ enum JwtOutcome {
     Invalid,
 }
 
-async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
-    let Some(claims) = state.jwt.decode(token) else {
+async fn check_jwt(state: &dyn CredentialStore, token: &str) -> poem::Result<JwtOutcome> {
+    let Some(claims) = state.jwt().decode(token) else {
         return Ok(JwtOutcome::Invalid);
     };
     if claims.scope.as_deref() == Some("sdk") {
@@ -76,8 +109,7 @@ async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
     };
     // A token of a developer that no longer exists, or one revoked by signing out, is not a
     // credential.
-    let exists = state
-        .db()
+    let exists = db(state)
         .await?
         .query_opt(
             "SELECT 1 FROM developers WHERE id = $1 \
@@ -85,7 +117,7 @@ async fn check_jwt(state: &AppState, token: &str) -> poem::Result<JwtOutcome> {
             &[&id, &claims.jti.unwrap_or_default()],
         )
         .await
-        .map_err(crate::api::internal)?
+        .map_err(internal)?
         .is_some();
     Ok(if exists {
         JwtOutcome::Developer(id)
@@ -159,11 +191,14 @@ impl Presented {
 
 /// Whether credentials accepted earlier still are (a long-lived stream re-checks them: a
 /// revoked key or signed-out token ends it).
-pub async fn credential_still_valid(state: &AppState, presented: &Presented) -> bool {
+pub async fn credential_still_valid(state: &impl CredentialStore, presented: &Presented) -> bool {
     any_credential(state, presented).await.is_ok()
 }
 
-async fn any_credential(state: &AppState, presented: &Presented) -> poem::Result<Principal> {
+async fn any_credential(
+    state: &dyn CredentialStore,
+    presented: &Presented,
+) -> poem::Result<Principal> {
     // JWT first; an SDK-scoped or invalid JWT falls through to the API key, as upstream.
     if let Some(token) = presented.bearer.as_deref() {
         if let JwtOutcome::Developer(id) = check_jwt(state, token).await? {
@@ -174,15 +209,14 @@ async fn any_credential(state: &AppState, presented: &Presented) -> poem::Result
         None if presented.bearer.is_none() => Err(unauthorized(MSG_AUTH_REQUIRED)),
         None => Err(unauthorized(MSG_BAD_API_KEY)),
         Some(key) => {
-            let row = state
-                .db()
+            let row = db(state)
                 .await?
                 .query_opt(
                     "SELECT id FROM api_keys WHERE key_hash = $1",
                     &[&sha256_hex(key.trim())],
                 )
                 .await
-                .map_err(crate::api::internal)?;
+                .map_err(internal)?;
             match row {
                 Some(r) => Ok(Principal::ApiKey(r.get(0))),
                 None => Err(unauthorized(MSG_BAD_API_KEY)),
@@ -276,12 +310,12 @@ impl<'a> ApiExtractor<'a> for DeveloperAuth {
     ) -> poem::Result<Self> {
         let state = state(req)?;
         let Some(token) = bearer(req) else {
-            return Err(unauthorized(MSG_BAD_JWT));
+            return Err(BadBearer.into());
         };
         match check_jwt(state, token).await? {
             JwtOutcome::Developer(id) => Ok(DeveloperAuth(id)),
             JwtOutcome::Sdk => Err(unauthorized(MSG_SDK_TOKEN)),
-            JwtOutcome::Invalid => Err(unauthorized(MSG_BAD_JWT)),
+            JwtOutcome::Invalid => Err(BadBearer.into()),
         }
     }
 }

@@ -20,13 +20,13 @@ use wearhouse_domain::records::{
     SleepSessionRecord, WorkoutRecord,
 };
 use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
-use wearhouse_projections::arrow_batch::{self, SampleRow};
+use wearhouse_log::arrow_batch::{self, SampleRow};
 
 use super::apple::{self, BiologicalSex, NullSink, Sink, SinkError, Source};
 use super::raw::{self, RawMeta};
 use super::sleep_sessions::{self, Interval};
-use super::writer::{writer, Out};
 use crate::store::{Actor, Commands};
+use wearhouse_log::writer::{writer, Out, WriteError};
 
 /// Samples per Arrow batch (one series type and one source per batch).
 pub const BATCH_ROWS: usize = 10_000;
@@ -53,12 +53,16 @@ pub enum PipelineError {
     Raw(#[from] raw::RawError),
     #[error("{0}")]
     Parse(#[from] apple::ImportError),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("event store: {0}")]
-    Store(String),
+    Command(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("a pipeline task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("encoding a sample batch: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
 }
@@ -616,14 +620,17 @@ async fn exec<A: cqrs_es::Aggregate<Services = ()>>(
     cmd: A::Command,
     actor: &Actor,
     user: Uuid,
-) -> Result<(), PipelineError> {
+) -> Result<(), PipelineError>
+where
+    A::Error: Send + Sync + 'static,
+{
     // Import status is read from its read model: wait for it, so a finished import never looks
     // unknown to a client polling it.
     let read_model = (A::TYPE == "Import").then_some("imports");
     commands
         .execute::<A>(&id.to_string(), cmd, actor, Some(user), read_model)
         .await
-        .map_err(|e| PipelineError::Store(e.to_string()))
+        .map_err(|e| PipelineError::Command(Box::new(e)))
 }
 
 /// Records that the bytes arrived: stores them raw and appends `RawPayloadReceived`.
@@ -636,8 +643,7 @@ pub async fn receive(
     let sha256 = match &req.sha256 {
         Some(s) => s.clone(),
         None => tokio::task::spawn_blocking(move || raw::sha256_file(&path))
-            .await
-            .map_err(|e| PipelineError::Store(e.to_string()))?
+            .await?
             .map_err(raw::RawError::Io)?,
     };
     let zip = std::fs::File::open(&req.path)
@@ -722,8 +728,7 @@ pub async fn run(
         match &req.sha256 {
             Some(s) => s.clone(),
             None => tokio::task::spawn_blocking(move || raw::sha256_file(&path))
-                .await
-                .map_err(|e| PipelineError::Store(e.to_string()))?
+                .await?
                 .map_err(raw::RawError::Io)?,
         }
     } else {
@@ -877,9 +882,7 @@ async fn normalize_checked(
     progress: Arc<Progress>,
     check: Check,
 ) -> Result<ImportCounts, PipelineError> {
-    check
-        .await
-        .map_err(|e| PipelineError::Store(e.to_string()))??;
+    check.await??;
     // The raw bytes are stored and the file parses; nothing derived is appended yet.
     crate::crashpoint::hit("import.parse");
 
@@ -923,13 +926,9 @@ async fn normalize_checked(
             .store(report.counts.elements(), Ordering::Relaxed);
         Ok::<_, apple::ImportError>((report, sessions))
     });
-    let parsed = parse
-        .await
-        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    let parsed = parse.await?;
     // The writer's error explains a sink failure better than the parser's "writer stopped".
-    let written = write
-        .await
-        .map_err(|e| PipelineError::Store(e.to_string()))?;
+    let written = write.await?;
     written?;
     let (report, sessions) = parsed?;
     Ok(counts_of(&report, sessions))

@@ -6,4 +6,3 @@ pub mod queue;
 pub mod raw;
 pub mod renormalize;
 pub mod sleep_sessions;
-pub mod writer;

@@ -16,10 +16,12 @@ const ZSTD_LEVEL: i32 = 3;
 pub enum RawError {
     #[error("reading the payload: {0}")]
     Io(#[from] std::io::Error),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the compressing task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("raw payload {0} not found")]
     NotFound(String),
 }
@@ -125,9 +127,7 @@ pub async fn store_file(
             .await?;
         chunks += 1;
     }
-    reader
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    reader.await?;
     let size = std::fs::metadata(path)?.len() as i64;
     client
         .execute(

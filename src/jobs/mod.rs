@@ -33,7 +33,7 @@ pub const STATES: [&str; 4] = ["pending", "running", "done", "failed"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),

@@ -20,8 +20,9 @@ use super::{Endpoints, Provider, PullRequest, Registry};
 use crate::config::ProvidersConfig;
 use crate::crypto::Sealer;
 use crate::ingest::raw::{self, RawMeta};
-use crate::ingest::writer::{self, Out};
 use crate::store::{Actor, Commands};
+use wearhouse_log::writer::{self, Out};
+use wearhouse_projections::pglock::{LockKey, SessionLock};
 
 /// Attempts per request for 429 and 5xx/timeouts before the run fails.
 const ATTEMPTS: u32 = 4;
@@ -262,17 +263,13 @@ impl Engine {
             .get(&req.provider)
             .ok_or_else(|| SyncError::UnknownProvider(req.provider.clone()))?;
         let stream = self.lock_key(req.user_id, &req.provider).await;
-        // The lock lives on this pooled connection until it is released below.
-        let lock = self.pool.get().await.map_err(store_err)?;
-        let got: bool = lock
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 7261))",
-                &[&stream],
-            )
+        // The guard holds the lock on its own connection until released below, or closes that
+        // connection (freeing the lock) if this future stops first.
+        let client = self.pool.get().await.map_err(store_err)?;
+        let Some(lock) = SessionLock::try_acquire(client, LockKey::Name(stream))
             .await
             .map_err(store_err)?
-            .get(0);
-        if !got {
+        else {
             // A run queued by the API would otherwise wait forever; an unqueued one is unknown
             // to the aggregate and the command is refused, which is fine.
             let _ = self
@@ -286,16 +283,11 @@ impl Engine {
                 )
                 .await;
             return Err(SyncError::Busy);
-        }
+        };
         let result = self
             .sync_locked(&req, provider.as_ref(), &endpoints, resuming)
             .await;
-        let _ = lock
-            .execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 7261))",
-                &[&stream],
-            )
-            .await;
+        let _ = lock.release().await;
         match &result {
             Ok(o) => {
                 let mut metadata = o.metadata.clone();

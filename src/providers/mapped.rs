@@ -9,9 +9,9 @@ use wearhouse_domain::records::{
     SleepSessionRecord, WorkoutRecord,
 };
 use wearhouse_domain::series;
-use wearhouse_projections::arrow_batch::{self, SampleRow};
+use wearhouse_log::arrow_batch::{self, SampleRow};
 
-use crate::ingest::writer::Out;
+use wearhouse_log::writer::Out;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MapError {

@@ -51,6 +51,33 @@ pub struct Coverage {
     pub scores: &'static [&'static str],
 }
 
+/// Workout item fields the `workouts` read model can fill (columns plus its `stats`).
+pub const WORKOUT_FIELDS: &[&str] = &[
+    "type",
+    "start_time",
+    "end_time",
+    "zone_offset",
+    "duration_seconds",
+    "calories_kcal",
+    "distance_meters",
+    "avg_heart_rate_bpm",
+    "max_heart_rate_bpm",
+    "elevation_gain_meters",
+];
+
+/// Sleep item fields the `sleep_sessions` read model can fill.
+pub const SLEEP_FIELDS: &[&str] = &[
+    "start_time",
+    "end_time",
+    "zone_offset",
+    "duration_seconds",
+    "sleep_duration_seconds",
+    "efficiency_percent",
+    "stages",
+    "sleep_stage_intervals",
+    "is_nap",
+];
+
 /// Static OAuth facts of a provider; URLs and credentials come from [`Endpoints`].
 #[derive(Debug, Clone, Copy)]
 pub struct OAuthSettings {
@@ -60,15 +87,7 @@ pub struct OAuthSettings {
     pub user_info_path: Option<&'static str>,
 }
 
-/// Where a provider lives and how this installation is registered there.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    pub authorize_url: String,
-    pub token_url: String,
-    pub api_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-}
+pub use crate::config::Endpoints;
 
 /// One GET against the provider's API.
 #[derive(Debug, Clone, PartialEq)]
@@ -391,15 +410,7 @@ impl Registry {
     }
 }
 
-/// HMAC-SHA256 of `parts` concatenated, with `key`.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().to_vec()
-}
+pub use crate::crypto::hmac_sha256;
 
 /// Endpoints with only a client secret (webhook tests).
 #[cfg(test)]

@@ -135,11 +135,7 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// The S256 challenge of any PKCE verifier (RFC 7636). The simulator checks what clients send
-/// with it, so unlike `oauth2`'s constructor it accepts verifiers of any length.
-pub fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
+pub use crate::crypto::pkce_challenge;
 
 pub fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))

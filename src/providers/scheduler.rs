@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use wearhouse_projections::pglock::{LockKey, SessionLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -112,24 +113,12 @@ async fn maintain_one(
     if !webhook_mode {
         return Ok(());
     }
-    let key = format!("subscriptions:{provider}");
-    let got: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 7261))",
-            &[&key],
-        )
-        .await?
-        .get(0);
-    if !got {
+    let key = LockKey::Name(format!("subscriptions:{provider}"));
+    let Some(lock) = SessionLock::try_acquire(client, key).await? else {
         return Ok(());
-    }
+    };
     let result = engine.maintain_subscriptions(provider, callback).await;
-    client
-        .execute(
-            "SELECT pg_advisory_unlock(hashtextextended($1, 7261))",
-            &[&key],
-        )
-        .await?;
+    lock.release().await?;
     result?;
     Ok(())
 }

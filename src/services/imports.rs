@@ -17,7 +17,7 @@ pub enum ImportsError {
     Jobs(#[from] JobError),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 

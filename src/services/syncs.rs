@@ -28,7 +28,7 @@ pub enum SyncsError {
     Jobs(#[from] JobError),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
@@ -134,7 +134,7 @@ pub(crate) async fn run_state(engine: &Engine, run: Uuid) -> Result<RunState, Sy
             &[&run.to_string()],
         )
         .await
-        .map_err(|e| SyncError::Store(wearhouse_projections::pg_message(&e)))?;
+        .map_err(|e| SyncError::Store(wearhouse_log::pg_message(&e)))?;
     let types: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
     Ok(
         if types.iter().any(|t| {

@@ -16,13 +16,13 @@ use wearhouse_domain::import::RawPayloadRef;
 use wearhouse_domain::records::DataEvent;
 
 use crate::ingest::raw::{self, RawMeta};
-use crate::ingest::writer::{self, Out};
 use crate::jobs::{JobContext, JobError, JobFailure, JobHandler, Jobs};
 use crate::providers::engine::{Engine, SyncError, SyncRequest};
 use crate::providers::linked::{self, LinkedError};
 use crate::providers::{check_freshness, Notice, Provider, SampleAnchor, WebhookError};
 use crate::services::syncs::{run_state, RunState, Syncs, SyncsError};
 use crate::store::Actor;
+use wearhouse_log::writer::{self, Out};
 
 /// The job kind that maps one accepted notice.
 pub const MAP_NOTICE: &str = "webhook.map_notice";
@@ -43,9 +43,9 @@ pub enum WebhookFailure {
     #[error("finding the linked users")]
     Linked(#[from] LinkedError),
     #[error("recording a provider delete")]
-    Record(#[source] crate::store::AppendError),
+    Record(#[source] wearhouse_log::AppendError),
     #[error("writing the notice's events")]
-    Write(#[source] crate::ingest::import::PipelineError),
+    Write(#[source] wearhouse_log::writer::WriteError),
     #[error("mapping the notice")]
     Sync(#[from] SyncError),
     #[error("recording the notice's mapping job")]

@@ -33,7 +33,7 @@ use poem::{get, handler, post, EndpointExt, IntoResponse, Request, Response, Rou
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::providers::{hmac_sha256, oauth::pkce_challenge};
+use crate::crypto::{hmac_sha256, pkce_challenge};
 
 pub mod fit;
 

@@ -1,7 +1,5 @@
-//! The write side of the event store: cqrs-es aggregates persisted on deadpool-postgres in
-//! postgres-es's table layout, with many events appended in one statement.
-
-mod repository;
+//! Commands on aggregates: cqrs-es over the log's repository (`wearhouse_log`), and the waits
+//! that give the API read-your-writes on the read models.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,96 +7,16 @@ use std::time::Duration;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
-use deadpool_postgres::{GenericClient, Pool};
-use serde_json::value::RawValue;
+use deadpool_postgres::Pool;
 use serde_json::Value;
-use tokio_postgres::types::Json;
 use uuid::Uuid;
-use wearhouse_projections::log::{last_cursor_of, Payload};
-use wearhouse_projections::{Cursor, Runner};
+use wearhouse_log::read::last_cursor_of;
+use wearhouse_log::{append, to_payload, AppendError, NewEvent, PgEventRepository};
+use wearhouse_projections::Runner;
 
-pub use repository::PgEventRepository;
-
-/// The JSON text of an event payload.
-pub fn to_payload(value: &impl serde::Serialize) -> Payload {
-    serde_json::value::to_raw_value(value).expect("event payloads serialize to JSON")
-}
-
-/// One event to append (what `SerializedEvent` carries, plus the user it concerns).
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    /// JSON text: an import's events go from their types to text without a `Value` tree.
-    pub payload: Payload,
-    pub metadata: Value,
-    pub user_id: Option<Uuid>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    #[error("optimistic lock: another writer appended to this aggregate first")]
-    Conflict,
-    #[error("database: {}", wearhouse_projections::pg_message(.0))]
-    Db(#[from] tokio_postgres::Error),
-    #[error("connection pool: {0}")]
-    Pool(String),
-}
-
-/// Appends `events` with one INSERT … SELECT FROM unnest(…), inside whatever transaction the
-/// client is in. Returns the cursor of the last appended entry.
-pub async fn append(
-    client: &impl GenericClient,
-    events: &[NewEvent],
-) -> Result<Option<Cursor>, AppendError> {
-    if events.is_empty() {
-        return Ok(None);
-    }
-    let col = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
-    let types = col(|e| e.aggregate_type.clone());
-    let ids = col(|e| e.aggregate_id.clone());
-    let event_types = col(|e| e.event_type.clone());
-    let versions = col(|e| e.event_version.clone());
-    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    let payloads: Vec<Json<&RawValue>> = events.iter().map(|e| Json(&*e.payload)).collect();
-    let metadata: Vec<&Value> = events.iter().map(|e| &e.metadata).collect();
-    let users: Vec<Option<Uuid>> = events.iter().map(|e| e.user_id).collect();
-    let rows = client
-        .query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, user_id) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::uuid[]) \
-             RETURNING tx::text::bigint, position",
-            &[&types, &ids, &sequences, &event_types, &versions, &payloads, &metadata, &users],
-        )
-        .await
-        .map_err(|e| {
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                AppendError::Conflict
-            } else {
-                AppendError::Db(e)
-            }
-        })?;
-    Ok(rows
-        .iter()
-        .map(|r| Cursor {
-            tx: r.get(0),
-            position: r.get(1),
-        })
-        .max())
-}
+pub use wearhouse_log::Actor;
 
 pub type Framework<A> = CqrsFramework<A, PersistedEventStore<PgEventRepository, A>>;
-
-/// Who caused a change, kept in each event's metadata for auditors.
-#[derive(Debug, Clone, Default)]
-pub struct Actor {
-    pub kind: &'static str,
-    pub id: String,
-    pub request_id: Option<String>,
-}
 
 /// Runs commands on aggregates and, when asked, waits until a read model shows the result.
 #[derive(Clone)]
@@ -114,7 +32,7 @@ pub enum CommandError<E: std::error::Error> {
     #[error("conflict: the resource was changed concurrently, retry")]
     Conflict,
     #[error("event store: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
@@ -122,7 +40,9 @@ impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
         match e {
             AggregateError::UserError(e) => CommandError::Rejected(e),
             AggregateError::AggregateConflict => CommandError::Conflict,
-            other => CommandError::Store(other.to_string()),
+            AggregateError::DatabaseConnectionError(e)
+            | AggregateError::DeserializationError(e)
+            | AggregateError::UnexpectedError(e) => CommandError::Store(e),
         }
     }
 }
@@ -159,10 +79,10 @@ impl Commands {
                 .pool
                 .get()
                 .await
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+                .map_err(|e| CommandError::Store(Box::new(e)))?;
             let cursor = last_cursor_of(&client, A::TYPE, id)
                 .await
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+                .map_err(|e| CommandError::Store(Box::new(e)))?;
             // Give the connection back before waiting: the projection runner may need it.
             drop(client);
             tracing::debug!(read_model = name, ?cursor, "waiting for read model");
@@ -217,11 +137,7 @@ impl Commands {
             "request_id": actor.request_id,
             "user_id": user_id.map(|u| u.to_string()),
         });
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| AppendError::Pool(e.to_string()))?;
+        let client = self.pool.get().await?;
         let mut attempts = 0;
         let cursor = loop {
             let next: i64 = client

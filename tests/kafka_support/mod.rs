@@ -18,8 +18,8 @@ use wearhouse_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
 use wearhouse_kafka::rdkafka::message::Headers;
 use wearhouse_kafka::rdkafka::{Message, Offset, TopicPartitionList};
 use wearhouse_kafka::KafkaConfig;
-use wearhouse_projections::log::read_after;
-use wearhouse_projections::{Cursor, LogEntry};
+use wearhouse_log::read::read_after;
+use wearhouse_log::{Cursor, LogEntry};
 
 pub const PARTITIONS: i32 = 4;
 

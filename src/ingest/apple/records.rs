@@ -8,7 +8,7 @@ use wearhouse_domain::sleep::SleepStage;
 use wearhouse_domain::workout_type::WorkoutType;
 
 use super::device::Source;
-use wearhouse_projections::arrow_batch::SampleRow;
+use wearhouse_log::arrow_batch::SampleRow;
 
 /// One quantity sample, already in the series type's canonical unit. Times are UTC microseconds;
 /// `zone_offset_min` is the offset the start date was written with.
@@ -255,8 +255,8 @@ mod tests {
         };
         let row = SampleRow::from(&s);
         assert_eq!(row.is_daily_total, Some(false));
-        let back = wearhouse_projections::arrow_batch::decode(
-            &wearhouse_projections::arrow_batch::encode(s.series, &[row], &[]).unwrap(),
+        let back = wearhouse_log::arrow_batch::decode(
+            &wearhouse_log::arrow_batch::encode(s.series, &[row], &[]).unwrap(),
         )
         .unwrap();
         assert_eq!(back.rows, [row]);

@@ -157,7 +157,7 @@ mod tests {
         // They reach the log as one MenstrualCyclesRecorded event.
         let out = m.into_out(user).unwrap();
         assert!(out.iter().any(|o| matches!(o,
-            crate::ingest::writer::Out::Event(DataEvent::MenstrualCyclesRecorded { cycles, .. }) if cycles.len() == 2)));
+            wearhouse_log::writer::Out::Event(DataEvent::MenstrualCyclesRecorded { cycles, .. }) if cycles.len() == 2)));
         // Without a start date the item is rejected, not guessed.
         assert!(Garmin
             .map("mct", &json!([{"summaryId": "x"}]), user)

@@ -541,8 +541,8 @@ impl Provider for Garmin {
                 "longitude",
                 "air_temperature",
             ],
-            workout_fields: crate::coverage::WORKOUT_FIELDS,
-            sleep_fields: crate::coverage::SLEEP_FIELDS,
+            workout_fields: super::WORKOUT_FIELDS,
+            sleep_fields: super::SLEEP_FIELDS,
             menstrual_cycle_fields: mct::FIELDS,
             scores: &["sleep", "stress"],
         }

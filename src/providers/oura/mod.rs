@@ -421,7 +421,7 @@ impl Provider for Oura {
                 "calories_kcal",
                 "distance_meters",
             ],
-            sleep_fields: crate::coverage::SLEEP_FIELDS,
+            sleep_fields: super::SLEEP_FIELDS,
             menstrual_cycle_fields: &[],
             scores: &["activity", "readiness", "sleep"],
         }

@@ -192,7 +192,7 @@ impl Provider for Whoop {
                 "skin_temperature",
                 "respiratory_rate",
             ],
-            workout_fields: crate::coverage::WORKOUT_FIELDS,
+            workout_fields: super::WORKOUT_FIELDS,
             sleep_fields: &[
                 "start_time",
                 "end_time",

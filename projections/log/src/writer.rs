@@ -9,8 +9,18 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 use wearhouse_domain::records::{DataEvent, SampleBatchRef};
 
-use super::import::PipelineError;
-use crate::store::{append, Actor, NewEvent};
+use crate::append::{append, to_payload, Actor, AppendError, NewEvent};
+
+/// Why a write of normalized data failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("database: {}", crate::pg_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("appending events: {0}")]
+    Append(#[from] AppendError),
+}
 
 fn ts(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
@@ -48,7 +58,7 @@ pub async fn writer(
     user_id: Uuid,
     actor: Actor,
     mut rx: mpsc::Receiver<Out>,
-) -> Result<u64, PipelineError> {
+) -> Result<u64, WriteError> {
     let mut client = pool.get().await?;
     // After the stream's last event: an import re-run after a crash appends after what the
     // interrupted run wrote (the read models' dedup keys absorb the repeats).
@@ -141,7 +151,7 @@ pub async fn writer(
                 sequence,
                 event_type: event.event_type().into(),
                 event_version: "1".into(),
-                payload: crate::store::to_payload(&event),
+                payload: to_payload(&event),
                 metadata: metadata.clone(),
                 user_id: Some(user_id),
             });
@@ -155,12 +165,10 @@ pub async fn writer(
             )
             .await?;
         }
-        append(&tx, &events)
-            .await
-            .map_err(|e| PipelineError::Store(e.to_string()))?;
+        append(&tx, &events).await?;
         tx.commit().await?;
         // One group is in the log, the rest of the stream is not.
-        crate::crashpoint::hit("writer.batch");
+        wearhouse_domain::crashpoint::hit("writer.batch");
     }
     // Megabyte statements grew this connection's buffers; close it rather than pool them.
     drop(deadpool_postgres::Object::take(client));
@@ -174,7 +182,7 @@ pub async fn write_all(
     user_id: Uuid,
     actor: &Actor,
     items: Vec<Out>,
-) -> Result<u64, PipelineError> {
+) -> Result<u64, WriteError> {
     let (tx, rx) = mpsc::channel(items.len().max(1));
     for item in items {
         // The channel holds every item, so this never waits.

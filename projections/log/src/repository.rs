@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{append, AppendError, NewEvent};
+use crate::append::{append, to_payload, AppendError, NewEvent};
 
 #[derive(Clone)]
 pub struct PgEventRepository {
@@ -115,7 +115,7 @@ impl PersistedEventRepository for PgEventRepository {
                 sequence: e.sequence as i64,
                 event_type: e.event_type.clone(),
                 event_version: e.event_version.clone(),
-                payload: super::to_payload(&e.payload),
+                payload: to_payload(&e.payload),
                 metadata: e.metadata.clone(),
                 user_id: user_of(e),
             })
@@ -125,7 +125,7 @@ impl PersistedEventRepository for PgEventRepository {
             Ok(_) => Ok(()),
             Err(AppendError::Conflict) => Err(PersistenceError::OptimisticLockError),
             Err(AppendError::Db(e)) => Err(conn(e)),
-            Err(AppendError::Pool(e)) => Err(PersistenceError::ConnectionError(e.into())),
+            Err(AppendError::Pool(e)) => Err(conn(e)),
         }
     }
 
