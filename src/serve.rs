@@ -79,6 +79,7 @@ pub async fn start(
             Arc::new(ImportJob {
                 commands: commands.clone(),
                 limits: cfg.import_limits.limits(),
+                uploads: db.home.join("uploads"),
             }),
             cfg.import_concurrency,
         );

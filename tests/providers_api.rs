@@ -2173,6 +2173,8 @@ async fn rate_budget_is_shared_across_processes() {
     let budget = [
         ("WEARHOUSE_PROVIDER_RATE_BUDGETS", "oura=300"),
         ("WEARHOUSE_SYNC_INTERVAL_SECS", "1"),
+        // One pull at a time per process: of the two due pulls (jobs), each process runs one.
+        ("WEARHOUSE_JOB_CONCURRENCY", "1"),
     ];
     let e = setup(&budget).await;
     let a = e.user().await;
