@@ -130,6 +130,7 @@ pub async fn import_apple(db: &DbConfig, file: &Path, user: Uuid) -> anyhow::Res
             Ok(())
         }
         Outcome::Failed { error } => anyhow::bail!("import {id} failed: {error}"),
+        Outcome::AlreadyEnded => anyhow::bail!("import {id} had already ended"),
     }
 }
 

@@ -11,8 +11,10 @@ use wearhouse_projections::Runner;
 use crate::api::{self, AppState};
 use crate::auth::{self, Jwt};
 use crate::config::{DbConfig, ServeConfig};
-use crate::ingest::queue::ImportQueue;
+use crate::ingest::queue::{self, ImportJob};
 use crate::jobs::{JobRunner, Jobs};
+use crate::services::imports::Imports;
+use crate::services::syncs::{SyncJob, Syncs};
 use crate::store::{Actor, Commands};
 
 pub struct Platform {
@@ -63,12 +65,23 @@ pub async fn start(
         pool: pool.clone(),
         runner: runner.clone(),
     };
-    sweep_uploads(&db.home.join("uploads"));
-    let imports = ImportQueue::new(
-        commands.clone(),
+    let jobs = Jobs::new(pool.clone());
+    let imports = Imports::new(
+        pool.clone(),
+        jobs.clone(),
         db.home.join("uploads"),
-        cfg.import_concurrency,
+        cfg.import_limits.limits(),
     );
+    imports.sweep_uploads().await?;
+    let mut jobs_runner = JobRunner::new(pool.clone(), cfg.jobs.runner(cfg.shutdown_grace()))
+        .register_limited(
+            queue::KIND,
+            Arc::new(ImportJob {
+                commands: commands.clone(),
+                limits: cfg.import_limits.limits(),
+            }),
+            cfg.import_concurrency,
+        );
     if cfg
         .providers
         .garmin_push_token
@@ -86,10 +99,23 @@ pub async fn start(
         cfg.providers.clone(),
         sealer,
     );
+    let syncs = Syncs::new(providers.clone(), jobs.clone());
+    jobs_runner = jobs_runner.register(
+        crate::services::syncs::KIND,
+        Arc::new(SyncJob {
+            engine: providers.clone(),
+        }),
+    );
+    let webhooks = crate::services::webhooks::Webhooks::new(providers.clone());
+    let backfills = crate::services::backfills::Backfills::new(providers.clone(), jobs.clone());
+    jobs_runner = jobs_runner
+        .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
+        .register(crate::services::backfills::RUN, backfills.handler());
     if cfg.providers.sync_interval_secs > 0 {
         tokio::spawn(crate::providers::scheduler::run(
             providers.clone(),
-            shutdown.subscribe(),
+            syncs.clone(),
+            stopping.subscribe(),
         ));
     }
     if cfg.providers.subscription_check_secs > 0 {
@@ -106,7 +132,6 @@ pub async fn start(
     let streams = Arc::new(auth::streams::StreamSlots::new(
         cfg.max_streams_per_credential.max(1),
     ));
-    let jobs = Jobs::new(pool.clone());
     let state = AppState {
         providers,
         commands,
@@ -116,6 +141,7 @@ pub async fn start(
             .into_bytes(),
         imports,
         jobs: jobs.clone(),
+        syncs,
         stopping: stopping_rx,
         config: Arc::new(cfg),
         timescaledb,
@@ -125,15 +151,6 @@ pub async fn start(
         login_throttle,
         streams,
     };
-    let webhooks = crate::services::webhooks::Webhooks::new(state.providers.clone());
-    let backfills =
-        crate::services::backfills::Backfills::new(state.providers.clone(), state.jobs.clone());
-    let jobs_runner = JobRunner::new(
-        state.pool.clone(),
-        state.config.jobs.runner(state.config.shutdown_grace()),
-    )
-    .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
-    .register(crate::services::backfills::RUN, backfills.handler());
     Ok(Platform {
         state,
         shutdown,
@@ -143,24 +160,6 @@ pub async fn start(
         runner_task,
         relay_task,
     })
-}
-
-/// Removes uploads left by a process that stopped mid-upload or mid-import (nothing resumes
-/// them, and they hold health data). Uploads are per process: WEARHOUSE_HOME is not shared.
-fn sweep_uploads(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "upload") && std::fs::remove_file(&path).is_ok() {
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        info!(removed, "left-over uploads removed");
-    }
 }
 
 fn system() -> Actor {

@@ -203,3 +203,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+impl From<crate::services::imports::ImportsError> for ApiError {
+    fn from(e: crate::services::imports::ImportsError) -> Self {
+        // Nothing a client did: the database or the job table failed.
+        internal_api(e)
+    }
+}
+
+impl From<crate::services::syncs::SyncsError> for ApiError {
+    fn from(e: crate::services::syncs::SyncsError) -> Self {
+        use crate::services::syncs::SyncsError as S;
+        match e {
+            S::Sync(e) => e.into(),
+            S::Jobs(_) | S::Pool(_) | S::Db(_) => internal_api(e),
+        }
+    }
+}

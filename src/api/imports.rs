@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::text::Text;
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::AnyCredential;
-use crate::ingest::import::ImportRequest;
+use crate::services::imports::Upload;
 use crate::store::Actor;
 
 #[derive(Tags)]
@@ -227,28 +227,28 @@ async fn receive_upload(
     Err(ApiError::bad_request("Missing multipart field 'file'"))
 }
 
-fn start(
+async fn start(
     state: &AppState,
     import_id: Uuid,
     user_id: Uuid,
     upload: (PathBuf, String, Option<String>),
     actor: Actor,
-) -> ImportAccepted {
+) -> Result<ImportAccepted, ApiError> {
     let (path, sha256, filename) = upload;
-    state.imports.spawn(ImportRequest {
-        import_id,
-        user_id,
+    let upload = Upload {
         path,
+        sha256,
         filename,
-        sha256: Some(sha256),
-        actor,
-        limits: state.config.import_limits.limits(),
-    });
-    ImportAccepted {
+    };
+    state
+        .imports
+        .accept(import_id, user_id, upload, actor)
+        .await?;
+    Ok(ImportAccepted {
         status: "processing".into(),
         task_id: import_id,
         user_id,
-    }
+    })
 }
 
 pub struct ImportsApi;
@@ -274,13 +274,16 @@ impl ImportsApi {
     ) -> Result<Json<ImportAccepted>, ApiError> {
         users::load(&state, user_id.0).await?;
         let upload = receive_upload(&state, multipart, state.config.max_upload_bytes).await?;
-        Ok(Json(start(
-            &state,
-            Uuid::new_v4(),
-            user_id.0,
-            upload,
-            auth.0.actor(request_id(req)),
-        )))
+        Ok(Json(
+            start(
+                &state,
+                Uuid::new_v4(),
+                user_id.0,
+                upload,
+                auth.0.actor(request_id(req)),
+            )
+            .await?,
+        ))
     }
 
     /// Get a signed, expiring, size-limited URL to upload an export to (S3-style POST form)
@@ -379,7 +382,9 @@ impl ImportsApi {
             id: grant.key.clone(),
             request_id: request_id(req),
         };
-        Ok(Json(start(&state, grant.import, grant.user, upload, actor)))
+        Ok(Json(
+            start(&state, grant.import, grant.user, upload, actor).await?,
+        ))
     }
 
     /// Status, counts and error of one import
@@ -407,7 +412,7 @@ impl ImportsApi {
             .await?;
         let Some(r) = row else {
             // Accepted but not yet recorded (its bytes are still being stored).
-            if state.imports.is_running(import_id.0) {
+            if state.imports.is_pending(import_id.0).await? {
                 let now = Utc::now();
                 return Ok(Json(ImportStatus {
                     id: import_id.0,

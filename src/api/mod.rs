@@ -35,7 +35,6 @@ pub use error::{internal, ApiError, Detail};
 
 use crate::auth::Jwt;
 use crate::config::ServeConfig;
-use crate::ingest::queue::ImportQueue;
 use crate::store::Commands;
 
 /// What every handler can reach.
@@ -45,9 +44,11 @@ pub struct AppState {
     pub commands: Commands,
     pub jwt: Jwt,
     pub config: Arc<ServeConfig>,
-    pub imports: ImportQueue,
+    pub imports: crate::services::imports::Imports,
     /// Enqueues durable background work (src/jobs).
     pub jobs: crate::jobs::Jobs,
+    /// Syncs run as jobs (API, first pull, scheduler).
+    pub syncs: crate::services::syncs::Syncs,
     /// Turns true when shutdown starts: open streams end, so draining does not wait on them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// HMAC key of signed upload URLs.

@@ -24,7 +24,6 @@ use wearhouse_domain::provider_setting::{
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::{DeveloperAuth, MaybeCredential};
 use crate::crypto::connection_context;
-use crate::providers::engine::SyncRequest;
 use crate::providers::oauth;
 
 #[derive(Tags)]
@@ -376,25 +375,16 @@ impl OAuthApi {
         {
             return Ok(fail("server_error", &e.to_string()));
         }
-        let caps = p.capabilities();
-        // Pull providers get a historical pull; callback providers (Garmin) a backfill request.
-        if (caps.rest_pull || caps.webhook_callback)
-            && state.providers.config.historical_days_on_connect > 0
+        if let Err(e) = crate::services::connections::after_connect(
+            &state.syncs,
+            &state.providers.config,
+            p.as_ref(),
+            user_id,
+        )
+        .await
         {
-            let days = state.providers.config.historical_days_on_connect;
-            let engine = state.providers.clone();
-            let req = SyncRequest {
-                run_id: Uuid::new_v4(),
-                user_id,
-                provider: p.name().into(),
-                source: "backfill".into(),
-                start: Utc::now() - Duration::days(days),
-                end: Utc::now(),
-                data_types: vec![],
-            };
-            tokio::spawn(async move {
-                let _ = engine.sync(req).await;
-            });
+            // The connection stands; its first pull can be asked for with POST …/sync.
+            tracing::error!(provider = p.name(), error = %e, "first pull not recorded");
         }
         let user = user_id.to_string();
         let to_app = stored_redirect.as_deref().and_then(|r| {

@@ -628,12 +628,7 @@ impl SyncApi {
             data_types: types,
         };
         if run_async.0 {
-            let task = req.run_id.to_string();
-            state.providers.queue(&req).await?;
-            let engine = state.providers.clone();
-            tokio::spawn(async move {
-                let _ = engine.sync(req).await;
-            });
+            let task = state.syncs.start_async(req).await?.to_string();
             return Ok(Json(SyncResponse {
                 success: true,
                 is_async: Some(true),

@@ -92,6 +92,44 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// A re-run found the import already completed or failed.
+    AlreadyEnded,
+}
+
+/// How far an import got, from its streams in the log.
+#[derive(Debug, Default)]
+struct Reached {
+    received: bool,
+    started: bool,
+    import_ended: bool,
+    run_started: bool,
+    run_ended: bool,
+}
+
+impl Reached {
+    async fn of(pool: &Pool, id: Uuid) -> Result<Reached, PipelineError> {
+        let rows = pool
+            .get()
+            .await?
+            .query(
+                "SELECT DISTINCT event_type FROM events \
+                  WHERE aggregate_type IN ('Import', 'SyncRun') AND aggregate_id = $1",
+                &[&id.to_string()],
+            )
+            .await?;
+        let mut r = Reached::default();
+        for row in rows {
+            match row.get::<_, &str>(0) {
+                "RawPayloadReceived" => r.received = true,
+                "ImportStarted" => r.started = true,
+                "ImportCompleted" | "ImportFailed" => r.import_ended = true,
+                "SyncRunStarted" => r.run_started = true,
+                "SyncRunCompleted" | "SyncRunFailed" | "SyncRunCancelled" => r.run_ended = true,
+                _ => {}
+            }
+        }
+        Ok(r)
+    }
 }
 
 fn ts(us: i64) -> DateTime<Utc> {
@@ -648,26 +686,71 @@ pub async fn run(
     // The check that the file parses reads the spooled upload alongside the raw copy being
     // stored (two cores, two passes over the page cache); nothing derived is appended before
     // the raw payload is.
+    // A re-run (the job resumed after a crash) skips the steps the log shows were done.
+    let reached = Reached::of(pool, id).await?;
+    if reached.import_ended {
+        if !reached.run_ended {
+            let row = pool
+                .get()
+                .await?
+                .query_one(
+                    "SELECT event_type, coalesce((payload->'ImportCompleted'->'counts'->>'samples')::bigint, 0) \
+                       FROM events WHERE aggregate_type = 'Import' AND aggregate_id = $1 \
+                        AND event_type IN ('ImportCompleted', 'ImportFailed') LIMIT 1",
+                    &[&id.to_string()],
+                )
+                .await?;
+            let (status, samples): (String, i64) = (row.get(0), row.get(1));
+            let cmd = if status == "ImportCompleted" {
+                SyncRunCommand::Complete {
+                    processed: samples.max(0) as u64,
+                    at: Utc::now(),
+                }
+            } else {
+                SyncRunCommand::Fail {
+                    error: "import failed".into(),
+                    at: Utc::now(),
+                }
+            };
+            exec::<SyncRun>(commands, id, cmd, &actor, user).await?;
+        }
+        return Ok(Outcome::AlreadyEnded);
+    }
     let check = check_parses(&req.path, req.limits);
-    let sha256 = receive(pool, commands, &req).await?;
-    tracing::info!(import = %id, seconds = started.elapsed().as_secs_f64(), "raw payload stored");
-    let sync = SyncRunCommand::Start {
-        id,
-        user_id: user,
-        provider: PROVIDER.into(),
-        source: "xml_import".into(),
-        primary_user_id: None,
-        at: Utc::now(),
+    let sha256 = if reached.received {
+        let path = req.path.clone();
+        match &req.sha256 {
+            Some(s) => s.clone(),
+            None => tokio::task::spawn_blocking(move || raw::sha256_file(&path))
+                .await
+                .map_err(|e| PipelineError::Store(e.to_string()))?
+                .map_err(raw::RawError::Io)?,
+        }
+    } else {
+        receive(pool, commands, &req).await?
     };
-    exec::<SyncRun>(commands, id, sync, &actor, user).await?;
-    exec::<Import>(
-        commands,
-        id,
-        ImportCommand::Start { at: Utc::now() },
-        &actor,
-        user,
-    )
-    .await?;
+    tracing::info!(import = %id, seconds = started.elapsed().as_secs_f64(), "raw payload stored");
+    if !reached.run_started {
+        let sync = SyncRunCommand::Start {
+            id,
+            user_id: user,
+            provider: PROVIDER.into(),
+            source: "xml_import".into(),
+            primary_user_id: None,
+            at: Utc::now(),
+        };
+        exec::<SyncRun>(commands, id, sync, &actor, user).await?;
+    }
+    if !reached.started {
+        exec::<Import>(
+            commands,
+            id,
+            ImportCommand::Start { at: Utc::now() },
+            &actor,
+            user,
+        )
+        .await?;
+    }
 
     let previous = pool
         .get()

@@ -1,72 +1,119 @@
-//! Runs uploaded imports in the background of `serve`, a few at a time, and removes each
-//! uploaded file once its bytes are safely in the raw store and it has been processed.
+//! Uploaded imports as durable jobs (kind [`KIND`]): the upload handler enqueues one per
+//! import, and whichever `serve` claims it runs the pipeline. The uploaded file stays until the
+//! job ends, so a job resumed after a crash still has its bytes; the pipeline skips the steps
+//! the log shows were done, so a re-run counts nothing twice.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tracing::info;
 use uuid::Uuid;
 
-use tokio::sync::Semaphore;
-use tracing::{error, info};
-
+use super::apple::Limits;
 use super::import::{self, ImportRequest, Outcome, Progress};
-use crate::store::Commands;
+use crate::jobs::{JobContext, JobFailure, JobHandler};
+use crate::store::{Actor, Commands};
 
-#[derive(Clone)]
-pub struct ImportQueue {
-    commands: Commands,
-    slots: Arc<Semaphore>,
-    running: Arc<Mutex<HashSet<Uuid>>>,
-    pub uploads: PathBuf,
+pub const KIND: &str = "apple_import";
+
+/// What an import job carries: the request, with its actor in plain strings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportJobPayload {
+    pub import_id: Uuid,
+    pub user_id: Uuid,
+    pub path: PathBuf,
+    pub filename: Option<String>,
+    pub sha256: Option<String>,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub request_id: Option<String>,
 }
 
-impl ImportQueue {
-    pub fn new(commands: Commands, uploads: PathBuf, concurrent: usize) -> Self {
-        ImportQueue {
-            commands,
-            slots: Arc::new(Semaphore::new(concurrent.max(1))),
-            running: Arc::default(),
-            uploads,
+/// The actor kinds that start imports (an actor's kind is a static label).
+fn actor_kind(kind: &str) -> &'static str {
+    match kind {
+        "developer" => "developer",
+        "api_key" => "api_key",
+        "upload_url" => "upload_url",
+        "cli" => "cli",
+        "system" => "system",
+        _ => "job",
+    }
+}
+
+impl ImportJobPayload {
+    pub fn new(req: &ImportRequest) -> Self {
+        ImportJobPayload {
+            import_id: req.import_id,
+            user_id: req.user_id,
+            path: req.path.clone(),
+            filename: req.filename.clone(),
+            sha256: req.sha256.clone(),
+            actor_kind: req.actor.kind.to_string(),
+            actor_id: req.actor.id.clone(),
+            request_id: req.actor.request_id.clone(),
         }
     }
 
-    /// Whether import `id` was accepted by this process and has not finished.
-    pub fn is_running(&self, id: Uuid) -> bool {
-        self.running
-            .lock()
-            .map(|r| r.contains(&id))
-            .unwrap_or(false)
-    }
-
-    /// Starts `req` in the background; its progress is visible through the imports read model.
-    pub fn spawn(&self, req: ImportRequest) {
-        let me = self.clone();
-        if let Ok(mut r) = self.running.lock() {
-            r.insert(req.import_id);
+    fn request(self, limits: Limits) -> ImportRequest {
+        ImportRequest {
+            import_id: self.import_id,
+            user_id: self.user_id,
+            path: self.path,
+            filename: self.filename,
+            sha256: self.sha256,
+            actor: Actor {
+                kind: actor_kind(&self.actor_kind),
+                id: self.actor_id,
+                request_id: self.request_id,
+            },
+            limits,
         }
-        tokio::spawn(async move {
-            let _slot = me.slots.acquire().await;
-            let path = req.path.clone();
-            let id = req.import_id;
-            let result = import::run(
-                &me.commands.pool,
-                &me.commands,
-                req,
-                Arc::new(Progress::default()),
-            )
-            .await;
-            match result {
-                Ok(Outcome::Completed { counts, .. }) => {
-                    info!(import = %id, records = counts.records, "import completed")
+    }
+}
+
+/// Runs one uploaded import.
+pub struct ImportJob {
+    pub commands: Commands,
+    pub limits: Limits,
+}
+
+#[async_trait]
+impl JobHandler for ImportJob {
+    async fn run(&self, job: &JobContext) -> Result<(), JobFailure> {
+        let payload: ImportJobPayload =
+            serde_json::from_value(job.payload.clone()).map_err(JobFailure::permanent)?;
+        let req = payload.request(self.limits);
+        let (id, path) = (req.import_id, req.path.clone());
+        let result = import::run(
+            &self.commands.pool,
+            &self.commands,
+            req,
+            Arc::new(Progress::default()),
+        )
+        .await;
+        match result {
+            Ok(outcome) => {
+                match outcome {
+                    Outcome::Completed { counts, .. } => {
+                        info!(import = %id, records = counts.records, "import completed")
+                    }
+                    Outcome::Failed { error } => info!(import = %id, %error, "import failed"),
+                    Outcome::AlreadyEnded => info!(import = %id, "import had already ended"),
                 }
-                Ok(Outcome::Failed { error }) => info!(import = %id, %error, "import failed"),
-                Err(e) => error!(import = %id, error = %e, "import could not run"),
+                let _ = tokio::fs::remove_file(&path).await;
+                Ok(())
             }
-            let _ = tokio::fs::remove_file(&path).await;
-            if let Ok(mut r) = me.running.lock() {
-                r.remove(&id);
+            Err(e) => {
+                // Kept for the next attempt; after the last one the bytes are in the raw store
+                // (or never arrived) and the upload, health data, goes.
+                if job.is_last_attempt() {
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                Err(JobFailure::retry(e))
             }
-        });
+        }
     }
 }

@@ -50,7 +50,15 @@ pub async fn writer(
     mut rx: mpsc::Receiver<Out>,
 ) -> Result<u64, PipelineError> {
     let mut client = pool.get().await?;
-    let mut sequence = 0i64;
+    // After the stream's last event: an import re-run after a crash appends after what the
+    // interrupted run wrote (the read models' dedup keys absorb the repeats).
+    let mut sequence: i64 = client
+        .query_one(
+            "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+            &[&DataEvent::AGGREGATE_TYPE, &stream_id.to_string()],
+        )
+        .await?
+        .get(0);
     let mut samples = 0u64;
     let metadata = json!({
         "actor": format!("{}:{}", actor.kind, actor.id),
@@ -157,7 +165,7 @@ pub async fn writer(
     Ok(samples)
 }
 
-/// Writes `items` as data stream `stream_id` (sequence from 1) in one pass; returns the samples.
+/// Writes `items` to data stream `stream_id` in one pass; returns the samples.
 pub async fn write_all(
     pool: &Pool,
     stream_id: Uuid,

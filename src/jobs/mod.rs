@@ -48,6 +48,9 @@ pub enum JobFailure {
     Retry(anyhow::Error),
     /// Retrying cannot help: the job fails now.
     Permanent(anyhow::Error),
+    /// Worth another attempt, not before this long (a provider's Retry-After), while
+    /// attempts remain.
+    RetryAfter(std::time::Duration, anyhow::Error),
 }
 
 impl JobFailure {

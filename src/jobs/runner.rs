@@ -382,8 +382,17 @@ impl JobRunner {
                     )
                     .await?;
             }
-            Err(JobFailure::Retry(e)) if ctx.attempt < ctx.max_attempts => {
-                let delay = backoff(&self.config, ctx.attempt);
+            Err(failure @ (JobFailure::Retry(_) | JobFailure::RetryAfter(..)))
+                if ctx.attempt < ctx.max_attempts =>
+            {
+                let (delay, e) = match failure {
+                    JobFailure::RetryAfter(at_least, e) => {
+                        (backoff(&self.config, ctx.attempt).max(at_least), e)
+                    }
+                    JobFailure::Retry(e) | JobFailure::Permanent(e) => {
+                        (backoff(&self.config, ctx.attempt), e)
+                    }
+                };
                 let message = format!("{e:#}");
                 warn!(id = %ctx.id, kind = ctx.kind, attempt = ctx.attempt, retry_in = ?delay, error = %message, "job failed; will retry");
                 client
@@ -396,7 +405,9 @@ impl JobRunner {
                     )
                     .await?;
             }
-            Err(JobFailure::Retry(e)) | Err(JobFailure::Permanent(e)) => {
+            Err(JobFailure::Retry(e))
+            | Err(JobFailure::Permanent(e))
+            | Err(JobFailure::RetryAfter(_, e)) => {
                 let message = format!("{e:#}");
                 error!(id = %ctx.id, kind = ctx.kind, attempt = ctx.attempt, error = %message, "job failed");
                 client

@@ -98,7 +98,7 @@ impl Outcome {
 }
 
 /// One sync request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SyncRequest {
     pub run_id: Uuid,
     pub user_id: Uuid,
@@ -186,6 +186,15 @@ impl Engine {
             .map_err(store_err)
     }
 
+    /// Records run `id` as failed with `error`.
+    pub async fn fail_run(&self, id: Uuid, user: Uuid, error: &str) -> Result<(), SyncError> {
+        let fail = SyncRunCommand::Fail {
+            error: error.into(),
+            at: Utc::now(),
+        };
+        self.run_cmd(id, user, fail).await
+    }
+
     pub async fn queue(&self, req: &SyncRequest) -> Result<(), SyncError> {
         self.run_cmd(
             req.run_id,
@@ -237,6 +246,17 @@ impl Engine {
 
     /// Runs `req` to its end; the run's failure is recorded on the `SyncRun` and returned.
     pub async fn sync(&self, req: SyncRequest) -> Result<Outcome, SyncError> {
+        self.sync_run(req, false).await
+    }
+
+    /// Runs again a run that was started but never ended (its process stopped mid-run): the
+    /// pull starts over under the same run id; the read models' dedup keys absorb what the
+    /// interrupted attempt already wrote.
+    pub async fn resume(&self, req: SyncRequest) -> Result<Outcome, SyncError> {
+        self.sync_run(req, true).await
+    }
+
+    async fn sync_run(&self, req: SyncRequest, resuming: bool) -> Result<Outcome, SyncError> {
         let (provider, endpoints) = self
             .registry
             .get(&req.provider)
@@ -267,7 +287,9 @@ impl Engine {
                 .await;
             return Err(SyncError::Busy);
         }
-        let result = self.sync_locked(&req, provider.as_ref(), &endpoints).await;
+        let result = self
+            .sync_locked(&req, provider.as_ref(), &endpoints, resuming)
+            .await;
         let _ = lock
             .execute(
                 "SELECT pg_advisory_unlock(hashtextextended($1, 7261))",
@@ -328,16 +350,19 @@ impl Engine {
         req: &SyncRequest,
         provider: &dyn Provider,
         endpoints: &Endpoints,
+        resuming: bool,
     ) -> Result<Outcome, SyncError> {
-        let start = SyncRunCommand::Start {
-            id: req.run_id,
-            user_id: req.user_id,
-            provider: req.provider.clone(),
-            source: req.source.clone(),
-            primary_user_id: None,
-            at: Utc::now(),
-        };
-        self.run_cmd(req.run_id, req.user_id, start).await?;
+        if !resuming {
+            let start = SyncRunCommand::Start {
+                id: req.run_id,
+                user_id: req.user_id,
+                provider: req.provider.clone(),
+                source: req.source.clone(),
+                primary_user_id: None,
+                at: Utc::now(),
+            };
+            self.run_cmd(req.run_id, req.user_id, start).await?;
+        }
         let mut live = self.live_tokens(req, endpoints).await?;
         if req.source == "backfill" && !provider.backfill_types().is_empty() {
             return self.backfill(req, provider, endpoints, &mut live).await;

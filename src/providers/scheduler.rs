@@ -1,64 +1,25 @@
 //! The pull scheduler inside `serve`: every active connection of a pull provider (enabled, in
 //! pull live-sync mode) is synced once per interval, from its last sync to now. Users linked to
 //! one provider account are pulled once, through the oldest connection (the primary), and the
-//! engine fans the data out to the others. A 429 pauses that connection until its Retry-After
-//! has passed; other failures back off exponentially (up to a day). Two processes never sync
-//! one connection at once: the engine holds a Postgres advisory lock per connection, and a
-//! process that finds it taken just skips the turn.
+//! engine fans the data out to the others. Each due pull is a durable job (see
+//! `services::syncs`): one per connection and interval whichever process's scheduler sees it
+//! first, none while one is waiting or running; a 429 postpones its next attempt until the
+//! Retry-After has passed, other failures back off exponentially. Two processes never sync one
+//! connection at once: the engine holds a Postgres advisory lock per connection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::warn;
 use uuid::Uuid;
 
-use super::engine::{Engine, SyncError, SyncRequest};
+use super::engine::{Engine, SyncRequest};
+use crate::services::syncs::Syncs;
 
-/// When a connection may be pulled again after a failure.
-#[derive(Debug, Default)]
-struct Backoff {
-    not_before: HashMap<(Uuid, String), (DateTime<Utc>, u32)>,
-}
-
-impl Backoff {
-    fn ready(&self, key: &(Uuid, String), now: DateTime<Utc>) -> bool {
-        self.not_before.get(key).is_none_or(|(t, _)| *t <= now)
-    }
-
-    fn record(
-        &mut self,
-        key: (Uuid, String),
-        result: &Result<(), SyncError>,
-        interval: i64,
-        now: DateTime<Utc>,
-    ) {
-        match result {
-            Ok(()) => {
-                self.not_before.remove(&key);
-            }
-            Err(SyncError::Busy) => {}
-            Err(SyncError::RateLimited(secs)) => {
-                let failures = self.not_before.get(&key).map(|x| x.1).unwrap_or(0);
-                self.not_before.insert(
-                    key,
-                    (now + chrono::Duration::seconds(*secs as i64), failures),
-                );
-            }
-            Err(_) => {
-                let failures = self.not_before.get(&key).map(|x| x.1 + 1).unwrap_or(1);
-                let wait = (interval.max(1) << failures.min(16)).min(86_400);
-                self.not_before
-                    .insert(key, (now + chrono::Duration::seconds(wait), failures));
-            }
-        }
-    }
-}
-
-/// Runs until `shutdown` turns true.
-pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+/// Enqueues due pulls until `shutdown` turns true.
+pub async fn run(engine: Arc<Engine>, syncs: Syncs, mut shutdown: watch::Receiver<bool>) {
     let interval = engine.config.sync_interval_secs as i64;
     let tick = Duration::from_secs(engine.config.sync_interval_secs.clamp(1, 30));
     let pull: Vec<String> = engine
@@ -67,7 +28,6 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         .filter(|p| p.capabilities().rest_pull)
         .map(|p| p.name().to_string())
         .collect();
-    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -84,13 +44,11 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
             }
         };
         let now = Utc::now();
+        let slot = now.timestamp() / interval.max(1);
         for (user, provider, last) in due {
-            let key = (user, provider.clone());
-            if !backoff.ready(&key, now) {
-                continue;
-            }
             let req = SyncRequest {
-                run_id: Uuid::new_v4(),
+                // Each attempt runs under a run id of its own (see `services::syncs`).
+                run_id: Uuid::nil(),
                 user_id: user,
                 provider,
                 source: "scheduled".into(),
@@ -98,9 +56,9 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
                 end: now,
                 data_types: vec![],
             };
-            let result = engine.sync(req).await.map(|_| ());
-            debug!(user = %user, ok = result.is_ok(), "scheduled pull");
-            backoff.record(key, &result, interval, Utc::now());
+            if let Err(e) = syncs.enqueue_scheduled(req, slot).await {
+                warn!(user = %user, error = %e, "scheduled pull not recorded");
+            }
         }
     }
 }
@@ -202,32 +160,4 @@ async fn due_connections(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limits_wait_retry_after_and_failures_back_off() {
-        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-        let key = (Uuid::nil(), "oura".to_string());
-        let mut b = Backoff::default();
-        assert!(b.ready(&key, now));
-        b.record(key.clone(), &Err(SyncError::RateLimited(120)), 60, now);
-        assert!(!b.ready(&key, now + chrono::Duration::seconds(119)));
-        assert!(b.ready(&key, now + chrono::Duration::seconds(120)));
-        b.record(key.clone(), &Err(SyncError::Status(500)), 60, now);
-        assert!(!b.ready(&key, now + chrono::Duration::seconds(119)));
-        assert!(b.ready(&key, now + chrono::Duration::seconds(120)));
-        b.record(key.clone(), &Err(SyncError::Status(500)), 60, now);
-        assert!(!b.ready(&key, now + chrono::Duration::seconds(239)));
-        b.record(key.clone(), &Err(SyncError::Busy), 60, now);
-        assert!(
-            !b.ready(&key, now + chrono::Duration::seconds(239)),
-            "busy changes nothing"
-        );
-        b.record(key.clone(), &Ok(()), 60, now);
-        assert!(b.ready(&key, now));
-    }
 }

@@ -1,4 +1,8 @@
-//! Application services: the workflows behind the HTTP handlers.
+//! The application's workflows, called by the HTTP handlers (which only authenticate, parse,
+//! call a service and map its error) and by the job handlers.
 
 pub mod backfills;
+pub mod connections;
+pub mod imports;
+pub mod syncs;
 pub mod webhooks;
