@@ -79,6 +79,7 @@ pub async fn start(
             Arc::new(ImportJob {
                 commands: commands.clone(),
                 limits: cfg.import_limits.limits(),
+                uploads: db.home.join("uploads"),
             }),
             cfg.import_concurrency,
         );
@@ -106,6 +107,11 @@ pub async fn start(
             engine: providers.clone(),
         }),
     );
+    let webhooks = crate::services::webhooks::Webhooks::new(providers.clone());
+    let backfills = crate::services::backfills::Backfills::new(providers.clone(), jobs.clone());
+    jobs_runner = jobs_runner
+        .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
+        .register(crate::services::backfills::RUN, backfills.handler());
     if cfg.providers.sync_interval_secs > 0 {
         tokio::spawn(crate::providers::scheduler::run(
             providers.clone(),
@@ -146,12 +152,6 @@ pub async fn start(
         login_throttle,
         streams,
     };
-    let webhooks = crate::services::webhooks::Webhooks::new(state.providers.clone());
-    let backfills =
-        crate::services::backfills::Backfills::new(state.providers.clone(), state.jobs.clone());
-    let jobs_runner = jobs_runner
-        .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
-        .register(crate::services::backfills::RUN, backfills.handler());
     Ok(Platform {
         state,
         shutdown,

@@ -704,3 +704,131 @@ async fn sigterm_ends_open_sync_status_streams_instead_of_waiting_out_the_grace(
     // The stream was ended by the server, not cut mid-frame.
     while let Ok(Some(_)) = stream.chunk().await {}
 }
+
+/// An import whose process died after it had stored the bytes, started and appended part of
+/// (here: all of) its data, but before it completed: the job, claimed again by a `serve`,
+/// resumes it; the import completes and its user ends with exactly what a clean import gives.
+#[tokio::test]
+async fn an_import_interrupted_after_writing_resumes_and_counts_nothing_twice() {
+    use wearhouse::ingest::import::{self, ImportRequest, Progress};
+    use wearhouse::ingest::queue::{ImportJobPayload, KIND};
+    use wearhouse_domain::import::{Import, ImportCommand};
+    use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
+
+    let export = include_bytes!("fixtures/small_export.xml").to_vec();
+    let server = common::Server::start().await;
+    let key = server.api_key().await;
+    let clean_user = common::create_user(&server, &key).await;
+    let clean =
+        common::import_export(&server, &key, &clean_user, "export.xml", export.clone()).await;
+    assert_eq!(clean["status"], "completed", "{clean}");
+
+    // The interrupted import, done by hand up to the crash.
+    let user: Uuid = common::create_user(&server, &key).await.parse().unwrap();
+    let pool = common::pool(&server.db.url);
+    let commands = wearhouse::store::Commands {
+        pool: pool.clone(),
+        runner: None,
+    };
+    let uploads = server.home.join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    let id = Uuid::new_v4();
+    let path = uploads.join(format!("{id}.upload"));
+    std::fs::write(&path, &export).unwrap();
+    let req = ImportRequest {
+        import_id: id,
+        user_id: user,
+        path: path.clone(),
+        filename: Some("export.xml".into()),
+        sha256: None,
+        actor: wearhouse::store::Actor {
+            kind: "api_key",
+            id: "test".into(),
+            request_id: None,
+        },
+        limits: Default::default(),
+    };
+    import::receive(&pool, &commands, &req).await.unwrap();
+    let actor = req.actor.clone();
+    commands
+        .execute::<SyncRun>(
+            &id.to_string(),
+            SyncRunCommand::Start {
+                id,
+                user_id: user,
+                provider: "apple".into(),
+                source: "xml_import".into(),
+                primary_user_id: None,
+                at: chrono::Utc::now(),
+            },
+            &actor,
+            Some(user),
+            None,
+        )
+        .await
+        .unwrap();
+    commands
+        .execute::<Import>(
+            &id.to_string(),
+            ImportCommand::Start {
+                at: chrono::Utc::now(),
+            },
+            &actor,
+            Some(user),
+            None,
+        )
+        .await
+        .unwrap();
+    import::normalize(&pool, &req, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    // Its job, left running by the dead process (no runner holds claimant 77).
+    let job = Jobs::new(pool.clone())
+        .enqueue(
+            KIND,
+            Some(&id.to_string()),
+            serde_json::to_value(ImportJobPayload::new(&req)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE jobs SET state = 'running', attempts = 1, claimed_by = 77 WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+
+    let resumed = common::wait_import(&server, &key, &user.to_string(), &id.to_string()).await;
+    assert_eq!(resumed["status"], "completed", "{resumed}");
+    assert_eq!(resumed["counts"]["samples"], clean["counts"]["samples"]);
+    assert_eq!(resumed["counts"]["records"], clean["counts"]["records"]);
+    common::settle(&server.db).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .query_one("SELECT state FROM jobs WHERE id = $1", &[&job])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        != "done"
+    {
+        assert!(Instant::now() < deadline, "the import job never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!path.exists(), "the upload is removed once its job is done");
+    let clean_user: Uuid = clean_user.parse().unwrap();
+    for sql in [
+        "SELECT count(*) FROM samples WHERE user_id = $1",
+        "SELECT coalesce(sum(count), 0)::bigint FROM sample_counts WHERE user_id = $1",
+        "SELECT count(*) FROM workouts WHERE user_id = $1",
+        "SELECT count(*) FROM sleep_sessions WHERE user_id = $1",
+        "SELECT count(*) FROM sync_runs WHERE user_id = $1 AND ended_at IS NOT NULL",
+    ] {
+        let of = |u: Uuid| {
+            let client = &client;
+            async move { client.query_one(sql, &[&u]).await.unwrap().get::<_, i64>(0) }
+        };
+        assert_eq!(of(user).await, of(clean_user).await, "{sql}");
+    }
+}

@@ -78,13 +78,54 @@ impl ImportJobPayload {
 pub struct ImportJob {
     pub commands: Commands,
     pub limits: Limits,
+    /// This process's uploads directory (where bytes restored from the raw store go).
+    pub uploads: PathBuf,
+}
+
+impl ImportJob {
+    /// The upload is not on this machine (another `serve`, with its own WEARHOUSE_HOME,
+    /// received it): once its bytes are in the raw store they are written back here.
+    async fn restore(&self, payload: &ImportJobPayload) -> Result<Option<PathBuf>, JobFailure> {
+        let Some(sha256) = &payload.sha256 else {
+            return Ok(None);
+        };
+        let path = self
+            .uploads
+            .join(format!("{}.restored.upload", payload.import_id));
+        std::fs::create_dir_all(&self.uploads).map_err(JobFailure::retry)?;
+        let mut out = std::fs::File::create(&path).map_err(JobFailure::retry)?;
+        match super::raw::write_to(&self.commands.pool, sha256, &mut out).await {
+            Ok(_) => Ok(Some(path)),
+            Err(super::raw::RawError::NotFound(_)) => {
+                let _ = std::fs::remove_file(&path);
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(JobFailure::retry(e))
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl JobHandler for ImportJob {
     async fn run(&self, job: &JobContext) -> Result<(), JobFailure> {
-        let payload: ImportJobPayload =
+        let mut payload: ImportJobPayload =
             serde_json::from_value(job.payload.clone()).map_err(JobFailure::permanent)?;
+        if !payload.path.exists() {
+            match self.restore(&payload).await? {
+                Some(restored) => payload.path = restored,
+                // Maybe still on the disk of the process that received it: that one may claim
+                // the job next.
+                None => {
+                    return Err(JobFailure::retry(anyhow::anyhow!(
+                        "the upload {} is not on this server and not yet in the raw store",
+                        payload.path.display()
+                    )))
+                }
+            }
+        }
         let req = payload.request(self.limits);
         let (id, path) = (req.import_id, req.path.clone());
         let result = import::run(

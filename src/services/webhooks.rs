@@ -159,6 +159,16 @@ impl Webhooks {
         let received_at = Utc::now();
         let mut fresh = 0usize;
         for (i, notice) in notices.iter().enumerate() {
+            // Consent changes are applied before the answer (a few commands, idempotent): the
+            // caller that revoked access at the provider sees the connection revoked at once.
+            if matches!(
+                notice,
+                Notice::Deregistered { .. } | Notice::ScopeChanged { .. }
+            ) {
+                self.apply_consent(p.name(), notice).await?;
+                fresh += 1;
+                continue;
+            }
             let key = notice_key(&self.engine.pool, p.name(), notice, &json).await?;
             let job = MapNotice {
                 provider: p.name().into(),
@@ -194,6 +204,28 @@ impl Webhooks {
         } else {
             Receipt::Accepted
         })
+    }
+
+    /// A deregistration or permission change, for every user linked to the account.
+    async fn apply_consent(&self, provider: &str, notice: &Notice) -> Result<(), WebhookFailure> {
+        let Some(users) = linked::of_account(&self.engine.pool, provider, account(notice)).await?
+        else {
+            return Ok(());
+        };
+        for user in users.all() {
+            match notice {
+                Notice::ScopeChanged { scope, .. } => {
+                    self.engine.change_scope(user, provider, scope).await
+                }
+                Notice::Deregistered { .. } => {
+                    self.engine
+                        .revoke_for(user, provider, "provider_deregistered")
+                        .await
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// A provider's verification challenge (Oura's subscription handshake).
@@ -237,17 +269,8 @@ impl Webhooks {
             request_id: job.request_id.clone(),
         };
         match &notice {
-            Notice::ScopeChanged { scope, .. } => {
-                for user in users.all() {
-                    engine.change_scope(user, p.name(), scope).await;
-                }
-            }
-            Notice::Deregistered { .. } => {
-                for user in users.all() {
-                    engine
-                        .revoke_for(user, p.name(), "provider_deregistered")
-                        .await;
-                }
+            Notice::ScopeChanged { .. } | Notice::Deregistered { .. } => {
+                self.apply_consent(p.name(), &notice).await?;
             }
             Notice::Data {
                 data_type, items, ..
