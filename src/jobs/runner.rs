@@ -169,7 +169,9 @@ impl JobRunner {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut lost = session.lost.clone();
-        let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
+        // None: not yet pruned by this session (an Instant an hour back could underflow on a
+        // machine booted less than an hour ago).
+        let mut last_prune: Option<tokio::time::Instant> = None;
         loop {
             if *lost.borrow() {
                 // Another runner may now take these jobs: they must not go on here too.
@@ -194,8 +196,8 @@ impl JobRunner {
                     wait = wait.min(Duration::from_secs(1));
                 }
             }
-            if last_prune.elapsed() > Duration::from_secs(60) {
-                last_prune = tokio::time::Instant::now();
+            if last_prune.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                last_prune = Some(tokio::time::Instant::now());
                 if let Err(e) = self.prune().await {
                     warn!(error = %e, "pruning finished jobs failed");
                 }
