@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use poem::listener::Listener;
 use tokio::sync::watch;
 use tracing::info;
 use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand};
@@ -285,7 +286,20 @@ impl Platform {
     /// Serves HTTP until SIGTERM or Ctrl-C, then drains requests and stops the workers.
     pub async fn serve(self) -> anyhow::Result<()> {
         let bind = self.state.config.bind.clone();
-        let listener = poem::listener::TcpListener::bind(bind.clone());
+        let acceptor = poem::listener::TcpListener::bind(bind)
+            .into_acceptor()
+            .await?;
+        self.serve_on(acceptor, shutdown_signal()).await
+    }
+
+    /// Serves HTTP on an already bound listener until `stop` completes, then drains requests
+    /// and stops the workers. The tests run the platform in-process this way, on a port the
+    /// kernel chose, stopped by a channel instead of a signal.
+    pub async fn serve_on(
+        self,
+        acceptor: poem::listener::TcpAcceptor,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let app = api::app(self.state.clone());
         if let (true, Some(metrics_bind)) = (
             self.state.config.metrics,
@@ -308,12 +322,8 @@ impl Platform {
             });
         }
         info!(url = %self.state.config.public_url(), "wearhouse listening");
-        poem::Server::new(listener)
-            .run_with_graceful_shutdown(
-                app,
-                shutdown_signal(),
-                Some(std::time::Duration::from_secs(10)),
-            )
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, stop, Some(std::time::Duration::from_secs(10)))
             .await?;
         let _ = self.shutdown.send(true);
         if let Some(task) = self.runner_task {

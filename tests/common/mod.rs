@@ -1,5 +1,7 @@
-//! Test harness: each test gets its own database in the private cluster that `scripts/test.sh`
-//! starts, and talks to the real `wearhouse` binary over HTTP.
+//! Test harness: each test gets its own database in the test cluster (WEARHOUSE_TEST_PG) and
+//! talks over HTTP to the platform, started in the test's own runtime on a port the kernel
+//! chose (`Server::start`), or to the real `wearhouse serve` binary when the test needs a
+//! process of its own: its exit status, a signal, its memory, or its log (`Server::start_process`).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -9,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
+
+/// The platform's settings for an in-process server, given as values.
+pub mod settings;
 
 pub const ADMIN_EMAIL: &str = "admin@test.local";
 pub const ADMIN_PASSWORD: &str = "test-password-1";
@@ -31,6 +36,22 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
     tokio::spawn(conn);
     client
+}
+
+/// Waits until `check` holds, polling every `every`; panics with `what` after `within`.
+pub async fn wait_until<F, Fut>(within: Duration, every: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// A fresh, empty database; dropped when the value is dropped.
@@ -59,13 +80,16 @@ impl TestDb {
         connect(&self.url).await
     }
 
-    /// Runs `wearhouse <args>` against this database and returns its stdout.
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(bin())
+    /// Runs `wearhouse <args>` against this database and returns its stdout. Awaited, not
+    /// blocking: an in-process server on this runtime keeps serving (and releasing its locks)
+    /// while the command runs.
+    pub async fn run(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(bin())
             .args(args)
             .env("DATABASE_URL", &self.url)
             .env("WEARHOUSE_LOG", "warn")
             .output()
+            .await
             .expect("run wearhouse");
         assert!(
             out.status.success(),
@@ -105,43 +129,119 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running `wearhouse serve` on its own database and port.
+/// How a server runs.
+enum Running {
+    /// The platform on the test's runtime; `stop` ends it gracefully.
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    },
+    /// `wearhouse serve` as a child process.
+    Process(Child),
+}
+
+/// A running server on its own database and port.
 pub struct Server {
     pub db: TestDb,
     pub url: String,
     pub home: PathBuf,
-    child: Child,
+    running: Running,
     pub http: reqwest::Client,
 }
 
+/// The settings every test server has (the admin developer, a fixed JWT key, its own home).
+fn base_settings(db: &TestDb, home: &std::path::Path) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db.url.as_str()),
+        ("WEARHOUSE_HOME", home.to_str().unwrap()),
+        ("WEARHOUSE_SECRET_KEY", SECRET),
+        ("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL),
+        ("WEARHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The server's WEARHOUSE_HOME: one per database, so two servers on one database share their
+/// generated keys (the sealing key of provider tokens) as two processes of one installation do.
+fn new_home(db: &TestDb) -> PathBuf {
+    let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
+    std::fs::create_dir_all(&home).unwrap();
+    home
+}
+
 impl Server {
+    /// The platform in-process on a fresh database.
     pub async fn start() -> Server {
         Self::start_with(TestDb::new().await, &[]).await
     }
 
+    /// The platform in-process on `db`, with settings named as their environment variables
+    /// (`WEARHOUSE_CORS_ORIGINS`, ...). They are parsed like the command line parses them, but
+    /// given as values: the process environment is neither read nor changed.
     pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Server {
+        settings::init_test_logging();
+        let home = match env.iter().find(|(k, _)| *k == "WEARHOUSE_HOME") {
+            Some((_, h)) => PathBuf::from(h),
+            None => new_home(&db),
+        };
+        let mut pairs = base_settings(&db, &home);
+        pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let mut s = settings::parse(&pairs);
+        s.serve.bind = format!("127.0.0.1:{port}");
+        let platform = wearhouse::serve::start(&s.db, s.serve, &s.kafka)
+            .await
+            .unwrap_or_else(|e| panic!("the platform did not start: {e:#}"));
+        wearhouse::serve::bootstrap_admin(&platform.state, &s.db.home)
+            .await
+            .unwrap_or_else(|e| panic!("the first developer was not created: {e:#}"));
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(platform.serve_on(acceptor, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            db,
+            url: format!("http://127.0.0.1:{port}"),
+            home,
+            running: Running::InProcess {
+                stop: Some(stop),
+                task: Some(task),
+            },
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The real `wearhouse serve` binary on `db`, for tests of the process itself (SIGTERM,
+    /// exit status, memory); its log goes to the test's stderr.
+    pub async fn start_process(db: TestDb, env: &[(&str, &str)]) -> Server {
         Self::start_logging(db, env, Stdio::inherit()).await
     }
 
-    /// Like `start_with`, with the server's log (stderr) sent to `stderr`.
+    /// The real binary, with its log (stderr) sent to `stderr`: for tests that read the log.
     pub async fn start_logging(db: TestDb, env: &[(&str, &str)], stderr: Stdio) -> Server {
         let port = free_port();
-        let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
-        std::fs::create_dir_all(&home).unwrap();
+        let home = match env.iter().find(|(k, _)| *k == "WEARHOUSE_HOME") {
+            Some((_, h)) => PathBuf::from(h),
+            None => new_home(&db),
+        };
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env("WEARHOUSE_HOME", &home)
             .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
-            .env("WEARHOUSE_SECRET_KEY", SECRET)
-            .env("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("WEARHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env(
                 "WEARHOUSE_LOG",
                 std::env::var("WEARHOUSE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
             .stderr(stderr);
+        for (k, v) in base_settings(&db, &home) {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -153,7 +253,7 @@ impl Server {
             db,
             url,
             home,
-            child,
+            running: Running::Process(child),
             http,
         };
         loop {
@@ -162,7 +262,7 @@ impl Server {
                     break;
                 }
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = server.child().try_wait() {
                 panic!("wearhouse serve exited early: {status}");
             }
             assert!(
@@ -172,6 +272,15 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         server
+    }
+
+    fn child(&mut self) -> &mut Child {
+        match &mut self.running {
+            Running::Process(child) => child,
+            Running::InProcess { .. } => {
+                panic!("an in-process server has no process: start it with Server::start_process")
+            }
+        }
     }
 
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
@@ -210,20 +319,26 @@ impl Server {
             .to_string()
     }
 
-    /// The server process id (to read its memory figures from /proc).
+    /// The server process id (to read its memory figures from /proc); process servers only.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.running {
+            Running::Process(child) => child.id(),
+            Running::InProcess { .. } => {
+                panic!("an in-process server has no pid of its own: start it with Server::start_process")
+            }
+        }
     }
 
-    /// Stops the server with SIGTERM and waits for a clean exit.
+    /// Stops a process server with SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.pid();
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
+            if let Some(s) = self.child().try_wait().unwrap() {
                 return s;
             }
             assert!(
@@ -233,12 +348,42 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Stops an in-process server as SIGTERM stops the binary (requests drained, workers
+    /// stopped) and waits until it has; the database stays.
+    pub async fn shutdown(&mut self) {
+        let Running::InProcess { stop, task } = &mut self.running else {
+            self.terminate();
+            return;
+        };
+        if let Some(stop) = stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the platform did not stop within 20 s")
+                .expect("the platform's task panicked")
+                .expect("the platform stopped with an error");
+        }
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.running {
+            Running::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Drop cannot wait: the platform is told to stop, and whatever is left of it ends
+            // with the test's runtime (`shutdown` waits, for tests that go on afterwards).
+            Running::InProcess { stop, .. } => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }

@@ -1,7 +1,7 @@
 //! Broker outage: a broker of its own (scripts/kafka.sh on a free port) is stopped while the
 //! relay runs and entries keep coming, then restarted; nothing is lost and per-key order holds.
 
-mod kafka_support;
+use crate::kafka_support;
 
 use std::path::Path;
 use std::process::Command;

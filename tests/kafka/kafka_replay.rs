@@ -1,7 +1,7 @@
 //! `wearhouse replay`: the output equals the log (Postgres source and topic source), and the
 //! position, user and event-type filters select exactly the matching entries.
 
-mod kafka_support;
+use crate::kafka_support;
 
 use std::time::Duration;
 

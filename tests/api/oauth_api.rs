@@ -2,7 +2,7 @@
 //! errors revoke a connection, PKCE, what the app's `redirect_uri` learns, the public-authorize
 //! setting, and tokens sealed before they were bound to their connection.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -22,13 +22,22 @@ struct Env {
     sim: Sim,
     s: Server,
     key: String,
-    log: std::path::PathBuf,
+    /// The server's log, when it runs as a process (`setup_logged`).
+    log: Option<std::path::PathBuf>,
 }
 
+/// The platform in-process against the simulator.
 async fn setup(extra: &[(&str, &str)]) -> Env {
+    start(extra, false).await
+}
+
+/// The binary against the simulator, its debug log kept: for tests that read the log.
+async fn setup_logged(extra: &[(&str, &str)]) -> Env {
+    start(extra, true).await
+}
+
+async fn start(extra: &[(&str, &str)], logged: bool) -> Env {
     let sim = Sim::start(50).await;
-    let log = std::env::temp_dir().join(format!("wearhouse-oauth-{}.log", uuid::Uuid::new_v4()));
-    let file = std::fs::File::create(&log).unwrap();
     let mut env = sim.env();
     env.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT".into(), "0".into()));
     env.push(("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "2".into()));
@@ -41,7 +50,15 @@ async fn setup(extra: &[(&str, &str)]) -> Env {
         env.push((k.to_string(), v.to_string()));
     }
     let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let s = Server::start_logging(TestDb::new().await, &refs, Stdio::from(file)).await;
+    let (s, log) = if logged {
+        let log =
+            std::env::temp_dir().join(format!("wearhouse-oauth-{}.log", uuid::Uuid::new_v4()));
+        let file = std::fs::File::create(&log).unwrap();
+        let s = Server::start_logging(TestDb::new().await, &refs, Stdio::from(file)).await;
+        (s, Some(log))
+    } else {
+        (Server::start_with(TestDb::new().await, &refs).await, None)
+    };
     let key = s.api_key().await;
     Env { sim, s, key, log }
 }
@@ -143,7 +160,7 @@ impl Env {
 
 #[tokio::test]
 async fn only_invalid_grant_revokes_other_token_errors_are_reported_and_retried() {
-    let e = setup(&[]).await;
+    let e = setup_logged(&[]).await;
     let user = e.user().await;
     // Tokens that expire within the minute are refreshed before every run.
     e.sim.post("/_sim/config", json!({"expires_in": 30})).await;
@@ -243,7 +260,7 @@ async fn only_invalid_grant_revokes_other_token_errors_are_reported_and_retried(
     assert_eq!(reason, "refresh_failed");
 
     // No token the simulator issued reached the server's (debug) log.
-    let log = std::fs::read_to_string(&e.log).unwrap();
+    let log = std::fs::read_to_string(e.log.as_ref().expect("started by setup_logged")).unwrap();
     assert!(!log.is_empty());
     assert!(!log.contains("sim-access-") && !log.contains("sim-refresh-"));
 }

@@ -2,7 +2,7 @@
 //! its command line, the compose file): admin credentials, body caps, login throttling,
 //! `/metrics`, logs, Garmin push authentication, SSE caps, uploads, tokens and API keys.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -200,7 +200,8 @@ async fn admin_credentials_are_required_strong_and_never_logged() {
 /// bodies too.
 #[tokio::test]
 async fn bodies_are_capped_while_read_whatever_their_type() {
-    let s = Server::start().await;
+    // The binary: the server's own peak memory is checked.
+    let s = Server::start_process(TestDb::new().await, &[]).await;
     let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
     for path in [
         "/api/v1/providers/garmin/webhooks",
@@ -253,7 +254,8 @@ async fn bodies_are_capped_while_read_whatever_their_type() {
 /// memory.
 #[tokio::test]
 async fn logins_are_throttled_and_hashes_bounded() {
-    let s = Server::start().await;
+    // The binary: the server's own peak memory is checked.
+    let s = Server::start_process(TestDb::new().await, &[]).await;
     for _ in 0..5 {
         let r = s
             .req(Method::POST, "/api/v1/auth/login")
@@ -374,7 +376,7 @@ async fn metrics_are_behind_a_token_or_their_own_address() {
 async fn logs_carry_no_secrets() {
     let db = TestDb::new().await;
     let log = std::env::temp_dir().join(format!("wearhouse-sec-{}.log", db.name));
-    let s = Server::start_logging(
+    let mut s = Server::start_logging(
         db,
         &[("WEARHOUSE_LOG", "info")],
         Stdio::from(std::fs::File::create(&log).unwrap()),
@@ -405,7 +407,8 @@ async fn logs_carry_no_secrets() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped (SIGTERM, waited for): every request it answered is in its log.
+    s.terminate();
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     assert!(
@@ -525,9 +528,16 @@ async fn sse_streams_are_capped_and_end_on_revocation() {
     let other = s.api_key().await;
     assert_eq!(open(&other).await.unwrap().status(), 200);
     drop(second);
-    // The server notices the closed connection at its next heartbeat.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let again = open(&key).await.unwrap();
+    // The server notices the closed connection at its next heartbeat (every second here):
+    // until then a third stream is refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        let r = open(&key).await.unwrap();
+        if r.status() != 429 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(again.status(), 200, "a closed stream frees its slot");
 
     let r = s
@@ -762,7 +772,7 @@ async fn api_keys_belong_to_their_creator_and_data_deletion_needs_a_jwt() {
     let key = created["key"].as_str().unwrap().to_string();
     let key_id = created["id"].as_str().unwrap().to_string();
     let user = create_user(&a, &key).await;
-    a.terminate();
+    a.shutdown().await;
     // The same database, a second developer.
     let b = Server::start_with(
         TestDb {

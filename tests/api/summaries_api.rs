@@ -3,7 +3,7 @@
 //! its epochs, local days across a trip and a DST night, two sleep trackers the same night,
 //! naps.
 
-mod common;
+use crate::common;
 
 use common::export::{self, quantity, sleep, steps, WATCH, WATCH_NAME};
 use common::{call, Server, KEY_HEADER};
@@ -262,7 +262,7 @@ async fn iphone_and_watch_steps_merge_per_segment_and_priorities_change_the_winn
     let v = activity(&s, &key, &user, "start_date=2024-02-09&end_date=2024-02-12").await;
     assert_eq!(data(&v)[0]["steps"], 4800);
     // Rebuilt from the log, the rollup answers the same.
-    s.db.run(&["projections", "rebuild", "daily_rollup"]);
+    s.db.run(&["projections", "rebuild", "daily_rollup"]).await;
     let again = activity(&s, &key, &user, "start_date=2024-02-09&end_date=2024-02-12").await;
     assert_eq!(again["data"], v["data"]);
 }
@@ -535,7 +535,7 @@ async fn two_sleep_trackers_the_same_night_make_one_night_and_naps_stay_apart() 
     assert_eq!(d["avg_heart_rate_bpm"].as_i64(), Some(55));
     assert!(v["metadata"]["resolution"].is_null());
     // Rebuilt from the log, the nights answer the same.
-    s.db.run(&["projections", "rebuild", "sleep_nights"]);
+    s.db.run(&["projections", "rebuild", "sleep_nights"]).await;
     let (_, again) = s
         .get(
             &key,

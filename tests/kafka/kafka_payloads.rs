@@ -4,8 +4,8 @@
 //! writes the same bytes from Postgres and from the topics; `/metrics` reports the lags and
 //! the requests. Needs WEARHOUSE_TEST_PG and WEARHOUSE_TEST_KAFKA.
 
-mod common;
-mod kafka_support;
+use crate::common;
+use crate::kafka_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,7 +17,7 @@ use reqwest::Method;
 use sha2::{Digest, Sha256};
 use wearhouse_kafka::KafkaConfig;
 
-const SMALL: &str = include_str!("fixtures/small_export.xml");
+const SMALL: &str = include_str!("../fixtures/small_export.xml");
 
 /// The small export with a comment big enough to span three 8 MiB chunks.
 fn padded_export() -> Vec<u8> {

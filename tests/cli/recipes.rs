@@ -7,8 +7,8 @@
 //! (pinned confluent-kafka, pyarrow, pandas); when it cannot be made the test fails.
 //! Needs WEARHOUSE_TEST_PG and WEARHOUSE_TEST_KAFKA.
 
-mod common;
-mod kafka_support;
+use crate::common;
+use crate::kafka_support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{bin, create_user, free_port, import_export, Server, TestDb};
 use serde_json::Value;
 
-const SMALL: &str = include_str!("fixtures/small_export.xml");
+const SMALL: &str = include_str!("../fixtures/small_export.xml");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The recipes the tests below run; every `<!-- recipe: … -->` must be one of them.

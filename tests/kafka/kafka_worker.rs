@@ -1,7 +1,7 @@
 //! Projection workers as a consumer group: two workers share the partitions, one is killed
 //! mid-run and restarted, and the read model ends equal to a fresh rebuild from Postgres.
 
-mod kafka_support;
+use crate::kafka_support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! folded into cycles, served by `/events/menstrual-cycles` field for field, and deletes that
 //! survive a re-import.
 
-mod common;
+use crate::common;
 
 use common::{call, export, Server, KEY_HEADER};
 use reqwest::Method;

@@ -1,6 +1,6 @@
 //! Black-box tests of `/api/v1/users` against the real server and database.
 
-mod common;
+use crate::common;
 
 use common::{call, Server};
 use reqwest::Method;
@@ -426,7 +426,7 @@ async fn rebuilding_the_users_read_model_gives_identical_answers() {
     assert_eq!(before["total"], 11);
 
     // Drop the model's rows and rebuild it from the log with the CLI.
-    let out = s.db.run(&["projections", "rebuild", "users"]);
+    let out = s.db.run(&["projections", "rebuild", "users"]).await;
     assert!(out.contains("users rebuilt"), "{out}");
     let (_, after) = list(&s, &key, query).await;
     assert_eq!(before, after);

@@ -1,7 +1,7 @@
 //! Credentials: API keys (create, list, rename, rotate, delete), developer JWTs, login,
 //! refresh tokens, and the contract's 401 messages.
 
-mod common;
+use crate::common;
 
 use common::{call, Server, ADMIN_EMAIL, ADMIN_PASSWORD, SECRET};
 use reqwest::Method;
@@ -592,7 +592,8 @@ async fn login_me_refresh_and_revoke() {
 
 #[tokio::test]
 async fn docs_openapi_health_and_graceful_shutdown() {
-    let mut s = Server::start().await;
+    // The binary: the test is its exit status after SIGTERM.
+    let mut s = Server::start_process(common::TestDb::new().await, &[]).await;
     let (status, body) = call(s.req(Method::GET, "/")).await;
     assert_eq!(
         (status, body),

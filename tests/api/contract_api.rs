@@ -4,7 +4,7 @@
 //! response schema OW's own document (`tests/contract/open-wearables-openapi.json`) gives for
 //! that operation and status. Failures name the operation and the field.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -412,14 +412,16 @@ async fn world() -> World {
         "1MB",
         "--output",
         export.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     s.db.run(&[
         "import",
         "apple-health",
         "--user",
         &user,
         export.to_str().unwrap(),
-    ]);
+    ])
+    .await;
     let mut w = World {
         sim,
         s,

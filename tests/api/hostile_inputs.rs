@@ -3,7 +3,7 @@
 //! answered with a 4xx `{"detail": ...}` (an upload may instead be accepted and then fail with a
 //! clear message), nothing may be partially written, and the server's memory stays bounded.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -423,7 +423,8 @@ fn bad_uploads() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 
 #[tokio::test]
 async fn hostile_inputs_get_4xx_details_and_write_nothing() {
-    let s = Server::start().await;
+    // The binary: the server's own peak memory is checked at the end.
+    let s = Server::start_process(common::TestDb::new().await, &[]).await;
     let key = s.api_key().await;
     let user = create_user(&s, &key).await;
     let db = s.db.client().await;
@@ -501,8 +502,9 @@ async fn hostile_inputs_get_4xx_details_and_write_nothing() {
     );
     assert_eq!(total, CORPUS_SIZE, "update CORPUS_SIZE and the README");
 
-    // Settle, then nothing was written but failed-import records.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Settle (no import running, every read model caught up), then nothing was written but
+    // failed-import records.
+    common::settle(&s.db).await;
     // A failed import is recorded (its raw bytes, its start and failure, and its sync run's);
     // nothing else may change.
     let failed_import_records = [

@@ -3,7 +3,7 @@
 //! the contract's schemas present with its JSON type (an integer where the contract declares
 //! `int`), nullability as the contract allows, and the values that were wrong (issue 12).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! The Apple Health import through its real entry points: HTTP (direct and signed-URL uploads)
 //! and the CLI, against the real server and database.
 
-mod common;
+use crate::common;
 
 use common::{
     call, create_user, import_export, settle, upload_export, wait_import, Server, KEY_HEADER,
@@ -9,7 +9,7 @@ use common::{
 use reqwest::Method;
 use serde_json::Value;
 
-const SMALL: &str = include_str!("fixtures/small_export.xml");
+const SMALL: &str = include_str!("../fixtures/small_export.xml");
 
 async fn timeseries(s: &Server, key: &str, user: &str, query: &str) -> Vec<Value> {
     let (status, body) = call(
@@ -464,13 +464,15 @@ async fn the_cli_imports_with_the_same_result() {
     let user = create_user(&s, &key).await;
     let path = std::env::temp_dir().join(format!("wearhouse-cli-{}.xml", uuid::Uuid::new_v4()));
     std::fs::write(&path, SMALL).unwrap();
-    let out = s.db.run(&[
-        "import",
-        "apple-health",
-        path.to_str().unwrap(),
-        "--user",
-        &user,
-    ]);
+    let out =
+        s.db.run(&[
+            "import",
+            "apple-health",
+            path.to_str().unwrap(),
+            "--user",
+            &user,
+        ])
+        .await;
     let _ = std::fs::remove_file(&path);
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(report["status"], "completed");

@@ -1,7 +1,7 @@
 //! The checkpointed runner: a batch and its checkpoint commit together, so a failure in the
 //! middle of a batch leaves neither behind, and a retry applies every entry exactly once.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl Projection for Counter {
 #[tokio::test]
 async fn a_failed_batch_leaves_no_trace_and_the_retry_applies_each_entry_once() {
     let db = common::TestDb::new().await;
-    db.run(&["migrate"]);
+    db.run(&["migrate"]).await;
     let client = db.client().await;
     client
         .batch_execute("CREATE TABLE counter (id text PRIMARY KEY, n int NOT NULL)")

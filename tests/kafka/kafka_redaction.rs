@@ -4,8 +4,8 @@
 //! provider token that Postgres holds for them appears in any message of the events topic.
 //! Needs WEARHOUSE_TEST_PG and WEARHOUSE_TEST_KAFKA.
 
-mod common;
-mod kafka_support;
+use crate::common;
+use crate::kafka_support;
 
 use std::time::{Duration, Instant};
 

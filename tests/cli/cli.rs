@@ -3,7 +3,7 @@
 //! `wearhouse --help` has a description and a row in README.md, and the simulator's help
 //! names what it simulates and only the options it uses.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! projections from imported data, `/health-scores`, the recovery summary's HRV fields and the
 //! body summary.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::export::{self, quantity, sleep, WATCH, WATCH_NAME};
@@ -469,7 +469,8 @@ async fn provider_scores_reach_health_scores_and_the_recovery_summary() {
     assert_eq!(d["avg_spo2_percent"], 96.0);
     assert_eq!(d["source"]["provider"], "whoop");
     // Rebuilt from the log, the provider rows come back; the internal ones are not touched.
-    s.db.run(&["projections", "rebuild", "provider_scores"]);
+    s.db.run(&["projections", "rebuild", "provider_scores"])
+        .await;
     let (_, v) = s
         .get(
             &key,

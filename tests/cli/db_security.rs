@@ -4,7 +4,7 @@
 //! Runs a private cluster of its own (own home, own port); needs PostgreSQL 15 installed
 //! (scripts/install-deps.sh) and the openssl command.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,11 @@
 //! `wearhouse renormalize`: re-maps stored Apple payloads with the current mapper and appends
 //! the events; read models end up with the mapper's values and re-running changes nothing.
 
-mod common;
+use crate::common;
 
 use common::{create_user, import_export, settle, Server};
 
-const SMALL: &str = include_str!("fixtures/small_export.xml");
+const SMALL: &str = include_str!("../fixtures/small_export.xml");
 
 /// Every read model the Apple import feeds, as text rows, in a stable order.
 async fn read_models(s: &Server) -> Vec<String> {

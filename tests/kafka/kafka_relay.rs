@@ -1,7 +1,7 @@
 //! The relay against a real broker and Postgres: completeness, order, byte-identical
 //! payloads, headers; and a relay process killed mid-batch resumes without gaps.
 
-mod kafka_support;
+use crate::kafka_support;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Cloud providers end to end: the real server talks to the provider simulator
 //! (`wearhouse simulate providers`) over HTTP for OAuth, pulls and webhooks.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -92,14 +92,22 @@ struct Env {
     sim: Sim,
     s: Server,
     key: String,
-    log: std::path::PathBuf,
+    /// The server's log, when it runs as a process (`setup_logged`).
+    log: Option<std::path::PathBuf>,
 }
 
+/// The platform in-process against the simulator.
 async fn setup(extra: &[(&str, &str)]) -> Env {
+    start(extra, false).await
+}
+
+/// The binary against the simulator, its debug log kept: for tests that read the log.
+async fn setup_logged(extra: &[(&str, &str)]) -> Env {
+    start(extra, true).await
+}
+
+async fn start(extra: &[(&str, &str)], logged: bool) -> Env {
     let sim = Sim::start(2).await;
-    let log =
-        std::env::temp_dir().join(format!("wearhouse-providers-{}.log", uuid::Uuid::new_v4()));
-    let file = std::fs::File::create(&log).unwrap();
     let mut env: Vec<(String, String)> = sim.env();
     env.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT".into(), "0".into()));
     env.push(("WEARHOUSE_PROVIDER_TIMEOUT_SECS".into(), "2".into()));
@@ -109,7 +117,15 @@ async fn setup(extra: &[(&str, &str)]) -> Env {
         env.push((k.to_string(), v.to_string()));
     }
     let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let s = Server::start_logging(TestDb::new().await, &refs, Stdio::from(file)).await;
+    let (s, log) = if logged {
+        let log =
+            std::env::temp_dir().join(format!("wearhouse-providers-{}.log", uuid::Uuid::new_v4()));
+        let file = std::fs::File::create(&log).unwrap();
+        let s = Server::start_logging(TestDb::new().await, &refs, Stdio::from(file)).await;
+        (s, Some(log))
+    } else {
+        (Server::start_with(TestDb::new().await, &refs).await, None)
+    };
     let key = s.api_key().await;
     Env { sim, s, key, log }
 }
@@ -267,7 +283,7 @@ async fn health_scores(e: &Env, user: &str, filter: &str) -> Vec<Value> {
 
 /// Nothing the simulator issued as a token may appear in the log, the event store, or a body.
 async fn assert_no_tokens(e: &Env, bodies: &[String]) {
-    let log = std::fs::read_to_string(&e.log).unwrap();
+    let log = std::fs::read_to_string(e.log.as_ref().expect("started by setup_logged")).unwrap();
     assert!(!log.is_empty(), "the server log was captured");
     for needle in ["sim-access-", "sim-refresh-"] {
         assert!(!log.contains(needle), "a token reached the log");
@@ -298,7 +314,7 @@ async fn assert_no_tokens(e: &Env, bodies: &[String]) {
 
 #[tokio::test]
 async fn oura_connect_sync_and_data_end_to_end() {
-    let e = setup(&[]).await;
+    let e = setup_logged(&[]).await;
     let user = e.user().await;
     let cb = e.consent("oura", &user, None).await;
     let to = e.callback(&cb).await;
@@ -526,7 +542,7 @@ async fn oauth_failures_redirect_to_the_error_page() {
 
 #[tokio::test]
 async fn tokens_refresh_before_expiry_and_a_refused_refresh_revokes() {
-    let e = setup(&[]).await;
+    let e = setup_logged(&[]).await;
     let user = e.user().await;
     // Tokens that expire within the minute are refreshed before the first request.
     e.sim.expires_in(30).await;
@@ -812,7 +828,7 @@ async fn disconnect_and_delete_data() {
     assert_eq!(st, 404, "no active connection any more");
     // The raw payloads stayed: replaying them restores exactly what was there, twice over.
     for _ in 0..2 {
-        let out = e.s.db.run(&["providers", "replay", "--user", &user]);
+        let out = e.s.db.run(&["providers", "replay", "--user", &user]).await;
         assert!(out.contains("payload(s) replayed"), "{out}");
         assert!(!out.starts_with("0 "), "{out}");
     }
@@ -836,6 +852,15 @@ async fn disconnect_and_delete_data() {
 
 /// Reads SSE frames until `n` events arrived; returns their ids and whether a heartbeat came.
 async fn read_events(resp: reqwest::Response, n: usize) -> (Vec<(i64, i64)>, bool) {
+    read_events_told(resp, n, None).await
+}
+
+/// `read_events`, telling `on_heartbeat` when the first heartbeat comment arrives.
+async fn read_events_told(
+    resp: reqwest::Response,
+    n: usize,
+    mut on_heartbeat: Option<tokio::sync::oneshot::Sender<()>>,
+) -> (Vec<(i64, i64)>, bool) {
     use futures::StreamExt;
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
@@ -853,6 +878,9 @@ async fn read_events(resp: reqwest::Response, n: usize) -> (Vec<(i64, i64)>, boo
             buf.drain(..end + 2);
             if frame == ": heartbeat" {
                 heartbeat = true;
+                if let Some(tell) = on_heartbeat.take() {
+                    let _ = tell.send(());
+                }
             }
             for line in frame.lines() {
                 if let Some(id) = line.strip_prefix("id:") {
@@ -900,8 +928,13 @@ async fn sync_status_stream_resumes_from_last_event_id() {
         .send()
         .await
         .unwrap();
-    let reader = tokio::spawn(read_events(resp, 12));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (told, heard) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(read_events_told(resp, 12, Some(told)));
+    // The run starts once the open stream has been silent long enough for a heartbeat.
+    tokio::time::timeout(Duration::from_secs(10), heard)
+        .await
+        .expect("no heartbeat within 10 s of silence")
+        .expect("the stream ended before a heartbeat");
     let (_, res) = e.sync("oura", &user, 1).await;
     assert_eq!(res["success"], true);
     let (live, heartbeat) = reader.await.unwrap();
@@ -978,7 +1011,7 @@ async fn one_connection_never_syncs_twice_at_once() {
 
 #[tokio::test]
 async fn garmin_pkce_backfill_push_fan_out_and_deregistration() {
-    let e = setup(&[]).await;
+    let e = setup_logged(&[]).await;
     let hook = format!(
         "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
         e.s.url
@@ -1585,14 +1618,21 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
     )
     .await;
     assert_eq!(st, 204);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM samples WHERE user_id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0);
+    // The read models apply the deletion.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let n = loop {
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM samples WHERE user_id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(n, 0);
-    let out = e.s.db.run(&["providers", "replay", "--user", &user]);
+    let out = e.s.db.run(&["providers", "replay", "--user", &user]).await;
     assert!(out.contains("payload(s) replayed"), "{out}");
     assert_eq!(e.count(hr_sql, &user).await, 62);
     let stats: Value = c
@@ -1609,7 +1649,7 @@ async fn garmin_activity_details_and_fit_files_end_to_end() {
 async fn garmin_activity_files_download_once_for_linked_users() {
     // 2026-03-02T07:00:00-05:00.
     const START: i64 = 1_772_452_800;
-    let e = setup(&[]).await;
+    let e = setup_logged(&[]).await;
     let hook = format!(
         "{}/api/v1/providers/garmin/webhooks?token={GARMIN_PUSH_TOKEN}",
         e.s.url
@@ -1909,7 +1949,6 @@ async fn whoop_scores_and_provider_side_deletes() {
     // A later pull of the same window brings the deleted records again: they stay deleted.
     let (_, res) = e.sync("whoop", &user, 3).await;
     assert_eq!(res["success"], true, "{res}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
     // Every read model has applied the re-pull before the deleted samples are looked for.
     common::settle(&e.s.db).await;
     assert_eq!(scores_left().await, (0, 0, 0));
@@ -2174,7 +2213,7 @@ async fn rate_budget_is_shared_across_processes() {
         ("WEARHOUSE_PROVIDER_RATE_BUDGETS", "oura=300"),
         ("WEARHOUSE_SYNC_INTERVAL_SECS", "1"),
     ];
-    let e = setup(&budget).await;
+    let e = setup_logged(&budget).await;
     let a = e.user().await;
     let b = e.user().await;
     e.connect_as("oura", &a, Some("ring-a")).await;
@@ -2201,16 +2240,28 @@ async fn rate_budget_is_shared_across_processes() {
     )
     .await;
     let started = Utc::now().timestamp_millis();
-    // Let both schedulers pull for a while: each connection is due every second.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let mut times: Vec<i64> = e
-        .sim
-        .request_log()
-        .await
-        .into_iter()
-        .filter(|(r, at)| r.starts_with("oura/v2/usercollection/") && *at >= started)
-        .map(|(_, at)| at)
-        .collect();
+    // Let both schedulers pull (each connection is due every second) until both processes have
+    // completed a pull and twenty requests went out: enough windows to judge the spacing.
+    let logs = [e.log.clone().unwrap(), log2.clone()];
+    let pulled = |log: &std::path::Path| {
+        let text = std::fs::read_to_string(log).unwrap();
+        text.contains("scheduled pull") && text.contains("sync completed")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut times: Vec<i64> = loop {
+        let times: Vec<i64> = e
+            .sim
+            .request_log()
+            .await
+            .into_iter()
+            .filter(|(r, at)| r.starts_with("oura/v2/usercollection/") && *at >= started)
+            .map(|(_, at)| at)
+            .collect();
+        if times.len() >= 20 && logs.iter().all(|l| pulled(l)) || Instant::now() > deadline {
+            break times;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     times.sort();
     assert!(times.len() >= 10, "{times:?}");
     // Slots are 200 ms apart on the database's clock; a busy machine may delay one send and
@@ -2222,7 +2273,7 @@ async fn rate_budget_is_shared_across_processes() {
         "requests closer than the budget allows: {times:?}"
     );
     // Both processes did pull, by their schedulers.
-    for log in [&e.log, &log2] {
+    for log in [e.log.as_ref().unwrap(), &log2] {
         let text = std::fs::read_to_string(log).unwrap();
         assert!(
             text.contains("scheduled pull") && text.contains("sync completed"),

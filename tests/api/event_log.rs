@@ -1,7 +1,7 @@
 //! The event log reader: entries are read in order and never skipped, even when transactions
 //! that took earlier positions commit later than ones that took later positions.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use wearhouse_projections::Cursor;
 
 async fn migrated() -> TestDb {
     let db = TestDb::new().await;
-    let out = db.run(&["migrate"]);
+    let out = db.run(&["migrate"]).await;
     assert!(out.contains("migration(s) applied"), "{out}");
     db
 }
@@ -146,14 +146,14 @@ async fn an_open_transaction_holds_back_later_entries_until_it_commits() {
 #[tokio::test]
 async fn migrations_apply_on_empty_and_on_migrated_databases() {
     let db = TestDb::new().await;
-    let first = db.run(&["migrate"]);
+    let first = db.run(&["migrate"]).await;
     assert!(first.starts_with(&format!(
         "{} migration(s) applied",
         first.split(' ').next().unwrap()
     )));
     let applied: usize = first.split(' ').next().unwrap().parse().unwrap();
     assert!(applied >= 2, "{first}");
-    let second = db.run(&["migrate"]);
+    let second = db.run(&["migrate"]).await;
     assert!(second.starts_with("0 migration(s) applied"), "{second}");
     let client = db.client().await;
     let versions: Vec<i32> = client

@@ -2,12 +2,12 @@
 //! source and type names. Each fails its import with a clear error visible on the import, writes
 //! nothing to the read models, keeps the server's memory bounded, and the next import completes.
 
-mod common;
+use crate::common;
 
 use common::{create_user, import_export, settle, Server};
 use flate2::{Compress, Compression, FlushCompress};
 
-const SMALL: &str = include_str!("fixtures/small_export.xml");
+const SMALL: &str = include_str!("../fixtures/small_export.xml");
 
 /// Deflates `head`, then `chunk` `times` over, as one raw deflate stream, without deflating all
 /// of it: after a full flush the compressor starts afresh, so one compressed chunk repeats.
@@ -109,7 +109,8 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 async fn import_bombs_fail_cleanly_and_the_next_import_completes() {
     // The absolute inflation cap is lowered so the bomb is stopped after a few seconds of
     // parsing in a debug build; the ratio cap and the other caps keep their defaults.
-    let s = Server::start_with(
+    // The binary: the server's own peak memory is checked.
+    let s = Server::start_process(
         common::TestDb::new().await,
         &[("WEARHOUSE_IMPORT_MAX_INFLATED_BYTES", "16000000")],
     )

@@ -5,7 +5,7 @@
 //! `sample_counts`, `workouts`, `sleep_sessions`) until the Apple import lands; then these
 //! fixtures switch to the real import path.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,7 +1,7 @@
 //! Black-box tests of `/events/workouts`, `/events/sleep`, `/events/menstrual-cycles` and their
 //! deletions, on data imported through the real Apple import path.
 
-mod common;
+use crate::common;
 
 use common::export::{self, sleep, workout, WATCH, WATCH_NAME};
 use common::{call, Server, KEY_HEADER};
@@ -306,7 +306,7 @@ async fn workouts_list_filters_pages_and_deletes() {
         .get(0);
     assert_eq!(imported, 2, "the second import recorded the workouts again");
     // Rebuilt from the log, the read model still hides it.
-    s.db.run(&["projections", "rebuild", "workouts"]);
+    s.db.run(&["projections", "rebuild", "workouts"]).await;
     let (_, r) = s.get(&key, &q).await;
     assert_eq!(types(&r), ["cycling", "running"]);
 }
