@@ -32,13 +32,15 @@ async fn read_models(s: &Server) -> Vec<String> {
     all
 }
 
-fn renormalize(s: &Server, since: &str) -> String {
-    let out = std::process::Command::new(common::bin())
+/// Awaited, not blocking: the in-process server keeps running (and committing) meanwhile.
+async fn renormalize(s: &Server, since: &str) -> String {
+    let out = tokio::process::Command::new(common::bin())
         .args(["renormalize", "--provider", "apple", "--since", since])
         .env("DATABASE_URL", &s.db.url)
         .env("WEARHOUSE_HOME", &s.home)
         .env("WEARHOUSE_LOG", "warn")
         .output()
+        .await
         .unwrap();
     assert!(
         out.status.success(),
@@ -81,7 +83,7 @@ async fn renormalize_appends_mapped_events_and_is_idempotent() {
         .unwrap();
     assert_ne!(read_models(&s).await, imported);
 
-    let out = renormalize(&s, &before_import);
+    let out = renormalize(&s, &before_import).await;
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains(&format!("user={user}")), "{out}");
     settle(&s.db).await;
@@ -94,13 +96,13 @@ async fn renormalize_appends_mapped_events_and_is_idempotent() {
     );
 
     // Again: more events, same read models (dedup keys make it idempotent).
-    renormalize(&s, &before_import);
+    renormalize(&s, &before_import).await;
     settle(&s.db).await;
     assert_eq!(count(&s, data_events).await, 2 * appended);
     assert_eq!(read_models(&s).await, imported);
 
     // Nothing was received after this time.
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    assert_eq!(renormalize(&s, &later), "");
+    assert_eq!(renormalize(&s, &later).await, "");
     assert_eq!(count(&s, data_events).await, 2 * appended);
 }

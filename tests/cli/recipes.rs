@@ -398,7 +398,7 @@ async fn kafka_readme_recipes() {
         ("WEARHOUSE_KAFKA_PARTITIONS", "3"),
         ("WEARHOUSE_KAFKA_FLUSH_MARKERS", "true"),
     ];
-    let server = Server::start_with(db, &kafka_env).await;
+    let server = Server::start_process(db, &kafka_env).await;
     let key = server.api_key().await;
     let user = create_user(&server, &key).await;
     let done = import_export(
