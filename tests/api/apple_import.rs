@@ -174,11 +174,14 @@ async fn values_units_offsets_and_sources_reach_the_api() {
     );
     // The raw bytes were kept, byte for byte.
     let sha = done["sha256"].as_str().unwrap();
-    let exported = std::process::Command::new(common::bin())
+    // Awaited, never blocking: the in-process server must keep running (and release its
+    // locks) while a command works on its database.
+    let exported = tokio::process::Command::new(common::bin())
         .args(["raw", "export", sha])
         .env("DATABASE_URL", &s.db.url)
         .env("WEARHOUSE_LOG", "warn")
         .output()
+        .await
         .unwrap();
     assert!(exported.status.success());
     assert_eq!(exported.stdout, SMALL.as_bytes());
@@ -483,7 +486,9 @@ async fn the_cli_imports_with_the_same_result() {
         2
     );
     // An unknown user is refused by the CLI too.
-    let bad = std::process::Command::new(common::bin())
+    // Awaited: a blocked thread would freeze the in-process server mid-transaction while the
+    // command waits for the same checkpoint rows (a deadlock).
+    let bad = tokio::process::Command::new(common::bin())
         .args([
             "import",
             "apple-health",
@@ -493,6 +498,7 @@ async fn the_cli_imports_with_the_same_result() {
         ])
         .env("DATABASE_URL", &s.db.url)
         .output()
+        .await
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not found"));
