@@ -189,10 +189,11 @@ async fn values_units_offsets_and_sources_reach_the_api() {
 
 #[tokio::test]
 async fn reimports_and_overlapping_exports_create_no_duplicates() {
+    // Generated first: it blocks this thread, which the in-process server shares.
+    let (data, expected) = generated("2MB", 7);
     let s = Server::start().await;
     let key = s.api_key().await;
     let user = create_user(&s, &key).await;
-    let (data, expected) = generated("2MB", 7);
     let first = import_export(&s, &key, &user, "export.xml", data.clone()).await;
     assert_eq!(first["status"], "completed", "{first}");
     // Per-type counts match what the file holds.
@@ -509,10 +510,11 @@ async fn the_cli_imports_with_the_same_result() {
 /// late-synced sleep records, naps, and cycling rides with the watch's distance series.
 #[tokio::test]
 async fn device_addresses_third_party_devices_and_rides_read_right() {
+    // Generated first: it blocks this thread, which the in-process server shares.
+    let (data, expected) = generated("3MB", 11);
     let s = Server::start().await;
     let key = s.api_key().await;
     let user = create_user(&s, &key).await;
-    let (data, expected) = generated("3MB", 11);
     let days = expected["activity_summaries"].as_u64().unwrap();
     assert!(days >= 8, "{days}");
     let done = import_export(&s, &key, &user, "export.xml", data).await;
