@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use poem::listener::Listener;
 use tokio::sync::watch;
 use tracing::info;
 use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand};
@@ -308,14 +309,27 @@ async fn shutdown_signal() {
 impl Platform {
     /// Serves HTTP and runs jobs until SIGTERM or Ctrl-C, then drains requests and jobs (in
     /// parallel, each within the shutdown grace) and stops the workers.
-    pub async fn serve(mut self) -> anyhow::Result<()> {
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let bind = self.state.config.bind.clone();
+        let acceptor = poem::listener::TcpListener::bind(bind)
+            .into_acceptor()
+            .await?;
+        self.serve_on(acceptor, shutdown_signal()).await
+    }
+
+    /// Serves HTTP on an already bound listener until `stop` completes, then drains requests
+    /// and stops the workers. The tests run the platform in-process this way, on a port the
+    /// kernel chose, stopped by a channel instead of a signal.
+    pub async fn serve_on(
+        mut self,
+        acceptor: poem::listener::TcpAcceptor,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let grace = self.state.config.shutdown_grace();
         let jobs_task = self
             .jobs_runner
             .take()
             .map(|r| tokio::spawn(r.run(self.pg_config.clone(), self.stopping.subscribe())));
-        let bind = self.state.config.bind.clone();
-        let listener = poem::listener::TcpListener::bind(bind.clone());
         let app = api::app(self.state.clone());
         if let (true, Some(metrics_bind)) = (
             self.state.config.metrics,
@@ -340,10 +354,10 @@ impl Platform {
         info!(url = %self.state.config.public_url(), "wearhouse listening");
         let stopping = self.stopping.clone();
         let signalled = async move {
-            shutdown_signal().await;
+            stop.await;
             let _ = stopping.send(true);
         };
-        let served = poem::Server::new(listener)
+        let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, signalled, Some(grace))
             .await;
         // Also when serving failed: the job runner must stop and hand its jobs back.

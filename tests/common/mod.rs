@@ -1,5 +1,7 @@
-//! Test harness: each test gets its own database in the private cluster that `scripts/test.sh`
-//! starts, and talks to the real `wearhouse` binary over HTTP.
+//! Test harness: each test gets its own database in the test cluster (WEARHOUSE_TEST_PG) and
+//! talks over HTTP to the platform, started in the test's own runtime on a port the kernel
+//! chose (`Server::start`), or to the real `wearhouse serve` binary when the test needs a
+//! process of its own: its exit status, a signal, its memory, or its log (`Server::start_process`).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -9,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
+
+/// The platform's settings for an in-process server, given as values.
+pub mod settings;
 
 pub const ADMIN_EMAIL: &str = "admin@test.local";
 pub const ADMIN_PASSWORD: &str = "test-password-1";
@@ -31,6 +36,22 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
     tokio::spawn(conn);
     client
+}
+
+/// Waits until `check` holds, polling every `every`; panics with `what` after `within`.
+pub async fn wait_until<F, Fut>(within: Duration, every: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// A fresh, empty database; dropped when the value is dropped.
@@ -59,13 +80,16 @@ impl TestDb {
         connect(&self.url).await
     }
 
-    /// Runs `wearhouse <args>` against this database and returns its stdout.
-    pub fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(bin())
+    /// Runs `wearhouse <args>` against this database and returns its stdout. Awaited, not
+    /// blocking: an in-process server on this runtime keeps serving (and releasing its locks)
+    /// while the command runs.
+    pub async fn run(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(bin())
             .args(args)
             .env("DATABASE_URL", &self.url)
             .env("WEARHOUSE_LOG", "warn")
             .output()
+            .await
             .expect("run wearhouse");
         assert!(
             out.status.success(),
@@ -105,30 +129,146 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running `wearhouse serve` on its own database and port.
+/// How a server runs.
+enum Running {
+    /// The platform on a runtime and thread of its own (a blocking call in a test cannot freeze
+    /// it mid-transaction); `stop` ends it gracefully, `done` says when it has.
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        done: Option<tokio::sync::oneshot::Receiver<Result<(), String>>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    /// `wearhouse serve` as a child process, with the settings it was started with (a restart
+    /// keeps them).
+    Process {
+        child: Child,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// A running server on its own database and port.
 pub struct Server {
     pub db: TestDb,
     pub url: String,
     pub home: PathBuf,
-    child: Child,
+    running: Running,
     pub http: reqwest::Client,
-    /// The settings it was started with (a restart keeps them).
-    env: Vec<(String, String)>,
+}
+
+/// The settings every test server has (the admin developer, a fixed JWT key, its own home).
+fn base_settings(db: &TestDb, home: &std::path::Path) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db.url.as_str()),
+        ("WEARHOUSE_HOME", home.to_str().unwrap()),
+        ("WEARHOUSE_SECRET_KEY", SECRET),
+        ("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL),
+        ("WEARHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The server's WEARHOUSE_HOME: one per database, so two servers on one database share their
+/// generated keys (the sealing key of provider tokens) as two processes of one installation do.
+fn new_home(db: &TestDb) -> PathBuf {
+    let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
+    std::fs::create_dir_all(&home).unwrap();
+    home
 }
 
 impl Server {
+    /// The platform in-process on a fresh database.
     pub async fn start() -> Server {
         Self::start_with(TestDb::new().await, &[]).await
     }
 
+    /// The platform in-process on `db`, with settings named as their environment variables
+    /// (`WEARHOUSE_CORS_ORIGINS`, ...). They are parsed like the command line parses them, but
+    /// given as values: the process environment is neither read nor changed.
     pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Server {
+        settings::init_test_logging();
+        let home = match env.iter().find(|(k, _)| *k == "WEARHOUSE_HOME") {
+            Some((_, h)) => PathBuf::from(h),
+            None => new_home(&db),
+        };
+        let mut pairs = base_settings(&db, &home);
+        pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut s = settings::parse(&pairs);
+        s.serve.bind = format!("127.0.0.1:{port}");
+        let (ready_tx, ready) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("the server's runtime");
+            rt.block_on(async move {
+                let started = async {
+                    let platform = wearhouse::serve::start(&s.db, s.serve, &s.kafka)
+                        .await
+                        .map_err(|e| format!("the platform did not start: {e:#}"))?;
+                    wearhouse::serve::bootstrap_admin(&platform.state, &s.db.home)
+                        .await
+                        .map_err(|e| format!("the first developer was not created: {e:#}"))?;
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .map_err(|e| format!("listener: {e}"))?;
+                    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)
+                        .map_err(|e| format!("acceptor: {e}"))?;
+                    Ok::<_, String>((platform, acceptor))
+                };
+                let (platform, acceptor) = match started.await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let result = platform
+                    .serve_on(acceptor, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .map_err(|e| format!("the platform stopped with an error: {e:#}"));
+                let _ = done_tx.send(result);
+            });
+        });
+        match ready.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("the platform's thread ended before it started"),
+        }
+        Server {
+            db,
+            url: format!("http://127.0.0.1:{port}"),
+            home,
+            running: Running::InProcess {
+                stop: Some(stop),
+                done: Some(done),
+                thread: Some(thread),
+            },
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The real `wearhouse serve` binary on `db`, for tests of the process itself (SIGTERM,
+    /// exit status, memory); its log goes to the test's stderr.
+    pub async fn start_process(db: TestDb, env: &[(&str, &str)]) -> Server {
         Self::start_logging(db, env, Stdio::inherit()).await
     }
 
-    /// Like `start_with`, with the server's log (stderr) sent to `stderr`.
+    /// The real binary, with its log (stderr) sent to `stderr`: for tests that read the log.
     pub async fn start_logging(db: TestDb, env: &[(&str, &str)], stderr: Stdio) -> Server {
-        let home = std::env::temp_dir().join(format!("wearhouse-test-{}", db.name));
-        std::fs::create_dir_all(&home).unwrap();
+        let home = match env.iter().find(|(k, _)| *k == "WEARHOUSE_HOME") {
+            Some((_, h)) => PathBuf::from(h),
+            None => new_home(&db),
+        };
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -138,9 +278,8 @@ impl Server {
             db,
             url,
             home,
-            child,
+            running: Running::Process { child, env },
             http: reqwest::Client::new(),
-            env,
         };
         server.wait_ready().await;
         server
@@ -149,25 +288,23 @@ impl Server {
     /// Starts `wearhouse serve` on a free port; returns the process and its URL.
     fn spawn(
         db: &TestDb,
-        home: &PathBuf,
+        home: &std::path::Path,
         env: &[(String, String)],
         stderr: Stdio,
     ) -> (Child, String) {
         let port = free_port();
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env("WEARHOUSE_HOME", home)
             .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
-            .env("WEARHOUSE_SECRET_KEY", SECRET)
-            .env("WEARHOUSE_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("WEARHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env(
                 "WEARHOUSE_LOG",
                 std::env::var("WEARHOUSE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
             .stderr(stderr);
+        for (k, v) in base_settings(db, home) {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -183,7 +320,7 @@ impl Server {
                     break;
                 }
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child().try_wait() {
                 panic!("wearhouse serve exited early: {status}");
             }
             assert!(
@@ -194,11 +331,20 @@ impl Server {
         }
     }
 
+    fn child(&mut self) -> &mut Child {
+        match &mut self.running {
+            Running::Process { child, .. } => child,
+            Running::InProcess { .. } => {
+                panic!("an in-process server has no process: start it with Server::start_process")
+            }
+        }
+    }
+
     /// Waits (up to `within`) for the server process to exit by itself and returns how it ended.
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child().try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -209,23 +355,27 @@ impl Server {
         }
     }
 
-    /// Kills the server with SIGKILL (no shutdown of any kind) and reaps it.
+    /// Kills the server process with SIGKILL (no shutdown of any kind) and reaps it.
     pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
+        let child = self.child();
+        child.kill().expect("SIGKILL the server");
+        child.wait().expect("reap the server");
     }
 
-    /// Starts the server again (after it exited) on the same database and home, with the
-    /// settings of its first start except those named in `unset`, plus `env`.
-    pub async fn restart(&mut self, unset: &[&str], env: &[(&str, &str)]) {
-        if self.child.try_wait().unwrap().is_none() {
+    /// Starts the server process again (after it exited) on the same database and home, with
+    /// the settings of its first start except those named in `unset`, plus `env`.
+    pub async fn restart(&mut self, unset: &[&str], add: &[(&str, &str)]) {
+        if self.child().try_wait().unwrap().is_none() {
             self.kill();
         }
-        self.env.retain(|(k, _)| !unset.contains(&k.as_str()));
-        self.env
-            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let (child, url) = Self::spawn(&self.db, &self.home, &self.env, Stdio::inherit());
-        self.child = child;
+        let Running::Process { env, .. } = &mut self.running else {
+            unreachable!("child() checked this is a process")
+        };
+        env.retain(|(k, _)| !unset.contains(&k.as_str()));
+        env.extend(add.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env = env.clone();
+        let (child, url) = Self::spawn(&self.db, &self.home, &env, Stdio::inherit());
+        self.running = Running::Process { child, env };
         self.url = url;
         self.wait_ready().await;
     }
@@ -266,20 +416,26 @@ impl Server {
             .to_string()
     }
 
-    /// The server process id (to read its memory figures from /proc).
+    /// The server process id (to read its memory figures from /proc); process servers only.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.running {
+            Running::Process { child, .. } => child.id(),
+            Running::InProcess { .. } => {
+                panic!("an in-process server has no pid of its own: start it with Server::start_process")
+            }
+        }
     }
 
-    /// Stops the server with SIGTERM and waits for a clean exit.
+    /// Stops a process server with SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.pid();
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
+            if let Some(s) = self.child().try_wait().unwrap() {
                 return s;
             }
             assert!(
@@ -289,12 +445,47 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Stops an in-process server as SIGTERM stops the binary (requests drained, workers
+    /// stopped) and waits until it has; the database stays.
+    pub async fn shutdown(&mut self) {
+        let Running::InProcess { stop, done, thread } = &mut self.running else {
+            self.terminate();
+            return;
+        };
+        if let Some(stop) = stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = done.take() {
+            tokio::time::timeout(Duration::from_secs(20), done)
+                .await
+                .expect("the platform did not stop within 20 s")
+                .expect("the platform's thread ended without saying how")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        if let Some(thread) = thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.running {
+            Running::Process { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Stopped gracefully on its own runtime; waiting here cannot freeze it.
+            Running::InProcess { stop, thread, .. } => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }

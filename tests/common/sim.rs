@@ -1,54 +1,46 @@
-//! The provider simulator (`wearhouse simulate providers`) as a child process of a test, and the
-//! settings that point a server at it.
-
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! The provider simulator (what `wearhouse simulate providers` serves), run in the test's own
+//! runtime on a port the kernel chose, and the settings that point a server at it.
 
 use serde_json::{json, Value};
-
-use super::{bin, free_port};
 
 /// The client secret the simulator expects and signs webhooks with.
 pub const SECRET: &str = "sim-secret";
 /// The secret in the Garmin push URL (as registered at Garmin).
 pub const GARMIN_PUSH_TOKEN: &str = "garmin-push-token-0123456789abcdef";
 
-/// The simulator, killed on drop.
+/// The simulator, stopped on drop.
 pub struct Sim {
     pub url: String,
-    child: Child,
+    task: tokio::task::JoinHandle<()>,
     /// A client that does not follow redirects (consent pages answer with them).
     pub http: reqwest::Client,
 }
 
 impl Sim {
-    /// Starts it on a free port, serving `page_size` records per page, and waits until it answers.
+    /// Starts it on a free port, serving `page_size` records per page. It answers at once: the
+    /// listener is bound before this returns.
     pub async fn start(page_size: usize) -> Sim {
-        let port = free_port();
-        let child = Command::new(bin())
-            .args(["simulate", "providers", "--port", &port.to_string()])
-            .args(["--client-secret", SECRET])
-            .args(["--page-size", &page_size.to_string()])
-            .env("WEARHOUSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start simulator");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the simulator");
+        let port = listener.local_addr().unwrap().port();
+        // Where `simulate providers` pushes Garmin data by default (tests point it elsewhere
+        // through `/_sim/config`).
+        let push =
+            "http://127.0.0.1:8000/api/v1/providers/garmin/webhooks?token=sim-garmin-push-token";
+        let app = wearhouse::simulator::app(SECRET.into(), page_size, Some(push.into()));
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let task = tokio::spawn(async move {
+            if let Err(e) = poem::Server::new_with_acceptor(acceptor).run(app).await {
+                panic!("simulator stopped: {e}");
+            }
+        });
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http
-            .get(format!("{url}/_sim/requests"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "simulator did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Sim { url, child, http }
+        Sim { url, task, http }
     }
 
     /// The settings that make a server use the simulated Oura, Whoop and Garmin.
@@ -118,7 +110,6 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.task.abort();
     }
 }

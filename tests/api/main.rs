@@ -1,0 +1,29 @@
+//! In-process tests: the platform started in this process for each test (its own database,
+//! a port the kernel chose) and driven over HTTP, and the library parts beneath it (event log,
+//! projection runner) against the test cluster. A test that needs a process of its own (a
+//! signal, an exit status, its memory, its log) starts the binary with
+//! `Server::start_process` / `Server::start_logging`. See tests/README.md.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod apple_import;
+mod auth_api;
+mod contract_api;
+mod event_log;
+mod events_api;
+mod hostile_inputs;
+mod import_limits;
+mod jobs;
+mod menstrual_cycles;
+mod oauth_api;
+mod projection_runner;
+mod providers_api;
+mod read_contract;
+mod renormalize;
+mod scores_api;
+mod security;
+mod summaries_api;
+mod timeseries_api;
+mod users_api;
+mod webhooks_flow;
