@@ -582,7 +582,7 @@ async fn jobs_list_shows_one_line_per_job_with_filters() {
         .await
         .unwrap();
     let pending = env.jobs.enqueue("sync", None, json!({})).await.unwrap();
-    let out = env.db.run(&["jobs", "list"]);
+    let out = env.db.run(&["jobs", "list"]).await;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
@@ -595,10 +595,10 @@ async fn jobs_list_shows_one_line_per_job_with_filters() {
             "{failed} import state=failed attempts=5/5 age=3h last_error=\"parse error: bad tag\""
         )
     );
-    let only_failed = env.db.run(&["jobs", "list", "--state", "failed"]);
+    let only_failed = env.db.run(&["jobs", "list", "--state", "failed"]).await;
     assert_eq!(only_failed.lines().count(), 1);
     assert!(only_failed.contains("import"));
-    let only_sync = env.db.run(&["jobs", "list", "--kind", "sync"]);
+    let only_sync = env.db.run(&["jobs", "list", "--kind", "sync"]).await;
     assert_eq!(only_sync.lines().count(), 1);
     assert!(only_sync.contains(&pending.to_string()));
 }
@@ -715,7 +715,7 @@ async fn an_import_interrupted_after_writing_resumes_and_counts_nothing_twice() 
     use wearhouse_domain::import::{Import, ImportCommand};
     use wearhouse_domain::sync_run::{SyncRun, SyncRunCommand};
 
-    let export = include_bytes!("fixtures/small_export.xml").to_vec();
+    let export = include_bytes!("../fixtures/small_export.xml").to_vec();
     let server = common::Server::start().await;
     let key = server.api_key().await;
     let clean_user = common::create_user(&server, &key).await;
