@@ -2,7 +2,7 @@
 //!
 //! # Public API
 //!
-//! ```ignore
+//! ```text
 //! // Open a file; zip (the iPhone's export.zip) or XML is sniffed from the magic bytes.
 //! pub fn open_export(path: &Path) -> Result<Box<dyn BufRead + Send>, ImportError>;
 //! // Stream-parse it; every record goes to the sink, in document order.
