@@ -122,16 +122,26 @@ impl Env {
         body.as_array().unwrap().clone()
     }
 
-    /// `sql` (with `$1` the user) once its value stops changing and is positive, or after 15 s.
+    /// `sql` (with `$1` the user) once no job is waiting or running, the read models have
+    /// caught up and its value is positive and stopped changing; or after 30 s. (A value that
+    /// merely paused under load is not settled while its mapping jobs are still queued.)
     async fn settled(&self, sql: &str, user: &str) -> i64 {
-        self.s.settle().await;
         let c = self.s.db.client().await;
         let id: uuid::Uuid = user.parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut last = -1;
         loop {
+            let active: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM jobs WHERE state = 'running' OR (state = 'pending' AND run_at <= now())",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            self.s.settle().await;
             let n: i64 = c.query_one(sql, &[&id]).await.unwrap().get(0);
-            if n == last && n > 0 || Instant::now() > deadline {
+            if active == 0 && n == last && n > 0 || Instant::now() > deadline {
                 return n;
             }
             last = n;
