@@ -31,6 +31,23 @@ impl LockKey {
             LockKey::Name(name) => name,
         }
     }
+
+    /// Whether any session holds this lock in the current database, read from `pg_locks`, so
+    /// asking never takes the lock from someone about to.
+    pub async fn is_held(&self, client: &Object) -> Result<bool, tokio_postgres::Error> {
+        let key = match self {
+            LockKey::Id(_) => "$1::int8",
+            LockKey::Name(_) => "hashtextextended($1, 7261)",
+        };
+        // A 64-bit key shows in pg_locks as classid (high half) and objid (low half).
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT {key} AS k) h \
+             WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND classid = ((h.k >> 32) & 4294967295)::oid AND objid = (h.k & 4294967295)::oid)"
+        );
+        Ok(client.query_one(&sql, &[self.param()]).await?.get(0))
+    }
 }
 
 /// A held session advisory lock and the connection that holds it.

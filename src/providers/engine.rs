@@ -227,22 +227,9 @@ impl Engine {
     /// database: the view spans the cluster), so asking never takes the lock from a sync about
     /// to start.
     pub async fn busy(&self, user: Uuid, provider: &str) -> Result<bool, SyncError> {
-        let key = self.lock_key(user, provider).await;
-        Ok(self
-            .pool
-            .get()
-            .await
-            .map_err(store_err)?
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT hashtextextended($1, 7261) AS k) h \
-                 WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
-                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                   AND classid = ((h.k >> 32) & 4294967295)::oid AND objid = (h.k & 4294967295)::oid)",
-                &[&key],
-            )
-            .await
-            .map_err(store_err)?
-            .get(0))
+        let key = LockKey::Name(self.lock_key(user, provider).await);
+        let client = self.pool.get().await.map_err(store_err)?;
+        key.is_held(&client).await.map_err(store_err)
     }
 
     /// Runs `req` to its end; the run's failure is recorded on the `SyncRun` and returned.
