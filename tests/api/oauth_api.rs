@@ -90,13 +90,7 @@ impl Env {
     }
 
     async fn user(&self) -> String {
-        let (st, u) = call(
-            self.req(Method::POST, "/api/v1/users")
-                .json(&json!({"first_name": "Ada"})),
-        )
-        .await;
-        assert_eq!(st, 201);
-        u["id"].as_str().unwrap().to_string()
+        common::create_user(&self.s, &self.key).await
     }
 
     /// Starts an authorization and follows the consent redirect; returns the callback URL.
