@@ -57,6 +57,18 @@ async fn wait_applied(env: &Env, timeout: Duration) {
     }
 }
 
+/// The body of /metrics once the server answers.
+async fn wait_metrics(http: &reqwest::Client, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(url).bearer_auth("metrics-token").send().await {
+            return r.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_resumes_and_read_model_equals_rebuild() {
     let env = setup().await;
@@ -96,6 +108,33 @@ async fn killed_worker_resumes_and_read_model_equals_rebuild() {
         writer.write(&client, 20).await;
     }
     let mut a = env.spawn(&["project", "--source", "kafka"], "kafka_worker_a2.log");
+    // A server on this database, to read the group's lag from /metrics at the end. Started
+    // before the last writes: its first start registers a developer, an entry that must be
+    // relayed and applied before the lag is read.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = env
+        .command(&["serve"])
+        .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
+        .env("WEARHOUSE_METRICS_TOKEN", "metrics-token")
+        // The Kafka workers own the read models here.
+        .env("WEARHOUSE_PROJECTIONS", "false")
+        .env(
+            "WEARHOUSE_HOME",
+            std::env::temp_dir().join(format!("kafka-metrics-{port}")),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join("kafka_metrics_serve.log")).unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    wait_metrics(&http, &metrics_url).await;
     for _ in 0..10 {
         writer.write(&client, 20).await;
     }
@@ -107,39 +146,7 @@ async fn killed_worker_resumes_and_read_model_equals_rebuild() {
     b.wait().unwrap();
     stop.send(true).unwrap();
     relay_task.await.unwrap();
-
-    // /metrics of a server on this database reports the group's lag per stored partition.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = env
-        .command(&["serve"])
-        .env("WEARHOUSE_BIND", format!("127.0.0.1:{port}"))
-        .env("WEARHOUSE_METRICS_TOKEN", "metrics-token")
-        .env(
-            "WEARHOUSE_HOME",
-            std::env::temp_dir().join(format!("kafka-metrics-{port}")),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let metrics = loop {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .bearer_auth("metrics-token")
-            .send()
-            .await
-        {
-            break r.text().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "serve did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let metrics = wait_metrics(&http, &metrics_url).await;
     let _ = server.kill();
     let _ = server.wait();
     let stored: i64 = client
