@@ -2,6 +2,7 @@
 //! `/openapi.json` and its interactive docs at `/docs`.
 
 mod api_keys;
+mod audit;
 mod auth;
 mod daily;
 mod data_sources;
@@ -102,6 +103,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         priorities::PrioritiesApi,
         oauth::OAuthApi,
         sync::SyncApi,
+        audit::AuditApi,
     ));
     let allow = Arc::new(document::AllowTable::of(
         &apis,

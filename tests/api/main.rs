@@ -8,6 +8,7 @@
 mod common;
 
 mod apple_import;
+mod audit;
 mod auth_api;
 mod contract_api;
 mod event_log;
