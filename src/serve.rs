@@ -208,6 +208,7 @@ pub async fn ensure_developer(
         password_hash: hash,
         first_name: None,
         last_name: None,
+        role: wearhouse_domain::developer::Role::Admin,
         at: Utc::now(),
     };
     state

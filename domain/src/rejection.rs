@@ -5,6 +5,7 @@ use crate::api_key::ApiKeyError;
 use crate::connection::ConnectionError;
 use crate::developer::DeveloperError;
 use crate::import::ImportError;
+use crate::invitation::InvitationError;
 use crate::provider_setting::ProviderSettingError;
 use crate::sync_run::SyncRunError;
 use crate::user::UserError;
@@ -37,6 +38,7 @@ macro_rules! not_found_or_invalid {
 
 not_found_or_invalid!(
     ApiKeyError,
+    InvitationError,
     ConnectionError,
     DeveloperError,
     ImportError,

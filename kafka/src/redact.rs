@@ -1,20 +1,22 @@
 //! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes, sealed
-//! provider tokens, OAuth state hashes and PKCE verifiers. Entries of the aggregates that carry
+//! provider tokens, OAuth state hashes, PKCE verifiers and invitation token hashes. Entries of the aggregates that carry
 //! them are relayed with those fields removed; everything else in the entry is kept, so
 //! consumers still see that a developer was created, a key issued, a connection authorized.
 //!
-//! The read models built from those fields (`developers`, `api_keys`, `connections`) can
+//! The read models built from those fields (`developers`, `api_keys`, `connections`,
+//! `invitations`) can
 //! therefore not be rebuilt from the topic: they always tail Postgres.
 
 use serde_json::Value;
 use wearhouse_log::LogEntry;
 
 /// Aggregates whose events hold secrets or hashes of secrets.
-pub const SECRET_BEARING_AGGREGATES: &[&str] = &["Developer", "ApiKey", "Connection"];
+pub const SECRET_BEARING_AGGREGATES: &[&str] = &["Developer", "ApiKey", "Connection", "Invitation"];
 
 /// Projections that need the removed fields: run from Postgres even when the others run from
 /// Kafka.
-pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &["developers", "api_keys", "connections"];
+pub const POSTGRES_ONLY_PROJECTIONS: &[&str] =
+    &["developers", "api_keys", "connections", "invitations"];
 
 /// Whether a payload field (at any depth) holds a secret or a hash of one.
 fn secret_field(key: &str) -> bool {

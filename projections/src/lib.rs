@@ -8,6 +8,7 @@ pub mod data_sources;
 pub mod developers;
 pub mod health_scores;
 pub mod imports;
+pub mod invitations;
 pub mod menstrual_cycles;
 pub mod nights;
 pub mod personal;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(users::Users),
         Arc::new(developers::Developers),
+        Arc::new(invitations::Invitations),
         Arc::new(api_keys::ApiKeys),
         Arc::new(imports::Imports),
         Arc::new(data_sources::DataSources),

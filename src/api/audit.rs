@@ -1,4 +1,5 @@
-//! `/api/v1/audit`: the log's tamper evidence, for developers (see `crate::audit`).
+//! `/api/v1/audit`: the log's tamper evidence, for admin and auditor accounts (see
+//! `crate::audit`).
 
 use poem::web::Data;
 use poem_openapi::payload::Json;
@@ -6,7 +7,7 @@ use poem_openapi::{Enum, Object, OpenApi, Tags};
 
 use super::{error::internal_api, ApiError, AppState};
 use crate::audit::{self, chain::Problem};
-use crate::auth::DeveloperAuth;
+use crate::auth::AuditAuth;
 
 #[derive(Tags)]
 enum Tag {
@@ -82,7 +83,7 @@ impl AuditApi {
     async fn verify(
         &self,
         state: Data<&AppState>,
-        _auth: DeveloperAuth,
+        _auth: AuditAuth,
     ) -> Result<Json<AuditVerification>, ApiError> {
         let report = audit::verify(&state.pool).await.map_err(internal_api)?;
         Ok(Json(AuditVerification {

@@ -20,6 +20,7 @@ pub mod params;
 mod priorities;
 mod summaries;
 mod sync;
+mod team;
 mod text;
 mod timeseries;
 mod users;
@@ -103,7 +104,8 @@ pub fn app(state: AppState) -> impl Endpoint {
         priorities::PrioritiesApi,
         oauth::OAuthApi,
         sync::SyncApi,
-        audit::AuditApi,
+        // poem-openapi implements OpenApi for tuples of up to 16: later groups nest.
+        (audit::AuditApi, team::TeamApi),
     ));
     let allow = Arc::new(document::AllowTable::of(
         &apis,

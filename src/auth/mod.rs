@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use extract::{
-    credential_still_valid, AnyCredential, BadBearer, CredentialStore, DeveloperAuth,
-    MaybeCredential, Presented, Principal,
+    credential_still_valid, AccountAuth, AdminAuth, AnyCredential, AuditAuth, BadBearer,
+    CredentialStore, DeveloperAuth, MaybeCredential, Presented, Principal, Role,
 };
 
 pub const API_KEY_HEADER: &str = "X-Open-Wearables-API-Key";

@@ -25,6 +25,7 @@ mod renormalize;
 mod scores_api;
 mod security;
 mod summaries_api;
+mod team;
 mod timeseries_api;
 mod users_api;
 mod webhooks_flow;
