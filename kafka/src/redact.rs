@@ -28,13 +28,14 @@ fn secret_field(key: &str) -> bool {
         || k.contains("verifier")
 }
 
-fn strip(v: &mut Value) {
+/// Removes every secret field, at any depth (also used for what the audit API shows).
+pub fn strip_secrets(v: &mut Value) {
     match v {
         Value::Object(map) => {
             map.retain(|k, _| !secret_field(k));
-            map.values_mut().for_each(strip);
+            map.values_mut().for_each(strip_secrets);
         }
-        Value::Array(items) => items.iter_mut().for_each(strip),
+        Value::Array(items) => items.iter_mut().for_each(strip_secrets),
         _ => {}
     }
 }
@@ -47,7 +48,7 @@ pub fn redacted(entry: &LogEntry) -> Option<LogEntry> {
     }
     // An unparseable payload is dropped whole rather than relayed unchecked.
     let mut v: Value = serde_json::from_str(entry.payload.get()).unwrap_or(Value::Null);
-    strip(&mut v);
+    strip_secrets(&mut v);
     let mut out = entry.clone();
     out.payload = serde_json::value::to_raw_value(&v).expect("JSON values always encode");
     Some(out)

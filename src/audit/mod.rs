@@ -10,6 +10,7 @@
 //! that out.
 
 pub mod chain;
+pub mod history;
 
 use std::collections::HashMap;
 use std::time::Duration;

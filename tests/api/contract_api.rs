@@ -938,6 +938,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.starts_with("/api/v1/priorities/")
                 || path.starts_with("/api/v1/auth/")
                 || path.starts_with("/api/v1/audit/")
+                || path == "/api/v1/users/{user_id}/history"
                 || path.starts_with("/api/v1/developers")
                 || (path.starts_with("/api/v1/invitations") && path != "/api/v1/invitations/accept")
                 // Deleting provider data takes the credential that deleting the user takes.
