@@ -129,6 +129,117 @@ struct Message {
 /// The contract's minimum password length.
 const MIN_PASSWORD_LEN: usize = 8;
 
+/// A developer account from the read model, or the contract's 404.
+pub(super) async fn load_developer(state: &AppState, id: Uuid) -> Result<DeveloperRead, ApiError> {
+    state
+        .pool
+        .get()
+        .await?
+        .query_opt(
+            &format!("SELECT {DEVELOPER_COLUMNS} FROM developers WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .map(|r| developer_read(&r))
+        .ok_or_else(|| ApiError::not_found(format!("Developer with ID: {id} not found.")))
+}
+
+/// Refuses a change that would leave the installation without an admin.
+pub(super) async fn keep_an_admin(state: &AppState, losing: Uuid) -> Result<(), ApiError> {
+    let others: i64 = state
+        .pool
+        .get()
+        .await?
+        .query_one(
+            "SELECT count(*) FROM developers WHERE role = 'admin' AND id <> $1",
+            &[&losing],
+        )
+        .await?
+        .get(0);
+    if others == 0 {
+        return Err(ApiError::bad_request(
+            "At least one admin account must remain",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether another account (not `except`) has this address.
+pub(super) async fn email_taken(
+    state: &AppState,
+    email: &str,
+    except: Option<Uuid>,
+) -> Result<bool, ApiError> {
+    Ok(state
+        .pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT 1 FROM developers WHERE email = lower(trim($1)) AND id IS DISTINCT FROM $2",
+            &[&email, &except],
+        )
+        .await?
+        .is_some())
+}
+
+/// Applies a `DeveloperUpdate` to account `id` (absent or null fields are kept) and answers
+/// the account as it is then.
+pub(super) async fn update_developer(
+    state: &AppState,
+    id: Uuid,
+    body: DeveloperUpdate,
+    actor: &crate::store::Actor,
+) -> Result<DeveloperRead, ApiError> {
+    let current = load_developer(state, id).await?;
+    let (first_name, last_name, email, password) = (
+        plain(body.first_name),
+        plain(body.last_name),
+        plain(body.email),
+        plain(body.password),
+    );
+    if let Some(p) = &password {
+        check_password("password", p)?;
+    }
+    if let Some(email) = &email {
+        if email_taken(state, email, Some(id)).await? {
+            return Err(ApiError::bad_request(
+                "Developer entity already exists. Details: email is already in use",
+            ));
+        }
+    }
+    let role = body.role.map(auth::Role::from);
+    if current.role == RoleName::Admin && role.is_some_and(|r| r != auth::Role::Admin) {
+        keep_an_admin(state, id).await?;
+    }
+    let now = Utc::now();
+    let mut commands = vec![DeveloperCommand::UpdateProfile {
+        first_name,
+        last_name,
+        email,
+        at: now,
+    }];
+    if let Some(password) = password {
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(super::error::internal_api)?;
+        commands.push(DeveloperCommand::ChangePassword {
+            password_hash: hash,
+            at: now,
+        });
+    }
+    if let Some(role) = role {
+        commands.push(DeveloperCommand::ChangeRole { role, at: now });
+    }
+    let key = id.to_string();
+    for command in commands {
+        state
+            .commands
+            .execute::<Developer>(&key, command, actor, None, Some("developers"))
+            .await?;
+    }
+    load_developer(state, id).await
+}
+
 pub(super) fn check_password(field: &str, p: &str) -> Result<(), ApiError> {
     if p.chars().count() < MIN_PASSWORD_LEN {
         return Err(ApiError::bad_request(format!(
@@ -393,19 +504,7 @@ impl AuthApi {
         state: poem::web::Data<&AppState>,
         auth: AccountAuth,
     ) -> Result<Json<DeveloperRead>, ApiError> {
-        let row = state
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                &format!("SELECT {DEVELOPER_COLUMNS} FROM developers WHERE id = $1"),
-                &[&auth.0],
-            )
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("Developer with ID: {} not found.", auth.0))
-            })?;
-        Ok(Json(developer_read(&row)))
+        Ok(Json(load_developer(&state, auth.0).await?))
     }
 
     /// Change the signed-in developer's profile (absent or null fields are kept)
@@ -417,65 +516,15 @@ impl AuthApi {
         req: &Request,
         body: Json<DeveloperUpdate>,
     ) -> Result<Json<DeveloperRead>, ApiError> {
-        let body = body.0;
-        if body.role.is_some() {
+        if body.0.role.is_some() {
             return Err(ApiError::bad_request(
                 "role: an admin changes roles through PATCH /api/v1/developers/{developer_id}",
             ));
         }
-        let (first_name, last_name, email, password) = (
-            plain(body.first_name),
-            plain(body.last_name),
-            plain(body.email),
-            plain(body.password),
-        );
-        if let Some(p) = &password {
-            check_password("password", p)?;
-        }
-        if let Some(email) = &email {
-            let taken = state
-                .pool
-                .get()
-                .await?
-                .query_opt(
-                    "SELECT 1 FROM developers WHERE email = lower(trim($1)) AND id <> $2",
-                    &[email, &auth.0],
-                )
-                .await?
-                .is_some();
-            if taken {
-                return Err(ApiError::bad_request(
-                    "Developer entity already exists. Details: email is already in use",
-                ));
-            }
-        }
         let actor = auth.principal().actor(request_id(req));
-        let now = Utc::now();
-        let update = DeveloperCommand::UpdateProfile {
-            first_name,
-            last_name,
-            email,
-            at: now,
-        };
-        let id = auth.0.to_string();
-        state
-            .commands
-            .execute::<Developer>(&id, update, &actor, None, Some("developers"))
-            .await?;
-        if let Some(password) = password {
-            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-                .await
-                .map_err(super::error::internal_api)?;
-            let command = DeveloperCommand::ChangePassword {
-                password_hash: hash,
-                at: now,
-            };
-            state
-                .commands
-                .execute::<Developer>(&id, command, &actor, None, Some("developers"))
-                .await?;
-        }
-        self.me(state, auth).await
+        Ok(Json(
+            update_developer(&state, auth.0, body.0, &actor).await?,
+        ))
     }
 
     /// Change the signed-in developer's password

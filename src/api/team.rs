@@ -13,15 +13,16 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use uuid::Uuid;
 use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand, Role};
-use wearhouse_domain::invitation::{Invitation, InvitationCommand};
+use wearhouse_domain::invitation::{Invitation, InvitationCommand, InvitationError};
 
 use super::auth::{
-    check_password, developer_read, DeveloperRead, DeveloperUpdate, RoleName, DEVELOPER_COLUMNS,
+    check_password, developer_read, email_taken, keep_an_admin, load_developer, update_developer,
+    DeveloperRead, DeveloperUpdate, RoleName, DEVELOPER_COLUMNS,
 };
-use super::text::{plain, Text};
+use super::text::Text;
 use super::{request_id, ApiError, AppState};
 use crate::auth::{self, AdminAuth};
-use crate::store::Actor;
+use crate::store::{Actor, CommandError};
 
 /// How long an invitation can be accepted.
 const INVITATION_DAYS: i64 = 7;
@@ -109,19 +110,6 @@ fn invitation_read(row: &tokio_postgres::Row, token: String) -> InvitationRead {
     }
 }
 
-async fn developer_row(state: &AppState, id: Uuid) -> Result<tokio_postgres::Row, ApiError> {
-    state
-        .pool
-        .get()
-        .await?
-        .query_opt(
-            &format!("SELECT {DEVELOPER_COLUMNS} FROM developers WHERE id = $1"),
-            &[&id],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Developer with ID: {id} not found.")))
-}
-
 async fn invitation_row(state: &AppState, id: Uuid) -> Result<tokio_postgres::Row, ApiError> {
     state
         .pool
@@ -135,41 +123,17 @@ async fn invitation_row(state: &AppState, id: Uuid) -> Result<tokio_postgres::Ro
         .ok_or_else(|| ApiError::not_found(format!("Invitation with ID: {id} not found.")))
 }
 
-/// Refuses a change that would leave the installation without an admin.
-async fn keep_an_admin(state: &AppState, losing: Uuid) -> Result<(), ApiError> {
-    let others: i64 = state
-        .pool
-        .get()
-        .await?
-        .query_one(
-            "SELECT count(*) FROM developers WHERE role = 'admin' AND id <> $1",
-            &[&losing],
-        )
-        .await?
-        .get(0);
-    if others == 0 {
-        return Err(ApiError::bad_request(
-            "At least one admin account must remain",
-        ));
-    }
-    Ok(())
-}
-
-async fn email_taken(
+/// Runs a command on invitation `id`; returns once the `invitations` read model shows it.
+async fn invitation_command(
     state: &AppState,
-    email: &str,
-    except: Option<Uuid>,
-) -> Result<bool, ApiError> {
-    Ok(state
-        .pool
-        .get()
-        .await?
-        .query_opt(
-            "SELECT 1 FROM developers WHERE email = lower(trim($1)) AND id IS DISTINCT FROM $2",
-            &[&email, &except],
-        )
-        .await?
-        .is_some())
+    id: Uuid,
+    command: InvitationCommand,
+    actor: &Actor,
+) -> Result<(), CommandError<InvitationError>> {
+    state
+        .commands
+        .execute::<Invitation>(&id.to_string(), command, actor, None, Some("invitations"))
+        .await
 }
 
 fn new_token() -> String {
@@ -213,9 +177,7 @@ impl TeamApi {
         /// The developer account's id.
         developer_id: Path<Uuid>,
     ) -> Result<Json<DeveloperRead>, ApiError> {
-        Ok(Json(developer_read(
-            &developer_row(&state, developer_id.0).await?,
-        )))
+        Ok(Json(load_developer(&state, developer_id.0).await?))
     }
 
     /// Change a developer account: profile, password, role (absent or null fields are kept)
@@ -233,57 +195,10 @@ impl TeamApi {
         developer_id: Path<Uuid>,
         body: Json<DeveloperUpdate>,
     ) -> Result<Json<DeveloperRead>, ApiError> {
-        let id = developer_id.0;
-        let current = developer_read(&developer_row(&state, id).await?);
-        let body = body.0;
-        let (first_name, last_name, email, password) = (
-            plain(body.first_name),
-            plain(body.last_name),
-            plain(body.email),
-            plain(body.password),
-        );
-        if let Some(p) = &password {
-            check_password("password", p)?;
-        }
-        if let Some(email) = &email {
-            if email_taken(&state, email, Some(id)).await? {
-                return Err(ApiError::bad_request(
-                    "Developer entity already exists. Details: email is already in use",
-                ));
-            }
-        }
-        let role = body.role.map(Role::from);
-        if current.role == RoleName::Admin && role.is_some_and(|r| r != Role::Admin) {
-            keep_an_admin(&state, id).await?;
-        }
         let actor = auth.principal().actor(request_id(req));
-        let now = Utc::now();
-        let key = id.to_string();
-        let mut commands = vec![DeveloperCommand::UpdateProfile {
-            first_name,
-            last_name,
-            email,
-            at: now,
-        }];
-        if let Some(password) = password {
-            let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-                .await
-                .map_err(super::error::internal_api)?;
-            commands.push(DeveloperCommand::ChangePassword {
-                password_hash: hash,
-                at: now,
-            });
-        }
-        if let Some(role) = role {
-            commands.push(DeveloperCommand::ChangeRole { role, at: now });
-        }
-        for command in commands {
-            state
-                .commands
-                .execute::<Developer>(&key, command, &actor, None, Some("developers"))
-                .await?;
-        }
-        Ok(Json(developer_read(&developer_row(&state, id).await?)))
+        Ok(Json(
+            update_developer(&state, developer_id.0, body.0, &actor).await?,
+        ))
     }
 
     /// Remove a developer account (its tokens stop working at once)
@@ -301,7 +216,7 @@ impl TeamApi {
         developer_id: Path<Uuid>,
     ) -> Result<Json<DeveloperRead>, ApiError> {
         let id = developer_id.0;
-        let removed = developer_read(&developer_row(&state, id).await?);
+        let removed = load_developer(&state, id).await?;
         if id == auth.0 {
             return Err(ApiError::bad_request("You cannot delete your own account"));
         }
@@ -364,16 +279,13 @@ impl TeamApi {
             invited_by: Some(auth.0),
             at: now,
         };
-        state
-            .commands
-            .execute::<Invitation>(
-                &id.to_string(),
-                command,
-                &auth.principal().actor(request_id(req)),
-                None,
-                Some("invitations"),
-            )
-            .await?;
+        invitation_command(
+            &state,
+            id,
+            command,
+            &auth.principal().actor(request_id(req)),
+        )
+        .await?;
         Ok(Created::Ok(Json(invitation_read(
             &invitation_row(&state, id).await?,
             token,
@@ -422,16 +334,13 @@ impl TeamApi {
     ) -> Result<Json<InvitationRead>, ApiError> {
         let id = invitation_id.0;
         invitation_row(&state, id).await?;
-        state
-            .commands
-            .execute::<Invitation>(
-                &id.to_string(),
-                InvitationCommand::Revoke { at: Utc::now() },
-                &auth.principal().actor(request_id(req)),
-                None,
-                Some("invitations"),
-            )
-            .await?;
+        invitation_command(
+            &state,
+            id,
+            InvitationCommand::Revoke { at: Utc::now() },
+            &auth.principal().actor(request_id(req)),
+        )
+        .await?;
         Ok(Json(invitation_read(
             &invitation_row(&state, id).await?,
             String::new(),
@@ -457,20 +366,17 @@ impl TeamApi {
         invitation_row(&state, id).await?;
         let token = new_token();
         let now = Utc::now();
-        state
-            .commands
-            .execute::<Invitation>(
-                &id.to_string(),
-                InvitationCommand::Resend {
-                    token_hash: auth::sha256_hex(&token),
-                    expires_at: now + Duration::days(INVITATION_DAYS),
-                    at: now,
-                },
-                &auth.principal().actor(request_id(req)),
-                None,
-                Some("invitations"),
-            )
-            .await?;
+        invitation_command(
+            &state,
+            id,
+            InvitationCommand::Resend {
+                token_hash: auth::sha256_hex(&token),
+                expires_at: now + Duration::days(INVITATION_DAYS),
+                at: now,
+            },
+            &auth.principal().actor(request_id(req)),
+        )
+        .await?;
         Ok(Json(invitation_read(
             &invitation_row(&state, id).await?,
             token,
@@ -524,21 +430,22 @@ impl TeamApi {
         };
         // The invitation aggregate makes the token single-use (and checks it and its expiry
         // again); only then is the account made.
-        state
-            .commands
-            .execute::<Invitation>(
-                &invitation.to_string(),
-                InvitationCommand::Accept {
-                    token_hash,
-                    developer_id: developer,
-                    at: Utc::now(),
-                },
-                &actor,
-                None,
-                Some("invitations"),
-            )
-            .await
-            .map_err(|_| invalid())?;
+        invitation_command(
+            &state,
+            invitation,
+            InvitationCommand::Accept {
+                token_hash,
+                developer_id: developer,
+                at: Utc::now(),
+            },
+            &actor,
+        )
+        .await
+        .map_err(|e| match e {
+            // Used, expired, revoked, or accepted by a concurrent request first.
+            CommandError::Rejected(_) | CommandError::Conflict => invalid(),
+            other => ApiError::from(other),
+        })?;
         let password = body.password.0;
         let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
             .await
@@ -560,8 +467,6 @@ impl TeamApi {
                 Some("developers"),
             )
             .await?;
-        Ok(Created::Ok(Json(developer_read(
-            &developer_row(&state, developer).await?,
-        ))))
+        Ok(Created::Ok(Json(load_developer(&state, developer).await?)))
     }
 }

@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use wearhouse_domain as domain;
-use wearhouse_log::{Cursor, LogEntry};
+use wearhouse_log::read::{entry, SELECT};
+use wearhouse_log::LogEntry;
 
 use super::AuditError;
 
@@ -40,29 +41,6 @@ pub struct Page {
     pub has_more: bool,
     /// The last final position when the page was read: nothing at or below it changes.
     pub read_at: i64,
-}
-
-const COLUMNS: &str = "tx::text::bigint, position, aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata, recorded_at, user_id";
-
-fn entry(row: &tokio_postgres::Row) -> LogEntry {
-    LogEntry {
-        cursor: Cursor {
-            tx: row.get(0),
-            position: row.get(1),
-        },
-        aggregate_type: row.get(2),
-        aggregate_id: row.get(3),
-        sequence: row.get(4),
-        event_type: row.get(5),
-        event_version: row.get(6),
-        payload: row
-            .get::<_, tokio_postgres::types::Json<Box<serde_json::value::RawValue>>>(7)
-            .0,
-        metadata: row.get(8),
-        recorded_at: row.get(9),
-        user_id: row.get(10),
-    }
 }
 
 /// Entries matching `filter`, in position order.
@@ -108,7 +86,7 @@ pub async fn entries(client: &impl GenericClient, filter: &Filter) -> Result<Pag
     }
     let order = if filter.newest_first { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE {} ORDER BY position {order} LIMIT {}",
+        "{SELECT} WHERE {} ORDER BY position {order} LIMIT {}",
         clauses.join(" AND "),
         filter.limit + 1
     );
@@ -174,7 +152,7 @@ pub async fn state_at(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                "{SELECT} WHERE aggregate_type = $1 AND aggregate_id = $2 \
                  AND position <= $3 ORDER BY sequence"
             ),
             &[

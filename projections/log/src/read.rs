@@ -68,10 +68,13 @@ impl LogEntry {
     }
 }
 
-const SELECT: &str = "SELECT tx::text::bigint, position, aggregate_type, aggregate_id, sequence, \
+/// Every column of an entry, as [`entry`] reads them.
+pub const SELECT: &str =
+    "SELECT tx::text::bigint, position, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at, user_id FROM events";
 
-fn entry(row: &tokio_postgres::Row) -> LogEntry {
+/// An entry from a row selected with [`SELECT`].
+pub fn entry(row: &tokio_postgres::Row) -> LogEntry {
     LogEntry {
         cursor: Cursor {
             tx: row.get(0),
