@@ -8,6 +8,7 @@ use crate::import::ImportError;
 use crate::provider_setting::ProviderSettingError;
 use crate::sync_run::SyncRunError;
 use crate::user::UserError;
+use crate::webhook_endpoint::WebhookEndpointError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectionKind {
@@ -42,6 +43,7 @@ not_found_or_invalid!(
     ImportError,
     SyncRunError,
     UserError,
+    WebhookEndpointError,
 );
 
 impl Rejection for ProviderSettingError {
