@@ -1,5 +1,5 @@
 //! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes, sealed
-//! provider tokens, OAuth state hashes and PKCE verifiers. Entries of the aggregates that carry
+//! provider tokens, OAuth state hashes, PKCE verifiers and webhook endpoint secrets. Entries of the aggregates that carry
 //! them are relayed with those fields removed; everything else in the entry is kept, so
 //! consumers still see that a developer was created, a key issued, a connection authorized.
 //!
@@ -10,11 +10,19 @@ use serde_json::Value;
 use wearhouse_log::LogEntry;
 
 /// Aggregates whose events hold secrets or hashes of secrets.
-pub const SECRET_BEARING_AGGREGATES: &[&str] = &["Developer", "ApiKey", "Connection"];
+pub const SECRET_BEARING_AGGREGATES: &[&str] =
+    &["Developer", "ApiKey", "Connection", "WebhookEndpoint"];
 
 /// Projections that need the removed fields: run from Postgres even when the others run from
 /// Kafka.
-pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &["developers", "api_keys", "connections"];
+pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &[
+    "developers",
+    "api_keys",
+    "connections",
+    "webhook_endpoints",
+    // Reads the endpoints (and connections) read models, which only Postgres has.
+    "webhook_outbox",
+];
 
 /// Whether a payload field (at any depth) holds a secret or a hash of one.
 fn secret_field(key: &str) -> bool {
@@ -93,6 +101,14 @@ mod tests {
         let text = redacted(&e).unwrap().payload.get().to_string();
         assert!(!text.contains("argon2"), "{text}");
         assert!(text.contains("a@b.c"), "{text}");
+        let e = entry(
+            "WebhookEndpoint",
+            json!({"type": "WebhookEndpointCreated", "url": "https://x.example/h",
+                "sealed_secret": "v2.sealed"}),
+        );
+        let text = redacted(&e).unwrap().payload.get().to_string();
+        assert!(!text.contains("v2.sealed"), "{text}");
+        assert!(text.contains("x.example"), "{text}");
     }
 
     #[test]
