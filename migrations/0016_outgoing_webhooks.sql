@@ -42,6 +42,8 @@ CREATE TABLE webhook_deliveries (
     attempts      int         NOT NULL DEFAULT 0,
     next_at       timestamptz NOT NULL,
     lease_until   timestamptz,
+    -- Svix trigger type of the next attempt: 0 scheduled, 1 manual (resend).
+    trigger_type  smallint    NOT NULL DEFAULT 0,
     committed_at  timestamptz NOT NULL,
     delivered_at  timestamptz,
     UNIQUE (endpoint_id, message_id)

@@ -21,3 +21,4 @@ pub mod services;
 pub mod simulator;
 pub mod store;
 pub mod stream;
+pub mod webhooks;

@@ -22,6 +22,7 @@ mod sync;
 mod text;
 mod timeseries;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     pub login_throttle: Arc<crate::auth::throttle::LoginThrottle>,
     /// Open sync-status streams per credential.
     pub streams: Arc<crate::auth::streams::StreamSlots>,
+    /// Outgoing webhook delivery (woken by test events and resends).
+    pub webhooks: crate::webhooks::delivery::Engine,
 }
 
 impl crate::auth::CredentialStore for AppState {
@@ -102,6 +105,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         priorities::PrioritiesApi,
         oauth::OAuthApi,
         sync::SyncApi,
+        webhooks::WebhooksApi,
     ));
     let allow = Arc::new(document::AllowTable::of(
         &apis,
