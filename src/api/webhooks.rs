@@ -274,7 +274,9 @@ impl WebhooksApi {
             .get()
             .await?
             .query(
-                &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"),
+                &format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
+                ),
                 &[],
             )
             .await?;
@@ -293,10 +295,7 @@ impl WebhooksApi {
         let id = Uuid::new_v4();
         let b = body.0;
         let secret = signing::new_secret();
-        let sealed = state
-            .providers
-            .sealer
-            .seal(&secret, &secret_context(id));
+        let sealed = state.providers.sealer.seal(&secret, &secret_context(id));
         let command = WebhookEndpointCommand::Create {
             id,
             url: b.url.trim().to_string(),
@@ -321,7 +320,11 @@ impl WebhooksApi {
     }
 
     /// Get a webhook endpoint
-    #[oai(path = "/endpoints/:endpoint_id", method = "get", tag = "Tag::Webhooks")]
+    #[oai(
+        path = "/endpoints/:endpoint_id",
+        method = "get",
+        tag = "Tag::Webhooks"
+    )]
     async fn get_endpoint(
         &self,
         state: Data<&AppState>,
@@ -332,7 +335,11 @@ impl WebhooksApi {
     }
 
     /// Update a webhook endpoint (absent fields are kept; `user_id: null` removes the user filter)
-    #[oai(path = "/endpoints/:endpoint_id", method = "patch", tag = "Tag::Webhooks")]
+    #[oai(
+        path = "/endpoints/:endpoint_id",
+        method = "patch",
+        tag = "Tag::Webhooks"
+    )]
     async fn update_endpoint(
         &self,
         state: Data<&AppState>,
@@ -371,7 +378,11 @@ impl WebhooksApi {
     }
 
     /// Delete a webhook endpoint (its pending deliveries are dropped)
-    #[oai(path = "/endpoints/:endpoint_id", method = "delete", tag = "Tag::Webhooks")]
+    #[oai(
+        path = "/endpoints/:endpoint_id",
+        method = "delete",
+        tag = "Tag::Webhooks"
+    )]
     async fn delete_endpoint(
         &self,
         state: Data<&AppState>,
@@ -403,7 +414,11 @@ impl WebhooksApi {
     }
 
     /// The endpoint's signing secret
-    #[oai(path = "/endpoints/:endpoint_id/secret", method = "get", tag = "Tag::Webhooks")]
+    #[oai(
+        path = "/endpoints/:endpoint_id/secret",
+        method = "get",
+        tag = "Tag::Webhooks"
+    )]
     async fn get_secret(
         &self,
         state: Data<&AppState>,
@@ -444,10 +459,7 @@ impl WebhooksApi {
         let secret = signing::new_secret();
         let now = Utc::now();
         let command = WebhookEndpointCommand::RotateSecret {
-            sealed_secret: state
-                .providers
-                .sealer
-                .seal(&secret, &secret_context(id)),
+            sealed_secret: state.providers.sealer.seal(&secret, &secret_context(id)),
             previous_valid_until: now + PREVIOUS_SECRET_VALIDITY,
             at: now,
         };
@@ -599,7 +611,11 @@ impl WebhooksApi {
     }
 
     /// Send a test event (canned payload) to one endpoint; its filter's first type when it has one
-    #[oai(path = "/endpoints/:endpoint_id/test", method = "post", tag = "Tag::Webhooks")]
+    #[oai(
+        path = "/endpoints/:endpoint_id/test",
+        method = "post",
+        tag = "Tag::Webhooks"
+    )]
     async fn send_test(
         &self,
         state: Data<&AppState>,
