@@ -161,6 +161,9 @@ pub struct WebhooksConfig {
     /// Webhook deliveries in flight at once in one `serve` process.
     #[arg(long, env = "WEARHOUSE_WEBHOOKS_CONCURRENCY", default_value_t = 64)]
     pub webhooks_concurrency: usize,
+    /// Seconds a receiver has to answer a webhook before the attempt counts as failed.
+    #[arg(long, env = "WEARHOUSE_WEBHOOKS_TIMEOUT_SECS", default_value_t = 15)]
+    pub webhooks_timeout_secs: u64,
 }
 
 impl WebhooksConfig {
@@ -168,7 +171,7 @@ impl WebhooksConfig {
         crate::webhooks::delivery::Settings {
             allow_private: self.webhooks_allow_private,
             concurrency: self.webhooks_concurrency.max(1),
-            ..Default::default()
+            timeout: std::time::Duration::from_secs(self.webhooks_timeout_secs.max(1)),
         }
     }
 }
