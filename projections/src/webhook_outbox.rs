@@ -139,8 +139,9 @@ impl Projection for WebhookOutbox {
         true
     }
 
+    /// Most entries are small (a workout, a sync event); the runner's byte cap bounds the rest.
     fn batch_size(&self) -> i64 {
-        50
+        500
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
