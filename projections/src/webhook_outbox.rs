@@ -322,11 +322,14 @@ async fn messages_of(ctx: &mut Ctx<'_>, entry: &LogEntry) -> Result<Vec<Out>, Pr
         }
         "SyncRun" => {
             let run_id = &entry.aggregate_id;
+            let Ok(run_uuid) = run_id.parse::<Uuid>() else {
+                return Ok(outs);
+            };
             let row = ctx
                 .tx
                 .query_opt(
-                    "SELECT user_id, provider, source, message FROM sync_runs WHERE id::text = $1",
-                    &[run_id],
+                    "SELECT user_id, provider, source, message FROM sync_runs WHERE id = $1",
+                    &[&run_uuid],
                 )
                 .await?;
             let Some(row) = row else { return Ok(outs) };
