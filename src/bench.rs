@@ -720,3 +720,147 @@ pub async fn queries(db: &DbConfig, samples: u64, requests: usize) -> anyhow::Re
     );
     Ok(())
 }
+
+#[poem::handler]
+fn webhook_sink(
+    counter: poem::web::Data<&std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) -> poem::http::StatusCode {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    poem::http::StatusCode::NO_CONTENT
+}
+
+/// Outgoing webhooks: a loopback receiver, one endpoint for every user, workouts committed to
+/// the log at `rate` per second for `seconds` (round-robin over `users`, so deliveries spread
+/// over as many lanes), then deliveries per second and commit-to-delivery latencies.
+pub async fn webhooks(db: &DbConfig, rate: u64, seconds: u64, users: usize) -> anyhow::Result<()> {
+    use clap::Parser;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use wearhouse_domain::records::{DataEvent, WorkoutRecord};
+    use wearhouse_domain::webhook_endpoint::{WebhookEndpoint, WebhookEndpointCommand};
+
+    let (pool, url) = scratch(db).await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink = format!("http://{}/hook", listener.local_addr()?);
+    let app = poem::EndpointExt::data(
+        poem::Route::new().at("/hook", poem::post(webhook_sink)),
+        counter.clone(),
+    );
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    tokio::spawn(async move {
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let cfg =
+        ServeArgs::parse_from(["serve", "--bind", &bind, "--webhooks-allow-private", "true"]).serve;
+    let mut scratch_db = db.clone();
+    scratch_db.database_url = Some(url);
+    let platform =
+        crate::serve::start(&scratch_db, cfg, &wearhouse_kafka::KafkaConfig::default()).await?;
+    let state = platform.state.clone();
+    let id = Uuid::new_v4();
+    let secret = crate::webhooks::signing::new_secret();
+    state
+        .commands
+        .execute::<WebhookEndpoint>(
+            &id.to_string(),
+            WebhookEndpointCommand::Create {
+                id,
+                url: sink,
+                description: Some("bench".into()),
+                user_id: None,
+                filter_types: None,
+                sealed_secret: state
+                    .providers
+                    .sealer
+                    .seal(&secret, &crate::webhooks::secret_context(id)),
+                at: chrono::Utc::now(),
+            },
+            &wearhouse_log::Actor {
+                kind: "system",
+                id: "bench".into(),
+                request_id: None,
+            },
+            None,
+            Some("webhook_endpoints"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the endpoint: {e}"))?;
+    tokio::spawn(platform.serve());
+    wait_ready(&reqwest::Client::new(), &bind).await;
+
+    let user_ids: Vec<Uuid> = (0..users.max(1)).map(|_| Uuid::new_v4()).collect();
+    let mut sequences = vec![0i64; user_ids.len()];
+    let total = rate * seconds;
+    let per_tick = (rate / 100).max(1);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    let client = pool.get().await?;
+    let mut sent = 0u64;
+    while sent < total {
+        tick.tick().await;
+        let mut events = Vec::new();
+        for _ in 0..per_tick.min(total - sent) {
+            let u = (sent as usize) % user_ids.len();
+            sequences[u] += 1;
+            let now = chrono::Utc::now();
+            let event = DataEvent::WorkoutsRecorded {
+                user_id: user_ids[u],
+                workouts: vec![WorkoutRecord {
+                    id: Uuid::new_v4(),
+                    data_source_id: user_ids[u],
+                    workout_type: "running".into(),
+                    start: now - chrono::TimeDelta::minutes(30),
+                    end: now,
+                    zone_offset: Some(60),
+                    duration_s: Some(1800.0),
+                    stats: [("distance_m".to_string(), 5000.0)].into(),
+                    metadata: Default::default(),
+                    laps: vec![],
+                }],
+            };
+            events.push(NewEvent {
+                aggregate_type: DataEvent::AGGREGATE_TYPE.into(),
+                aggregate_id: format!("bench-{}", user_ids[u]),
+                sequence: sequences[u],
+                event_type: event.event_type().into(),
+                event_version: "1".into(),
+                payload: wearhouse_log::to_payload(&event),
+                metadata: json!({"actor": "bench"}),
+                user_id: Some(user_ids[u]),
+            });
+            sent += 1;
+        }
+        append(&client, &events).await?;
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while counter.load(Ordering::Relaxed) < total {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {total} deliveries within 5 minutes",
+            counter.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let row = client
+        .query_one(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) \
+               FROM (SELECT extract(epoch FROM delivered_at - committed_at) * 1000 AS ms \
+                       FROM webhook_deliveries WHERE state = 'succeeded') d",
+            &[],
+        )
+        .await?;
+    let (p50, p99): (Option<f64>, Option<f64>) = (row.get(0), row.get(1));
+    println!(
+        "deliveries_per_s={:.0} commit_to_delivery_p50_ms={:.0} commit_to_delivery_p99_ms={:.0}",
+        total as f64 / elapsed,
+        p50.unwrap_or(0.0),
+        p99.unwrap_or(0.0)
+    );
+    Ok(())
+}

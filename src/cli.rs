@@ -224,6 +224,19 @@ enum BenchCommand {
     },
     /// Relay throughput and commit-to-consume lag through the broker (needs WEARHOUSE_KAFKA_BROKERS)
     Relay,
+    /// Outgoing webhooks: commit workouts at a steady rate, deliver them to a loopback receiver,
+    /// print deliveries per second and commit-to-delivery latencies
+    Webhooks {
+        /// Workouts committed per second
+        #[arg(long, default_value_t = 2_500)]
+        rate: u64,
+        /// For how many seconds
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Users the workouts are spread over (deliveries are ordered per user)
+        #[arg(long, default_value_t = 256)]
+        users: usize,
+    },
     /// Load a user with generated samples, then p99 latencies and throughput of the read API
     Queries {
         /// Samples to load
@@ -525,6 +538,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
         Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,
         Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,
+        Command::Bench(BenchCommand::Webhooks {
+            rate,
+            seconds,
+            users,
+        }) => bench::webhooks(&db, rate, seconds, users).await,
         Command::Bench(BenchCommand::Queries { samples, requests }) => {
             bench::queries(&db, samples, requests).await
         }

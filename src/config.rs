@@ -146,6 +146,38 @@ pub struct ServeConfig {
     pub import_limits: ImportLimitsConfig,
     #[command(flatten)]
     pub jobs: JobsConfig,
+    #[command(flatten)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// Outgoing webhooks (delivery to integrators' endpoints).
+#[derive(Debug, Clone, Args)]
+pub struct WebhooksConfig {
+    /// Deliver webhooks to destinations that resolve to private, loopback or link-local
+    /// addresses. Off by default: the server must not be a way into its own network.
+    #[arg(
+        long,
+        env = "WEARHOUSE_WEBHOOKS_ALLOW_PRIVATE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub webhooks_allow_private: bool,
+    /// Webhook deliveries in flight at once in one `serve` process.
+    #[arg(long, env = "WEARHOUSE_WEBHOOKS_CONCURRENCY", default_value_t = 64)]
+    pub webhooks_concurrency: usize,
+    /// Seconds a receiver has to answer a webhook before the attempt counts as failed.
+    #[arg(long, env = "WEARHOUSE_WEBHOOKS_TIMEOUT_SECS", default_value_t = 15)]
+    pub webhooks_timeout_secs: u64,
+}
+
+impl WebhooksConfig {
+    pub fn settings(&self) -> crate::webhooks::delivery::Settings {
+        crate::webhooks::delivery::Settings {
+            allow_private: self.webhooks_allow_private,
+            concurrency: self.webhooks_concurrency.max(1),
+            timeout: std::time::Duration::from_secs(self.webhooks_timeout_secs.max(1)),
+        }
+    }
 }
 
 /// The durable job runner (src/jobs) inside `serve`.

@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0015_webhook_notices.sql"),
     ),
     (
+        16,
+        "outgoing_webhooks",
+        include_str!("../migrations/0016_outgoing_webhooks.sql"),
+    ),
+    (
         20,
         "audit_chain",
         include_str!("../migrations/0020_audit_chain.sql"),

@@ -22,3 +22,4 @@ pub mod services;
 pub mod simulator;
 pub mod store;
 pub mod stream;
+pub mod webhooks;

@@ -101,6 +101,13 @@ pub async fn start(
         cfg.providers.clone(),
         sealer,
     );
+    let webhooks_engine = crate::webhooks::delivery::Engine::new(
+        pool.clone(),
+        providers.sealer.clone(),
+        commands.clone(),
+        cfg.webhooks.settings(),
+        Arc::new(crate::webhooks::SystemClock),
+    );
     let syncs = Syncs::new(providers.clone(), jobs.clone());
     jobs_runner = jobs_runner.register(
         crate::services::syncs::KIND,
@@ -160,6 +167,7 @@ pub async fn start(
         kafka_brokers: kafka.brokers.clone(),
         login_throttle,
         streams,
+        webhooks: webhooks_engine,
     };
     Ok(Platform {
         state,
@@ -339,6 +347,13 @@ impl Platform {
             .jobs_runner
             .take()
             .map(|r| tokio::spawn(r.run(self.pg_config.clone(), self.stopping.subscribe())));
+        // Outgoing webhooks: an infrastructure loop that resumes from the outbox table.
+        let webhooks_task = tokio::spawn(
+            self.state
+                .webhooks
+                .clone()
+                .run(Some(self.pg_config.clone()), self.stopping.subscribe()),
+        );
         let app = api::app(self.state.clone());
         if let (true, Some(metrics_bind)) = (
             self.state.config.metrics,
@@ -374,6 +389,7 @@ impl Platform {
         if let Some(task) = jobs_task {
             let _ = task.await;
         }
+        let _ = webhooks_task.await;
         let _ = self.shutdown.send(true);
         if let Some(task) = self.runner_task {
             let _ = task.await;

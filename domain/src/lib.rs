@@ -20,6 +20,8 @@ pub mod sleep;
 pub mod sleep_merge;
 pub mod sync_run;
 pub mod user;
+pub mod webhook_endpoint;
+pub mod webhook_events;
 pub mod workout_type;
 
 pub use cqrs_es;

@@ -9,6 +9,7 @@ use crate::invitation::InvitationError;
 use crate::provider_setting::ProviderSettingError;
 use crate::sync_run::SyncRunError;
 use crate::user::UserError;
+use crate::webhook_endpoint::WebhookEndpointError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectionKind {
@@ -44,6 +45,7 @@ not_found_or_invalid!(
     ImportError,
     SyncRunError,
     UserError,
+    WebhookEndpointError,
 );
 
 impl Rejection for ProviderSettingError {

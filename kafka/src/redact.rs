@@ -1,5 +1,6 @@
 //! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes, sealed
-//! provider tokens, OAuth state hashes, PKCE verifiers and invitation token hashes. Entries of the aggregates that carry
+//! provider tokens, OAuth state hashes, PKCE verifiers, invitation token hashes and webhook
+//! endpoint secrets. Entries of the aggregates that carry
 //! them are relayed with those fields removed; everything else in the entry is kept, so
 //! consumers still see that a developer was created, a key issued, a connection authorized.
 //!
@@ -11,12 +12,25 @@ use serde_json::Value;
 use wearhouse_log::LogEntry;
 
 /// Aggregates whose events hold secrets or hashes of secrets.
-pub const SECRET_BEARING_AGGREGATES: &[&str] = &["Developer", "ApiKey", "Connection", "Invitation"];
+pub const SECRET_BEARING_AGGREGATES: &[&str] = &[
+    "Developer",
+    "ApiKey",
+    "Connection",
+    "Invitation",
+    "WebhookEndpoint",
+];
 
 /// Projections that need the removed fields: run from Postgres even when the others run from
 /// Kafka.
-pub const POSTGRES_ONLY_PROJECTIONS: &[&str] =
-    &["developers", "api_keys", "connections", "invitations"];
+pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &[
+    "developers",
+    "api_keys",
+    "connections",
+    "invitations",
+    "webhook_endpoints",
+    // Reads the endpoints (and connections) read models, which only Postgres has.
+    "webhook_outbox",
+];
 
 /// Whether a payload field (at any depth) holds a secret or a hash of one.
 fn secret_field(key: &str) -> bool {
@@ -96,6 +110,14 @@ mod tests {
         let text = redacted(&e).unwrap().payload.get().to_string();
         assert!(!text.contains("argon2"), "{text}");
         assert!(text.contains("a@b.c"), "{text}");
+        let e = entry(
+            "WebhookEndpoint",
+            json!({"type": "WebhookEndpointCreated", "url": "https://x.example/h",
+                "sealed_secret": "v2.sealed"}),
+        );
+        let text = redacted(&e).unwrap().payload.get().to_string();
+        assert!(!text.contains("v2.sealed"), "{text}");
+        assert!(text.contains("x.example"), "{text}");
     }
 
     #[test]

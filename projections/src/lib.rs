@@ -26,6 +26,8 @@ pub mod sleep_nights;
 pub mod sleep_sessions;
 pub mod sync_runs;
 pub mod users;
+pub mod webhook_endpoints;
+pub mod webhook_outbox;
 pub mod workouts;
 
 use std::sync::Arc;
@@ -56,6 +58,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(health_scores::HealthScores),
         Arc::new(provider_scores::ProviderScores),
         Arc::new(sleep_nights::SleepNights),
+        Arc::new(webhook_endpoints::WebhookEndpoints),
+        // After the models it reads (endpoints, sources, connections, sync runs).
+        Arc::new(webhook_outbox::WebhookOutbox),
     ]
 }
 

@@ -328,7 +328,16 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "summary_start_time" => "Pull only data from this time on (ISO 8601 or Unix seconds)",
         "summary_end_time" => "Pull only data up to this time (ISO 8601 or Unix seconds)",
         "days" => "How many days back to pull",
-        "status" => "Only runs with this status",
+        "endpoint_id" => "The webhook endpoint's id (`ep_…`)",
+        "message_id" => "The webhook message's id (`msg_…`)",
+        "iterator" => "Opaque iterator from a previous page's `iterator`",
+        "before" => "Only items before this time (ISO 8601 date-time)",
+        "after" => "Only items after this time (ISO 8601 date-time)",
+        "event_types" => "Only attempts of messages of these event types (repeatable)",
+        "status" => {
+            "Only items with this status (sync runs: their status; webhook attempts: 0 success, \
+             2 failed)"
+        }
         "source" => "Only runs started this way",
         "replay" => "How many recent events to send before live ones",
         "Last-Event-ID" => "The last event id received: the stream resumes after it",

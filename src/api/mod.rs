@@ -24,6 +24,7 @@ mod team;
 mod text;
 mod timeseries;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -69,6 +70,8 @@ pub struct AppState {
     pub login_throttle: Arc<crate::auth::throttle::LoginThrottle>,
     /// Open sync-status streams per credential.
     pub streams: Arc<crate::auth::streams::StreamSlots>,
+    /// Outgoing webhook delivery (woken by test events and resends).
+    pub webhooks: crate::webhooks::delivery::Engine,
 }
 
 impl crate::auth::CredentialStore for AppState {
@@ -105,7 +108,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         oauth::OAuthApi,
         sync::SyncApi,
         // poem-openapi implements OpenApi for tuples of up to 16: later groups nest.
-        (audit::AuditApi, team::TeamApi),
+        (audit::AuditApi, team::TeamApi, webhooks::WebhooksApi),
     ));
     let allow = Arc::new(document::AllowTable::of(
         &apis,

@@ -108,6 +108,16 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/invitations/{invitation_id}"),
     ("POST", "/api/v1/invitations/{invitation_id}/resend"),
     ("POST", "/api/v1/invitations/accept"),
+    ("GET", "/api/v1/webhooks/endpoints"),
+    ("POST", "/api/v1/webhooks/endpoints"),
+    ("GET", "/api/v1/webhooks/endpoints/{endpoint_id}"),
+    ("PATCH", "/api/v1/webhooks/endpoints/{endpoint_id}"),
+    ("DELETE", "/api/v1/webhooks/endpoints/{endpoint_id}"),
+    ("GET", "/api/v1/webhooks/endpoints/{endpoint_id}/secret"),
+    ("GET", "/api/v1/webhooks/endpoints/{endpoint_id}/attempts"),
+    ("POST", "/api/v1/webhooks/endpoints/{endpoint_id}/test"),
+    ("GET", "/api/v1/webhooks/event-types"),
+    ("GET", "/api/v1/webhooks/messages"),
 ];
 
 /// A fresh invitation: (id, token).
@@ -370,6 +380,8 @@ struct World {
     workout: String,
     sleep: String,
     cycle: String,
+    /// An outgoing webhook endpoint, registered before the data arrived.
+    endpoint: String,
 }
 
 /// Connects `provider` for `user` through the real consent flow at the simulator.
@@ -415,6 +427,7 @@ async fn world() -> World {
     refs.push(("WEARHOUSE_HISTORICAL_DAYS_ON_CONNECT", "0"));
     refs.push(("WEARHOUSE_SSE_HEARTBEAT_SECS", "1"));
     refs.push(("WEARHOUSE_SYNC_INTERVAL_SECS", "0"));
+    refs.push(("WEARHOUSE_WEBHOOKS_ALLOW_PRIVATE", "true"));
     let s = Server::start_with(TestDb::new().await, &refs).await;
     let (st, tokens) = call(
         s.req(Method::POST, "/api/v1/auth/login")
@@ -435,6 +448,15 @@ async fn world() -> World {
     .await;
     assert_eq!(st, 201, "{spare}");
     let spare_key = spare["id"].as_str().unwrap().to_string();
+    // Outgoing webhooks to the simulator (which answers 404): messages and failed attempts.
+    let (st, ep) = call(
+        s.req(Method::POST, "/api/v1/webhooks/endpoints")
+            .bearer_auth(&jwt)
+            .json(&json!({"url": format!("{}/no-such-receiver", sim.url), "filter_types": ["workout.created", "sleep.created"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{ep}");
+    let endpoint = ep["id"].as_str().unwrap().to_string();
 
     // Realistic Apple data through the CLI, as an operator would load it.
     let export = s.home.join("export.xml");
@@ -467,6 +489,7 @@ async fn world() -> World {
         workout: String::new(),
         sleep: String::new(),
         cycle: String::new(),
+        endpoint,
     };
     // Provider data: Oura and Garmin connected through OAuth and pulled.
     for p in ["oura", "garmin"] {
@@ -714,6 +737,25 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                 .unwrap_or_default();
             return Some((status, first));
         }
+        ("GET", "/api/v1/webhooks/endpoints")
+        | ("GET", "/api/v1/webhooks/event-types")
+        | ("GET", "/api/v1/webhooks/messages") => req(path.into()),
+        ("POST", "/api/v1/webhooks/endpoints") => req(path.into()).json(
+            &json!({"url": "https://hooks.example.com/wearhouse", "user_id": u, "filter_types": ["sync.completed"]}),
+        ),
+        ("GET", p) if p.starts_with("/api/v1/webhooks/endpoints/{endpoint_id}") => {
+            req(p.replace("{endpoint_id}", &w.endpoint))
+        }
+        ("PATCH", "/api/v1/webhooks/endpoints/{endpoint_id}") => {
+            req(path.replace("{endpoint_id}", &w.endpoint))
+                .json(&json!({"description": "contract", "user_id": null}))
+        }
+        ("POST", "/api/v1/webhooks/endpoints/{endpoint_id}/test") => {
+            req(path.replace("{endpoint_id}", &w.endpoint)).json(&json!({"event_type": "sleep.created"}))
+        }
+        ("DELETE", "/api/v1/webhooks/endpoints/{endpoint_id}") => {
+            req(path.replace("{endpoint_id}", &w.endpoint))
+        }
         ("POST", "/api/v1/providers/{provider}/webhooks") => {
             let target = format!("{}/api/v1/providers/oura/webhooks", w.s.url);
             let body = json!({"event_type": "create", "data_type": "workout",
@@ -935,6 +977,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
             let id = format!("{} {path}", method.to_uppercase());
             let security = names(op);
             let developer_only = path.starts_with("/api/v1/developer/")
+                || (path.starts_with("/api/v1/webhooks/") && path != "/api/v1/webhooks/event-types")
                 || path.starts_with("/api/v1/priorities/")
                 || path.starts_with("/api/v1/auth/")
                 || path.starts_with("/api/v1/audit/")
@@ -951,6 +994,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.starts_with("/api/v1/token/")
                 || path.starts_with("/api/v1/uploads/")
                 || path.ends_with("/webhooks")
+                || path == "/api/v1/webhooks/event-types"
                 || (method == "get"
                     && path.starts_with("/api/v1/oauth/")
                     && !path.ends_with("/authorize"))

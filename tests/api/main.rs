@@ -18,6 +18,7 @@ mod import_limits;
 mod jobs;
 mod menstrual_cycles;
 mod oauth_api;
+mod outgoing_webhooks;
 mod projection_runner;
 mod providers_api;
 mod read_contract;

@@ -25,9 +25,15 @@ const SIGKILL: i32 = 9;
 const RESUME_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Tables that are not compared after a rebuild: the log itself and its payload bytes (the
-/// rebuild reads them, never writes them) and the checkpoints (a rebuild rewinds them).
+/// rebuild reads them, never writes them), the checkpoints (a rebuild rewinds them) and the
+/// outgoing-webhook outbox and delivery state (history of what was sent: a rebuild adds nothing
+/// to it and removes nothing from it).
 const NOT_COMPARED: &[&str] = &[
     "events",
+    "webhook_messages",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "webhook_endpoint_health",
     "snapshots",
     "sample_batches",
     "raw_payload_chunks",

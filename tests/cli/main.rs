@@ -10,3 +10,4 @@ mod cli;
 mod crash;
 mod db_security;
 mod recipes;
+mod webhook_restart;

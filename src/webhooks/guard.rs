@@ -1,0 +1,121 @@
+//! Where a webhook may go: destinations that resolve to loopback, private, link-local,
+//! unique-local, carrier-grade NAT, multicast or unspecified addresses are refused (the server
+//! must not be a way into its own network), unless WEARHOUSE_WEBHOOKS_ALLOW_PRIVATE is set.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("destination URL is not a valid http(s) URL")]
+    BadUrl,
+    #[error("destination host does not resolve: {0}")]
+    Resolve(std::io::Error),
+    #[error("destination resolves to a non-public address ({0}); set WEARHOUSE_WEBHOOKS_ALLOW_PRIVATE=true to allow it")]
+    Private(IpAddr),
+}
+
+fn private_v4(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    a.is_private()
+        || a.is_loopback()
+        || a.is_link_local()
+        || a.is_unspecified()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+        || o[0] >= 240
+}
+
+fn private_v6(a: Ipv6Addr) -> bool {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        return private_v4(v4);
+    }
+    let s = a.segments();
+    a.is_loopback()
+        || a.is_unspecified()
+        || a.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link local
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+}
+
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => private_v4(a),
+        IpAddr::V6(a) => private_v6(a),
+    }
+}
+
+/// Checks `url`'s destination. Every address the host resolves to must be public.
+pub async fn check(url: &str, allow_private: bool) -> Result<(), GuardError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| GuardError::BadUrl)?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(GuardError::BadUrl);
+    }
+    if allow_private {
+        return Ok(());
+    }
+    let host = parsed.host_str().ok_or(GuardError::BadUrl)?;
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(GuardError::Resolve)?
+        .collect();
+    if addrs.is_empty() {
+        return Err(GuardError::Resolve(std::io::Error::other("no address")));
+    }
+    for a in addrs {
+        if is_private(a.ip()) {
+            return Err(GuardError::Private(a.ip()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_ranges_are_refused_and_public_ones_allowed() {
+        for p in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_private(p.parse().unwrap()), "{p}");
+        }
+        for p in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(!is_private(p.parse().unwrap()), "{p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_names_are_refused_unless_allowed() {
+        assert!(matches!(
+            check("http://localhost:9/x", false).await,
+            Err(GuardError::Private(_))
+        ));
+        assert!(matches!(
+            check("http://127.0.0.1:9/x", false).await,
+            Err(GuardError::Private(_))
+        ));
+        assert!(check("http://127.0.0.1:9/x", true).await.is_ok());
+        assert!(matches!(
+            check("ftp://example.com", true).await,
+            Err(GuardError::BadUrl)
+        ));
+    }
+}
