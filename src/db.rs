@@ -105,6 +105,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "webhook_notices",
         include_str!("../migrations/0015_webhook_notices.sql"),
     ),
+    (
+        17,
+        "sdk_auth",
+        include_str!("../migrations/0017_sdk_auth.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

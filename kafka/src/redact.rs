@@ -1,20 +1,34 @@
-//! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes, sealed
-//! provider tokens, OAuth state hashes and PKCE verifiers. Entries of the aggregates that carry
+//! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes (developer
+//! and SDK), application-secret hashes, invitation-code hashes, sealed provider tokens, OAuth
+//! state hashes and PKCE verifiers. Entries of the aggregates that carry
 //! them are relayed with those fields removed; everything else in the entry is kept, so
 //! consumers still see that a developer was created, a key issued, a connection authorized.
 //!
-//! The read models built from those fields (`developers`, `api_keys`, `connections`) can
+//! The read models built from those fields (`developers`, `api_keys`, `connections`,
+//! `applications`, `sdk_access`) can
 //! therefore not be rebuilt from the topic: they always tail Postgres.
 
 use serde_json::Value;
 use wearhouse_log::LogEntry;
 
 /// Aggregates whose events hold secrets or hashes of secrets.
-pub const SECRET_BEARING_AGGREGATES: &[&str] = &["Developer", "ApiKey", "Connection"];
+pub const SECRET_BEARING_AGGREGATES: &[&str] = &[
+    "Developer",
+    "ApiKey",
+    "Connection",
+    "Application",
+    "SdkAccess",
+];
 
 /// Projections that need the removed fields: run from Postgres even when the others run from
 /// Kafka.
-pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &["developers", "api_keys", "connections"];
+pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &[
+    "developers",
+    "api_keys",
+    "connections",
+    "applications",
+    "sdk_access",
+];
 
 /// Whether a payload field (at any depth) holds a secret or a hash of one.
 fn secret_field(key: &str) -> bool {
@@ -93,6 +107,27 @@ mod tests {
         let text = redacted(&e).unwrap().payload.get().to_string();
         assert!(!text.contains("argon2"), "{text}");
         assert!(text.contains("a@b.c"), "{text}");
+    }
+
+    #[test]
+    fn sdk_credentials_lose_their_hashes() {
+        let e = entry(
+            "Application",
+            json!({"type": "ApplicationCreated", "app_id": "app_1", "secret_hash": "s1"}),
+        );
+        let text = redacted(&e).unwrap().payload.get().to_string();
+        assert!(!text.contains("s1") && text.contains("app_1"), "{text}");
+        for payload in [
+            json!({"type": "SdkRefreshTokenIssued", "token_hash": "h1", "app_id": "app_1"}),
+            json!({"type": "InvitationCodeIssued", "code_hash": "h1", "id": "i"}),
+        ] {
+            let text = redacted(&entry("SdkAccess", payload))
+                .unwrap()
+                .payload
+                .get()
+                .to_string();
+            assert!(!text.contains("h1") && text.contains("type"), "{text}");
+        }
     }
 
     #[test]

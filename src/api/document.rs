@@ -81,6 +81,14 @@ fn complete(path: &str, op: &mut MetaOperation) {
             "Missing or invalid credentials (`X-Open-Wearables-API-Key` or `Authorization: Bearer`)",
         );
     }
+    let sdk = crate::auth::SDK_BEARER_SCHEME;
+    if op.security.iter().any(|req| req.contains_key(sdk)) {
+        add_response(
+            op,
+            403,
+            "The SDK token belongs to another user than the path's `user_id`",
+        );
+    }
     if has_body || !op.params.is_empty() {
         add_response(
             op,
