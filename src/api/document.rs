@@ -284,6 +284,7 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "provider" if path => "Provider name, e.g. `garmin`, `oura`, `whoop`",
         "provider" => "Only entries of this provider",
         "key_id" => "The API key's id (never the key itself)",
+        "app_id" => "The application's `app_id` (`app_…`)",
         "token" => "The signed upload token returned by `…/import/apple/xml/s3`",
         "import_id" => "The import's id (the `task_id` returned when it was accepted)",
         "workout_id" => "The workout's id",
