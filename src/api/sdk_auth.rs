@@ -20,7 +20,7 @@ use uuid::Uuid;
 use wearhouse_domain::application::{Application, ApplicationCommand};
 use wearhouse_domain::sdk_access::{invite_app_id, SdkAccess, SdkAccessCommand};
 
-use super::api_keys::OptionalJson;
+use super::api_keys::NullableJson;
 use super::auth::TokenResponse;
 use super::text::Text;
 use super::{request_id, ApiError, AppState};
@@ -499,9 +499,9 @@ impl SdkTokensApi {
         developer: MaybeDeveloper,
         req: &Request,
         user_id: Path<Uuid>,
-        body: OptionalJson<Option<SdkTokenRequest>>,
+        body: NullableJson<SdkTokenRequest>,
     ) -> Result<Json<TokenResponse>, ApiError> {
-        let credentials = body.0.flatten().and_then(|b| {
+        let credentials = body.0.and_then(|b| {
             let id = b.app_id.map(|t| t.0).filter(|s| !s.is_empty())?;
             let secret = b.app_secret.map(|t| t.0).filter(|s| !s.is_empty())?;
             Some((id, secret))
