@@ -495,7 +495,8 @@ pub async fn sdk_credential(
 }
 
 /// An SDK user token for the `user_id` in the path, or an API key (the contract's
-/// "SDKAuthDep"). Use it on `/api/v1/sdk/users/:user_id/…` operations.
+/// "SDKAuthDep"). Use it on `/api/v1/sdk/users/:user_id/…` operations: the user is the path
+/// segment after `users`.
 pub struct SdkAuth(pub SdkCaller);
 
 impl<'a> ApiExtractor<'a> for SdkAuth {
@@ -517,7 +518,15 @@ impl<'a> ApiExtractor<'a> for SdkAuth {
         _opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
         let state = state(req)?;
-        let path_user = req.raw_path_param("user_id").unwrap_or_default();
+        // poem-openapi renames path variables (`param0`, …), so the user is read from the path
+        // itself: the segment after `users`, as in every `/sdk/users/{user_id}/…` route.
+        let path_user = req
+            .uri()
+            .path()
+            .split('/')
+            .skip_while(|segment| *segment != "users")
+            .nth(1)
+            .unwrap_or_default();
         match sdk_credential(state, &Presented::of(req), path_user).await {
             Ok(caller) => Ok(SdkAuth(caller)),
             Err(SdkDenied::Store(e)) => Err(internal(e)),

@@ -747,3 +747,106 @@ async fn guessing_codes_is_throttled_per_address() {
         "{body}"
     );
 }
+
+/// An SDK route as the sync and logs routes declare theirs: `SdkAuth` reads `user_id` from the
+/// path. Served with the server's credential tables, it shows the extractor's answers on the
+/// wire.
+struct Probe;
+
+#[poem_openapi::OpenApi]
+impl Probe {
+    #[oai(path = "/api/v1/sdk/users/:user_id/probe", method = "post")]
+    async fn probe(
+        &self,
+        auth: auth::SdkAuth,
+        #[allow(unused_variables)] user_id: poem_openapi::param::Path<String>,
+    ) -> poem_openapi::payload::PlainText<String> {
+        poem_openapi::payload::PlainText(match auth.0 {
+            SdkCaller::User { user, .. } => format!("user {user}"),
+            SdkCaller::ApiKey(_) => "api key".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_extractor_answers_401_and_403_on_the_wire() {
+    use std::sync::Arc;
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let key = s.api_key().await;
+    let user = create_user(&s, &key).await;
+    let other = create_user(&s, &key).await;
+    let (_, t) = call(
+        s.req(Method::POST, &format!("/api/v1/users/{user}/token"))
+            .bearer_auth(&jwt),
+    )
+    .await;
+    let access = t["access_token"].as_str().unwrap().to_string();
+
+    let service = poem_openapi::OpenApiService::new(Probe, "probe", "1");
+    let doc: Value = serde_json::from_str(&service.spec()).unwrap();
+    let op = &doc["paths"]["/api/v1/sdk/users/{user_id}/probe"]["post"];
+    assert_eq!(
+        op["security"],
+        json!([{"SdkBearer": []}, {"ApiKeyAuth": []}]),
+        "{op}"
+    );
+    let port = common::free_port();
+    let app = poem::EndpointExt::data(
+        poem::Route::new().nest("/", service),
+        Arc::new(store(&s)) as Arc<dyn CredentialStore>,
+    );
+    tokio::spawn(
+        poem::Server::new(poem::listener::TcpListener::bind(format!(
+            "127.0.0.1:{port}"
+        )))
+        .run(app),
+    );
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "the probe listens",
+        || {
+            let http = http.clone();
+            let base = base.clone();
+            async move { http.get(&base).send().await.is_ok() }
+        },
+    )
+    .await;
+    let probe = |who: &str| http.post(format!("{base}/api/v1/sdk/users/{who}/probe"));
+    let answer = |rb: reqwest::RequestBuilder| async move {
+        let r = rb.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(
+        answer(probe(&user).bearer_auth(&access)).await,
+        (200, format!("user {user}"))
+    );
+    assert_eq!(
+        answer(probe(&other).bearer_auth(&access)).await,
+        (403, "Token does not match user_id".to_string())
+    );
+    assert_eq!(
+        answer(probe(&other).header(KEY_HEADER, &key)).await,
+        (200, "api key".to_string())
+    );
+    for rb in [
+        probe(&user),
+        probe(&user).bearer_auth(&jwt),
+        probe(&user).bearer_auth("not-a-jwt"),
+    ] {
+        assert_eq!(
+            answer(rb).await,
+            (
+                401,
+                "Authentication required: provide SDK token or API key".to_string()
+            )
+        );
+    }
+    assert_eq!(
+        answer(probe(&user).header(KEY_HEADER, "sk-nope")).await,
+        (401, "Invalid or missing API key".to_string())
+    );
+}
