@@ -850,3 +850,87 @@ async fn the_sdk_extractor_answers_401_and_403_on_the_wire() {
         (401, "Invalid or missing API key".to_string())
     );
 }
+
+#[tokio::test]
+async fn a_developer_manages_only_its_own_applications() {
+    use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand};
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let app = new_app(&s, &jwt, "Admin's").await;
+    let app_id = app["app_id"].as_str().unwrap();
+
+    // A second developer, registered through the same command the server's bootstrap uses.
+    let (email, password) = ("second@test.local", "second-password-1");
+    let commands = wearhouse::store::Commands {
+        pool: common::pool(&s.db.url),
+        runner: None,
+    };
+    commands
+        .execute::<Developer>(
+            &developer_id(email).to_string(),
+            DeveloperCommand::Register {
+                email: email.into(),
+                password_hash: auth::hash_password(password),
+                first_name: None,
+                last_name: None,
+                at: chrono::Utc::now(),
+            },
+            &wearhouse::store::Actor {
+                kind: "system",
+                id: "test".into(),
+                request_id: None,
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let login = || {
+        s.req(Method::POST, "/api/v1/auth/login")
+            .form(&[("username", email), ("password", password)])
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "the second developer can sign in",
+        || async { call(login()).await.0 == 200 },
+    )
+    .await;
+    let second = call(login()).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (st, list) = call(
+        s.req(Method::GET, "/api/v1/applications")
+            .bearer_auth(&second),
+    )
+    .await;
+    assert_eq!((st, list), (200, json!([])));
+    for (m, p) in [
+        (Method::DELETE, format!("/api/v1/applications/{app_id}")),
+        (
+            Method::POST,
+            format!("/api/v1/applications/{app_id}/rotate-secret"),
+        ),
+    ] {
+        let (st, body) = call(s.req(m, &p).bearer_auth(&second)).await;
+        assert_eq!(
+            (st, &body),
+            (404, &json!({"detail": "Application not found"}))
+        );
+    }
+    let (st, list) = call(s.req(Method::GET, "/api/v1/applications").bearer_auth(&jwt)).await;
+    assert_eq!(st, 200);
+    assert_eq!(list[0]["app_id"], app_id, "untouched: {list}");
+    // The secret still works: the other developer's attempts changed nothing.
+    let key = s.api_key().await;
+    let user = create_user(&s, &key).await;
+    let (st, _) = user_token(
+        &s,
+        &user,
+        Some(json!({"app_id": app_id, "app_secret": app["app_secret"]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+}
