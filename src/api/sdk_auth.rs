@@ -354,7 +354,8 @@ async fn create_application(
         Uuid::new_v4(),
         auth::new_app_id(),
         auth::new_app_secret(),
-        Utc::now(),
+        // Microseconds, as the read model keeps it: listing shows the same instant.
+        chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
     );
     let command = ApplicationCommand::Create {
         id,
@@ -368,12 +369,12 @@ async fn create_application(
         .commands
         .execute::<Application>(&id.to_string(), command, actor, None, Some("applications"))
         .await?;
-    let app = owned(state, &app_id, developer).await?;
     Ok(ApplicationReadWithSecret {
         id,
         app_id,
-        name: app.name,
-        created_at: app.created_at,
+        // As the aggregate keeps it.
+        name: name.trim().to_string(),
+        created_at: at,
         app_secret: secret,
     })
 }

@@ -105,6 +105,10 @@ async fn application_lifecycle_and_secret_shown_once() {
     assert_eq!(st, 200);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["app_id"], app_id.as_str());
+    assert_eq!(
+        (&list[0]["id"], &list[0]["name"], &list[0]["created_at"]),
+        (&app["id"], &app["name"], &app["created_at"])
+    );
     assert!(list[0].get("app_secret").is_none(), "{list}");
     let db = s.db.client().await;
     let stored: String = db
