@@ -938,3 +938,110 @@ async fn a_developer_manages_only_its_own_applications() {
     .await;
     assert_eq!(st, 200);
 }
+
+/// The SDK credential read models are what their events say: dropped and rebuilt from the log,
+/// they hold the same rows (applications created, rotated, deleted; tokens issued, rotated,
+/// revoked; codes issued, retired, redeemed; a deleted user's rows gone).
+#[tokio::test]
+async fn sdk_credential_read_models_rebuild_from_the_log() {
+    let mut s = Server::start().await;
+    let jwt = s.login().await;
+    let key = s.api_key().await;
+    let user = create_user(&s, &key).await;
+    let gone = create_user(&s, &key).await;
+    let kept = new_app(&s, &jwt, "Kept").await;
+    let app_id = kept["app_id"].as_str().unwrap();
+    let dropped = new_app(&s, &jwt, "Dropped").await;
+    call(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/applications/{app_id}/rotate-secret"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    call(
+        s.req(
+            Method::DELETE,
+            &format!(
+                "/api/v1/applications/{}",
+                dropped["app_id"].as_str().unwrap()
+            ),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    for u in [&user, &gone] {
+        let (_, t) = call(
+            s.req(Method::POST, &format!("/api/v1/users/{u}/token"))
+                .bearer_auth(&jwt),
+        )
+        .await;
+        call(
+            s.req(Method::POST, "/api/v1/token/refresh")
+                .json(&json!({"refresh_token": t["refresh_token"]})),
+        )
+        .await;
+        new_code(&s, &jwt, u).await;
+    }
+    let code = new_code(&s, &jwt, &user).await;
+    assert_eq!(redeem(&s, &code["code"]).await.0, 200);
+    new_code(&s, &jwt, &user).await;
+    call(
+        s.req(Method::DELETE, &format!("/api/v1/users/{gone}"))
+            .bearer_auth(&jwt),
+    )
+    .await;
+    s.settle().await;
+    s.shutdown().await;
+
+    let dump = |table: &'static str| {
+        let url = s.db.url.clone();
+        async move {
+            let c = common::connect(&url).await;
+            let mut rows: Vec<String> = c
+                .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    let tables = ["applications", "sdk_refresh_tokens", "sdk_invitation_codes"];
+    let mut before = vec![];
+    for t in tables {
+        before.push(dump(t).await);
+    }
+    assert_eq!(before[0].len(), 1, "{:?}", before[0]);
+    assert_eq!(
+        before[1].len(),
+        2,
+        "the user's rotated and redeemed tokens: {:?}",
+        before[1]
+    );
+    assert_eq!(
+        before[2].len(),
+        1,
+        "the user's newest code: {:?}",
+        before[2]
+    );
+    let pool = common::pool(&s.db.url);
+    for p in wearhouse_projections::all()
+        .into_iter()
+        .filter(|p| ["applications", "sdk_access"].contains(&p.name()))
+    {
+        wearhouse_projections::runner::reset(&pool, p.as_ref())
+            .await
+            .unwrap();
+        wearhouse_projections::Runner::new(pool.clone(), vec![p.clone()])
+            .catch_up()
+            .await
+            .unwrap();
+    }
+    for (t, rows) in tables.iter().zip(before) {
+        assert_eq!(dump(t).await, rows, "{t} rebuilt differs");
+    }
+}
