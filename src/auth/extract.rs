@@ -5,7 +5,7 @@
 //!
 //! All are poem-openapi security schemes, so the OpenAPI document declares on each operation
 //! exactly the credentials it takes: `ApiKeyAuth` or `DeveloperBearer` for `AnyCredential`,
-//! `DeveloperBearer` alone for `DeveloperAuth`, `SdkBearer` or `ApiKeyAuth` for `SdkAuth`.
+//! `DeveloperBearer` alone for `DeveloperAuth`, `ApiKeyAuth` or `SdkBearer` for `SdkAuth`.
 //!
 //! An SDK token (scope `sdk`) is accepted by `SdkAuth` only: `DeveloperAuth` refuses it with
 //! "SDK tokens cannot access this endpoint", `AnyCredential` ignores it and wants an API key.
@@ -508,8 +508,10 @@ impl<'a> ApiExtractor<'a> for SdkAuth {
         register_schemes(registry);
     }
 
+    /// The API key first, as on every other operation that takes one (clients and test tools
+    /// that pick the first scheme listed then need no SDK token).
     fn security_schemes() -> Vec<&'static str> {
-        vec![SDK_BEARER_SCHEME, API_KEY_SCHEME]
+        vec![API_KEY_SCHEME, SDK_BEARER_SCHEME]
     }
 
     async fn from_request(

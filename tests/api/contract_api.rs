@@ -931,7 +931,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
             let expected: Vec<&str> = if public {
                 vec![]
             } else if path.starts_with("/api/v1/sdk/") {
-                vec!["SdkBearer", "ApiKeyAuth"]
+                vec!["ApiKeyAuth", "SdkBearer"]
             } else if developer_only {
                 vec!["DeveloperBearer"]
             } else {

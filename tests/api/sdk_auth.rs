@@ -792,7 +792,7 @@ async fn the_sdk_extractor_answers_401_and_403_on_the_wire() {
     let op = &doc["paths"]["/api/v1/sdk/users/{user_id}/probe"]["post"];
     assert_eq!(
         op["security"],
-        json!([{"SdkBearer": []}, {"ApiKeyAuth": []}]),
+        json!([{"ApiKeyAuth": []}, {"SdkBearer": []}]),
         "{op}"
     );
     let port = common::free_port();
