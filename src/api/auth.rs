@@ -204,7 +204,7 @@ pub async fn authorize_sdk(
         Err(e @ SdkDenied::OtherUser) => Err(ApiError::Forbidden(Json(super::Detail {
             detail: e.to_string(),
         }))),
-        Err(e @ SdkDenied::Store(_)) => Err(super::error::internal_api(e)),
+        Err(e @ SdkDenied::Store(_)) => Err(super::error::internal_api(super::error::Chain(&e))),
     }
 }
 

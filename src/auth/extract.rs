@@ -417,8 +417,8 @@ pub enum SdkDenied {
     /// A valid SDK token of another user.
     #[error("{}", MSG_SDK_WRONG_USER)]
     OtherUser,
-    #[error("credential check failed: {0}")]
-    Store(String),
+    #[error("credential check failed")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl poem::error::ResponseError for SdkDenied {
@@ -440,7 +440,9 @@ pub async fn sdk_credential(
     presented: &Presented,
     path_user: &str,
 ) -> Result<SdkCaller, SdkDenied> {
-    let store = |e: &dyn std::fmt::Display| SdkDenied::Store(e.to_string());
+    fn store(e: impl std::error::Error + Send + Sync + 'static) -> SdkDenied {
+        SdkDenied::Store(Box::new(e))
+    }
     if let Some(claims) = presented
         .bearer
         .as_deref()
@@ -454,7 +456,7 @@ pub async fn sdk_credential(
                 .pool()
                 .get()
                 .await
-                .map_err(|e| store(&e))?
+                .map_err(store)?
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) \
                      AND ($2::text NOT LIKE 'app\\_%' \
@@ -462,7 +464,7 @@ pub async fn sdk_credential(
                     &[&user, &app_id],
                 )
                 .await
-                .map_err(|e| store(&wearhouse_log::pg_message(&e)))?
+                .map_err(store)?
                 .get(0);
             if live {
                 let same = path_user.trim().parse::<Uuid>().is_ok_and(|p| p == user);
@@ -481,17 +483,29 @@ pub async fn sdk_credential(
         .pool()
         .get()
         .await
-        .map_err(|e| store(&e))?
+        .map_err(store)?
         .query_opt(
             "SELECT id FROM api_keys WHERE key_hash = $1",
             &[&sha256_hex(key.trim())],
         )
         .await
-        .map_err(|e| store(&wearhouse_log::pg_message(&e)))?;
+        .map_err(store)?;
     match row {
         Some(r) => Ok(SdkCaller::ApiKey(r.get(0))),
         None => Err(SdkDenied::BadApiKey),
     }
+}
+
+/// An error and its sources, for the log: `outer: cause: root cause`.
+fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// An SDK user token for the `user_id` in the path, or an API key (the contract's
@@ -531,7 +545,7 @@ impl<'a> ApiExtractor<'a> for SdkAuth {
             .unwrap_or_default();
         match sdk_credential(state, &Presented::of(req), path_user).await {
             Ok(caller) => Ok(SdkAuth(caller)),
-            Err(SdkDenied::Store(e)) => Err(internal(e)),
+            Err(e @ SdkDenied::Store(_)) => Err(internal(with_sources(&e))),
             Err(denied) => Err(denied.into()),
         }
     }
