@@ -74,9 +74,23 @@ enum Command {
     /// Durable background jobs (imports, syncs, ...)
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Tamper evidence: seal the log and verify it against its seals
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Local stand-ins for outside services (tests and demos)
     #[command(subcommand)]
     Simulate(SimulateCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Seal every committed entry not sealed yet (`serve` does this every
+    /// WEARHOUSE_AUDIT_SEAL_SECS)
+    Seal,
+    /// Re-read every sealed range and name each entry edited, deleted or inserted since, and
+    /// each seal rewritten or removed; the report is JSON on stdout, exit status 1 when
+    /// anything was found
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -476,6 +490,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", job.line(now));
             }
             Ok(())
+        }
+        Command::Audit(command) => {
+            let url = db::resolve_url(&db)?;
+            let (pool, _) = db::pool(&url, 2)?;
+            db::migrate(&pool, db.timescaledb != "off").await?;
+            match command {
+                AuditCommand::Seal => {
+                    let n = crate::audit::seal(&pool).await?;
+                    println!("sealed {n} entries");
+                    Ok(())
+                }
+                AuditCommand::Verify => {
+                    let report = crate::audit::verify(&pool).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    if report.intact {
+                        Ok(())
+                    } else {
+                        anyhow::bail!(
+                            "the log does not match its seals: {} problem(s)",
+                            report.problems.len()
+                        )
+                    }
+                }
+            }
         }
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
         Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,

@@ -140,6 +140,10 @@ pub struct ServeConfig {
     /// running then are handed back, to be resumed by the next `serve`.
     #[arg(long, env = "WEARHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Seconds between two sealings of the log (tamper evidence, see `wearhouse audit`);
+    /// 0 leaves sealing to `wearhouse audit seal`.
+    #[arg(long, env = "WEARHOUSE_AUDIT_SEAL_SECS", default_value_t = 5)]
+    pub audit_seal_secs: u64,
     #[command(flatten)]
     pub providers: ProvidersConfig,
     #[command(flatten)]

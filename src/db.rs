@@ -110,6 +110,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sdk_auth",
         include_str!("../migrations/0017_sdk_auth.sql"),
     ),
+    (
+        20,
+        "audit_chain",
+        include_str!("../migrations/0020_audit_chain.sql"),
+    ),
+    (21, "team", include_str!("../migrations/0021_team.sql")),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only parses the command line; everything else lives here.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod cli;

@@ -127,6 +127,14 @@ pub async fn start(
             shutdown.subscribe(),
         ));
     }
+    if cfg.audit_seal_secs > 0 {
+        // An infrastructure loop: it resumes from the last seal stored.
+        tokio::spawn(crate::audit::run(
+            pool.clone(),
+            std::time::Duration::from_secs(cfg.audit_seal_secs),
+            shutdown.subscribe(),
+        ));
+    }
     let login_throttle = Arc::new(auth::throttle::LoginThrottle::new(
         cfg.login_hash_concurrency,
         32,
@@ -203,6 +211,7 @@ pub async fn ensure_developer(
         password_hash: hash,
         first_name: None,
         last_name: None,
+        role: wearhouse_domain::developer::Role::Admin,
         at: Utc::now(),
     };
     state

@@ -17,6 +17,38 @@ pub fn developer_id(email: &str) -> Uuid {
     Uuid::new_v5(&DEVELOPER_NS, email.trim().to_lowercase().as_bytes())
 }
 
+/// What an account may do. `Admin`: everything, including the team (developers,
+/// invitations). `Developer`: the platform's API (users, data, keys, providers), not the team.
+/// `Auditor`: reads the log's history and tamper evidence, nothing else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accounts registered before roles existed were all made by the installation itself.
+    #[default]
+    Admin,
+    Developer,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "developer" => Some(Role::Developer),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeveloperCommand {
     Register {
@@ -24,6 +56,15 @@ pub enum DeveloperCommand {
         password_hash: String,
         first_name: Option<String>,
         last_name: Option<String>,
+        role: Role,
+        at: DateTime<Utc>,
+    },
+    ChangeRole {
+        role: Role,
+        at: DateTime<Utc>,
+    },
+    /// Removes the account: its tokens stop working; the address can be registered again.
+    Remove {
         at: DateTime<Utc>,
     },
     /// A successful login: the caller already verified the password.
@@ -65,6 +106,16 @@ pub enum DeveloperEvent {
         password_hash: String,
         first_name: Option<String>,
         last_name: Option<String>,
+        /// Absent in entries written before roles: those accounts are admins.
+        #[serde(default)]
+        role: Role,
+        at: DateTime<Utc>,
+    },
+    DeveloperRoleChanged {
+        role: Role,
+        at: DateTime<Utc>,
+    },
+    DeveloperRemoved {
         at: DateTime<Utc>,
     },
     RefreshTokenIssued {
@@ -98,6 +149,8 @@ impl DomainEvent for DeveloperEvent {
             DeveloperEvent::RefreshTokenRevoked { .. } => "RefreshTokenRevoked",
             DeveloperEvent::PasswordChanged { .. } => "PasswordChanged",
             DeveloperEvent::DeveloperProfileUpdated { .. } => "DeveloperProfileUpdated",
+            DeveloperEvent::DeveloperRoleChanged { .. } => "DeveloperRoleChanged",
+            DeveloperEvent::DeveloperRemoved { .. } => "DeveloperRemoved",
         }
         .to_string()
     }
@@ -126,6 +179,7 @@ pub struct Developer {
     pub id: Option<Uuid>,
     pub email: String,
     pub password_hash: String,
+    pub role: Role,
     /// Active refresh tokens: hash → expiry.
     pub refresh_tokens: BTreeMap<String, DateTime<Utc>>,
 }
@@ -152,6 +206,7 @@ impl Aggregate for Developer {
                 password_hash,
                 first_name,
                 last_name,
+                role,
                 at,
             } => {
                 if self.id.is_some() {
@@ -163,9 +218,20 @@ impl Aggregate for Developer {
                     password_hash,
                     first_name,
                     last_name,
+                    role,
                     at,
                 };
                 sink.write(event, self).await;
+            }
+            DeveloperCommand::ChangeRole { role, at } => {
+                if role != self.role {
+                    sink.write(DeveloperEvent::DeveloperRoleChanged { role, at }, self)
+                        .await;
+                }
+            }
+            DeveloperCommand::Remove { at } => {
+                sink.write(DeveloperEvent::DeveloperRemoved { at }, self)
+                    .await;
             }
             DeveloperCommand::IssueRefreshToken {
                 token_hash,
@@ -252,12 +318,17 @@ impl Aggregate for Developer {
                 id,
                 email,
                 password_hash,
+                role,
                 ..
             } => {
                 self.id = Some(id);
                 self.email = email;
                 self.password_hash = password_hash;
+                self.role = role;
             }
+            DeveloperEvent::DeveloperRoleChanged { role, .. } => self.role = role,
+            // A removed account is as if it had never been registered.
+            DeveloperEvent::DeveloperRemoved { .. } => *self = Developer::default(),
             DeveloperEvent::RefreshTokenIssued {
                 token_hash,
                 expires_at,
@@ -300,6 +371,7 @@ mod tests {
             password_hash: "h".into(),
             first_name: None,
             last_name: None,
+            role: Role::Admin,
             at: at("2026-01-01T00:00:00Z"),
         }
     }
@@ -313,6 +385,7 @@ mod tests {
                 password_hash: "h".into(),
                 first_name: None,
                 last_name: None,
+                role: Role::Admin,
                 at: at("2026-01-01T00:00:00Z"),
             })
             .then_expect_events(vec![registered()]);
@@ -331,6 +404,7 @@ mod tests {
                 password_hash: "h".into(),
                 first_name: None,
                 last_name: None,
+                role: Role::Admin,
                 at: at("2026-01-01T00:00:00Z"),
             })
             .then_expect_error(DeveloperError::AlreadyExists);
@@ -430,5 +504,69 @@ mod tests {
             .then_expect_error(DeveloperError::Invalid(
                 "email: value is not a valid email address".into(),
             ));
+    }
+
+    #[test]
+    fn entries_from_before_roles_are_admins() {
+        let old = r#"{"type":"DeveloperRegistered","id":"00000000-0000-0000-0000-000000000001","email":"a@b.c","password_hash":"h","first_name":null,"last_name":null,"at":"2026-01-01T00:00:00Z"}"#;
+        let DeveloperEvent::DeveloperRegistered { role, .. } = serde_json::from_str(old).unwrap()
+        else {
+            panic!("decoded as another event")
+        };
+        assert_eq!(role, Role::Admin);
+    }
+
+    #[test]
+    fn a_removed_account_refuses_commands_and_can_register_again() {
+        let removed = DeveloperEvent::DeveloperRemoved {
+            at: at("2026-01-02T00:00:00Z"),
+        };
+        T::with(())
+            .given(vec![registered(), removed.clone()])
+            .when(DeveloperCommand::ChangeRole {
+                role: Role::Auditor,
+                at: at("2026-01-03T00:00:00Z"),
+            })
+            .then_expect_error(DeveloperError::NotFound);
+        T::with(())
+            .given(vec![registered(), removed])
+            .when(DeveloperCommand::Register {
+                email: "admin@example.com".into(),
+                password_hash: "h2".into(),
+                first_name: None,
+                last_name: None,
+                role: Role::Auditor,
+                at: at("2026-01-03T00:00:00Z"),
+            })
+            .then_expect_events(vec![DeveloperEvent::DeveloperRegistered {
+                id: developer_id("admin@example.com"),
+                email: "admin@example.com".into(),
+                password_hash: "h2".into(),
+                first_name: None,
+                last_name: None,
+                role: Role::Auditor,
+                at: at("2026-01-03T00:00:00Z"),
+            }]);
+    }
+
+    #[test]
+    fn a_role_change_to_the_same_role_records_nothing() {
+        T::with(())
+            .given(vec![registered()])
+            .when(DeveloperCommand::ChangeRole {
+                role: Role::Admin,
+                at: at("2026-01-03T00:00:00Z"),
+            })
+            .then_expect_events(vec![]);
+        T::with(())
+            .given(vec![registered()])
+            .when(DeveloperCommand::ChangeRole {
+                role: Role::Developer,
+                at: at("2026-01-03T00:00:00Z"),
+            })
+            .then_expect_events(vec![DeveloperEvent::DeveloperRoleChanged {
+                role: Role::Developer,
+                at: at("2026-01-03T00:00:00Z"),
+            }]);
     }
 }

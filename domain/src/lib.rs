@@ -9,6 +9,7 @@ pub mod crashpoint;
 pub mod daily;
 pub mod developer;
 pub mod import;
+pub mod invitation;
 pub mod menstrual;
 pub mod priority;
 pub mod provider_setting;

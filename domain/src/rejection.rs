@@ -6,6 +6,7 @@ use crate::application::ApplicationError;
 use crate::connection::ConnectionError;
 use crate::developer::DeveloperError;
 use crate::import::ImportError;
+use crate::invitation::InvitationError;
 use crate::provider_setting::ProviderSettingError;
 use crate::sync_run::SyncRunError;
 use crate::user::UserError;
@@ -39,6 +40,7 @@ macro_rules! not_found_or_invalid {
 not_found_or_invalid!(
     ApiKeyError,
     ApplicationError,
+    InvitationError,
     ConnectionError,
     DeveloperError,
     ImportError,

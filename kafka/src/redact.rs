@@ -1,11 +1,11 @@
 //! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes (developer
-//! and SDK), application-secret hashes, invitation-code hashes, sealed provider tokens, OAuth
-//! state hashes and PKCE verifiers. Entries of the aggregates that carry
+//! and SDK), application-secret hashes, invitation token and invitation-code hashes, sealed
+//! provider tokens, OAuth state hashes and PKCE verifiers. Entries of the aggregates that carry
 //! them are relayed with those fields removed; everything else in the entry is kept, so
 //! consumers still see that a developer was created, a key issued, a connection authorized.
 //!
 //! The read models built from those fields (`developers`, `api_keys`, `connections`,
-//! `applications`, `sdk_access`) can
+//! `invitations`, `applications`, `sdk_access`) can
 //! therefore not be rebuilt from the topic: they always tail Postgres.
 
 use serde_json::Value;
@@ -16,6 +16,7 @@ pub const SECRET_BEARING_AGGREGATES: &[&str] = &[
     "Developer",
     "ApiKey",
     "Connection",
+    "Invitation",
     "Application",
     "SdkAccess",
 ];
@@ -26,6 +27,7 @@ pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &[
     "developers",
     "api_keys",
     "connections",
+    "invitations",
     "applications",
     "sdk_access",
 ];
@@ -40,13 +42,14 @@ fn secret_field(key: &str) -> bool {
         || k.contains("verifier")
 }
 
-fn strip(v: &mut Value) {
+/// Removes every secret field, at any depth (also used for what the audit API shows).
+pub fn strip_secrets(v: &mut Value) {
     match v {
         Value::Object(map) => {
             map.retain(|k, _| !secret_field(k));
-            map.values_mut().for_each(strip);
+            map.values_mut().for_each(strip_secrets);
         }
-        Value::Array(items) => items.iter_mut().for_each(strip),
+        Value::Array(items) => items.iter_mut().for_each(strip_secrets),
         _ => {}
     }
 }
@@ -59,7 +62,7 @@ pub fn redacted(entry: &LogEntry) -> Option<LogEntry> {
     }
     // An unparseable payload is dropped whole rather than relayed unchecked.
     let mut v: Value = serde_json::from_str(entry.payload.get()).unwrap_or(Value::Null);
-    strip(&mut v);
+    strip_secrets(&mut v);
     let mut out = entry.clone();
     out.payload = serde_json::value::to_raw_value(&v).expect("JSON values always encode");
     Some(out)

@@ -21,6 +21,8 @@ impl Projection for Developers {
             "RefreshTokenRevoked",
             "PasswordChanged",
             "DeveloperProfileUpdated",
+            "DeveloperRoleChanged",
+            "DeveloperRemoved",
         ]
     }
 
@@ -44,12 +46,29 @@ impl Projection for Developers {
                     password_hash,
                     first_name,
                     last_name,
+                    role,
                     at,
                 } => {
                     tx.execute(
-                        "INSERT INTO developers (id, email, password_hash, first_name, last_name, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
-                        &[&id, &email, &password_hash, &first_name, &last_name, &at],
+                        "INSERT INTO developers (id, email, password_hash, first_name, last_name, role, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+                        &[&id, &email, &password_hash, &first_name, &last_name, &role.as_str(), &at],
+                    )
+                    .await?;
+                }
+                DeveloperEvent::DeveloperRoleChanged { role, at } => {
+                    tx.execute(
+                        "UPDATE developers SET role = $2, updated_at = $3 WHERE id = $1",
+                        &[&id, &role.as_str(), &at],
+                    )
+                    .await?;
+                }
+                DeveloperEvent::DeveloperRemoved { .. } => {
+                    tx.execute("DELETE FROM developers WHERE id = $1", &[&id])
+                        .await?;
+                    tx.execute(
+                        "DELETE FROM developer_refresh_tokens WHERE developer_id = $1",
+                        &[&id],
                     )
                     .await?;
                 }

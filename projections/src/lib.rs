@@ -9,6 +9,7 @@ pub mod data_sources;
 pub mod developers;
 pub mod health_scores;
 pub mod imports;
+pub mod invitations;
 pub mod menstrual_cycles;
 pub mod nights;
 pub mod personal;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(users::Users),
         Arc::new(developers::Developers),
+        Arc::new(invitations::Invitations),
         Arc::new(api_keys::ApiKeys),
         Arc::new(applications::Applications),
         Arc::new(sdk_access::SdkAccess),

@@ -29,7 +29,7 @@ use wearhouse_domain::developer::{Developer, DeveloperCommand};
 
 use super::text::{plain, Text};
 use super::{request_id, sdk_auth, ApiError, AppState};
-use crate::auth::{self, DeveloperAuth, Principal};
+use crate::auth::{self, AccountAuth, Principal};
 
 #[derive(Tags)]
 enum Tag {
@@ -62,18 +62,72 @@ pub struct DeveloperRead {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub email: String,
+    /// What the account may do (not in upstream, which has no roles).
+    pub role: RoleName,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// An account's role: `admin` (everything, including the team), `developer` (the platform's
+/// API, not the team), `auditor` (the audit history only).
+#[derive(poem_openapi::Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum RoleName {
+    Admin,
+    Developer,
+    Auditor,
+}
+
+impl From<auth::Role> for RoleName {
+    fn from(r: auth::Role) -> Self {
+        match r {
+            auth::Role::Admin => RoleName::Admin,
+            auth::Role::Developer => RoleName::Developer,
+            auth::Role::Auditor => RoleName::Auditor,
+        }
+    }
+}
+
+impl From<RoleName> for auth::Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::Admin => auth::Role::Admin,
+            RoleName::Developer => auth::Role::Developer,
+            RoleName::Auditor => auth::Role::Auditor,
+        }
+    }
+}
+
+/// The columns `developer_read` takes, in order.
+pub const DEVELOPER_COLUMNS: &str =
+    "id, first_name, last_name, email, role, created_at, updated_at";
+
+pub fn developer_read(row: &tokio_postgres::Row) -> DeveloperRead {
+    let role: String = row.get(4);
+    DeveloperRead {
+        id: row.get(0),
+        first_name: row.get(1),
+        last_name: row.get(2),
+        email: row.get(3),
+        role: auth::Role::parse(&role).unwrap_or_default().into(),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+    }
+}
+
 #[derive(Object)]
-struct DeveloperUpdate {
-    first_name: Option<Text>,
-    last_name: Option<Text>,
-    email: Option<Text>,
+pub(super) struct DeveloperUpdate {
+    #[oai(validator(max_length = 100))]
+    pub first_name: Option<Text>,
+    #[oai(validator(max_length = 100))]
+    pub last_name: Option<Text>,
+    pub email: Option<Text>,
     /// At least 8 characters.
     #[oai(validator(min_length = 8))]
-    password: Option<Text>,
+    pub password: Option<Text>,
+    /// A new role (not in upstream): only an admin sets it, through
+    /// `PATCH /api/v1/developers/{developer_id}`; the last admin cannot be given another.
+    pub role: Option<RoleName>,
 }
 
 #[derive(Object)]
@@ -94,7 +148,7 @@ struct Message {
 /// The contract's minimum password length.
 const MIN_PASSWORD_LEN: usize = 8;
 
-fn check_password(field: &str, p: &str) -> Result<(), ApiError> {
+pub(super) fn check_password(field: &str, p: &str) -> Result<(), ApiError> {
     if p.chars().count() < MIN_PASSWORD_LEN {
         return Err(ApiError::bad_request(format!(
             "{field}: String should have at least {MIN_PASSWORD_LEN} characters"
@@ -345,7 +399,7 @@ impl AuthApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        _auth: DeveloperAuth,
+        _auth: AccountAuth,
     ) -> Result<Json<serde_json::Value>, ApiError> {
         let claims = req
             .header("authorization")
@@ -377,26 +431,21 @@ impl AuthApi {
     async fn me(
         &self,
         state: poem::web::Data<&AppState>,
-        auth: DeveloperAuth,
+        auth: AccountAuth,
     ) -> Result<Json<DeveloperRead>, ApiError> {
         let row = state
             .pool
             .get()
             .await?
             .query_opt(
-                "SELECT id, first_name, last_name, email, created_at, updated_at FROM developers WHERE id = $1",
+                &format!("SELECT {DEVELOPER_COLUMNS} FROM developers WHERE id = $1"),
                 &[&auth.0],
             )
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("Developer with ID: {} not found.", auth.0)))?;
-        Ok(Json(DeveloperRead {
-            id: row.get(0),
-            first_name: row.get(1),
-            last_name: row.get(2),
-            email: row.get(3),
-            created_at: row.get(4),
-            updated_at: row.get(5),
-        }))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("Developer with ID: {} not found.", auth.0))
+            })?;
+        Ok(Json(developer_read(&row)))
     }
 
     /// Change the signed-in developer's profile (absent or null fields are kept)
@@ -404,11 +453,16 @@ impl AuthApi {
     async fn update_me(
         &self,
         state: poem::web::Data<&AppState>,
-        auth: DeveloperAuth,
+        auth: AccountAuth,
         req: &Request,
         body: Json<DeveloperUpdate>,
     ) -> Result<Json<DeveloperRead>, ApiError> {
         let body = body.0;
+        if body.role.is_some() {
+            return Err(ApiError::bad_request(
+                "role: an admin changes roles through PATCH /api/v1/developers/{developer_id}",
+            ));
+        }
         let (first_name, last_name, email, password) = (
             plain(body.first_name),
             plain(body.last_name),
@@ -469,7 +523,7 @@ impl AuthApi {
     async fn change_password(
         &self,
         state: poem::web::Data<&AppState>,
-        auth: DeveloperAuth,
+        auth: AccountAuth,
         req: &Request,
         body: Json<PasswordChange>,
     ) -> Result<Json<Message>, ApiError> {

@@ -2,6 +2,7 @@
 //! `/openapi.json` and its interactive docs at `/docs`.
 
 mod api_keys;
+mod audit;
 mod auth;
 mod daily;
 mod data_sources;
@@ -20,6 +21,7 @@ mod priorities;
 mod sdk_auth;
 mod summaries;
 mod sync;
+mod team;
 mod text;
 mod timeseries;
 mod users;
@@ -107,10 +109,15 @@ pub fn app(state: AppState) -> impl Endpoint {
         daily::BodyApi,
         health_scores::HealthScoresApi,
         priorities::PrioritiesApi,
-        // poem-openapi implements tuples of up to 16 APIs: more nest.
-        (sdk_auth::ApplicationsApi, sdk_auth::SdkTokensApi),
         oauth::OAuthApi,
         sync::SyncApi,
+        // poem-openapi implements OpenApi for tuples of up to 16: later groups nest.
+        (
+            audit::AuditApi,
+            team::TeamApi,
+            sdk_auth::ApplicationsApi,
+            sdk_auth::SdkTokensApi,
+        ),
     ));
     let allow = Arc::new(document::AllowTable::of(
         &apis,

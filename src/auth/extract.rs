@@ -1,7 +1,11 @@
 //! Request extractors: `AnyCredential` (developer JWT or API key, the contract's "ApiKeyDep"),
-//! `DeveloperAuth` (developer JWT only), `MaybeDeveloper` (a developer JWT if one is sent) and
-//! `SdkAuth` (an SDK user token for the path's `user_id`, or an API key: the contract's
-//! "SDKAuthDep"). They fail with the contract's 401 (and, for `SdkAuth`, 403) messages.
+//! the developer-JWT-only ones, by role: `DeveloperAuth` (admins and developers), `AdminAuth`
+//! (the team routes), `AuditAuth` (admins and auditors: the history) and `AccountAuth` (any
+//! role: the account's own profile and password); `MaybeDeveloper` (an admin's or developer's
+//! JWT if one is sent) and `SdkAuth` (an SDK user token for the path's `user_id`, or an API
+//! key: the contract's "SDKAuthDep"). They fail with the contract's 401 messages, or 403 when
+//! the account's role does not reach the route (and, for `SdkAuth`, when the token is another
+//! user's).
 //!
 //! All are poem-openapi security schemes, so the OpenAPI document declares on each operation
 //! exactly the credentials it takes: `ApiKeyAuth` or `DeveloperBearer` for `AnyCredential`,
@@ -21,6 +25,7 @@ use super::{
     sha256_hex, API_KEY_HEADER, MSG_AUTH_REQUIRED, MSG_BAD_API_KEY, MSG_BAD_JWT,
     MSG_SDK_AUTH_REQUIRED, MSG_SDK_TOKEN, MSG_SDK_WRONG_USER, SDK_SCOPE,
 };
+pub use wearhouse_domain::developer::Role;
 
 /// What the extractors need from the application to check a credential. The API's state
 /// implements it and `api::app` registers it as request data (`Arc<dyn CredentialStore>`), so
@@ -98,7 +103,7 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 enum JwtOutcome {
-    Developer(Uuid),
+    Developer(Uuid, Role),
     Sdk,
     Invalid,
 }
@@ -115,20 +120,19 @@ async fn check_jwt(state: &dyn CredentialStore, token: &str) -> poem::Result<Jwt
     };
     // A token of a developer that no longer exists, or one revoked by signing out, is not a
     // credential.
-    let exists = db(state)
+    let role = db(state)
         .await?
         .query_opt(
-            "SELECT 1 FROM developers WHERE id = $1 \
+            "SELECT role FROM developers WHERE id = $1 \
              AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2)",
             &[&id, &claims.jti.unwrap_or_default()],
         )
         .await
         .map_err(internal)?
-        .is_some();
-    Ok(if exists {
-        JwtOutcome::Developer(id)
-    } else {
-        JwtOutcome::Invalid
+        .map(|r| r.get::<_, String>(0));
+    Ok(match role.as_deref().and_then(Role::parse) {
+        Some(role) => JwtOutcome::Developer(id, role),
+        None => JwtOutcome::Invalid,
     })
 }
 
@@ -226,7 +230,10 @@ async fn any_credential(
 ) -> poem::Result<Principal> {
     // JWT first; an SDK-scoped or invalid JWT falls through to the API key, as upstream.
     if let Some(token) = presented.bearer.as_deref() {
-        if let JwtOutcome::Developer(id) = check_jwt(state, token).await? {
+        if let JwtOutcome::Developer(id, role) = check_jwt(state, token).await? {
+            if role == Role::Auditor {
+                return Err(forbidden(MSG_AUDITOR));
+            }
             return Ok(Principal::Developer(id));
         }
     }
@@ -306,48 +313,97 @@ impl<'a> ApiExtractor<'a> for MaybeCredential {
     }
 }
 
-/// Developer JWT only.
-pub struct DeveloperAuth(pub Uuid);
+/// The account's role does not reach the route.
+fn forbidden(msg: &str) -> poem::Error {
+    poem::Error::from_string(msg, StatusCode::FORBIDDEN)
+}
 
-impl DeveloperAuth {
-    pub fn principal(&self) -> Principal {
-        Principal::Developer(self.0)
+const MSG_AUDITOR: &str = "Auditor accounts can only read the audit history";
+const MSG_ADMIN: &str = "Only admin accounts can manage the team";
+const MSG_NOT_AUDIT: &str = "Only admin and auditor accounts can read the audit history";
+
+/// The developer behind a request's bearer token, whatever its role.
+async fn developer(req: &Request) -> poem::Result<(Uuid, Role)> {
+    let state = state(req)?;
+    let Some(token) = bearer(req) else {
+        return Err(BadBearer.into());
+    };
+    match check_jwt(state, token).await? {
+        JwtOutcome::Developer(id, role) => Ok((id, role)),
+        JwtOutcome::Sdk => Err(unauthorized(MSG_SDK_TOKEN)),
+        JwtOutcome::Invalid => Err(BadBearer.into()),
     }
 }
 
-impl<'a> ApiExtractor<'a> for DeveloperAuth {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
-    type ParamType = ();
-    type ParamRawType = ();
+/// Developer-JWT extractors that differ only in the roles they let through.
+macro_rules! developer_extractor {
+    ($(#[$doc:meta])* $name:ident, $allowed:expr, $refusal:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Uuid);
 
-    fn register(registry: &mut Registry) {
-        register_schemes(registry);
-    }
-
-    fn security_schemes() -> Vec<&'static str> {
-        vec![BEARER_SCHEME]
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _opts: ExtractParamOptions<()>,
-    ) -> poem::Result<Self> {
-        let state = state(req)?;
-        let Some(token) = bearer(req) else {
-            return Err(BadBearer.into());
-        };
-        match check_jwt(state, token).await? {
-            JwtOutcome::Developer(id) => Ok(DeveloperAuth(id)),
-            JwtOutcome::Sdk => Err(unauthorized(MSG_SDK_TOKEN)),
-            JwtOutcome::Invalid => Err(BadBearer.into()),
+        impl $name {
+            pub fn principal(&self) -> Principal {
+                Principal::Developer(self.0)
+            }
         }
-    }
+
+        impl<'a> ApiExtractor<'a> for $name {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+            type ParamType = ();
+            type ParamRawType = ();
+
+            fn register(registry: &mut Registry) {
+                register_schemes(registry);
+            }
+
+            fn security_schemes() -> Vec<&'static str> {
+                vec![BEARER_SCHEME]
+            }
+
+            async fn from_request(
+                req: &'a Request,
+                _body: &mut RequestBody,
+                _opts: ExtractParamOptions<()>,
+            ) -> poem::Result<Self> {
+                let (id, role) = developer(req).await?;
+                let allowed: &[Role] = $allowed;
+                if !allowed.contains(&role) {
+                    return Err(forbidden($refusal));
+                }
+                Ok($name(id))
+            }
+        }
+    };
 }
 
-/// A developer JWT when the request carries a valid one, else nothing: for operations that take
-/// another credential instead (application credentials in the body). Declared as
-/// `DeveloperBearer` or no credential at all.
+developer_extractor!(
+    /// Developer JWT of an admin or developer account.
+    DeveloperAuth,
+    &[Role::Admin, Role::Developer],
+    MSG_AUDITOR
+);
+developer_extractor!(
+    /// Developer JWT of an admin account.
+    AdminAuth,
+    &[Role::Admin],
+    MSG_ADMIN
+);
+developer_extractor!(
+    /// Developer JWT of an admin or auditor account.
+    AuditAuth,
+    &[Role::Admin, Role::Auditor],
+    MSG_NOT_AUDIT
+);
+developer_extractor!(
+    /// Developer JWT of any account (its own profile, password and sign-out).
+    AccountAuth,
+    &[Role::Admin, Role::Developer, Role::Auditor],
+    MSG_AUDITOR
+);
+
+/// An admin's or developer's JWT when the request carries a valid one, else nothing (an
+/// auditor's counts as none): for operations that take another credential instead (application
+/// credentials in the body). Declared as `DeveloperBearer` or no credential at all.
 pub struct MaybeDeveloper(pub Option<Uuid>);
 
 impl<'a> ApiExtractor<'a> for MaybeDeveloper {
@@ -377,8 +433,8 @@ impl<'a> ApiExtractor<'a> for MaybeDeveloper {
             return Ok(MaybeDeveloper(None));
         };
         Ok(MaybeDeveloper(match check_jwt(state, token).await? {
-            JwtOutcome::Developer(id) => Some(id),
-            JwtOutcome::Sdk | JwtOutcome::Invalid => None,
+            JwtOutcome::Developer(id, Role::Admin | Role::Developer) => Some(id),
+            JwtOutcome::Developer(_, Role::Auditor) | JwtOutcome::Sdk | JwtOutcome::Invalid => None,
         }))
     }
 }

@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use extract::{
-    credential_still_valid, sdk_credential, AnyCredential, BadBearer, CredentialStore,
-    DeveloperAuth, MaybeCredential, MaybeDeveloper, Presented, Principal, SdkAuth, SdkCaller,
-    SdkDenied, SDK_BEARER_SCHEME,
+    credential_still_valid, sdk_credential, AccountAuth, AdminAuth, AnyCredential, AuditAuth,
+    BadBearer, CredentialStore, DeveloperAuth, MaybeCredential, MaybeDeveloper, Presented,
+    Principal, Role, SdkAuth, SdkCaller, SdkDenied, SDK_BEARER_SCHEME,
 };
 
 pub const API_KEY_HEADER: &str = "X-Open-Wearables-API-Key";

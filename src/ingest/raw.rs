@@ -179,6 +179,55 @@ pub async fn write_to(
     Ok(written)
 }
 
+/// The content type of payload `sha256` and its original bytes as a stream, one chunk read
+/// and decompressed at a time (a payload can be gigabytes).
+pub async fn stream(
+    pool: &Pool,
+    sha256: &str,
+) -> Result<
+    (
+        String,
+        impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ),
+    RawError,
+> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT chunks, content_type FROM raw_payloads WHERE sha256 = $1",
+            &[&sha256],
+        )
+        .await?
+        .ok_or_else(|| RawError::NotFound(sha256.into()))?;
+    let (chunks, content_type): (i32, String) = (row.get(0), row.get(1));
+    let pool = pool.clone();
+    let sha256 = sha256.to_string();
+    let body = futures::stream::unfold(0i32, move |i| {
+        let (pool, sha256) = (pool.clone(), sha256.clone());
+        async move {
+            if i >= chunks {
+                return None;
+            }
+            let read = async {
+                let data: Vec<u8> = pool
+                    .get()
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .query_one(
+                        "SELECT data FROM raw_payload_chunks WHERE sha256 = $1 AND chunk = $2",
+                        &[&sha256, &i],
+                    )
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .get(0);
+                Ok(bytes::Bytes::from(zstd::stream::decode_all(&data[..])?))
+            };
+            Some((read.await, i + 1))
+        }
+    });
+    Ok((content_type, body))
+}
+
 /// Stores an in-memory payload (a provider response or webhook body) unless the same bytes are
 /// already stored. Such bodies are small, so they go in one transaction-free pass.
 pub async fn store_bytes(

@@ -106,7 +106,40 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/users/{user_id}/token"),
     ("POST", "/api/v1/users/{user_id}/invitation-code"),
     ("POST", "/api/v1/invitation-code/redeem"),
+    ("GET", "/api/v1/developers"),
+    ("GET", "/api/v1/developers/{developer_id}"),
+    ("PATCH", "/api/v1/developers/{developer_id}"),
+    ("DELETE", "/api/v1/developers/{developer_id}"),
+    ("POST", "/api/v1/invitations"),
+    ("GET", "/api/v1/invitations"),
+    ("DELETE", "/api/v1/invitations/{invitation_id}"),
+    ("POST", "/api/v1/invitations/{invitation_id}/resend"),
+    ("POST", "/api/v1/invitations/accept"),
 ];
+
+/// A fresh invitation: (id, token).
+async fn new_invitation(w: &World) -> (String, String) {
+    let email = format!("{}@team.example.com", uuid::Uuid::new_v4().simple());
+    let (status, inv) = call(
+        w.s.req(Method::POST, "/api/v1/invitations")
+            .bearer_auth(&w.jwt)
+            .json(&json!({ "email": email })),
+    )
+    .await;
+    assert_eq!(status, 201, "{inv}");
+    (
+        inv["id"].as_str().unwrap().to_string(),
+        inv["token"].as_str().unwrap().to_string(),
+    )
+}
+
+const TEAM_PASSWORD: &str = "team-password-1";
+
+/// The admin's own developer id.
+async fn admin_id(w: &World) -> String {
+    let (_, me) = call(w.s.req(Method::GET, "/api/v1/auth/me").bearer_auth(&w.jwt)).await;
+    me["id"].as_str().unwrap().to_string()
+}
 
 fn contract() -> Value {
     let path = concat!(
@@ -735,6 +768,38 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
             w.s.req(m.clone(), path)
                 .json(&json!({"code": code["code"]}))
         }
+        ("GET", "/api/v1/developers") | ("GET", "/api/v1/invitations") => req(path.into()),
+        ("GET", "/api/v1/developers/{developer_id}") => {
+            req(format!("/api/v1/developers/{}", admin_id(w).await))
+        }
+        ("PATCH", "/api/v1/developers/{developer_id}") => {
+            req(format!("/api/v1/developers/{}", admin_id(w).await))
+                .json(&json!({"last_name": "Admin"}))
+        }
+        ("DELETE", "/api/v1/developers/{developer_id}") => {
+            let (_, token) = new_invitation(w).await;
+            let (status, dev) = call(w.s.req(Method::POST, "/api/v1/invitations/accept").json(
+                &json!({"token": token, "first_name": "Tim", "last_name": "Berners",
+                        "password": TEAM_PASSWORD}),
+            ))
+            .await;
+            assert_eq!(status, 201, "{dev}");
+            req(format!("/api/v1/developers/{}", dev["id"].as_str().unwrap()))
+        }
+        ("POST", "/api/v1/invitations") => req(path.into()).json(&json!({
+            "email": format!("{}@team.example.com", uuid::Uuid::new_v4().simple())})),
+        ("DELETE", "/api/v1/invitations/{invitation_id}") => {
+            req(format!("/api/v1/invitations/{}", new_invitation(w).await.0))
+        }
+        ("POST", "/api/v1/invitations/{invitation_id}/resend") => req(format!(
+            "/api/v1/invitations/{}/resend",
+            new_invitation(w).await.0
+        )),
+        ("POST", "/api/v1/invitations/accept") => {
+            let (_, token) = new_invitation(w).await;
+            w.s.req(m.clone(), path).json(&json!({"token": token, "first_name": "Ada",
+                "last_name": "Byron", "password": TEAM_PASSWORD}))
+        }
         _ => return None,
     };
     let r = rb.send().await.unwrap();
@@ -914,6 +979,10 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path == "/api/v1/users/{user_id}/token"
                 || path.starts_with("/api/v1/priorities/")
                 || path.starts_with("/api/v1/auth/")
+                || path.starts_with("/api/v1/audit/")
+                || path == "/api/v1/users/{user_id}/history"
+                || path.starts_with("/api/v1/developers")
+                || (path.starts_with("/api/v1/invitations") && path != "/api/v1/invitations/accept")
                 // Deleting provider data takes the credential that deleting the user takes.
                 || path == "/api/v1/users/{user_id}/connections/{provider}/data"
                 || (method == "put" && path.starts_with("/api/v1/oauth/providers"))
@@ -921,6 +990,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
             let public = path == "/"
                 || path == "/api/v1/auth/login"
                 || path == "/api/v1/invitation-code/redeem"
+                || path == "/api/v1/invitations/accept"
                 || path.starts_with("/api/v1/token/")
                 || path.starts_with("/api/v1/uploads/")
                 || path.ends_with("/webhooks")

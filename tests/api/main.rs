@@ -8,6 +8,7 @@
 mod common;
 
 mod apple_import;
+mod audit;
 mod auth_api;
 mod contract_api;
 mod event_log;
@@ -25,6 +26,7 @@ mod scores_api;
 mod sdk_auth;
 mod security;
 mod summaries_api;
+mod team;
 mod timeseries_api;
 mod users_api;
 mod webhooks_flow;

@@ -857,7 +857,7 @@ async fn the_sdk_extractor_answers_401_and_403_on_the_wire() {
 
 #[tokio::test]
 async fn a_developer_manages_only_its_own_applications() {
-    use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand};
+    use wearhouse_domain::developer::{developer_id, Developer, DeveloperCommand, Role};
     let s = Server::start().await;
     let jwt = s.login().await;
     let app = new_app(&s, &jwt, "Admin's").await;
@@ -877,6 +877,7 @@ async fn a_developer_manages_only_its_own_applications() {
                 password_hash: auth::hash_password(password),
                 first_name: None,
                 last_name: None,
+                role: Role::Developer,
                 at: chrono::Utc::now(),
             },
             &wearhouse::store::Actor {
