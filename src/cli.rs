@@ -465,7 +465,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (pool, _) = db::pool(&url, 4)?;
             db::migrate(&pool, db.timescaledb != "off").await?;
             let work = db.home.join("renormalize");
-            let done = ingest::renormalize::run(&pool, &provider, since, &work).await?;
+            let done = ingest::renormalize::run(
+                &pool,
+                &provider,
+                since,
+                &work,
+                &crate::import_cli::cli_actor(),
+            )
+            .await?;
             for r in &done {
                 println!(
                     "user={} sha256={} stream={} samples={} workouts={} sleep_sessions={}",

@@ -116,6 +116,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0020_audit_chain.sql"),
     ),
     (21, "team", include_str!("../migrations/0021_team.sql")),
+    (
+        22,
+        "job_origin",
+        include_str!("../migrations/0022_job_origin.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

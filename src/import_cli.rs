@@ -96,11 +96,7 @@ pub async fn import_apple(db: &DbConfig, file: &Path, user: Uuid) -> anyhow::Res
         path: PathBuf::from(file),
         filename: file.file_name().map(|f| f.to_string_lossy().into_owned()),
         sha256: None,
-        actor: Actor {
-            kind: "cli",
-            id: whoami(),
-            request_id: None,
-        },
+        actor: cli_actor(),
         limits: Default::default(),
     };
     let id = req.import_id;
@@ -134,8 +130,19 @@ pub async fn import_apple(db: &DbConfig, file: &Path, user: Uuid) -> anyhow::Res
     }
 }
 
-fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+/// Whoever runs a command on this machine: `cli:<user>@<host>`.
+pub fn cli_actor() -> Actor {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    Actor {
+        kind: "cli",
+        id: format!("{user}@{host}"),
+        request_id: None,
+    }
 }
 
 #[cfg(test)]

@@ -159,6 +159,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .around(move |ep, req| limit_body(ep, req, caps))
         .around(move |ep, req| metrics::track(ep, req, http_metrics.clone()))
         .around(log_request)
+        .around(with_origin)
         .with(RequestId::default())
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .around(move |ep, req| unlisted_origin(ep, req, listed.clone()))
@@ -390,6 +391,28 @@ async fn log_request<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Resul
         result
     }
     .instrument(span)
+    .await
+}
+
+/// The longest user agent kept in an entry's metadata (characters).
+const MAX_USER_AGENT: usize = 256;
+
+/// Runs the request with its client address and user agent as the origin of whatever it
+/// appends to the log (see `wearhouse_log::origin`). The address is the TCP peer's: a
+/// forwarding header is not trusted.
+async fn with_origin<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Result<poem::Response> {
+    let origin = wearhouse_log::origin::Origin {
+        client_ip: req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string()),
+        user_agent: req
+            .header("user-agent")
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+    };
+    wearhouse_log::origin::scope(origin, async move {
+        ep.call(req).await.map(poem::IntoResponse::into_response)
+    })
     .await
 }
 

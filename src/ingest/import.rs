@@ -887,12 +887,16 @@ async fn normalize_checked(
     crate::crashpoint::hit("import.parse");
 
     let (tx, rx) = mpsc::channel(16);
-    let write = tokio::spawn(writer(
-        pool.clone(),
-        req.import_id,
-        req.user_id,
-        req.actor.clone(),
-        rx,
+    // A spawned task does not inherit task-locals: the writer takes the origin along.
+    let write = tokio::spawn(wearhouse_log::origin::scope(
+        wearhouse_log::origin::current().unwrap_or_default(),
+        writer(
+            pool.clone(),
+            req.import_id,
+            req.user_id,
+            req.actor.clone(),
+            rx,
+        ),
     ));
     let path = req.path.clone();
     let user_id = req.user_id;

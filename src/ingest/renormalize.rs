@@ -44,11 +44,13 @@ pub struct Renormalized {
 
 /// Re-maps every payload of `provider` received (per the log's `RawPayloadReceived`) at or
 /// after `since`, once per user and payload, restoring it to a file under `work_dir` first.
+/// The entries appended name `actor`, whoever ran it.
 pub async fn run(
     pool: &Pool,
     provider: &str,
     since: DateTime<Utc>,
     work_dir: &std::path::Path,
+    actor: &Actor,
 ) -> Result<Vec<Renormalized>, RenormalizeError> {
     if provider != import::PROVIDER {
         return Err(RenormalizeError::UnknownProvider(provider.into()));
@@ -82,11 +84,7 @@ pub async fn run(
             path: path.clone(),
             filename: None,
             sha256: Some(sha256.clone()),
-            actor: Actor {
-                kind: "system",
-                id: "renormalize".into(),
-                request_id: None,
-            },
+            actor: actor.clone(),
             limits: Default::default(),
         };
         let result = import::normalize(pool, &req, Arc::new(Progress::default())).await;

@@ -72,6 +72,8 @@ pub struct JobContext {
     /// 1 on the first run; counted at claim, so a run cut short by a crash counts too.
     pub attempt: i32,
     pub max_attempts: i32,
+    /// Where the request that queued the job came from; what the job appends names it.
+    pub origin: Option<wearhouse_log::origin::Origin>,
 }
 
 impl JobContext {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use wearhouse_log::origin::Origin;
 
 use futures::{FutureExt, StreamExt};
 use rand::Rng;
@@ -308,7 +309,7 @@ impl JobRunner {
                                                OR (j.state = 'running' AND NOT {CLAIMANT_ALIVE})) \
                                         ORDER BY j.run_at, j.created_at LIMIT $3 \
                                         FOR UPDATE SKIP LOCKED) \
-                         RETURNING id, kind, payload, attempts, max_attempts"
+                         RETURNING id, kind, payload, attempts, max_attempts, origin"
                     ),
                     &[&me, kind, &1i64],
                 )
@@ -317,14 +318,19 @@ impl JobRunner {
                     break;
                 }
                 free -= rows.len();
-                claimed.extend(rows.iter().map(|r| Claimed {
-                    ctx: JobContext {
-                        id: r.get(0),
-                        kind: r.get(1),
-                        payload: r.get(2),
-                        attempt: r.get(3),
-                        max_attempts: r.get(4),
-                    },
+                claimed.extend(rows.iter().map(|r| {
+                    Claimed {
+                        ctx: JobContext {
+                            id: r.get(0),
+                            kind: r.get(1),
+                            payload: r.get(2),
+                            attempt: r.get(3),
+                            max_attempts: r.get(4),
+                            origin: r
+                                .get::<_, Option<tokio_postgres::types::Json<Origin>>>(5)
+                                .map(|o| o.0),
+                        },
+                    }
                 }));
             }
         }
@@ -346,19 +352,21 @@ impl JobRunner {
             return;
         };
         let handler = reg.handler.clone();
-        let outcome = std::panic::AssertUnwindSafe(handler.run(&ctx))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(JobFailure::Retry(anyhow::anyhow!(
-                    "handler panicked: {what}"
-                )))
-            });
+        let origin = ctx.origin.clone().unwrap_or_default();
+        let outcome =
+            std::panic::AssertUnwindSafe(wearhouse_log::origin::scope(origin, handler.run(&ctx)))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err(JobFailure::Retry(anyhow::anyhow!(
+                        "handler panicked: {what}"
+                    )))
+                });
         if let Err(e) = self.record(me, &ctx, outcome).await {
             // The job stays `running` under this (live) runner until it stops; then it is
             // claimed again, which is safe for an idempotent handler.

@@ -18,10 +18,19 @@ pub(super) async fn insert<C: GenericClient + Sync>(
     let max_attempts = options.max_attempts.max(1);
     let inserted = client
         .query_opt(
-            "INSERT INTO jobs (id, kind, key, payload, max_attempts, run_at) \
-             VALUES ($1, $2, $3, $4, $5, coalesce($6, now())) \
+            "INSERT INTO jobs (id, kind, key, payload, max_attempts, run_at, origin) \
+             VALUES ($1, $2, $3, $4, $5, coalesce($6, now()), $7) \
              ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING RETURNING id",
-            &[&id, &kind, &key, payload, &max_attempts, &options.run_at],
+            &[
+                &id,
+                &kind,
+                &key,
+                payload,
+                &max_attempts,
+                &options.run_at,
+                // The request's origin goes with the job (see `wearhouse_log::origin`).
+                &wearhouse_log::origin::current().map(tokio_postgres::types::Json),
+            ],
         )
         .await?;
     if let Some(row) = inserted {

@@ -71,6 +71,13 @@ impl Commands {
         if let Some(u) = user_id {
             metadata.insert("user_id".to_string(), u.to_string());
         }
+        let mut origin = serde_json::Map::new();
+        wearhouse_log::origin::annotate(&mut origin);
+        for (k, v) in origin {
+            if let Value::String(v) = v {
+                metadata.insert(k, v);
+            }
+        }
         self.framework::<A>()
             .execute_with_metadata(id, command, metadata)
             .await?;
@@ -132,11 +139,14 @@ impl Commands {
         user_id: Option<Uuid>,
         read_model: Option<&str>,
     ) -> Result<(), AppendError> {
-        let metadata = serde_json::json!({
+        let mut metadata = serde_json::json!({
             "actor": format!("{}:{}", actor.kind, actor.id),
             "request_id": actor.request_id,
             "user_id": user_id.map(|u| u.to_string()),
         });
+        if let Some(m) = metadata.as_object_mut() {
+            wearhouse_log::origin::annotate(m);
+        }
         let client = self.pool.get().await?;
         let mut attempts = 0;
         let cursor = loop {

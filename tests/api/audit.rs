@@ -439,3 +439,57 @@ async fn an_auditor_answers_what_was_recorded_about_a_user_when_by_whom_from_whi
     .await;
     assert_eq!(status, 401, "an API key does not read the history");
 }
+
+#[tokio::test]
+async fn entries_name_the_client_address_and_user_agent_also_when_a_job_wrote_them() {
+    let s = Server::start().await;
+    let admin = s.login().await;
+    let key = s.api_key().await;
+    let ua = "integrator-app/2.1 (audit test)";
+    let (status, user) = call(
+        s.req(Method::POST, "/api/v1/users")
+            .header(KEY_HEADER, &key)
+            .header("user-agent", ua)
+            .json(&serde_json::json!({"first_name": "Ada"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let user = user["id"].as_str().unwrap().to_string();
+    // The upload is mapped later by a durable job: its entries still name the request.
+    let xml = export::doc(&export::steps(
+        120.0,
+        "2024-03-10 08:00:00 -0800",
+        "2024-03-10 08:10:00 -0800",
+        true,
+    ));
+    let part = reqwest::multipart::Part::bytes(xml.into_bytes()).file_name("export.xml");
+    let (status, accepted) = call(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/users/{user}/import/apple/xml/direct"),
+        )
+        .header(KEY_HEADER, &key)
+        .header("user-agent", ua)
+        .multipart(reqwest::multipart::Form::new().part("file", part)),
+    )
+    .await;
+    assert_eq!(status, 200, "{accepted}");
+    crate::common::wait_import(&s, &key, &user, accepted["task_id"].as_str().unwrap()).await;
+    s.settle().await;
+    let audit = auditor(&s, &admin).await;
+    let (_, page) = get(
+        &s,
+        &audit,
+        &format!("/api/v1/users/{user}/history?limit=1000"),
+    )
+    .await;
+    let entries = page["data"].as_array().unwrap();
+    for event_type in ["UserCreated", "RawPayloadReceived", "SamplesRecorded"] {
+        let e = entries
+            .iter()
+            .find(|e| e["event_type"] == event_type)
+            .unwrap_or_else(|| panic!("no {event_type}: {page}"));
+        assert_eq!(e["metadata"]["client_ip"], "127.0.0.1", "{e}");
+        assert_eq!(e["metadata"]["user_agent"], ua, "{e}");
+    }
+}

@@ -39,6 +39,7 @@ async fn renormalize(s: &Server, since: &str) -> String {
         .env("DATABASE_URL", &s.db.url)
         .env("WEARHOUSE_HOME", &s.home)
         .env("WEARHOUSE_LOG", "warn")
+        .env("USER", "operator-ann")
         .output()
         .await
         .unwrap();
@@ -70,8 +71,9 @@ async fn renormalize_appends_mapped_events_and_is_idempotent() {
     settle(&s.db).await;
     let imported = read_models(&s).await;
     assert!(imported.len() > 10);
+    // Whoever ran it is named (`cli:<user>@<host>`).
     let data_events =
-        "SELECT count(*) FROM events WHERE aggregate_type = 'DataStream' AND metadata->>'actor' = 'system:renormalize'";
+        "SELECT count(*) FROM events WHERE aggregate_type = 'DataStream' AND metadata->>'actor' LIKE 'cli:operator-ann@%'";
     assert_eq!(count(&s, data_events).await, 0);
 
     // A read model that drifted from what the mapper produces (as an older mapper would

@@ -14,6 +14,7 @@
 
 pub mod append;
 pub mod arrow_batch;
+pub mod origin;
 pub mod read;
 pub mod repository;
 pub mod writer;

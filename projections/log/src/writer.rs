@@ -70,12 +70,15 @@ pub async fn writer(
         .await?
         .get(0);
     let mut samples = 0u64;
-    let metadata = json!({
+    let mut metadata = json!({
         "actor": format!("{}:{}", actor.kind, actor.id),
         "request_id": actor.request_id,
         "user_id": user_id.to_string(),
         "import_id": stream_id.to_string(),
     });
+    if let Some(m) = metadata.as_object_mut() {
+        crate::origin::annotate(m);
+    }
     while let Some(first) = rx.recv().await {
         // Whatever is queued goes in one transaction, up to a few MB of batches: each
         // connection keeps a write buffer as large as the largest statement it ever sent.
