@@ -89,6 +89,8 @@ new_user() {
 }
 USER_ID=$(new_user Ada)
 VICTIM_ID=$(new_user Victim)
+SDK_JWT=$(curl -fsS -X POST "$URL/api/v1/users/$USER_ID/token" -H "Authorization: Bearer $JWT" \
+  | json '["access_token"]')
 
 log "importing a small generated Apple Health export"
 WEARHOUSE_LOG=warn "$BIN" generate apple-health --size 2MB --output "$WORK/export.xml" >/dev/null
@@ -104,7 +106,7 @@ done
 [ "$n" != 0 ] || { log "imported data never became readable"; exit 1; }
 
 log "running schemathesis $VERSION (max $MAX_EXAMPLES examples per operation)"
-export WH_ST_API_KEY=$API_KEY WH_ST_JWT=$JWT WH_ST_LOGOUT_JWT=$LOGOUT_JWT WH_ST_USER_ID=$USER_ID WH_ST_VICTIM_ID=$VICTIM_ID
+export WH_ST_API_KEY=$API_KEY WH_ST_JWT=$JWT WH_ST_SDK_JWT=$SDK_JWT WH_ST_LOGOUT_JWT=$LOGOUT_JWT WH_ST_USER_ID=$USER_ID WH_ST_VICTIM_ID=$VICTIM_ID
 status=0
 # schemathesis keeps a cache in the working directory: keep it out of the repository.
 cd "$WORK"

@@ -69,9 +69,13 @@ pub struct ServeConfig {
     /// Lifetime of developer access tokens, in minutes.
     #[arg(long, env = "WEARHOUSE_ACCESS_TOKEN_MINUTES", default_value_t = 60)]
     pub access_token_minutes: i64,
-    /// Lifetime of developer refresh tokens, in days.
+    /// Lifetime of developer and SDK refresh tokens, in days.
     #[arg(long, env = "WEARHOUSE_REFRESH_TOKEN_DAYS", default_value_t = 30)]
     pub refresh_token_days: i64,
+    /// How long an SDK invitation code can be redeemed, in seconds (7 days, as upstream).
+    #[arg(long, env = "WEARHOUSE_INVITATION_CODE_TTL_SECS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(1..=365 * 24 * 3600))]
+    pub invitation_code_ttl_secs: i64,
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "WEARHOUSE_MAX_JSON_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_json_bytes: usize,

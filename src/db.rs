@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0016_outgoing_webhooks.sql"),
     ),
     (
+        17,
+        "sdk_auth",
+        include_str!("../migrations/0017_sdk_auth.sql"),
+    ),
+    (
         20,
         "audit_chain",
         include_str!("../migrations/0020_audit_chain.sql"),

@@ -166,6 +166,9 @@ pub async fn start(
         relay: relay_task.is_some(),
         kafka_brokers: kafka.brokers.clone(),
         login_throttle,
+        redeem_throttle: Arc::new(auth::throttle::LoginThrottle::new(1, 0)),
+        code_key: auth::sha256_hex(&format!("invitation-codes:{}", hex::encode(&secret)))
+            .into_bytes(),
         streams,
         webhooks: webhooks_engine,
     };

@@ -3,6 +3,7 @@
 //! exception is `crashpoint`, the crash tests' hook, shared here by the server and projections.)
 
 pub mod api_key;
+pub mod application;
 pub mod connection;
 pub mod crashpoint;
 pub mod daily;
@@ -15,6 +16,7 @@ pub mod provider_setting;
 pub mod records;
 pub mod rejection;
 pub mod scores;
+pub mod sdk_access;
 pub mod series;
 pub mod sleep;
 pub mod sleep_merge;

@@ -2,6 +2,7 @@
 //! never by reading its message.
 
 use crate::api_key::ApiKeyError;
+use crate::application::ApplicationError;
 use crate::connection::ConnectionError;
 use crate::developer::DeveloperError;
 use crate::import::ImportError;
@@ -39,6 +40,7 @@ macro_rules! not_found_or_invalid {
 
 not_found_or_invalid!(
     ApiKeyError,
+    ApplicationError,
     InvitationError,
     ConnectionError,
     DeveloperError,

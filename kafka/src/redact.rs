@@ -1,11 +1,11 @@
-//! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes, sealed
-//! provider tokens, OAuth state hashes, PKCE verifiers, invitation token hashes and webhook
-//! endpoint secrets. Entries of the aggregates that carry
+//! What never leaves Postgres: password hashes, API-key hashes, refresh-token hashes (developer
+//! and SDK), application-secret hashes, invitation token and invitation-code hashes, webhook
+//! endpoint secrets, sealed provider tokens, OAuth state hashes and PKCE verifiers. Entries of the aggregates that carry
 //! them are relayed with those fields removed; everything else in the entry is kept, so
 //! consumers still see that a developer was created, a key issued, a connection authorized.
 //!
 //! The read models built from those fields (`developers`, `api_keys`, `connections`,
-//! `invitations`) can
+//! `invitations`, `applications`, `sdk_access`) can
 //! therefore not be rebuilt from the topic: they always tail Postgres.
 
 use serde_json::Value;
@@ -18,6 +18,8 @@ pub const SECRET_BEARING_AGGREGATES: &[&str] = &[
     "Connection",
     "Invitation",
     "WebhookEndpoint",
+    "Application",
+    "SdkAccess",
 ];
 
 /// Projections that need the removed fields: run from Postgres even when the others run from
@@ -30,6 +32,8 @@ pub const POSTGRES_ONLY_PROJECTIONS: &[&str] = &[
     "webhook_endpoints",
     // Reads the endpoints (and connections) read models, which only Postgres has.
     "webhook_outbox",
+    "applications",
+    "sdk_access",
 ];
 
 /// Whether a payload field (at any depth) holds a secret or a hash of one.
@@ -118,6 +122,27 @@ mod tests {
         let text = redacted(&e).unwrap().payload.get().to_string();
         assert!(!text.contains("v2.sealed"), "{text}");
         assert!(text.contains("x.example"), "{text}");
+    }
+
+    #[test]
+    fn sdk_credentials_lose_their_hashes() {
+        let e = entry(
+            "Application",
+            json!({"type": "ApplicationCreated", "app_id": "app_1", "secret_hash": "s1"}),
+        );
+        let text = redacted(&e).unwrap().payload.get().to_string();
+        assert!(!text.contains("s1") && text.contains("app_1"), "{text}");
+        for payload in [
+            json!({"type": "SdkRefreshTokenIssued", "token_hash": "h1", "app_id": "app_1"}),
+            json!({"type": "InvitationCodeIssued", "code_hash": "h1", "id": "i"}),
+        ] {
+            let text = redacted(&entry("SdkAccess", payload))
+                .unwrap()
+                .payload
+                .get()
+                .to_string();
+            assert!(!text.contains("h1") && text.contains("type"), "{text}");
+        }
     }
 
     #[test]

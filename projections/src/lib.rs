@@ -2,6 +2,7 @@
 //! the event log. Every read model can be dropped and rebuilt from the log.
 
 pub mod api_keys;
+pub mod applications;
 pub mod connections;
 pub mod daily_rollup;
 pub mod data_sources;
@@ -22,6 +23,7 @@ pub mod ranks;
 pub mod runner;
 pub mod sample_deletes;
 pub mod samples;
+pub mod sdk_access;
 pub mod sleep_nights;
 pub mod sleep_sessions;
 pub mod sync_runs;
@@ -42,6 +44,8 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(developers::Developers),
         Arc::new(invitations::Invitations),
         Arc::new(api_keys::ApiKeys),
+        Arc::new(applications::Applications),
+        Arc::new(sdk_access::SdkAccess),
         Arc::new(imports::Imports),
         Arc::new(data_sources::DataSources),
         Arc::new(samples::Samples),

@@ -7,7 +7,7 @@ use poem::Request;
 use poem_openapi::error::{ContentTypeError, ParseRequestPayloadError};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::ParseFromJSON;
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi, Tags,
@@ -100,31 +100,75 @@ impl<'a, T: ParseFromJSON + Send> ApiExtractor<'a> for OptionalJson<T> {
         body: &mut poem::RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let data = body.take()?.into_vec().await?;
-        if data.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJson(None));
-        }
-        if let Some(ct) = request.content_type() {
-            if !ct.starts_with("application/json") {
-                return Err(ContentTypeError::NotSupported {
-                    content_type: ct.to_string(),
-                }
-                .into());
-            }
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(&data).map_err(|e| ParseRequestPayloadError {
-                reason: e.to_string(),
-            })?;
-        T::parse_from_json(Some(value))
-            .map(|v| OptionalJson(Some(v)))
-            .map_err(|e| {
-                ParseRequestPayloadError {
-                    reason: e.into_message(),
-                }
-                .into()
-            })
+        read_optional_json(request, body).await.map(OptionalJson)
     }
+}
+
+/// Like [`OptionalJson`], and the body may also be JSON `null` (the contract's
+/// `anyOf [T, null]`): both read as `None`, and the document declares the body nullable.
+pub(crate) struct NullableJson<T>(pub Option<T>);
+
+impl<'a, T: ParseFromJSON + Send> ApiExtractor<'a> for NullableJson<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    all_of: vec![T::schema_ref()],
+                    nullable: true,
+                    ..MetaSchema::ANY
+                })),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a poem::Request,
+        body: &mut poem::RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let value: Option<Option<T>> = read_optional_json(request, body).await?;
+        Ok(NullableJson(value.flatten()))
+    }
+}
+
+/// The body as `T`; `None` when there is none (empty or only whitespace).
+async fn read_optional_json<T: ParseFromJSON>(
+    request: &poem::Request,
+    body: &mut poem::RequestBody,
+) -> poem::Result<Option<T>> {
+    let data = body.take()?.into_vec().await?;
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if let Some(ct) = request.content_type() {
+        if !ct.starts_with("application/json") {
+            return Err(ContentTypeError::NotSupported {
+                content_type: ct.to_string(),
+            }
+            .into());
+        }
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|e| ParseRequestPayloadError {
+            reason: e.to_string(),
+        })?;
+    T::parse_from_json(Some(value)).map(Some).map_err(|e| {
+        ParseRequestPayloadError {
+            reason: e.into_message(),
+        }
+        .into()
+    })
 }
 
 fn default_text_name() -> Text {

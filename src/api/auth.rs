@@ -1,5 +1,24 @@
 //! Developer sign-in: `POST /auth/login` (OAuth2 password form), `GET /auth/me`, refresh-token
-//! rotation and revocation.
+//! rotation and revocation (`/token/refresh`, `/token/revoke`: developer and SDK refresh
+//! tokens alike, each answered with tokens of its own kind).
+//!
+//! ## SDK routes
+//!
+//! The mobile-SDK routes (`/api/v1/sdk/users/{user_id}/…`) take an SDK user token (scope
+//! `sdk`) of that very user, or an API key — the contract's "SDKAuthDep". Either declare the
+//! extractor `crate::auth::SdkAuth` on the operation (it reads `user_id` from the path and
+//! documents the `SdkBearer` / `ApiKeyAuth` schemes, 401 and 403), or call
+//!
+//! ```ignore
+//! pub async fn authorize_sdk(state: &AppState, req: &poem::Request, user_id: Uuid)
+//!     -> Result<crate::store::Actor, ApiError>
+//! ```
+//!
+//! from the handler: `Ok(actor)` for the event metadata (`sdk_user:<user>` or
+//! `api_key:<key id>`); 401 `Authentication required: provide SDK token or API key` (no valid
+//! SDK token and no API key: missing, expired, badly signed, its user or application
+//! deleted), 401 `Invalid or missing API key`, 403 `Token does not match user_id` (a valid SDK
+//! token of another user). Every other route refuses SDK tokens.
 
 use chrono::{DateTime, Duration, Utc};
 use poem::Request;
@@ -9,7 +28,7 @@ use uuid::Uuid;
 use wearhouse_domain::developer::{Developer, DeveloperCommand};
 
 use super::text::{plain, Text};
-use super::{request_id, ApiError, AppState};
+use super::{request_id, sdk_auth, ApiError, AppState};
 use crate::auth::{self, AccountAuth, Principal};
 
 #[derive(Tags)]
@@ -326,11 +345,32 @@ impl AuthApi {
 
 /// The client's address (without port) for throttling: the peer of the connection. A proxy in
 /// front makes every client one address; its own limits apply then.
-fn client_address(req: &Request) -> String {
+pub(super) fn client_address(req: &Request) -> String {
     req.remote_addr()
         .as_socket_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| req.remote_addr().to_string())
+}
+
+/// Checks the caller of an SDK route for the path's `user_id` (see the module doc): an SDK
+/// token of that user, or an API key.
+pub async fn authorize_sdk(
+    state: &AppState,
+    req: &Request,
+    user_id: Uuid,
+) -> Result<crate::store::Actor, ApiError> {
+    use crate::auth::SdkDenied;
+    let presented = auth::Presented::of(req);
+    match auth::sdk_credential(state, &presented, &user_id.to_string()).await {
+        Ok(caller) => Ok(caller.actor(request_id(req))),
+        Err(e @ (SdkDenied::Missing | SdkDenied::BadApiKey)) => {
+            Err(ApiError::unauthorized(e.to_string()))
+        }
+        Err(e @ SdkDenied::OtherUser) => Err(ApiError::Forbidden(Json(super::Detail {
+            detail: e.to_string(),
+        }))),
+        Err(e @ SdkDenied::Store(_)) => Err(super::error::internal_api(super::error::Chain(&e))),
+    }
 }
 
 fn refused(r: auth::throttle::Refused) -> ApiError {
@@ -598,16 +638,26 @@ impl AuthApi {
         req: &Request,
         body: Json<RefreshRequest>,
     ) -> Result<Json<TokenResponse>, ApiError> {
-        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token.0).await?
-        else {
-            // A refresh token that was valid once and is presented again after its rotation
-            // was stolen (or its holder raced a thief): every session of that developer ends.
-            Self::revoke_chain_if_reused(&state, req, &body.0.refresh_token.0).await?;
-            return Err(ApiError::unauthorized("Invalid or revoked refresh token"));
-        };
-        Ok(Json(
-            Self::tokens(&state, developer, req, Some(hash)).await?,
-        ))
+        let token = &body.0.refresh_token.0;
+        if let Some((developer, hash)) = Self::refresh_owner(&state, token).await? {
+            return Ok(Json(
+                Self::tokens(&state, developer, req, Some(hash)).await?,
+            ));
+        }
+        // An SDK refresh token gives SDK tokens for the same user and application.
+        if let Some((user, app_id, hash)) = sdk_auth::sdk_refresh_owner(&state, token).await? {
+            if sdk_auth::app_live(&state, &app_id).await? {
+                let actor = sdk_auth::sdk_actor(user, req);
+                return Ok(Json(
+                    sdk_auth::sdk_tokens(&state, user, &app_id, &actor, Some(hash)).await?,
+                ));
+            }
+        }
+        // A refresh token that was valid once and is presented again after its rotation
+        // was stolen (or its holder raced a thief): every session of its owner ends.
+        Self::revoke_chain_if_reused(&state, req, token).await?;
+        sdk_auth::revoke_sdk_chain_if_reused(&state, req, token).await?;
+        Err(ApiError::unauthorized("Invalid or revoked refresh token"))
     }
 
     /// Revoke a refresh token
@@ -618,9 +668,15 @@ impl AuthApi {
         req: &Request,
         body: Json<RefreshRequest>,
     ) -> Result<NoContent, ApiError> {
-        let Some((developer, hash)) = Self::refresh_owner(&state, &body.0.refresh_token.0).await?
-        else {
-            return Err(ApiError::not_found("Refresh token not found"));
+        let token = &body.0.refresh_token.0;
+        let Some((developer, hash)) = Self::refresh_owner(&state, token).await? else {
+            return match sdk_auth::sdk_refresh_owner(&state, token).await? {
+                Some((user, _, hash)) => {
+                    sdk_auth::revoke_sdk_token(&state, req, user, hash).await?;
+                    Ok(NoContent::Done)
+                }
+                None => Err(ApiError::not_found("Refresh token not found")),
+            };
         };
         let actor = Principal::Developer(developer).actor(request_id(req));
         state

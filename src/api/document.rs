@@ -81,6 +81,14 @@ fn complete(path: &str, op: &mut MetaOperation) {
             "Missing or invalid credentials (`X-Open-Wearables-API-Key` or `Authorization: Bearer`)",
         );
     }
+    let sdk = crate::auth::SDK_BEARER_SCHEME;
+    if op.security.iter().any(|req| req.contains_key(sdk)) {
+        add_response(
+            op,
+            403,
+            "The SDK token belongs to another user than the path's `user_id`",
+        );
+    }
     if has_body || !op.params.is_empty() {
         add_response(
             op,
@@ -276,6 +284,7 @@ fn describe(name: &str, in_type: &MetaParamIn) -> Option<&'static str> {
         "provider" if path => "Provider name, e.g. `garmin`, `oura`, `whoop`",
         "provider" => "Only entries of this provider",
         "key_id" => "The API key's id (never the key itself)",
+        "app_id" => "The application's `app_id` (`app_…`)",
         "token" => "The signed upload token returned by `…/import/apple/xml/s3`",
         "import_id" => "The import's id (the `task_id` returned when it was accepted)",
         "workout_id" => "The workout's id",

@@ -18,6 +18,7 @@ pub mod metrics;
 mod oauth;
 pub mod params;
 mod priorities;
+mod sdk_auth;
 mod summaries;
 mod sync;
 mod team;
@@ -34,6 +35,7 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 pub use api_keys::create_key;
+pub use auth::authorize_sdk;
 pub use error::{internal, ApiError, Detail};
 
 use crate::auth::Jwt;
@@ -68,6 +70,11 @@ pub struct AppState {
     pub providers: Arc<crate::providers::engine::Engine>,
     /// Failed sign-ins per account and address, and the bound on concurrent password hashes.
     pub login_throttle: Arc<crate::auth::throttle::LoginThrottle>,
+    /// Failed invitation-code redemptions per client address (the code guessed is the
+    /// "account"), throttled as sign-ins are.
+    pub redeem_throttle: Arc<crate::auth::throttle::LoginThrottle>,
+    /// HMAC key of stored invitation codes (derived from the JWT key, never in the database).
+    pub code_key: Vec<u8>,
     /// Open sync-status streams per credential.
     pub streams: Arc<crate::auth::streams::StreamSlots>,
     /// Outgoing webhook delivery (woken by test events and resends).
@@ -108,7 +115,13 @@ pub fn app(state: AppState) -> impl Endpoint {
         oauth::OAuthApi,
         sync::SyncApi,
         // poem-openapi implements OpenApi for tuples of up to 16: later groups nest.
-        (audit::AuditApi, team::TeamApi, webhooks::WebhooksApi),
+        (
+            audit::AuditApi,
+            team::TeamApi,
+            webhooks::WebhooksApi,
+            sdk_auth::ApplicationsApi,
+            sdk_auth::SdkTokensApi,
+        ),
     ));
     let allow = Arc::new(document::AllowTable::of(
         &apis,

@@ -1,5 +1,7 @@
-//! Credentials: developer passwords (argon2), developer JWTs (HS256), refresh tokens and API
-//! keys (random, stored only as SHA-256), and the request extractors that check them.
+//! Credentials: developer passwords (argon2), developer and SDK JWTs (HS256), refresh tokens,
+//! API keys and application secrets (random, stored only as SHA-256), invitation codes (stored
+//! as an HMAC with a server key: eight characters are too few for a plain hash), and the
+//! request extractors that check them.
 
 mod extract;
 pub mod streams;
@@ -15,8 +17,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use extract::{
-    credential_still_valid, AccountAuth, AdminAuth, AnyCredential, AuditAuth, BadBearer,
-    CredentialStore, DeveloperAuth, MaybeCredential, Presented, Principal, Role,
+    credential_still_valid, sdk_credential, AccountAuth, AdminAuth, AnyCredential, AuditAuth,
+    BadBearer, CredentialStore, DeveloperAuth, MaybeCredential, MaybeDeveloper, Presented,
+    Principal, Role, SdkAuth, SdkCaller, SdkDenied, SDK_BEARER_SCHEME,
 };
 
 pub const API_KEY_HEADER: &str = "X-Open-Wearables-API-Key";
@@ -24,6 +27,10 @@ pub const MSG_AUTH_REQUIRED: &str = "Authentication required: provide JWT token 
 pub const MSG_BAD_API_KEY: &str = "Invalid or missing API key";
 pub const MSG_BAD_JWT: &str = "Could not validate credentials";
 pub const MSG_SDK_TOKEN: &str = "SDK tokens cannot access this endpoint";
+pub const MSG_SDK_AUTH_REQUIRED: &str = "Authentication required: provide SDK token or API key";
+pub const MSG_SDK_WRONG_USER: &str = "Token does not match user_id";
+/// The `scope` claim of user-scoped SDK tokens.
+pub const SDK_SCOPE: &str = "sdk";
 
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -43,6 +50,46 @@ pub fn new_api_key() -> String {
 /// What is kept of a key so people can tell keys apart: `sk-1a2b…`.
 pub fn key_prefix(key: &str) -> String {
     format!("{}…", &key[..key.len().min(7)])
+}
+
+/// A new application id, `app_` + 32 hex characters (public: it names the application).
+pub fn new_app_id() -> String {
+    format!("app_{}", random_hex(16))
+}
+
+/// A new application secret, `secret_` + 64 hex characters, shown once.
+pub fn new_app_secret() -> String {
+    format!("secret_{}", random_hex(32))
+}
+
+/// The alphabet of invitation codes, as upstream: no 0/O or 1/I, so a code read aloud or
+/// typed is not mistaken (within the contract's `[A-Z2-9]`).
+pub const CODE_ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+pub const CODE_LENGTH: usize = 8;
+
+/// A new invitation code: 8 characters from [`CODE_ALPHABET`] (40 bits).
+pub fn new_invitation_code() -> String {
+    let mut buf = [0u8; CODE_LENGTH];
+    rand::rng().fill_bytes(&mut buf);
+    // 32 symbols: the low five bits of a random byte pick one without bias.
+    buf.iter()
+        .map(|b| CODE_ALPHABET[(b & 31) as usize] as char)
+        .collect()
+}
+
+/// HMAC-SHA256 of `value` with `key`, in hex: the stored form of an invitation code. Without
+/// the key (which never enters the database) the 2^40 codes cannot be tried against a copy.
+pub fn keyed_hash(key: &[u8], value: &str) -> String {
+    hex::encode(crate::crypto::hmac_sha256(key, &[value.as_bytes()]))
+}
+
+/// Equality of two hashes in time independent of where they differ.
+pub fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 pub fn new_refresh_token() -> String {
@@ -136,6 +183,10 @@ pub struct Claims {
     /// `sdk` for user-scoped SDK tokens; absent for developer tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// SDK tokens: the application they were issued for (`app_…`, or `admin:<developer>` /
+    /// `invite:<developer>` for tokens a developer asked for or an invitation code gave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -161,6 +212,22 @@ impl Jwt {
             exp: (now + Duration::minutes(self.access_minutes)).timestamp(),
             jti: Some(Uuid::new_v4()),
             scope: None,
+            app_id: None,
+        };
+        jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// An SDK access token: scope `sdk`, subject the user, accepted only by that user's SDK
+    /// routes.
+    pub fn issue_sdk(&self, user: Uuid, app_id: &str, now: DateTime<Utc>) -> String {
+        let claims = Claims {
+            sub: user.to_string(),
+            iat: now.timestamp(),
+            exp: (now + Duration::minutes(self.access_minutes)).timestamp(),
+            jti: Some(Uuid::new_v4()),
+            scope: Some(SDK_SCOPE.to_string()),
+            app_id: Some(app_id.to_string()),
         };
         jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
@@ -273,6 +340,29 @@ mod tests {
         assert!(check_email("admin").is_err());
         assert!(check_email("a b@c.io").is_err());
         assert!(check_email("admin@test.local").is_ok());
+    }
+
+    #[test]
+    fn invitation_codes_and_app_credentials_have_the_contract_shape() {
+        assert_eq!(CODE_ALPHABET.len(), 32);
+        for _ in 0..200 {
+            let c = new_invitation_code();
+            assert_eq!(c.len(), 8);
+            assert!(c.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{c}");
+            assert!(
+                c.bytes()
+                    .all(|b| b.is_ascii_uppercase() || (b'2'..=b'9').contains(&b)),
+                "{c}"
+            );
+        }
+        let (id, secret) = (new_app_id(), new_app_secret());
+        assert!(id.starts_with("app_") && id.len() == 36, "{id}");
+        assert!(
+            secret.starts_with("secret_") && secret.len() == 71,
+            "{secret}"
+        );
+        assert!(same_hash("abc", "abc") && !same_hash("abc", "abd") && !same_hash("a", "ab"));
+        assert_ne!(keyed_hash(b"k1", "X"), keyed_hash(b"k2", "X"));
     }
 
     #[test]

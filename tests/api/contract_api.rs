@@ -99,6 +99,13 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/users/{user_id}/sync/stream"),
     ("POST", "/api/v1/providers/{provider}/webhooks"),
     ("GET", "/api/v1/providers/{provider}/webhooks"),
+    ("GET", "/api/v1/applications"),
+    ("POST", "/api/v1/applications"),
+    ("DELETE", "/api/v1/applications/{app_id}"),
+    ("POST", "/api/v1/applications/{app_id}/rotate-secret"),
+    ("POST", "/api/v1/users/{user_id}/token"),
+    ("POST", "/api/v1/users/{user_id}/invitation-code"),
+    ("POST", "/api/v1/invitation-code/redeem"),
     ("GET", "/api/v1/developers"),
     ("GET", "/api/v1/developers/{developer_id}"),
     ("PATCH", "/api/v1/developers/{developer_id}"),
@@ -772,6 +779,37 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                 "/api/v1/providers/oura/webhooks?verification_token={token}&challenge=c-123"
             ))
         }
+        ("GET", "/api/v1/applications") => req(path.into()),
+        ("POST", "/api/v1/applications") => req(path.into()).json(&json!({"name": "Mobile"})),
+        ("DELETE", "/api/v1/applications/{app_id}")
+        | ("POST", "/api/v1/applications/{app_id}/rotate-secret") => {
+            // An application of its own for each.
+            let (st, app) = call(
+                w.s.req(Method::POST, "/api/v1/applications")
+                    .bearer_auth(&w.jwt)
+                    .json(&json!({"name": "Spare"})),
+            )
+            .await;
+            assert_eq!(st, 201, "{app}");
+            req(path.replace("{app_id}", app["app_id"].as_str().unwrap()))
+        }
+        ("POST", "/api/v1/users/{user_id}/token") => req(format!("/api/v1/users/{u}/token")),
+        ("POST", "/api/v1/users/{user_id}/invitation-code") => {
+            req(format!("/api/v1/users/{u}/invitation-code"))
+        }
+        ("POST", "/api/v1/invitation-code/redeem") => {
+            let (st, code) = call(
+                w.s.req(
+                    Method::POST,
+                    &format!("/api/v1/users/{u}/invitation-code"),
+                )
+                .bearer_auth(&w.jwt),
+            )
+            .await;
+            assert_eq!(st, 201, "{code}");
+            w.s.req(m.clone(), path)
+                .json(&json!({"code": code["code"]}))
+        }
         ("GET", "/api/v1/developers") | ("GET", "/api/v1/invitations") => req(path.into()),
         ("GET", "/api/v1/developers/{developer_id}") => {
             req(format!("/api/v1/developers/{}", admin_id(w).await))
@@ -978,6 +1016,10 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
             let security = names(op);
             let developer_only = path.starts_with("/api/v1/developer/")
                 || (path.starts_with("/api/v1/webhooks/") && path != "/api/v1/webhooks/event-types")
+                || path.starts_with("/api/v1/applications")
+                || path.ends_with("/invitation-code")
+                // Application credentials in the body, or a developer token.
+                || path == "/api/v1/users/{user_id}/token"
                 || path.starts_with("/api/v1/priorities/")
                 || path.starts_with("/api/v1/auth/")
                 || path.starts_with("/api/v1/audit/")
@@ -990,6 +1032,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || (path == "/api/v1/users/{user_id}" && method != "get");
             let public = path == "/"
                 || path == "/api/v1/auth/login"
+                || path == "/api/v1/invitation-code/redeem"
                 || path == "/api/v1/invitations/accept"
                 || path.starts_with("/api/v1/token/")
                 || path.starts_with("/api/v1/uploads/")
@@ -1001,6 +1044,8 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path == "/api/v1/meta/coverage";
             let expected: Vec<&str> = if public {
                 vec![]
+            } else if path.starts_with("/api/v1/sdk/") {
+                vec!["ApiKeyAuth", "SdkBearer"]
             } else if developer_only {
                 vec!["DeveloperBearer"]
             } else {

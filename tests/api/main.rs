@@ -24,6 +24,7 @@ mod providers_api;
 mod read_contract;
 mod renormalize;
 mod scores_api;
+mod sdk_auth;
 mod security;
 mod summaries_api;
 mod team;

@@ -225,3 +225,136 @@ async fn developer_key_password_and_connection_events_reach_kafka_without_secret
     }
     drop(sim);
 }
+
+/// SDK credentials: an application (created, secret rotated), SDK refresh tokens (issued,
+/// rotated) and an invitation code (issued, redeemed) are relayed without the hashes of the
+/// secret, the tokens or the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_credential_events_reach_kafka_without_hashes() {
+    let brokers = kafka_support::test_kafka();
+    let db = TestDb::new().await;
+    let prefix = db.name.clone();
+    let env = [
+        ("WEARHOUSE_KAFKA_BROKERS", brokers.clone()),
+        ("WEARHOUSE_KAFKA_TOPIC_PREFIX", prefix.clone()),
+        ("WEARHOUSE_KAFKA_PARTITIONS", "4".into()),
+        ("WEARHOUSE_KAFKA_FLUSH_MARKERS", "true".into()),
+    ];
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Server::start_with(db, &refs).await;
+    let jwt = s.login().await;
+    let key = s.api_key().await;
+    let user = common::create_user(&s, &key).await;
+    let (st, app) = call(
+        s.req(Method::POST, "/api/v1/applications")
+            .bearer_auth(&jwt)
+            .json(&json!({"name": "Mobile"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{app}");
+    let app_id = app["app_id"].as_str().unwrap();
+    let (st, app) = call(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/applications/{app_id}/rotate-secret"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(st, 200, "{app}");
+    let (st, t) = call(
+        s.req(Method::POST, &format!("/api/v1/users/{user}/token"))
+            .json(&json!({"app_id": app_id, "app_secret": app["app_secret"]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let (st, _) = call(
+        s.req(Method::POST, "/api/v1/token/refresh")
+            .json(&json!({"refresh_token": t["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, code) = call(
+        s.req(
+            Method::POST,
+            &format!("/api/v1/users/{user}/invitation-code"),
+        )
+        .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(st, 201, "{code}");
+    let (st, _) = call(
+        s.req(Method::POST, "/api/v1/invitation-code/redeem")
+            .json(&json!({"code": code["code"]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+
+    let c = s.db.client().await;
+    let rows = c
+        .query(
+            "SELECT event_type, payload FROM events WHERE aggregate_type IN ('Application', 'SdkAccess')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut secrets = vec![];
+    for r in &rows {
+        secret_values(&r.get::<_, Value>(1), &mut secrets);
+    }
+    // Two secret hashes, three refresh-token hashes, one code hash.
+    assert!(secrets.len() >= 6, "{secrets:?}");
+
+    let pool = common::pool(&s.db.url);
+    let client = pool.get().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while wearhouse_kafka::relay_lag(&client).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kafka = KafkaConfig {
+        brokers: Some(brokers),
+        topic_prefix: prefix,
+        partitions: kafka_support::PARTITIONS,
+        flush_markers: true,
+        ..KafkaConfig::default()
+    };
+    let consumer = reader(&kafka, &kafka.topics().events);
+    let mut got: Vec<Msg> = vec![];
+    let sdk = |m: &Msg| {
+        let v: Value = serde_json::from_slice(&m.value).unwrap();
+        ["Application", "SdkAccess"].contains(&v["aggregate_type"].as_str().unwrap())
+    };
+    receive_until(&consumer, &mut got, Duration::from_secs(60), |m| {
+        m.iter().filter(|m| sdk(m)).count() >= rows.len()
+    })
+    .await;
+    let mut relayed = vec![];
+    for m in got.iter().filter(|m| sdk(m)) {
+        let text = String::from_utf8_lossy(&m.value);
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a hash reached Kafka: {text}"
+            );
+        }
+        let v: Value = serde_json::from_slice(&m.value).unwrap();
+        relayed.push(v["event_type"].as_str().unwrap().to_string());
+        if v["event_type"] == "ApplicationCreated" {
+            assert!(text.contains(app_id), "the app_id still travels: {text}");
+        }
+    }
+    for t in [
+        "ApplicationCreated",
+        "ApplicationSecretRotated",
+        "SdkRefreshTokenIssued",
+        "SdkRefreshTokenRevoked",
+        "InvitationCodeIssued",
+        "InvitationCodeRedeemed",
+    ] {
+        assert!(
+            relayed.iter().any(|x| x == t),
+            "{t} not relayed: {relayed:?}"
+        );
+    }
+}
