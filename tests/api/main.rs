@@ -22,6 +22,7 @@ mod providers_api;
 mod read_contract;
 mod renormalize;
 mod scores_api;
+mod sdk_sync;
 mod security;
 mod summaries_api;
 mod timeseries_api;
