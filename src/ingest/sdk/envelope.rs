@@ -35,6 +35,15 @@ impl Platform {
             .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
     }
 
+    /// The name upstream lists the platform under (`/oauth/providers`).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Platform::Apple => "Apple Health",
+            Platform::Google => "Google Health Connect",
+            Platform::Samsung => "Samsung Health",
+        }
+    }
+
     /// What a data source without source details is called.
     pub fn default_source(self) -> &'static str {
         match self {

@@ -27,6 +27,22 @@ use source::SourceInfo;
 /// Bumped when the mapping changes what a stored batch maps to.
 pub const MAPPING_VERSION: u32 = 1;
 
+/// Every series type `platform`'s batches can produce (`/meta/coverage`).
+pub fn series_types(platform: Platform) -> Vec<&'static series::SeriesType> {
+    let mut out = match platform {
+        Platform::Apple => crate::ingest::apple::series_types(),
+        Platform::Google | Platform::Samsung => records::android_series(),
+    };
+    out.extend(
+        workouts::SAMPLE_SERIES
+            .iter()
+            .filter_map(|c| series::by_code(c)),
+    );
+    out.sort_by_key(|s| s.id);
+    out.dedup_by_key(|s| s.id);
+    out
+}
+
 /// Records dropped from a batch, by reason (`records: unsupported type`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Dropped {

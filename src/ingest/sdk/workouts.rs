@@ -77,6 +77,19 @@ pub fn workout_type(name: Option<&str>) -> WorkoutType {
         .unwrap_or(WorkoutType::OTHER)
 }
 
+/// Series the workout statistics become samples of (recorded at the workout's end).
+pub const SAMPLE_SERIES: &[&str] = &[
+    "running_stride_length",
+    "running_vertical_oscillation",
+    "running_ground_contact_time",
+    "average_met",
+    "weather_temperature",
+    "weather_humidity",
+    "swimming_stroke_count",
+    "cadence",
+    "vo2_max",
+];
+
 /// One workout statistic as sent: `{type, unit, value}`.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Statistic {
