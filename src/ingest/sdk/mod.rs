@@ -4,6 +4,7 @@
 //! what a record is (source, series, time), so a batch sent twice maps to the same records.
 
 pub mod envelope;
+pub mod generate;
 pub mod records;
 pub mod sleep;
 pub mod source;
