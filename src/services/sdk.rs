@@ -124,9 +124,7 @@ impl Sdk {
         body: &[u8],
         request_id: Option<String>,
     ) -> Result<Uuid, SdkError> {
-        let json = envelope::decode(body)?;
-        let platform = envelope::parse(&json)?.platform;
-        drop(json);
+        let platform = envelope::parse(body)?.platform;
         let meta = RawMeta {
             provider: platform.name(),
             kind: "sdk_sync",
@@ -160,7 +158,8 @@ impl Sdk {
         body: &[u8],
         request_id: Option<String>,
     ) -> Result<(), SdkError> {
-        let json = envelope::decode(body)?;
+        let json: Value =
+            serde_json::from_slice(body).map_err(|_| SdkError::Envelope(EnvelopeError::NotJson))?;
         check_logs(&json).map_err(SdkError::Logs)?;
         let provider = json
             .get("provider")
@@ -288,11 +287,10 @@ impl Sdk {
         raw::write_to(&self.pool, &job.raw.sha256, &mut bytes)
             .await
             .map_err(SdkError::Raw)?;
-        let json = envelope::decode(&bytes)?;
-        drop(bytes);
-        let env = envelope::parse(&json)?;
+        let env = envelope::parse(&bytes)?;
         let mut batch = sdk::map_batch(job.user_id, &env, Utc::now());
-        drop(json);
+        drop(env);
+        drop(bytes);
         let mut result = SyncResult {
             records_saved: batch.records_saved,
             workouts_saved: batch.workouts_saved,

@@ -3,7 +3,8 @@
 //! single records are salvage (see [`super::Dropped`]).
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// The mobile platforms the SDKs sync from, as upstream names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,15 +70,16 @@ pub enum EnvelopeError {
     Provider(String),
 }
 
-/// A batch whose envelope is valid; its records are still unchecked JSON.
+/// A batch whose envelope is valid; its records are still unparsed JSON, borrowed from the
+/// body (no tree of the whole batch is built: each record is parsed on its own).
 #[derive(Debug)]
 pub struct Envelope<'a> {
     pub platform: Platform,
-    pub sdk_version: &'a str,
+    pub sdk_version: String,
     pub sync_timestamp: DateTime<Utc>,
-    pub records: &'a [Value],
-    pub sleep: &'a [Value],
-    pub workouts: &'a [Value],
+    pub records: Vec<&'a RawValue>,
+    pub sleep: Vec<&'a RawValue>,
+    pub workouts: Vec<&'a RawValue>,
 }
 
 impl Envelope<'_> {
@@ -90,66 +92,93 @@ impl Envelope<'_> {
     }
 }
 
-/// Parses the body's bytes as JSON.
-pub fn decode(bytes: &[u8]) -> Result<Value, EnvelopeError> {
-    serde_json::from_slice(bytes).map_err(|_| EnvelopeError::NotJson)
+#[derive(Deserialize)]
+struct Top<'a> {
+    #[serde(borrow)]
+    provider: Option<&'a RawValue>,
+    #[serde(rename = "sdkVersion", borrow)]
+    sdk_version: Option<&'a RawValue>,
+    #[serde(rename = "syncTimestamp", borrow)]
+    sync_timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
 }
 
-/// Checks the envelope of a decoded body.
-pub fn parse(body: &Value) -> Result<Envelope<'_>, EnvelopeError> {
-    let obj = body.as_object().ok_or(EnvelopeError::NotObject)?;
-    let provider = match obj.get("provider") {
-        None | Some(Value::Null) => return Err(EnvelopeError::Missing("provider")),
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(EnvelopeError::Invalid("provider", "a string")),
-    };
-    let platform = Platform::parse(provider)
-        .ok_or_else(|| EnvelopeError::Provider(provider.chars().take(40).collect::<String>()))?;
-    let sdk_version = match obj.get("sdkVersion") {
-        None | Some(Value::Null) => return Err(EnvelopeError::Missing("sdkVersion")),
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(EnvelopeError::Invalid("sdkVersion", "a string")),
-    };
-    let sync_timestamp = match obj.get("syncTimestamp") {
-        None | Some(Value::Null) => return Err(EnvelopeError::Missing("syncTimestamp")),
-        Some(Value::String(s)) => {
-            super::time::parse_date(s)
-                .ok_or(EnvelopeError::Invalid(
-                    "syncTimestamp",
-                    "an ISO 8601 date-time",
-                ))?
-                .0
-        }
-        Some(_) => return Err(EnvelopeError::Invalid("syncTimestamp", "a string")),
-    };
-    const EMPTY: &[Value] = &[];
-    let (mut records, mut sleep, mut workouts) = (EMPTY, EMPTY, EMPTY);
-    match obj.get("data") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(data)) => {
-            for (name, slot) in [
-                ("records", &mut records),
-                ("sleep", &mut sleep),
-                ("workouts", &mut workouts),
-            ] {
-                match data.get(name) {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(items)) => *slot = items.as_slice(),
-                    Some(_) => {
-                        return Err(EnvelopeError::Invalid(
-                            match name {
-                                "records" => "data.records",
-                                "sleep" => "data.sleep",
-                                _ => "data.workouts",
-                            },
-                            "an array",
-                        ))
-                    }
-                }
-            }
-        }
-        Some(_) => return Err(EnvelopeError::Invalid("data", "an object")),
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow)]
+    records: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sleep: Option<&'a RawValue>,
+    #[serde(borrow)]
+    workouts: Option<&'a RawValue>,
+}
+
+/// What a JSON text is, by its first character (the text is known to be valid JSON).
+fn kind(raw: Option<&RawValue>) -> u8 {
+    raw.and_then(|r| r.get().trim_start().bytes().next())
+        .unwrap_or(b'n')
+}
+
+fn string(raw: Option<&RawValue>, field: &'static str) -> Result<String, EnvelopeError> {
+    match kind(raw) {
+        b'n' => Err(EnvelopeError::Missing(field)),
+        b'"' => serde_json::from_str(raw.map_or("null", RawValue::get))
+            .map_err(|_| EnvelopeError::Invalid(field, "a string")),
+        _ => Err(EnvelopeError::Invalid(field, "a string")),
     }
+}
+
+fn list<'a>(
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+) -> Result<Vec<&'a RawValue>, EnvelopeError> {
+    match (kind(raw), raw) {
+        (b'[', Some(r)) => {
+            serde_json::from_str(r.get()).map_err(|_| EnvelopeError::Invalid(field, "an array"))
+        }
+        (b'n', _) => Ok(Vec::new()),
+        _ => Err(EnvelopeError::Invalid(field, "an array")),
+    }
+}
+
+/// Checks the envelope of a body (its bytes as received).
+pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    let text = std::str::from_utf8(body).map_err(|_| EnvelopeError::NotJson)?;
+    if !text.trim_start().starts_with('{') {
+        return Err(
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+                EnvelopeError::NotObject
+            } else {
+                EnvelopeError::NotJson
+            },
+        );
+    }
+    let top: Top<'_> = serde_json::from_str(text).map_err(|_| EnvelopeError::NotJson)?;
+    let provider = string(top.provider, "provider")?;
+    let platform = Platform::parse(&provider)
+        .ok_or_else(|| EnvelopeError::Provider(provider.chars().take(40).collect::<String>()))?;
+    let sdk_version = string(top.sdk_version, "sdkVersion")?;
+    let stamp = string(top.sync_timestamp, "syncTimestamp")?;
+    let sync_timestamp = super::time::parse_date(&stamp)
+        .ok_or(EnvelopeError::Invalid(
+            "syncTimestamp",
+            "an ISO 8601 date-time",
+        ))?
+        .0;
+    let (records, sleep, workouts) = match (kind(top.data), top.data) {
+        (b'n', _) => (Vec::new(), Vec::new(), Vec::new()),
+        (b'{', Some(d)) => {
+            let data: Data<'_> = serde_json::from_str(d.get())
+                .map_err(|_| EnvelopeError::Invalid("data", "an object"))?;
+            (
+                list(data.records, "data.records")?,
+                list(data.sleep, "data.sleep")?,
+                list(data.workouts, "data.workouts")?,
+            )
+        }
+        _ => return Err(EnvelopeError::Invalid("data", "an object")),
+    };
     Ok(Envelope {
         platform,
         sdk_version,
@@ -163,35 +192,49 @@ pub fn parse(body: &Value) -> Result<Envelope<'_>, EnvelopeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn p(s: &str) -> Result<Envelope<'_>, EnvelopeError> {
+        parse(s.as_bytes())
+    }
 
     #[test]
     fn envelopes_are_checked_field_by_field() {
-        let ok = json!({"provider": "Apple", "sdkVersion": "1.2.0",
-            "syncTimestamp": "2026-03-01T08:00:00Z", "data": {"records": [{}], "sleep": null}});
-        let e = parse(&ok).unwrap();
+        let ok = r#"{"provider": "Apple", "sdkVersion": "1.2.0",
+            "syncTimestamp": "2026-03-01T08:00:00Z", "data": {"records": [{}], "sleep": null}}"#;
+        let e = p(ok).unwrap();
         assert_eq!(e.platform, Platform::Apple);
         assert_eq!(
             (e.records.len(), e.sleep.len(), e.workouts.len()),
             (1, 0, 0)
         );
-        assert_eq!(parse(&json!([1])).unwrap_err(), EnvelopeError::NotObject);
+        assert_eq!(p("[1]").unwrap_err(), EnvelopeError::NotObject);
+        assert_eq!(p("{nope").unwrap_err(), EnvelopeError::NotJson);
+        assert_eq!(p("[1, ").unwrap_err(), EnvelopeError::NotJson);
         assert_eq!(
-            parse(&json!({"provider": "fitbit", "sdkVersion": "1", "syncTimestamp": "2026-03-01T08:00:00Z"}))
+            p(r#"{"provider": "fitbit", "sdkVersion": "1", "syncTimestamp": "2026-03-01T08:00:00Z"}"#)
                 .unwrap_err(),
             EnvelopeError::Provider("fitbit".into())
         );
         assert_eq!(
-            parse(&json!({"provider": "google", "syncTimestamp": "2026-03-01T08:00:00Z"}))
-                .unwrap_err(),
+            p(r#"{"provider": "google", "syncTimestamp": "2026-03-01T08:00:00Z"}"#).unwrap_err(),
             EnvelopeError::Missing("sdkVersion")
         );
+        assert_eq!(
+            p(r#"{"provider": 3, "sdkVersion": "1", "syncTimestamp": "2026-03-01T08:00:00Z"}"#)
+                .unwrap_err(),
+            EnvelopeError::Invalid("provider", "a string")
+        );
         assert!(matches!(
-            parse(
-                &json!({"provider": "samsung", "sdkVersion": "1", "syncTimestamp": "2026-03-01T08:00:00Z", "data": {"records": {}}})
+            p(
+                r#"{"provider": "samsung", "sdkVersion": "1", "syncTimestamp": "2026-03-01T08:00:00Z", "data": {"records": {}}}"#
             ),
             Err(EnvelopeError::Invalid("data.records", _))
         ));
-        assert_eq!(decode(b"{nope").unwrap_err(), EnvelopeError::NotJson);
+        assert!(matches!(
+            p(
+                r#"{"provider": "samsung", "sdkVersion": "1", "syncTimestamp": "2026-03-01T08:00:00Z", "data": 7}"#
+            ),
+            Err(EnvelopeError::Invalid("data", _))
+        ));
     }
 }

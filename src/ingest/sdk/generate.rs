@@ -165,7 +165,7 @@ mod tests {
     fn generated_batches_map_without_drops() {
         let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         for p in Platform::ALL {
-            let b = batch(p, 7, start, 3, 1000, 120);
+            let b = serde_json::to_vec(&batch(p, 7, start, 3, 1000, 120)).unwrap();
             let env = envelope::parse(&b).unwrap();
             assert_eq!(env.len(), 1000);
             let m = map_batch(

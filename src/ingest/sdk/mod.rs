@@ -11,10 +11,12 @@ pub mod source;
 pub mod time;
 pub mod workouts;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 use wearhouse_domain::records::{record_id, WorkoutRecord};
@@ -72,39 +74,59 @@ pub struct Batch {
     pub dropped: Dropped,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Common {
-    start_date: Option<String>,
-    end_date: Option<String>,
-    zone_offset: Option<String>,
-    source: Option<SourceInfo>,
+/// The fields every record kind has: its times, zone and source (kept unparsed: records of
+/// one source repeat it, and it is parsed once per distinct text).
+struct Common<'a> {
+    start_date: Option<&'a str>,
+    end_date: Option<&'a str>,
+    zone_offset: Option<&'a str>,
 }
 
+// Strings are borrowed where the JSON has no escapes; `Cow` takes the rest.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MetricRecord {
-    #[serde(flatten)]
-    common: Common,
-    #[serde(rename = "type")]
-    kind: Option<String>,
+struct MetricRecord<'a> {
+    #[serde(borrow)]
+    start_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    zone_offset: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
     value: Option<Value>,
-    unit: Option<String>,
+    #[serde(borrow)]
+    unit: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SleepRecord {
-    #[serde(flatten)]
-    common: Common,
-    stage: Option<String>,
+struct SleepRecord<'a> {
+    #[serde(borrow)]
+    start_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    zone_offset: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stage: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Workout {
-    #[serde(flatten)]
-    common: Common,
+struct Workout<'a> {
+    #[serde(borrow)]
+    start_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    zone_offset: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
     id: Option<Value>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -113,18 +135,26 @@ struct Workout {
     values: Option<Vec<Value>>,
 }
 
+macro_rules! common {
+    ($r:expr) => {
+        Common {
+            start_date: $r.start_date.as_deref(),
+            end_date: $r.end_date.as_deref(),
+            zone_offset: $r.zone_offset.as_deref(),
+        }
+    };
+}
+
 /// Times and zone of one record: start, end, offset in minutes.
 type Span = (DateTime<Utc>, DateTime<Utc>, i16);
 
-fn span(c: &Common, now: DateTime<Utc>) -> Result<Span, &'static str> {
+fn span(c: &Common<'_>, now: DateTime<Utc>) -> Result<Span, &'static str> {
     let (start, start_offset) = c
         .start_date
-        .as_deref()
         .and_then(time::parse_date)
         .ok_or("invalid startDate")?;
     let (end, _) = c
         .end_date
-        .as_deref()
         .and_then(time::parse_date)
         .ok_or("invalid endDate")?;
     if end < start {
@@ -133,7 +163,7 @@ fn span(c: &Common, now: DateTime<Utc>) -> Result<Span, &'static str> {
     if !plausible(start, now) || !plausible(end, now) {
         return Err("implausible date");
     }
-    let offset = match c.zone_offset.as_deref() {
+    let offset = match c.zone_offset {
         Some(z) => time::parse_offset(z).ok_or("invalid zoneOffset")?,
         None => start_offset.unwrap_or(0),
     };
@@ -149,24 +179,24 @@ fn number(v: Option<&Value>) -> Option<f64> {
     .filter(|x: &f64| x.is_finite())
 }
 
-/// Data sources of one batch, each built once per distinct `source` object.
-struct Sources {
+/// Data sources of one batch, each built once per distinct `source` text.
+struct Sources<'a> {
     user: Uuid,
     platform: Platform,
-    by_json: HashMap<Option<String>, Uuid>,
+    by_json: HashMap<Option<&'a str>, Uuid>,
     list: BTreeMap<Uuid, wearhouse_domain::records::DataSourceInfo>,
 }
 
-impl Sources {
-    fn id(&mut self, raw: &Value, parsed: Option<&SourceInfo>) -> Uuid {
-        let key = raw
-            .get("source")
-            .filter(|s| !s.is_null())
-            .map(Value::to_string);
+impl<'a> Sources<'a> {
+    /// The data source a record's `source` names (one that does not parse counts as none
+    /// given: upstream treats every field of it as optional).
+    fn id(&mut self, raw: Option<&'a RawValue>) -> Uuid {
+        let key = raw.map(RawValue::get).filter(|s| s.trim() != "null");
         if let Some(id) = self.by_json.get(&key) {
             return *id;
         }
-        let info = source::data_source(self.user, self.platform, parsed);
+        let parsed: Option<SourceInfo> = key.and_then(|s| serde_json::from_str(s).ok());
+        let info = source::data_source(self.user, self.platform, parsed.as_ref());
         let id = info.id;
         self.list.entry(id).or_insert(info);
         self.by_json.insert(key, id);
@@ -175,7 +205,7 @@ impl Sources {
 }
 
 /// Maps the records of a batch whose envelope is valid. `now` bounds plausible times.
-pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
+pub fn map_batch<'a>(user: Uuid, env: &Envelope<'a>, now: DateTime<Utc>) -> Batch {
     let mut b = Batch::default();
     let mut sources = Sources {
         user,
@@ -183,8 +213,8 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
         by_json: HashMap::new(),
         list: BTreeMap::new(),
     };
-    for raw in env.records {
-        let Ok(r) = MetricRecord::deserialize(raw) else {
+    for raw in &env.records {
+        let Ok(r) = serde_json::from_str::<MetricRecord<'a>>(raw.get()) else {
             b.dropped.add("records", "malformed record");
             continue;
         };
@@ -196,7 +226,7 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
             b.dropped.add("records", "invalid value");
             continue;
         };
-        let (start, end, offset) = match span(&r.common, now) {
+        let (start, end, offset) = match span(&common!(r), now) {
             Ok(s) => s,
             Err(reason) => {
                 b.dropped.add("records", reason);
@@ -210,7 +240,7 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
                 continue;
             }
         };
-        let ds = sources.id(raw, r.common.source.as_ref());
+        let ds = sources.id(r.source);
         let daily_total = st.is_additive().then_some(false);
         b.mapped.sample(
             st.code,
@@ -223,19 +253,19 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
         );
         b.records_saved += 1;
     }
-    for raw in env.workouts {
-        let Ok(w) = Workout::deserialize(raw) else {
+    for raw in &env.workouts {
+        let Ok(w) = serde_json::from_str::<Workout<'a>>(raw.get()) else {
             b.dropped.add("workouts", "malformed workout");
             continue;
         };
-        let (start, end, offset) = match span(&w.common, now) {
+        let (start, end, offset) = match span(&common!(w), now) {
             Ok(s) => s,
             Err(reason) => {
                 b.dropped.add("workouts", reason);
                 continue;
             }
         };
-        let ds = sources.id(raw, w.common.source.as_ref());
+        let ds = sources.id(w.source);
         let stats: Vec<workouts::Statistic> = w
             .values
             .iter()
@@ -285,8 +315,8 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
         });
         b.workouts_saved += 1;
     }
-    for raw in env.sleep {
-        let Ok(s) = SleepRecord::deserialize(raw) else {
+    for raw in &env.sleep {
+        let Ok(s) = serde_json::from_str::<SleepRecord<'a>>(raw.get()) else {
             b.dropped.add("sleep", "malformed sleep record");
             continue;
         };
@@ -294,7 +324,7 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
             b.dropped.add("sleep", "unknown stage");
             continue;
         };
-        let (start, end, offset) = match span(&s.common, now) {
+        let (start, end, offset) = match span(&common!(s), now) {
             Ok(x) => x,
             Err(reason) => {
                 b.dropped.add("sleep", reason);
@@ -305,7 +335,7 @@ pub fn map_batch(user: Uuid, env: &Envelope<'_>, now: DateTime<Utc>) -> Batch {
             b.dropped.add("sleep", "zero-length stage");
             continue;
         }
-        let ds = sources.id(raw, s.common.source.as_ref());
+        let ds = sources.id(s.source);
         b.sleep.entry(ds).or_default().push(Interval {
             stage,
             start: start.timestamp_micros(),
@@ -329,7 +359,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_dropped_with_their_reason_and_the_rest_kept() {
-        let body = json!({"provider": "google", "sdkVersion": "0.9.0",
+        let body = serde_json::to_vec(&json!({"provider": "google", "sdkVersion": "0.9.0",
             "syncTimestamp": "2026-03-02T08:00:00Z", "data": {
             "records": [
                 {"type": "HEART_RATE", "value": 61, "unit": "bpm",
@@ -345,7 +375,8 @@ mod tests {
             ],
             "sleep": [{"stage": "dreaming", "startDate": "2026-03-01T00:00:00Z", "endDate": "2026-03-01T01:00:00Z"}],
             "workouts": [{"type": "running", "startDate": "2026-03-01T09:00:00Z", "endDate": "2026-03-01T08:00:00Z"}]
-        }});
+        }}))
+        .unwrap();
         let env = envelope::parse(&body).unwrap();
         let b = map_batch(Uuid::nil(), &env, now());
         assert_eq!(b.records_saved, 1);
