@@ -452,6 +452,19 @@ async fn a_healthkit_batch_lands_in_every_read_model_with_units_and_offsets() {
         "{sleep_summary}"
     );
 
+    // The night is scored like any other source's.
+    let (st, scores) = s
+        .get(
+            &key,
+            &format!("/api/v1/users/{user}/health-scores?category=sleep"),
+        )
+        .await;
+    assert_eq!(st, 200, "{scores}");
+    let scores = scores["data"].as_array().unwrap();
+    assert_eq!(scores.len(), 1, "{scores:?}");
+    assert_eq!(scores[0]["recorded_at"], "2026-03-02T05:00:00+00:00");
+    assert!(scores[0]["value"].as_f64().unwrap() > 0.0);
+
     // The device is the data source, and the run is an `sdk` sync.
     let (_, sources) = s
         .get(&key, &format!("/api/v1/users/{user}/data-sources"))
