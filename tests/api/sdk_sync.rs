@@ -901,6 +901,24 @@ async fn bad_records_are_dropped_and_counted_and_the_rest_kept() {
         assert_eq!(reasons[reason], n, "{reason}: {run}");
     }
     assert_eq!(run["outcome"], "partial", "{run}");
+    // The same result is what the sync status API shows.
+    let (st, recent) = s
+        .get(&key, &format!("/api/v1/users/{user}/sync/recent"))
+        .await;
+    assert_eq!(st, 200, "{recent}");
+    let done = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["stage"] == "completed")
+        .unwrap_or_else(|| panic!("{recent}"));
+    assert_eq!(done["source"], "sdk");
+    assert_eq!(done["status"], "partial");
+    assert_eq!(done["metadata"]["dropped_count"], 9, "{done}");
+    assert_eq!(
+        done["metadata"]["dropped"]["sleep: unknown stage"], 1,
+        "{done}"
+    );
 }
 
 /// Rows of each read model for the user.
