@@ -864,3 +864,125 @@ pub async fn webhooks(db: &DbConfig, rate: u64, seconds: u64, users: usize) -> a
     );
     Ok(())
 }
+
+/// `users` concurrent SDK users each post `batches` sync batches of `records` records (one day
+/// each: mixed metrics, a night of sleep stages, a workout) over HTTP to an in-process server
+/// on a scratch database, one request at a time per user as an app does; then waits until
+/// every batch is mapped and every read model has caught up. Platforms alternate between
+/// users (HealthKit, Health Connect, Samsung Health).
+pub async fn sdk_sync(
+    db: &DbConfig,
+    users: usize,
+    batches: usize,
+    records: usize,
+) -> anyhow::Result<()> {
+    use crate::ingest::sdk::{generate, Platform};
+    use clap::Parser;
+    let (_, url) = scratch(db).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let cfg = ServeArgs::parse_from(["serve", "--bind", &bind]).serve;
+    let mut scratch_db = db.clone();
+    scratch_db.database_url = Some(url);
+    let platform =
+        crate::serve::start(&scratch_db, cfg, &wearhouse_kafka::KafkaConfig::default()).await?;
+    let state = platform.state.clone();
+    let key = crate::serve::system_api_key(&state, "bench").await?;
+    tokio::spawn(platform.serve());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(users)
+        .build()?;
+    let base = format!("http://{bind}/api/v1");
+    wait_ready(&http, &bind).await;
+    let mut ids = Vec::with_capacity(users);
+    for _ in 0..users {
+        let user: serde_json::Value = http
+            .post(format!("{base}/users"))
+            .header("X-Open-Wearables-API-Key", &key)
+            .json(&json!({"first_name": "Bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.push(user["id"].as_str().unwrap_or_default().to_string());
+    }
+    // Days in the recent past, so every record is plausible.
+    let start = (chrono::Utc::now() - chrono::Duration::days(batches as i64 + 2))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, user) in ids.into_iter().enumerate() {
+        let http = http.clone();
+        let key = key.clone();
+        let url = format!("{base}/sdk/users/{user}/sync");
+        let platform = Platform::ALL[n % Platform::ALL.len()];
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(batches);
+            for day in 0..batches {
+                // Built per request (as an app serializes each batch): memory stays flat.
+                let body = serde_json::to_vec(&generate::batch(
+                    platform,
+                    n as u64,
+                    start,
+                    day as i64,
+                    records,
+                    [-300, 60, 120, 540][n % 4],
+                ))?;
+                let sent = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("X-Open-Wearables-API-Key", &key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = r.status();
+                let _ = r.bytes().await?;
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(status.as_u16() == 202, "sync answered {status}");
+            }
+            Ok::<Vec<f64>, anyhow::Error>(latencies)
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
+    }
+    let posted = started.elapsed().as_secs_f64();
+    let client = state.pool.get().await?;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE state IN ('pending', 'running')), \
+                        count(*) FILTER (WHERE state = 'failed') \
+                 FROM jobs WHERE kind = $1",
+                &[&crate::services::sdk::KIND],
+            )
+            .await?;
+        let (open, failed): (i64, i64) = (row.get(0), row.get(1));
+        anyhow::ensure!(failed == 0, "{failed} SDK sync jobs failed");
+        if open == 0 && wearhouse_projections::caught_up(&client).await? {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = (users * batches * records) as f64;
+    eprintln!(
+        "{} requests posted in {posted:.2}s, every read model caught up at {elapsed:.2}s",
+        latencies.len()
+    );
+    println!(
+        "sdk_records_per_s={:.0} request_p99_ms={:.1} peak_rss_mb={}",
+        total / elapsed,
+        p99_ms(latencies),
+        peak_rss_mb()
+    );
+    Ok(())
+}

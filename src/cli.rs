@@ -222,6 +222,18 @@ enum BenchCommand {
         #[arg(long, default_value = "200MB", value_parser = import_cli::parse_size)]
         size: u64,
     },
+    /// Concurrent mobile SDK users posting sync batches over HTTP until every read model is built
+    SdkSync {
+        /// Concurrent users
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Batches each user posts, one after another
+        #[arg(long, default_value_t = 3)]
+        batches: usize,
+        /// Records per batch (metrics, sleep stages and a workout)
+        #[arg(long, default_value_t = 1000)]
+        records: usize,
+    },
     /// Relay throughput and commit-to-consume lag through the broker (needs WEARHOUSE_KAFKA_BROKERS)
     Relay,
     /// Outgoing webhooks: commit workouts at a steady rate, deliver them to a loopback receiver,
@@ -537,6 +549,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Events) => bench::events(&db).await,
         Command::Bench(BenchCommand::Relay) => bench::relay(&db, &cli.kafka).await,
+        Command::Bench(BenchCommand::SdkSync {
+            users,
+            batches,
+            records,
+        }) => bench::sdk_sync(&db, users, batches, records).await,
         Command::Bench(BenchCommand::AppleImport { size }) => bench::apple_import(&db, size).await,
         Command::Bench(BenchCommand::Webhooks {
             rate,

@@ -29,14 +29,31 @@ const APPLE_CYCLE_FIELDS: &[&str] = &[
 
 /// Every mapper compiled into this build: the Apple importer and each cloud provider.
 fn mappers() -> Vec<Mapper> {
+    use crate::ingest::sdk::{self, Platform};
+    // Apple: the export importer and the iOS SDK (one HealthKit table).
+    let mut apple = crate::ingest::apple::series_types();
+    apple.extend(sdk::series_types(Platform::Apple));
+    apple.sort_by_key(|s| s.id);
+    apple.dedup_by_key(|s| s.id);
     let mut all = vec![Mapper {
         provider: "apple",
-        series: crate::ingest::apple::series_types(),
+        series: apple,
         workout_fields: WORKOUT_FIELDS,
         sleep_fields: SLEEP_FIELDS,
         menstrual_cycle_fields: APPLE_CYCLE_FIELDS,
         scores: &[],
     }];
+    // The Android SDK's platforms: Health Connect and Samsung Health.
+    for platform in [Platform::Google, Platform::Samsung] {
+        all.push(Mapper {
+            provider: platform.name(),
+            series: sdk::series_types(platform),
+            workout_fields: WORKOUT_FIELDS,
+            sleep_fields: SLEEP_FIELDS,
+            menstrual_cycle_fields: &[],
+            scores: &[],
+        });
+    }
     for p in crate::providers::all() {
         let c = p.coverage();
         all.push(Mapper {
@@ -186,7 +203,7 @@ mod tests {
         let doc = document();
         assert_eq!(
             doc["providers"],
-            json!(["apple", "garmin", "oura", "whoop"])
+            json!(["apple", "garmin", "google", "oura", "samsung", "whoop"])
         );
         let listed: Vec<&str> = doc["timeseries"]
             .as_array()
@@ -204,6 +221,13 @@ mod tests {
                 assert!(by_code(code).is_some(), "{}: {code} is no series", p.name());
                 mapped.insert(code);
             }
+        }
+        for platform in crate::ingest::sdk::Platform::ALL {
+            mapped.extend(
+                crate::ingest::sdk::series_types(platform)
+                    .iter()
+                    .map(|t| t.code),
+            );
         }
         assert_eq!(listed.len(), mapped.len());
         assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), mapped);
@@ -224,11 +248,11 @@ mod tests {
         let hr = &doc["timeseries"][0]["metrics"][0];
         assert_eq!(
             hr,
-            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "oura"]})
+            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "google", "oura", "samsung"]})
         );
         assert_eq!(
             doc["workout_fields"][0],
-            json!({"code": "type", "providers": ["apple", "garmin", "oura", "whoop"]})
+            json!({"code": "type", "providers": ["apple", "garmin", "google", "oura", "samsung", "whoop"]})
         );
         // Garmin's cycle summaries carry more than Apple's flow records give.
         let cycles = doc["menstrual_cycle_fields"].as_array().unwrap();

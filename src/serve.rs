@@ -117,7 +117,9 @@ pub async fn start(
     );
     let webhooks = crate::services::webhooks::Webhooks::new(providers.clone());
     let backfills = crate::services::backfills::Backfills::new(providers.clone(), jobs.clone());
+    let sdk = crate::services::sdk::Sdk::new(pool.clone(), commands.clone(), jobs.clone());
     jobs_runner = jobs_runner
+        .register(crate::services::sdk::KIND, sdk.handler())
         .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
         .register(crate::services::backfills::RUN, backfills.handler());
     if cfg.providers.sync_interval_secs > 0 {
@@ -159,6 +161,7 @@ pub async fn start(
         imports,
         jobs: jobs.clone(),
         syncs,
+        sdk,
         stopping: stopping_rx,
         config: Arc::new(cfg),
         timescaledb,

@@ -9,7 +9,9 @@ use poem::{handler, IntoResponse, Response};
 const ICONS: &[(&str, &str)] = &[
     ("apple", include_str!("provider-icons/apple.svg")),
     ("garmin", include_str!("provider-icons/garmin.svg")),
+    ("google", include_str!("provider-icons/google.svg")),
     ("oura", include_str!("provider-icons/oura.svg")),
+    ("samsung", include_str!("provider-icons/samsung.svg")),
     ("whoop", include_str!("provider-icons/whoop.svg")),
 ];
 

@@ -18,6 +18,7 @@ pub mod metrics;
 mod oauth;
 pub mod params;
 mod priorities;
+mod sdk;
 mod sdk_auth;
 mod summaries;
 mod sync;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub jobs: crate::jobs::Jobs,
     /// Syncs run as jobs (API, first pull, scheduler).
     pub syncs: crate::services::syncs::Syncs,
+    /// Mobile SDK uploads (stored raw, mapped as jobs).
+    pub sdk: crate::services::sdk::Sdk,
     /// Turns true when shutdown starts: open streams end, so draining does not wait on them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// HMAC key of signed upload URLs.
@@ -121,6 +124,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             webhooks::WebhooksApi,
             sdk_auth::ApplicationsApi,
             sdk_auth::SdkTokensApi,
+            sdk::SdkApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(

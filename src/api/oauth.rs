@@ -24,6 +24,7 @@ use wearhouse_domain::provider_setting::{
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::{DeveloperAuth, MaybeCredential};
 use crate::crypto::connection_context;
+use crate::ingest::sdk::Platform;
 use crate::providers::oauth;
 
 #[derive(Tags)]
@@ -443,12 +444,11 @@ impl OAuthApi {
         #[oai(default)] enabled_only: Query<bool>,
         #[oai(default)] cloud_only: Query<bool>,
     ) -> Result<Json<Vec<ProviderSetting>>, ApiError> {
-        // Every provider here has a cloud API, so `cloud_only` filters nothing out.
-        let _ = cloud_only.0;
         let out = settings(&state)
             .await?
             .into_iter()
             .filter(|s| !enabled_only.0 || s.is_enabled)
+            .filter(|s| !cloud_only.0 || s.has_cloud_api)
             .collect();
         Ok(Json(out))
     }
@@ -494,7 +494,8 @@ impl OAuthApi {
         body: Json<BulkUpdate>,
     ) -> Result<Json<Vec<ProviderSetting>>, ApiError> {
         for name in body.0.providers.keys() {
-            if state.providers.registry.get(name).is_none() {
+            let sdk = Platform::parse(name).is_some_and(|p| p.name() == name);
+            if state.providers.registry.get(name).is_none() && !sdk {
                 return Err(ApiError::bad_request(format!("Unknown provider {name}")));
             }
         }
@@ -529,23 +530,35 @@ async fn change_setting(
     provider: &str,
     change: SettingChange,
 ) -> Result<(), ApiError> {
-    let (p, _) = state
-        .providers
-        .registry
-        .get(provider)
-        .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {provider}")))?;
-    let c = p.capabilities();
+    // SDK platforms (data pushed by the mobile SDKs) can be enabled or disabled, not synced.
+    let (name, configurable) = match state.providers.registry.get(provider) {
+        Some((p, _)) => {
+            let c = p.capabilities();
+            (
+                p.name(),
+                c.rest_pull && (c.webhook_stream || c.webhook_ping),
+            )
+        }
+        None => match Platform::parse(provider).filter(|p| p.name() == provider) {
+            Some(platform) => (platform.name(), false),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown provider {provider}"
+                )))
+            }
+        },
+    };
     let to_webhook = change.live_sync_mode.as_deref() == Some("webhook");
     let command = ProviderSettingCommand::Change {
-        provider: p.name().into(),
+        provider: name.into(),
         change,
-        live_sync_configurable: c.rest_pull && (c.webhook_stream || c.webhook_ping),
+        live_sync_configurable: configurable,
         at: Utc::now(),
     };
     state
         .commands
         .execute::<ProviderSettingAggregate>(
-            p.name(),
+            name,
             command,
             &auth.principal().actor(request_id(req)),
             None,
@@ -557,9 +570,9 @@ async fn change_setting(
         let callback = format!(
             "{}/api/v1/providers/{}/webhooks",
             state.config.public_url(),
-            p.name()
+            name
         );
-        let _ = state.providers.register_webhooks(p.name(), &callback).await;
+        let _ = state.providers.register_webhooks(name, &callback).await;
     }
     Ok(())
 }
@@ -598,6 +611,20 @@ pub async fn settings(state: &AppState) -> Result<Vec<ProviderSetting>, ApiError
             }
         })
         .collect();
+    // The mobile SDK platforms, listed as upstream lists its SDK-only providers.
+    out.extend(Platform::ALL.into_iter().map(|p| {
+        let row = rows.iter().find(|r| r.get::<_, String>(0) == p.name());
+        ProviderSetting {
+            provider: p.name().into(),
+            name: p.display_name().into(),
+            has_cloud_api: false,
+            is_enabled: row.map(|r| r.get(1)).unwrap_or(true),
+            icon_url: Some(super::icons::icon_url(&state.config.public_url(), p.name())),
+            live_sync_mode: None,
+            live_sync_configurable: false,
+            data_granularity: row.and_then(|r| r.get(3)),
+        }
+    }));
     out.sort_by(|a, b| a.provider.cmp(&b.provider));
     Ok(out)
 }

@@ -5,4 +5,5 @@ pub mod import;
 pub mod queue;
 pub mod raw;
 pub mod renormalize;
+pub mod sdk;
 pub mod sleep_sessions;

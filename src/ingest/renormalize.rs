@@ -42,9 +42,10 @@ pub struct Renormalized {
     pub counts: ImportCounts,
 }
 
-/// Re-maps every payload of `provider` received (per the log's `RawPayloadReceived`) at or
-/// after `since`, once per user and payload, restoring it to a file under `work_dir` first.
-/// The entries appended name `actor`, whoever ran it.
+/// Re-maps every export of `provider` (not its SDK batches: another mapper reads those)
+/// received (per the log's `RawPayloadReceived`) at or after `since`, once per user and
+/// payload, restoring it to a file under `work_dir` first. The entries appended name `actor`,
+/// whoever ran it.
 pub async fn run(
     pool: &Pool,
     provider: &str,
@@ -63,6 +64,7 @@ pub async fn run(
                SELECT user_id, payload->'raw'->>'sha256' AS sha256, min(position) AS first \
                  FROM events \
                 WHERE event_type = 'RawPayloadReceived' AND payload->'raw'->>'provider' = $1 \
+                  AND payload->'raw'->>'kind' = 'apple_health_export' \
                   AND recorded_at >= $2 AND user_id IS NOT NULL \
                 GROUP BY 1, 2) p \
              ORDER BY first",

@@ -4,5 +4,6 @@
 pub mod backfills;
 pub mod connections;
 pub mod imports;
+pub mod sdk;
 pub mod syncs;
 pub mod webhooks;

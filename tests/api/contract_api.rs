@@ -125,6 +125,8 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/webhooks/endpoints/{endpoint_id}/test"),
     ("GET", "/api/v1/webhooks/event-types"),
     ("GET", "/api/v1/webhooks/messages"),
+    ("POST", "/api/v1/sdk/users/{user_id}/sync"),
+    ("POST", "/api/v1/sdk/users/{user_id}/logs"),
 ];
 
 /// A fresh invitation: (id, token).
@@ -841,6 +843,29 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
             let (_, token) = new_invitation(w).await;
             w.s.req(m.clone(), path).json(&json!({"token": token, "first_name": "Ada",
                 "last_name": "Byron", "password": TEAM_PASSWORD}))
+        }
+        ("POST", "/api/v1/sdk/users/{user_id}/sync") => {
+            req(format!("/api/v1/sdk/users/{u}/sync")).json(&json!({
+                "provider": "apple", "sdkVersion": "0.9.2", "syncTimestamp": "2024-03-11T07:00:00Z",
+                "data": {
+                    "records": [{"id": "r-1", "type": "HKQuantityTypeIdentifierHeartRate", "value": 61,
+                        "unit": "count/min", "startDate": "2024-03-10T06:00:00Z",
+                        "endDate": "2024-03-10T06:00:00Z", "zoneOffset": "-08:00",
+                        "source": {"name": "Apple Watch", "deviceModel": "Watch", "deviceType": "watch"}}],
+                    "sleep": [{"stage": "deep", "startDate": "2024-03-10T07:00:00Z",
+                        "endDate": "2024-03-10T08:00:00Z", "zoneOffset": "-08:00"}],
+                    "workouts": [{"type": "walking", "startDate": "2024-03-10T18:00:00Z",
+                        "endDate": "2024-03-10T18:30:00Z", "zoneOffset": "-08:00",
+                        "values": [{"type": "distance", "unit": "m", "value": 2400}]}]
+                }
+            }))
+        }
+        ("POST", "/api/v1/sdk/users/{user_id}/logs") => {
+            req(format!("/api/v1/sdk/users/{u}/logs")).json(&json!({
+                "sdkVersion": "0.9.2", "provider": "apple",
+                "events": [{"eventType": "device_state", "timestamp": "2024-03-11T07:00:00Z",
+                            "batteryLevel": 0.7, "isLowPowerMode": false}]
+            }))
         }
         _ => return None,
     };

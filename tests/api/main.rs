@@ -25,6 +25,7 @@ mod read_contract;
 mod renormalize;
 mod scores_api;
 mod sdk_auth;
+mod sdk_sync;
 mod security;
 mod summaries_api;
 mod team;

@@ -1330,10 +1330,26 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         .iter()
         .map(|p| p["provider"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["garmin", "oura", "whoop"]);
-    assert_eq!(list[1]["live_sync_mode"], "pull");
-    assert_eq!(list[1]["live_sync_configurable"], true);
-    assert_eq!(list[0]["live_sync_configurable"], false);
+    assert_eq!(
+        names,
+        vec!["apple", "garmin", "google", "oura", "samsung", "whoop"]
+    );
+    assert_eq!(list[3]["live_sync_mode"], "pull");
+    assert_eq!(list[3]["live_sync_configurable"], true);
+    assert_eq!(list[1]["live_sync_configurable"], false);
+    // The mobile SDK platforms: no cloud API, nothing to sync from here.
+    for (i, name) in [
+        (0, "Apple Health"),
+        (2, "Google Health Connect"),
+        (4, "Samsung Health"),
+    ] {
+        assert_eq!(list[i]["name"], name);
+        assert_eq!(list[i]["has_cloud_api"], false);
+        assert_eq!(list[i]["live_sync_mode"], Value::Null);
+        assert_eq!(list[i]["is_enabled"], true);
+    }
+    let (_, cloud) = call(e.s.req(Method::GET, "/api/v1/oauth/providers?cloud_only=true")).await;
+    assert_eq!(cloud.as_array().unwrap().len(), 3);
     // Developer-only.
     let (st, _) = call(
         e.req(Method::PUT, "/api/v1/oauth/providers/oura")
@@ -1383,13 +1399,17 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
     let (st, all) = call(
         e.s.req(Method::PUT, "/api/v1/oauth/providers")
             .bearer_auth(&jwt)
-            .json(&json!({"providers": {"whoop": false}})),
+            .json(&json!({"providers": {"whoop": false, "samsung": false}})),
     )
     .await;
-    assert_eq!((st, &all[2]["is_enabled"]), (200, &json!(false)));
+    assert_eq!((st, &all[5]["is_enabled"]), (200, &json!(false)));
+    assert_eq!(
+        all[4]["is_enabled"], false,
+        "an SDK platform can be disabled"
+    );
     let (_, enabled) =
         call(e.s.req(Method::GET, "/api/v1/oauth/providers?enabled_only=true")).await;
-    assert_eq!(enabled.as_array().unwrap().len(), 2);
+    assert_eq!(enabled.as_array().unwrap().len(), 4);
     let user = e.user().await;
     let (st, body) = call(e.req(
         Method::GET,

@@ -681,9 +681,27 @@ async fn coverage_lists_what_the_apple_importer_and_the_providers_map() {
     assert_eq!(status, 200);
     assert_eq!(
         doc["providers"],
-        json!(["apple", "garmin", "oura", "whoop"])
+        json!(["apple", "garmin", "google", "oura", "samsung", "whoop"])
     );
     let categories = doc["timeseries"].as_array().unwrap();
+    // Health Connect's HRV is RMSSD; HealthKit's is SDNN.
+    let providers_of = |code: &str| {
+        categories
+            .iter()
+            .flat_map(|c| c["metrics"].as_array().unwrap())
+            .find(|m| m["code"] == code)
+            .map(|m| m["providers"].clone())
+    };
+    let rmssd = providers_of("heart_rate_variability_rmssd").unwrap();
+    assert!(
+        rmssd.as_array().unwrap().contains(&json!("google")),
+        "{rmssd}"
+    );
+    let sdnn = providers_of("heart_rate_variability_sdnn").unwrap();
+    assert!(
+        !sdnn.as_array().unwrap().contains(&json!("google")),
+        "{sdnn}"
+    );
     assert_eq!(categories[0]["name"], "Heart & Cardiovascular");
     let codes: Vec<&str> = categories
         .iter()

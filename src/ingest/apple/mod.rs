@@ -46,8 +46,8 @@ mod input;
 mod limits;
 mod parse;
 mod records;
-mod types;
-mod units;
+pub(crate) mod types;
+pub(crate) mod units;
 
 pub use device::Source;
 pub use generate::generate;
