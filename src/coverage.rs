@@ -272,7 +272,9 @@ mod tests {
             let c = p.coverage();
             let bodies: Vec<(String, Value)> = match p.name() {
                 "oura" => p
-                    .data_types()
+                    .as_pull()
+                    .map(|pull| pull.data_types())
+                    .unwrap_or_default()
                     .iter()
                     .filter_map(|t| {
                         crate::simulator::oura_records(t, &q)
@@ -280,7 +282,9 @@ mod tests {
                     })
                     .collect(),
                 "whoop" => p
-                    .data_types()
+                    .as_pull()
+                    .map(|pull| pull.data_types())
+                    .unwrap_or_default()
                     .iter()
                     .map(|t| {
                         let records = crate::simulator::whoop_records(t, &q);

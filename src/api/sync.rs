@@ -559,12 +559,12 @@ impl SyncApi {
             .registry
             .get(&provider.0)
             .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {}", provider.0)))?;
-        if !p.capabilities().rest_pull {
+        let Some(pull) = p.as_pull() else {
             return Err(ApiError::not_implemented(format!(
                 "{} does not support pull sync",
                 p.name()
             )));
-        }
+        };
         let last: Option<DateTime<Utc>> = state
             .pool
             .get()
@@ -589,13 +589,13 @@ impl SyncApi {
                 "The sync window is empty: its start must be before its end",
             ));
         }
-        let workout_types: Vec<String> = p
+        let workout_types: Vec<String> = pull
             .data_types()
             .iter()
             .filter(|t| **t == "workout")
             .map(|t| t.to_string())
             .collect();
-        let other_types: Vec<String> = p
+        let other_types: Vec<String> = pull
             .data_types()
             .iter()
             .filter(|t| **t != "workout")
@@ -649,7 +649,7 @@ impl SyncApi {
                 // Upstream's shape: `workouts` (records) and `data_247` (per type), for the
                 // data types asked for.
                 let mut details = serde_json::Map::new();
-                if data_type.0 != DataType::Data247 && p.data_types().contains(&"workout") {
+                if data_type.0 != DataType::Data247 && pull.data_types().contains(&"workout") {
                     let workouts: u64 = o
                         .per_type
                         .iter()

@@ -16,7 +16,7 @@ use wearhouse_domain::records::DataEvent;
 use wearhouse_domain::sync_run::{Metadata, Outcome as RunOutcome, Stage, SyncRun, SyncRunCommand};
 
 use super::oauth::{self, OAuthError, TokenSet};
-use super::{Endpoints, Provider, PullRequest, Registry};
+use super::{BackfillProvider, Endpoints, Provider, PullProvider, PullRequest, Registry};
 use crate::config::ProvidersConfig;
 use crate::crypto::Sealer;
 use crate::ingest::raw::{self, RawMeta};
@@ -343,8 +343,12 @@ impl Engine {
             self.run_cmd(req.run_id, req.user_id, start).await?;
         }
         let mut live = self.live_tokens(req, endpoints).await?;
-        if req.source == "backfill" && !provider.backfill_types().is_empty() {
-            return self.backfill(req, provider, endpoints, &mut live).await;
+        if req.source == "backfill" {
+            if let Some(backfill) = provider.as_backfill() {
+                return self
+                    .backfill(req, provider, backfill, endpoints, &mut live)
+                    .await;
+            }
         }
         // Every user linked to this provider account receives what this one pull brings
         // (the contract's linked accounts): the requesting user first.
@@ -353,12 +357,17 @@ impl Engine {
         let mut outs: Vec<Vec<Out>> = users.iter().map(|_| Vec::new()).collect();
         let mut per_type = Vec::new();
         let mut records = 0u64;
-        let types: Vec<&str> = provider
-            .data_types()
-            .iter()
-            .copied()
-            .filter(|t| req.data_types.is_empty() || req.data_types.iter().any(|x| x == t))
-            .collect();
+        // A provider without a pull (Garmin) has nothing to fetch here: its data is pushed.
+        let pull = provider.as_pull();
+        let mut types: Vec<(&dyn PullProvider, &str)> = Vec::new();
+        if let Some(pull) = pull {
+            for t in pull.data_types() {
+                if req.data_types.is_empty() || req.data_types.iter().any(|x| x == t) {
+                    types.push((pull, t));
+                }
+            }
+        }
+        let names: Vec<&str> = types.iter().map(|(_, t)| *t).collect();
         self.run_cmd(
             req.run_id,
             req.user_id,
@@ -366,13 +375,13 @@ impl Engine {
                 stage: Stage::Fetching,
                 processed: 0,
                 total: None,
-                message: Some(format!("Fetching {}", types.join(", "))),
+                message: Some(format!("Fetching {}", names.join(", "))),
                 at: Utc::now(),
             },
         )
         .await?;
-        for data_type in types {
-            let mut page = Some(provider.first_page(data_type, req.start, req.end));
+        for (pull, data_type) in types {
+            let mut page = Some(pull.first_page(data_type, req.start, req.end));
             let mut count = 0u64;
             while let Some(request) = page.take() {
                 let bytes = self.get(req, endpoints, &request, &mut live).await?;
@@ -399,7 +408,7 @@ impl Engine {
                     .map_err(|_| SyncError::Malformed(data_type.into()))?;
                 // Mapped once per user: record and source ids are per user.
                 for (i, (user, out)) in users.iter().zip(outs.iter_mut()).enumerate() {
-                    let mapped = match provider.map_snapshot(data_type, &body, *user, received) {
+                    let mapped = match pull.map_snapshot(data_type, &body, *user, received) {
                         Some(m) => m?,
                         None => provider.map(data_type, &body, *user)?,
                     };
@@ -408,7 +417,7 @@ impl Engine {
                     }
                     out.extend(mapped.into_out(*user).map_err(store_err)?);
                 }
-                page = provider.next_page(&request, &body);
+                page = pull.next_page(&request, &body);
                 if page.is_some() {
                     // A page is stored raw, the next is not fetched, nothing is written.
                     crate::crashpoint::hit("sync.page");
@@ -465,19 +474,18 @@ impl Engine {
         &self,
         req: &SyncRequest,
         provider: &dyn Provider,
+        backfill: &dyn BackfillProvider,
         endpoints: &Endpoints,
         live: &mut Live,
     ) -> Result<Outcome, SyncError> {
-        let mut start = req.start;
-        if let Some(days) = provider.capabilities().max_historical_days {
-            let consent = live.authorized_at.unwrap_or_else(Utc::now);
-            start = start.max(consent - chrono::Duration::days(days as i64));
-        }
+        let consent = live.authorized_at.unwrap_or_else(Utc::now);
+        let days = i64::from(backfill.max_historical_days());
+        let start = req.start.max(consent - chrono::Duration::days(days));
         let key = (req.user_id, req.provider.clone());
         let mut requested = 0u64;
         let mut per_type = Vec::new();
         let mut failed = Vec::new();
-        for data_type in provider.backfill_types() {
+        for data_type in backfill.backfill_types() {
             if !req.data_types.is_empty() && !req.data_types.iter().any(|t| t == data_type) {
                 continue;
             }
@@ -489,7 +497,7 @@ impl Engine {
             {
                 return Err(SyncError::Cancelled);
             }
-            let Some(request) = provider.backfill_request(data_type, start, req.end) else {
+            let Some(request) = backfill.backfill_request(data_type, start, req.end) else {
                 continue;
             };
             let status = match self.get(req, endpoints, &request, live).await {
@@ -546,7 +554,10 @@ impl Engine {
         items: &Value,
         raw_ref: wearhouse_domain::import::RawPayloadRef,
     ) -> Result<Outcome, SyncError> {
-        let downloads = provider.file_downloads(data_type, items);
+        let files = provider.as_push().and_then(|p| p.as_files());
+        let downloads = files
+            .map(|f| f.file_downloads(data_type, items))
+            .unwrap_or_default();
         let (files, fetch_err) = if downloads.is_empty() {
             (Vec::new(), None)
         } else {
@@ -1095,7 +1106,11 @@ fn map_files(
             mapping_version: provider.mapping_version(),
             received_at: Some(Utc::now()),
         }));
-        match provider.map_file(&f.kind, &f.bytes, user) {
+        let mapped = provider
+            .as_push()
+            .and_then(|p| p.as_files())
+            .and_then(|files| files.map_file(&f.kind, &f.bytes, user));
+        match mapped {
             Some(Ok(m)) => {
                 records += m.records();
                 match m.into_out(user) {
@@ -1238,7 +1253,11 @@ pub async fn replay(
             .await
             .map_err(store_err)?;
         let mut mapped = Vec::new();
-        if let Some(m) = p.map_file(&kind, &bytes, user) {
+        let file = p
+            .as_push()
+            .and_then(|push| push.as_files())
+            .and_then(|files| files.map_file(&kind, &bytes, user));
+        if let Some(m) = file {
             mapped.push(m);
         } else if let Ok(body) = serde_json::from_slice::<Value>(&bytes) {
             mapped.extend(map_json(
@@ -1284,15 +1303,19 @@ fn map_json(
 ) -> Vec<Result<super::Mapped, super::MapError>> {
     if kind != "webhook" {
         return vec![p
-            .map_snapshot(kind, body, user, received_at)
+            .as_pull()
+            .and_then(|pull| pull.map_snapshot(kind, body, user, received_at))
             .unwrap_or_else(|| p.map(kind, body, user))];
     }
+    let Some(push) = p.as_push() else {
+        return vec![];
+    };
     let account = accounts
         .iter()
         .find(|(pr, _)| pr == p.name())
         .and_then(|(_, a)| a.clone());
     let mut mapped = Vec::new();
-    for notice in p.parse_webhook(body).unwrap_or_default() {
+    for notice in push.parse_webhook(body).unwrap_or_default() {
         if let super::Notice::Data {
             provider_user_id,
             data_type,
@@ -1319,8 +1342,11 @@ impl Engine {
             .registry
             .get(provider)
             .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
+        let Some(subs) = p.as_subscriptions() else {
+            return Ok(0);
+        };
         let mut ok = 0;
-        for r in p.subscription_requests(&endpoints, callback_url) {
+        for r in subs.subscription_requests(&endpoints, callback_url) {
             match self.send_app(&endpoints, &r).await {
                 Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => ok += 1,
                 Ok(resp) => warn!(
@@ -1367,9 +1393,10 @@ impl Engine {
             .registry
             .get(provider)
             .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
-        let Some(list) = p.list_subscriptions(&endpoints) else {
+        let Some(subs) = p.as_subscriptions() else {
             return Ok((0, 0));
         };
+        let list = subs.list_subscriptions(&endpoints);
         let resp = self
             .send_app(&endpoints, &list)
             .await
@@ -1381,8 +1408,8 @@ impl Engine {
             .json()
             .await
             .map_err(|_| SyncError::Malformed("subscriptions".into()))?;
-        let existing = p.parse_subscriptions(&body);
-        let wanted = p.subscription_requests(&endpoints, callback_url);
+        let existing = subs.parse_subscriptions(&body);
+        let wanted = subs.subscription_requests(&endpoints, callback_url);
         let now = Utc::now();
         let renew_by = now + chrono::Duration::days(self.config.subscription_renew_days);
         let (create, renew) =
@@ -1402,9 +1429,7 @@ impl Engine {
             }
         }
         for id in renew {
-            let Some(r) = p.renew_subscription(&endpoints, &id) else {
-                continue;
-            };
+            let r = subs.renew_subscription(&endpoints, &id);
             match self.send_app(&endpoints, &r).await {
                 Ok(resp) if resp.status().is_success() => renewed += 1,
                 Ok(resp) => warn!(

@@ -18,9 +18,8 @@ pub async fn after_connect(
     provider: &dyn Provider,
     user: Uuid,
 ) -> Result<Option<Uuid>, SyncsError> {
-    let caps = provider.capabilities();
     let days = config.historical_days_on_connect;
-    if !(caps.rest_pull || caps.webhook_callback) || days <= 0 {
+    if !provider.has_history() || days <= 0 {
         return Ok(None);
     }
     let now = Utc::now();

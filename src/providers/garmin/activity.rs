@@ -232,7 +232,7 @@ pub fn parse_file_kind(kind: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
     use crate::providers::garmin::Garmin;
-    use crate::providers::Provider;
+    use crate::providers::{Provider, PushedFiles};
     use serde_json::json;
 
     // 2026-03-01T07:00:00-05:00.

@@ -18,8 +18,8 @@ use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterva
 
 use super::mapped::{after_secs, local_midnight, provider_source, shape};
 use super::{
-    same, Capabilities, Coverage, Endpoints, FileDownload, MapError, Mapped, Notice, OAuthSettings,
-    Provider, PullRequest, WebhookError,
+    same, BackfillProvider, Coverage, Endpoints, FileDownload, MapError, Mapped, Notice,
+    OAuthSettings, Provider, PullRequest, PushModes, PushProvider, PushedFiles, WebhookError,
 };
 use wearhouse_domain::records::ScoreComponent;
 
@@ -431,15 +431,6 @@ impl Provider for Garmin {
         "Garmin"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            webhook_stream: true,
-            webhook_callback: true,
-            max_historical_days: Some(30),
-            ..Capabilities::default()
-        }
-    }
-
     fn oauth(&self) -> OAuthSettings {
         OAuthSettings {
             // Permissions are granted in Garmin's developer portal, not by scope.
@@ -454,46 +445,6 @@ impl Provider for Garmin {
             .get("userId")
             .and_then(Value::as_str)
             .map(String::from)
-    }
-
-    fn data_types(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn first_page(&self, data_type: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> PullRequest {
-        PullRequest {
-            path: format!("/wellness-api/rest/{data_type}"),
-            query: vec![],
-        }
-    }
-
-    fn next_page(&self, _: &PullRequest, _: &Value) -> Option<PullRequest> {
-        None
-    }
-
-    fn backfill_types(&self) -> &'static [&'static str] {
-        BACKFILL_TYPES
-    }
-
-    fn backfill_request(
-        &self,
-        data_type: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Option<PullRequest> {
-        BACKFILL_TYPES.contains(&data_type).then(|| PullRequest {
-            path: format!("/wellness-api/rest/backfill/{data_type}"),
-            query: vec![
-                (
-                    "summaryStartTimeInSeconds".into(),
-                    start.timestamp().to_string(),
-                ),
-                (
-                    "summaryEndTimeInSeconds".into(),
-                    end.timestamp().to_string(),
-                ),
-            ],
-        })
     }
 
     /// Garmin's evaluation budget is 100 requests a minute per app.
@@ -564,39 +515,16 @@ impl Provider for Garmin {
         Ok(m)
     }
 
-    fn file_downloads(&self, data_type: &str, items: &Value) -> Vec<FileDownload> {
-        if data_type == "activityFiles" {
-            activity::file_downloads(items)
-        } else {
-            vec![]
-        }
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        Some(self)
     }
 
-    fn map_file(
-        &self,
-        kind: &str,
-        bytes: &[u8],
-        user_id: Uuid,
-    ) -> Option<Result<Mapped, MapError>> {
-        let (file_type, activity_id) = activity::parse_file_kind(kind)?;
-        let source = provider_source(user_id, NAME, "Garmin");
-        let ds = source.id;
-        let mut m = Mapped {
-            sources: vec![source],
-            ..Mapped::default()
-        };
-        // TCX and GPX files are kept raw but not read yet: Garmin sends FIT unless an app asked
-        // otherwise, and the FIT file holds everything the other two do.
-        if file_type == "FIT" {
-            if let Err(e) = fit::map_fit(bytes, ds, activity_id, &mut m) {
-                return Some(Err(e));
-            }
-        } else {
-            m.sources.clear();
-        }
-        Some(Ok(m))
+    fn as_backfill(&self) -> Option<&dyn BackfillProvider> {
+        Some(self)
     }
+}
 
+impl PushProvider for Garmin {
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -686,6 +614,91 @@ impl Provider for Garmin {
             }
         }
         Ok(out)
+    }
+
+    /// Garmin pushes the records, or a callback to fetch them from (ping mode).
+    fn modes(&self) -> PushModes {
+        PushModes {
+            stream: true,
+            callback: true,
+            ..PushModes::default()
+        }
+    }
+
+    /// Garmin's pushes are not timestamped (nor signed).
+    fn webhook_timestamp(&self, _: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    fn as_files(&self) -> Option<&dyn PushedFiles> {
+        Some(self)
+    }
+}
+
+impl PushedFiles for Garmin {
+    fn file_downloads(&self, data_type: &str, items: &Value) -> Vec<FileDownload> {
+        if data_type == "activityFiles" {
+            activity::file_downloads(items)
+        } else {
+            vec![]
+        }
+    }
+
+    fn map_file(
+        &self,
+        kind: &str,
+        bytes: &[u8],
+        user_id: Uuid,
+    ) -> Option<Result<Mapped, MapError>> {
+        let (file_type, activity_id) = activity::parse_file_kind(kind)?;
+        let source = provider_source(user_id, NAME, "Garmin");
+        let ds = source.id;
+        let mut m = Mapped {
+            sources: vec![source],
+            ..Mapped::default()
+        };
+        // TCX and GPX files are kept raw but not read yet: Garmin sends FIT unless an app asked
+        // otherwise, and the FIT file holds everything the other two do.
+        if file_type == "FIT" {
+            if let Err(e) = fit::map_fit(bytes, ds, activity_id, &mut m) {
+                return Some(Err(e));
+            }
+        } else {
+            m.sources.clear();
+        }
+        Some(Ok(m))
+    }
+}
+
+impl BackfillProvider for Garmin {
+    fn backfill_types(&self) -> &'static [&'static str] {
+        BACKFILL_TYPES
+    }
+
+    fn backfill_request(
+        &self,
+        data_type: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Option<PullRequest> {
+        BACKFILL_TYPES.contains(&data_type).then(|| PullRequest {
+            path: format!("/wellness-api/rest/backfill/{data_type}"),
+            query: vec![
+                (
+                    "summaryStartTimeInSeconds".into(),
+                    start.timestamp().to_string(),
+                ),
+                (
+                    "summaryEndTimeInSeconds".into(),
+                    end.timestamp().to_string(),
+                ),
+            ],
+        })
+    }
+
+    /// At most 30 days before the user's consent.
+    fn max_historical_days(&self) -> u32 {
+        30
     }
 }
 

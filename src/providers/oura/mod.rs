@@ -13,8 +13,9 @@ use wearhouse_domain::workout_type::WorkoutType;
 use super::mapped::{body_snapshot, local_midnight, numeric_components, provider_source, shape};
 use super::{
     parse_time, parse_webhook_timestamp, same, verification_token, verify_timestamped_hmac,
-    AppRequest, Capabilities, Coverage, Endpoints, MapError, Mapped, Notice, OAuthSettings,
-    Provider, PullRequest, Subscription, WebhookError,
+    AppRequest, Coverage, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider,
+    PullProvider, PullRequest, PushModes, PushProvider, Subscription, SubscriptionProvider,
+    WebhookError,
 };
 
 pub struct Oura;
@@ -324,14 +325,6 @@ impl Provider for Oura {
         "Oura"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            rest_pull: true,
-            webhook_ping: true,
-            ..Capabilities::default()
-        }
-    }
-
     fn oauth(&self) -> OAuthSettings {
         OAuthSettings {
             scopes: "personal daily activity heartrate workout session spo2 ring_configuration heart_health",
@@ -345,44 +338,6 @@ impl Provider for Oura {
             .get("id")
             .and_then(Value::as_str)
             .map(String::from)
-    }
-
-    fn data_types(&self) -> &'static [&'static str] {
-        TYPES
-    }
-
-    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
-        let query = match data_type {
-            "personal_info" => vec![],
-            // Heart rate is the one collection windowed by instants, not dates.
-            "heartrate" => vec![
-                ("start_datetime".into(), start.to_rfc3339()),
-                ("end_datetime".into(), end.to_rfc3339()),
-            ],
-            _ => vec![
-                ("start_date".into(), start.date_naive().to_string()),
-                ("end_date".into(), end.date_naive().to_string()),
-            ],
-        };
-        PullRequest {
-            path: format!("{COLLECTION}{data_type}"),
-            query,
-        }
-    }
-
-    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
-        let token = body.get("next_token").and_then(Value::as_str)?;
-        let mut query: Vec<(String, String)> = previous
-            .query
-            .iter()
-            .filter(|(k, _)| k != "next_token")
-            .cloned()
-            .collect();
-        query.push(("next_token".into(), token.into()));
-        Some(PullRequest {
-            path: previous.path.clone(),
-            query,
-        })
     }
 
     /// Oura allows 5,000 requests per 5 minutes per app.
@@ -431,6 +386,58 @@ impl Provider for Oura {
         self.map_items(data_type, body, user_id)
     }
 
+    fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        Some(self)
+    }
+
+    fn as_subscriptions(&self) -> Option<&dyn SubscriptionProvider> {
+        Some(self)
+    }
+}
+
+impl PullProvider for Oura {
+    fn data_types(&self) -> &'static [&'static str] {
+        TYPES
+    }
+
+    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
+        let query = match data_type {
+            "personal_info" => vec![],
+            // Heart rate is the one collection windowed by instants, not dates.
+            "heartrate" => vec![
+                ("start_datetime".into(), start.to_rfc3339()),
+                ("end_datetime".into(), end.to_rfc3339()),
+            ],
+            _ => vec![
+                ("start_date".into(), start.date_naive().to_string()),
+                ("end_date".into(), end.date_naive().to_string()),
+            ],
+        };
+        PullRequest {
+            path: format!("{COLLECTION}{data_type}"),
+            query,
+        }
+    }
+
+    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
+        let token = body.get("next_token").and_then(Value::as_str)?;
+        let mut query: Vec<(String, String)> = previous
+            .query
+            .iter()
+            .filter(|(k, _)| k != "next_token")
+            .cloned()
+            .collect();
+        query.push(("next_token".into(), token.into()));
+        Some(PullRequest {
+            path: previous.path.clone(),
+            query,
+        })
+    }
+
     fn map_snapshot(
         &self,
         data_type: &str,
@@ -449,7 +456,9 @@ impl Provider for Oura {
             ))
         })
     }
+}
 
+impl PushProvider for Oura {
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -463,6 +472,12 @@ impl Provider for Oura {
             ("x-oura-signature", "x-oura-timestamp"),
             |sig| hex::decode(sig.to_ascii_lowercase()).ok(),
         )
+    }
+
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        headers
+            .get("x-oura-timestamp")
+            .and_then(|t| parse_webhook_timestamp(t))
     }
 
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
@@ -483,27 +498,16 @@ impl Provider for Oura {
         }])
     }
 
-    fn has_challenge(&self) -> bool {
-        true
-    }
-
-    fn challenge(
-        &self,
-        query: &BTreeMap<String, String>,
-        endpoints: &Endpoints,
-    ) -> Result<Value, WebhookError> {
-        let token = query
-            .get("verification_token")
-            .ok_or(WebhookError::Signature)?;
-        if !same(token.as_bytes(), verification_token(endpoints).as_bytes()) {
-            return Err(WebhookError::Signature);
+    /// Oura pings; the data is pulled.
+    fn modes(&self) -> PushModes {
+        PushModes {
+            ping: true,
+            ..PushModes::default()
         }
-        let challenge = query
-            .get("challenge")
-            .ok_or_else(|| WebhookError::Payload("challenge missing".into()))?;
-        Ok(json!({ "challenge": challenge }))
     }
+}
 
+impl SubscriptionProvider for Oura {
     /// One subscription per (data type × create/update), as upstream registers them.
     fn subscription_requests(&self, endpoints: &Endpoints, callback_url: &str) -> Vec<AppRequest> {
         let token = verification_token(endpoints);
@@ -522,14 +526,14 @@ impl Provider for Oura {
             .collect()
     }
 
-    fn list_subscriptions(&self, endpoints: &Endpoints) -> Option<AppRequest> {
-        Some(AppRequest {
+    fn list_subscriptions(&self, endpoints: &Endpoints) -> AppRequest {
+        AppRequest {
             method: "GET",
             path: SUBSCRIPTIONS.into(),
             headers: app_headers(endpoints),
             body: Value::Null,
             key: None,
-        })
+        }
     }
 
     /// Oura lists subscriptions as a bare array of `{id, callback_url, event_type, data_type,
@@ -556,20 +560,31 @@ impl Provider for Oura {
             .collect()
     }
 
-    fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> Option<AppRequest> {
-        Some(AppRequest {
+    fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> AppRequest {
+        AppRequest {
             method: "PUT",
             path: format!("{SUBSCRIPTIONS}/renew/{id}"),
             headers: app_headers(endpoints),
             body: Value::Null,
             key: None,
-        })
+        }
     }
 
-    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-        headers
-            .get("x-oura-timestamp")
-            .and_then(|t| parse_webhook_timestamp(t))
+    fn challenge(
+        &self,
+        query: &BTreeMap<String, String>,
+        endpoints: &Endpoints,
+    ) -> Result<Value, WebhookError> {
+        let token = query
+            .get("verification_token")
+            .ok_or(WebhookError::Signature)?;
+        if !same(token.as_bytes(), verification_token(endpoints).as_bytes()) {
+            return Err(WebhookError::Signature);
+        }
+        let challenge = query
+            .get("challenge")
+            .ok_or_else(|| WebhookError::Payload("challenge missing".into()))?;
+        Ok(json!({ "challenge": challenge }))
     }
 }
 
@@ -864,7 +879,7 @@ mod tests {
             got[0].expires_at.unwrap().to_rfc3339(),
             "2026-04-01T00:00:00+00:00"
         );
-        let renew = Oura.renew_subscription(&ep, "s-1").unwrap();
+        let renew = Oura.renew_subscription(&ep, "s-1");
         assert_eq!(
             (renew.method, renew.path.as_str()),
             ("PUT", "/v2/webhook/subscription/renew/s-1")

@@ -16,9 +16,9 @@ use wearhouse_domain::workout_type::WorkoutType;
 
 use super::mapped::{body_snapshot, components, provider_source, shape};
 use super::{
-    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, Coverage,
-    DerivedSamples, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest,
-    SampleAnchor, WebhookError,
+    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Coverage, DerivedSamples,
+    Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullProvider, PullRequest,
+    PushModes, PushProvider, PushedDeletes, SampleAnchor, WebhookError,
 };
 
 pub struct Whoop;
@@ -113,14 +113,6 @@ impl Provider for Whoop {
         "Whoop"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            rest_pull: true,
-            webhook_ping: true,
-            ..Capabilities::default()
-        }
-    }
-
     fn oauth(&self) -> OAuthSettings {
         OAuthSettings {
             scopes: "offline read:cycles read:sleep read:recovery read:workout read:profile read:body_measurement",
@@ -135,41 +127,6 @@ impl Provider for Whoop {
             Value::String(s) => Some(s.clone()),
             _ => None,
         }
-    }
-
-    fn data_types(&self) -> &'static [&'static str] {
-        TYPES
-    }
-
-    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
-        let query = if data_type == "body" {
-            vec![]
-        } else {
-            vec![
-                ("start".into(), start.to_rfc3339()),
-                ("end".into(), end.to_rfc3339()),
-                ("limit".into(), "25".into()),
-            ]
-        };
-        PullRequest {
-            path: path(data_type).into(),
-            query,
-        }
-    }
-
-    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
-        let token = body.get("next_token").and_then(Value::as_str)?;
-        let mut query: Vec<(String, String)> = previous
-            .query
-            .iter()
-            .filter(|(k, _)| k != "nextToken")
-            .cloned()
-            .collect();
-        query.push(("nextToken".into(), token.into()));
-        Some(PullRequest {
-            path: previous.path.clone(),
-            query,
-        })
     }
 
     /// Whoop allows 100 requests a minute per app.
@@ -390,6 +347,51 @@ impl Provider for Whoop {
         Ok(m)
     }
 
+    fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        Some(self)
+    }
+}
+
+impl PullProvider for Whoop {
+    fn data_types(&self) -> &'static [&'static str] {
+        TYPES
+    }
+
+    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
+        let query = if data_type == "body" {
+            vec![]
+        } else {
+            vec![
+                ("start".into(), start.to_rfc3339()),
+                ("end".into(), end.to_rfc3339()),
+                ("limit".into(), "25".into()),
+            ]
+        };
+        PullRequest {
+            path: path(data_type).into(),
+            query,
+        }
+    }
+
+    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
+        let token = body.get("next_token").and_then(Value::as_str)?;
+        let mut query: Vec<(String, String)> = previous
+            .query
+            .iter()
+            .filter(|(k, _)| k != "nextToken")
+            .cloned()
+            .collect();
+        query.push(("nextToken".into(), token.into()));
+        Some(PullRequest {
+            path: previous.path.clone(),
+            query,
+        })
+    }
+
     fn map_snapshot(
         &self,
         data_type: &str,
@@ -408,7 +410,9 @@ impl Provider for Whoop {
             ))
         })
     }
+}
 
+impl PushProvider for Whoop {
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -422,6 +426,12 @@ impl Provider for Whoop {
             ("x-whoop-signature", "x-whoop-signature-timestamp"),
             |sig| STANDARD.decode(sig).ok(),
         )
+    }
+
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        headers
+            .get("x-whoop-signature-timestamp")
+            .and_then(|t| parse_webhook_timestamp(t))
     }
 
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
@@ -455,6 +465,20 @@ impl Provider for Whoop {
         }])
     }
 
+    /// Whoop pings (and says what it deleted); the data is pulled.
+    fn modes(&self) -> PushModes {
+        PushModes {
+            ping: true,
+            ..PushModes::default()
+        }
+    }
+
+    fn as_deletes(&self) -> Option<&dyn PushedDeletes> {
+        Some(self)
+    }
+}
+
+impl PushedDeletes for Whoop {
     fn deleted_records(
         &self,
         data_type: &str,
@@ -502,12 +526,6 @@ impl Provider for Whoop {
             }),
             _ => None,
         }
-    }
-
-    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-        headers
-            .get("x-whoop-signature-timestamp")
-            .and_then(|t| parse_webhook_timestamp(t))
     }
 }
 
