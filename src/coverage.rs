@@ -277,7 +277,7 @@ mod tests {
                     .unwrap_or_default()
                     .iter()
                     .filter_map(|t| {
-                        crate::simulator::oura_records(t, &q)
+                        crate::simulator::oura::records(t, &q)
                             .map(|items| (t.to_string(), json!({ "data": items })))
                     })
                     .collect(),
@@ -287,7 +287,7 @@ mod tests {
                     .unwrap_or_default()
                     .iter()
                     .map(|t| {
-                        let records = crate::simulator::whoop_records(t, &q);
+                        let records = crate::simulator::whoop::records(t, &q);
                         (t.to_string(), json!({ "records": records }))
                     })
                     .collect(),

@@ -11,6 +11,7 @@ pub mod mapped;
 pub mod oauth;
 pub mod oura;
 pub mod pacer;
+pub mod payload;
 pub mod scheduler;
 pub mod whoop;
 
