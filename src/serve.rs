@@ -101,7 +101,7 @@ pub async fn start(
         cfg.providers.clone(),
         sealer,
     );
-    let syncs = Syncs::new(providers.clone(), jobs.clone());
+    let syncs = Syncs::new(providers.clone(), jobs.clone()).with_runner(commands.runner.clone());
     jobs_runner = jobs_runner.register(
         crate::services::syncs::KIND,
         Arc::new(SyncJob {

@@ -50,7 +50,7 @@ pub enum SyncError {
     #[error("mapping: {0}")]
     Map(#[from] super::MapError),
     #[error("storage: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     #[error("cancelled")]
     Cancelled,
     #[error("backfill failed for {0}")]
@@ -63,8 +63,29 @@ pub enum SyncError {
     Download(String),
 }
 
-fn store_err(e: impl std::fmt::Display) -> SyncError {
-    SyncError::Store(e.to_string())
+/// A storage failure (database, raw store, log writer) with its cause kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        let source: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        // Postgres says what failed in its source; its own text is only "db error".
+        let message = match source.downcast_ref::<tokio_postgres::Error>() {
+            Some(pg) => wearhouse_log::pg_message(pg),
+            None => source.to_string(),
+        };
+        StoreError { message, source }
+    }
+}
+
+pub(crate) fn store_err(e: impl std::error::Error + Send + Sync + 'static) -> SyncError {
+    SyncError::Store(StoreError::new(e))
 }
 
 /// What a finished run did.
@@ -1400,7 +1421,7 @@ impl Engine {
         let resp = self
             .send_app(&endpoints, &list)
             .await
-            .map_err(|e| SyncError::Store(e.without_url().to_string()))?;
+            .map_err(|e| store_err(e.without_url()))?;
         if !resp.status().is_success() {
             return Err(SyncError::Status(resp.status().as_u16()));
         }
