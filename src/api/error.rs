@@ -205,7 +205,7 @@ impl From<crate::services::backfills::BackfillError> for ApiError {
 }
 
 /// An error and its sources, for the log.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
