@@ -294,7 +294,8 @@ mod tests {
                 _ => crate::providers::garmin::PUSH_TYPES
                     .iter()
                     .map(|t| {
-                        let items = crate::simulator::garmin_items(t, 1_772_323_200, 1_772_496_000);
+                        let items =
+                            crate::simulator::garmin::items(t, 1_772_323_200, 1_772_496_000);
                         (t.to_string(), Value::Array(items))
                     })
                     .collect(),

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Json, Path, Query};
 use poem::{get, handler, post, EndpointExt, IntoResponse, Request, Response, Route};
@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 use crate::crypto::{hmac_sha256, pkce_challenge};
 
 pub mod fit;
+pub mod garmin;
 pub mod oura;
 pub mod whoop;
 
@@ -372,7 +373,7 @@ async fn api(
                 None => return StatusCode::NOT_FOUND.into_response(),
             }
         }
-        ("garmin", "/wellness-api/rest/user/id") => json!({"userId": "garmin-user-1"}),
+        ("garmin", "/wellness-api/rest/user/id") => json!({ "userId": garmin::USER }),
         ("garmin", "/wellness-api/rest/activityFile") => {
             let id = q.get("id").cloned().unwrap_or_default();
             let activity = shared
@@ -396,7 +397,7 @@ async fn api(
         {
             let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
             let kind = &p["/wellness-api/rest/".len()..];
-            Value::Array(garmin_items(
+            Value::Array(garmin::items(
                 kind,
                 num("uploadStartTimeInSeconds"),
                 num("uploadEndTimeInSeconds"),
@@ -423,7 +424,7 @@ async fn api(
                 return (StatusCode::CONFLICT, "duplicate backfill").into_response();
             }
             let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-            let items = garmin_items(
+            let items = garmin::items(
                 &kind,
                 num("summaryStartTimeInSeconds"),
                 num("summaryEndTimeInSeconds"),
@@ -602,73 +603,6 @@ fn set_config(Json(c): Json<SimConfig>, shared: Data<&Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Garmin summaries of `kind` for each day in `[start, end)` (epoch seconds), at -05:00.
-pub(crate) fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
-    let off = -18000i64;
-    let mut out = Vec::new();
-    let first = DateTime::from_timestamp(start, 0)
-        .unwrap_or_default()
-        .date_naive();
-    for d in first.iter_days().take(31) {
-        let midnight = d
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc()
-            .timestamp()
-            - off;
-        if midnight >= end {
-            break;
-        }
-        let n = d.day() as i64;
-        let user = "garmin-user-1";
-        out.push(match kind {
-            "dailies" => json!({"userId": user, "summaryId": format!("d-{d}"), "calendarDate": d.to_string(),
-                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "durationInSeconds": 86400,
-                "steps": 7000 + 100 * n, "distanceInMeters": 5600.0, "activeTimeInSeconds": 3000,
-                "activeKilocalories": 420, "floorsClimbed": 6, "restingHeartRateInBeatsPerMinute": 54,
-                "timeOffsetHeartRateSamples": {"0": 58, "3600": 61}}),
-            "sleeps" => json!({"userId": user, "summaryId": format!("s-{d}"), "calendarDate": d.to_string(),
-                "startTimeInSeconds": midnight - 3600, "startTimeOffsetInSeconds": off, "durationInSeconds": 25200,
-                "sleepLevelsMap": {
-                    "light": [{"startTimeInSeconds": midnight - 3600, "endTimeInSeconds": midnight + 3600}],
-                    "deep": [{"startTimeInSeconds": midnight + 3600, "endTimeInSeconds": midnight + 9000}],
-                    "rem": [{"startTimeInSeconds": midnight + 9000, "endTimeInSeconds": midnight + 21600}]},
-                // A 25-minute nap after lunch, listed in the day's sleep summary as Garmin does.
-                "naps": [{"napStartTimeInSeconds": midnight + 14 * 3600 + 600, "napDurationInSeconds": 1500,
-                    "napOffsetInSeconds": off, "napValidation": "DEVICE"}]}),
-            "activities" => json!({"userId": user, "summaryId": format!("a-{d}"), "activityId": 1000 + n,
-                "activityType": "RUNNING", "startTimeInSeconds": midnight + 7 * 3600,
-                "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
-                "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
-                "activeKilocalories": 380, "distanceInMeters": 6000.0}),
-            "hrv" => json!({"userId": user, "summaryId": format!("h-{d}"), "calendarDate": d.to_string(),
-                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "lastNightAvg": 42,
-                "hrvValues": {"300": 40, "600": 44}}),
-            "activityDetails" => {
-                // The same activity as `activities` (its summary is repeated, as Garmin does),
-                // with a sample every 15 s for its first 5 minutes and two laps.
-                let t0 = midnight + 7 * 3600;
-                let samples: Vec<Value> = (0..20i64)
-                    .map(|i| json!({"startTimeInSeconds": t0 + 15 * i, "heartRate": 120 + i,
-                        "speedMetersPerSecond": 2.5, "stepsPerMinute": 160, "elevationInMeters": 50.0,
-                        "latitudeInDegree": 40.7, "longitudeInDegree": -74.0, "airTemperatureCelcius": 10.0,
-                        "totalDistanceInMeters": 37.5 * i as f64, "timerDurationInSeconds": 15 * i,
-                        "clockDurationInSeconds": 15 * i, "movingDurationInSeconds": 15 * i}))
-                    .collect();
-                json!({"userId": user, "summaryId": format!("a-{d}-detail"), "activityId": 1000 + n,
-                    "summary": {"summaryId": format!("a-{d}"), "activityType": "RUNNING",
-                        "startTimeInSeconds": t0, "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
-                        "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
-                        "activeKilocalories": 380, "distanceInMeters": 6000.0},
-                    "samples": samples,
-                    "laps": [{"startTimeInSeconds": t0}, {"startTimeInSeconds": t0 + 1200}]})
-            }
-            _ => return vec![],
-        });
-    }
-    out
-}
-
 /// Posts `body` to Garmin's configured push target, as Garmin does after a backfill request.
 async fn garmin_push(target: String, client_id: String, body: Value) {
     let _ = reqwest::Client::new()
@@ -709,10 +643,10 @@ async fn garmin_activity(
     );
     let host = req.header("host").unwrap_or("127.0.0.1").to_string();
     let file_token = format!("ft-{}", shared.next());
-    let body = json!({"activityFiles": [{"userId": "garmin-user-1", "summaryId": format!("{id}-file"),
-        "activityId": o.activity_id, "fileType": "FIT", "manual": false,
-        "startTimeInSeconds": o.start, "activityName": "Morning Run",
-        "callbackURL": format!("http://{host}/garmin/api/wellness-api/rest/activityFile?id={id}&token={file_token}")}]});
+    let url = format!(
+        "http://{host}/garmin/api/wellness-api/rest/activityFile?id={id}&token={file_token}"
+    );
+    let body = json!({ "activityFiles": [garmin::activity_file(o.activity_id, o.start, url)] });
     let (target, client_id) = shared.garmin.lock().expect("lock").clone();
     let Some(target) = target else {
         return (StatusCode::BAD_REQUEST, "no garmin_push_target configured").into_response();
