@@ -296,25 +296,30 @@ mod tests {
             let c = p.coverage();
             let bodies: Vec<(String, Value)> = match p.name() {
                 "oura" => p
-                    .data_types()
+                    .as_pull()
+                    .map(|pull| pull.data_types())
+                    .unwrap_or_default()
                     .iter()
                     .filter_map(|t| {
-                        crate::simulator::oura_records(t, &q)
+                        crate::simulator::oura::records(t, &q)
                             .map(|items| (t.to_string(), json!({ "data": items })))
                     })
                     .collect(),
                 "whoop" => p
-                    .data_types()
+                    .as_pull()
+                    .map(|pull| pull.data_types())
+                    .unwrap_or_default()
                     .iter()
                     .map(|t| {
-                        let records = crate::simulator::whoop_records(t, &q);
+                        let records = crate::simulator::whoop::records(t, &q);
                         (t.to_string(), json!({ "records": records }))
                     })
                     .collect(),
                 _ => crate::providers::garmin::PUSH_TYPES
                     .iter()
                     .map(|t| {
-                        let items = crate::simulator::garmin_items(t, 1_772_323_200, 1_772_496_000);
+                        let items =
+                            crate::simulator::garmin::items(t, 1_772_323_200, 1_772_496_000);
                         (t.to_string(), Value::Array(items))
                     })
                     .collect(),

@@ -108,7 +108,7 @@ pub async fn start(
         cfg.webhooks.settings(),
         Arc::new(crate::webhooks::SystemClock),
     );
-    let syncs = Syncs::new(providers.clone(), jobs.clone());
+    let syncs = Syncs::new(providers.clone(), jobs.clone()).with_runner(commands.runner.clone());
     jobs_runner = jobs_runner.register(
         crate::services::syncs::KIND,
         Arc::new(SyncJob {

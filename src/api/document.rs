@@ -181,7 +181,7 @@ fn constrain(
             Some(one_of(
                 providers
                     .iter()
-                    .filter(|p| p.has_challenge())
+                    .filter(|p| p.as_subscriptions().is_some())
                     .map(|p| p.name().to_string())
                     .collect(),
             ))
@@ -195,7 +195,7 @@ fn constrain(
             Some(one_of(
                 providers
                     .iter()
-                    .filter(|p| p.capabilities().rest_pull)
+                    .filter(|p| p.as_pull().is_some())
                     .map(|p| p.name().to_string())
                     .collect(),
             ))
@@ -247,7 +247,8 @@ fn constrain(
         "type_name" => Some(one_of(
             providers
                 .iter()
-                .flat_map(|p| p.backfill_types().iter().map(|t| t.to_string()))
+                .filter_map(|p| p.as_backfill())
+                .flat_map(|b| b.backfill_types().iter().map(|t| t.to_string()))
                 .collect(),
         )),
         _ => None,

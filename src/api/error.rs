@@ -154,7 +154,7 @@ impl From<crate::providers::engine::SyncError> for ApiError {
             S::NoConnection(_) => ApiError::not_found(e.to_string()),
             S::Busy => ApiError::conflict(e.to_string()),
             S::RateLimited(_) => ApiError::TooManyRequests(d(e.to_string())),
-            S::Store(_) => internal_api(e),
+            S::Store(_) => internal_api(error_chain(&e)),
             _ => ApiError::BadGateway(d(e.to_string())),
         }
     }
@@ -205,7 +205,7 @@ impl From<crate::services::backfills::BackfillError> for ApiError {
 }
 
 /// An error and its sources, for the log.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -229,6 +229,22 @@ impl From<crate::services::syncs::SyncsError> for ApiError {
         match e {
             S::Sync(e) => e.into(),
             S::Jobs(_) | S::Pool(_) | S::Db(_) => internal_api(e),
+        }
+    }
+}
+
+impl From<crate::services::syncs::PullError> for ApiError {
+    fn from(e: crate::services::syncs::PullError) -> Self {
+        use crate::services::syncs::PullError as P;
+        match e {
+            P::UnknownProvider(_) | P::EmptyWindow => ApiError::bad_request(e.to_string()),
+            P::NotPullable(_) | P::NoWorkouts(_) | P::NoData247(_) => {
+                ApiError::not_implemented(e.to_string())
+            }
+            P::NoConnection(_) => ApiError::not_found(e.to_string()),
+            P::Sync(s) => s.into(),
+            P::Syncs(s) => s.into(),
+            P::Pool(_) | P::Db(_) => internal_api(error_chain(&e)),
         }
     }
 }

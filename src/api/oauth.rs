@@ -3,19 +3,16 @@
 //! link any user's id to their own provider account. `WEARHOUSE_OAUTH_PUBLIC_AUTHORIZE=true`
 //! restores the contract's public behaviour.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
-use serde_json::Value;
 use tracing::warn;
 use uuid::Uuid;
-use wearhouse_domain::connection::{
-    connection_id, Connection, ConnectionCommand, STATE_TTL_MINUTES,
-};
+use wearhouse_domain::connection::{connection_id, Connection, ConnectionCommand};
 
 use wearhouse_domain::provider_setting::{
     ProviderSetting as ProviderSettingAggregate, ProviderSettingCommand, SettingChange,
@@ -26,6 +23,7 @@ use crate::auth::{DeveloperAuth, MaybeCredential};
 use crate::crypto::connection_context;
 use crate::ingest::sdk::Platform;
 use crate::providers::oauth;
+use crate::services::connections::{CallbackError, CallbackParams, Connections};
 
 #[derive(Tags)]
 enum Tag {
@@ -135,11 +133,34 @@ fn failure_redirect(
         .unwrap_or_else(|| error_redirect(state, message))
 }
 
-fn actor() -> crate::store::Actor {
-    crate::store::Actor {
-        kind: "oauth",
-        id: "callback".into(),
-        request_id: None,
+/// Where a failed callback sends the user: before its state is known, our error page; after,
+/// the integrator's app when it gave a redirect. Our own failures are errors.
+fn callback_failure(state: &AppState, e: CallbackError) -> Result<Redirect, ApiError> {
+    use CallbackError as C;
+    match &e {
+        C::Pool(_) | C::Db(_) | C::Verifier(_) => {
+            Err(super::error::internal_api(super::error::error_chain(&e)))
+        }
+        C::UnknownProvider | C::MissingState | C::InvalidState | C::StateUsed => {
+            Ok(error_redirect(state, &e.to_string()))
+        }
+        C::Denied { consent, .. }
+        | C::MissingCode(consent)
+        | C::Exchange { consent, .. }
+        | C::Record { consent, .. } => {
+            if let C::Exchange { source, .. } = &e {
+                let error = super::error::error_chain(source);
+                warn!(provider = consent.provider, %error, "code exchange failed");
+            }
+            Ok(failure_redirect(
+                state,
+                consent.redirect_uri.as_deref(),
+                consent.provider,
+                consent.user_id,
+                e.code(),
+                &e.to_string(),
+            ))
+        }
     }
 }
 
@@ -247,155 +268,30 @@ impl OAuthApi {
         error: Query<Option<String>>,
         error_description: Query<Option<String>>,
     ) -> Result<Redirect, ApiError> {
-        let Some((p, endpoints)) = state.providers.registry.get(&provider.0) else {
-            return Ok(error_redirect(&state, "Unknown provider"));
+        let params = CallbackParams {
+            callback_url: callback_url(&state, &provider.0),
+            provider: provider.0,
+            code: code.0,
+            state: oauth_state.0,
+            error: error.0,
+            error_description: error_description.0,
         };
-        let Some(st) = oauth_state.0 else {
-            return Ok(error_redirect(&state, "Missing state"));
+        let connections = Connections::new(
+            state.providers.clone(),
+            state.commands.clone(),
+            state.syncs.clone(),
+        );
+        let consent = match connections.callback(params).await {
+            Ok(c) => c,
+            Err(e) => return callback_failure(&state, e),
         };
-        let hash = oauth::state_hash(&st);
-        let row = state
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                "SELECT stream_id, user_id, provider, redirect_uri, pkce_verifier, state_used, state_started_at \
-                 FROM connections WHERE state_hash = $1",
-                &[&hash],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Ok(error_redirect(&state, "Invalid or expired state"));
-        };
-        let (stream, user_id, row_provider): (String, Uuid, String) =
-            (row.get(0), row.get(1), row.get(2));
-        let stored_redirect: Option<String> = row.get(3);
-        let sealed_verifier: Option<String> = row.get(4);
-        let used: bool = row.get(5);
-        let started: chrono::DateTime<Utc> = row.get(6);
-        if row_provider != p.name() {
-            return Ok(error_redirect(&state, "Invalid or expired state"));
-        }
-        if used {
-            return Ok(error_redirect(&state, "OAuth state already used"));
-        }
-        if Utc::now() - started > Duration::minutes(STATE_TTL_MINUTES) {
-            return Ok(error_redirect(&state, "Invalid or expired state"));
-        }
-        let fail = |error: &str, message: &str| {
-            failure_redirect(
-                &state,
-                stored_redirect.as_deref(),
-                p.name(),
-                user_id,
-                error,
-                message,
-            )
-        };
-        if let Some(e) = error.0 {
-            let message = error_description.0.unwrap_or_else(|| e.clone());
-            let deny = ConnectionCommand::Deny {
-                state_hash: hash,
-                error: e.clone(),
-                at: Utc::now(),
-            };
-            let _ = state
-                .commands
-                .execute::<Connection>(&stream, deny, &actor(), Some(user_id), Some("connections"))
-                .await;
-            return Ok(fail(&e, &format!("Authorization denied: {message}")));
-        }
-        let Some(code) = code.0 else {
-            return Ok(fail("invalid_request", "Missing authorization code"));
-        };
-        let verifier = match sealed_verifier {
-            Some(s) => Some(
-                state
-                    .providers
-                    .sealer
-                    .open(&s, &connection_context(&stream, "pkce_verifier"))
-                    .map_err(super::error::internal_api)?
-                    .plain,
-            ),
-            None => None,
-        };
-        let http = &state.providers.http;
-        let tokens = match oauth::exchange_code(
-            http,
-            &endpoints,
-            &code,
-            &callback_url(&state, p.name()),
-            verifier.as_deref(),
-        )
-        .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(provider = p.name(), error = %e, "code exchange failed");
-                return Ok(fail(
-                    "server_error",
-                    "Could not exchange the authorization code",
-                ));
-            }
-        };
-        let mut provider_user_id = None;
-        if let Some(path) = p.oauth().user_info_path {
-            let info = http
-                .get(format!("{}{path}", endpoints.api_url))
-                .bearer_auth(tokens.access_token.secret())
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success());
-            if let Some(r) = info {
-                if let Ok(v) = r.json::<Value>().await {
-                    provider_user_id = p.provider_user_id(&v);
-                }
-            }
-        }
-        let command = ConnectionCommand::Authorize {
-            state_hash: hash,
-            provider_user_id,
-            scope: tokens
-                .scope
-                .clone()
-                .or_else(|| Some(p.oauth().scopes.to_string())),
-            tokens: state.providers.seal_tokens(user_id, p.name(), &tokens),
-            at: Utc::now(),
-        };
-        if let Err(e) = state
-            .commands
-            .execute::<Connection>(
-                &stream,
-                command,
-                &actor(),
-                Some(user_id),
-                Some("connections"),
-            )
-            .await
-        {
-            return Ok(fail("server_error", &e.to_string()));
-        }
-        if let Err(e) = crate::services::connections::after_connect(
-            &state.syncs,
-            &state.providers.config,
-            p.as_ref(),
-            user_id,
-        )
-        .await
-        {
-            // The connection stands; its first pull can be asked for with POST …/sync.
-            tracing::error!(provider = p.name(), error = %e, "first pull not recorded");
-        }
+        let (p, user_id, stored_redirect) =
+            (consent.provider, consent.user_id, consent.redirect_uri);
         let user = user_id.to_string();
         let to_app = stored_redirect.as_deref().and_then(|r| {
             app_redirect(
                 r,
-                &[
-                    ("success", "true"),
-                    ("provider", p.name()),
-                    ("user_id", &user),
-                ],
+                &[("success", "true"), ("provider", p), ("user_id", &user)],
             )
         });
         if let Some(to) = to_app {
@@ -407,7 +303,7 @@ impl OAuthApi {
         ))
         .expect("public URL is absolute");
         url.query_pairs_mut()
-            .append_pair("provider", p.name())
+            .append_pair("provider", p)
             .append_pair("user_id", &user);
         Ok(Redirect::SeeOther(url.to_string()))
     }

@@ -20,8 +20,8 @@ use wearhouse_log::Cursor;
 
 use super::{request_id, users, ApiError, AppState};
 use crate::auth::{AnyCredential, DeveloperAuth};
-use crate::providers::engine::{SyncError, SyncRequest};
 use crate::services::backfills::Backfills;
+use crate::services::syncs::{PullOrder, PullReport, PullScope};
 use crate::services::webhooks::{Delivery, Webhooks};
 use wearhouse_log::writer::{self, Out};
 
@@ -554,136 +554,48 @@ impl SyncApi {
             .transpose()?
             .map(|t| t.with_timezone(&Utc));
         users::load(&state, user_id.0).await?;
-        let (p, _) = state
-            .providers
-            .registry
-            .get(&provider.0)
-            .ok_or_else(|| ApiError::bad_request(format!("Unknown provider {}", provider.0)))?;
-        if !p.capabilities().rest_pull {
-            return Err(ApiError::not_implemented(format!(
-                "{} does not support pull sync",
-                p.name()
-            )));
-        }
-        let last: Option<DateTime<Utc>> = state
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                "SELECT last_synced_at FROM connections WHERE user_id = $1 AND provider = $2 AND status = 'active'",
-                &[&user_id.0, &p.name()],
-            )
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("No active {} connection for this user", p.name())))?
-            .get(0);
-        let start = if since.0 > 0 {
-            DateTime::from_timestamp(since.0, 0).unwrap_or_default()
-        } else if let Some(t) = window_start {
-            t
-        } else {
-            last.unwrap_or_else(|| Utc::now() - chrono::Duration::days(1))
-        };
-        let end = window_end.unwrap_or_else(Utc::now);
-        if start >= end {
-            return Err(ApiError::bad_request(
-                "The sync window is empty: its start must be before its end",
-            ));
-        }
-        let workout_types: Vec<String> = p
-            .data_types()
-            .iter()
-            .filter(|t| **t == "workout")
-            .map(|t| t.to_string())
-            .collect();
-        let other_types: Vec<String> = p
-            .data_types()
-            .iter()
-            .filter(|t| **t != "workout")
-            .map(|t| t.to_string())
-            .collect();
-        let types: Vec<String> = match data_type.0 {
-            DataType::All => vec![],
-            DataType::Workouts if workout_types.is_empty() => {
-                return Err(ApiError::not_implemented(format!(
-                    "Provider '{}' does not support workouts",
-                    p.name()
-                )))
-            }
-            DataType::Workouts => workout_types,
-            DataType::Data247 if other_types.is_empty() => {
-                return Err(ApiError::not_implemented(format!(
-                    "Provider '{}' does not support 247 data (sleep/recovery/activity)",
-                    p.name()
-                )))
-            }
-            DataType::Data247 => other_types,
-        };
-        let req = SyncRequest {
-            run_id: Uuid::new_v4(),
+        let order = PullOrder {
             user_id: user_id.0,
-            provider: p.name().into(),
-            source: "pull".into(),
-            start,
-            end,
-            data_types: types,
+            provider: provider.0,
+            since: since.0,
+            window_start,
+            window_end,
+            scope: match data_type.0 {
+                DataType::All => PullScope::All,
+                DataType::Workouts => PullScope::Workouts,
+                DataType::Data247 => PullScope::Data247,
+            },
         };
+        let pull = state.syncs.plan_pull(order).await?;
         if run_async.0 {
-            let task = state.syncs.start_async(req).await?.to_string();
+            let name = pull.request.provider.clone();
+            let task = state.syncs.start_async(pull.request).await?.to_string();
             return Ok(Json(SyncResponse {
                 success: true,
                 is_async: Some(true),
                 task_id: Some(task),
                 message: Some(format!(
-                    "Sync task queued for {}. Check task status for results.",
-                    p.name()
+                    "Sync task queued for {name}. Check task status for results."
                 )),
                 details: None,
             }));
         }
-        let run_id = req.run_id;
-        let result = state.providers.sync(req).await;
-        // Read your writes: once this answers, the run's read model shows how it ended.
-        wait_for_run(&state, run_id).await;
-        match result {
-            Ok(o) => {
-                // Upstream's shape: `workouts` (records) and `data_247` (per type), for the
-                // data types asked for.
-                let mut details = serde_json::Map::new();
-                if data_type.0 != DataType::Data247 && p.data_types().contains(&"workout") {
-                    let workouts: u64 = o
-                        .per_type
-                        .iter()
-                        .filter(|(t, _)| t == "workout")
-                        .map(|(_, n)| n)
-                        .sum();
-                    details.insert("workouts".into(), Value::from(workouts));
-                }
-                if data_type.0 != DataType::Workouts {
-                    let other: serde_json::Map<String, Value> = o
-                        .per_type
-                        .iter()
-                        .filter(|(t, _)| t != "workout")
-                        .map(|(t, n)| (t.clone(), Value::from(*n)))
-                        .collect();
-                    details.insert("data_247".into(), Value::Object(other));
-                }
-                Ok(Json(SyncResponse {
-                    success: true,
-                    is_async: None,
-                    task_id: None,
-                    message: None,
-                    details: Some(Value::Object(details)),
-                }))
-            }
-            Err(SyncError::Busy) => Err(SyncError::Busy.into()),
-            Err(e) => Ok(Json(SyncResponse {
+        Ok(Json(match state.syncs.run_pull(pull).await? {
+            PullReport::Done(details) => SyncResponse {
+                success: true,
+                is_async: None,
+                task_id: None,
+                message: None,
+                details: Some(details),
+            },
+            PullReport::Failed(message) => SyncResponse {
                 success: false,
                 is_async: None,
                 task_id: None,
-                message: Some(e.to_string()),
+                message: Some(message),
                 details: None,
-            })),
-        }
+            },
+        }))
     }
 
     /// Pull the last `days` days in the background
@@ -1066,25 +978,6 @@ impl SyncApi {
 
 /// Waits until the `sync_runs` read model has applied every event of run `run_id`, so a
 /// response after a blocking sync is never contradicted by `/sync/runs`.
-async fn wait_for_run(state: &AppState, run_id: Uuid) {
-    let Some(runner) = &state.commands.runner else {
-        return;
-    };
-    let Ok(client) = state.pool.get().await else {
-        return;
-    };
-    let cursor = wearhouse_log::read::last_cursor_of(&client, "SyncRun", &run_id.to_string()).await;
-    drop(client);
-    if let Ok(Some(c)) = cursor {
-        if !runner
-            .wait_for("sync_runs", c, Duration::from_secs(10))
-            .await
-        {
-            warn!(run = %run_id, "sync_runs read model did not catch up within 10 s");
-        }
-    }
-}
-
 /// Revokes the user's connection to `provider`, as upstream: an unknown provider name is 400,
 /// no connection at all is 404, and an already revoked one is left as it is (success).
 async fn revoke(

@@ -16,7 +16,7 @@ use wearhouse_domain::records::DataEvent;
 use wearhouse_domain::sync_run::{Metadata, Outcome as RunOutcome, Stage, SyncRun, SyncRunCommand};
 
 use super::oauth::{self, OAuthError, TokenSet};
-use super::{Endpoints, Provider, PullRequest, Registry};
+use super::{BackfillProvider, Endpoints, Provider, PullProvider, PullRequest, Registry};
 use crate::config::ProvidersConfig;
 use crate::crypto::Sealer;
 use crate::ingest::raw::{self, RawMeta};
@@ -50,7 +50,7 @@ pub enum SyncError {
     #[error("mapping: {0}")]
     Map(#[from] super::MapError),
     #[error("storage: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     #[error("cancelled")]
     Cancelled,
     #[error("backfill failed for {0}")]
@@ -63,8 +63,29 @@ pub enum SyncError {
     Download(String),
 }
 
-fn store_err(e: impl std::fmt::Display) -> SyncError {
-    SyncError::Store(e.to_string())
+/// A storage failure (database, raw store, log writer) with its cause kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        let source: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        // Postgres says what failed in its source; its own text is only "db error".
+        let message = match source.downcast_ref::<tokio_postgres::Error>() {
+            Some(pg) => wearhouse_log::pg_message(pg),
+            None => source.to_string(),
+        };
+        StoreError { message, source }
+    }
+}
+
+pub(crate) fn store_err(e: impl std::error::Error + Send + Sync + 'static) -> SyncError {
+    SyncError::Store(StoreError::new(e))
 }
 
 /// What a finished run did.
@@ -343,8 +364,12 @@ impl Engine {
             self.run_cmd(req.run_id, req.user_id, start).await?;
         }
         let mut live = self.live_tokens(req, endpoints).await?;
-        if req.source == "backfill" && !provider.backfill_types().is_empty() {
-            return self.backfill(req, provider, endpoints, &mut live).await;
+        if req.source == "backfill" {
+            if let Some(backfill) = provider.as_backfill() {
+                return self
+                    .backfill(req, provider, backfill, endpoints, &mut live)
+                    .await;
+            }
         }
         // Every user linked to this provider account receives what this one pull brings
         // (the contract's linked accounts): the requesting user first.
@@ -353,12 +378,17 @@ impl Engine {
         let mut outs: Vec<Vec<Out>> = users.iter().map(|_| Vec::new()).collect();
         let mut per_type = Vec::new();
         let mut records = 0u64;
-        let types: Vec<&str> = provider
-            .data_types()
-            .iter()
-            .copied()
-            .filter(|t| req.data_types.is_empty() || req.data_types.iter().any(|x| x == t))
-            .collect();
+        // A provider without a pull (Garmin) has nothing to fetch here: its data is pushed.
+        let pull = provider.as_pull();
+        let mut types: Vec<(&dyn PullProvider, &str)> = Vec::new();
+        if let Some(pull) = pull {
+            for t in pull.data_types() {
+                if req.data_types.is_empty() || req.data_types.iter().any(|x| x == t) {
+                    types.push((pull, t));
+                }
+            }
+        }
+        let names: Vec<&str> = types.iter().map(|(_, t)| *t).collect();
         self.run_cmd(
             req.run_id,
             req.user_id,
@@ -366,13 +396,13 @@ impl Engine {
                 stage: Stage::Fetching,
                 processed: 0,
                 total: None,
-                message: Some(format!("Fetching {}", types.join(", "))),
+                message: Some(format!("Fetching {}", names.join(", "))),
                 at: Utc::now(),
             },
         )
         .await?;
-        for data_type in types {
-            let mut page = Some(provider.first_page(data_type, req.start, req.end));
+        for (pull, data_type) in types {
+            let mut page = Some(pull.first_page(data_type, req.start, req.end));
             let mut count = 0u64;
             while let Some(request) = page.take() {
                 let bytes = self.get(req, endpoints, &request, &mut live).await?;
@@ -399,7 +429,7 @@ impl Engine {
                     .map_err(|_| SyncError::Malformed(data_type.into()))?;
                 // Mapped once per user: record and source ids are per user.
                 for (i, (user, out)) in users.iter().zip(outs.iter_mut()).enumerate() {
-                    let mapped = match provider.map_snapshot(data_type, &body, *user, received) {
+                    let mapped = match pull.map_snapshot(data_type, &body, *user, received) {
                         Some(m) => m?,
                         None => provider.map(data_type, &body, *user)?,
                     };
@@ -408,7 +438,7 @@ impl Engine {
                     }
                     out.extend(mapped.into_out(*user).map_err(store_err)?);
                 }
-                page = provider.next_page(&request, &body);
+                page = pull.next_page(&request, &body);
                 if page.is_some() {
                     // A page is stored raw, the next is not fetched, nothing is written.
                     crate::crashpoint::hit("sync.page");
@@ -465,19 +495,18 @@ impl Engine {
         &self,
         req: &SyncRequest,
         provider: &dyn Provider,
+        backfill: &dyn BackfillProvider,
         endpoints: &Endpoints,
         live: &mut Live,
     ) -> Result<Outcome, SyncError> {
-        let mut start = req.start;
-        if let Some(days) = provider.capabilities().max_historical_days {
-            let consent = live.authorized_at.unwrap_or_else(Utc::now);
-            start = start.max(consent - chrono::Duration::days(days as i64));
-        }
+        let consent = live.authorized_at.unwrap_or_else(Utc::now);
+        let days = i64::from(backfill.max_historical_days());
+        let start = req.start.max(consent - chrono::Duration::days(days));
         let key = (req.user_id, req.provider.clone());
         let mut requested = 0u64;
         let mut per_type = Vec::new();
         let mut failed = Vec::new();
-        for data_type in provider.backfill_types() {
+        for data_type in backfill.backfill_types() {
             if !req.data_types.is_empty() && !req.data_types.iter().any(|t| t == data_type) {
                 continue;
             }
@@ -489,7 +518,7 @@ impl Engine {
             {
                 return Err(SyncError::Cancelled);
             }
-            let Some(request) = provider.backfill_request(data_type, start, req.end) else {
+            let Some(request) = backfill.backfill_request(data_type, start, req.end) else {
                 continue;
             };
             let status = match self.get(req, endpoints, &request, live).await {
@@ -546,7 +575,10 @@ impl Engine {
         items: &Value,
         raw_ref: wearhouse_domain::import::RawPayloadRef,
     ) -> Result<Outcome, SyncError> {
-        let downloads = provider.file_downloads(data_type, items);
+        let files = provider.as_push().and_then(|p| p.as_files());
+        let downloads = files
+            .map(|f| f.file_downloads(data_type, items))
+            .unwrap_or_default();
         let (files, fetch_err) = if downloads.is_empty() {
             (Vec::new(), None)
         } else {
@@ -1095,7 +1127,11 @@ fn map_files(
             mapping_version: provider.mapping_version(),
             received_at: Some(Utc::now()),
         }));
-        match provider.map_file(&f.kind, &f.bytes, user) {
+        let mapped = provider
+            .as_push()
+            .and_then(|p| p.as_files())
+            .and_then(|files| files.map_file(&f.kind, &f.bytes, user));
+        match mapped {
             Some(Ok(m)) => {
                 records += m.records();
                 match m.into_out(user) {
@@ -1238,7 +1274,11 @@ pub async fn replay(
             .await
             .map_err(store_err)?;
         let mut mapped = Vec::new();
-        if let Some(m) = p.map_file(&kind, &bytes, user) {
+        let file = p
+            .as_push()
+            .and_then(|push| push.as_files())
+            .and_then(|files| files.map_file(&kind, &bytes, user));
+        if let Some(m) = file {
             mapped.push(m);
         } else if let Ok(body) = serde_json::from_slice::<Value>(&bytes) {
             mapped.extend(map_json(
@@ -1284,15 +1324,19 @@ fn map_json(
 ) -> Vec<Result<super::Mapped, super::MapError>> {
     if kind != "webhook" {
         return vec![p
-            .map_snapshot(kind, body, user, received_at)
+            .as_pull()
+            .and_then(|pull| pull.map_snapshot(kind, body, user, received_at))
             .unwrap_or_else(|| p.map(kind, body, user))];
     }
+    let Some(push) = p.as_push() else {
+        return vec![];
+    };
     let account = accounts
         .iter()
         .find(|(pr, _)| pr == p.name())
         .and_then(|(_, a)| a.clone());
     let mut mapped = Vec::new();
-    for notice in p.parse_webhook(body).unwrap_or_default() {
+    for notice in push.parse_webhook(body).unwrap_or_default() {
         if let super::Notice::Data {
             provider_user_id,
             data_type,
@@ -1319,8 +1363,11 @@ impl Engine {
             .registry
             .get(provider)
             .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
+        let Some(subs) = p.as_subscriptions() else {
+            return Ok(0);
+        };
         let mut ok = 0;
-        for r in p.subscription_requests(&endpoints, callback_url) {
+        for r in subs.subscription_requests(&endpoints, callback_url) {
             match self.send_app(&endpoints, &r).await {
                 Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => ok += 1,
                 Ok(resp) => warn!(
@@ -1367,13 +1414,14 @@ impl Engine {
             .registry
             .get(provider)
             .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
-        let Some(list) = p.list_subscriptions(&endpoints) else {
+        let Some(subs) = p.as_subscriptions() else {
             return Ok((0, 0));
         };
+        let list = subs.list_subscriptions(&endpoints);
         let resp = self
             .send_app(&endpoints, &list)
             .await
-            .map_err(|e| SyncError::Store(e.without_url().to_string()))?;
+            .map_err(|e| store_err(e.without_url()))?;
         if !resp.status().is_success() {
             return Err(SyncError::Status(resp.status().as_u16()));
         }
@@ -1381,8 +1429,8 @@ impl Engine {
             .json()
             .await
             .map_err(|_| SyncError::Malformed("subscriptions".into()))?;
-        let existing = p.parse_subscriptions(&body);
-        let wanted = p.subscription_requests(&endpoints, callback_url);
+        let existing = subs.parse_subscriptions(&body);
+        let wanted = subs.subscription_requests(&endpoints, callback_url);
         let now = Utc::now();
         let renew_by = now + chrono::Duration::days(self.config.subscription_renew_days);
         let (create, renew) =
@@ -1402,9 +1450,7 @@ impl Engine {
             }
         }
         for id in renew {
-            let Some(r) = p.renew_subscription(&endpoints, &id) else {
-                continue;
-            };
+            let r = subs.renew_subscription(&endpoints, &id);
             match self.send_app(&endpoints, &r).await {
                 Ok(resp) if resp.status().is_success() => renewed += 1,
                 Ok(resp) => warn!(

@@ -1,6 +1,7 @@
-//! Cloud providers. Each folder implements [`Provider`]: its OAuth settings, how to page through
-//! each data type over a time window, how to check and read its webhooks, and a pure, versioned
-//! mapping from its raw JSON to normalized records. Everything that does I/O (HTTP, tokens,
+//! Cloud providers. Each folder implements [`Provider`] (its OAuth settings and a pure,
+//! versioned mapping from its payloads, typed in its `payload` module, to normalized records)
+//! and the capability traits it has: [`PullProvider`], [`PushProvider`], [`BackfillProvider`],
+//! [`SubscriptionProvider`]. Everything that does I/O (HTTP, tokens,
 //! storage) lives in `engine` and `oauth` and is shared by every provider.
 
 pub mod engine;
@@ -10,6 +11,7 @@ pub mod mapped;
 pub mod oauth;
 pub mod oura;
 pub mod pacer;
+pub mod payload;
 pub mod scheduler;
 pub mod whoop;
 
@@ -142,7 +144,7 @@ pub enum Notice {
         scope: String,
     },
     /// The provider deleted one of its records (Whoop `*.deleted`): authoritative, so what was
-    /// mapped from it goes (see [`Provider::deleted_records`]).
+    /// mapped from it goes (see [`PushedDeletes`]).
     Deleted {
         provider_user_id: String,
         data_type: String,
@@ -164,54 +166,98 @@ pub enum WebhookError {
     Stale(u64),
 }
 
-/// A provider integration. Every method is pure: no I/O, no clock, no randomness.
+/// How a provider's webhooks deliver data (the contract's `webhook_*` flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PushModes {
+    /// Deliveries carry the records themselves ([`Notice::Data`]).
+    pub stream: bool,
+    /// Deliveries only say what changed; the data is pulled ([`Notice::Pull`]).
+    pub ping: bool,
+    /// Deliveries carry a URL to fetch the data from ([`Notice::Fetch`]).
+    pub callback: bool,
+}
+
+/// A provider integration: what every provider has (identity, OAuth, its mapping), plus the
+/// capabilities it implements, each its own trait reached through an `as_*` accessor. Callers
+/// ask for the capability they need (`p.as_pull()`), so a provider implements only what it
+/// does, and [`Provider::capabilities`] follows from that. Every method is pure: no I/O, no
+/// clock, no randomness.
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     fn display_name(&self) -> &'static str;
-    fn capabilities(&self) -> Capabilities;
     fn oauth(&self) -> OAuthSettings;
     /// The provider's id of the user, from the user-info response.
     fn provider_user_id(&self, user_info: &Value) -> Option<String>;
+    /// The app-wide request budget per minute (all users together); `None` for no pacing.
+    fn requests_per_minute(&self) -> Option<u32>;
+    /// Bumped whenever [`Provider::map`] changes output for the same input.
+    fn mapping_version(&self) -> u32;
+    /// What [`Provider::map`] delivers (listed by `/meta/coverage`).
+    fn coverage(&self) -> Coverage;
+    /// Maps one response (or pushed batch) of `data_type` for `user_id` to records.
+    fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError>;
+
+    /// Pulls data over REST ([`PullProvider`]).
+    fn as_pull(&self) -> Option<&dyn PullProvider> {
+        None
+    }
+    /// Receives webhooks ([`PushProvider`]).
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        None
+    }
+    /// Answers history requests by push ([`BackfillProvider`]).
+    fn as_backfill(&self) -> Option<&dyn BackfillProvider> {
+        None
+    }
+    /// Needs app-level webhook subscriptions kept alive ([`SubscriptionProvider`]).
+    fn as_subscriptions(&self) -> Option<&dyn SubscriptionProvider> {
+        None
+    }
+
+    /// The contract's flags, from the capabilities implemented.
+    fn capabilities(&self) -> Capabilities {
+        let modes = self.as_push().map(|p| p.modes()).unwrap_or_default();
+        Capabilities {
+            rest_pull: self.as_pull().is_some(),
+            webhook_stream: modes.stream,
+            webhook_ping: modes.ping,
+            webhook_callback: modes.callback,
+            max_historical_days: self.as_backfill().map(|b| b.max_historical_days()),
+        }
+    }
+
+    /// Whether a first history can be fetched for a new connection: pulled, or requested by
+    /// backfill.
+    fn has_history(&self) -> bool {
+        self.as_pull().is_some() || self.as_backfill().is_some()
+    }
+}
+
+/// Pulls data from the provider's REST API, page by page over a time window.
+pub trait PullProvider: Send + Sync {
     /// The data types pulled by a sync, in order.
     fn data_types(&self) -> &'static [&'static str];
     /// The first page of `data_type` over `[start, end)`.
     fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest;
     /// The next page after `previous`, whose response was `body`; `None` at the end.
     fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest>;
-    /// Bumped whenever [`Provider::map`] changes output for the same input.
-    fn mapping_version(&self) -> u32;
-    /// What [`Provider::map`] delivers (listed by `/meta/coverage`).
-    fn coverage(&self) -> Coverage;
-    /// Maps one response (or webhook body) of `data_type` for `user_id` to records.
-    fn map(&self, data_type: &str, body: &Value, user_id: Uuid) -> Result<Mapped, MapError>;
     /// Maps a response that describes the user as of now rather than at a time of its own
     /// (profile weight and height). `received_at` is when the response arrived, so a replay
-    /// gives the same result. `None`: `data_type` is not such a snapshot.
+    /// gives the same result. `None`: `data_type` is not such a snapshot (mapped by
+    /// [`Provider::map`]).
     fn map_snapshot(
         &self,
-        _data_type: &str,
-        _body: &Value,
-        _user_id: Uuid,
-        _received_at: DateTime<Utc>,
-    ) -> Option<Result<Mapped, MapError>> {
-        None
-    }
-    /// Files a pushed batch points at (Garmin's activity files): the engine downloads each with
-    /// the user's token, stores the bytes raw under `kind`, then maps them with
-    /// [`Provider::map_file`].
-    fn file_downloads(&self, _data_type: &str, _items: &Value) -> Vec<FileDownload> {
-        vec![]
-    }
-    /// Maps a downloaded file stored raw under `kind` (as [`Provider::file_downloads`] named
-    /// it). `None`: `kind` is not a file of this provider.
-    fn map_file(
-        &self,
-        _kind: &str,
-        _bytes: &[u8],
-        _user_id: Uuid,
-    ) -> Option<Result<Mapped, MapError>> {
-        None
-    }
+        data_type: &str,
+        body: &Value,
+        user_id: Uuid,
+        received_at: DateTime<Utc>,
+    ) -> Option<Result<Mapped, MapError>>;
+}
+
+/// Receives the provider's webhook deliveries.
+pub trait PushProvider: Send + Sync {
+    /// What its deliveries carry.
+    fn modes(&self) -> PushModes;
     /// Checks a webhook delivery's signature. `headers` have lower-case names.
     fn verify_webhook(
         &self,
@@ -219,84 +265,87 @@ pub trait Provider: Send + Sync {
         body: &[u8],
         endpoints: &Endpoints,
     ) -> Result<(), WebhookError>;
+    /// When a signed delivery says it was sent (its signed timestamp header), so stale or
+    /// future-dated deliveries (replays) can be refused; `None`: not timestamped.
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>>;
+    /// What a verified delivery asks for.
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError>;
+    /// Files its pushes point at ([`PushedFiles`]).
+    fn as_files(&self) -> Option<&dyn PushedFiles> {
+        None
+    }
+    /// What its delete notices ([`Notice::Deleted`]) remove ([`PushedDeletes`]).
+    fn as_deletes(&self) -> Option<&dyn PushedDeletes> {
+        None
+    }
+}
+
+/// Pushes that point at files (Garmin's activity files): the engine downloads each with the
+/// user's token, stores the bytes raw under their kind, then maps them with
+/// [`PushedFiles::map_file`].
+pub trait PushedFiles: Send + Sync {
+    /// The files a pushed batch of `data_type` points at.
+    fn file_downloads(&self, data_type: &str, items: &Value) -> Vec<FileDownload>;
+    /// Maps a downloaded file stored raw under `kind` (as [`PushedFiles::file_downloads`]
+    /// named it). `None`: `kind` is not a file of this provider.
+    fn map_file(&self, kind: &str, bytes: &[u8], user_id: Uuid)
+        -> Option<Result<Mapped, MapError>>;
+}
+
+/// The records a provider-side delete ([`Notice::Deleted`]) removes.
+pub trait PushedDeletes: Send + Sync {
     /// The records mapped from the provider's `data_type` record `external_id` for `user_id`
-    /// (the record and what derives from it, such as its score), for a provider-side delete.
+    /// (the record and what derives from it, such as its score).
     fn deleted_records(
         &self,
-        _data_type: &str,
-        _external_id: &str,
-        _user_id: Uuid,
-    ) -> Vec<(RecordKind, Uuid)> {
-        vec![]
-    }
-    /// The samples mapped from the provider's `data_type` record `external_id` for `user_id`,
-    /// for a provider-side delete: which series of which source, at the time of which of the
-    /// record's mapped records (the deletion reads that time from its read model, since the
-    /// delete notice names only the provider's id).
+        data_type: &str,
+        external_id: &str,
+        user_id: Uuid,
+    ) -> Vec<(RecordKind, Uuid)>;
+    /// The samples mapped from that record: which series of which source, at the time of which
+    /// of the record's mapped records (the deletion reads that time from its read model, since
+    /// the delete notice names only the provider's id).
     fn deleted_samples(
         &self,
-        _data_type: &str,
-        _external_id: &str,
-        _user_id: Uuid,
-    ) -> Option<DerivedSamples> {
-        None
-    }
-    /// When a signed webhook delivery says it was sent (its signed timestamp header), so
-    /// stale or future-dated deliveries (replays) can be refused; `None`: not timestamped.
-    fn webhook_timestamp(&self, _headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-        None
-    }
-    /// The app-wide request budget per minute (all users together); `None` for no pacing.
-    fn requests_per_minute(&self) -> Option<u32> {
-        None
-    }
-    /// Data types whose history is requested by backfill (the provider pushes the result).
-    fn backfill_types(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// The backfill request of `data_type` over `[start, end)`.
+        data_type: &str,
+        external_id: &str,
+        user_id: Uuid,
+    ) -> Option<DerivedSamples>;
+}
+
+/// History requested from the provider, which pushes the result to the webhook (Garmin).
+pub trait BackfillProvider: Send + Sync {
+    /// Data types whose history is requested by backfill.
+    fn backfill_types(&self) -> &'static [&'static str];
+    /// The backfill request of `data_type` over `[start, end)`; `None`: not a backfill type.
     fn backfill_request(
         &self,
-        _data_type: &str,
-        _start: DateTime<Utc>,
-        _end: DateTime<Utc>,
-    ) -> Option<PullRequest> {
-        None
-    }
-    /// Whether the provider verifies its webhook URL with a GET challenge ([`Self::challenge`]).
-    fn has_challenge(&self) -> bool {
-        false
-    }
-    /// The answer to a GET verification challenge, when the provider uses one.
+        data_type: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Option<PullRequest>;
+    /// How far before the user's consent history can be requested.
+    fn max_historical_days(&self) -> u32;
+}
+
+/// App-level webhook subscriptions that must be created and renewed for the provider to ping
+/// (Oura), with the GET challenge that verifies the callback URL.
+pub trait SubscriptionProvider: Send + Sync {
+    /// The subscriptions to create so the provider pings `callback_url`; each request's `key`
+    /// names the subscription it creates (as [`Subscription::key`]).
+    fn subscription_requests(&self, endpoints: &Endpoints, callback_url: &str) -> Vec<AppRequest>;
+    /// The request listing the app's subscriptions.
+    fn list_subscriptions(&self, endpoints: &Endpoints) -> AppRequest;
+    /// The subscriptions in a listing response.
+    fn parse_subscriptions(&self, body: &Value) -> Vec<Subscription>;
+    /// The request renewing subscription `id` before it expires.
+    fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> AppRequest;
+    /// The answer to the GET verification challenge of the callback URL.
     fn challenge(
         &self,
-        _query: &BTreeMap<String, String>,
-        _endpoints: &Endpoints,
-    ) -> Result<Value, WebhookError> {
-        Err(WebhookError::Unsupported)
-    }
-    /// App-level webhook subscriptions to create so the provider pings `callback_url`; each
-    /// request's `key` names the subscription it creates (as [`Subscription::key`]).
-    fn subscription_requests(
-        &self,
-        _endpoints: &Endpoints,
-        _callback_url: &str,
-    ) -> Vec<AppRequest> {
-        vec![]
-    }
-    /// The request listing the app's subscriptions; `None`: subscriptions cannot be listed.
-    fn list_subscriptions(&self, _endpoints: &Endpoints) -> Option<AppRequest> {
-        None
-    }
-    /// The subscriptions in a listing response.
-    fn parse_subscriptions(&self, _body: &Value) -> Vec<Subscription> {
-        vec![]
-    }
-    /// The request renewing subscription `id` before it expires.
-    fn renew_subscription(&self, _endpoints: &Endpoints, _id: &str) -> Option<AppRequest> {
-        None
-    }
+        query: &BTreeMap<String, String>,
+        endpoints: &Endpoints,
+    ) -> Result<Value, WebhookError>;
 }
 
 /// A file to download for a pushed batch.

@@ -43,16 +43,20 @@ pub enum OAuthError {
     InvalidGrant,
     /// Any other OAuth error (`invalid_client`, `unauthorized_client`, ...): a configuration
     /// or provider problem; the connection stands and the next attempt retries.
-    #[error("the token endpoint refused the request: {0}")]
-    Rejected(String),
+    #[error("the token endpoint refused the request: {}", .0.as_ref())]
+    Rejected(BasicErrorResponseType),
     #[error("the token endpoint answered HTTP {0}")]
     Status(u16),
-    #[error("could not reach the provider: {0}")]
-    Http(String),
+    #[error("could not reach the provider")]
+    Http(#[source] reqwest::Error),
     #[error("the token endpoint answered with a malformed response")]
     Malformed,
-    #[error("the provider's OAuth endpoints are misconfigured: {0}")]
-    Config(String),
+    #[error("the provider's OAuth endpoints are misconfigured: the {what} is not a valid URL")]
+    Config {
+        what: &'static str,
+        #[source]
+        source: oauth2::url::ParseError,
+    },
 }
 
 impl OAuthError {
@@ -66,8 +70,8 @@ impl OAuthError {
 /// than handed to `oauth2` as (unparseable) error bodies.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("{0}")]
-    Send(String),
+    #[error("sending the request")]
+    Send(#[source] reqwest::Error),
     #[error("HTTP {0}")]
     Status(u16),
 }
@@ -92,7 +96,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| TransportError::Send(e.without_url().to_string()))?;
+                .map_err(|e| TransportError::Send(e.without_url()))?;
             let status = resp.status();
             if status.is_server_error() || status.as_u16() == 429 {
                 return Err(TransportError::Status(status.as_u16()));
@@ -101,7 +105,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
             let body = resp
                 .bytes()
                 .await
-                .map_err(|e| TransportError::Send(e.without_url().to_string()))?;
+                .map_err(|e| TransportError::Send(e.without_url()))?;
             let mut out = oauth2::http::Response::new(body.to_vec());
             *out.status_mut() = status;
             *out.headers_mut() = headers;
@@ -113,17 +117,15 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 fn client(endpoints: &Endpoints, redirect_uri: Option<&str>) -> Result<Client, OAuthError> {
-    let bad = |what: &str| OAuthError::Config(format!("{what} is not a valid URL"));
+    let bad = |what: &'static str| move |source| OAuthError::Config { what, source };
     let mut c = BasicClient::new(ClientId::new(endpoints.client_id.clone()))
         .set_client_secret(ClientSecret::new(endpoints.client_secret.clone()))
-        .set_auth_uri(
-            AuthUrl::new(endpoints.authorize_url.clone()).map_err(|_| bad("authorize URL"))?,
-        )
-        .set_token_uri(TokenUrl::new(endpoints.token_url.clone()).map_err(|_| bad("token URL"))?)
+        .set_auth_uri(AuthUrl::new(endpoints.authorize_url.clone()).map_err(bad("authorize URL"))?)
+        .set_token_uri(TokenUrl::new(endpoints.token_url.clone()).map_err(bad("token URL"))?)
         // Every supported provider takes the client credentials in the form body.
         .set_auth_type(AuthType::RequestBody);
     if let Some(r) = redirect_uri {
-        c = c.set_redirect_uri(RedirectUrl::new(r.to_string()).map_err(|_| bad("callback URL"))?);
+        c = c.set_redirect_uri(RedirectUrl::new(r.to_string()).map_err(bad("callback URL"))?);
     }
     Ok(c)
 }
@@ -183,10 +185,10 @@ fn classify(e: RequestTokenError<TransportError, BasicErrorResponse>) -> OAuthEr
     match e {
         RequestTokenError::ServerResponse(r) => match r.error() {
             BasicErrorResponseType::InvalidGrant => OAuthError::InvalidGrant,
-            other => OAuthError::Rejected(other.as_ref().to_string()),
+            other => OAuthError::Rejected(other.clone()),
         },
         RequestTokenError::Request(TransportError::Status(s)) => OAuthError::Status(s),
-        RequestTokenError::Request(TransportError::Send(m)) => OAuthError::Http(m),
+        RequestTokenError::Request(TransportError::Send(e)) => OAuthError::Http(e),
         // Parse errors carry the body, which may hold tokens: never shown.
         RequestTokenError::Parse(..) | RequestTokenError::Other(_) => OAuthError::Malformed,
     }
@@ -269,7 +271,7 @@ mod tests {
         };
         assert!(matches!(
             authorize_url(&settings, &bad, "http://me/cb", "st", None),
-            Err(OAuthError::Config(_))
+            Err(OAuthError::Config { .. })
         ));
     }
 

@@ -26,7 +26,7 @@ pub async fn run(engine: Arc<Engine>, syncs: Syncs, mut shutdown: watch::Receive
     let pull: Vec<String> = engine
         .registry
         .all()
-        .filter(|p| p.capabilities().rest_pull)
+        .filter(|p| p.as_pull().is_some())
         .map(|p| p.name().to_string())
         .collect();
     loop {
@@ -76,10 +76,7 @@ pub async fn maintain_subscriptions(
     loop {
         for p in engine.registry.all() {
             let name = p.name();
-            let Some((_, endpoints)) = engine.registry.get(name) else {
-                continue;
-            };
-            if p.list_subscriptions(&endpoints).is_none() {
+            if p.as_subscriptions().is_none() {
                 continue;
             }
             let callback = format!("{public_url}/api/v1/providers/{name}/webhooks");

@@ -135,10 +135,10 @@ impl Backfills {
             .registry
             .get(provider)
             .ok_or_else(|| BackfillError::UnknownProvider(provider.into()))?;
-        let caps = p.capabilities();
-        if !caps.rest_pull && !caps.webhook_callback {
+        if !p.has_history() {
             return Err(BackfillError::NoHistory(p.name()));
         }
+        let caps = p.capabilities();
         let days = caps
             .max_historical_days
             .map_or(days, |max| days.min(max as i64));

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use serde_json::Value;
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::jobs::{EnqueueOptions, JobContext, JobError, JobFailure, JobHandler, Jobs};
-use crate::providers::engine::{Engine, SyncError, SyncRequest};
+use crate::providers::engine::{store_err, Engine, SyncError, SyncRequest};
+use wearhouse_projections::Runner;
 
 pub const KIND: &str = "provider_sync";
 
@@ -46,11 +48,23 @@ pub struct SyncJobPayload {
 pub struct Syncs {
     engine: Arc<Engine>,
     jobs: Jobs,
+    /// The projection runner, when this process runs one: a pull run from the API answers
+    /// once its run's read model caught up.
+    runner: Option<Arc<Runner>>,
 }
 
 impl Syncs {
     pub fn new(engine: Arc<Engine>, jobs: Jobs) -> Self {
-        Syncs { engine, jobs }
+        Syncs {
+            engine,
+            jobs,
+            runner: None,
+        }
+    }
+
+    /// The same, waiting on `runner` for read-your-writes.
+    pub fn with_runner(self, runner: Option<Arc<Runner>>) -> Self {
+        Syncs { runner, ..self }
     }
 
     /// Queues the run (visible at once as `queued`) and records the job that runs it.
@@ -114,6 +128,188 @@ impl Syncs {
     }
 }
 
+/// Which data types a pull from the API asks for (upstream's `data_type`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PullScope {
+    All,
+    Workouts,
+    /// Everything but workouts (sleep, recovery, activity, ...).
+    Data247,
+}
+
+/// A pull asked for from the API.
+#[derive(Debug, Clone)]
+pub struct PullOrder {
+    pub user_id: Uuid,
+    pub provider: String,
+    /// The window's start in Unix seconds; 0: not given.
+    pub since: i64,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub scope: PullScope,
+}
+
+/// Why a pull from the API was refused or could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("Unknown provider {0}")]
+    UnknownProvider(String),
+    #[error("{0} does not support pull sync")]
+    NotPullable(&'static str),
+    #[error("No active {0} connection for this user")]
+    NoConnection(&'static str),
+    #[error("The sync window is empty: its start must be before its end")]
+    EmptyWindow,
+    #[error("Provider '{0}' does not support workouts")]
+    NoWorkouts(&'static str),
+    #[error("Provider '{0}' does not support 247 data (sleep/recovery/activity)")]
+    NoData247(&'static str),
+    /// Refused by the engine before running (another run of the connection holds it).
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Syncs(#[from] SyncsError),
+    #[error("connection pool")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {}", wearhouse_log::pg_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// A pull checked and ready to run or queue.
+#[derive(Debug, Clone)]
+pub struct Pull {
+    pub request: SyncRequest,
+    pub scope: PullScope,
+    /// Whether the provider pulls workouts (reported apart from the other types).
+    pulls_workouts: bool,
+}
+
+/// How a pull run to its end went, in upstream's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullReport {
+    /// `workouts` (records) and `data_247` (per type), for the data types asked for.
+    Done(Value),
+    /// The run failed (it records why); the message says it.
+    Failed(String),
+}
+
+impl Syncs {
+    /// Checks a pull asked for from the API and resolves its window and data types: from
+    /// `since`, else the window's start, else the connection's last sync (else a day ago), to
+    /// the window's end or now.
+    pub async fn plan_pull(&self, order: PullOrder) -> Result<Pull, PullError> {
+        let (p, _) = self
+            .engine
+            .registry
+            .get(&order.provider)
+            .ok_or_else(|| PullError::UnknownProvider(order.provider.clone()))?;
+        let name = p.name();
+        let pull = p.as_pull().ok_or(PullError::NotPullable(name))?;
+        let last: Option<DateTime<Utc>> = self
+            .engine
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT last_synced_at FROM connections WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+                &[&order.user_id, &name],
+            )
+            .await?
+            .ok_or(PullError::NoConnection(name))?
+            .get(0);
+        let start = if order.since > 0 {
+            DateTime::from_timestamp(order.since, 0).unwrap_or_default()
+        } else if let Some(t) = order.window_start {
+            t
+        } else {
+            last.unwrap_or_else(|| Utc::now() - chrono::Duration::days(1))
+        };
+        let end = order.window_end.unwrap_or_else(Utc::now);
+        if start >= end {
+            return Err(PullError::EmptyWindow);
+        }
+        let (workouts, other): (Vec<&str>, Vec<&str>) =
+            pull.data_types().iter().partition(|t| **t == "workout");
+        let owned = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+        let pulls_workouts = !workouts.is_empty();
+        let data_types = match order.scope {
+            PullScope::All => vec![],
+            PullScope::Workouts if workouts.is_empty() => return Err(PullError::NoWorkouts(name)),
+            PullScope::Workouts => owned(workouts),
+            PullScope::Data247 if other.is_empty() => return Err(PullError::NoData247(name)),
+            PullScope::Data247 => owned(other),
+        };
+        Ok(Pull {
+            request: SyncRequest {
+                run_id: Uuid::new_v4(),
+                user_id: order.user_id,
+                provider: name.into(),
+                source: "pull".into(),
+                start,
+                end,
+                data_types,
+            },
+            scope: order.scope,
+            pulls_workouts,
+        })
+    }
+
+    /// Runs `pull` now and answers once the run's read model shows how it ended (read your
+    /// writes). Refused (`Busy`) when another run of the connection holds it.
+    pub async fn run_pull(&self, pull: Pull) -> Result<PullReport, PullError> {
+        let run_id = pull.request.run_id;
+        let result = self.engine.sync(pull.request).await;
+        self.wait_for_run(run_id).await;
+        match result {
+            Ok(o) => {
+                let mut details = serde_json::Map::new();
+                if pull.scope != PullScope::Data247 && pull.pulls_workouts {
+                    let workouts: u64 = o
+                        .per_type
+                        .iter()
+                        .filter(|(t, _)| t == "workout")
+                        .map(|(_, n)| n)
+                        .sum();
+                    details.insert("workouts".into(), Value::from(workouts));
+                }
+                if pull.scope != PullScope::Workouts {
+                    let other: serde_json::Map<String, Value> = o
+                        .per_type
+                        .iter()
+                        .filter(|(t, _)| t != "workout")
+                        .map(|(t, n)| (t.clone(), Value::from(*n)))
+                        .collect();
+                    details.insert("data_247".into(), Value::Object(other));
+                }
+                Ok(PullReport::Done(Value::Object(details)))
+            }
+            Err(SyncError::Busy) => Err(SyncError::Busy.into()),
+            Err(e) => Ok(PullReport::Failed(e.to_string())),
+        }
+    }
+
+    /// Waits (up to 10 s) for the `sync_runs` read model to show everything run `run_id` wrote.
+    async fn wait_for_run(&self, run_id: Uuid) {
+        let Some(runner) = &self.runner else {
+            return;
+        };
+        let Ok(client) = self.engine.pool.get().await else {
+            return;
+        };
+        let cursor =
+            wearhouse_log::read::last_cursor_of(&client, "SyncRun", &run_id.to_string()).await;
+        drop(client);
+        if let Ok(Some(c)) = cursor {
+            if !runner
+                .wait_for("sync_runs", c, Duration::from_secs(10))
+                .await
+            {
+                warn!(run = %run_id, "sync_runs read model did not catch up within 10 s");
+            }
+        }
+    }
+}
+
 /// How far a run got, from its stream in the log.
 #[derive(Debug, PartialEq)]
 pub(crate) enum RunState {
@@ -128,13 +324,13 @@ pub(crate) async fn run_state(engine: &Engine, run: Uuid) -> Result<RunState, Sy
         .pool
         .get()
         .await
-        .map_err(|e| SyncError::Store(e.to_string()))?
+        .map_err(store_err)?
         .query(
             "SELECT DISTINCT event_type FROM events WHERE aggregate_type = 'SyncRun' AND aggregate_id = $1",
             &[&run.to_string()],
         )
         .await
-        .map_err(|e| SyncError::Store(wearhouse_log::pg_message(&e)))?;
+        .map_err(store_err)?;
     let types: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
     Ok(
         if types.iter().any(|t| {

@@ -118,6 +118,7 @@ impl Webhooks {
             .registry
             .get(d.provider)
             .ok_or_else(|| WebhookFailure::UnknownProvider(d.provider.into()))?;
+        let push = p.as_push().ok_or(WebhookError::Unsupported)?;
         // Garmin signs nothing and its client id is public: a push must carry the
         // installation's own token, given in the push URL registered at Garmin.
         if p.name() == "garmin" {
@@ -137,15 +138,15 @@ impl Webhooks {
                 return Err(WebhookError::Signature.into());
             }
         }
-        p.verify_webhook(&d.headers, d.body, &endpoints)?;
+        push.verify_webhook(&d.headers, d.body, &endpoints)?;
         // A validly signed delivery replayed later (or dated ahead) is refused: the signature
         // covers the timestamp, so only the timestamp tells a replay apart.
-        if let Some(sent) = p.webhook_timestamp(&d.headers) {
+        if let Some(sent) = push.webhook_timestamp(&d.headers) {
             check_freshness(sent, Utc::now(), self.engine.config.webhook_tolerance_secs)?;
         }
         let json: Value = serde_json::from_slice(d.body)
             .map_err(|_| WebhookError::Payload("body is not JSON".into()))?;
-        let notices = p.parse_webhook(&json)?;
+        let notices = push.parse_webhook(&json)?;
         check_push_times(&notices, Utc::now())?;
         let meta = RawMeta {
             provider: p.name(),
@@ -236,7 +237,8 @@ impl Webhooks {
             .get(provider)
             .ok_or_else(|| WebhookFailure::UnknownProvider(provider.into()))?;
         let query = query.map(url_pairs).unwrap_or_default();
-        Ok(p.challenge(&query, &endpoints)?)
+        let subs = p.as_subscriptions().ok_or(WebhookError::Unsupported)?;
+        Ok(subs.challenge(&query, &endpoints)?)
     }
 
     /// Maps one accepted notice for every user linked to its provider account. Safe to run
@@ -255,6 +257,8 @@ impl Webhooks {
         let vanished = || WebhookFailure::Vanished(job.raw.sha256.clone(), job.notice);
         let json: Value = serde_json::from_slice(&bytes).map_err(|_| vanished())?;
         let notice = p
+            .as_push()
+            .ok_or(WebhookError::Unsupported)?
             .parse_webhook(&json)?
             .into_iter()
             .nth(job.notice)
@@ -302,7 +306,12 @@ impl Webhooks {
                 // (hidden from the read models, kept in the history), and stays deleted if a
                 // later pull brings it again.
                 for user in users.all() {
-                    for (kind, record_id) in p.deleted_records(data_type, external_id, user) {
+                    let records = p
+                        .as_push()
+                        .and_then(|push| push.as_deletes())
+                        .map(|d| d.deleted_records(data_type, external_id, user))
+                        .unwrap_or_default();
+                    for (kind, record_id) in records {
                         let event = DataEvent::RecordDeleted {
                             user_id: user,
                             kind,
@@ -629,7 +638,11 @@ async fn derived_samples_deleted(
     external_id: &str,
     user: Uuid,
 ) -> Result<Option<DataEvent>, WebhookFailure> {
-    let Some(derived) = p.deleted_samples(data_type, external_id, user) else {
+    let derived = p
+        .as_push()
+        .and_then(|push| push.as_deletes())
+        .and_then(|d| d.deleted_samples(data_type, external_id, user));
+    let Some(derived) = derived else {
         return Ok(None);
     };
     let (sql, id) = match derived.at {

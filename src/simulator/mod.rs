@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Json, Path, Query};
 use poem::{get, handler, post, EndpointExt, IntoResponse, Request, Response, Route};
@@ -36,6 +36,9 @@ use serde_json::{json, Value};
 use crate::crypto::{hmac_sha256, pkce_challenge};
 
 pub mod fit;
+pub mod garmin;
+pub mod oura;
+pub mod whoop;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Fault {
@@ -289,102 +292,6 @@ fn at(d: NaiveDate, h: u32, m: u32) -> String {
     format!("{}T{h:02}:{m:02}:00+02:00", d)
 }
 
-pub(crate) fn oura_records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Value>> {
-    let window: Vec<NaiveDate> = days(q);
-    let rec = |d: NaiveDate| -> Vec<Value> {
-        let n = d.day() as i64;
-        let prev = d.pred_opt().unwrap_or(d);
-        match kind {
-            "daily_activity" => vec![json!({
-                "id": format!("act-{d}"), "day": d.to_string(), "score": 80,
-                "contributors": {"move_every_hour": 100, "meet_daily_targets": 60},
-                "steps": 5000 + 100 * n, "active_calories": 300 + n, "total_calories": 2200,
-                "equivalent_walking_distance": 4000 + 10 * n,
-                "high_activity_time": 600, "medium_activity_time": 1200, "low_activity_time": 7200,
-                "timestamp": at(d, 4, 0)
-            })],
-            "daily_readiness" => vec![json!({
-                "id": format!("rd-{d}"), "day": d.to_string(), "score": 75,
-                "temperature_deviation": -0.1, "temperature_trend_deviation": 0.05,
-                "timestamp": at(d, 0, 0)
-            })],
-            "daily_sleep" => vec![json!({
-                "id": format!("ds-{d}"), "day": d.to_string(), "score": 70 + n % 20,
-                "contributors": {"deep_sleep": 80, "efficiency": 90, "total_sleep": 75},
-                "timestamp": at(d, 0, 0)
-            })],
-            "daily_spo2" => vec![json!({
-                "id": format!("spo2-{d}"), "day": d.to_string(),
-                "spo2_percentage": {"average": 96.0}, "breathing_disturbance_index": 2
-            })],
-            "sleep" => vec![json!({
-                "id": format!("sl-{d}"), "day": d.to_string(), "type": "long_sleep",
-                "bedtime_start": at(prev, 23, 0), "bedtime_end": at(d, 1, 0),
-                "sleep_phase_5_min": "442222111133332222111133",
-                "total_sleep_duration": 6600, "time_in_bed": 7200, "efficiency": 92,
-                "average_breath": 14.0, "lowest_heart_rate": 50,
-                "heart_rate": {"interval": 300.0, "items": [58, null, 54, 52], "timestamp": at(prev, 23, 0)},
-                "hrv": {"interval": 300.0, "items": [45, 47], "timestamp": at(prev, 23, 0)}
-            })],
-            "heartrate" => (0..4)
-                .map(|i| json!({"bpm": 60 + i, "source": "awake", "timestamp": at(d, 8 + i as u32, 0)}))
-                .collect(),
-            "workout" => vec![json!({
-                "id": format!("wo-{d}"), "activity": "running", "calories": 350.0, "distance": 5000.0,
-                "day": d.to_string(), "intensity": "moderate", "source": "manual",
-                "start_datetime": at(d, 7, 0), "end_datetime": at(d, 7, 30)
-            })],
-            _ => vec![],
-        }
-    };
-    match kind {
-        "daily_activity" | "daily_readiness" | "daily_sleep" | "daily_spo2" | "sleep"
-        | "heartrate" | "workout" => Some(window.into_iter().flat_map(rec).collect()),
-        _ => None,
-    }
-}
-
-pub(crate) fn whoop_records(kind: &str, q: &HashMap<String, String>) -> Vec<Value> {
-    days(q)
-        .into_iter()
-        .map(|d| {
-            let n = d.day() as i64;
-            match kind {
-                "workout" => json!({
-                    "id": format!("w-{d}"), "user_id": 10129, "start": format!("{d}T12:00:00.000Z"),
-                    "end": format!("{d}T13:00:00.000Z"), "timezone_offset": "-05:00",
-                    "sport_name": "running", "score_state": "SCORED",
-                    "score": {"strain": 10.0, "average_heart_rate": 140 + n, "max_heart_rate": 180,
-                              "kilojoule": 2092.0, "distance_meter": 8000.0, "altitude_gain_meter": 30.0}
-                }),
-                "sleep" => json!({
-                    "id": format!("s-{d}"), "user_id": 10129, "start": format!("{d}T04:00:00.000Z"),
-                    "end": format!("{d}T12:00:00.000Z"), "timezone_offset": "-05:00", "nap": false,
-                    "score_state": "SCORED",
-                    "score": {"respiratory_rate": 15.0, "sleep_efficiency_percentage": 90.0,
-                      "sleep_performance_percentage": 80 + n % 10, "sleep_consistency_percentage": 70,
-                      "stage_summary": {"total_in_bed_time_milli": 28800000, "total_awake_time_milli": 1800000,
-                        "total_light_sleep_time_milli": 12600000, "total_slow_wave_sleep_time_milli": 6000000,
-                        "total_rem_sleep_time_milli": 7200000}}
-                }),
-                _ => json!({
-                    "cycle_id": n, "sleep_id": format!("s-{d}"), "user_id": 10129,
-                    "created_at": format!("{d}T12:30:00.000Z"), "score_state": "SCORED",
-                    "score": {"recovery_score": 60 + n, "resting_heart_rate": 50 + n % 5,
-                              "hrv_rmssd_milli": 60.5, "spo2_percentage": 95.5, "skin_temp_celsius": 33.5}
-                }),
-            }
-        })
-        .collect()
-}
-
-/// One page of `all` from `offset`, with the provider's next-token field.
-fn page(all: Vec<Value>, offset: usize, size: usize, list_key: &str) -> Value {
-    let next = (offset + size < all.len()).then(|| (offset + size).to_string());
-    let items: Vec<Value> = all.into_iter().skip(offset).take(size).collect();
-    json!({ list_key: items, "next_token": next })
-}
-
 #[handler]
 async fn api(
     req: &Request,
@@ -459,17 +366,14 @@ async fn api(
         .unwrap_or(0);
     let size = shared.page_size;
     let body = match (provider.as_str(), path.as_str()) {
-        ("oura", "/v2/usercollection/personal_info") => json!({
-            "id": account.unwrap_or_else(|| "oura-user-1".into()), "age": 35, "weight": 70.5, "height": 1.78,
-            "biological_sex": "female", "email": "ring@example.com"
-        }),
+        ("oura", "/v2/usercollection/personal_info") => json!(oura::personal_info(account)),
         ("oura", p) if p.starts_with("/v2/usercollection/") => {
-            match oura_records(&p["/v2/usercollection/".len()..], &q) {
-                Some(all) => page(all, offset, size, "data"),
+            match oura::records(&p["/v2/usercollection/".len()..], &q) {
+                Some(all) => json!(oura::page(all, offset, size)),
                 None => return StatusCode::NOT_FOUND.into_response(),
             }
         }
-        ("garmin", "/wellness-api/rest/user/id") => json!({"userId": "garmin-user-1"}),
+        ("garmin", "/wellness-api/rest/user/id") => json!({ "userId": garmin::USER }),
         ("garmin", "/wellness-api/rest/activityFile") => {
             let id = q.get("id").cloned().unwrap_or_default();
             let activity = shared
@@ -493,7 +397,7 @@ async fn api(
         {
             let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
             let kind = &p["/wellness-api/rest/".len()..];
-            Value::Array(garmin_items(
+            Value::Array(garmin::items(
                 kind,
                 num("uploadStartTimeInSeconds"),
                 num("uploadEndTimeInSeconds"),
@@ -520,7 +424,7 @@ async fn api(
                 return (StatusCode::CONFLICT, "duplicate backfill").into_response();
             }
             let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-            let items = garmin_items(
+            let items = garmin::items(
                 &kind,
                 num("summaryStartTimeInSeconds"),
                 num("summaryEndTimeInSeconds"),
@@ -533,18 +437,18 @@ async fn api(
         }
         ("whoop", "/v2/user/profile/basic") => {
             let id = account.and_then(|a| a.parse::<i64>().ok()).unwrap_or(10129);
-            json!({"user_id": id, "email": "band@example.com", "first_name": "W", "last_name": "H"})
+            json!(whoop::profile(id))
         }
-        ("whoop", "/v2/user/measurement/body") => {
-            json!({"height_meter": 1.8, "weight_kilogram": 80.0, "max_heart_rate": 190})
-        }
+        ("whoop", "/v2/user/measurement/body") => json!(whoop::body_measurement()),
         ("whoop", "/v2/activity/workout") => {
-            page(whoop_records("workout", &q), offset, size, "records")
+            json!(whoop::page(whoop::records("workout", &q), offset, size))
         }
         ("whoop", "/v2/activity/sleep") => {
-            page(whoop_records("sleep", &q), offset, size, "records")
+            json!(whoop::page(whoop::records("sleep", &q), offset, size))
         }
-        ("whoop", "/v2/recovery") => page(whoop_records("recovery", &q), offset, size, "records"),
+        ("whoop", "/v2/recovery") => {
+            json!(whoop::page(whoop::records("recovery", &q), offset, size))
+        }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     Json(body).into_response()
@@ -699,73 +603,6 @@ fn set_config(Json(c): Json<SimConfig>, shared: Data<&Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Garmin summaries of `kind` for each day in `[start, end)` (epoch seconds), at -05:00.
-pub(crate) fn garmin_items(kind: &str, start: i64, end: i64) -> Vec<Value> {
-    let off = -18000i64;
-    let mut out = Vec::new();
-    let first = DateTime::from_timestamp(start, 0)
-        .unwrap_or_default()
-        .date_naive();
-    for d in first.iter_days().take(31) {
-        let midnight = d
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc()
-            .timestamp()
-            - off;
-        if midnight >= end {
-            break;
-        }
-        let n = d.day() as i64;
-        let user = "garmin-user-1";
-        out.push(match kind {
-            "dailies" => json!({"userId": user, "summaryId": format!("d-{d}"), "calendarDate": d.to_string(),
-                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "durationInSeconds": 86400,
-                "steps": 7000 + 100 * n, "distanceInMeters": 5600.0, "activeTimeInSeconds": 3000,
-                "activeKilocalories": 420, "floorsClimbed": 6, "restingHeartRateInBeatsPerMinute": 54,
-                "timeOffsetHeartRateSamples": {"0": 58, "3600": 61}}),
-            "sleeps" => json!({"userId": user, "summaryId": format!("s-{d}"), "calendarDate": d.to_string(),
-                "startTimeInSeconds": midnight - 3600, "startTimeOffsetInSeconds": off, "durationInSeconds": 25200,
-                "sleepLevelsMap": {
-                    "light": [{"startTimeInSeconds": midnight - 3600, "endTimeInSeconds": midnight + 3600}],
-                    "deep": [{"startTimeInSeconds": midnight + 3600, "endTimeInSeconds": midnight + 9000}],
-                    "rem": [{"startTimeInSeconds": midnight + 9000, "endTimeInSeconds": midnight + 21600}]},
-                // A 25-minute nap after lunch, listed in the day's sleep summary as Garmin does.
-                "naps": [{"napStartTimeInSeconds": midnight + 14 * 3600 + 600, "napDurationInSeconds": 1500,
-                    "napOffsetInSeconds": off, "napValidation": "DEVICE"}]}),
-            "activities" => json!({"userId": user, "summaryId": format!("a-{d}"), "activityId": 1000 + n,
-                "activityType": "RUNNING", "startTimeInSeconds": midnight + 7 * 3600,
-                "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
-                "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
-                "activeKilocalories": 380, "distanceInMeters": 6000.0}),
-            "hrv" => json!({"userId": user, "summaryId": format!("h-{d}"), "calendarDate": d.to_string(),
-                "startTimeInSeconds": midnight, "startTimeOffsetInSeconds": off, "lastNightAvg": 42,
-                "hrvValues": {"300": 40, "600": 44}}),
-            "activityDetails" => {
-                // The same activity as `activities` (its summary is repeated, as Garmin does),
-                // with a sample every 15 s for its first 5 minutes and two laps.
-                let t0 = midnight + 7 * 3600;
-                let samples: Vec<Value> = (0..20i64)
-                    .map(|i| json!({"startTimeInSeconds": t0 + 15 * i, "heartRate": 120 + i,
-                        "speedMetersPerSecond": 2.5, "stepsPerMinute": 160, "elevationInMeters": 50.0,
-                        "latitudeInDegree": 40.7, "longitudeInDegree": -74.0, "airTemperatureCelcius": 10.0,
-                        "totalDistanceInMeters": 37.5 * i as f64, "timerDurationInSeconds": 15 * i,
-                        "clockDurationInSeconds": 15 * i, "movingDurationInSeconds": 15 * i}))
-                    .collect();
-                json!({"userId": user, "summaryId": format!("a-{d}-detail"), "activityId": 1000 + n,
-                    "summary": {"summaryId": format!("a-{d}"), "activityType": "RUNNING",
-                        "startTimeInSeconds": t0, "startTimeOffsetInSeconds": off, "durationInSeconds": 2400,
-                        "averageHeartRateInBeatsPerMinute": 150, "maxHeartRateInBeatsPerMinute": 175,
-                        "activeKilocalories": 380, "distanceInMeters": 6000.0},
-                    "samples": samples,
-                    "laps": [{"startTimeInSeconds": t0}, {"startTimeInSeconds": t0 + 1200}]})
-            }
-            _ => return vec![],
-        });
-    }
-    out
-}
-
 /// Posts `body` to Garmin's configured push target, as Garmin does after a backfill request.
 async fn garmin_push(target: String, client_id: String, body: Value) {
     let _ = reqwest::Client::new()
@@ -806,10 +643,10 @@ async fn garmin_activity(
     );
     let host = req.header("host").unwrap_or("127.0.0.1").to_string();
     let file_token = format!("ft-{}", shared.next());
-    let body = json!({"activityFiles": [{"userId": "garmin-user-1", "summaryId": format!("{id}-file"),
-        "activityId": o.activity_id, "fileType": "FIT", "manual": false,
-        "startTimeInSeconds": o.start, "activityName": "Morning Run",
-        "callbackURL": format!("http://{host}/garmin/api/wellness-api/rest/activityFile?id={id}&token={file_token}")}]});
+    let url = format!(
+        "http://{host}/garmin/api/wellness-api/rest/activityFile?id={id}&token={file_token}"
+    );
+    let body = json!({ "activityFiles": [garmin::activity_file(o.activity_id, o.start, url)] });
     let (target, client_id) = shared.garmin.lock().expect("lock").clone();
     let Some(target) = target else {
         return (StatusCode::BAD_REQUEST, "no garmin_push_target configured").into_response();

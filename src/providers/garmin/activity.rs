@@ -10,8 +10,10 @@ use uuid::Uuid;
 use wearhouse_domain::records::{record_id, WorkoutLap, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
-use super::{f, secs, start};
+use super::payload::{ActivityDetails, ActivityFile, ActivitySummary, DetailSample};
+use super::{secs, start_of};
 use crate::providers::mapped::shape;
+use crate::providers::payload;
 use crate::providers::{FileDownload, MapError, Mapped};
 
 /// The raw payload kind of a downloaded activity file: `activityFiles:{FIT|TCX|GPX}:{activityId}`.
@@ -30,15 +32,6 @@ pub fn workout_type(activity: &str) -> WorkoutType {
         .unwrap_or(WorkoutType::OTHER)
 }
 
-/// The activity id as text: Garmin sends it as a number, older payloads as a string.
-pub fn external_id(v: &Value) -> String {
-    match v.get("activityId").or_else(|| v.get("summaryId")) {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
-}
-
 /// The id every part of one activity (summary, details, file) shares, so they land on one
 /// workout.
 pub fn workout_id(ds: Uuid, external: &str) -> Uuid {
@@ -46,32 +39,41 @@ pub fn workout_id(ds: Uuid, external: &str) -> Uuid {
 }
 
 /// An activity summary as a workout.
-pub fn summary_workout(v: &Value, ds: Uuid, data_type: &str) -> Result<WorkoutRecord, MapError> {
-    let (t0, off) = start(v, "start", data_type)?;
-    let duration = f(v, "durationInSeconds").unwrap_or(0.0);
-    let activity = v.get("activityType").and_then(Value::as_str).unwrap_or("");
-    let external = external_id(v);
+pub fn summary_workout(
+    v: &ActivitySummary,
+    ds: Uuid,
+    data_type: &str,
+) -> Result<WorkoutRecord, MapError> {
+    let (t0, off) = start_of(
+        &v.start_time_in_seconds,
+        &v.start_time_offset_in_seconds,
+        "start",
+        data_type,
+    )?;
+    let duration = v.duration_in_seconds.num().unwrap_or(0.0);
+    let activity = v.activity_type.str().unwrap_or("");
+    let external = v.external_id();
     let mut stats = BTreeMap::new();
-    for (k, key) in [
-        ("heart_rate_avg", "averageHeartRateInBeatsPerMinute"),
-        ("heart_rate_max", "maxHeartRateInBeatsPerMinute"),
-        ("steps", "steps"),
-        ("energy_kcal", "activeKilocalories"),
-        ("distance_m", "distanceInMeters"),
-        ("avg_cadence", "averageRunCadenceInStepsPerMinute"),
-        ("avg_cadence", "averageBikeCadenceInRoundsPerMinute"),
-        ("avg_speed_m_s", "averageSpeedInMetersPerSecond"),
-        ("max_speed_m_s", "maxSpeedInMetersPerSecond"),
-        ("elevation_gain_m", "totalElevationGainInMeters"),
+    for (k, value) in [
+        ("heart_rate_avg", &v.average_heart_rate_in_beats_per_minute),
+        ("heart_rate_max", &v.max_heart_rate_in_beats_per_minute),
+        ("steps", &v.steps),
+        ("energy_kcal", &v.active_kilocalories),
+        ("distance_m", &v.distance_in_meters),
+        ("avg_cadence", &v.average_run_cadence_in_steps_per_minute),
+        ("avg_cadence", &v.average_bike_cadence_in_rounds_per_minute),
+        ("avg_speed_m_s", &v.average_speed_in_meters_per_second),
+        ("max_speed_m_s", &v.max_speed_in_meters_per_second),
+        ("elevation_gain_m", &v.total_elevation_gain_in_meters),
     ] {
-        if let Some(x) = f(v, key) {
+        if let Some(x) = value.num() {
             stats.insert(k.to_string(), x);
         }
     }
     let mut metadata = BTreeMap::new();
     metadata.insert("external_id".to_string(), external.clone());
     metadata.insert("garmin_activity_type".to_string(), activity.to_string());
-    if let Some(d) = v.get("deviceName").and_then(Value::as_str) {
+    if let Some(d) = v.device_name.str() {
         metadata.insert("device_name".to_string(), d.to_string());
     }
     Ok(WorkoutRecord {
@@ -99,49 +101,48 @@ pub fn summary_workout(v: &Value, ds: Uuid, data_type: &str) -> Result<WorkoutRe
 /// time), so a re-delivery replaces rather than adds.
 pub fn details(v: &Value, ds: Uuid, m: &mut Mapped) -> Result<(), MapError> {
     const T: &str = "activityDetails";
-    let summary = v.get("summary").unwrap_or(v);
+    let d: ActivityDetails = payload::item(v);
+    // Without a `summary`, the details object itself carries the summary's fields.
+    let mut summary: ActivitySummary = payload::item(v.get("summary").unwrap_or(v));
     // The details' own summaryId ends in "-detail"; the activity id ties it to the summary.
-    let mut summary = summary.clone();
-    if summary.get("activityId").is_none() {
-        if let Some(id) = v.get("activityId") {
-            summary["activityId"] = id.clone();
-        }
+    if summary.activity_id.0.is_null() {
+        summary.activity_id = d.activity_id.clone();
     }
-    let off = f(&summary, "startTimeOffsetInSeconds")
-        .or_else(|| f(v, "startTimeOffsetInSeconds"))
+    let off = summary
+        .start_time_offset_in_seconds
+        .num()
+        .or(d.start_time_offset_in_seconds.num())
         .map(|o| (o / 60.0) as i16)
         .unwrap_or(0);
-    let samples: Vec<&Value> = v
-        .get("samples")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let mut points: Vec<(DateTime<Utc>, &Value)> = Vec::new();
-    for s in &samples {
-        let Some(t) = f(s, "startTimeInSeconds").map(secs) else {
+    let mut points: Vec<(DateTime<Utc>, &DetailSample)> = Vec::new();
+    for s in d.samples.get().into_iter().flatten() {
+        let Some((t, s)) = s
+            .get()
+            .and_then(|s| Some((secs(s.start_time_in_seconds.num()?), s)))
+        else {
             return Err(shape(T, "sample without startTimeInSeconds"));
         };
         points.push((t, s));
-        let cadence = f(s, "stepsPerMinute").or_else(|| f(s, "bikeCadenceInRPM"));
+        let cadence = s.steps_per_minute.num().or(s.bike_cadence_in_rpm.num());
         for (series, value) in [
-            ("heart_rate", f(s, "heartRate")),
-            ("speed", f(s, "speedMetersPerSecond")),
+            ("heart_rate", s.heart_rate.num()),
+            ("speed", s.speed_meters_per_second.num()),
             ("cadence", cadence),
-            ("power", f(s, "powerInWatts")),
-            ("elevation", f(s, "elevationInMeters")),
-            ("latitude", f(s, "latitudeInDegree")),
-            ("longitude", f(s, "longitudeInDegree")),
-            ("air_temperature", f(s, "airTemperatureCelcius")),
+            ("power", s.power_in_watts.num()),
+            ("elevation", s.elevation_in_meters.num()),
+            ("latitude", s.latitude_in_degree.num()),
+            ("longitude", s.longitude_in_degree.num()),
+            ("air_temperature", s.air_temperature_celcius.num()),
         ] {
             if let Some(x) = value {
                 m.sample(series, ds, t, None, off, x, None);
             }
         }
     }
-    if summary.get("startTimeInSeconds").is_some() {
+    if summary.start_time_in_seconds.num().is_some() {
         let mut w = summary_workout(&summary, ds, T)?;
         w.zone_offset = Some(off);
-        w.laps = detail_laps(v, &points, w.end);
+        w.laps = detail_laps(&d, &points, w.end);
         m.workouts.push(w);
     }
     Ok(())
@@ -150,22 +151,22 @@ pub fn details(v: &Value, ds: Uuid, m: &mut Mapped) -> Result<(), MapError> {
 /// Laps from their start times: each runs to the next one (the last to the workout's end),
 /// with the distance covered and the mean heart rate of the samples inside it.
 fn detail_laps(
-    v: &Value,
-    points: &[(DateTime<Utc>, &Value)],
+    d: &ActivityDetails,
+    points: &[(DateTime<Utc>, &DetailSample)],
     end: DateTime<Utc>,
 ) -> Vec<WorkoutLap> {
-    let mut starts: Vec<DateTime<Utc>> = v
-        .get("laps")
-        .and_then(Value::as_array)
+    let mut starts: Vec<DateTime<Utc>> = d
+        .laps
+        .get()
         .into_iter()
         .flatten()
-        .filter_map(|l| f(l, "startTimeInSeconds").map(secs))
+        .filter_map(|l| l.get()?.start_time_in_seconds.num().map(secs))
         .collect();
     starts.sort();
     let mut laps = Vec::new();
     for (i, s) in starts.iter().enumerate() {
         let e = starts.get(i + 1).copied().unwrap_or(end).max(*s);
-        let inside: Vec<&Value> = points
+        let inside: Vec<&DetailSample> = points
             .iter()
             .filter(|(t, _)| t >= s && t < &e)
             .map(|(_, p)| *p)
@@ -173,12 +174,12 @@ fn detail_laps(
         let mut stats = BTreeMap::new();
         let dist: Vec<f64> = inside
             .iter()
-            .filter_map(|p| f(p, "totalDistanceInMeters"))
+            .filter_map(|p| p.total_distance_in_meters.num())
             .collect();
         if let (Some(a), Some(b)) = (dist.first(), dist.last()) {
             stats.insert("distance_m".to_string(), b - a);
         }
-        let hr: Vec<f64> = inside.iter().filter_map(|p| f(p, "heartRate")).collect();
+        let hr: Vec<f64> = inside.iter().filter_map(|p| p.heart_rate.num()).collect();
         if !hr.is_empty() {
             stats.insert(
                 "heart_rate_avg".to_string(),
@@ -201,13 +202,10 @@ pub fn file_downloads(items: &Value) -> Vec<FileDownload> {
         .as_array()
         .into_iter()
         .flatten()
+        .map(payload::item::<ActivityFile>)
         .filter_map(|i| {
-            let url = i.get("callbackURL").and_then(Value::as_str)?;
-            let file_type = i
-                .get("fileType")
-                .and_then(Value::as_str)
-                .unwrap_or("FIT")
-                .to_ascii_uppercase();
+            let url = i.callback_url.str()?;
+            let file_type = i.file_type.str().unwrap_or("FIT").to_ascii_uppercase();
             let content_type = match file_type.as_str() {
                 "TCX" => "application/vnd.garmin.tcx+xml",
                 "GPX" => "application/gpx+xml",
@@ -215,7 +213,7 @@ pub fn file_downloads(items: &Value) -> Vec<FileDownload> {
             };
             Some(FileDownload {
                 url: url.to_string(),
-                kind: format!("{FILE_KIND}:{file_type}:{}", external_id(i)),
+                kind: format!("{FILE_KIND}:{file_type}:{}", i.external_id()),
                 content_type,
             })
         })
@@ -232,7 +230,7 @@ pub fn parse_file_kind(kind: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
     use crate::providers::garmin::Garmin;
-    use crate::providers::Provider;
+    use crate::providers::{Provider, PushedFiles};
     use serde_json::json;
 
     // 2026-03-01T07:00:00-05:00.

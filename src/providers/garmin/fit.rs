@@ -273,7 +273,7 @@ pub fn map_fit(bytes: &[u8], ds: Uuid, activity_id: &str, m: &mut Mapped) -> Res
 mod tests {
     use super::*;
     use crate::providers::garmin::Garmin;
-    use crate::providers::Provider;
+    use crate::providers::PushedFiles;
     use crate::simulator::fit::{activity_file, FitActivity};
 
     fn user() -> Uuid {

@@ -95,7 +95,7 @@ pub fn cycle(v: &Value, ds: Uuid) -> Result<MenstrualCycleRecord, MapError> {
 #[cfg(test)]
 mod tests {
     use super::super::Garmin;
-    use crate::providers::Provider;
+    use crate::providers::{Provider, PushProvider};
     use serde_json::json;
     use uuid::Uuid;
     use wearhouse_domain::records::DataEvent;

@@ -8,6 +8,7 @@
 
 mod activity;
 mod fit;
+pub mod payload;
 
 use std::collections::BTreeMap;
 
@@ -16,10 +17,12 @@ use serde_json::Value;
 use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval};
 
+use self::payload::{Daily, Hrv, Nap, Offsets, SleepSummary};
 use super::mapped::{after_secs, local_midnight, provider_source, shape};
+use super::payload::{self as lenient, Lenient, Num};
 use super::{
-    same, Capabilities, Coverage, Endpoints, FileDownload, MapError, Mapped, Notice, OAuthSettings,
-    Provider, PullRequest, WebhookError,
+    same, BackfillProvider, Coverage, Endpoints, FileDownload, MapError, Mapped, Notice,
+    OAuthSettings, Provider, PullRequest, PushModes, PushProvider, PushedFiles, WebhookError,
 };
 use wearhouse_domain::records::ScoreComponent;
 
@@ -105,6 +108,38 @@ fn start(v: &Value, prefix: &str, data_type: &str) -> Result<(DateTime<Utc>, i16
     Ok((secs(t), (off / 60.0) as i16))
 }
 
+/// (start, offset minutes) from a typed summary's time and offset fields (`prefix` names them
+/// in the error).
+fn start_of(
+    t: &Num,
+    off: &Num,
+    prefix: &str,
+    data_type: &str,
+) -> Result<(DateTime<Utc>, i16), MapError> {
+    let t = t
+        .num()
+        .ok_or_else(|| shape(data_type, format!("missing {prefix}TimeInSeconds")))?;
+    let off = off.num().unwrap_or(0.0);
+    Ok((secs(t), (off / 60.0) as i16))
+}
+
+/// A typed offsets map as (time, value), sorted, without Garmin's negative "no reading"
+/// markers.
+fn offsets_of(o: &Offsets, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
+    let mut out: Vec<(DateTime<Utc>, f64)> = o
+        .get()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, val)| {
+            let s: f64 = k.parse().ok()?;
+            let x = val.num().filter(|x| *x >= 0.0)?;
+            Some((after_secs(t0, s), x))
+        })
+        .collect();
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
 /// `{"<seconds after start>": value}` maps into (time, value), skipping Garmin's negative
 /// "no reading" markers.
 fn offsets(v: &Value, key: &str, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
@@ -128,14 +163,16 @@ fn offsets(v: &Value, key: &str, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)>
 /// (upstream skips those too). Garmin gives no stages for a nap: the whole nap counts as
 /// unstaged sleep, so its sleep time is its duration, as upstream records it.
 fn nap_session(
-    nap: &Value,
+    nap: &Nap,
     ds: Uuid,
     summary_id: &str,
     sleep_offset: i16,
 ) -> Option<SleepSessionRecord> {
-    let t = f(nap, "napStartTimeInSeconds").filter(|t| *t > 0.0)?;
-    let d = f(nap, "napDurationInSeconds").filter(|d| *d > 0.0)?;
-    let off = f(nap, "napOffsetInSeconds")
+    let t = nap.nap_start_time_in_seconds.num().filter(|t| *t > 0.0)?;
+    let d = nap.nap_duration_in_seconds.num().filter(|d| *d > 0.0)?;
+    let off = nap
+        .nap_offset_in_seconds
+        .num()
         .map(|o| (o / 60.0) as i16)
         .unwrap_or(sleep_offset);
     let (start, end) = (secs(t), secs(t + d));
@@ -169,37 +206,42 @@ impl Garmin {
     ) -> Result<(), MapError> {
         match data_type {
             "dailies" => {
-                let (t0, off) = start(v, "start", data_type)?;
-                let end = f(v, "durationInSeconds").map(|d| after_secs(t0, d));
+                let v: Daily = lenient::item(v);
+                let (t0, off) = start_of(
+                    &v.start_time_in_seconds,
+                    &v.start_time_offset_in_seconds,
+                    "start",
+                    data_type,
+                )?;
+                let end = v.duration_in_seconds.num().map(|d| after_secs(t0, d));
                 for (series, value) in [
-                    ("steps", f(v, "steps")),
-                    ("energy", f(v, "activeKilocalories")),
-                    ("basal_energy", f(v, "bmrKilocalories")),
-                    ("flights_climbed", f(v, "floorsClimbed")),
-                    ("distance_walking_running", f(v, "distanceInMeters")),
-                    ("active_time", f(v, "activeTimeInSeconds").map(|s| s / 60.0)),
+                    ("steps", v.steps.num()),
+                    ("energy", v.active_kilocalories.num()),
+                    ("basal_energy", v.bmr_kilocalories.num()),
+                    ("flights_climbed", v.floors_climbed.num()),
+                    ("distance_walking_running", v.distance_in_meters.num()),
+                    (
+                        "active_time",
+                        v.active_time_in_seconds.num().map(|s| s / 60.0),
+                    ),
                 ] {
                     if let Some(x) = value {
                         m.sample(series, ds, t0, end, off, x, Some(true));
                     }
                 }
-                let qualifier = v
-                    .get("stressQualifier")
-                    .and_then(Value::as_str)
-                    .map(String::from);
                 m.score(
                     ds,
                     "stress",
-                    f(v, "averageStressLevel"),
-                    qualifier,
+                    v.average_stress_level.num(),
+                    v.stress_qualifier.0.clone(),
                     t0,
                     Some(off),
                     Default::default(),
                 );
-                if let Some(x) = f(v, "restingHeartRateInBeatsPerMinute") {
+                if let Some(x) = v.resting_heart_rate_in_beats_per_minute.num() {
                     m.sample("resting_heart_rate", ds, t0, end, off, x, None);
                 }
-                for (t, x) in offsets(v, "timeOffsetHeartRateSamples", t0) {
+                for (t, x) in offsets_of(&v.time_offset_heart_rate_samples, t0) {
                     m.sample("heart_rate", ds, t, None, off, x, None);
                 }
             }
@@ -218,25 +260,29 @@ impl Garmin {
                 }
             }
             "sleeps" => {
-                let (t0, off) = start(v, "start", data_type)?;
-                let mut end = after_secs(t0, f(v, "durationInSeconds").unwrap_or(0.0));
+                let v: SleepSummary = lenient::item(v);
+                let (t0, off) = start_of(
+                    &v.start_time_in_seconds,
+                    &v.start_time_offset_in_seconds,
+                    "start",
+                    data_type,
+                )?;
+                let mut end = after_secs(t0, v.duration_in_seconds.num().unwrap_or(0.0));
                 let mut stages = Vec::new();
-                if let Some(levels) = v.get("sleepLevelsMap").and_then(Value::as_object) {
-                    for (stage, list) in levels {
-                        let stage = match stage.as_str() {
-                            "deep" | "light" | "rem" | "awake" => stage.clone(),
-                            _ => continue,
-                        };
-                        for i in list.as_array().into_iter().flatten() {
-                            if let (Some(a), Some(b)) =
-                                (f(i, "startTimeInSeconds"), f(i, "endTimeInSeconds"))
-                            {
-                                stages.push(SleepStageInterval {
-                                    stage: stage.clone(),
-                                    start: secs(a),
-                                    end: secs(b),
-                                });
-                            }
+                for (stage, list) in v.sleep_levels_map.get().into_iter().flatten() {
+                    let stage = match stage.as_str() {
+                        "deep" | "light" | "rem" | "awake" => stage.clone(),
+                        _ => continue,
+                    };
+                    for i in list.get().into_iter().flatten().filter_map(Lenient::get) {
+                        if let (Some(a), Some(b)) =
+                            (i.start_time_in_seconds.num(), i.end_time_in_seconds.num())
+                        {
+                            stages.push(SleepStageInterval {
+                                stage: stage.clone(),
+                                start: secs(a),
+                                end: secs(b),
+                            });
                         }
                     }
                 }
@@ -245,31 +291,24 @@ impl Garmin {
                 if let Some(last) = stages.iter().map(|s| s.end).max() {
                     end = end.max(last);
                 }
-                let overall = v.get("overallSleepScore");
                 let parts = v
-                    .get("sleepScores")
-                    .and_then(Value::as_object)
+                    .sleep_scores
+                    .get()
                     .into_iter()
                     .flatten()
                     .map(|(k, c)| {
-                        let qualifier = c.get("qualifierKey").and_then(Value::as_str);
                         let component = ScoreComponent {
-                            value: f(c, "value"),
-                            qualifier: qualifier.map(String::from),
+                            value: c.get().and_then(|c| c.value.num()),
+                            qualifier: c.get().and_then(|c| c.qualifier_key.0.clone()),
                         };
                         (k.clone(), component)
                     })
                     .collect();
-                let qualifier = overall
-                    .and_then(|o| o.get("qualifierKey"))
-                    .and_then(Value::as_str)
-                    .map(String::from);
-                let value = overall.and_then(|o| f(o, "value"));
+                let overall = v.overall_sleep_score.get();
+                let qualifier = overall.and_then(|o| o.qualifier_key.0.clone());
+                let value = overall.and_then(|o| o.value.num());
                 m.score(ds, "sleep", value, qualifier, end, Some(off), parts);
-                let id = v
-                    .get("summaryId")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let id = v.summary_id.str().unwrap_or_default();
                 m.sleep.push(SleepSessionRecord {
                     id: record_id(&[&ds.to_string(), "sleep", id]),
                     data_source_id: ds,
@@ -282,26 +321,28 @@ impl Garmin {
                 });
                 // Garmin lists the day's naps inside the sleep summary (`naps`); each is its own
                 // session, flagged as a nap by the provider, so it never merges into the night.
-                for nap in v
-                    .get("naps")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for nap in v.naps.get().into_iter().flatten().filter_map(Lenient::get) {
                     if let Some(s) = nap_session(nap, ds, id, off) {
                         m.sleep.push(s);
                     }
                 }
             }
-            "activities" => m
-                .workouts
-                .push(activity::summary_workout(v, ds, data_type)?),
+            "activities" => {
+                m.workouts
+                    .push(activity::summary_workout(&lenient::item(v), ds, data_type)?)
+            }
             "hrv" => {
-                let (t0, off) = start(v, "start", data_type)?;
-                if let Some(x) = f(v, "lastNightAvg") {
+                let v: Hrv = lenient::item(v);
+                let (t0, off) = start_of(
+                    &v.start_time_in_seconds,
+                    &v.start_time_offset_in_seconds,
+                    "start",
+                    data_type,
+                )?;
+                if let Some(x) = v.last_night_avg.num() {
                     m.sample("heart_rate_variability_rmssd", ds, t0, None, off, x, None);
                 }
-                for (t, x) in offsets(v, "hrvValues", t0) {
+                for (t, x) in offsets_of(&v.hrv_values, t0) {
                     // The nightly average sits at the start; an interval value there is the same
                     // instant and would overwrite it, so intervals start after it.
                     if t > t0 {
@@ -431,15 +472,6 @@ impl Provider for Garmin {
         "Garmin"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            webhook_stream: true,
-            webhook_callback: true,
-            max_historical_days: Some(30),
-            ..Capabilities::default()
-        }
-    }
-
     fn oauth(&self) -> OAuthSettings {
         OAuthSettings {
             // Permissions are granted in Garmin's developer portal, not by scope.
@@ -454,46 +486,6 @@ impl Provider for Garmin {
             .get("userId")
             .and_then(Value::as_str)
             .map(String::from)
-    }
-
-    fn data_types(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn first_page(&self, data_type: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> PullRequest {
-        PullRequest {
-            path: format!("/wellness-api/rest/{data_type}"),
-            query: vec![],
-        }
-    }
-
-    fn next_page(&self, _: &PullRequest, _: &Value) -> Option<PullRequest> {
-        None
-    }
-
-    fn backfill_types(&self) -> &'static [&'static str] {
-        BACKFILL_TYPES
-    }
-
-    fn backfill_request(
-        &self,
-        data_type: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Option<PullRequest> {
-        BACKFILL_TYPES.contains(&data_type).then(|| PullRequest {
-            path: format!("/wellness-api/rest/backfill/{data_type}"),
-            query: vec![
-                (
-                    "summaryStartTimeInSeconds".into(),
-                    start.timestamp().to_string(),
-                ),
-                (
-                    "summaryEndTimeInSeconds".into(),
-                    end.timestamp().to_string(),
-                ),
-            ],
-        })
     }
 
     /// Garmin's evaluation budget is 100 requests a minute per app.
@@ -564,39 +556,16 @@ impl Provider for Garmin {
         Ok(m)
     }
 
-    fn file_downloads(&self, data_type: &str, items: &Value) -> Vec<FileDownload> {
-        if data_type == "activityFiles" {
-            activity::file_downloads(items)
-        } else {
-            vec![]
-        }
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        Some(self)
     }
 
-    fn map_file(
-        &self,
-        kind: &str,
-        bytes: &[u8],
-        user_id: Uuid,
-    ) -> Option<Result<Mapped, MapError>> {
-        let (file_type, activity_id) = activity::parse_file_kind(kind)?;
-        let source = provider_source(user_id, NAME, "Garmin");
-        let ds = source.id;
-        let mut m = Mapped {
-            sources: vec![source],
-            ..Mapped::default()
-        };
-        // TCX and GPX files are kept raw but not read yet: Garmin sends FIT unless an app asked
-        // otherwise, and the FIT file holds everything the other two do.
-        if file_type == "FIT" {
-            if let Err(e) = fit::map_fit(bytes, ds, activity_id, &mut m) {
-                return Some(Err(e));
-            }
-        } else {
-            m.sources.clear();
-        }
-        Some(Ok(m))
+    fn as_backfill(&self) -> Option<&dyn BackfillProvider> {
+        Some(self)
     }
+}
 
+impl PushProvider for Garmin {
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -686,6 +655,91 @@ impl Provider for Garmin {
             }
         }
         Ok(out)
+    }
+
+    /// Garmin pushes the records, or a callback to fetch them from (ping mode).
+    fn modes(&self) -> PushModes {
+        PushModes {
+            stream: true,
+            callback: true,
+            ..PushModes::default()
+        }
+    }
+
+    /// Garmin's pushes are not timestamped (nor signed).
+    fn webhook_timestamp(&self, _: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    fn as_files(&self) -> Option<&dyn PushedFiles> {
+        Some(self)
+    }
+}
+
+impl PushedFiles for Garmin {
+    fn file_downloads(&self, data_type: &str, items: &Value) -> Vec<FileDownload> {
+        if data_type == "activityFiles" {
+            activity::file_downloads(items)
+        } else {
+            vec![]
+        }
+    }
+
+    fn map_file(
+        &self,
+        kind: &str,
+        bytes: &[u8],
+        user_id: Uuid,
+    ) -> Option<Result<Mapped, MapError>> {
+        let (file_type, activity_id) = activity::parse_file_kind(kind)?;
+        let source = provider_source(user_id, NAME, "Garmin");
+        let ds = source.id;
+        let mut m = Mapped {
+            sources: vec![source],
+            ..Mapped::default()
+        };
+        // TCX and GPX files are kept raw but not read yet: Garmin sends FIT unless an app asked
+        // otherwise, and the FIT file holds everything the other two do.
+        if file_type == "FIT" {
+            if let Err(e) = fit::map_fit(bytes, ds, activity_id, &mut m) {
+                return Some(Err(e));
+            }
+        } else {
+            m.sources.clear();
+        }
+        Some(Ok(m))
+    }
+}
+
+impl BackfillProvider for Garmin {
+    fn backfill_types(&self) -> &'static [&'static str] {
+        BACKFILL_TYPES
+    }
+
+    fn backfill_request(
+        &self,
+        data_type: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Option<PullRequest> {
+        BACKFILL_TYPES.contains(&data_type).then(|| PullRequest {
+            path: format!("/wellness-api/rest/backfill/{data_type}"),
+            query: vec![
+                (
+                    "summaryStartTimeInSeconds".into(),
+                    start.timestamp().to_string(),
+                ),
+                (
+                    "summaryEndTimeInSeconds".into(),
+                    end.timestamp().to_string(),
+                ),
+            ],
+        })
+    }
+
+    /// At most 30 days before the user's consent.
+    fn max_historical_days(&self) -> u32 {
+        30
     }
 }
 

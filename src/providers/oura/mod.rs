@@ -10,11 +10,20 @@ use uuid::Uuid;
 use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterval, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
+pub mod payload;
+
+use serde::de::DeserializeOwned;
+
+use self::payload::{
+    DailyActivity, DailyReadiness, DailySleep, DailySpo2, HeartRate, PersonalInfo, Sleep, Workout,
+};
 use super::mapped::{body_snapshot, local_midnight, numeric_components, provider_source, shape};
+use super::payload::{self as lenient, Text};
 use super::{
     parse_time, parse_webhook_timestamp, same, verification_token, verify_timestamped_hmac,
-    AppRequest, Capabilities, Coverage, Endpoints, MapError, Mapped, Notice, OAuthSettings,
-    Provider, PullRequest, Subscription, WebhookError,
+    AppRequest, Coverage, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider,
+    PullProvider, PullRequest, PushModes, PushProvider, Subscription, SubscriptionProvider,
+    WebhookError,
 };
 
 pub struct Oura;
@@ -34,26 +43,27 @@ const TYPES: &[&str] = &[
     "workout",
 ];
 
-fn f(v: &Value, k: &str) -> Option<f64> {
-    v.get(k).and_then(Value::as_f64)
-}
-
-fn day(v: &Value, data_type: &str) -> Result<NaiveDate, MapError> {
-    v.get("day")
-        .and_then(Value::as_str)
+/// The local day of a daily record, with the offset its `timestamp` carries (upstream lost
+/// it, #1151); 0 without one.
+fn local_day(day: &Text, timestamp: &Text, data_type: &str) -> Result<(NaiveDate, i16), MapError> {
+    let d = day
+        .str()
         .and_then(|d| d.parse().ok())
-        .ok_or_else(|| shape(data_type, "missing day"))
+        .ok_or_else(|| shape(data_type, "missing day"))?;
+    let offset = timestamp
+        .str()
+        .and_then(parse_time)
+        .map(|t| t.1)
+        .unwrap_or(0);
+    Ok((d, offset))
 }
 
-fn items<'a>(body: &'a Value, data_type: &str) -> Result<&'a Vec<Value>, MapError> {
-    body.get("data")
-        .and_then(Value::as_array)
-        .ok_or_else(|| shape(data_type, "no data array"))
+fn page<T: DeserializeOwned + Default>(body: &Value, data_type: &str) -> Result<Vec<T>, MapError> {
+    lenient::items(body, "data").ok_or_else(|| shape(data_type, "no data array"))
 }
 
-fn time(v: &Value, key: &str, data_type: &str) -> Result<(DateTime<Utc>, i16), MapError> {
-    v.get(key)
-        .and_then(Value::as_str)
+fn time(v: &Text, key: &str, data_type: &str) -> Result<(DateTime<Utc>, i16), MapError> {
+    v.str()
         .and_then(parse_time)
         .ok_or_else(|| shape(data_type, format!("missing or bad {key}")))
 }
@@ -99,49 +109,40 @@ impl Oura {
             sources: vec![source],
             ..Mapped::default()
         };
-        if data_type == "personal_info" {
+        match data_type {
             // Timeless: mapped by `map_snapshot` with the time the response arrived.
-            return Ok(m);
-        }
-        for v in items(body, data_type)? {
-            match data_type {
-                "daily_activity" => {
-                    let d = day(v, data_type)?;
-                    // The local day's offset comes from `timestamp` (upstream lost it, #1151).
-                    let offset = v
-                        .get("timestamp")
-                        .and_then(Value::as_str)
-                        .and_then(parse_time)
-                        .map(|t| t.1)
-                        .unwrap_or(0);
+            "personal_info" => {}
+            "daily_activity" => {
+                for v in page::<DailyActivity>(body, data_type)? {
+                    let (d, offset) = local_day(&v.day, &v.timestamp, data_type)?;
                     let at = local_midnight(d, offset);
                     let end = Some(at + chrono::Duration::days(1));
-                    let active_s = ["high_activity_time", "medium_activity_time"]
+                    let active_s = [&v.high_activity_time, &v.medium_activity_time]
                         .iter()
-                        .filter_map(|k| f(v, k))
+                        .filter_map(|n| n.num())
                         .sum::<f64>();
                     m.score(
                         ds,
                         "activity",
-                        f(v, "score"),
+                        v.score.num(),
                         None,
                         at,
                         Some(offset),
-                        numeric_components(v.get("contributors")),
+                        numeric_components(v.contributors.as_ref()),
                     );
                     // Oura's total includes the resting burn; recorded as basal energy (total -
                     // active), so active + basal is Oura's own total wherever it is summed.
-                    let basal = match (f(v, "total_calories"), f(v, "active_calories")) {
+                    let basal = match (v.total_calories.num(), v.active_calories.num()) {
                         (Some(t), a) if t >= a.unwrap_or(0.0) => Some(t - a.unwrap_or(0.0)),
                         _ => None,
                     };
                     for (series, value) in [
-                        ("steps", f(v, "steps")),
-                        ("energy", f(v, "active_calories")),
+                        ("steps", v.steps.num()),
+                        ("energy", v.active_calories.num()),
                         ("basal_energy", basal),
                         (
                             "distance_walking_running",
-                            f(v, "equivalent_walking_distance"),
+                            v.equivalent_walking_distance.num(),
                         ),
                         ("active_time", Some(active_s / 60.0)),
                     ] {
@@ -150,84 +151,84 @@ impl Oura {
                         }
                     }
                 }
-                "daily_readiness" => {
-                    let d = day(v, data_type)?;
-                    let offset = v
-                        .get("timestamp")
-                        .and_then(Value::as_str)
-                        .and_then(parse_time)
-                        .map(|t| t.1)
-                        .unwrap_or(0);
+            }
+            "daily_readiness" => {
+                for v in page::<DailyReadiness>(body, data_type)? {
+                    let (d, offset) = local_day(&v.day, &v.timestamp, data_type)?;
                     let at = local_midnight(d, offset);
                     m.score(
                         ds,
                         "readiness",
-                        f(v, "score"),
+                        v.score.num(),
                         None,
                         at,
                         Some(offset),
-                        numeric_components(v.get("contributors")),
+                        numeric_components(v.contributors.as_ref()),
                     );
-                    for (series, key) in [
-                        ("skin_temperature_deviation", "temperature_deviation"),
+                    for (series, value) in [
+                        ("skin_temperature_deviation", &v.temperature_deviation),
                         (
                             "skin_temperature_trend_deviation",
-                            "temperature_trend_deviation",
+                            &v.temperature_trend_deviation,
                         ),
                     ] {
-                        if let Some(value) = f(v, key) {
+                        if let Some(value) = value.num() {
                             m.sample(series, ds, at, None, offset, value, None);
                         }
                     }
                 }
-                "daily_sleep" => {
-                    let d = day(v, data_type)?;
-                    let offset = v
-                        .get("timestamp")
-                        .and_then(Value::as_str)
-                        .and_then(parse_time)
-                        .map(|t| t.1)
-                        .unwrap_or(0);
+            }
+            "daily_sleep" => {
+                for v in page::<DailySleep>(body, data_type)? {
+                    let (d, offset) = local_day(&v.day, &v.timestamp, data_type)?;
                     m.score(
                         ds,
                         "sleep",
-                        f(v, "score"),
+                        v.score.num(),
                         None,
                         local_midnight(d, offset),
                         Some(offset),
-                        numeric_components(v.get("contributors")),
+                        numeric_components(v.contributors.as_ref()),
                     );
                 }
-                "daily_spo2" => {
-                    let at = local_midnight(day(v, data_type)?, 0);
-                    if let Some(avg) = v
-                        .get("spo2_percentage")
-                        .and_then(|s| s.get("average"))
-                        .and_then(Value::as_f64)
-                    {
+            }
+            "daily_spo2" => {
+                for v in page::<DailySpo2>(body, data_type)? {
+                    // The day is taken as UTC: Oura gives this one no timestamp.
+                    let (d, _) = local_day(&v.day, &Text::default(), data_type)?;
+                    let at = local_midnight(d, 0);
+                    if let Some(avg) = v.spo2_percentage.get().and_then(|s| s.average.num()) {
                         m.sample("oxygen_saturation", ds, at, None, 0, avg, None);
                     }
-                    if let Some(bdi) = f(v, "breathing_disturbance_index") {
+                    if let Some(bdi) = v.breathing_disturbance_index.num() {
                         m.sample("breathing_disturbance_index", ds, at, None, 0, bdi, None);
                     }
                 }
-                "heartrate" => {
-                    let (at, offset) = time(v, "timestamp", data_type)?;
-                    if let Some(bpm) = f(v, "bpm") {
+            }
+            "heartrate" => {
+                for v in page::<HeartRate>(body, data_type)? {
+                    let (at, offset) = time(&v.timestamp, "timestamp", data_type)?;
+                    if let Some(bpm) = v.bpm.num() {
                         m.sample("heart_rate", ds, at, None, offset, bpm, None);
                     }
                 }
-                "sleep" => self.map_sleep(v, ds, &mut m)?,
-                "workout" => {
-                    let (start, offset) = time(v, "start_datetime", data_type)?;
-                    let (end, _) = time(v, "end_datetime", data_type)?;
-                    let activity = v.get("activity").and_then(Value::as_str).unwrap_or("");
-                    let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+            }
+            "sleep" => {
+                for v in page::<Sleep>(body, data_type)? {
+                    self.map_sleep(&v, ds, &mut m)?;
+                }
+            }
+            "workout" => {
+                for v in page::<Workout>(body, data_type)? {
+                    let (start, offset) = time(&v.start_datetime, "start_datetime", data_type)?;
+                    let (end, _) = time(&v.end_datetime, "end_datetime", data_type)?;
+                    let activity = v.activity.str().unwrap_or("");
+                    let id = v.id.str().unwrap_or_default();
                     let mut stats = BTreeMap::new();
-                    if let Some(c) = f(v, "calories") {
+                    if let Some(c) = v.calories.num() {
                         stats.insert("energy_kcal".to_string(), c);
                     }
-                    if let Some(d) = f(v, "distance") {
+                    if let Some(d) = v.distance.num() {
                         stats.insert("distance_m".to_string(), d);
                     }
                     let mut metadata = BTreeMap::new();
@@ -249,23 +250,28 @@ impl Oura {
                         laps: Vec::new(),
                     });
                 }
-                other => return Err(MapError::UnknownType(other.into())),
+            }
+            other => {
+                // An unknown type is refused only when there is something to map.
+                if !page::<Value>(body, data_type)?.is_empty() {
+                    return Err(MapError::UnknownType(other.into()));
+                }
             }
         }
         Ok(m)
     }
 
-    fn map_sleep(&self, v: &Value, ds: Uuid, m: &mut Mapped) -> Result<(), MapError> {
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+    fn map_sleep(&self, v: &Sleep, ds: Uuid, m: &mut Mapped) -> Result<(), MapError> {
+        let kind = v.kind.str().unwrap_or("");
         if kind == "deleted" {
             return Ok(());
         }
-        let (start, offset) = time(v, "bedtime_start", "sleep")?;
-        let (end, _) = time(v, "bedtime_end", "sleep")?;
-        let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+        let (start, offset) = time(&v.bedtime_start, "bedtime_start", "sleep")?;
+        let (end, _) = time(&v.bedtime_end, "bedtime_end", "sleep")?;
+        let id = v.id.str().unwrap_or_default();
         let stages = v
-            .get("sleep_phase_5_min")
-            .and_then(Value::as_str)
+            .sleep_phase_5_min
+            .str()
             .map(|p| hypnogram(start, p))
             .unwrap_or_default();
         m.sleep.push(SleepSessionRecord {
@@ -279,36 +285,26 @@ impl Oura {
             stages_from_totals: false,
         });
         // Interval series: `items[i]` is at `timestamp + i × interval`; nulls are gaps.
-        for (key, series) in [
-            ("heart_rate", "heart_rate"),
-            ("hrv", "heart_rate_variability_rmssd"),
+        for (s, series) in [
+            (&v.heart_rate, "heart_rate"),
+            (&v.hrv, "heart_rate_variability_rmssd"),
         ] {
-            let Some(s) = v.get(key) else { continue };
-            let (Some(t0), Some(step)) = (
-                s.get("timestamp")
-                    .and_then(Value::as_str)
-                    .and_then(parse_time),
-                f(s, "interval"),
-            ) else {
+            let Some(s) = s.get() else { continue };
+            let (Some(t0), Some(step)) = (s.timestamp.str().and_then(parse_time), s.interval.num())
+            else {
                 continue;
             };
-            for (i, item) in s
-                .get("items")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                if let Some(value) = item.as_f64() {
+            for (i, item) in s.items.get().into_iter().flatten().enumerate() {
+                if let Some(value) = item.num() {
                     let at = super::mapped::after_secs(t0.0, step * i as f64);
                     m.sample(series, ds, at, None, t0.1, value, None);
                 }
             }
         }
-        if let Some(b) = f(v, "average_breath") {
+        if let Some(b) = v.average_breath.num() {
             m.sample("respiratory_rate", ds, start, Some(end), offset, b, None);
         }
-        if let Some(hr) = f(v, "lowest_heart_rate") {
+        if let Some(hr) = v.lowest_heart_rate.num() {
             m.sample("resting_heart_rate", ds, start, Some(end), offset, hr, None);
         }
         Ok(())
@@ -324,14 +320,6 @@ impl Provider for Oura {
         "Oura"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            rest_pull: true,
-            webhook_ping: true,
-            ..Capabilities::default()
-        }
-    }
-
     fn oauth(&self) -> OAuthSettings {
         OAuthSettings {
             scopes: "personal daily activity heartrate workout session spo2 ring_configuration heart_health",
@@ -345,44 +333,6 @@ impl Provider for Oura {
             .get("id")
             .and_then(Value::as_str)
             .map(String::from)
-    }
-
-    fn data_types(&self) -> &'static [&'static str] {
-        TYPES
-    }
-
-    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
-        let query = match data_type {
-            "personal_info" => vec![],
-            // Heart rate is the one collection windowed by instants, not dates.
-            "heartrate" => vec![
-                ("start_datetime".into(), start.to_rfc3339()),
-                ("end_datetime".into(), end.to_rfc3339()),
-            ],
-            _ => vec![
-                ("start_date".into(), start.date_naive().to_string()),
-                ("end_date".into(), end.date_naive().to_string()),
-            ],
-        };
-        PullRequest {
-            path: format!("{COLLECTION}{data_type}"),
-            query,
-        }
-    }
-
-    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
-        let token = body.get("next_token").and_then(Value::as_str)?;
-        let mut query: Vec<(String, String)> = previous
-            .query
-            .iter()
-            .filter(|(k, _)| k != "next_token")
-            .cloned()
-            .collect();
-        query.push(("next_token".into(), token.into()));
-        Some(PullRequest {
-            path: previous.path.clone(),
-            query,
-        })
     }
 
     /// Oura allows 5,000 requests per 5 minutes per app.
@@ -431,6 +381,58 @@ impl Provider for Oura {
         self.map_items(data_type, body, user_id)
     }
 
+    fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        Some(self)
+    }
+
+    fn as_subscriptions(&self) -> Option<&dyn SubscriptionProvider> {
+        Some(self)
+    }
+}
+
+impl PullProvider for Oura {
+    fn data_types(&self) -> &'static [&'static str] {
+        TYPES
+    }
+
+    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
+        let query = match data_type {
+            "personal_info" => vec![],
+            // Heart rate is the one collection windowed by instants, not dates.
+            "heartrate" => vec![
+                ("start_datetime".into(), start.to_rfc3339()),
+                ("end_datetime".into(), end.to_rfc3339()),
+            ],
+            _ => vec![
+                ("start_date".into(), start.date_naive().to_string()),
+                ("end_date".into(), end.date_naive().to_string()),
+            ],
+        };
+        PullRequest {
+            path: format!("{COLLECTION}{data_type}"),
+            query,
+        }
+    }
+
+    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
+        let token = body.get("next_token").and_then(Value::as_str)?;
+        let mut query: Vec<(String, String)> = previous
+            .query
+            .iter()
+            .filter(|(k, _)| k != "next_token")
+            .cloned()
+            .collect();
+        query.push(("next_token".into(), token.into()));
+        Some(PullRequest {
+            path: previous.path.clone(),
+            query,
+        })
+    }
+
     fn map_snapshot(
         &self,
         data_type: &str,
@@ -439,17 +441,20 @@ impl Provider for Oura {
         received_at: DateTime<Utc>,
     ) -> Option<Result<Mapped, MapError>> {
         (data_type == "personal_info").then(|| {
+            let info: PersonalInfo = lenient::item(body);
             Ok(body_snapshot(
                 user_id,
                 NAME,
                 "Oura",
                 received_at,
-                f(body, "weight"),
-                f(body, "height").map(|m| m * 100.0),
+                info.weight.num(),
+                info.height.num().map(|m| m * 100.0),
             ))
         })
     }
+}
 
+impl PushProvider for Oura {
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -463,6 +468,12 @@ impl Provider for Oura {
             ("x-oura-signature", "x-oura-timestamp"),
             |sig| hex::decode(sig.to_ascii_lowercase()).ok(),
         )
+    }
+
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        headers
+            .get("x-oura-timestamp")
+            .and_then(|t| parse_webhook_timestamp(t))
     }
 
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
@@ -483,27 +494,16 @@ impl Provider for Oura {
         }])
     }
 
-    fn has_challenge(&self) -> bool {
-        true
-    }
-
-    fn challenge(
-        &self,
-        query: &BTreeMap<String, String>,
-        endpoints: &Endpoints,
-    ) -> Result<Value, WebhookError> {
-        let token = query
-            .get("verification_token")
-            .ok_or(WebhookError::Signature)?;
-        if !same(token.as_bytes(), verification_token(endpoints).as_bytes()) {
-            return Err(WebhookError::Signature);
+    /// Oura pings; the data is pulled.
+    fn modes(&self) -> PushModes {
+        PushModes {
+            ping: true,
+            ..PushModes::default()
         }
-        let challenge = query
-            .get("challenge")
-            .ok_or_else(|| WebhookError::Payload("challenge missing".into()))?;
-        Ok(json!({ "challenge": challenge }))
     }
+}
 
+impl SubscriptionProvider for Oura {
     /// One subscription per (data type × create/update), as upstream registers them.
     fn subscription_requests(&self, endpoints: &Endpoints, callback_url: &str) -> Vec<AppRequest> {
         let token = verification_token(endpoints);
@@ -522,14 +522,14 @@ impl Provider for Oura {
             .collect()
     }
 
-    fn list_subscriptions(&self, endpoints: &Endpoints) -> Option<AppRequest> {
-        Some(AppRequest {
+    fn list_subscriptions(&self, endpoints: &Endpoints) -> AppRequest {
+        AppRequest {
             method: "GET",
             path: SUBSCRIPTIONS.into(),
             headers: app_headers(endpoints),
             body: Value::Null,
             key: None,
-        })
+        }
     }
 
     /// Oura lists subscriptions as a bare array of `{id, callback_url, event_type, data_type,
@@ -556,20 +556,31 @@ impl Provider for Oura {
             .collect()
     }
 
-    fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> Option<AppRequest> {
-        Some(AppRequest {
+    fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> AppRequest {
+        AppRequest {
             method: "PUT",
             path: format!("{SUBSCRIPTIONS}/renew/{id}"),
             headers: app_headers(endpoints),
             body: Value::Null,
             key: None,
-        })
+        }
     }
 
-    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-        headers
-            .get("x-oura-timestamp")
-            .and_then(|t| parse_webhook_timestamp(t))
+    fn challenge(
+        &self,
+        query: &BTreeMap<String, String>,
+        endpoints: &Endpoints,
+    ) -> Result<Value, WebhookError> {
+        let token = query
+            .get("verification_token")
+            .ok_or(WebhookError::Signature)?;
+        if !same(token.as_bytes(), verification_token(endpoints).as_bytes()) {
+            return Err(WebhookError::Signature);
+        }
+        let challenge = query
+            .get("challenge")
+            .ok_or_else(|| WebhookError::Payload("challenge missing".into()))?;
+        Ok(json!({ "challenge": challenge }))
     }
 }
 
@@ -864,7 +875,7 @@ mod tests {
             got[0].expires_at.unwrap().to_rfc3339(),
             "2026-04-01T00:00:00+00:00"
         );
-        let renew = Oura.renew_subscription(&ep, "s-1").unwrap();
+        let renew = Oura.renew_subscription(&ep, "s-1");
         assert_eq!(
             (renew.method, renew.path.as_str()),
             ("PUT", "/v2/webhook/subscription/renew/s-1")

@@ -14,11 +14,17 @@ use wearhouse_domain::records::{
 };
 use wearhouse_domain::workout_type::WorkoutType;
 
+pub mod payload;
+
+use serde::de::DeserializeOwned;
+
+use self::payload::{BodyMeasurement, Recovery, Sleep, Workout};
 use super::mapped::{body_snapshot, components, provider_source, shape};
+use super::payload::{self as lenient, Text};
 use super::{
-    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Capabilities, Coverage,
-    DerivedSamples, Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullRequest,
-    SampleAnchor, WebhookError,
+    parse_offset, parse_webhook_timestamp, verify_timestamped_hmac, Coverage, DerivedSamples,
+    Endpoints, MapError, Mapped, Notice, OAuthSettings, Provider, PullProvider, PullRequest,
+    PushModes, PushProvider, PushedDeletes, SampleAnchor, WebhookError,
 };
 
 pub struct Whoop;
@@ -26,18 +32,13 @@ pub struct Whoop;
 const NAME: &str = "whoop";
 const TYPES: &[&str] = &["body", "recovery", "sleep", "workout"];
 const KJ_PER_KCAL: f64 = 4.184;
-/// The series a scored recovery maps to, and the score fields they come from (in order).
+/// The series a scored recovery maps to, from its resting heart rate, HRV, SpO2 and skin
+/// temperature (in order).
 const RECOVERY_SERIES: &[&str] = &[
     "resting_heart_rate",
     "heart_rate_variability_rmssd",
     "oxygen_saturation",
     "skin_temperature",
-];
-const RECOVERY_KEYS: [&str; 4] = [
-    "resting_heart_rate",
-    "hrv_rmssd_milli",
-    "spo2_percentage",
-    "skin_temp_celsius",
 ];
 
 fn path(data_type: &str) -> &'static str {
@@ -49,28 +50,21 @@ fn path(data_type: &str) -> &'static str {
     }
 }
 
-fn f(v: &Value, k: &str) -> Option<f64> {
-    v.get(k).and_then(Value::as_f64)
-}
-
-fn instant(v: &Value, k: &str, data_type: &str) -> Result<DateTime<Utc>, MapError> {
-    v.get(k)
-        .and_then(Value::as_str)
+fn instant(v: &Text, k: &str, data_type: &str) -> Result<DateTime<Utc>, MapError> {
+    v.str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| shape(data_type, format!("missing or bad {k}")))
 }
 
-fn scored(v: &Value) -> Option<&Value> {
-    (v.get("score_state").and_then(Value::as_str) == Some("SCORED"))
-        .then(|| v.get("score"))
-        .flatten()
+fn records<T: DeserializeOwned + Default>(
+    body: &Value,
+    data_type: &str,
+) -> Result<Vec<T>, MapError> {
+    lenient::items(body, "records").ok_or_else(|| shape(data_type, "no records array"))
 }
 
-fn id_of(v: &Value) -> String {
-    text(v, "id")
-}
-
+/// A webhook body's id field as text (Whoop sends numbers or strings).
 fn text(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),
@@ -113,14 +107,6 @@ impl Provider for Whoop {
         "Whoop"
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            rest_pull: true,
-            webhook_ping: true,
-            ..Capabilities::default()
-        }
-    }
-
     fn oauth(&self) -> OAuthSettings {
         OAuthSettings {
             scopes: "offline read:cycles read:sleep read:recovery read:workout read:profile read:body_measurement",
@@ -135,41 +121,6 @@ impl Provider for Whoop {
             Value::String(s) => Some(s.clone()),
             _ => None,
         }
-    }
-
-    fn data_types(&self) -> &'static [&'static str] {
-        TYPES
-    }
-
-    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
-        let query = if data_type == "body" {
-            vec![]
-        } else {
-            vec![
-                ("start".into(), start.to_rfc3339()),
-                ("end".into(), end.to_rfc3339()),
-                ("limit".into(), "25".into()),
-            ]
-        };
-        PullRequest {
-            path: path(data_type).into(),
-            query,
-        }
-    }
-
-    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
-        let token = body.get("next_token").and_then(Value::as_str)?;
-        let mut query: Vec<(String, String)> = previous
-            .query
-            .iter()
-            .filter(|(k, _)| k != "nextToken")
-            .cloned()
-            .collect();
-        query.push(("nextToken".into(), token.into()));
-        Some(PullRequest {
-            path: previous.path.clone(),
-            query,
-        })
     }
 
     /// Whoop allows 100 requests a minute per app.
@@ -219,44 +170,37 @@ impl Provider for Whoop {
             // Timeless: mapped by `map_snapshot` with the time the response arrived.
             return Ok(m);
         }
-        let records = body
-            .get("records")
-            .and_then(Value::as_array)
-            .ok_or_else(|| shape(data_type, "no records array"))?;
-        for v in records {
-            match data_type {
-                "workout" => {
-                    let Some(score) = scored(v) else { continue };
-                    let start = instant(v, "start", data_type)?;
-                    let end = instant(v, "end", data_type)?;
-                    let offset = v
-                        .get("timezone_offset")
-                        .and_then(Value::as_str)
-                        .and_then(parse_offset);
-                    let sport = v.get("sport_name").and_then(Value::as_str).unwrap_or("");
+        match data_type {
+            "workout" => {
+                for v in records::<Workout>(body, data_type)? {
+                    let Some(score) = v.scored() else { continue };
+                    let start = instant(&v.start, "start", data_type)?;
+                    let end = instant(&v.end, "end", data_type)?;
+                    let offset = v.timezone_offset.str().and_then(parse_offset);
+                    let sport = v.sport_name.str().unwrap_or("");
                     let mut stats = BTreeMap::new();
                     for (k, val) in [
-                        ("heart_rate_avg", f(score, "average_heart_rate")),
-                        ("heart_rate_max", f(score, "max_heart_rate")),
+                        ("heart_rate_avg", score.average_heart_rate.num()),
+                        ("heart_rate_max", score.max_heart_rate.num()),
                         (
                             "energy_kcal",
-                            f(score, "kilojoule").map(|kj| kj / KJ_PER_KCAL),
+                            score.kilojoule.num().map(|kj| kj / KJ_PER_KCAL),
                         ),
-                        ("distance_m", f(score, "distance_meter")),
-                        ("elevation_gain_m", f(score, "altitude_gain_meter")),
-                        ("strain", f(score, "strain")),
+                        ("distance_m", score.distance_meter.num()),
+                        ("elevation_gain_m", score.altitude_gain_meter.num()),
+                        ("strain", score.strain.num()),
                     ] {
                         if let Some(val) = val {
                             stats.insert(k.to_string(), val);
                         }
                     }
-                    let id = id_of(v);
+                    let id = v.id.to_string();
                     keyed_score(
                         &mut m,
                         ds,
                         &id,
                         "strain",
-                        f(score, "strain"),
+                        score.strain.num(),
                         start,
                         offset,
                         Default::default(),
@@ -280,25 +224,26 @@ impl Provider for Whoop {
                         laps: Vec::new(),
                     });
                 }
-                "sleep" => {
-                    let start = instant(v, "start", data_type)?;
-                    let end = instant(v, "end", data_type)?;
-                    let offset = v
-                        .get("timezone_offset")
-                        .and_then(Value::as_str)
-                        .and_then(parse_offset);
+            }
+            "sleep" => {
+                for v in records::<Sleep>(body, data_type)? {
+                    let start = instant(&v.start, "start", data_type)?;
+                    let end = instant(&v.end, "end", data_type)?;
+                    let offset = v.timezone_offset.str().and_then(parse_offset);
+                    let id = v.id.to_string();
+                    let score = v.scored();
                     let mut stages = Vec::new();
-                    if let Some(sum) = scored(v).and_then(|s| s.get("stage_summary")) {
+                    if let Some(sum) = score.and_then(|s| s.stage_summary.get()) {
                         // Whoop gives per-stage totals only; they are laid end to end from the
                         // start so stage minutes stay exact even though their order is not known.
                         let mut at = start;
-                        for (stage, key) in [
-                            ("awake", "total_awake_time_milli"),
-                            ("light", "total_light_sleep_time_milli"),
-                            ("deep", "total_slow_wave_sleep_time_milli"),
-                            ("rem", "total_rem_sleep_time_milli"),
+                        for (stage, total) in [
+                            ("awake", &sum.total_awake_time_milli),
+                            ("light", &sum.total_light_sleep_time_milli),
+                            ("deep", &sum.total_slow_wave_sleep_time_milli),
+                            ("rem", &sum.total_rem_sleep_time_milli),
                         ] {
-                            let ms = f(sum, key).unwrap_or(0.0) as i64;
+                            let ms = total.num().unwrap_or(0.0) as i64;
                             if ms > 0 {
                                 let to = super::mapped::after_secs(at, ms as f64 / 1000.0);
                                 stages.push(SleepStageInterval {
@@ -310,29 +255,29 @@ impl Provider for Whoop {
                             }
                         }
                     }
-                    if let Some(score) = scored(v) {
+                    if let Some(score) = score {
                         keyed_score(
                             &mut m,
                             ds,
-                            &id_of(v),
+                            &id,
                             "sleep",
-                            f(score, "sleep_performance_percentage"),
+                            score.sleep_performance_percentage.num(),
                             end,
                             offset,
                             components(&[
                                 (
                                     "sleep_efficiency_percentage",
-                                    f(score, "sleep_efficiency_percentage"),
+                                    score.sleep_efficiency_percentage.num(),
                                 ),
                                 (
                                     "sleep_consistency_percentage",
-                                    f(score, "sleep_consistency_percentage"),
+                                    score.sleep_consistency_percentage.num(),
                                 ),
-                                ("respiratory_rate", f(score, "respiratory_rate")),
+                                ("respiratory_rate", score.respiratory_rate.num()),
                             ]),
                         );
                     }
-                    if let Some(rr) = scored(v).and_then(|s| f(s, "respiratory_rate")) {
+                    if let Some(rr) = score.and_then(|s| s.respiratory_rate.num()) {
                         m.sample(
                             "respiratory_rate",
                             ds,
@@ -344,23 +289,25 @@ impl Provider for Whoop {
                         );
                     }
                     m.sleep.push(SleepSessionRecord {
-                        id: record_id(&[&ds.to_string(), "sleep", &id_of(v)]),
+                        id: record_id(&[&ds.to_string(), "sleep", &id]),
                         data_source_id: ds,
                         start,
                         end,
                         zone_offset: offset,
-                        is_nap: v.get("nap").and_then(Value::as_bool).unwrap_or(false),
+                        is_nap: v.nap.get().copied().unwrap_or(false),
                         stages_from_totals: !stages.is_empty(),
                         stages,
                     });
                 }
-                "recovery" => {
-                    let Some(score) = scored(v) else { continue };
+            }
+            "recovery" => {
+                for v in records::<Recovery>(body, data_type)? {
+                    let Some(score) = v.scored() else { continue };
                     // Recovery has no own time; it belongs to the cycle it was created in.
-                    let at = instant(v, "created_at", data_type)?;
+                    let at = instant(&v.created_at, "created_at", data_type)?;
                     // Whoop names a recovery by its sleep (its webhooks carry the sleep id).
-                    let key = match text(v, "sleep_id") {
-                        k if k.is_empty() => text(v, "cycle_id"),
+                    let key = match v.sleep_id.to_string() {
+                        k if k.is_empty() => v.cycle_id.to_string(),
                         k => k,
                     };
                     keyed_score(
@@ -368,26 +315,82 @@ impl Provider for Whoop {
                         ds,
                         &key,
                         "recovery",
-                        f(score, "recovery_score"),
+                        score.recovery_score.num(),
                         at,
                         None,
                         components(&[
-                            ("resting_heart_rate", f(score, "resting_heart_rate")),
-                            ("hrv_rmssd_milli", f(score, "hrv_rmssd_milli")),
-                            ("spo2_percentage", f(score, "spo2_percentage")),
-                            ("skin_temp_celsius", f(score, "skin_temp_celsius")),
+                            ("resting_heart_rate", score.resting_heart_rate.num()),
+                            ("hrv_rmssd_milli", score.hrv_rmssd_milli.num()),
+                            ("spo2_percentage", score.spo2_percentage.num()),
+                            ("skin_temp_celsius", score.skin_temp_celsius.num()),
                         ]),
                     );
-                    for (series, key) in RECOVERY_SERIES.iter().zip(RECOVERY_KEYS) {
-                        if let Some(val) = f(score, key) {
+                    let values = [
+                        &score.resting_heart_rate,
+                        &score.hrv_rmssd_milli,
+                        &score.spo2_percentage,
+                        &score.skin_temp_celsius,
+                    ];
+                    for (series, val) in RECOVERY_SERIES.iter().zip(values) {
+                        if let Some(val) = val.num() {
                             m.sample(series, ds, at, None, 0, val, None);
                         }
                     }
                 }
-                other => return Err(MapError::UnknownType(other.into())),
+            }
+            other => {
+                // An unknown type is refused only when there is something to map.
+                if !records::<Value>(body, data_type)?.is_empty() {
+                    return Err(MapError::UnknownType(other.into()));
+                }
             }
         }
         Ok(m)
+    }
+
+    fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_push(&self) -> Option<&dyn PushProvider> {
+        Some(self)
+    }
+}
+
+impl PullProvider for Whoop {
+    fn data_types(&self) -> &'static [&'static str] {
+        TYPES
+    }
+
+    fn first_page(&self, data_type: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> PullRequest {
+        let query = if data_type == "body" {
+            vec![]
+        } else {
+            vec![
+                ("start".into(), start.to_rfc3339()),
+                ("end".into(), end.to_rfc3339()),
+                ("limit".into(), "25".into()),
+            ]
+        };
+        PullRequest {
+            path: path(data_type).into(),
+            query,
+        }
+    }
+
+    fn next_page(&self, previous: &PullRequest, body: &Value) -> Option<PullRequest> {
+        let token = body.get("next_token").and_then(Value::as_str)?;
+        let mut query: Vec<(String, String)> = previous
+            .query
+            .iter()
+            .filter(|(k, _)| k != "nextToken")
+            .cloned()
+            .collect();
+        query.push(("nextToken".into(), token.into()));
+        Some(PullRequest {
+            path: previous.path.clone(),
+            query,
+        })
     }
 
     fn map_snapshot(
@@ -398,17 +401,20 @@ impl Provider for Whoop {
         received_at: DateTime<Utc>,
     ) -> Option<Result<Mapped, MapError>> {
         (data_type == "body").then(|| {
+            let body: BodyMeasurement = lenient::item(body);
             Ok(body_snapshot(
                 user_id,
                 NAME,
                 "Whoop",
                 received_at,
-                f(body, "weight_kilogram"),
-                f(body, "height_meter").map(|m| m * 100.0),
+                body.weight_kilogram.num(),
+                body.height_meter.num().map(|m| m * 100.0),
             ))
         })
     }
+}
 
+impl PushProvider for Whoop {
     fn verify_webhook(
         &self,
         headers: &BTreeMap<String, String>,
@@ -422,6 +428,12 @@ impl Provider for Whoop {
             ("x-whoop-signature", "x-whoop-signature-timestamp"),
             |sig| STANDARD.decode(sig).ok(),
         )
+    }
+
+    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
+        headers
+            .get("x-whoop-signature-timestamp")
+            .and_then(|t| parse_webhook_timestamp(t))
     }
 
     fn parse_webhook(&self, body: &Value) -> Result<Vec<Notice>, WebhookError> {
@@ -439,7 +451,7 @@ impl Provider for Whoop {
             return Ok(vec![]);
         }
         if event == "deleted" {
-            let external_id = id_of(body);
+            let external_id = text(body, "id");
             if external_id.is_empty() {
                 return Err(WebhookError::Payload("id missing".into()));
             }
@@ -455,6 +467,20 @@ impl Provider for Whoop {
         }])
     }
 
+    /// Whoop pings (and says what it deleted); the data is pulled.
+    fn modes(&self) -> PushModes {
+        PushModes {
+            ping: true,
+            ..PushModes::default()
+        }
+    }
+
+    fn as_deletes(&self) -> Option<&dyn PushedDeletes> {
+        Some(self)
+    }
+}
+
+impl PushedDeletes for Whoop {
     fn deleted_records(
         &self,
         data_type: &str,
@@ -502,12 +528,6 @@ impl Provider for Whoop {
             }),
             _ => None,
         }
-    }
-
-    fn webhook_timestamp(&self, headers: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
-        headers
-            .get("x-whoop-signature-timestamp")
-            .and_then(|t| parse_webhook_timestamp(t))
     }
 }
 
