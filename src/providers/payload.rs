@@ -69,6 +69,15 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
 
 impl<T: Serialize> Serialize for Lenient<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // A whole number is written as an integer, as providers send counts and epoch times
+        // (readers that take integers, such as the push time check, refuse `1772366400.0`).
+        if let Ok(Value::Number(n)) = serde_json::to_value(&self.0) {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if f.abs() < 9.0e15 {
+                    return (f as i64).serialize(s);
+                }
+            }
+        }
         self.0.serialize(s)
     }
 }
