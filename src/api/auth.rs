@@ -5,20 +5,12 @@
 //! ## SDK routes
 //!
 //! The mobile-SDK routes (`/api/v1/sdk/users/{user_id}/…`) take an SDK user token (scope
-//! `sdk`) of that very user, or an API key — the contract's "SDKAuthDep". Either declare the
-//! extractor `crate::auth::SdkAuth` on the operation (it reads `user_id` from the path and
-//! documents the `SdkBearer` / `ApiKeyAuth` schemes, 401 and 403), or call
-//!
-//! ```ignore
-//! pub async fn authorize_sdk(state: &AppState, req: &poem::Request, user_id: Uuid)
-//!     -> Result<crate::store::Actor, ApiError>
-//! ```
-//!
-//! from the handler: `Ok(actor)` for the event metadata (`sdk_user:<user>` or
-//! `api_key:<key id>`); 401 `Authentication required: provide SDK token or API key` (no valid
-//! SDK token and no API key: missing, expired, badly signed, its user or application
-//! deleted), 401 `Invalid or missing API key`, 403 `Token does not match user_id` (a valid SDK
-//! token of another user). Every other route refuses SDK tokens.
+//! `sdk`) of that very user, or an API key — the contract's "SDKAuthDep": they declare the
+//! extractor `crate::auth::SdkAuth`, which reads `user_id` from the path and documents the
+//! `SdkBearer` / `ApiKeyAuth` schemes. It answers 401 `Authentication required: provide SDK
+//! token or API key` (no valid SDK token and no API key: missing, expired, badly signed, its
+//! user or application deleted), 401 `Invalid or missing API key`, 403 `Token does not match
+//! user_id` (a valid SDK token of another user). Every other route refuses SDK tokens.
 
 use chrono::{DateTime, Duration, Utc};
 use poem::Request;
@@ -350,27 +342,6 @@ pub(super) fn client_address(req: &Request) -> String {
         .as_socket_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| req.remote_addr().to_string())
-}
-
-/// Checks the caller of an SDK route for the path's `user_id` (see the module doc): an SDK
-/// token of that user, or an API key.
-pub async fn authorize_sdk(
-    state: &AppState,
-    req: &Request,
-    user_id: Uuid,
-) -> Result<crate::store::Actor, ApiError> {
-    use crate::auth::SdkDenied;
-    let presented = auth::Presented::of(req);
-    match auth::sdk_credential(state, &presented, &user_id.to_string()).await {
-        Ok(caller) => Ok(caller.actor(request_id(req))),
-        Err(e @ (SdkDenied::Missing | SdkDenied::BadApiKey)) => {
-            Err(ApiError::unauthorized(e.to_string()))
-        }
-        Err(e @ SdkDenied::OtherUser) => Err(ApiError::Forbidden(Json(super::Detail {
-            detail: e.to_string(),
-        }))),
-        Err(e @ SdkDenied::Store(_)) => Err(super::error::internal_api(super::error::Chain(&e))),
-    }
 }
 
 fn refused(r: auth::throttle::Refused) -> ApiError {

@@ -36,7 +36,6 @@ use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 pub use api_keys::create_key;
-pub use auth::authorize_sdk;
 pub use error::{internal, ApiError, Detail};
 
 use crate::auth::Jwt;

@@ -7,8 +7,7 @@
 //!
 //! Applications are `Application` aggregates; a user's SDK refresh tokens and invitation codes
 //! are the `SdkAccess` aggregate of that user (one stream, so a code redeems once even when
-//! redeemed concurrently). The SDK routes check callers with `crate::auth::SdkAuth` or
-//! `super::auth::authorize_sdk`.
+//! redeemed concurrently). The SDK routes check callers with `crate::auth::SdkAuth`.
 
 use chrono::{DateTime, Duration, Utc};
 use poem::web::Data;

@@ -487,7 +487,7 @@ impl poem::error::ResponseError for SdkDenied {
     }
 }
 
-/// The check behind `SdkAuth` (and `api::auth::authorize_sdk`): an SDK token (scope `sdk`)
+/// The check behind `SdkAuth`: an SDK token (scope `sdk`)
 /// whose user still exists and whose application was not deleted, for `path_user` (else
 /// 403); failing that, an API key; else 401. As upstream, a token that does not check out
 /// falls through to the API key, and a developer token is no SDK credential.

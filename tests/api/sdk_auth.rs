@@ -1,6 +1,6 @@
 //! Mobile-SDK credentials: applications (secret shown once, kept hashed), SDK user tokens
 //! (issue, refresh, revoke, refused by every non-SDK route), the SDK routes' check
-//! (`wearhouse::auth::sdk_credential`, behind `SdkAuth` and `api::authorize_sdk`: own user,
+//! (`wearhouse::auth::sdk_credential`, behind `SdkAuth`: own user,
 //! other user, expired, deleted) and invitation codes (single use, also under concurrent
 //! redemption, expiry, throttling, bad bodies).
 
