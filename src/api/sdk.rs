@@ -120,7 +120,7 @@ impl SdkApi {
     async fn sync(
         &self,
         state: Data<&AppState>,
-        _auth: SdkAuth,
+        auth: SdkAuth,
         req: &Request,
         user_id: Path<Uuid>,
         body: RawJson,
@@ -128,7 +128,7 @@ impl SdkApi {
         users::load(&state, user_id.0).await?;
         state
             .sdk
-            .accept(user_id.0, &body.0, request_id(req))
+            .accept(user_id.0, &body.0, &auth.0.actor(request_id(req)))
             .await?;
         Ok(Accepted::Accepted(Json(UploadDataResponse::accepted(
             user_id.0,
@@ -149,7 +149,7 @@ impl SdkApi {
     async fn logs(
         &self,
         state: Data<&AppState>,
-        _auth: SdkAuth,
+        auth: SdkAuth,
         req: &Request,
         user_id: Path<Uuid>,
         body: RawJson,
@@ -157,7 +157,7 @@ impl SdkApi {
         users::load(&state, user_id.0).await?;
         state
             .sdk
-            .accept_logs(user_id.0, &body.0, request_id(req))
+            .accept_logs(user_id.0, &body.0, &auth.0.actor(request_id(req)))
             .await?;
         Ok(Accepted::Accepted(Json(UploadDataResponse::accepted(
             user_id.0,

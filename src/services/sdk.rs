@@ -29,8 +29,6 @@ use crate::store::{Actor, Commands};
 pub const KIND: &str = "sdk_sync";
 /// The sync runs' source, as upstream.
 pub const SOURCE: &str = "sdk";
-/// The actor of everything SDK jobs append (sleep assembly reads back only its own events).
-const ACTOR_ID: &str = "sync";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
@@ -73,7 +71,41 @@ pub struct SyncJob {
     pub platform: Platform,
     pub raw: RawPayloadRef,
     pub received_at: DateTime<Utc>,
+    /// Who sent the batch: the actor of everything the job appends (absent in jobs queued
+    /// before it was kept: `sdk`).
+    #[serde(default)]
+    pub caller: JobActor,
+}
+
+/// An actor as a job keeps it (`Actor` borrows its kind).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobActor {
+    pub kind: String,
+    pub id: String,
     pub request_id: Option<String>,
+}
+
+impl JobActor {
+    fn of(a: &Actor) -> JobActor {
+        JobActor {
+            kind: a.kind.to_string(),
+            id: a.id.clone(),
+            request_id: a.request_id.clone(),
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            // The callers of the SDK routes (see `SdkCaller::actor`).
+            kind: match self.kind.as_str() {
+                "sdk_user" => "sdk_user",
+                "api_key" => "api_key",
+                _ => "sdk",
+            },
+            id: self.id.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 /// What a finished sync did (recorded as the run's metadata).
@@ -92,14 +124,6 @@ pub struct Sdk {
     pool: Pool,
     commands: Commands,
     jobs: Jobs,
-}
-
-fn actor(request_id: Option<String>) -> Actor {
-    Actor {
-        kind: "sdk",
-        id: ACTOR_ID.into(),
-        request_id,
-    }
 }
 
 impl Sdk {
@@ -122,7 +146,7 @@ impl Sdk {
         &self,
         user_id: Uuid,
         body: &[u8],
-        request_id: Option<String>,
+        caller: &Actor,
     ) -> Result<Uuid, SdkError> {
         let platform = envelope::parse(body)?.platform;
         let meta = RawMeta {
@@ -141,7 +165,7 @@ impl Sdk {
             platform,
             raw,
             received_at: Utc::now(),
-            request_id,
+            caller: JobActor::of(caller),
         };
         let payload = serde_json::to_value(&job).expect("SDK jobs serialize");
         self.jobs
@@ -156,7 +180,7 @@ impl Sdk {
         &self,
         user_id: Uuid,
         body: &[u8],
-        request_id: Option<String>,
+        caller: &Actor,
     ) -> Result<(), SdkError> {
         let json: Value =
             serde_json::from_slice(body).map_err(|_| SdkError::Envelope(EnvelopeError::NotJson))?;
@@ -185,7 +209,7 @@ impl Sdk {
             &self.pool,
             Uuid::new_v4(),
             user_id,
-            &actor(request_id),
+            caller,
             vec![Out::Event(event)],
         )
         .await
@@ -198,7 +222,7 @@ impl Sdk {
             .execute::<SyncRun>(
                 &job.run_id.to_string(),
                 cmd,
-                &actor(job.request_id.clone()),
+                &job.caller.actor(),
                 Some(job.user_id),
                 None,
             )
@@ -305,7 +329,7 @@ impl Sdk {
             mapping_version: sdk::MAPPING_VERSION,
             received_at: Some(job.received_at),
         });
-        let actor = actor(job.request_id.clone());
+        let actor = job.caller.actor();
         if batch.sleep.is_empty() {
             let mut out = vec![raw_event];
             out.extend(
@@ -362,11 +386,16 @@ impl Sdk {
             .pool
             .get()
             .await?
+            // Only what SDK syncs wrote: the data streams of the user's SDK sync runs.
             .query(
                 "SELECT payload FROM events WHERE user_id = $1 \
                  AND event_type IN ('SleepSessionsRecorded', 'RecordDeleted') \
-                 AND metadata->>'actor' = $2 ORDER BY position",
-                &[&user, &format!("sdk:{ACTOR_ID}")],
+                 AND aggregate_type = $2 AND aggregate_id IN ( \
+                   SELECT aggregate_id FROM events WHERE user_id = $1 \
+                      AND aggregate_type = 'SyncRun' AND event_type = 'SyncRunStarted' \
+                      AND payload->>'source' = $3) \
+                 ORDER BY position",
+                &[&user, &DataEvent::AGGREGATE_TYPE, &SOURCE],
             )
             .await?;
         let mut sessions: HashMap<Uuid, SleepSessionRecord> = HashMap::new();

@@ -977,6 +977,23 @@ async fn a_night_in_three_syncs_is_one_session_and_a_nap_is_flagged() {
     }
     let sleep = list(&s, &key, &user, "sleep").await;
     assert_eq!(sleep.len(), 1, "{sleep:#?}");
+    // Assembled from the SDK runs' own entries, which name the caller that sent them.
+    let id: uuid::Uuid = user.parse().unwrap();
+    let actors: Vec<String> =
+        s.db.client()
+            .await
+            .query(
+                "SELECT DISTINCT metadata->>'actor' FROM events WHERE user_id = $1 \
+             AND event_type = 'SleepSessionsRecorded'",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(actors.len(), 1, "{actors:?}");
+    assert!(actors[0].starts_with("api_key:"), "{actors:?}");
     assert_eq!(sleep[0]["start_time"], "2026-03-01T21:00:00+00:00");
     assert_eq!(sleep[0]["end_time"], "2026-03-02T05:00:00+00:00");
     assert_eq!(sleep[0]["is_nap"], false);
@@ -1073,9 +1090,10 @@ async fn malformed_and_oversized_bodies_are_refused_with_nothing_written() {
     let chunks = futures::stream::iter(
         (0..100).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 4096]))),
     );
-    // The server may answer and close before the client finished sending.
-    let r = s
-        .req(Method::POST, &path)
+    // The server may answer and close before the client finished sending: a client of its
+    // own, so the closed connection is not reused by the requests below.
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", s.url))
         .header(KEY_HEADER, &key)
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
