@@ -409,10 +409,7 @@ const MAX_USER_AGENT: usize = 256;
 /// forwarding header is not trusted.
 async fn with_origin<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Result<poem::Response> {
     let origin = wearhouse_log::origin::Origin {
-        client_ip: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|a| a.ip().to_string()),
+        client_ip: Some(auth::client_address(&req)),
         user_agent: req
             .header("user-agent")
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),

@@ -137,8 +137,7 @@ async fn invitation_command(
 }
 
 fn new_token() -> String {
-    // Same randomness as refresh tokens, under its own prefix.
-    format!("inv-{}", &auth::new_refresh_token()[3..])
+    format!("inv-{}", auth::random_hex(16))
 }
 
 pub struct TeamApi;
