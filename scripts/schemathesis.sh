@@ -47,18 +47,36 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/wearhouse-st.XXXXXX")
 DB=st_$(python3 -c 'import uuid; print(uuid.uuid4().hex)')
 DB_URL=${ADMIN_PG%/*}/$DB
 SERVER_PID=
+SIM_PID=
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  for pid in $SERVER_PID $SIM_PID; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   psql -q "$ADMIN_PG" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 psql -q "$ADMIN_PG" -c "CREATE DATABASE $DB" >/dev/null
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# The providers are the loopback simulator: routes that call a provider (webhook subscriptions,
+# syncs) get real answers instead of failing to resolve the providers' hosts.
+SIM_PORT=$(free_port)
+SIM_URL=http://127.0.0.1:$SIM_PORT
+SIM_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+"$BIN" simulate providers --port "$SIM_PORT" --client-secret "$SIM_SECRET" --wearhouse-url none \
+  --log warn >"$WORK/sim.log" 2>&1 &
+SIM_PID=$!
+# The simulator prints the server settings that point at it (`export WEARHOUSE_…=…`).
+for _ in $(seq 600); do
+  grep -q '^export WEARHOUSE_GARMIN_PUSH_TOKEN=' "$WORK/sim.log" 2>/dev/null && break
+  kill -0 "$SIM_PID" 2>/dev/null || { cat "$WORK/sim.log" >&2; exit 1; }
+  sleep 0.1
+done
+eval "$(grep '^export WEARHOUSE_' "$WORK/sim.log")"
+
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 ADMIN_EMAIL=schemathesis@test.local
 ADMIN_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(12))')

@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "job_origin",
         include_str!("../migrations/0022_job_origin.sql"),
     ),
+    (
+        29,
+        "record_counts",
+        include_str!("../migrations/0029_record_counts.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -173,10 +173,12 @@ fn constrain(
         }),
         // The provider redirects the browser there: only an absolute URL will do.
         "redirect_uri" => Some(MetaSchema::new_with_format("string", "uri")),
-        // Only providers that verify their webhook URL with a GET challenge answer one.
+        // Only providers that verify their webhook URL with a GET challenge answer one, and
+        // only they hold app-level subscriptions.
         "provider"
-            if path == "/api/v1/providers/{provider}/webhooks"
-                && method == poem::http::Method::GET =>
+            if (path == "/api/v1/providers/{provider}/webhooks"
+                && method == poem::http::Method::GET)
+                || path.starts_with("/api/v1/providers/{provider}/webhooks/subscriptions") =>
         {
             Some(one_of(
                 providers

@@ -16,8 +16,10 @@ mod imports;
 mod meta;
 pub mod metrics;
 mod oauth;
+mod operators;
 pub mod params;
 mod priorities;
+mod provider_webhooks;
 mod sdk;
 mod sdk_auth;
 mod summaries;
@@ -124,6 +126,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             sdk_auth::ApplicationsApi,
             sdk_auth::SdkTokensApi,
             sdk::SdkApi,
+            operators::OperatorsApi,
+            provider_webhooks::ProviderWebhooksApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(
@@ -251,7 +255,13 @@ fn is_upload_route(path: &str) -> bool {
 }
 
 fn is_webhook_route(path: &str) -> bool {
-    path.starts_with("/api/v1/providers/") && path.contains("/webhooks")
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return false;
+    };
+    // `/providers/{p}/webhooks…` and the providers' own paths (`/garmin/webhooks/push`, …),
+    // not the outgoing-webhook management under `/webhooks/`.
+    (rest.starts_with("providers/") && rest.contains("/webhooks"))
+        || matches!(rest.split('/').nth(1), Some("webhooks" | "webhook"))
 }
 
 fn too_large(max: u64) -> poem::Error {

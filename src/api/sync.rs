@@ -146,7 +146,7 @@ struct SyncStatusEvent {
 }
 
 #[derive(Object)]
-struct Accepted {
+pub(super) struct Accepted {
     status: String,
 }
 
@@ -933,29 +933,7 @@ impl SyncApi {
         provider: Path<String>,
         body: Binary<Vec<u8>>,
     ) -> Result<Json<Accepted>, ApiError> {
-        let headers: BTreeMap<String, String> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().ok()?.to_string(),
-                ))
-            })
-            .collect();
-        let delivery = Delivery {
-            provider: &provider.0,
-            headers,
-            query: req.uri().query(),
-            body: &body.0,
-            request_id: request_id(req),
-        };
-        let receipt = Webhooks::new(state.providers.clone())
-            .receive(delivery)
-            .await?;
-        Ok(Json(Accepted {
-            status: receipt.as_str().into(),
-        }))
+        receive_webhook(&state, req, &provider.0, &body.0).await
     }
 
     /// Webhook verification challenges
@@ -970,10 +948,52 @@ impl SyncApi {
         req: &Request,
         provider: Path<String>,
     ) -> Result<Json<Value>, ApiError> {
-        let challenge =
-            Webhooks::new(state.providers.clone()).challenge(&provider.0, req.uri().query())?;
-        Ok(Json(challenge))
+        answer_challenge(&state, req, &provider.0)
     }
+}
+
+/// One inbound delivery for `provider`, whichever route it came by (the provider's own
+/// deprecated paths lead here too): verified, stored and queued by the webhook service.
+pub(super) async fn receive_webhook(
+    state: &AppState,
+    req: &Request,
+    provider: &str,
+    body: &[u8],
+) -> Result<Json<Accepted>, ApiError> {
+    let headers: BTreeMap<String, String> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
+    let delivery = Delivery {
+        provider,
+        headers,
+        query: req.uri().query(),
+        body,
+        request_id: request_id(req),
+    };
+    let receipt = Webhooks::new(state.providers.clone())
+        .receive(delivery)
+        .await?;
+    Ok(Json(Accepted {
+        status: receipt.as_str().into(),
+    }))
+}
+
+/// The answer to `provider`'s verification challenge of its webhook URL.
+pub(super) fn answer_challenge(
+    state: &AppState,
+    req: &Request,
+    provider: &str,
+) -> Result<Json<Value>, ApiError> {
+    let challenge =
+        Webhooks::new(state.providers.clone()).challenge(provider, req.uri().query())?;
+    Ok(Json(challenge))
 }
 
 /// Waits until the `sync_runs` read model has applied every event of run `run_id`, so a

@@ -61,6 +61,9 @@ pub enum SyncError {
     /// user linked to the account).
     #[error("file download: {0}")]
     Download(String),
+    /// The provider could not be reached (connection refused, reset, or no answer in time).
+    #[error("the provider could not be reached")]
+    Unreachable,
 }
 
 /// A storage failure (database, raw store, log writer) with its cause kept as the source.
@@ -1382,7 +1385,7 @@ impl Engine {
     }
 
     /// Sends a request made with the app's credentials (never logged: they are in headers).
-    async fn send_app(
+    pub(super) async fn send_app(
         &self,
         endpoints: &Endpoints,
         r: &super::AppRequest,

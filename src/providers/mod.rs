@@ -13,6 +13,7 @@ pub mod oura;
 pub mod pacer;
 pub mod payload;
 pub mod scheduler;
+pub mod subscriptions;
 pub mod whoop;
 
 use std::collections::BTreeMap;
@@ -340,6 +341,30 @@ pub trait SubscriptionProvider: Send + Sync {
     fn parse_subscriptions(&self, body: &Value) -> Vec<Subscription>;
     /// The request renewing subscription `id` before it expires.
     fn renew_subscription(&self, endpoints: &Endpoints, id: &str) -> AppRequest;
+    /// The request reading subscription `id`; `None`: the provider has none, so it is looked
+    /// up in the list.
+    fn get_subscription(&self, _endpoints: &Endpoints, _id: &str) -> Option<AppRequest> {
+        None
+    }
+    /// The request pointing subscription `id` at `callback_url`; `None`: not possible at
+    /// this provider (delete and register again).
+    fn update_subscription(
+        &self,
+        _endpoints: &Endpoints,
+        _id: &str,
+        _callback_url: &str,
+    ) -> Option<AppRequest> {
+        None
+    }
+    /// The request deleting subscription `id`; `None`: not possible at this provider.
+    fn delete_subscription(&self, _endpoints: &Endpoints, _id: &str) -> Option<AppRequest> {
+        None
+    }
+    /// The subscriptions in a listing response as the provider describes them, for the
+    /// management routes (each object as the provider sent it).
+    fn subscription_items(&self, body: &Value) -> Vec<Value> {
+        body.as_array().cloned().unwrap_or_default()
+    }
     /// The answer to the GET verification challenge of the callback URL.
     fn challenge(
         &self,

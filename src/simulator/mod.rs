@@ -15,7 +15,7 @@
 //! account per provider, so users are linked).
 //!
 //! Oura's webhook subscription API is served with expiries: `POST`, `GET` (list),
-//! `PUT .../renew/{id}` and `DELETE .../{id}` under `/oura/api/v2/webhook/subscription`.
+//! `PUT .../renew/{id}`, and `GET`, `PUT`, `DELETE .../{id}` under `/oura/api/v2/webhook/subscription`.
 //!
 //! Data values are functions of the day so tests can predict them: Oura daily steps on day D of
 //! the month are `5000 + 100·D` (times at +02:00); Garmin's are `7000 + 100·D` (at -05:00).
@@ -557,6 +557,45 @@ fn renew_subscription(req: &Request, Path(id): Path<String>, shared: Data<&Share
 }
 
 #[handler]
+fn get_subscription(req: &Request, Path(id): Path<String>, shared: Data<&Shared>) -> Response {
+    if !app_authorized(req, &shared) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let sim = shared.sim.lock().expect("sim lock");
+    match sim.subscriptions.iter().find(|s| s.id == id) {
+        Some(s) => Json(sub_json(s)).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Points a subscription at another callback URL (Oura checks the verification token).
+#[handler]
+fn update_subscription(
+    req: &Request,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+    shared: Data<&Shared>,
+) -> Response {
+    if !app_authorized(req, &shared) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let (Some(url), Some(_)) = (
+        body["callback_url"].as_str(),
+        body["verification_token"].as_str(),
+    ) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let mut sim = shared.sim.lock().expect("sim lock");
+    match sim.subscriptions.iter_mut().find(|s| s.id == id) {
+        Some(s) => {
+            s.body["callback_url"] = json!(url);
+            Json(sub_json(s)).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[handler]
 fn delete_subscription(req: &Request, Path(id): Path<String>, shared: Data<&Shared>) -> Response {
     if !app_authorized(req, &shared) {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -774,7 +813,9 @@ pub fn app(secret: String, page_size: usize, garmin_push: Option<String>) -> imp
         )
         .at(
             "/oura/api/v2/webhook/subscription/:id",
-            poem::delete(delete_subscription),
+            poem::delete(delete_subscription)
+                .get(get_subscription)
+                .put(update_subscription),
         )
         .at("/:provider/api/*path", get(api))
         .at("/_sim/faults", post(add_fault))

@@ -9,7 +9,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::sim::{Sim, SECRET};
+use common::sim::{Sim, GARMIN_PUSH_TOKEN, SECRET};
 use common::{call, Server, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD, KEY_HEADER};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -127,7 +127,59 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/webhooks/messages"),
     ("POST", "/api/v1/sdk/users/{user_id}/sync"),
     ("POST", "/api/v1/sdk/users/{user_id}/logs"),
+    ("GET", "/api/v1/dashboard/stats"),
+    ("GET", "/api/v1/config"),
+    ("POST", "/api/v1/garmin/webhooks/ping"),
+    ("POST", "/api/v1/garmin/webhooks/push"),
+    ("GET", "/api/v1/oura/webhooks"),
+    ("POST", "/api/v1/oura/webhooks"),
+    ("GET", "/api/v1/oura/webhooks/health"),
+    ("GET", "/api/v1/oura/webhooks/subscriptions"),
+    ("POST", "/api/v1/oura/webhooks/subscriptions"),
+    ("POST", "/api/v1/oura/webhooks/subscriptions/renew"),
+    ("GET", "/api/v1/providers/{provider}/webhooks/subscriptions"),
+    (
+        "POST",
+        "/api/v1/providers/{provider}/webhooks/subscriptions",
+    ),
+    (
+        "POST",
+        "/api/v1/providers/{provider}/webhooks/subscriptions/renew",
+    ),
+    (
+        "GET",
+        "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}",
+    ),
+    (
+        "PUT",
+        "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}",
+    ),
+    (
+        "DELETE",
+        "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}",
+    ),
 ];
+
+/// The id of one of Oura's subscriptions at the simulator, registering them first.
+async fn oura_subscription(w: &World) -> String {
+    let callback = format!("{}/api/v1/providers/oura/webhooks", w.s.url);
+    let (st, body) = call(
+        w.s.req(
+            Method::POST,
+            &format!("/api/v1/providers/oura/webhooks/subscriptions?callback_url={callback}"),
+        )
+        .bearer_auth(&w.jwt),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = call(
+        w.s.req(Method::GET, "/api/v1/providers/oura/webhooks/subscriptions")
+            .bearer_auth(&w.jwt),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    body["subscriptions"][0]["id"].as_str().unwrap().to_string()
+}
 
 /// A fresh invitation: (id, token).
 async fn new_invitation(w: &World) -> (String, String) {
@@ -781,6 +833,58 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                 "/api/v1/providers/oura/webhooks?verification_token={token}&challenge=c-123"
             ))
         }
+        ("GET", "/api/v1/dashboard/stats")
+        | ("GET", "/api/v1/config")
+        | ("GET", "/api/v1/oura/webhooks/health")
+        | ("GET", "/api/v1/oura/webhooks/subscriptions")
+        | ("POST", "/api/v1/oura/webhooks/subscriptions")
+        | ("POST", "/api/v1/oura/webhooks/subscriptions/renew") => req(path.into()),
+        ("GET", "/api/v1/providers/{provider}/webhooks/subscriptions")
+        | ("POST", "/api/v1/providers/{provider}/webhooks/subscriptions/renew") => {
+            req(path.replace("{provider}", "oura"))
+        }
+        ("POST", "/api/v1/providers/{provider}/webhooks/subscriptions") => {
+            let callback = format!("{}/api/v1/providers/oura/webhooks", w.s.url);
+            req(format!(
+                "{}?callback_url={callback}",
+                path.replace("{provider}", "oura")
+            ))
+        }
+        ("GET", "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}")
+        | ("DELETE", "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}") => {
+            let id = oura_subscription(w).await;
+            req(path.replace("{provider}", "oura").replace("{subscription_id}", &id))
+        }
+        ("PUT", "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}") => {
+            let id = oura_subscription(w).await;
+            req(format!(
+                "{}?callback_url=https://hooks.example.com/oura",
+                path.replace("{provider}", "oura")
+                    .replace("{subscription_id}", &id)
+            ))
+        }
+        ("POST", "/api/v1/garmin/webhooks/ping") | ("POST", "/api/v1/garmin/webhooks/push") => {
+            let target = format!("{}{path}?token={GARMIN_PUSH_TOKEN}", w.s.url);
+            let body = json!({"bodyComps": [{"userId": "garmin-user-1",
+                "measurementTimeInSeconds": 1772341200, "measurementTimeOffsetInSeconds": 0,
+                "weightInGrams": 71200}]});
+            return Some(w.sim.webhook_at("garmin", &target, body, false, 0).await);
+        }
+        ("POST", "/api/v1/oura/webhooks") => {
+            let target = format!("{}/api/v1/oura/webhooks", w.s.url);
+            let body = json!({"event_type": "create", "data_type": "sleep",
+                              "object_id": "sl-contract", "user_id": "oura-user-1"});
+            return Some(w.sim.webhook_at("oura", &target, body, false, 0).await);
+        }
+        ("GET", "/api/v1/oura/webhooks") => {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            mac.update(b"wearhouse-webhook-verification");
+            let token = hex::encode(&mac.finalize().into_bytes()[..16]);
+            req(format!(
+                "/api/v1/oura/webhooks?verification_token={token}&challenge=c-456"
+            ))
+        }
         ("GET", "/api/v1/applications") => req(path.into()),
         ("POST", "/api/v1/applications") => req(path.into()).json(&json!({"name": "Mobile"})),
         ("DELETE", "/api/v1/applications/{app_id}")
@@ -1054,7 +1158,10 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 // Deleting provider data takes the credential that deleting the user takes.
                 || path == "/api/v1/users/{user_id}/connections/{provider}/data"
                 || (method == "put" && path.starts_with("/api/v1/oauth/providers"))
-                || (path == "/api/v1/users/{user_id}" && method != "get");
+                || (path == "/api/v1/users/{user_id}" && method != "get")
+                || path.starts_with("/api/v1/dashboard/")
+                || path == "/api/v1/config"
+                || path.contains("/webhooks/subscriptions");
             let public = path == "/"
                 || path == "/api/v1/auth/login"
                 || path == "/api/v1/invitation-code/redeem"
@@ -1062,6 +1169,8 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.starts_with("/api/v1/token/")
                 || path.starts_with("/api/v1/uploads/")
                 || path.ends_with("/webhooks")
+                || path.starts_with("/api/v1/garmin/webhooks/")
+                || path == "/api/v1/oura/webhooks/health"
                 || path == "/api/v1/webhooks/event-types"
                 || (method == "get"
                     && path.starts_with("/api/v1/oauth/")

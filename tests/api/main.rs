@@ -18,6 +18,7 @@ mod import_limits;
 mod jobs;
 mod menstrual_cycles;
 mod oauth_api;
+mod operators;
 mod outgoing_webhooks;
 mod projection_runner;
 mod providers_api;

@@ -2707,3 +2707,134 @@ async fn garmin_ping_mode_fetches_the_data_back_with_the_users_token() {
         .get(0);
     assert!(steps > 0);
 }
+
+/// The providers' own webhook paths and the subscription management routes, against the
+/// simulator's Oura subscription API: registering at `/oura/webhooks` passes Oura's challenge
+/// there, each subscription can be read, pointed elsewhere and deleted, renew recreates what
+/// is missing; Oura and Garmin deliveries on their own paths are verified as on the generic one.
+#[tokio::test]
+async fn provider_webhook_paths_and_subscription_management() {
+    let e = setup(&[]).await;
+    let jwt = e.s.login().await;
+    let dev = |m: Method, path: &str| e.s.req(m, path).bearer_auth(&jwt);
+    // A developer JWT is required; an API key is not one.
+    let (st, _) = call(e.req(Method::GET, "/api/v1/oura/webhooks/subscriptions")).await;
+    assert_eq!(st, 401);
+    let (st, body) = call(dev(
+        Method::GET,
+        "/api/v1/providers/whoop/webhooks/subscriptions",
+    ))
+    .await;
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = call(dev(
+        Method::POST,
+        "/api/v1/providers/oura/webhooks/subscriptions?callback_url=not-a-url",
+    ))
+    .await;
+    assert_eq!(st, 400, "{body}");
+
+    // Registering: the simulator verifies the callback with a GET challenge on /oura/webhooks.
+    let oura_path = format!("{}/api/v1/oura/webhooks", e.s.url);
+    let (st, body) = call(dev(
+        Method::POST,
+        &format!("/api/v1/providers/oura/webhooks/subscriptions?callback_url={oura_path}"),
+    ))
+    .await;
+    assert_eq!((st, body["registered"].as_u64()), (200, Some(12)), "{body}");
+    let (st, body) = call(dev(Method::GET, "/api/v1/oura/webhooks/subscriptions")).await;
+    assert_eq!(st, 200, "{body}");
+    let subs = body["subscriptions"].as_array().unwrap().clone();
+    assert_eq!(subs.len(), 12, "{body}");
+    assert!(subs.iter().all(|s| s["callback_url"] == oura_path.as_str()));
+    let id = subs[0]["id"].as_str().unwrap().to_string();
+    let one = format!("/api/v1/providers/oura/webhooks/subscriptions/{id}");
+
+    let (st, body) = call(dev(Method::GET, &one)).await;
+    assert_eq!(
+        (st, body["subscription"]["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    let (st, body) = call(dev(
+        Method::PUT,
+        &format!("{one}?callback_url=https://hooks.example.com/oura"),
+    ))
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["updated"]["callback_url"],
+        "https://hooks.example.com/oura"
+    );
+    let held = e.sim.oura_subscriptions().await;
+    let moved = held.iter().find(|s| s["id"] == id.as_str()).unwrap();
+    assert_eq!(moved["callback_url"], "https://hooks.example.com/oura");
+
+    let (st, body) = call(dev(Method::DELETE, &one)).await;
+    assert_eq!(
+        (st, body["deleted"]["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{body}"
+    );
+    assert_eq!(e.sim.oura_subscriptions().await.len(), 11);
+    let (st, body) = call(dev(Method::GET, &one)).await;
+    assert_eq!((st, &body["subscription"]), (200, &Value::Null), "{body}");
+    let (st, body) = call(dev(Method::DELETE, &one)).await;
+    assert_eq!(st, 404, "{body}");
+
+    // Renew keeps the installation's own callback served: all twelve are created there.
+    let (st, body) = call(dev(
+        Method::POST,
+        "/api/v1/oura/webhooks/subscriptions/renew",
+    ))
+    .await;
+    assert_eq!((st, body["created"].as_u64()), (200, Some(12)), "{body}");
+    let canonical = format!("{}/api/v1/providers/oura/webhooks", e.s.url);
+    let held = e.sim.oura_subscriptions().await;
+    assert_eq!(
+        held.iter()
+            .filter(|s| s["callback_url"] == canonical.as_str())
+            .count(),
+        12
+    );
+    let (st, body) = call(e.s.req(Method::GET, "/api/v1/oura/webhooks/health")).await;
+    assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
+
+    // Deliveries on the providers' own paths.
+    let user = e.user().await;
+    e.connect("oura", &user).await;
+    let ping = json!({"event_type": "create", "data_type": "workout", "object_id": "wo-9", "user_id": "oura-user-1"});
+    let (st, text) = e.sim.webhook("oura", &oura_path, ping.clone(), true).await;
+    assert_eq!(st, 401, "{text}");
+    let (st, text) = e.sim.webhook("oura", &oura_path, ping, false).await;
+    assert_eq!((st, text.contains("accepted")), (200, true), "{text}");
+    e.connect("garmin", &user).await;
+    let push = json!({"bodyComps": [{"userId": "garmin-user-1", "measurementTimeInSeconds": 1772341200,
+        "measurementTimeOffsetInSeconds": 0, "weightInGrams": 71200}]});
+    for path in ["push", "ping"] {
+        let hook = format!(
+            "{}/api/v1/garmin/webhooks/{path}?token={GARMIN_PUSH_TOKEN}",
+            e.s.url
+        );
+        let (st, _) = e.sim.webhook("garmin", &hook, push.clone(), true).await;
+        assert_eq!(st, 401, "{path}: wrong client id");
+    }
+    let hook = format!(
+        "{}/api/v1/garmin/webhooks/push?token={GARMIN_PUSH_TOKEN}",
+        e.s.url
+    );
+    let (st, body) = e.sim.webhook("garmin", &hook, push, false).await;
+    assert_eq!((st, body.contains("accepted")), (200, true), "{body}");
+    common::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "the Garmin push's weight",
+        || async {
+            e.count(
+                "SELECT count(*) FROM samples WHERE user_id = $1 AND series_type = 41",
+                &user,
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+}

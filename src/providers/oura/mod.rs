@@ -566,6 +566,43 @@ impl SubscriptionProvider for Oura {
         }
     }
 
+    fn get_subscription(&self, endpoints: &Endpoints, id: &str) -> Option<AppRequest> {
+        Some(AppRequest {
+            method: "GET",
+            path: format!("{SUBSCRIPTIONS}/{id}"),
+            headers: app_headers(endpoints),
+            body: Value::Null,
+            key: None,
+        })
+    }
+
+    /// Oura re-verifies the new callback URL with a challenge, hence the token.
+    fn update_subscription(
+        &self,
+        endpoints: &Endpoints,
+        id: &str,
+        callback_url: &str,
+    ) -> Option<AppRequest> {
+        Some(AppRequest {
+            method: "PUT",
+            path: format!("{SUBSCRIPTIONS}/{id}"),
+            headers: app_headers(endpoints),
+            body: json!({"callback_url": callback_url,
+                         "verification_token": verification_token(endpoints)}),
+            key: None,
+        })
+    }
+
+    fn delete_subscription(&self, endpoints: &Endpoints, id: &str) -> Option<AppRequest> {
+        Some(AppRequest {
+            method: "DELETE",
+            path: format!("{SUBSCRIPTIONS}/{id}"),
+            headers: app_headers(endpoints),
+            body: Value::Null,
+            key: None,
+        })
+    }
+
     fn challenge(
         &self,
         query: &BTreeMap<String, String>,
