@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "job_origin",
         include_str!("../migrations/0022_job_origin.sql"),
     ),
+    (
+        28,
+        "time_read_models_archival",
+        include_str!("../migrations/0028_time_read_models_archival.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).
