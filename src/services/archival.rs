@@ -158,7 +158,7 @@ impl Archival {
                     client
                         .query_one(
                             "SELECT coalesce(table_bytes, 0) + coalesce(toast_bytes, 0), coalesce(index_bytes, 0) \
-                             FROM hypertable_detailed_size($1::regclass)",
+                             FROM hypertable_detailed_size($1::text::regclass)",
                             &[&table],
                         )
                         .await?
@@ -167,7 +167,7 @@ impl Archival {
                     client
                         .query_one(
                             "SELECT coalesce(sum(pg_table_size(relid)), 0)::int8, coalesce(sum(pg_indexes_size(relid)), 0)::int8 \
-                             FROM pg_partition_tree($1::regclass)",
+                             FROM pg_partition_tree($1::text::regclass)",
                             &[&table],
                         )
                         .await?

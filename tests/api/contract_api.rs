@@ -127,6 +127,9 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/webhooks/messages"),
     ("POST", "/api/v1/sdk/users/{user_id}/sync"),
     ("POST", "/api/v1/sdk/users/{user_id}/logs"),
+    ("GET", "/api/v1/settings/archival"),
+    ("PUT", "/api/v1/settings/archival"),
+    ("POST", "/api/v1/settings/archival/run"),
 ];
 
 /// A fresh invitation: (id, token).
@@ -867,6 +870,12 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                             "batteryLevel": 0.7, "isLowPowerMode": false}]
             }))
         }
+        ("GET", "/api/v1/settings/archival") | ("POST", "/api/v1/settings/archival/run") => {
+            req(path.into())
+        }
+        ("PUT", "/api/v1/settings/archival") => {
+            req(path.into()).json(&json!({"archive_after_days": 3650, "delete_after_days": null}))
+        }
         _ => return None,
     };
     let r = rb.send().await.unwrap();
@@ -1050,6 +1059,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.starts_with("/api/v1/audit/")
                 || path == "/api/v1/users/{user_id}/history"
                 || path.starts_with("/api/v1/developers")
+                || path.starts_with("/api/v1/settings/")
                 || (path.starts_with("/api/v1/invitations") && path != "/api/v1/invitations/accept")
                 // Deleting provider data takes the credential that deleting the user takes.
                 || path == "/api/v1/users/{user_id}/connections/{provider}/data"
