@@ -144,6 +144,10 @@ pub struct ServeConfig {
     /// 0 leaves sealing to `wearhouse audit seal`.
     #[arg(long, env = "WEARHOUSE_AUDIT_SEAL_SECS", default_value_t = 5)]
     pub audit_seal_secs: u64,
+    /// Seconds between two checks that the day's archival run is queued (only while an
+    /// archival policy is set, `PUT /api/v1/settings/archival`); 0 runs it only on request.
+    #[arg(long, env = "WEARHOUSE_ARCHIVAL_CHECK_SECS", default_value_t = 3600)]
+    pub archival_check_secs: u64,
     #[command(flatten)]
     pub providers: ProvidersConfig,
     #[command(flatten)]

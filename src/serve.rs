@@ -122,6 +122,17 @@ pub async fn start(
         .register(crate::services::sdk::KIND, sdk.handler())
         .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
         .register(crate::services::backfills::RUN, backfills.handler());
+    let archival =
+        crate::services::archival::Archival::new(pool.clone(), commands.clone(), jobs.clone());
+    jobs_runner = jobs_runner.register(crate::services::archival::KIND, archival.handler());
+    if cfg.archival_check_secs > 0 {
+        // Only queues the day's run: the run itself is a job.
+        tokio::spawn(crate::services::archival::schedule(
+            archival.clone(),
+            std::time::Duration::from_secs(cfg.archival_check_secs),
+            shutdown.subscribe(),
+        ));
+    }
     if cfg.providers.sync_interval_secs > 0 {
         tokio::spawn(crate::providers::scheduler::run(
             providers.clone(),
@@ -174,6 +185,7 @@ pub async fn start(
             .into_bytes(),
         streams,
         webhooks: webhooks_engine,
+        archival,
     };
     Ok(Platform {
         state,

@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod application;
+pub mod archival;
 pub mod connection;
 pub mod crashpoint;
 pub mod daily;

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod applications;
+pub mod archival;
 pub mod connections;
 pub mod daily_rollup;
 pub mod data_sources;
@@ -57,6 +58,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(provider_settings::ProviderSettings),
         Arc::new(menstrual_cycles::MenstrualCycles),
         Arc::new(priorities::Priorities),
+        Arc::new(archival::ArchivalSettings),
         // Readers of other read models come after the models they read.
         Arc::new(daily_rollup::DailyRollup),
         Arc::new(health_scores::HealthScores),

@@ -81,11 +81,15 @@ impl Projection for ProviderScores {
                             &[&user_id, &provider, &s.category, &s.recorded_at, &s.id],
                         )
                         .await?;
+                        // Keyed by (id, recorded_at) (a hypertable on recorded_at): a score
+                        // whose time moved (or whose tombstone came first) leaves its old row,
+                        // and a tombstone's `deleted` carries over.
                         tx.execute(
-                            "INSERT INTO health_scores (id, user_id, data_source_id, provider, category, value, qualifier, \
-                               recorded_at, zone_offset, components) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                             ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value, qualifier = EXCLUDED.qualifier, \
+                            "WITH old AS (DELETE FROM health_scores WHERE id = $1 AND recorded_at <> $8 RETURNING deleted) \
+                             INSERT INTO health_scores (id, user_id, data_source_id, provider, category, value, qualifier, \
+                               recorded_at, zone_offset, components, deleted) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce((SELECT bool_or(deleted) FROM old), false)) \
+                             ON CONFLICT (id, recorded_at) DO UPDATE SET value = EXCLUDED.value, qualifier = EXCLUDED.qualifier, \
                                recorded_at = EXCLUDED.recorded_at, zone_offset = EXCLUDED.zone_offset, \
                                components = EXCLUDED.components, category = EXCLUDED.category, \
                                provider = EXCLUDED.provider, data_source_id = EXCLUDED.data_source_id",
@@ -113,10 +117,13 @@ impl Projection for ProviderScores {
                     // A deletion can overtake the score it deletes (a webhook racing the pull
                     // that would bring it): the tombstone is written either way, keyed by the
                     // score's id until the score itself fills the row in.
+                    // The tombstone's time is 1970 (a hypertable cannot place '-infinity'),
+                    // before any record the time check lets through.
                     tx.execute(
-                        "INSERT INTO health_scores (id, user_id, provider, category, recorded_at, deleted) \
-                         VALUES ($1, $2, 'deleted', $3, '-infinity', true) \
-                         ON CONFLICT (id) DO UPDATE SET deleted = true",
+                        "WITH marked AS (UPDATE health_scores SET deleted = true WHERE id = $1 RETURNING 1) \
+                         INSERT INTO health_scores (id, user_id, provider, category, recorded_at, deleted) \
+                         SELECT $1, $2, 'deleted', $3, '1970-01-01T00:00:00Z', true WHERE NOT EXISTS (SELECT 1 FROM marked) \
+                         ON CONFLICT (id, recorded_at) DO UPDATE SET deleted = true",
                         &[&record_id, &user_id, &record_id.to_string()],
                     )
                     .await?;

@@ -132,12 +132,15 @@ impl Projection for Samples {
             "SamplesRecorded",
             "ProviderDataDeleted",
             crate::sample_deletes::EVENT,
+            crate::archival::RUN_EVENT,
         ]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
-        tx.batch_execute("TRUNCATE samples, sample_counts, sample_tombstones")
-            .await?;
+        tx.batch_execute(
+            "TRUNCATE samples, sample_counts, sample_tombstones, sample_archive, archival_state",
+        )
+        .await?;
         Ok(())
     }
 
@@ -149,6 +152,11 @@ impl Projection for Samples {
         // Deletions split the batch so samples recorded after one survive it.
         let mut from = 0;
         for (i, entry) in entries.iter().enumerate() {
+            if entry.event_type == crate::archival::RUN_EVENT {
+                self.merge(tx, &entries[from..i]).await?;
+                crate::archival::apply_run(tx, entry).await?;
+                from = i + 1;
+            }
             if entry.event_type == crate::sample_deletes::EVENT {
                 self.merge(tx, &entries[from..i]).await?;
                 crate::sample_deletes::apply(tx, entry).await?;
@@ -170,6 +178,11 @@ impl Projection for Samples {
                     tx.execute(
                         "DELETE FROM sample_counts WHERE data_source_id = ANY($1)",
                         &[&data_source_ids],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM sample_archive WHERE user_id = $1 AND data_source_id = ANY($2)",
+                        &[&user_id, &data_source_ids],
                     )
                     .await?;
                 }

@@ -131,11 +131,18 @@ async fn upsert(
         nap.push(s.is_nap);
     }
     tx.execute(
+        // Keyed by (id, start_time) (a hypertable on start_time): a session seen before keeps
+        // its first start, as it did when the key was the id alone.
         "INSERT INTO sleep_sessions (id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, \
            awake_minutes, light_minutes, deep_minutes, rem_minutes, asleep_minutes, in_bed_minutes, stages, stages_from_totals) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[], $6::int2[], \
+         SELECT u.id, u.user_id, u.data_source_id, coalesce(s.start_time, u.start_time), u.end_time, u.zone_offset, u.is_nap, \
+                u.awake, u.light, u.deep, u.rem, u.asleep, u.in_bed, u.stages, u.from_totals \
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[], $6::int2[], \
            $7::bool[], $8::float8[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[], $14::jsonb[], $15::bool[]) \
-         ON CONFLICT (id) DO UPDATE SET end_time = EXCLUDED.end_time, zone_offset = EXCLUDED.zone_offset, \
+                AS u(id, user_id, data_source_id, start_time, end_time, zone_offset, is_nap, awake, light, deep, rem, asleep, \
+                     in_bed, stages, from_totals) \
+           LEFT JOIN sleep_sessions s ON s.id = u.id \
+         ON CONFLICT (id, start_time) DO UPDATE SET end_time = EXCLUDED.end_time, zone_offset = EXCLUDED.zone_offset, \
            is_nap = EXCLUDED.is_nap, awake_minutes = EXCLUDED.awake_minutes, light_minutes = EXCLUDED.light_minutes, \
            deep_minutes = EXCLUDED.deep_minutes, rem_minutes = EXCLUDED.rem_minutes, \
            asleep_minutes = EXCLUDED.asleep_minutes, in_bed_minutes = EXCLUDED.in_bed_minutes, stages = EXCLUDED.stages, \

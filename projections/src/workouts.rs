@@ -116,10 +116,16 @@ async fn upsert(
         c.duration.push(w.duration_s);
     }
     tx.execute(
+        // Keyed by (id, start_time) (a hypertable on start_time): a record seen before keeps
+        // its first start, as it did when the key was the id alone.
         "INSERT INTO workouts (id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata, segments) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[], \
-                              $7::int2[], $8::float8[], $9::jsonb[], $10::jsonb[], $11::jsonb[]) \
-         ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
+         SELECT u.id, u.user_id, u.data_source_id, u.type, coalesce(w.start_time, u.start_time), u.end_time, u.zone_offset, \
+                u.duration_s, u.stats, u.metadata, u.segments \
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[], \
+                       $7::int2[], $8::float8[], $9::jsonb[], $10::jsonb[], $11::jsonb[]) \
+                AS u(id, user_id, data_source_id, type, start_time, end_time, zone_offset, duration_s, stats, metadata, segments) \
+           LEFT JOIN workouts w ON w.id = u.id \
+         ON CONFLICT (id, start_time) DO UPDATE SET type = EXCLUDED.type, zone_offset = EXCLUDED.zone_offset, \
            duration_s = EXCLUDED.duration_s, stats = workouts.stats || EXCLUDED.stats, \
            metadata = workouts.metadata || EXCLUDED.metadata, \
            segments = CASE WHEN jsonb_array_length(EXCLUDED.segments) > 0 THEN EXCLUDED.segments ELSE workouts.segments END",

@@ -2,6 +2,7 @@
 //! `/openapi.json` and its interactive docs at `/docs`.
 
 mod api_keys;
+mod archival;
 mod audit;
 mod auth;
 mod daily;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub streams: Arc<crate::auth::streams::StreamSlots>,
     /// Outgoing webhook delivery (woken by test events and resends).
     pub webhooks: crate::webhooks::delivery::Engine,
+    /// Archival of old samples (the data lifecycle settings).
+    pub archival: crate::services::archival::Archival,
 }
 
 impl crate::auth::CredentialStore for AppState {
@@ -128,6 +131,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             sdk::SdkApi,
             operators::OperatorsApi,
             provider_webhooks::ProviderWebhooksApi,
+            archival::ArchivalApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(

@@ -158,6 +158,9 @@ const IMPLEMENTED: &[(&str, &str)] = &[
         "DELETE",
         "/api/v1/providers/{provider}/webhooks/subscriptions/{subscription_id}",
     ),
+    ("GET", "/api/v1/settings/archival"),
+    ("PUT", "/api/v1/settings/archival"),
+    ("POST", "/api/v1/settings/archival/run"),
 ];
 
 /// The id of one of Oura's subscriptions at the simulator, registering them first.
@@ -971,6 +974,12 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                             "batteryLevel": 0.7, "isLowPowerMode": false}]
             }))
         }
+        ("GET", "/api/v1/settings/archival") | ("POST", "/api/v1/settings/archival/run") => {
+            req(path.into())
+        }
+        ("PUT", "/api/v1/settings/archival") => {
+            req(path.into()).json(&json!({"archive_after_days": 3650, "delete_after_days": null}))
+        }
         _ => return None,
     };
     let r = rb.send().await.unwrap();
@@ -1154,6 +1163,7 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.starts_with("/api/v1/audit/")
                 || path == "/api/v1/users/{user_id}/history"
                 || path.starts_with("/api/v1/developers")
+                || path.starts_with("/api/v1/settings/")
                 || (path.starts_with("/api/v1/invitations") && path != "/api/v1/invitations/accept")
                 // Deleting provider data takes the credential that deleting the user takes.
                 || path == "/api/v1/users/{user_id}/connections/{provider}/data"

@@ -8,6 +8,7 @@
 mod common;
 
 mod apple_import;
+mod archival;
 mod audit;
 mod auth_api;
 mod contract_api;
