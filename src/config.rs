@@ -370,7 +370,9 @@ pub struct ProvidersConfig {
     )]
     pub subscription_renew_days: i64,
     /// App-wide request budgets per minute overriding the providers' own (shared by every
-    /// `serve` process on the database), e.g. `oura=600,whoop=50`.
+    /// `serve` process on the database), e.g. `oura=600,whoop=50`; `name=N/SECS` (or
+    /// `name=N/SECS/user`, per user) replaces a provider's fixed-window budgets, e.g.
+    /// `strava=100/900,strava=1000/86400`.
     #[arg(long, env = "WEARHOUSE_PROVIDER_RATE_BUDGETS")]
     pub provider_rate_budgets: Option<String>,
 
@@ -478,6 +480,39 @@ pub struct ProvidersConfig {
         default_value = "https://apis.garmin.com"
     )]
     pub garmin_api_url: String,
+
+    /// This installation's OAuth client id at Strava; empty: Strava cannot be connected.
+    #[arg(long, env = "WEARHOUSE_STRAVA_CLIENT_ID", default_value = "")]
+    pub strava_client_id: String,
+    /// This installation's OAuth client secret at Strava. Also derives the token Strava echoes when it verifies the webhook callback.
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub strava_client_secret: String,
+    /// Strava's OAuth consent page (point it at `wearhouse simulate providers` for demos).
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_AUTHORIZE_URL",
+        default_value = "https://www.strava.com/oauth/authorize"
+    )]
+    pub strava_authorize_url: String,
+    /// Strava's OAuth token endpoint (its revocation endpoint sits beside it).
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_TOKEN_URL",
+        default_value = "https://www.strava.com/oauth/token"
+    )]
+    pub strava_token_url: String,
+    /// Base URL of Strava's data API.
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_API_URL",
+        default_value = "https://www.strava.com/api/v3"
+    )]
+    pub strava_api_url: String,
 }
 
 /// Where a provider lives and how this installation is registered there.
@@ -500,6 +535,33 @@ impl ProvidersConfig {
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| k.trim() == provider)
             .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
+    /// Fixed-window budgets configured for `provider` (`name=N/SECS`, or `name=N/SECS/user`
+    /// per user), replacing the provider's own.
+    pub fn rate_windows(&self, provider: &str) -> Vec<crate::providers::RateWindow> {
+        self.provider_rate_budgets
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| k.trim() == provider)
+            .filter_map(|(_, v)| {
+                let mut parts = v.trim().split('/');
+                let requests = parts.next()?.trim().parse().ok()?;
+                let window_secs = parts.next()?.trim().parse().ok()?;
+                let per_user = match parts.next() {
+                    None => false,
+                    Some("user") => true,
+                    Some(_) => return None,
+                };
+                Some(crate::providers::RateWindow {
+                    requests,
+                    window_secs,
+                    per_user,
+                })
+            })
+            .collect()
     }
 
     pub fn garmin(&self) -> Endpoints {
@@ -529,6 +591,16 @@ impl ProvidersConfig {
             api_url: self.whoop_api_url.trim_end_matches('/').into(),
             client_id: self.whoop_client_id.clone(),
             client_secret: self.whoop_client_secret.clone(),
+        }
+    }
+
+    pub fn strava(&self) -> Endpoints {
+        Endpoints {
+            authorize_url: self.strava_authorize_url.clone(),
+            token_url: self.strava_token_url.clone(),
+            api_url: self.strava_api_url.trim_end_matches('/').into(),
+            client_id: self.strava_client_id.clone(),
+            client_secret: self.strava_client_secret.clone(),
         }
     }
 }

@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "job_origin",
         include_str!("../migrations/0022_job_origin.sql"),
     ),
+    (
+        26,
+        "rate_windows",
+        include_str!("../migrations/0026_rate_windows.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

@@ -20,6 +20,7 @@ pub mod params;
 mod priorities;
 mod sdk;
 mod sdk_auth;
+mod strava;
 mod summaries;
 mod sync;
 mod team;
@@ -124,6 +125,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             sdk_auth::ApplicationsApi,
             sdk_auth::SdkTokensApi,
             sdk::SdkApi,
+            strava::StravaWebhooksApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(
@@ -251,7 +253,8 @@ fn is_upload_route(path: &str) -> bool {
 }
 
 fn is_webhook_route(path: &str) -> bool {
-    path.starts_with("/api/v1/providers/") && path.contains("/webhooks")
+    (path.starts_with("/api/v1/providers/") && path.contains("/webhooks"))
+        || path.starts_with("/api/v1/strava/webhook")
 }
 
 fn too_large(max: u64) -> poem::Error {

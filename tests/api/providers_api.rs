@@ -1332,7 +1332,7 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         .collect();
     assert_eq!(
         names,
-        vec!["apple", "garmin", "google", "oura", "samsung", "whoop"]
+        vec!["apple", "garmin", "google", "oura", "samsung", "strava", "whoop"]
     );
     assert_eq!(list[3]["live_sync_mode"], "pull");
     assert_eq!(list[3]["live_sync_configurable"], true);
@@ -1349,7 +1349,7 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         assert_eq!(list[i]["is_enabled"], true);
     }
     let (_, cloud) = call(e.s.req(Method::GET, "/api/v1/oauth/providers?cloud_only=true")).await;
-    assert_eq!(cloud.as_array().unwrap().len(), 3);
+    assert_eq!(cloud.as_array().unwrap().len(), 4);
     // Developer-only.
     let (st, _) = call(
         e.req(Method::PUT, "/api/v1/oauth/providers/oura")
