@@ -513,6 +513,39 @@ pub struct ProvidersConfig {
         default_value = "https://www.strava.com/api/v3"
     )]
     pub strava_api_url: String,
+
+    /// This installation's OAuth client id at Ultrahuman; empty: Ultrahuman cannot be connected.
+    #[arg(long, env = "WEARHOUSE_ULTRAHUMAN_CLIENT_ID", default_value = "")]
+    pub ultrahuman_client_id: String,
+    /// This installation's OAuth client secret at Ultrahuman.
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub ultrahuman_client_secret: String,
+    /// Ultrahuman's OAuth consent page (point it at `wearhouse simulate providers` for demos).
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_AUTHORIZE_URL",
+        default_value = "https://auth.ultrahuman.com/authorise"
+    )]
+    pub ultrahuman_authorize_url: String,
+    /// Ultrahuman's OAuth token endpoint (its revocation endpoint sits beside it).
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_TOKEN_URL",
+        default_value = "https://partner.ultrahuman.com/api/partners/oauth/token"
+    )]
+    pub ultrahuman_token_url: String,
+    /// Base URL of Ultrahuman's data API.
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_API_URL",
+        default_value = "https://partner.ultrahuman.com/api/partners/v1"
+    )]
+    pub ultrahuman_api_url: String,
 }
 
 /// Where a provider lives and how this installation is registered there.
@@ -601,6 +634,16 @@ impl ProvidersConfig {
             api_url: self.strava_api_url.trim_end_matches('/').into(),
             client_id: self.strava_client_id.clone(),
             client_secret: self.strava_client_secret.clone(),
+        }
+    }
+
+    pub fn ultrahuman(&self) -> Endpoints {
+        Endpoints {
+            authorize_url: self.ultrahuman_authorize_url.clone(),
+            token_url: self.ultrahuman_token_url.clone(),
+            api_url: self.ultrahuman_api_url.trim_end_matches('/').into(),
+            client_id: self.ultrahuman_client_id.clone(),
+            client_secret: self.ultrahuman_client_secret.clone(),
         }
     }
 }

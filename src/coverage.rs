@@ -203,7 +203,16 @@ mod tests {
         let doc = document();
         assert_eq!(
             doc["providers"],
-            json!(["apple", "garmin", "google", "oura", "samsung", "strava", "whoop"])
+            json!([
+                "apple",
+                "garmin",
+                "google",
+                "oura",
+                "samsung",
+                "strava",
+                "ultrahuman",
+                "whoop"
+            ])
         );
         let listed: Vec<&str> = doc["timeseries"]
             .as_array()
@@ -248,7 +257,7 @@ mod tests {
         let hr = &doc["timeseries"][0]["metrics"][0];
         assert_eq!(
             hr,
-            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "google", "oura", "samsung", "strava"]})
+            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "google", "oura", "samsung", "strava", "ultrahuman"]})
         );
         assert_eq!(
             doc["workout_fields"][0],
@@ -326,6 +335,13 @@ mod tests {
                     }
                     bodies
                 }
+                "ultrahuman" => ["2026-03-01", "2026-03-02"]
+                    .iter()
+                    .map(|d| {
+                        let day = crate::simulator::ultrahuman::metrics(d.parse().unwrap());
+                        ("metrics".to_string(), serde_json::to_value(day).unwrap())
+                    })
+                    .collect(),
                 _ => crate::providers::garmin::PUSH_TYPES
                     .iter()
                     .map(|t| {

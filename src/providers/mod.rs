@@ -14,6 +14,7 @@ pub mod pacer;
 pub mod payload;
 pub mod scheduler;
 pub mod strava;
+pub mod ultrahuman;
 pub mod whoop;
 
 use std::collections::BTreeMap;
@@ -515,6 +516,7 @@ pub fn all() -> Vec<Arc<dyn Provider>> {
         Arc::new(whoop::Whoop),
         Arc::new(garmin::Garmin),
         Arc::new(strava::Strava),
+        Arc::new(ultrahuman::Ultrahuman),
     ]
 }
 
@@ -526,7 +528,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(cfg: &ProvidersConfig) -> Registry {
-        let endpoints = [cfg.oura(), cfg.whoop(), cfg.garmin(), cfg.strava()];
+        let endpoints = [
+            cfg.oura(),
+            cfg.whoop(),
+            cfg.garmin(),
+            cfg.strava(),
+            cfg.ultrahuman(),
+        ];
         Registry {
             providers: all().into_iter().zip(endpoints).collect(),
         }

@@ -39,6 +39,7 @@ pub mod fit;
 pub mod garmin;
 pub mod oura;
 pub mod strava;
+pub mod ultrahuman;
 pub mod whoop;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -476,6 +477,19 @@ async fn api(
                     return (
                         StatusCode::NOT_FOUND,
                         Json(json!({"message": "Record Not Found", "errors": []})),
+                    )
+                        .into_response()
+                }
+            }
+        }
+        ("ultrahuman", "/user_data/user_info") => json!(ultrahuman::user_info(account)),
+        ("ultrahuman", "/user_data/metrics") => {
+            match q.get("date").and_then(|d| d.parse::<NaiveDate>().ok()) {
+                Some(d) => json!(ultrahuman::metrics(d)),
+                None => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"error": "date is required", "status": 400})),
                     )
                         .into_response()
                 }
@@ -990,7 +1004,7 @@ pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>, push_token: &s
          Settings for the wearhouse server (any client id works for Oura and Whoop; Garmin's\n\
          pushes carry `garmin-client-id: {GARMIN_CLIENT_ID}`, so the Garmin client id must be that):\n"
     );
-    for p in ["oura", "whoop", "garmin", "strava"] {
+    for p in ["oura", "whoop", "garmin", "strava", "ultrahuman"] {
         let up = p.to_uppercase();
         out.push_str(&format!(
             "export WEARHOUSE_{up}_CLIENT_ID={p}-client\n\

@@ -1088,6 +1088,8 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.starts_with("/api/v1/token/")
                 || path.starts_with("/api/v1/uploads/")
                 || path.ends_with("/webhooks")
+                // Strava's own callback routes (and their health checks): called by Strava.
+                || path.starts_with("/api/v1/strava/webhook")
                 || path == "/api/v1/webhooks/event-types"
                 || (method == "get"
                     && path.starts_with("/api/v1/oauth/")

@@ -32,5 +32,6 @@ mod strava;
 mod summaries_api;
 mod team;
 mod timeseries_api;
+mod ultrahuman;
 mod users_api;
 mod webhooks_flow;
