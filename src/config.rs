@@ -546,6 +546,39 @@ pub struct ProvidersConfig {
         default_value = "https://partner.ultrahuman.com/api/partners/v1"
     )]
     pub ultrahuman_api_url: String,
+
+    /// This installation's OAuth client id at Fitbit; empty: Fitbit cannot be connected.
+    #[arg(long, env = "WEARHOUSE_FITBIT_CLIENT_ID", default_value = "")]
+    pub fitbit_client_id: String,
+    /// This installation's OAuth client secret at Fitbit.
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub fitbit_client_secret: String,
+    /// Fitbit's OAuth consent page (point it at `wearhouse simulate providers` for demos).
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_AUTHORIZE_URL",
+        default_value = "https://www.fitbit.com/oauth2/authorize"
+    )]
+    pub fitbit_authorize_url: String,
+    /// Fitbit's OAuth token endpoint (its revocation endpoint sits beside it).
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_TOKEN_URL",
+        default_value = "https://api.fitbit.com/oauth2/token"
+    )]
+    pub fitbit_token_url: String,
+    /// Base URL of Fitbit's data API.
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_API_URL",
+        default_value = "https://api.fitbit.com"
+    )]
+    pub fitbit_api_url: String,
 }
 
 /// Where a provider lives and how this installation is registered there.
@@ -644,6 +677,16 @@ impl ProvidersConfig {
             api_url: self.ultrahuman_api_url.trim_end_matches('/').into(),
             client_id: self.ultrahuman_client_id.clone(),
             client_secret: self.ultrahuman_client_secret.clone(),
+        }
+    }
+
+    pub fn fitbit(&self) -> Endpoints {
+        Endpoints {
+            authorize_url: self.fitbit_authorize_url.clone(),
+            token_url: self.fitbit_token_url.clone(),
+            api_url: self.fitbit_api_url.trim_end_matches('/').into(),
+            client_id: self.fitbit_client_id.clone(),
+            client_secret: self.fitbit_client_secret.clone(),
         }
     }
 }

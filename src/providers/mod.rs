@@ -5,6 +5,7 @@
 //! storage) lives in `engine` and `oauth` and is shared by every provider.
 
 pub mod engine;
+pub mod fitbit;
 pub mod garmin;
 pub mod linked;
 pub mod mapped;
@@ -517,6 +518,7 @@ pub fn all() -> Vec<Arc<dyn Provider>> {
         Arc::new(garmin::Garmin),
         Arc::new(strava::Strava),
         Arc::new(ultrahuman::Ultrahuman),
+        Arc::new(fitbit::Fitbit),
     ]
 }
 
@@ -534,6 +536,7 @@ impl Registry {
             cfg.garmin(),
             cfg.strava(),
             cfg.ultrahuman(),
+            cfg.fitbit(),
         ];
         Registry {
             providers: all().into_iter().zip(endpoints).collect(),

@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 use crate::crypto::{hmac_sha256, pkce_challenge};
 
 pub mod fit;
+pub mod fitbit;
 pub mod garmin;
 pub mod oura;
 pub mod strava;
@@ -481,6 +482,19 @@ async fn api(
                         .into_response()
                 }
             }
+        }
+        ("fitbit", "/1/user/-/profile.json") => json!(fitbit::profile(account)),
+        ("fitbit", "/1/user/-/activities/list.json") => {
+            let Some(after) = q.get("afterDate").and_then(|d| d.parse::<NaiveDate>().ok()) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"errors": [{"errorType": "validation", "message": "afterDate is required"}]})),
+                )
+                    .into_response();
+            };
+            let num = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
+            let limit = num("limit").unwrap_or(100).clamp(1, 100).min(size);
+            json!(fitbit::list(after, num("offset").unwrap_or(0), limit))
         }
         ("ultrahuman", "/user_data/user_info") => json!(ultrahuman::user_info(account)),
         ("ultrahuman", "/user_data/metrics") => {
@@ -1004,7 +1018,7 @@ pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>, push_token: &s
          Settings for the wearhouse server (any client id works for Oura and Whoop; Garmin's\n\
          pushes carry `garmin-client-id: {GARMIN_CLIENT_ID}`, so the Garmin client id must be that):\n"
     );
-    for p in ["oura", "whoop", "garmin", "strava", "ultrahuman"] {
+    for p in ["oura", "whoop", "garmin", "strava", "ultrahuman", "fitbit"] {
         let up = p.to_uppercase();
         out.push_str(&format!(
             "export WEARHOUSE_{up}_CLIENT_ID={p}-client\n\

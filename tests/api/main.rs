@@ -14,6 +14,7 @@ mod cloud_env;
 mod contract_api;
 mod event_log;
 mod events_api;
+mod fitbit;
 mod hostile_inputs;
 mod import_limits;
 mod jobs;

@@ -1334,6 +1334,7 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         names,
         vec![
             "apple",
+            "fitbit",
             "garmin",
             "google",
             "oura",
@@ -1343,14 +1344,14 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
             "whoop"
         ]
     );
-    assert_eq!(list[3]["live_sync_mode"], "pull");
-    assert_eq!(list[3]["live_sync_configurable"], true);
-    assert_eq!(list[1]["live_sync_configurable"], false);
+    assert_eq!(list[4]["live_sync_mode"], "pull");
+    assert_eq!(list[4]["live_sync_configurable"], true);
+    assert_eq!(list[2]["live_sync_configurable"], false);
     // The mobile SDK platforms: no cloud API, nothing to sync from here.
     for (i, name) in [
         (0, "Apple Health"),
-        (2, "Google Health Connect"),
-        (4, "Samsung Health"),
+        (3, "Google Health Connect"),
+        (5, "Samsung Health"),
     ] {
         assert_eq!(list[i]["name"], name);
         assert_eq!(list[i]["has_cloud_api"], false);
@@ -1358,7 +1359,7 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         assert_eq!(list[i]["is_enabled"], true);
     }
     let (_, cloud) = call(e.s.req(Method::GET, "/api/v1/oauth/providers?cloud_only=true")).await;
-    assert_eq!(cloud.as_array().unwrap().len(), 5);
+    assert_eq!(cloud.as_array().unwrap().len(), 6);
     // Developer-only.
     let (st, _) = call(
         e.req(Method::PUT, "/api/v1/oauth/providers/oura")

@@ -49,7 +49,7 @@ impl Sim {
             "WEARHOUSE_GARMIN_PUSH_TOKEN".to_string(),
             GARMIN_PUSH_TOKEN.to_string(),
         )];
-        for p in ["oura", "whoop", "garmin", "strava", "ultrahuman"] {
+        for p in ["oura", "whoop", "garmin", "strava", "ultrahuman", "fitbit"] {
             let (up, url) = (p.to_uppercase(), &self.url);
             env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
             env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
