@@ -374,7 +374,9 @@ pub struct ProvidersConfig {
     )]
     pub subscription_renew_days: i64,
     /// App-wide request budgets per minute overriding the providers' own (shared by every
-    /// `serve` process on the database), e.g. `oura=600,whoop=50`.
+    /// `serve` process on the database), e.g. `oura=600,whoop=50`; `name=N/SECS` (or
+    /// `name=N/SECS/user`, per user) replaces a provider's fixed-window budgets, e.g.
+    /// `strava=100/900,strava=1000/86400`.
     #[arg(long, env = "WEARHOUSE_PROVIDER_RATE_BUDGETS")]
     pub provider_rate_budgets: Option<String>,
 
@@ -482,6 +484,105 @@ pub struct ProvidersConfig {
         default_value = "https://apis.garmin.com"
     )]
     pub garmin_api_url: String,
+
+    /// This installation's OAuth client id at Strava; empty: Strava cannot be connected.
+    #[arg(long, env = "WEARHOUSE_STRAVA_CLIENT_ID", default_value = "")]
+    pub strava_client_id: String,
+    /// This installation's OAuth client secret at Strava. Also derives the token Strava echoes when it verifies the webhook callback.
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub strava_client_secret: String,
+    /// Strava's OAuth consent page (point it at `wearhouse simulate providers` for demos).
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_AUTHORIZE_URL",
+        default_value = "https://www.strava.com/oauth/authorize"
+    )]
+    pub strava_authorize_url: String,
+    /// Strava's OAuth token endpoint (its revocation endpoint sits beside it).
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_TOKEN_URL",
+        default_value = "https://www.strava.com/oauth/token"
+    )]
+    pub strava_token_url: String,
+    /// Base URL of Strava's data API.
+    #[arg(
+        long,
+        env = "WEARHOUSE_STRAVA_API_URL",
+        default_value = "https://www.strava.com/api/v3"
+    )]
+    pub strava_api_url: String,
+
+    /// This installation's OAuth client id at Ultrahuman; empty: Ultrahuman cannot be connected.
+    #[arg(long, env = "WEARHOUSE_ULTRAHUMAN_CLIENT_ID", default_value = "")]
+    pub ultrahuman_client_id: String,
+    /// This installation's OAuth client secret at Ultrahuman.
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub ultrahuman_client_secret: String,
+    /// Ultrahuman's OAuth consent page (point it at `wearhouse simulate providers` for demos).
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_AUTHORIZE_URL",
+        default_value = "https://auth.ultrahuman.com/authorise"
+    )]
+    pub ultrahuman_authorize_url: String,
+    /// Ultrahuman's OAuth token endpoint (its revocation endpoint sits beside it).
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_TOKEN_URL",
+        default_value = "https://partner.ultrahuman.com/api/partners/oauth/token"
+    )]
+    pub ultrahuman_token_url: String,
+    /// Base URL of Ultrahuman's data API.
+    #[arg(
+        long,
+        env = "WEARHOUSE_ULTRAHUMAN_API_URL",
+        default_value = "https://partner.ultrahuman.com/api/partners/v1"
+    )]
+    pub ultrahuman_api_url: String,
+
+    /// This installation's OAuth client id at Fitbit; empty: Fitbit cannot be connected.
+    #[arg(long, env = "WEARHOUSE_FITBIT_CLIENT_ID", default_value = "")]
+    pub fitbit_client_id: String,
+    /// This installation's OAuth client secret at Fitbit.
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub fitbit_client_secret: String,
+    /// Fitbit's OAuth consent page (point it at `wearhouse simulate providers` for demos).
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_AUTHORIZE_URL",
+        default_value = "https://www.fitbit.com/oauth2/authorize"
+    )]
+    pub fitbit_authorize_url: String,
+    /// Fitbit's OAuth token endpoint (its revocation endpoint sits beside it).
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_TOKEN_URL",
+        default_value = "https://api.fitbit.com/oauth2/token"
+    )]
+    pub fitbit_token_url: String,
+    /// Base URL of Fitbit's data API.
+    #[arg(
+        long,
+        env = "WEARHOUSE_FITBIT_API_URL",
+        default_value = "https://api.fitbit.com"
+    )]
+    pub fitbit_api_url: String,
 }
 
 /// Where a provider lives and how this installation is registered there.
@@ -504,6 +605,33 @@ impl ProvidersConfig {
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| k.trim() == provider)
             .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
+    /// Fixed-window budgets configured for `provider` (`name=N/SECS`, or `name=N/SECS/user`
+    /// per user), replacing the provider's own.
+    pub fn rate_windows(&self, provider: &str) -> Vec<crate::providers::RateWindow> {
+        self.provider_rate_budgets
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| k.trim() == provider)
+            .filter_map(|(_, v)| {
+                let mut parts = v.trim().split('/');
+                let requests = parts.next()?.trim().parse().ok()?;
+                let window_secs = parts.next()?.trim().parse().ok()?;
+                let per_user = match parts.next() {
+                    None => false,
+                    Some("user") => true,
+                    Some(_) => return None,
+                };
+                Some(crate::providers::RateWindow {
+                    requests,
+                    window_secs,
+                    per_user,
+                })
+            })
+            .collect()
     }
 
     pub fn garmin(&self) -> Endpoints {
@@ -533,6 +661,36 @@ impl ProvidersConfig {
             api_url: self.whoop_api_url.trim_end_matches('/').into(),
             client_id: self.whoop_client_id.clone(),
             client_secret: self.whoop_client_secret.clone(),
+        }
+    }
+
+    pub fn strava(&self) -> Endpoints {
+        Endpoints {
+            authorize_url: self.strava_authorize_url.clone(),
+            token_url: self.strava_token_url.clone(),
+            api_url: self.strava_api_url.trim_end_matches('/').into(),
+            client_id: self.strava_client_id.clone(),
+            client_secret: self.strava_client_secret.clone(),
+        }
+    }
+
+    pub fn ultrahuman(&self) -> Endpoints {
+        Endpoints {
+            authorize_url: self.ultrahuman_authorize_url.clone(),
+            token_url: self.ultrahuman_token_url.clone(),
+            api_url: self.ultrahuman_api_url.trim_end_matches('/').into(),
+            client_id: self.ultrahuman_client_id.clone(),
+            client_secret: self.ultrahuman_client_secret.clone(),
+        }
+    }
+
+    pub fn fitbit(&self) -> Endpoints {
+        Endpoints {
+            authorize_url: self.fitbit_authorize_url.clone(),
+            token_url: self.fitbit_token_url.clone(),
+            api_url: self.fitbit_api_url.trim_end_matches('/').into(),
+            client_id: self.fitbit_client_id.clone(),
+            client_secret: self.fitbit_client_secret.clone(),
         }
     }
 }

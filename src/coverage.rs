@@ -203,7 +203,17 @@ mod tests {
         let doc = document();
         assert_eq!(
             doc["providers"],
-            json!(["apple", "garmin", "google", "oura", "samsung", "whoop"])
+            json!([
+                "apple",
+                "fitbit",
+                "garmin",
+                "google",
+                "oura",
+                "samsung",
+                "strava",
+                "ultrahuman",
+                "whoop"
+            ])
         );
         let listed: Vec<&str> = doc["timeseries"]
             .as_array()
@@ -248,11 +258,11 @@ mod tests {
         let hr = &doc["timeseries"][0]["metrics"][0];
         assert_eq!(
             hr,
-            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "google", "oura", "samsung"]})
+            &json!({"code": "heart_rate", "unit": "bpm", "providers": ["apple", "garmin", "google", "oura", "samsung", "strava", "ultrahuman"]})
         );
         assert_eq!(
             doc["workout_fields"][0],
-            json!({"code": "type", "providers": ["apple", "garmin", "google", "oura", "samsung", "whoop"]})
+            json!({"code": "type", "providers": ["apple", "fitbit", "garmin", "google", "oura", "samsung", "strava", "whoop"]})
         );
         // Garmin's cycle summaries carry more than Apple's flow records give.
         let cycles = doc["menstrual_cycle_fields"].as_array().unwrap();
@@ -315,6 +325,33 @@ mod tests {
                         (t.to_string(), json!({ "records": records }))
                     })
                     .collect(),
+                "strava" => {
+                    let listed = crate::simulator::strava::activities(1_772_323_200, 1_772_496_000);
+                    let pull = p.as_pull().expect("strava pulls");
+                    let mut bodies = vec![("activity".to_string(), Value::Array(listed.clone()))];
+                    for (kind, request) in pull.follow_ups("activity", &Value::Array(listed)) {
+                        let id = request.path.split('/').nth(2).unwrap_or_default();
+                        let streams = crate::simulator::strava::streams_of(id).expect("streams");
+                        bodies.push((kind, streams));
+                    }
+                    bodies
+                }
+                "ultrahuman" => ["2026-03-01", "2026-03-02"]
+                    .iter()
+                    .map(|d| {
+                        let day = crate::simulator::ultrahuman::metrics(d.parse().unwrap());
+                        ("metrics".to_string(), serde_json::to_value(day).unwrap())
+                    })
+                    .collect(),
+                "fitbit" => vec![(
+                    "activities".to_string(),
+                    serde_json::to_value(crate::simulator::fitbit::list(
+                        "2026-03-01".parse().unwrap(),
+                        0,
+                        3,
+                    ))
+                    .unwrap(),
+                )],
                 _ => crate::providers::garmin::PUSH_TYPES
                     .iter()
                     .map(|t| {
@@ -332,8 +369,9 @@ mod tests {
                 series.extend(m.samples.iter().map(|s| s.series));
                 scores.extend(m.scores.iter().map(|s| s.category.clone()));
             }
+            // Fitbit maps workouts only (no series yet).
             assert!(
-                !series.is_empty(),
+                !series.is_empty() || (p.name() == "fitbit" && c.series.is_empty()),
                 "{}: the simulator maps to nothing",
                 p.name()
             );

@@ -127,9 +127,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0022_job_origin.sql"),
     ),
     (
+        26,
+        "rate_windows",
+        include_str!("../migrations/0026_rate_windows.sql"),
+    ),
+    (
         28,
         "time_read_models_archival",
         include_str!("../migrations/0028_time_read_models_archival.sql"),
+    ),
+    (
         29,
         "record_counts",
         include_str!("../migrations/0029_record_counts.sql"),

@@ -1033,6 +1033,9 @@ async fn revoke(
         Some("active") => {}
         Some(_) => return Ok(()),
     }
+    // The grant is withdrawn at the provider too where it offers that (Strava, Fitbit,
+    // Ultrahuman), while the tokens are still readable; best effort.
+    state.providers.revoke_at_provider(user, provider).await;
     state
         .commands
         .execute::<Connection>(

@@ -409,39 +409,25 @@ impl Engine {
             let mut count = 0u64;
             while let Some(request) = page.take() {
                 let bytes = self.get(req, endpoints, &request, &mut live).await?;
-                let received = Utc::now();
-                // Kept raw before anything parses it: a malformed body is still evidence.
-                let meta = RawMeta {
-                    provider: provider.name(),
-                    kind: data_type,
-                    content_type: "application/json",
-                    user_id: Some(req.user_id),
-                };
-                let raw_ref = raw::store_bytes(&self.pool, &bytes, meta)
-                    .await
-                    .map_err(store_err)?;
-                for (user, out) in users.iter().zip(outs.iter_mut()) {
-                    out.push(Out::Event(DataEvent::RawPayloadReceived {
-                        user_id: *user,
-                        raw: raw_ref.clone(),
-                        mapping_version: provider.mapping_version(),
-                        received_at: Some(received),
-                    }));
-                }
-                let body: Value = serde_json::from_slice(&bytes)
-                    .map_err(|_| SyncError::Malformed(data_type.into()))?;
-                // Mapped once per user: record and source ids are per user.
-                for (i, (user, out)) in users.iter().zip(outs.iter_mut()).enumerate() {
-                    let mapped = match pull.map_snapshot(data_type, &body, *user, received) {
-                        Some(m) => m?,
-                        None => provider.map(data_type, &body, *user)?,
+                let (n, body) = self
+                    .store_and_map(provider, pull, data_type, &bytes, &users, &mut outs)
+                    .await?;
+                count += n;
+                // What the page leads to (Strava: each activity's streams), stored and mapped
+                // under its own kind.
+                for (kind, follow) in pull.follow_ups(data_type, &body) {
+                    let bytes = match self.get(req, endpoints, &follow, &mut live).await {
+                        Ok(b) => b,
+                        // The record has no such part (an activity without streams).
+                        Err(SyncError::Status(404)) => continue,
+                        Err(e) => return Err(e),
                     };
-                    if i == 0 {
-                        count += mapped.records();
-                    }
-                    out.extend(mapped.into_out(*user).map_err(store_err)?);
+                    count += self
+                        .store_and_map(provider, pull, &kind, &bytes, &users, &mut outs)
+                        .await?
+                        .0;
                 }
-                page = pull.next_page(&request, &body);
+                page = pull.next_page_in(&request, &body, req.start, req.end);
                 if page.is_some() {
                     // A page is stored raw, the next is not fetched, nothing is written.
                     crate::crashpoint::hit("sync.page");
@@ -489,6 +475,256 @@ impl Engine {
             }
         }
         Ok(Outcome::new(records, per_type))
+    }
+
+    /// Stores one fetched response raw as `kind` (before anything parses it: a malformed body
+    /// is still evidence), then maps it once per user into `outs` (record and source ids are
+    /// per user). Returns the records mapped for the first user and the parsed body.
+    async fn store_and_map(
+        &self,
+        provider: &dyn Provider,
+        pull: &dyn PullProvider,
+        kind: &str,
+        bytes: &[u8],
+        users: &[Uuid],
+        outs: &mut [Vec<Out>],
+    ) -> Result<(u64, Value), SyncError> {
+        let received = Utc::now();
+        let meta = RawMeta {
+            provider: provider.name(),
+            kind,
+            content_type: "application/json",
+            user_id: users.first().copied(),
+        };
+        let raw_ref = raw::store_bytes(&self.pool, bytes, meta)
+            .await
+            .map_err(store_err)?;
+        for (user, out) in users.iter().zip(outs.iter_mut()) {
+            out.push(Out::Event(DataEvent::RawPayloadReceived {
+                user_id: *user,
+                raw: raw_ref.clone(),
+                mapping_version: provider.mapping_version(),
+                received_at: Some(received),
+            }));
+        }
+        let body: Value =
+            serde_json::from_slice(bytes).map_err(|_| SyncError::Malformed(kind.into()))?;
+        let mut count = 0;
+        for (i, (user, out)) in users.iter().zip(outs.iter_mut()).enumerate() {
+            let mapped = match pull.map_snapshot(kind, &body, *user, received) {
+                Some(m) => m?,
+                None => provider.map(kind, &body, *user)?,
+            };
+            if i == 0 {
+                count = mapped.records();
+            }
+            out.extend(mapped.into_out(*user).map_err(store_err)?);
+        }
+        Ok((count, body))
+    }
+
+    /// A ping naming one record (Strava's events): the record is fetched by id with `user`'s
+    /// token, with what it leads to (its streams), stored raw and mapped for `user` and each
+    /// of `linked`. A record the provider does not hold (404: a forged event, or one deleted
+    /// since) records nothing: the run is skipped.
+    pub async fn ingest_record(
+        &self,
+        user: Uuid,
+        linked: &[Uuid],
+        provider: &dyn Provider,
+        data_type: &str,
+        external_id: &str,
+    ) -> Result<Outcome, SyncError> {
+        let (_, endpoints) = self
+            .registry
+            .get(provider.name())
+            .ok_or_else(|| SyncError::UnknownProvider(provider.name().into()))?;
+        let pull = provider
+            .as_pull()
+            .ok_or_else(|| SyncError::UnknownProvider(provider.name().into()))?;
+        let request = pull
+            .record_request(data_type, external_id)
+            .ok_or_else(|| SyncError::Malformed(data_type.into()))?;
+        let now = Utc::now();
+        let req = SyncRequest {
+            run_id: Uuid::new_v4(),
+            user_id: user,
+            provider: provider.name().into(),
+            source: "webhook".into(),
+            start: now,
+            end: now,
+            data_types: vec![data_type.into()],
+        };
+        self.run_cmd(
+            req.run_id,
+            user,
+            SyncRunCommand::Start {
+                id: req.run_id,
+                user_id: user,
+                provider: req.provider.clone(),
+                source: req.source.clone(),
+                primary_user_id: None,
+                at: now,
+            },
+        )
+        .await?;
+        let mut users = vec![user];
+        users.extend_from_slice(linked);
+        let result = async {
+            let mut live = self.live_tokens(&req, &endpoints).await?;
+            let mut outs: Vec<Vec<Out>> = users.iter().map(|_| Vec::new()).collect();
+            let bytes = match self.get(&req, &endpoints, &request, &mut live).await {
+                Ok(b) => b,
+                Err(SyncError::Status(404)) => {
+                    warn!(
+                        provider = provider.name(),
+                        data_type,
+                        external_id,
+                        "the provider does not hold the record an event named; nothing recorded"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let (mut count, body) = self
+                .store_and_map(provider, pull, data_type, &bytes, &users, &mut outs)
+                .await?;
+            for (kind, follow) in pull.follow_ups(data_type, &body) {
+                let bytes = match self.get(&req, &endpoints, &follow, &mut live).await {
+                    Ok(b) => b,
+                    Err(SyncError::Status(404)) => continue,
+                    Err(e) => return Err(e),
+                };
+                count += self
+                    .store_and_map(provider, pull, &kind, &bytes, &users, &mut outs)
+                    .await?
+                    .0;
+            }
+            Ok(Some((count, outs)))
+        }
+        .await;
+        let outcome = match result {
+            Ok(Some((records, outs))) => {
+                let mut outs = outs.into_iter();
+                let own = outs.next().unwrap_or_default();
+                writer::write_all(&self.pool, req.run_id, user, &system("webhook"), own)
+                    .await
+                    .map_err(store_err)?;
+                for (other, out) in linked.iter().zip(outs) {
+                    if let Err(e) = self.deliver_linked(&req, *other, out, records).await {
+                        warn!(linked_user = %other, error = %e, "linked account delivery failed");
+                    }
+                }
+                let synced = ConnectionCommand::MarkSynced { at: Utc::now() };
+                let _ = self
+                    .connection_cmd(user, provider.name(), synced, "webhook")
+                    .await;
+                Outcome::new(records, vec![(data_type.into(), records)])
+            }
+            Ok(None) => {
+                let mut o = Outcome::new(0, vec![(data_type.into(), 0)]);
+                o.outcome = RunOutcome::Skipped;
+                o.error = Some(format!(
+                    "{data_type} {external_id} not found at the provider"
+                ));
+                o
+            }
+            Err(e) => {
+                let _ = self.fail_run(req.run_id, user, &e.to_string()).await;
+                return Err(e);
+            }
+        };
+        self.run_cmd(
+            req.run_id,
+            user,
+            SyncRunCommand::Finish {
+                outcome: outcome.outcome,
+                processed: outcome.records,
+                error: outcome.error.clone(),
+                metadata: outcome.metadata.clone(),
+                at: Utc::now(),
+            },
+        )
+        .await?;
+        Ok(outcome)
+    }
+
+    /// Revokes `user`'s grant at `provider` (Strava's deauthorization, Fitbit's and
+    /// Ultrahuman's token revocation) when they disconnect. Best effort: the connection is
+    /// revoked here whatever the provider answers; a failure is logged.
+    pub async fn revoke_at_provider(&self, user: Uuid, provider: &str) {
+        let Some((p, endpoints)) = self.registry.get(provider) else {
+            return;
+        };
+        let Some(rev) = p.revocation() else { return };
+        let Some(url) = rev.url(&endpoints.token_url) else {
+            return;
+        };
+        let req = SyncRequest {
+            run_id: Uuid::nil(),
+            user_id: user,
+            provider: provider.into(),
+            source: "revoke".into(),
+            start: Utc::now(),
+            end: Utc::now(),
+            data_types: vec![],
+        };
+        let access = match self.stored_access(&req).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(provider, error = %e, "grant not revoked at the provider: tokens unreadable");
+                return;
+            }
+        };
+        let mut form = vec![(rev.token_field.to_string(), access.clone())];
+        let mut http = self.http.post(url);
+        match rev.client_auth {
+            super::ClientAuth::Basic => {
+                http = http.basic_auth(&endpoints.client_id, Some(&endpoints.client_secret))
+            }
+            super::ClientAuth::Body => {
+                form.push(("client_id".into(), endpoints.client_id.clone()));
+                form.push(("client_secret".into(), endpoints.client_secret.clone()));
+            }
+            super::ClientAuth::None => http = http.bearer_auth(&access),
+        }
+        match http.form(&form).send().await {
+            Ok(r) if r.status().is_success() => {
+                info!(provider, %user, "grant revoked at the provider")
+            }
+            Ok(r) => warn!(
+                provider,
+                status = r.status().as_u16(),
+                "the provider refused the grant revocation"
+            ),
+            Err(e) => warn!(provider, error = %e.without_url(), "grant revocation failed"),
+        }
+    }
+
+    /// The access token of `req`'s active connection as stored (not refreshed).
+    async fn stored_access(&self, req: &SyncRequest) -> Result<Option<String>, SyncError> {
+        let row = self
+            .pool
+            .get()
+            .await
+            .map_err(store_err)?
+            .query_opt(
+                "SELECT access_token FROM connections \
+                 WHERE user_id = $1 AND provider = $2 AND status = 'active'",
+                &[&req.user_id, &req.provider],
+            )
+            .await
+            .map_err(store_err)?;
+        let Some(sealed) = row.and_then(|r| r.get::<_, Option<String>>(0)) else {
+            return Ok(None);
+        };
+        let stream = connection_id(req.user_id, &req.provider);
+        let ctx = crate::crypto::connection_context(&stream, "access_token");
+        self.sealer
+            .open(&sealed, &ctx)
+            .map(|o| Some(o.plain))
+            .map_err(store_err)
     }
 
     /// Asks the provider to push the history of each backfill type. Garmin allows 30 days
@@ -989,11 +1225,16 @@ impl Engine {
             self.revoke(req, "refresh_failed").await;
             return Err(SyncError::RefreshFailed);
         };
+        let auth = self
+            .registry
+            .get(&req.provider)
+            .map(|(p, _)| p.token_auth())
+            .unwrap_or(super::ClientAuth::Body);
         // Transient failures (unreachable, 5xx, 429) are retried a few times in place.
         let mut attempt = 0u32;
         let result = loop {
             attempt += 1;
-            match oauth::refresh(&self.http, endpoints, &rt).await {
+            match oauth::refresh(&self.http, endpoints, auth, &rt).await {
                 Err(OAuthError::Status(_) | OAuthError::Http(_)) if attempt < ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
                 }
@@ -1052,6 +1293,14 @@ impl Engine {
             attempt += 1;
             let wait = self.reserve_slot(&req.provider).await;
             tokio::time::sleep(wait).await;
+            // A full fixed window is waited out in place up to the Retry-After cap; past it the
+            // run stops as rate limited (a scheduled one is retried after the window).
+            while let Some(wait) = self.reserve_windows(&req.provider, req.user_id).await {
+                if wait.as_secs() > self.config.max_retry_after_secs {
+                    return Err(SyncError::RateLimited(wait.as_secs().max(1)));
+                }
+                tokio::time::sleep(wait).await;
+            }
             let sent = self
                 .http
                 .get(url.clone())
@@ -1220,6 +1469,85 @@ impl Engine {
                     .lock()
                     .map(|mut p| p.reserve(provider, std::time::Instant::now(), spacing))
                     .unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// The fixed-window budgets of `provider`: the configured ones (`name=N/SECS[/user]` in
+    /// WEARHOUSE_PROVIDER_RATE_BUDGETS) or the provider's own.
+    fn windows(&self, provider: &str) -> Vec<super::RateWindow> {
+        let configured = self.config.rate_windows(provider);
+        if !configured.is_empty() {
+            return configured;
+        }
+        self.registry
+            .get(provider)
+            .map(|(p, _)| p.rate_windows().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Takes one request from every fixed-window budget of `provider` (per user ones for
+    /// `user`), all or none: `None` when taken, else how long until the full window ends.
+    /// Counted in Postgres on its clock, so every `serve` process draws from the same windows.
+    async fn reserve_windows(&self, provider: &str, user: Uuid) -> Option<Duration> {
+        let windows = self.windows(provider);
+        if windows.is_empty() {
+            return None;
+        }
+        let taken = async {
+            let mut c = self.pool.get().await.map_err(store_err)?;
+            let tx = c.transaction().await.map_err(store_err)?;
+            for w in &windows {
+                let key = if w.per_user {
+                    format!("{provider}:{}s:{user}", w.window_secs)
+                } else {
+                    format!("{provider}:{}s", w.window_secs)
+                };
+                let secs = f64::from(w.window_secs.max(1));
+                let limit = w.requests as i32;
+                let row = tx
+                    .query_opt(
+                        "INSERT INTO provider_rate_windows AS w (budget, window_start, used) \
+                         VALUES ($1, to_timestamp(floor(extract(epoch FROM clock_timestamp())::float8 / $2::float8) * $2::float8), 1) \
+                         ON CONFLICT (budget, window_start) DO UPDATE SET used = w.used + 1 \
+                           WHERE w.used < $3::int4 \
+                         RETURNING used",
+                        &[&key, &secs, &limit],
+                    )
+                    .await
+                    .map_err(store_err)?;
+                if row.is_none() {
+                    let left: f64 = tx
+                        .query_one(
+                            "SELECT extract(epoch FROM to_timestamp((floor(extract(epoch FROM clock_timestamp())::float8 / $1::float8) + 1) * $1::float8) - clock_timestamp())::float8",
+                            &[&secs],
+                        )
+                        .await
+                        .map_err(store_err)?
+                        .get(0);
+                    // Dropping the transaction gives back what the other windows counted.
+                    return Ok::<_, SyncError>(Some(Duration::from_secs_f64(left.max(0.0) + 0.01)));
+                }
+                if row.is_some_and(|r| r.get::<_, i32>(0) == 1) {
+                    tx.execute(
+                        "DELETE FROM provider_rate_windows WHERE budget = $1 \
+                           AND window_start < clock_timestamp() - interval '2 days'",
+                        &[&key],
+                    )
+                    .await
+                    .map_err(store_err)?;
+                }
+            }
+            tx.commit().await.map_err(store_err)?;
+            Ok(None)
+        };
+        match taken.await {
+            Ok(wait) => wait,
+            Err(e) => {
+                warn!(provider, error = %e, "windowed rate budget unavailable; not counted");
+                None
             }
         }
     }

@@ -5,6 +5,7 @@
 //! storage) lives in `engine` and `oauth` and is shared by every provider.
 
 pub mod engine;
+pub mod fitbit;
 pub mod garmin;
 pub mod linked;
 pub mod mapped;
@@ -14,6 +15,8 @@ pub mod pacer;
 pub mod payload;
 pub mod scheduler;
 pub mod subscriptions;
+pub mod strava;
+pub mod ultrahuman;
 pub mod whoop;
 
 use std::collections::BTreeMap;
@@ -81,6 +84,45 @@ pub const SLEEP_FIELDS: &[&str] = &[
     "is_nap",
 ];
 
+/// A request budget the provider documents: at most `requests` in each fixed window of
+/// `window_secs` (windows start at multiples of their length since the Unix epoch, as Strava's
+/// quarter hours and UTC days and Fitbit's hours do), for the whole app or per user.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateWindow {
+    pub requests: u32,
+    pub window_secs: u32,
+    pub per_user: bool,
+}
+
+/// How the client authenticates to the provider's token endpoints (and revocation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClientAuth {
+    /// Not at all (Strava's deauthorization takes the user's token only).
+    None,
+    /// `client_id` and `client_secret` in the form body.
+    Body,
+    /// HTTP Basic with the client id and secret (Fitbit).
+    Basic,
+}
+
+/// Revoking the user's grant at the provider when they disconnect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Revocation {
+    /// Replaces the last path segment of the token URL (`…/oauth/token` → `…/oauth/revoke`).
+    pub endpoint: &'static str,
+    /// The form field carrying the access token.
+    pub token_field: &'static str,
+    pub client_auth: ClientAuth,
+}
+
+impl Revocation {
+    /// The revocation URL beside `token_url`.
+    pub fn url(&self, token_url: &str) -> Option<String> {
+        let (base, _) = token_url.rsplit_once('/')?;
+        Some(format!("{base}/{}", self.endpoint))
+    }
+}
+
 /// Static OAuth facts of a provider; URLs and credentials come from [`Endpoints`].
 #[derive(Debug, Clone, Copy)]
 pub struct OAuthSettings {
@@ -114,6 +156,8 @@ pub enum SampleAnchor {
     ScoreTime(Uuid),
     /// At the start of this sleep session.
     SleepStart(Uuid),
+    /// At every instant within this workout's span (a workout's recorded streams).
+    WorkoutSpan(Uuid),
 }
 
 /// What a verified webhook delivery asks for.
@@ -136,6 +180,14 @@ pub enum Notice {
         provider_user_id: String,
         data_type: String,
         url: String,
+    },
+    /// Ping naming one record (Strava): it is fetched by id with the user's token (see
+    /// [`PullProvider::record_request`]), which also proves the provider holds it, then mapped
+    /// with what [`PullProvider::follow_ups`] asks for it.
+    Record {
+        provider_user_id: String,
+        data_type: String,
+        external_id: String,
     },
     /// The user withdrew consent at the provider.
     Deregistered { provider_user_id: String },
@@ -191,6 +243,19 @@ pub trait Provider: Send + Sync {
     fn provider_user_id(&self, user_info: &Value) -> Option<String>;
     /// The app-wide request budget per minute (all users together); `None` for no pacing.
     fn requests_per_minute(&self) -> Option<u32>;
+    /// Budgets in fixed windows besides the per-minute pacing (Strava's 15 minutes and day,
+    /// Fitbit's hour per user).
+    fn rate_windows(&self) -> &'static [RateWindow] {
+        &[]
+    }
+    /// How the token endpoint takes the client credentials.
+    fn token_auth(&self) -> ClientAuth {
+        ClientAuth::Body
+    }
+    /// The grant revocation sent when a user disconnects; `None`: the provider has none.
+    fn revocation(&self) -> Option<Revocation> {
+        None
+    }
     /// Bumped whenever [`Provider::map`] changes output for the same input.
     fn mapping_version(&self) -> u32;
     /// What [`Provider::map`] delivers (listed by `/meta/coverage`).
@@ -253,6 +318,27 @@ pub trait PullProvider: Send + Sync {
         user_id: Uuid,
         received_at: DateTime<Utc>,
     ) -> Option<Result<Mapped, MapError>>;
+    /// The next page, knowing the sync's window (for providers whose pages are days, or whose
+    /// paging must stop past the window's end). Defaults to [`PullProvider::next_page`].
+    fn next_page_in(
+        &self,
+        previous: &PullRequest,
+        body: &Value,
+        _start: DateTime<Utc>,
+        _end: DateTime<Utc>,
+    ) -> Option<PullRequest> {
+        self.next_page(previous, body)
+    }
+    /// Requests a fetched response of `data_type` leads to (Strava: each activity's streams),
+    /// each with the kind it is stored and mapped as.
+    fn follow_ups(&self, _data_type: &str, _body: &Value) -> Vec<(String, PullRequest)> {
+        vec![]
+    }
+    /// The request fetching one record of `data_type` by the provider's id
+    /// ([`Notice::Record`]); `None`: not fetchable by id.
+    fn record_request(&self, _data_type: &str, _external_id: &str) -> Option<PullRequest> {
+        None
+    }
 }
 
 /// Receives the provider's webhook deliveries.
@@ -455,6 +541,9 @@ pub fn all() -> Vec<Arc<dyn Provider>> {
         Arc::new(oura::Oura),
         Arc::new(whoop::Whoop),
         Arc::new(garmin::Garmin),
+        Arc::new(strava::Strava),
+        Arc::new(ultrahuman::Ultrahuman),
+        Arc::new(fitbit::Fitbit),
     ]
 }
 
@@ -466,7 +555,14 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(cfg: &ProvidersConfig) -> Registry {
-        let endpoints = [cfg.oura(), cfg.whoop(), cfg.garmin()];
+        let endpoints = [
+            cfg.oura(),
+            cfg.whoop(),
+            cfg.garmin(),
+            cfg.strava(),
+            cfg.ultrahuman(),
+            cfg.fitbit(),
+        ];
         Registry {
             providers: all().into_iter().zip(endpoints).collect(),
         }

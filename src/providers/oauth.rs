@@ -23,7 +23,7 @@ use oauth2::{
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{Endpoints, OAuthSettings};
+use super::{ClientAuth, Endpoints, OAuthSettings};
 
 /// The tokens a token endpoint granted. The secrets are `oauth2`'s secret types, whose `Debug`
 /// prints `[redacted]`, so a stray `{:?}` cannot leak them.
@@ -116,14 +116,21 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
-fn client(endpoints: &Endpoints, redirect_uri: Option<&str>) -> Result<Client, OAuthError> {
+fn client(
+    endpoints: &Endpoints,
+    redirect_uri: Option<&str>,
+    auth: ClientAuth,
+) -> Result<Client, OAuthError> {
     let bad = |what: &'static str| move |source| OAuthError::Config { what, source };
     let mut c = BasicClient::new(ClientId::new(endpoints.client_id.clone()))
         .set_client_secret(ClientSecret::new(endpoints.client_secret.clone()))
         .set_auth_uri(AuthUrl::new(endpoints.authorize_url.clone()).map_err(bad("authorize URL"))?)
         .set_token_uri(TokenUrl::new(endpoints.token_url.clone()).map_err(bad("token URL"))?)
-        // Every supported provider takes the client credentials in the form body.
-        .set_auth_type(AuthType::RequestBody);
+        // Most providers take the client credentials in the form body; Fitbit in Basic auth.
+        .set_auth_type(match auth {
+            ClientAuth::Basic => AuthType::BasicAuth,
+            ClientAuth::Body | ClientAuth::None => AuthType::RequestBody,
+        });
     if let Some(r) = redirect_uri {
         c = c.set_redirect_uri(RedirectUrl::new(r.to_string()).map_err(bad("callback URL"))?);
     }
@@ -150,7 +157,7 @@ pub fn authorize_url(
     state: &str,
     pkce_verifier: Option<&str>,
 ) -> Result<String, OAuthError> {
-    let c = client(endpoints, Some(redirect_uri))?;
+    let c = client(endpoints, Some(redirect_uri), ClientAuth::Body)?;
     let mut req = c
         .authorize_url(|| CsrfToken::new(state.to_string()))
         .add_scopes(
@@ -197,11 +204,12 @@ fn classify(e: RequestTokenError<TransportError, BasicErrorResponse>) -> OAuthEr
 pub async fn exchange_code(
     http: &reqwest::Client,
     endpoints: &Endpoints,
+    auth: ClientAuth,
     code: &str,
     redirect_uri: &str,
     pkce_verifier: Option<&str>,
 ) -> Result<TokenSet, OAuthError> {
-    let c = client(endpoints, Some(redirect_uri))?;
+    let c = client(endpoints, Some(redirect_uri), auth)?;
     let mut req = c.exchange_code(AuthorizationCode::new(code.to_string()));
     if let Some(v) = pkce_verifier {
         req = req.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
@@ -214,9 +222,10 @@ pub async fn exchange_code(
 pub async fn refresh(
     http: &reqwest::Client,
     endpoints: &Endpoints,
+    auth: ClientAuth,
     refresh_token: &str,
 ) -> Result<TokenSet, OAuthError> {
-    let c = client(endpoints, None)?;
+    let c = client(endpoints, None, auth)?;
     let rt = RefreshToken::new(refresh_token.to_string());
     let http = Http(http);
     let t = c

@@ -230,6 +230,7 @@ impl Connections {
         let tokens = match oauth::exchange_code(
             &engine.http,
             &endpoints,
+            p.token_auth(),
             &code,
             &params.callback_url,
             verifier.as_deref(),

@@ -297,6 +297,21 @@ impl Webhooks {
                     .ingest_ping(users.primary, &users.others, p.as_ref(), data_type, url)
                     .await?;
             }
+            Notice::Record {
+                data_type,
+                external_id,
+                ..
+            } => {
+                engine
+                    .ingest_record(
+                        users.primary,
+                        &users.others,
+                        p.as_ref(),
+                        data_type,
+                        external_id,
+                    )
+                    .await?;
+            }
             Notice::Deleted {
                 data_type,
                 external_id,
@@ -432,6 +447,9 @@ fn account(n: &Notice) -> &str {
         | Notice::Fetch {
             provider_user_id, ..
         }
+        | Notice::Record {
+            provider_user_id, ..
+        }
         | Notice::Deregistered { provider_user_id }
         | Notice::ScopeChanged {
             provider_user_id, ..
@@ -502,6 +520,19 @@ pub async fn notice_key(
             "pull".into(),
             provider_user_id.clone(),
             data_type.clone(),
+            canonical(body),
+        ],
+        // The event itself (its aspect and time), so a later update of the same record is
+        // fetched again while a resent event is not.
+        Notice::Record {
+            provider_user_id,
+            data_type,
+            external_id,
+        } => vec![
+            "record".into(),
+            provider_user_id.clone(),
+            data_type.clone(),
+            external_id.clone(),
             canonical(body),
         ],
         Notice::Deleted {
@@ -645,6 +676,34 @@ async fn derived_samples_deleted(
     let Some(derived) = derived else {
         return Ok(None);
     };
+    let series_types: Vec<i16> = derived
+        .series
+        .iter()
+        .filter_map(|c| wearhouse_domain::series::by_code(c).map(|t| t.id))
+        .collect();
+    if let SampleAnchor::WorkoutSpan(id) = derived.at {
+        // The instants the workout's samples were stored at, read from the timeseries read
+        // model over the workout's span (its row stays, flagged deleted).
+        let client = engine.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT s.time FROM samples s JOIN workouts w \
+                   ON w.id = $1 AND w.user_id = $2 \
+                 WHERE s.user_id = $2 AND s.data_source_id = $3 AND s.series_type = ANY($4) \
+                   AND s.time >= w.start_time AND s.time <= w.end_time ORDER BY 1",
+                &[&id, &user, &derived.data_source_id, &series_types],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(DataEvent::SamplesDeleted {
+            user_id: user,
+            data_source_id: derived.data_source_id,
+            series_types,
+            times: rows.iter().map(|r| r.get(0)).collect(),
+        }));
+    }
     let (sql, id) = match derived.at {
         SampleAnchor::ScoreTime(id) => (
             "SELECT recorded_at FROM health_scores WHERE id = $1 AND user_id = $2",
@@ -654,6 +713,7 @@ async fn derived_samples_deleted(
             "SELECT start_time FROM sleep_sessions WHERE id = $1 AND user_id = $2",
             id,
         ),
+        SampleAnchor::WorkoutSpan(_) => return Ok(None),
     };
     let Some(row) = engine
         .pool
@@ -665,11 +725,6 @@ async fn derived_samples_deleted(
         return Ok(None);
     };
     let at: DateTime<Utc> = row.get(0);
-    let series_types = derived
-        .series
-        .iter()
-        .filter_map(|c| wearhouse_domain::series::by_code(c).map(|t| t.id))
-        .collect();
     Ok(Some(DataEvent::SamplesDeleted {
         user_id: user,
         data_source_id: derived.data_source_id,

@@ -36,8 +36,11 @@ use serde_json::{json, Value};
 use crate::crypto::{hmac_sha256, pkce_challenge};
 
 pub mod fit;
+pub mod fitbit;
 pub mod garmin;
 pub mod oura;
+pub mod strava;
+pub mod ultrahuman;
 pub mod whoop;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +99,8 @@ struct Sim {
     /// Garmin activities recorded through `/_sim/garmin/activity`, by activity id: their FIT
     /// files are served at `/wellness-api/rest/activityFile?id=`.
     activities: HashMap<String, fit::FitActivity>,
+    /// Strava's one push subscription: (id, callback URL).
+    strava_sub: Option<(i64, String)>,
 }
 
 #[derive(Clone)]
@@ -211,8 +216,19 @@ fn oauth_error(error: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
 }
 
+/// The client secret of a `Basic` authorization header.
+fn basic_secret(req: &Request) -> Option<String> {
+    let encoded = req.header("authorization")?.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    Some(decoded.split_once(':')?.1.to_string())
+}
+
+/// Providers whose token endpoint takes the client credentials in Basic auth only.
+const BASIC_AUTH: &[&str] = &["fitbit"];
+
 #[handler]
 fn token(
+    req: &Request,
     Path(provider): Path<String>,
     Form(f): Form<HashMap<String, String>>,
     shared: Data<&Shared>,
@@ -224,7 +240,12 @@ fn token(
     let rejected = shared
         .take_fault(&provider, "/oauth/token", &["invalid_client"])
         .is_some();
-    if rejected || f.get("client_secret") != Some(&shared.secret) {
+    let secret = if BASIC_AUTH.contains(&provider.as_str()) {
+        basic_secret(req)
+    } else {
+        f.get("client_secret").cloned()
+    };
+    if rejected || secret.as_ref() != Some(&shared.secret) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_client"})),
@@ -435,6 +456,59 @@ async fn api(
             }
             return StatusCode::ACCEPTED.into_response();
         }
+        ("strava", "/athlete") => json!(strava::athlete(account)),
+        ("strava", "/athlete/activities") => {
+            let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+            let all = strava::activities(num("after").unwrap_or(0), num("before").unwrap_or(0));
+            // Strava caps `per_page`; the simulator caps it at its page size.
+            let per_page = num("per_page").unwrap_or(30).clamp(1, 200) as usize;
+            let size = per_page.min(size);
+            let page = num("page").unwrap_or(1).max(1) as usize;
+            Value::Array(all.into_iter().skip((page - 1) * size).take(size).collect())
+        }
+        ("strava", p) if p.starts_with("/activities/") => {
+            let rest = &p["/activities/".len()..];
+            let found = match rest.strip_suffix("/streams") {
+                Some(id) => strava::streams_of(id),
+                None => strava::detail_of(rest),
+            };
+            match found {
+                Some(v) => v,
+                None => {
+                    return (
+                        StatusCode::NOT_FOUND,
+                        Json(json!({"message": "Record Not Found", "errors": []})),
+                    )
+                        .into_response()
+                }
+            }
+        }
+        ("fitbit", "/1/user/-/profile.json") => json!(fitbit::profile(account)),
+        ("fitbit", "/1/user/-/activities/list.json") => {
+            let Some(after) = q.get("afterDate").and_then(|d| d.parse::<NaiveDate>().ok()) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"errors": [{"errorType": "validation", "message": "afterDate is required"}]})),
+                )
+                    .into_response();
+            };
+            let num = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
+            let limit = num("limit").unwrap_or(100).clamp(1, 100).min(size);
+            json!(fitbit::list(after, num("offset").unwrap_or(0), limit))
+        }
+        ("ultrahuman", "/user_data/user_info") => json!(ultrahuman::user_info(account)),
+        ("ultrahuman", "/user_data/metrics") => {
+            match q.get("date").and_then(|d| d.parse::<NaiveDate>().ok()) {
+                Some(d) => json!(ultrahuman::metrics(d)),
+                None => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        Json(json!({"error": "date is required", "status": 400})),
+                    )
+                        .into_response()
+                }
+            }
+        }
         ("whoop", "/v2/user/profile/basic") => {
             let id = account.and_then(|a| a.parse::<i64>().ok()).unwrap_or(10129);
             json!(whoop::profile(id))
@@ -610,6 +684,134 @@ fn delete_subscription(req: &Request, Path(id): Path<String>, shared: Data<&Shar
     }
 }
 
+/// Strava's push subscription: one per application. The callback is verified first with a
+/// `hub.challenge` GET (as Strava does); an app that already has one gets 409.
+#[handler]
+async fn strava_subscribe(Json(body): Json<Value>, shared: Data<&Shared>) -> Response {
+    if body["client_secret"].as_str() != Some(shared.secret.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let (Some(url), Some(vtoken)) = (body["callback_url"].as_str(), body["verify_token"].as_str())
+    else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if shared.sim.lock().expect("sim lock").strava_sub.is_some() {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"message": "Bad Request", "errors": [{"resource": "PushSubscription", "code": "already exists"}]})),
+        )
+            .into_response();
+    }
+    let challenge = format!("ch-{}", shared.next());
+    let Ok(target) = reqwest::Url::parse_with_params(
+        url,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.challenge", challenge.as_str()),
+            ("hub.verify_token", vtoken),
+        ],
+    ) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let echoed = match reqwest::Client::new().get(target).send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+        _ => None,
+    };
+    if echoed.as_ref().and_then(|v| v["hub.challenge"].as_str()) != Some(challenge.as_str()) {
+        return (StatusCode::BAD_REQUEST, "callback verification failed").into_response();
+    }
+    let id = shared.next() as i64;
+    shared.log(format!("strava/push_subscriptions {url}"));
+    shared.sim.lock().expect("sim lock").strava_sub = Some((id, url.to_string()));
+    (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+}
+
+#[handler]
+fn strava_subscriptions(
+    Query(q): Query<HashMap<String, String>>,
+    shared: Data<&Shared>,
+) -> Response {
+    if q.get("client_secret") != Some(&shared.secret) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let sub = shared.sim.lock().expect("sim lock").strava_sub.clone();
+    let list: Vec<Value> = sub
+        .into_iter()
+        .map(|(id, url)| {
+            json!({"id": id, "resource_state": 2, "application_id": 1, "callback_url": url,
+                   "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"})
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+#[handler]
+fn strava_unsubscribe(
+    Path(id): Path<i64>,
+    Query(q): Query<HashMap<String, String>>,
+    shared: Data<&Shared>,
+) -> Response {
+    if q.get("client_secret") != Some(&shared.secret) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut sim = shared.sim.lock().expect("sim lock");
+    if sim.strava_sub.as_ref().is_some_and(|(s, _)| *s == id) {
+        sim.strava_sub = None;
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// Revokes a grant (Strava `deauthorize`, Fitbit and Ultrahuman `revoke`): the access token
+/// (from the form or the bearer header) stops working; the request is logged.
+#[handler]
+fn revoke_grant(
+    req: &Request,
+    Path(provider): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+    shared: Data<&Shared>,
+) -> Response {
+    let presented = f
+        .get("token")
+        .or_else(|| f.get("access_token"))
+        .cloned()
+        .or_else(|| {
+            req.header("authorization")
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(String::from)
+        })
+        .unwrap_or_default();
+    let client_ok = match provider.as_str() {
+        p if BASIC_AUTH.contains(&p) => basic_secret(req).as_ref() == Some(&shared.secret),
+        "strava" => true,
+        _ => f.get("client_secret") == Some(&shared.secret),
+    };
+    if !client_ok {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let known = {
+        let mut sim = shared.sim.lock().expect("sim lock");
+        let found = sim
+            .access
+            .get(&presented)
+            .is_some_and(|(p, _)| *p == provider);
+        if found {
+            sim.access.remove(&presented);
+        }
+        found
+    };
+    if !known {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_token"})),
+        )
+            .into_response();
+    }
+    shared.log(format!("{provider} revoke"));
+    Json(json!({})).into_response()
+}
+
 #[handler]
 fn add_fault(Json(f): Json<Fault>, shared: Data<&Shared>) -> StatusCode {
     shared.sim.lock().expect("sim lock").faults.push(f);
@@ -773,6 +975,17 @@ async fn send_webhook(Json(o): Json<WebhookOrder>, shared: Data<&Shared>) -> Res
         "oura" => r
             .header("x-oura-timestamp", &ts)
             .header("x-oura-signature", hex::encode_upper(&sig)),
+        "strava" => {
+            let t = (Utc::now() + chrono::Duration::seconds(o.timestamp_offset_secs)).timestamp();
+            let signed = hmac_sha256(
+                secret.as_bytes(),
+                &[format!("{t}.").as_bytes(), body.as_slice()],
+            );
+            r.header(
+                "X-Strava-Signature",
+                format!("t={t},v1={}", hex::encode(signed)),
+            )
+        }
         _ => r
             .header("X-WHOOP-Signature-Timestamp", &ts)
             .header("X-WHOOP-Signature", STANDARD.encode(&sig)),
@@ -817,6 +1030,16 @@ pub fn app(secret: String, page_size: usize, garmin_push: Option<String>) -> imp
                 .get(get_subscription)
                 .put(update_subscription),
         )
+        .at(
+            "/strava/api/push_subscriptions",
+            post(strava_subscribe).get(strava_subscriptions),
+        )
+        .at(
+            "/strava/api/push_subscriptions/:id",
+            poem::delete(strava_unsubscribe),
+        )
+        .at("/:provider/oauth/revoke", post(revoke_grant))
+        .at("/:provider/oauth/deauthorize", post(revoke_grant))
         .at("/:provider/api/*path", get(api))
         .at("/_sim/faults", post(add_fault))
         .at("/_sim/config", post(set_config))
@@ -836,7 +1059,7 @@ pub fn banner(port: u16, secret: &str, garmin_push: Option<&str>, push_token: &s
          Settings for the wearhouse server (any client id works for Oura and Whoop; Garmin's\n\
          pushes carry `garmin-client-id: {GARMIN_CLIENT_ID}`, so the Garmin client id must be that):\n"
     );
-    for p in ["oura", "whoop", "garmin"] {
+    for p in ["oura", "whoop", "garmin", "strava", "ultrahuman", "fitbit"] {
         let up = p.to_uppercase();
         out.push_str(&format!(
             "export WEARHOUSE_{up}_CLIENT_ID={p}-client\n\

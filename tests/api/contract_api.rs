@@ -99,6 +99,12 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/users/{user_id}/sync/stream"),
     ("POST", "/api/v1/providers/{provider}/webhooks"),
     ("GET", "/api/v1/providers/{provider}/webhooks"),
+    ("GET", "/api/v1/strava/webhooks"),
+    ("POST", "/api/v1/strava/webhooks"),
+    ("GET", "/api/v1/strava/webhooks/health"),
+    ("GET", "/api/v1/strava/webhook"),
+    ("POST", "/api/v1/strava/webhook"),
+    ("GET", "/api/v1/strava/webhook/health"),
     ("GET", "/api/v1/applications"),
     ("POST", "/api/v1/applications"),
     ("DELETE", "/api/v1/applications/{app_id}"),
@@ -888,6 +894,26 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
                 "/api/v1/oura/webhooks?verification_token={token}&challenge=c-456"
             ))
         }
+        ("GET", "/api/v1/strava/webhooks") | ("GET", "/api/v1/strava/webhook") => {
+            use hmac::Mac;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            mac.update(b"wearhouse-webhook-verification");
+            let token = hex::encode(&mac.finalize().into_bytes()[..16]);
+            req(format!(
+                "{path}?hub.mode=subscribe&hub.challenge=c-123&hub.verify_token={token}"
+            ))
+        }
+        ("POST", "/api/v1/strava/webhooks") | ("POST", "/api/v1/strava/webhook") => {
+            // An athlete update that changes nothing wearhouse keeps: accepted, no effect.
+            let target = format!("{}{path}", w.s.url);
+            let body = json!({"object_type": "athlete", "object_id": 134815, "aspect_type": "update",
+                              "updates": {"firstname": "Ada"}, "owner_id": 134815,
+                              "subscription_id": 1, "event_time": 1_772_323_200});
+            return Some(w.sim.webhook_at("strava", &target, body, false, 0).await);
+        }
+        ("GET", "/api/v1/strava/webhooks/health") | ("GET", "/api/v1/strava/webhook/health") => {
+            req(path.into())
+        }
         ("GET", "/api/v1/applications") => req(path.into()),
         ("POST", "/api/v1/applications") => req(path.into()).json(&json!({"name": "Mobile"})),
         ("DELETE", "/api/v1/applications/{app_id}")
@@ -1181,6 +1207,8 @@ async fn our_document_declares_credentials_statuses_and_descriptions() {
                 || path.ends_with("/webhooks")
                 || path.starts_with("/api/v1/garmin/webhooks/")
                 || path == "/api/v1/oura/webhooks/health"
+                // Strava's own callback routes (and their health checks): called by Strava.
+                || path.starts_with("/api/v1/strava/webhook")
                 || path == "/api/v1/webhooks/event-types"
                 || (method == "get"
                     && path.starts_with("/api/v1/oauth/")

@@ -1332,16 +1332,26 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         .collect();
     assert_eq!(
         names,
-        vec!["apple", "garmin", "google", "oura", "samsung", "whoop"]
+        vec![
+            "apple",
+            "fitbit",
+            "garmin",
+            "google",
+            "oura",
+            "samsung",
+            "strava",
+            "ultrahuman",
+            "whoop"
+        ]
     );
-    assert_eq!(list[3]["live_sync_mode"], "pull");
-    assert_eq!(list[3]["live_sync_configurable"], true);
-    assert_eq!(list[1]["live_sync_configurable"], false);
+    assert_eq!(list[4]["live_sync_mode"], "pull");
+    assert_eq!(list[4]["live_sync_configurable"], true);
+    assert_eq!(list[2]["live_sync_configurable"], false);
     // The mobile SDK platforms: no cloud API, nothing to sync from here.
     for (i, name) in [
         (0, "Apple Health"),
-        (2, "Google Health Connect"),
-        (4, "Samsung Health"),
+        (3, "Google Health Connect"),
+        (5, "Samsung Health"),
     ] {
         assert_eq!(list[i]["name"], name);
         assert_eq!(list[i]["has_cloud_api"], false);
@@ -1349,7 +1359,7 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
         assert_eq!(list[i]["is_enabled"], true);
     }
     let (_, cloud) = call(e.s.req(Method::GET, "/api/v1/oauth/providers?cloud_only=true")).await;
-    assert_eq!(cloud.as_array().unwrap().len(), 3);
+    assert_eq!(cloud.as_array().unwrap().len(), 6);
     // Developer-only.
     let (st, _) = call(
         e.req(Method::PUT, "/api/v1/oauth/providers/oura")
@@ -1402,14 +1412,26 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
             .json(&json!({"providers": {"whoop": false, "samsung": false}})),
     )
     .await;
-    assert_eq!((st, &all[5]["is_enabled"]), (200, &json!(false)));
+    let entry = |name: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!((st, &entry("whoop")["is_enabled"]), (200, &json!(false)));
     assert_eq!(
-        all[4]["is_enabled"], false,
+        entry("samsung")["is_enabled"],
+        false,
         "an SDK platform can be disabled"
     );
     let (_, enabled) =
         call(e.s.req(Method::GET, "/api/v1/oauth/providers?enabled_only=true")).await;
-    assert_eq!(enabled.as_array().unwrap().len(), 4);
+    assert_eq!(
+        enabled.as_array().unwrap().len(),
+        all.as_array().unwrap().len() - 2
+    );
     let user = e.user().await;
     let (st, body) = call(e.req(
         Method::GET,
@@ -1423,7 +1445,7 @@ async fn provider_settings_enable_disable_and_live_sync_mode() {
     let (st, _) = call(
         e.s.req(Method::PUT, "/api/v1/oauth/providers")
             .bearer_auth(&jwt)
-            .json(&json!({"providers": {"fitbit": true}})),
+            .json(&json!({"providers": {"coros": true}})),
     )
     .await;
     assert_eq!(st, 400);

@@ -43,13 +43,13 @@ impl Sim {
         Sim { url, task, http }
     }
 
-    /// The settings that make a server use the simulated Oura, Whoop and Garmin.
+    /// The settings that make a server use the simulated providers.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![(
             "WEARHOUSE_GARMIN_PUSH_TOKEN".to_string(),
             GARMIN_PUSH_TOKEN.to_string(),
         )];
-        for p in ["oura", "whoop", "garmin"] {
+        for p in ["oura", "whoop", "garmin", "strava", "ultrahuman", "fitbit"] {
             let (up, url) = (p.to_uppercase(), &self.url);
             env.push((format!("WEARHOUSE_{up}_CLIENT_ID"), format!("{p}-client")));
             env.push((format!("WEARHOUSE_{up}_CLIENT_SECRET"), SECRET.into()));
