@@ -126,6 +126,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "job_origin",
         include_str!("../migrations/0022_job_origin.sql"),
     ),
+    (
+        23,
+        "sdk_sleep_sessions",
+        include_str!("../migrations/0023_sdk_sleep_sessions.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).
