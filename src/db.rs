@@ -127,6 +127,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0022_job_origin.sql"),
     ),
     (
+        23,
+        "sdk_sleep_sessions",
+        include_str!("../migrations/0023_sdk_sleep_sessions.sql"),
+    ),
+    (
         26,
         "rate_windows",
         include_str!("../migrations/0026_rate_windows.sql"),

@@ -117,9 +117,14 @@ pub async fn start(
     );
     let webhooks = crate::services::webhooks::Webhooks::new(providers.clone());
     let backfills = crate::services::backfills::Backfills::new(providers.clone(), jobs.clone());
-    let sdk = crate::services::sdk::Sdk::new(pool.clone(), commands.clone(), jobs.clone());
+    let sdk = crate::services::sdk::Sdk::new(pool.clone());
     jobs_runner = jobs_runner
-        .register(crate::services::sdk::KIND, sdk.handler())
+        .register_batch(
+            crate::services::sdk::KIND,
+            sdk.handler(),
+            crate::services::sdk::RUNS,
+            crate::services::sdk::MAX_BATCH,
+        )
         .register(crate::services::webhooks::MAP_NOTICE, webhooks.handler())
         .register(crate::services::backfills::RUN, backfills.handler());
     let archival =

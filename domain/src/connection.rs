@@ -107,6 +107,14 @@ pub enum ConnectionEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A mobile SDK (provider `apple`, `google` or `samsung`) uploaded for the user while no
+    /// active connection to that provider existed: a connection without tokens, as upstream
+    /// ensures on a user's first SDK upload. Appended by the SDK sync with its data.
+    SdkConnected {
+        user_id: Uuid,
+        provider: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ConnectionEvent {
@@ -119,6 +127,7 @@ impl DomainEvent for ConnectionEvent {
             ConnectionEvent::ConnectionSynced { .. } => "ConnectionSynced",
             ConnectionEvent::ScopeChanged { .. } => "ScopeChanged",
             ConnectionEvent::ConnectionRevoked { .. } => "ConnectionRevoked",
+            ConnectionEvent::SdkConnected { .. } => "SdkConnected",
         }
         .to_string()
     }
@@ -299,6 +308,13 @@ impl Aggregate for Connection {
             | ConnectionEvent::ConnectionSynced { .. }
             | ConnectionEvent::ScopeChanged { .. } => {}
             ConnectionEvent::ConnectionRevoked { .. } => self.status = Status::Revoked,
+            ConnectionEvent::SdkConnected {
+                user_id, provider, ..
+            } => {
+                self.user_id = Some(user_id);
+                self.provider = Some(provider);
+                self.status = Status::Active;
+            }
         }
     }
 }

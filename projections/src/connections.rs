@@ -25,6 +25,7 @@ impl Projection for Connections {
             "ConnectionSynced",
             "ScopeChanged",
             "ConnectionRevoked",
+            "SdkConnected",
         ]
     }
 
@@ -103,6 +104,24 @@ impl Projection for Connections {
                     tx.execute(
                         "UPDATE connections SET scope = $2, updated_at = $3 WHERE stream_id = $1",
                         &[sid, &scope, &at],
+                    )
+                    .await?;
+                }
+                ConnectionEvent::SdkConnected {
+                    user_id,
+                    provider,
+                    at,
+                } => {
+                    // No tokens: the SDK authenticates with its own user token.
+                    let id = record_id(&["connection", sid]);
+                    tx.execute(
+                        "INSERT INTO connections (stream_id, id, user_id, provider, status, state_used, \
+                           authorized_at, last_synced_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, 'active', false, $5, $5, $5, $5) \
+                         ON CONFLICT (stream_id) DO UPDATE SET status = 'active', revoked_reason = NULL, \
+                           authorized_at = EXCLUDED.authorized_at, last_synced_at = EXCLUDED.last_synced_at, \
+                           updated_at = EXCLUDED.updated_at",
+                        &[sid, &id, &user_id, &provider, &at],
                     )
                     .await?;
                 }

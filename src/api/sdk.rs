@@ -128,7 +128,7 @@ impl SdkApi {
         users::load(&state, user_id.0).await?;
         state
             .sdk
-            .accept(user_id.0, &body.0, &auth.0.actor(request_id(req)))
+            .accept(user_id.0, body.0, &auth.0.actor(request_id(req)))
             .await?;
         Ok(Accepted::Accepted(Json(UploadDataResponse::accepted(
             user_id.0,

@@ -228,40 +228,63 @@ pub async fn stream(
     Ok((content_type, body))
 }
 
-/// Stores an in-memory payload (a provider response or webhook body) unless the same bytes are
-/// already stored. Such bodies are small, so they go in one transaction-free pass.
-pub async fn store_bytes(
-    pool: &Pool,
-    bytes: &[u8],
+/// An in-memory payload hashed and compressed, ready to store ([`store_prepared`]): the CPU
+/// work, done before a connection is taken.
+pub struct Prepared {
+    pub sha256: String,
+    pub size: i64,
+    /// The zstd-compressed chunks, in order.
+    pub chunks: Vec<Vec<u8>>,
+}
+
+/// Hashes and compresses `bytes` (CPU only).
+pub fn prepare(bytes: &[u8]) -> Result<Prepared, RawError> {
+    Ok(Prepared {
+        sha256: hex::encode(Sha256::digest(bytes)),
+        size: bytes.len() as i64,
+        chunks: bytes
+            .chunks(CHUNK)
+            .map(|part| zstd::bulk::compress(part, ZSTD_LEVEL))
+            .collect::<std::io::Result<_>>()?,
+    })
+}
+
+/// Stores a prepared payload unless the same bytes are already stored, with one statement,
+/// on whatever client (or transaction) it is given.
+pub async fn store_prepared(
+    client: &impl tokio_postgres::GenericClient,
+    p: &Prepared,
     meta: RawMeta<'_>,
 ) -> Result<RawPayloadRef, RawError> {
-    let sha256 = hex::encode(Sha256::digest(bytes));
-    let client = pool.get().await?;
-    let mut chunks = 0i32;
-    for (i, part) in bytes.chunks(CHUNK).enumerate() {
-        let data = zstd::bulk::compress(part, ZSTD_LEVEL)?;
-        client
-            .execute(
-                "INSERT INTO raw_payload_chunks (sha256, chunk, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&sha256, &(i as i32), &data],
-            )
-            .await?;
-        chunks += 1;
-    }
-    let size = bytes.len() as i64;
+    let chunks = p.chunks.len() as i32;
     client
         .execute(
-            "INSERT INTO raw_payloads (sha256, size, chunks, content_type, provider, kind, user_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sha256) DO NOTHING",
-            &[&sha256, &size, &chunks, &meta.content_type, &meta.provider, &meta.kind, &meta.user_id],
+            "WITH c AS (INSERT INTO raw_payload_chunks (sha256, chunk, data) \
+                        SELECT $1, (t.i - 1)::int4, t.d FROM unnest($2::bytea[]) WITH ORDINALITY AS t(d, i) \
+                        ON CONFLICT DO NOTHING) \
+             INSERT INTO raw_payloads (sha256, size, chunks, content_type, provider, kind, user_id) \
+             VALUES ($1, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
+            &[&p.sha256, &p.chunks, &p.size, &chunks, &meta.content_type, &meta.provider, &meta.kind, &meta.user_id],
         )
         .await?;
     Ok(RawPayloadRef {
-        sha256,
-        size,
+        sha256: p.sha256.clone(),
+        size: p.size,
         chunks,
         content_type: meta.content_type.into(),
         provider: meta.provider.into(),
         kind: meta.kind.into(),
     })
+}
+
+/// Stores an in-memory payload (a provider response or webhook body) unless the same bytes are
+/// already stored. Such bodies are small, so they go in one statement.
+pub async fn store_bytes(
+    pool: &Pool,
+    bytes: &[u8],
+    meta: RawMeta<'_>,
+) -> Result<RawPayloadRef, RawError> {
+    let prepared = prepare(bytes)?;
+    let client = pool.get().await?;
+    store_prepared(&**client, &prepared, meta).await
 }

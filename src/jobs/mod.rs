@@ -89,6 +89,15 @@ pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, job: &JobContext) -> Result<(), JobFailure>;
 }
 
+/// A handler that runs several claimed jobs of its kind at once (registered with
+/// [`JobRunner::register_batch`]).
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Does the jobs' work; returns one outcome per job, in the order given. Each job must be
+    /// idempotent, as with [`JobHandler`]. Each job's `origin` is its own to name.
+    async fn run_batch(&self, jobs: &[JobContext]) -> Vec<Result<(), JobFailure>>;
+}
+
 /// Options of one enqueue beyond kind, key and payload.
 #[derive(Debug, Clone)]
 pub struct EnqueueOptions {

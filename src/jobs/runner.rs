@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::{JobContext, JobError, JobFailure, JobHandler, CHANNEL};
+use super::{BatchHandler, JobContext, JobError, JobFailure, JobHandler, CHANNEL};
 
 /// First key of the two-key advisory locks runners hold on their instance key (the second).
 const LOCK_SPACE: i32 = 7_261_014;
@@ -53,9 +53,15 @@ impl Default for RunnerConfig {
     }
 }
 
+enum Handler {
+    One(Arc<dyn JobHandler>),
+    /// Up to this many claimed jobs are handed over at once.
+    Batch(Arc<dyn BatchHandler>, usize),
+}
+
 struct Registered {
-    handler: Arc<dyn JobHandler>,
-    /// Most jobs of this kind running at once in this runner.
+    handler: Handler,
+    /// Most runs of this kind's handler at once in this runner.
     limit: usize,
 }
 
@@ -80,8 +86,9 @@ pub fn backoff(config: &RunnerConfig, attempt: i32) -> Duration {
     })
 }
 
+/// Jobs claimed for one run of their handler: one, or a batch for a batch handler.
 struct Claimed {
-    ctx: JobContext,
+    jobs: Vec<JobContext>,
 }
 
 impl JobRunner {
@@ -109,7 +116,27 @@ impl JobRunner {
         self.handlers.insert(
             kind.to_string(),
             Registered {
-                handler,
+                handler: Handler::One(handler),
+                limit: limit.max(1),
+            },
+        );
+        self
+    }
+
+    /// Runs jobs of `kind` with a batch handler: each run gets up to `max_batch` jobs claimed
+    /// in one statement, at most `limit` runs at once. For work that is cheaper written
+    /// together (many small uploads).
+    pub fn register_batch(
+        mut self,
+        kind: &str,
+        handler: Arc<dyn BatchHandler>,
+        limit: usize,
+        max_batch: usize,
+    ) -> Self {
+        self.handlers.insert(
+            kind.to_string(),
+            Registered {
+                handler: Handler::Batch(handler, max_batch.max(1)),
                 limit: limit.max(1),
             },
         );
@@ -183,7 +210,7 @@ impl JobRunner {
             match self.claim_pass(me, &running).await {
                 Ok((claimed, next_due)) => {
                     for job in claimed {
-                        let kind = job.ctx.kind.clone();
+                        let kind = job.jobs[0].kind.clone();
                         let runner = self.clone();
                         let handle = tasks.spawn(async move { runner.execute(me, job).await });
                         running.insert(handle.id(), kind);
@@ -295,8 +322,13 @@ impl JobRunner {
             }
             let busy = running.values().filter(|k| *k == kind).count();
             let room = reg.limit.saturating_sub(busy).min(free);
-            // One job per statement: runners woken together by one NOTIFY then share a burst
-            // (each skips the row another is locking) instead of the fastest taking it all.
+            // One job per statement (a batch handler: one batch): runners woken together by
+            // one NOTIFY then share a burst (each skips the rows another is locking) instead of
+            // the fastest taking it all.
+            let per_claim = match reg.handler {
+                Handler::One(_) => 1i64,
+                Handler::Batch(_, n) => n as i64,
+            };
             for _ in 0..room {
                 let rows = client
                 .query(
@@ -311,27 +343,27 @@ impl JobRunner {
                                         FOR UPDATE SKIP LOCKED) \
                          RETURNING id, kind, payload, attempts, max_attempts, origin"
                     ),
-                    &[&me, kind, &1i64],
+                    &[&me, kind, &per_claim],
                 )
                 .await?;
                 if rows.is_empty() {
                     break;
                 }
-                free -= rows.len();
-                claimed.extend(rows.iter().map(|r| {
-                    Claimed {
-                        ctx: JobContext {
-                            id: r.get(0),
-                            kind: r.get(1),
-                            payload: r.get(2),
-                            attempt: r.get(3),
-                            max_attempts: r.get(4),
-                            origin: r
-                                .get::<_, Option<tokio_postgres::types::Json<Origin>>>(5)
-                                .map(|o| o.0),
-                        },
-                    }
-                }));
+                free -= 1;
+                let jobs: Vec<JobContext> = rows
+                    .iter()
+                    .map(|r| JobContext {
+                        id: r.get(0),
+                        kind: r.get(1),
+                        payload: r.get(2),
+                        attempt: r.get(3),
+                        max_attempts: r.get(4),
+                        origin: r
+                            .get::<_, Option<tokio_postgres::types::Json<Origin>>>(5)
+                            .map(|o| o.0),
+                    })
+                    .collect();
+                claimed.push(Claimed { jobs });
             }
         }
         let next: Option<f64> = client
@@ -346,32 +378,91 @@ impl JobRunner {
         Ok((claimed, next_due))
     }
 
-    async fn execute(self: Arc<Self>, me: i64, job: Claimed) {
-        let ctx = job.ctx;
-        let Some(reg) = self.handlers.get(&ctx.kind) else {
+    async fn execute(self: Arc<Self>, me: i64, claimed: Claimed) {
+        let Some(first) = claimed.jobs.first() else {
             return;
         };
-        let handler = reg.handler.clone();
-        let origin = ctx.origin.clone().unwrap_or_default();
-        let outcome =
-            std::panic::AssertUnwindSafe(wearhouse_log::origin::scope(origin, handler.run(&ctx)))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(JobFailure::Retry(anyhow::anyhow!(
-                        "handler panicked: {what}"
-                    )))
-                });
-        if let Err(e) = self.record(me, &ctx, outcome).await {
-            // The job stays `running` under this (live) runner until it stops; then it is
-            // claimed again, which is safe for an idempotent handler.
-            error!(id = %ctx.id, kind = ctx.kind, error = %e, "recording a job's outcome failed");
+        let Some(reg) = self.handlers.get(&first.kind) else {
+            return;
+        };
+        let outcomes: Vec<Result<(), JobFailure>> = match &reg.handler {
+            Handler::One(handler) => {
+                let ctx = first;
+                let origin = ctx.origin.clone().unwrap_or_default();
+                let run = wearhouse_log::origin::scope(origin, handler.run(ctx));
+                vec![std::panic::AssertUnwindSafe(run)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|p| {
+                        Err(JobFailure::Retry(anyhow::anyhow!(
+                            "handler panicked: {}",
+                            panic_message(p)
+                        )))
+                    })]
+            }
+            Handler::Batch(handler, _) => {
+                // Each job's origin goes with it: the handler names it in what it appends.
+                let run = handler.run_batch(&claimed.jobs);
+                match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(outcomes) if outcomes.len() == claimed.jobs.len() => outcomes,
+                    Ok(outcomes) => {
+                        let n = outcomes.len();
+                        claimed
+                            .jobs
+                            .iter()
+                            .map(|_| {
+                                Err(JobFailure::Retry(anyhow::anyhow!(
+                                    "batch handler gave {n} outcomes for {} jobs",
+                                    claimed.jobs.len()
+                                )))
+                            })
+                            .collect()
+                    }
+                    Err(p) => {
+                        let what = panic_message(p);
+                        claimed
+                            .jobs
+                            .iter()
+                            .map(|_| {
+                                Err(JobFailure::Retry(anyhow::anyhow!(
+                                    "handler panicked: {what}"
+                                )))
+                            })
+                            .collect()
+                    }
+                }
+            }
+        };
+        let mut done = Vec::new();
+        for (ctx, outcome) in claimed.jobs.iter().zip(outcomes) {
+            if outcome.is_ok() {
+                done.push(ctx.id);
+                continue;
+            }
+            if let Err(e) = self.record(me, ctx, outcome).await {
+                // The job stays `running` under this (live) runner until it stops; then it is
+                // claimed again, which is safe for an idempotent handler.
+                error!(id = %ctx.id, kind = ctx.kind, error = %e, "recording a job's outcome failed");
+            }
         }
+        if !done.is_empty() {
+            if let Err(e) = self.record_done(me, &done).await {
+                error!(jobs = done.len(), kind = first.kind, error = %e, "recording jobs' outcome failed");
+            }
+        }
+    }
+
+    /// Marks finished jobs done in one statement (see [`Self::record`]).
+    async fn record_done(&self, me: i64, ids: &[Uuid]) -> Result<(), JobError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE jobs SET state = 'done', finished_at = now(), updated_at = now(), last_error = NULL \
+                  WHERE id = ANY($1) AND claimed_by = $2 AND state = 'running'",
+                &[&ids, &me],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn record(
@@ -448,6 +539,15 @@ impl JobRunner {
             .await?;
         Ok(())
     }
+}
+
+/// What a handler's panic said.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 enum Ended {

@@ -1,10 +1,13 @@
-//! Mobile SDK uploads. A sync batch's envelope is checked, its bytes are stored raw, and a
-//! durable job ([`KIND`]) is recorded before the SDK gets its 202; the job maps the stored
-//! bytes (`ingest::sdk`), assembles sleep with what the log already holds for the user, and
-//! appends everything through the shared data writer under one sync run (source `sdk`).
-//! Running the job again changes nothing: record ids derive from the data.
+//! Mobile SDK uploads. A sync batch's envelope is checked, and its bytes and a durable job
+//! ([`KIND`]) are stored in one transaction before the SDK gets its 202. The job runner hands
+//! the pending jobs over several at a time ([`batch`]): their stored bytes are mapped
+//! (`ingest::sdk`), sleep is assembled with what the log already holds for each user, and
+//! everything the jobs produce (their sync runs, source `sdk`, included) is written in one
+//! transaction. Running a job again changes nothing: record ids derive from the data, and a
+//! run already finished is skipped.
 
-use std::collections::HashMap;
+mod batch;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,23 +15,24 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::info;
 use uuid::Uuid;
 use wearhouse_domain::import::RawPayloadRef;
-use wearhouse_domain::records::{DataEvent, RecordKind, SleepSessionRecord};
-use wearhouse_domain::sync_run::{Metadata, Outcome, SyncRun, SyncRunCommand};
+use wearhouse_domain::records::DataEvent;
 use wearhouse_log::writer::{self, Out};
-use wearhouse_projections::pglock::{LockKey, SessionLock};
 
 use crate::ingest::raw::{self, RawError, RawMeta};
 use crate::ingest::sdk::{self, envelope, EnvelopeError, Platform};
-use crate::jobs::{JobContext, JobError, JobFailure, JobHandler, Jobs};
-use crate::store::{Actor, Commands};
+use crate::jobs::{BatchHandler, JobContext, JobError, JobFailure, Jobs};
+use crate::store::Actor;
 
 /// The job kind that maps one stored sync batch.
 pub const KIND: &str = "sdk_sync";
 /// The sync runs' source, as upstream.
 pub const SOURCE: &str = "sdk";
+/// Jobs mapped and written together by one run of the handler (~1,000 records each).
+pub const MAX_BATCH: usize = 32;
+/// Runs of the handler at once: one maps while another writes.
+pub const RUNS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
@@ -48,12 +52,15 @@ pub enum SdkError {
     Db(#[from] tokio_postgres::Error),
     #[error("writing the batch's records")]
     Write(#[source] wearhouse_log::writer::WriteError),
-    #[error("recording the sync run: {0}")]
-    Run(String),
-    #[error("reading sleep sessions back from the log")]
+    #[error("reading sleep sessions back")]
     Decode(#[source] serde_json::Error),
     #[error("encoding samples")]
     Arrow(#[source] arrow_schema::ArrowError),
+    #[error("a mapping task stopped")]
+    Task(#[from] tokio::task::JoinError),
+    /// Writing the jobs mapped together failed: each of them is retried.
+    #[error("writing a batch of SDK syncs")]
+    Batch(#[source] Arc<SdkError>),
 }
 
 impl SdkError {
@@ -122,40 +129,42 @@ pub struct SyncResult {
 #[derive(Clone)]
 pub struct Sdk {
     pool: Pool,
-    commands: Commands,
-    jobs: Jobs,
 }
 
 impl Sdk {
-    pub fn new(pool: Pool, commands: Commands, jobs: Jobs) -> Sdk {
-        Sdk {
-            pool,
-            commands,
-            jobs,
-        }
+    pub fn new(pool: Pool) -> Sdk {
+        Sdk { pool }
     }
 
-    /// The job handler that maps accepted batches (registered with the job runner).
-    pub fn handler(&self) -> Arc<dyn JobHandler> {
+    /// The batch handler that maps accepted batches (registered with the job runner).
+    pub fn handler(&self) -> Arc<dyn BatchHandler> {
         Arc::new(SyncHandler(self.clone()))
     }
 
-    /// Checks a batch's envelope, stores its bytes and records its job; returns the run id.
-    /// A refused envelope writes nothing.
+    /// Checks a batch's envelope, then stores its bytes and records its job in one
+    /// transaction; returns the run id. A refused envelope writes nothing.
     pub async fn accept(
         &self,
         user_id: Uuid,
-        body: &[u8],
+        body: Vec<u8>,
         caller: &Actor,
     ) -> Result<Uuid, SdkError> {
-        let platform = envelope::parse(body)?.platform;
+        // Parsing, hashing and compressing a batch is CPU work: off the request threads.
+        let (platform, prepared) = tokio::task::spawn_blocking(move || {
+            let platform = envelope::parse(&body)?.platform;
+            let prepared = raw::prepare(&body).map_err(SdkError::Raw)?;
+            Ok::<_, SdkError>((platform, prepared))
+        })
+        .await??;
         let meta = RawMeta {
             provider: platform.name(),
             kind: "sdk_sync",
             content_type: "application/json",
             user_id: Some(user_id),
         };
-        let raw = raw::store_bytes(&self.pool, body, meta)
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let raw = raw::store_prepared(&*tx, &prepared, meta)
             .await
             .map_err(SdkError::Raw)?;
         let run_id = Uuid::new_v4();
@@ -168,9 +177,8 @@ impl Sdk {
             caller: JobActor::of(caller),
         };
         let payload = serde_json::to_value(&job).expect("SDK jobs serialize");
-        self.jobs
-            .enqueue(KIND, Some(&run_id.to_string()), payload)
-            .await?;
+        Jobs::enqueue_in(&tx, KIND, Some(&run_id.to_string()), payload).await?;
+        tx.commit().await?;
         Ok(run_id)
     }
 
@@ -216,207 +224,6 @@ impl Sdk {
         .map_err(SdkError::Write)?;
         Ok(())
     }
-
-    async fn run_cmd(&self, job: &SyncJob, cmd: SyncRunCommand) -> Result<(), SdkError> {
-        self.commands
-            .execute::<SyncRun>(
-                &job.run_id.to_string(),
-                cmd,
-                &job.caller.actor(),
-                Some(job.user_id),
-                None,
-            )
-            .await
-            .map_err(|e| SdkError::Run(e.to_string()))
-    }
-
-    /// Event types of the run so far.
-    async fn run_events(&self, run: Uuid) -> Result<Vec<String>, SdkError> {
-        Ok(self
-            .pool
-            .get()
-            .await?
-            .query(
-                "SELECT event_type FROM events WHERE aggregate_type = 'SyncRun' AND aggregate_id = $1",
-                &[&run.to_string()],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
-    }
-
-    /// Maps one stored batch under its sync run. Safe to run again after a crash.
-    pub async fn process(&self, job: &SyncJob) -> Result<Option<SyncResult>, SdkError> {
-        let events = self.run_events(job.run_id).await?;
-        if events.iter().any(|t| {
-            matches!(
-                t.as_str(),
-                "SyncRunCompleted" | "SyncRunFailed" | "SyncRunCancelled"
-            )
-        }) {
-            return Ok(None);
-        }
-        if events.is_empty() {
-            let start = SyncRunCommand::Start {
-                id: job.run_id,
-                user_id: job.user_id,
-                provider: job.platform.name().into(),
-                source: SOURCE.into(),
-                primary_user_id: None,
-                at: Utc::now(),
-            };
-            self.run_cmd(job, start).await?;
-        }
-        match self.map_and_write(job).await {
-            Ok(result) => {
-                let mut metadata = Metadata::new();
-                if let Value::Object(m) = serde_json::to_value(&result).unwrap_or_default() {
-                    metadata.extend(m);
-                }
-                let (outcome, error) = if result.dropped_count > 0 {
-                    (
-                        Outcome::Partial,
-                        Some(format!("{} invalid records dropped", result.dropped_count)),
-                    )
-                } else {
-                    (Outcome::Success, None)
-                };
-                let processed = result.records_saved + result.workouts_saved + result.sleep_saved;
-                let finish = SyncRunCommand::Finish {
-                    outcome,
-                    processed,
-                    error,
-                    metadata,
-                    at: Utc::now(),
-                };
-                self.run_cmd(job, finish).await?;
-                info!(run = %job.run_id, user = %job.user_id, records = processed, dropped = result.dropped_count, "SDK sync mapped");
-                Ok(Some(result))
-            }
-            Err(e) if e.is_permanent() => {
-                let fail = SyncRunCommand::Fail {
-                    error: e.to_string(),
-                    at: Utc::now(),
-                };
-                let _ = self.run_cmd(job, fail).await;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn map_and_write(&self, job: &SyncJob) -> Result<SyncResult, SdkError> {
-        let mut bytes = Vec::with_capacity(job.raw.size.max(0) as usize);
-        raw::write_to(&self.pool, &job.raw.sha256, &mut bytes)
-            .await
-            .map_err(SdkError::Raw)?;
-        let env = envelope::parse(&bytes)?;
-        let mut batch = sdk::map_batch(job.user_id, &env, Utc::now());
-        drop(env);
-        drop(bytes);
-        let mut result = SyncResult {
-            records_saved: batch.records_saved,
-            workouts_saved: batch.workouts_saved,
-            sleep_saved: batch.sleep_saved,
-            sleep_sessions: 0,
-            dropped_count: batch.dropped.count,
-            dropped: std::mem::take(&mut batch.dropped.reasons),
-        };
-        let raw_event = Out::Event(DataEvent::RawPayloadReceived {
-            user_id: job.user_id,
-            raw: job.raw.clone(),
-            mapping_version: sdk::MAPPING_VERSION,
-            received_at: Some(job.received_at),
-        });
-        let actor = job.caller.actor();
-        if batch.sleep.is_empty() {
-            let mut out = vec![raw_event];
-            out.extend(
-                std::mem::take(&mut batch.mapped)
-                    .into_out(job.user_id)
-                    .map_err(SdkError::Arrow)?,
-            );
-            writer::write_all(&self.pool, job.run_id, job.user_id, &actor, out)
-                .await
-                .map_err(SdkError::Write)?;
-            return Ok(result);
-        }
-        // Sleep of one user is assembled by one job at a time: what a job reads back from the
-        // log must include what the previous one wrote. The lock holds until the write ends.
-        let key = LockKey::Name(format!("sdk-sleep:{}", job.user_id));
-        let lock = SessionLock::acquire(self.pool.get().await?, key).await?;
-        let written = async {
-            let prior = self.recorded_sleep(job.user_id).await?;
-            let mut deleted = Vec::new();
-            for (ds, intervals) in std::mem::take(&mut batch.sleep) {
-                let assembled = sdk::sleep::assemble(ds, &prior, &intervals);
-                result.sleep_sessions += assembled.sessions.len() as u64;
-                batch.mapped.sleep.extend(assembled.sessions);
-                deleted.extend(assembled.replaced);
-            }
-            let mut out = vec![raw_event];
-            out.extend(
-                std::mem::take(&mut batch.mapped)
-                    .into_out(job.user_id)
-                    .map_err(SdkError::Arrow)?,
-            );
-            out.extend(deleted.into_iter().map(|record_id| {
-                Out::Event(DataEvent::RecordDeleted {
-                    user_id: job.user_id,
-                    kind: RecordKind::Sleep,
-                    record_id,
-                })
-            }));
-            writer::write_all(&self.pool, job.run_id, job.user_id, &actor, out)
-                .await
-                .map_err(SdkError::Write)?;
-            Ok::<(), SdkError>(())
-        }
-        .await;
-        let _ = lock.release().await;
-        written?;
-        Ok(result)
-    }
-
-    /// The user's SDK sleep sessions as the log has them now: each session's latest version,
-    /// without those a later sync merged into another.
-    async fn recorded_sleep(&self, user: Uuid) -> Result<Vec<SleepSessionRecord>, SdkError> {
-        let rows = self
-            .pool
-            .get()
-            .await?
-            // Only what SDK syncs wrote: the data streams of the user's SDK sync runs.
-            .query(
-                "SELECT payload FROM events WHERE user_id = $1 \
-                 AND event_type IN ('SleepSessionsRecorded', 'RecordDeleted') \
-                 AND aggregate_type = $2 AND aggregate_id IN ( \
-                   SELECT aggregate_id FROM events WHERE user_id = $1 \
-                      AND aggregate_type = 'SyncRun' AND event_type = 'SyncRunStarted' \
-                      AND payload->>'source' = $3) \
-                 ORDER BY position",
-                &[&user, &DataEvent::AGGREGATE_TYPE, &SOURCE],
-            )
-            .await?;
-        let mut sessions: HashMap<Uuid, SleepSessionRecord> = HashMap::new();
-        for row in rows {
-            let payload: Value = row.get(0);
-            match serde_json::from_value(payload).map_err(SdkError::Decode)? {
-                DataEvent::SleepSessionsRecorded { sessions: s, .. } => {
-                    sessions.extend(s.into_iter().map(|s| (s.id, s)));
-                }
-                DataEvent::RecordDeleted {
-                    kind: RecordKind::Sleep,
-                    record_id,
-                    ..
-                } => {
-                    sessions.remove(&record_id);
-                }
-                _ => {}
-            }
-        }
-        Ok(sessions.into_values().collect())
-    }
 }
 
 /// The contract's `SDKLogRequest`: `sdkVersion`, optional `provider`, 1–100 `events` each
@@ -458,27 +265,38 @@ fn check_logs(v: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs [`KIND`] jobs.
+/// Runs [`KIND`] jobs, several at a time.
 struct SyncHandler(Sdk);
 
 #[async_trait]
-impl JobHandler for SyncHandler {
-    async fn run(&self, job: &JobContext) -> Result<(), JobFailure> {
-        let sync: SyncJob =
-            serde_json::from_value(job.payload.clone()).map_err(JobFailure::permanent)?;
-        match self.0.process(&sync).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(JobFailure::permanent(e)),
-            Err(e) => {
-                if job.is_last_attempt() {
-                    let fail = SyncRunCommand::Fail {
-                        error: e.to_string(),
-                        at: Utc::now(),
-                    };
-                    let _ = self.0.run_cmd(&sync, fail).await;
+impl BatchHandler for SyncHandler {
+    async fn run_batch(&self, jobs: &[JobContext]) -> Vec<Result<(), JobFailure>> {
+        let mut outcomes: Vec<Option<Result<(), JobFailure>>> = Vec::with_capacity(jobs.len());
+        let mut work = Vec::new();
+        for (i, ctx) in jobs.iter().enumerate() {
+            match serde_json::from_value::<SyncJob>(ctx.payload.clone()) {
+                Ok(job) => {
+                    outcomes.push(None);
+                    work.push(batch::Work {
+                        index: i,
+                        job,
+                        origin: ctx.origin.clone(),
+                        last_attempt: ctx.is_last_attempt(),
+                    });
                 }
-                Err(JobFailure::retry(e))
+                Err(e) => outcomes.push(Some(Err(JobFailure::permanent(e)))),
             }
         }
+        for (index, result) in self.0.process_batch(work).await {
+            outcomes[index] = Some(match result {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => Err(JobFailure::permanent(e)),
+                Err(e) => Err(JobFailure::retry(e)),
+            });
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(JobFailure::retry(anyhow::anyhow!("not processed")))))
+            .collect()
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 use wearhouse::jobs::{
-    EnqueueOptions, JobContext, JobFailure, JobHandler, JobRunner, Jobs, RunnerConfig,
+    BatchHandler, EnqueueOptions, JobContext, JobFailure, JobHandler, JobRunner, Jobs, RunnerConfig,
 };
 
 type Run = dyn Fn(JobContext) -> BoxFuture<'static, Result<(), JobFailure>> + Send + Sync;
@@ -219,6 +219,70 @@ fn backoff_is_exponential_with_full_jitter() {
         assert!(samples.iter().any(|&ms| ms < ceiling / 3), "{attempt}");
         assert!(samples.iter().any(|&ms| ms > ceiling * 2 / 3), "{attempt}");
     }
+}
+
+/// A batch handler that records the batches it got; a job whose payload says `fail` fails
+/// permanently, the others succeed.
+struct Batches(Arc<Mutex<Vec<Vec<i64>>>>);
+
+#[async_trait]
+impl BatchHandler for Batches {
+    async fn run_batch(&self, jobs: &[JobContext]) -> Vec<Result<(), JobFailure>> {
+        self.0.lock().unwrap().push(
+            jobs.iter()
+                .map(|j| j.payload["n"].as_i64().unwrap())
+                .collect(),
+        );
+        jobs.iter()
+            .map(|j| {
+                if j.payload["fail"] == true {
+                    Err(JobFailure::permanent(anyhow::anyhow!("bad job")))
+                } else {
+                    Ok(())
+                }
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_handler_gets_pending_jobs_together_with_an_outcome_each() {
+    let env = env().await;
+    // Queued before the runner starts: its first claim takes them in batches of up to 4.
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let payload = json!({"n": n, "fail": n == 3});
+        ids.push(env.jobs.enqueue("batched", None, payload).await.unwrap());
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runner = JobRunner::new(env.pool.clone(), config()).register_batch(
+        "batched",
+        Arc::new(Batches(seen.clone())),
+        2,
+        4,
+    );
+    let running = Running::start(&env, runner);
+    for (n, id) in ids.iter().enumerate() {
+        let r = wait_state(&env, *id, if n == 3 { "failed" } else { "done" }).await;
+        assert_eq!(r.attempts, 1);
+        if n == 3 {
+            assert_eq!(r.last_error.as_deref(), Some("bad job"));
+        }
+    }
+    let batches = seen.lock().unwrap().clone();
+    assert!(
+        batches.iter().all(|b| !b.is_empty() && b.len() <= 4),
+        "{batches:?}"
+    );
+    assert!(batches.iter().any(|b| b.len() > 1), "{batches:?}");
+    let mut all: Vec<i64> = batches.concat();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..10).collect::<Vec<_>>(),
+        "each job once: {batches:?}"
+    );
+    running.stop().await;
 }
 
 #[tokio::test]

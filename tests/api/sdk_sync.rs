@@ -1163,3 +1163,198 @@ async fn sdk_logs_are_stored_and_accepted() {
         assert!(answer["detail"].is_string());
     }
 }
+
+/// The user's connections, as `GET /users/{id}/connections` lists them.
+async fn connections(s: &Server, key: &str, user: &str) -> Vec<Value> {
+    let (st, v) = s
+        .get(key, &format!("/api/v1/users/{user}/connections"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_first_upload_of_each_platform_creates_an_sdk_connection() {
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    assert!(connections(&s, &key, &user).await.is_empty());
+    let android = android_batch("google", "+01:00");
+    sync(&s, &key, &user, &android).await;
+    let list = connections(&s, &key, &user).await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let google = &list[0];
+    assert_eq!(google["provider"], "google");
+    assert_eq!(google["status"], "active");
+    assert_eq!(google["user_id"], user.as_str());
+    assert!(google["provider_user_id"].is_null(), "{google}");
+    assert!(google["last_synced_at"].is_string(), "{google}");
+    for field in ["access_token", "refresh_token"] {
+        assert!(google.get(field).is_none(), "{google}");
+    }
+    // Another upload of the same platform: still one connection, synced again.
+    sync(&s, &key, &user, &android_batch("google", "+02:00")).await;
+    let again = connections(&s, &key, &user).await;
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0]["id"], google["id"]);
+    assert!(again[0]["last_synced_at"].as_str() >= google["last_synced_at"].as_str());
+    // Another platform: a connection of its own.
+    sync(&s, &key, &user, &apple_batch()).await;
+    let both = connections(&s, &key, &user).await;
+    let mut providers: Vec<&str> = both
+        .iter()
+        .map(|c| c["provider"].as_str().unwrap())
+        .collect();
+    providers.sort();
+    assert_eq!(providers, ["apple", "google"], "{both:#?}");
+    // Disconnected, then uploading again: active again.
+    let (st, v) = call(
+        s.req(
+            Method::DELETE,
+            &format!("/api/v1/users/{user}/connections/apple"),
+        )
+        .header(KEY_HEADER, &key),
+    )
+    .await;
+    assert!(st == 204 || st == 200, "{st} {v}");
+    s.settle().await;
+    let apple = |list: Vec<Value>| {
+        list.into_iter()
+            .find(|c| c["provider"] == "apple")
+            .expect("apple connection")
+    };
+    assert_eq!(
+        apple(connections(&s, &key, &user).await)["status"],
+        "revoked"
+    );
+    sync(&s, &key, &user, &apple_batch()).await;
+    assert_eq!(
+        apple(connections(&s, &key, &user).await)["status"],
+        "active"
+    );
+}
+
+/// One night (UTC+1) of a single Health Connect "sleeping" stage, `day` days after February 1.
+fn night(day: i64, source: &Value) -> Value {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-02-01T22:00:00Z").unwrap()
+        + chrono::Duration::days(day);
+    let end = start + chrono::Duration::hours(8);
+    json!({"stage": "sleeping", "startDate": start.to_rfc3339(), "endDate": end.to_rfc3339(),
+           "zoneOffset": "+01:00", "source": source})
+}
+
+#[tokio::test]
+async fn sleep_assembly_reads_only_the_sessions_near_the_new_stages() {
+    let s = Server::start().await;
+    let (key, user) = s.user().await;
+    let watch = json!({"appId": "com.google.android.apps.fitness", "deviceModel": "Pixel Watch 3",
+                       "deviceManufacturer": "Google", "deviceType": "watch"});
+    let nights: Vec<Value> = (0..20).map(|d| night(d, &watch)).collect();
+    sync(
+        &s,
+        &key,
+        &user,
+        &batch("google", json!([]), json!(nights), json!([])),
+    )
+    .await;
+    assert_eq!(list(&s, &key, &user, "sleep").await.len(), 20);
+    let id: uuid::Uuid = user.parse().unwrap();
+    let c = s.db.client().await;
+    let kept: i64 = c
+        .query_one(
+            "SELECT count(*) FROM sdk_sleep_sessions WHERE user_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 20);
+    // Every session but the last night's made unreadable: a sync that read them would fail.
+    let last_start: chrono::DateTime<chrono::Utc> = "2026-02-20T22:00:00Z".parse().unwrap();
+    let poisoned = c
+        .execute(
+            "UPDATE sdk_sleep_sessions SET session = '{\"unreadable\": true}' \
+             WHERE user_id = $1 AND start_time < $2",
+            &[&id, &last_start],
+        )
+        .await
+        .unwrap();
+    assert_eq!(poisoned, 19);
+    // 90 minutes after the last night ends: within the 120-minute rule, so it joins it.
+    let late = json!([{"stage": "light", "startDate": "2026-02-21T07:30:00Z",
+                       "endDate": "2026-02-21T08:00:00Z", "zoneOffset": "+01:00", "source": watch}]);
+    sync(
+        &s,
+        &key,
+        &user,
+        &batch("google", json!([]), late, json!([])),
+    )
+    .await;
+    let sleep = list(&s, &key, &user, "sleep").await;
+    assert_eq!(sleep.len(), 20, "{sleep:#?}");
+    let last = sleep
+        .iter()
+        .find(|x| x["start_time"] == "2026-02-20T22:00:00+00:00")
+        .expect("the last night");
+    assert_eq!(last["end_time"], "2026-02-21T08:00:00+00:00", "{last}");
+    // The stale rows were not touched; the merged night's row holds the new end.
+    let end: chrono::DateTime<chrono::Utc> = c
+        .query_one(
+            "SELECT end_time FROM sdk_sleep_sessions WHERE user_id = $1 AND start_time = $2",
+            &[&id, &last_start],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(end.to_rfc3339(), "2026-02-21T08:00:00+00:00");
+}
+
+#[tokio::test]
+async fn a_batch_resent_before_the_first_is_mapped_creates_no_duplicates() {
+    let s = Server::start().await;
+    let (key, once) = s.user().await;
+    let (_, thrice) = s.user().await;
+    let body = apple_batch();
+    sync(&s, &key, &once, &body).await;
+    // Sent three times at once: the jobs are claimed and written together.
+    let (a, b, c) = tokio::join!(
+        post(&s, &key, &thrice, &body),
+        post(&s, &key, &thrice, &body),
+        post(&s, &key, &thrice, &body)
+    );
+    for (st, v) in [a, b, c] {
+        assert_eq!(st, 202, "{v}");
+    }
+    drain(&s).await;
+    assert_eq!(counts(&s, &thrice).await, counts(&s, &once).await);
+    // What a session is, without the ids that differ per user.
+    let strip = |v: Vec<Value>| -> Vec<Value> {
+        v.into_iter()
+            .map(|x| {
+                json!([
+                    x["start_time"],
+                    x["end_time"],
+                    x["duration_seconds"],
+                    x["is_nap"],
+                    x["stages"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(list(&s, &key, &thrice, "sleep").await),
+        strip(list(&s, &key, &once, "sleep").await)
+    );
+    let runs: i64 = s
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM events WHERE aggregate_type = 'SyncRun' AND user_id = $1::text::uuid \
+             AND event_type = 'SyncRunCompleted'",
+            &[&thrice],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 3);
+}

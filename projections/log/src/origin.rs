@@ -30,10 +30,19 @@ pub fn current() -> Option<Origin> {
 /// Adds the current origin's fields to an entry's metadata.
 pub fn annotate(metadata: &mut serde_json::Map<String, serde_json::Value>) {
     if let Some(o) = current() {
-        for (key, value) in [("client_ip", o.client_ip), ("user_agent", o.user_agent)] {
-            if let Some(v) = value {
-                metadata.insert(key.into(), v.into());
-            }
+        annotate_with(metadata, &o);
+    }
+}
+
+/// Adds `origin`'s fields to an entry's metadata (work that appends for several requests at
+/// once names each entry's own).
+pub fn annotate_with(metadata: &mut serde_json::Map<String, serde_json::Value>, origin: &Origin) {
+    for (key, value) in [
+        ("client_ip", &origin.client_ip),
+        ("user_agent", &origin.user_agent),
+    ] {
+        if let Some(v) = value {
+            metadata.insert(key.into(), v.clone().into());
         }
     }
 }

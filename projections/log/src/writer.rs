@@ -194,3 +194,149 @@ pub async fn write_all(
     drop(tx);
     writer(pool.clone(), stream_id, user_id, actor.clone(), rx).await
 }
+
+/// The items of one data stream for [`stage_streams`].
+pub struct StreamItems {
+    pub stream_id: Uuid,
+    pub user_id: Uuid,
+    /// The metadata of each of the stream's entries (actor, request id, origin).
+    pub metadata: serde_json::Value,
+    /// The stream's last sequence so far (0: a new stream).
+    pub after_sequence: i64,
+    pub items: Vec<Out>,
+}
+
+/// The metadata [`writer`] gives a stream's entries, for callers that stage streams themselves.
+pub fn stream_metadata(actor: &Actor, user_id: Uuid, stream_id: Uuid) -> serde_json::Value {
+    json!({
+        "actor": format!("{}:{}", actor.kind, actor.id),
+        "request_id": actor.request_id,
+        "user_id": user_id.to_string(),
+        "import_id": stream_id.to_string(),
+    })
+}
+
+/// One `sample_batches` row: id, user, source, series type, count, start, end, Arrow bytes.
+type BatchRow = (
+    i64,
+    Uuid,
+    Uuid,
+    i16,
+    i32,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Vec<u8>,
+);
+
+/// Writes the sample batches of several data streams in the caller's transaction with one
+/// binary COPY, and returns each stream's events (its samples' `SamplesRecorded` in place of
+/// the batches), numbered after its `after_sequence`, for the caller to append with whatever
+/// else belongs in the same transaction. Returns the events per stream and the samples.
+pub async fn stage_streams(
+    tx: &tokio_postgres::Transaction<'_>,
+    streams: Vec<StreamItems>,
+) -> Result<(Vec<Vec<NewEvent>>, u64), WriteError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+
+    let batches: i64 = streams
+        .iter()
+        .flat_map(|s| &s.items)
+        .filter(|m| matches!(m, Out::Batch { .. }))
+        .count() as i64;
+    let mut ids = Vec::new();
+    if batches > 0 {
+        ids = tx
+            .query(
+                "SELECT nextval('sample_batches_id_seq') FROM generate_series(1, $1::bigint)",
+                &[&batches],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect();
+    }
+    let mut next_id = ids.into_iter();
+    let mut rows: Vec<BatchRow> = Vec::with_capacity(batches as usize);
+    let mut samples = 0u64;
+    let mut out = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let mut events = Vec::with_capacity(stream.items.len());
+        for (sequence, item) in (stream.after_sequence + 1..).zip(stream.items) {
+            let event = match item {
+                Out::Event(e) => e,
+                Out::Batch {
+                    data_source_id,
+                    series_type,
+                    count,
+                    start,
+                    end,
+                    arrow,
+                } => {
+                    let batch_id = next_id.next().expect("one id per batch");
+                    samples += count as u64;
+                    rows.push((
+                        batch_id,
+                        stream.user_id,
+                        data_source_id,
+                        series_type,
+                        count,
+                        ts(start),
+                        ts(end),
+                        arrow,
+                    ));
+                    DataEvent::SamplesRecorded {
+                        user_id: stream.user_id,
+                        batch: SampleBatchRef {
+                            batch_id,
+                            data_source_id,
+                            series_type,
+                            count,
+                            start: ts(start),
+                            end: ts(end),
+                        },
+                    }
+                }
+            };
+            events.push(NewEvent {
+                aggregate_type: DataEvent::AGGREGATE_TYPE.into(),
+                aggregate_id: stream.stream_id.to_string(),
+                sequence,
+                event_type: event.event_type().into(),
+                event_version: "1".into(),
+                payload: to_payload(&event),
+                metadata: stream.metadata.clone(),
+                user_id: Some(stream.user_id),
+            });
+        }
+        out.push(events);
+    }
+    if !rows.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY sample_batches (id, user_id, data_source_id, series_type, count, start_time, end_time, arrow) \
+                 FROM STDIN BINARY",
+            )
+            .await?;
+        let writer = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::INT8,
+                Type::UUID,
+                Type::UUID,
+                Type::INT2,
+                Type::INT4,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::BYTEA,
+            ],
+        );
+        futures::pin_mut!(writer);
+        for (id, user, ds, st, count, start, end, arrow) in &rows {
+            let row: [&(dyn ToSql + Sync); 8] = [id, user, ds, st, count, start, end, arrow];
+            writer.as_mut().write(&row).await?;
+        }
+        writer.finish().await?;
+    }
+    Ok((out, samples))
+}
