@@ -170,8 +170,9 @@ pub struct WebhooksConfig {
         action = clap::ArgAction::Set
     )]
     pub webhooks_allow_private: bool,
-    /// Webhook deliveries in flight at once in one `serve` process.
-    #[arg(long, env = "WEARHOUSE_WEBHOOKS_CONCURRENCY", default_value_t = 64)]
+    /// Webhook deliveries in flight at once in one `serve` process (one per (endpoint, user)
+    /// lane, so also the number of lanes sending at once).
+    #[arg(long, env = "WEARHOUSE_WEBHOOKS_CONCURRENCY", default_value_t = 256)]
     pub webhooks_concurrency: usize,
     /// Seconds a receiver has to answer a webhook before the attempt counts as failed.
     #[arg(long, env = "WEARHOUSE_WEBHOOKS_TIMEOUT_SECS", default_value_t = 15)]

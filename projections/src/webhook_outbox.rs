@@ -77,6 +77,28 @@ impl Ctx<'_> {
             .any(|e| e.wants(event_type, user, position))
     }
 
+    /// Loads the data sources of a batch in one query (a batch spread over many users would
+    /// otherwise cost a query per source).
+    async fn prefetch_sources(&mut self, mut ids: Vec<Uuid>) -> Result<(), ProjectionError> {
+        ids.retain(|id| !self.sources.contains_key(id));
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for r in self
+            .tx
+            .query(
+                "SELECT id, provider, device_model FROM data_sources WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+        {
+            self.sources.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+        Ok(())
+    }
+
     async fn source(&mut self, id: Uuid) -> Result<Value, ProjectionError> {
         if !self.sources.contains_key(&id) {
             let row = self
@@ -185,9 +207,39 @@ impl Projection for WebhookOutbox {
             endpoints,
             sources: HashMap::new(),
         };
-        let mut messages = Vec::new();
+        // Data events are decoded once, and their sources loaded together.
+        let mut data = Vec::with_capacity(entries.len());
+        let mut sources = Vec::new();
         for entry in entries {
-            let outs = messages_of(&mut ctx, entry).await?;
+            let event = match entry.aggregate_type.as_str() {
+                "Connection" | "SyncRun" => None,
+                _ => Some(decode::<DataEvent>(entry)?),
+            };
+            match &event {
+                Some(DataEvent::WorkoutsRecorded { user_id, workouts })
+                    if ctx.any_wants("workout.created", Some(*user_id), entry.position()) =>
+                {
+                    sources.extend(workouts.iter().map(|w| w.data_source_id))
+                }
+                Some(DataEvent::SleepSessionsRecorded { user_id, sessions })
+                    if ctx.any_wants("sleep.created", Some(*user_id), entry.position()) =>
+                {
+                    sources.extend(sessions.iter().map(|s| s.data_source_id))
+                }
+                Some(DataEvent::MenstrualCyclesRecorded { cycles, .. }) => {
+                    sources.extend(cycles.iter().map(|c| c.data_source_id))
+                }
+                Some(DataEvent::SamplesRecorded { batch, .. }) => {
+                    sources.push(batch.data_source_id)
+                }
+                _ => {}
+            }
+            data.push(event);
+        }
+        ctx.prefetch_sources(sources).await?;
+        let mut messages = Vec::new();
+        for (entry, event) in entries.iter().zip(data) {
+            let outs = messages_of(&mut ctx, entry, event).await?;
             for (i, out) in outs.into_iter().enumerate() {
                 messages.push((entry, i as i64, out));
             }
@@ -269,7 +321,12 @@ impl Projection for WebhookOutbox {
     }
 }
 
-async fn messages_of(ctx: &mut Ctx<'_>, entry: &LogEntry) -> Result<Vec<Out>, ProjectionError> {
+/// What `entry` sends; `data` is the entry decoded when it is a data event.
+async fn messages_of(
+    ctx: &mut Ctx<'_>,
+    entry: &LogEntry,
+    data: Option<DataEvent>,
+) -> Result<Vec<Out>, ProjectionError> {
     let pos = entry.position();
     let mut outs = Vec::new();
     match entry.aggregate_type.as_str() {
@@ -370,42 +427,44 @@ async fn messages_of(ctx: &mut Ctx<'_>, entry: &LogEntry) -> Result<Vec<Out>, Pr
                 });
             }
         }
-        _ => match decode::<DataEvent>(entry)? {
-            DataEvent::WorkoutsRecorded { user_id, workouts } => {
-                let t = "workout.created";
-                if ctx.any_wants(t, Some(user_id), pos) {
-                    for w in &workouts {
-                        let data = workout(ctx, user_id, w).await?;
-                        outs.push(Out {
-                            event_id: idempotency_key(&format!("{t}.{}", w.id)),
-                            event_type: t.into(),
-                            user_id: Some(user_id),
-                            data,
-                        });
+        _ => match data {
+            None => {}
+            Some(event) => match event {
+                DataEvent::WorkoutsRecorded { user_id, workouts } => {
+                    let t = "workout.created";
+                    if ctx.any_wants(t, Some(user_id), pos) {
+                        for w in &workouts {
+                            let data = workout(ctx, user_id, w).await?;
+                            outs.push(Out {
+                                event_id: idempotency_key(&format!("{t}.{}", w.id)),
+                                event_type: t.into(),
+                                user_id: Some(user_id),
+                                data,
+                            });
+                        }
                     }
                 }
-            }
-            DataEvent::SleepSessionsRecorded { user_id, sessions } => {
-                let t = "sleep.created";
-                if ctx.any_wants(t, Some(user_id), pos) {
-                    for s in &sessions {
-                        let data = sleep(ctx, user_id, s).await?;
-                        outs.push(Out {
-                            event_id: idempotency_key(&format!("{t}.{}", s.id)),
-                            event_type: t.into(),
-                            user_id: Some(user_id),
-                            data,
-                        });
+                DataEvent::SleepSessionsRecorded { user_id, sessions } => {
+                    let t = "sleep.created";
+                    if ctx.any_wants(t, Some(user_id), pos) {
+                        for s in &sessions {
+                            let data = sleep(ctx, user_id, s).await?;
+                            outs.push(Out {
+                                event_id: idempotency_key(&format!("{t}.{}", s.id)),
+                                event_type: t.into(),
+                                user_id: Some(user_id),
+                                data,
+                            });
+                        }
                     }
                 }
-            }
-            DataEvent::MenstrualCyclesRecorded { user_id, cycles } => {
-                let t = "menstrual_cycle.created";
-                if ctx.any_wants(t, Some(user_id), pos) {
-                    for c in &cycles {
-                        let source = ctx.source(c.data_source_id).await?;
-                        let d = &c.details;
-                        outs.push(Out {
+                DataEvent::MenstrualCyclesRecorded { user_id, cycles } => {
+                    let t = "menstrual_cycle.created";
+                    if ctx.any_wants(t, Some(user_id), pos) {
+                        for c in &cycles {
+                            let source = ctx.source(c.data_source_id).await?;
+                            let d = &c.details;
+                            outs.push(Out {
                             event_id: idempotency_key(&format!("{t}.{}", c.id)),
                             event_type: t.into(),
                             user_id: Some(user_id),
@@ -415,42 +474,42 @@ async fn messages_of(ctx: &mut Ctx<'_>, entry: &LogEntry) -> Result<Vec<Out>, Pr
                                 "cycle_length": d.cycle_length, "is_predicted_cycle": d.is_predicted_cycle,
                                 "pregnancy_snapshot": d.pregnancy_snapshot}),
                         });
+                        }
                     }
                 }
-            }
-            DataEvent::SamplesRecorded { user_id, batch } => {
-                let Some(st) = series::by_id(batch.series_type) else {
-                    return Ok(outs);
-                };
-                let group = webhook_events::grouped(webhook_events::group_of(st));
-                let granular = webhook_events::granular(st);
-                let types: Vec<&str> = [group.as_str(), granular.as_str()]
-                    .into_iter()
-                    .filter(|t| ctx.any_wants(t, Some(user_id), pos))
-                    .collect();
-                if types.is_empty() {
-                    return Ok(outs);
-                }
-                let bytes: Vec<u8> = ctx
-                    .tx
-                    .query_opt(
-                        "SELECT arrow FROM sample_batches WHERE id = $1",
-                        &[&batch.batch_id],
-                    )
-                    .await?
-                    .ok_or_else(|| ProjectionError::Corrupt {
-                        position: pos,
-                        detail: format!("sample batch {} is missing", batch.batch_id),
-                    })?
-                    .get(0);
-                let decoded =
-                    arrow_batch::decode(&bytes).map_err(|e| ProjectionError::Corrupt {
-                        position: pos,
-                        detail: e.to_string(),
-                    })?;
-                let source = ctx.source(batch.data_source_id).await?;
-                let provider = source["provider"].as_str().unwrap_or("unknown").to_string();
-                let samples: Vec<Value> = decoded
+                DataEvent::SamplesRecorded { user_id, batch } => {
+                    let Some(st) = series::by_id(batch.series_type) else {
+                        return Ok(outs);
+                    };
+                    let group = webhook_events::grouped(webhook_events::group_of(st));
+                    let granular = webhook_events::granular(st);
+                    let types: Vec<&str> = [group.as_str(), granular.as_str()]
+                        .into_iter()
+                        .filter(|t| ctx.any_wants(t, Some(user_id), pos))
+                        .collect();
+                    if types.is_empty() {
+                        return Ok(outs);
+                    }
+                    let bytes: Vec<u8> = ctx
+                        .tx
+                        .query_opt(
+                            "SELECT arrow FROM sample_batches WHERE id = $1",
+                            &[&batch.batch_id],
+                        )
+                        .await?
+                        .ok_or_else(|| ProjectionError::Corrupt {
+                            position: pos,
+                            detail: format!("sample batch {} is missing", batch.batch_id),
+                        })?
+                        .get(0);
+                    let decoded =
+                        arrow_batch::decode(&bytes).map_err(|e| ProjectionError::Corrupt {
+                            position: pos,
+                            detail: e.to_string(),
+                        })?;
+                    let source = ctx.source(batch.data_source_id).await?;
+                    let provider = source["provider"].as_str().unwrap_or("unknown").to_string();
+                    let samples: Vec<Value> = decoded
                     .rows
                     .iter()
                     .map(|r| {
@@ -459,35 +518,36 @@ async fn messages_of(ctx: &mut Ctx<'_>, entry: &LogEntry) -> Result<Vec<Out>, Pr
                             "is_daily_total": r.is_daily_total})
                     })
                     .collect();
-                let total = samples.len().div_ceil(CHUNK).max(1);
-                for t in types {
-                    for (i, chunk) in samples.chunks(CHUNK.max(1)).enumerate() {
-                        let mut data = json!({"user_id": user_id, "provider": provider,
+                    let total = samples.len().div_ceil(CHUNK).max(1);
+                    for t in types {
+                        for (i, chunk) in samples.chunks(CHUNK.max(1)).enumerate() {
+                            let mut data = json!({"user_id": user_id, "provider": provider,
                             "series_type": st.code, "sample_count": samples.len(),
                             "start_time": batch.start, "end_time": batch.end, "samples": chunk});
-                        let mut key = format!(
-                            "timeseries.{user_id}.{provider}.{}.{}.{}",
-                            st.code,
-                            batch.start.to_rfc3339(),
-                            batch.end.to_rfc3339()
-                        );
-                        if total > 1 {
-                            data["chunk_index"] = json!(i);
-                            data["total_chunks"] = json!(total);
-                            key.push_str(&format!(".chunk{i}"));
+                            let mut key = format!(
+                                "timeseries.{user_id}.{provider}.{}.{}.{}",
+                                st.code,
+                                batch.start.to_rfc3339(),
+                                batch.end.to_rfc3339()
+                            );
+                            if total > 1 {
+                                data["chunk_index"] = json!(i);
+                                data["total_chunks"] = json!(total);
+                                key.push_str(&format!(".chunk{i}"));
+                            }
+                            key.push('.');
+                            key.push_str(t);
+                            outs.push(Out {
+                                event_id: idempotency_key(&key),
+                                event_type: t.to_string(),
+                                user_id: Some(user_id),
+                                data,
+                            });
                         }
-                        key.push('.');
-                        key.push_str(t);
-                        outs.push(Out {
-                            event_id: idempotency_key(&key),
-                            event_type: t.to_string(),
-                            user_id: Some(user_id),
-                            data,
-                        });
                     }
                 }
-            }
-            _ => {}
+                _ => {}
+            },
         },
     }
     Ok(outs)

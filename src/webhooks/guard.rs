@@ -1,8 +1,13 @@
 //! Where a webhook may go: destinations that resolve to loopback, private, link-local,
 //! unique-local, carrier-grade NAT, multicast or unspecified addresses are refused (the server
 //! must not be a way into its own network), unless WEARHOUSE_WEBHOOKS_ALLOW_PRIVATE is set.
+//!
+//! The check is the delivery client's DNS resolver ([`Resolver`]): the addresses it checks
+//! are the ones the connection is made to, so a name that answers a public address to a check
+//! and a private one to the connection (DNS rebinding) cannot get through. Hosts written as IP
+//! addresses are never resolved and are checked by [`check_url`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -49,31 +54,71 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// Checks `url`'s destination. Every address the host resolves to must be public.
-pub async fn check(url: &str, allow_private: bool) -> Result<(), GuardError> {
+/// Checks what can be checked of `url` without resolving it: an http(s) URL, and a host
+/// written as an IP address must be public. Names are checked when the connection resolves
+/// them ([`Resolver`]).
+pub fn check_url(url: &str, allow_private: bool) -> Result<(), GuardError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| GuardError::BadUrl)?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(GuardError::BadUrl);
     }
-    if allow_private {
-        return Ok(());
-    }
     let host = parsed.host_str().ok_or(GuardError::BadUrl)?;
-    let port = parsed.port_or_known_default().unwrap_or(443);
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) if !allow_private && is_private(ip) => Err(GuardError::Private(ip)),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves `host` and refuses the answer when any address in it is not public (unless
+/// allowed): the addresses returned are the ones connected to.
+pub async fn resolve(host: &str, allow_private: bool) -> Result<Vec<SocketAddr>, GuardError> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
         .await
         .map_err(GuardError::Resolve)?
         .collect();
     if addrs.is_empty() {
         return Err(GuardError::Resolve(std::io::Error::other("no address")));
     }
-    for a in addrs {
-        if is_private(a.ip()) {
+    if !allow_private {
+        if let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
             return Err(GuardError::Private(a.ip()));
         }
     }
-    Ok(())
+    Ok(addrs)
+}
+
+/// The delivery client's DNS resolver: every name is resolved once, checked, and connected
+/// to at the checked addresses.
+pub struct Resolver {
+    pub allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs = resolve(&host, allow).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The guard's refusal inside a client error, if that is what failed the request.
+pub fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a GuardError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(g) = err.downcast_ref::<GuardError>() {
+            return Some(g);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -103,18 +148,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn loopback_names_are_refused_unless_allowed() {
+    async fn loopback_names_and_addresses_are_refused_unless_allowed() {
         assert!(matches!(
-            check("http://localhost:9/x", false).await,
+            resolve("localhost", false).await,
+            Err(GuardError::Private(_))
+        ));
+        assert!(resolve("localhost", true).await.is_ok());
+        assert!(matches!(
+            check_url("http://127.0.0.1:9/x", false),
             Err(GuardError::Private(_))
         ));
         assert!(matches!(
-            check("http://127.0.0.1:9/x", false).await,
+            check_url("http://[::1]:9/x", false),
             Err(GuardError::Private(_))
         ));
-        assert!(check("http://127.0.0.1:9/x", true).await.is_ok());
+        assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
+        assert!(check_url("https://example.com/x", false).is_ok());
         assert!(matches!(
-            check("ftp://example.com", true).await,
+            check_url("ftp://example.com", true),
             Err(GuardError::BadUrl)
         ));
     }

@@ -51,6 +51,10 @@ struct Book {
     got: Vec<Got>,
     plan: VecDeque<Reply>,
     always_fail: bool,
+    /// Every request hangs (past any timeout).
+    always_hang: bool,
+    /// Requests about this user fail.
+    fail_user: Option<String>,
 }
 
 /// A loopback receiver built on poem; `plan` scripts its first answers.
@@ -77,24 +81,31 @@ async fn receive(
         .collect();
     let reply = {
         let mut b = book.lock().unwrap();
-        let r = if b.always_fail {
+        let about = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["user_id"].as_str().map(str::to_string));
+        let r = if b.always_hang {
+            Some(Reply::Hang)
+        } else if b.always_fail || (b.fail_user.is_some() && b.fail_user == about) {
             Some(Reply::Fail)
         } else {
             b.plan.pop_front()
         };
+        let hang = if b.always_hang { 60 } else { 4 };
         b.got.push(Got {
             headers,
             body,
             accepted: r.is_none(),
         });
-        r
+        (r, hang)
     };
+    let (reply, hang) = reply;
     match reply {
         None => poem::http::StatusCode::NO_CONTENT,
         Some(Reply::Fail) => poem::http::StatusCode::INTERNAL_SERVER_ERROR,
         Some(Reply::Hang) => {
-            // Longer than the engine's timeout in these tests (2 s).
-            tokio::time::sleep(Duration::from_secs(4)).await;
+            // Longer than the engine's timeout in these tests.
+            tokio::time::sleep(Duration::from_secs(hang)).await;
             poem::http::StatusCode::OK
         }
     }
@@ -124,6 +135,11 @@ impl Receiver {
 
     fn accepted(&self) -> Vec<Got> {
         self.got().into_iter().filter(|g| g.accepted).collect()
+    }
+
+    /// The same receiver under a name rather than an address.
+    fn by_name(&self) -> String {
+        self.url.replace("127.0.0.1", "localhost")
     }
 }
 
@@ -224,14 +240,13 @@ async fn drained(s: &Server) {
     .await;
 }
 
-/// The event ids an endpoint was sent, in the order the outbox queued them.
+/// The message ids (`webhook-id`) an endpoint was sent, in the order the outbox queued them.
 async fn queued(s: &Server, endpoint: &str) -> Vec<String> {
     let id = wearhouse::webhooks::parse_endpoint_ref(endpoint).unwrap();
     s.db.client()
         .await
         .query(
-            "SELECT m.event_id FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
-             WHERE d.endpoint_id = $1 ORDER BY d.seq",
+            "SELECT d.message_id FROM webhook_deliveries d WHERE d.endpoint_id = $1 ORDER BY d.seq",
             &[&id],
         )
         .await
@@ -307,7 +322,11 @@ async fn an_import_reaches_a_registered_endpoint_signed_and_in_order() {
             .find(|g| g.json()["type"] == "workout.created")
             .unwrap()
             .id(),
-        format!("workout.created.{}", d["id"].as_str().unwrap())
+        // As Svix: the webhook id is the message id, derived from the idempotency key.
+        wearhouse_projections::webhook_outbox::message_id(&format!(
+            "workout.created.{}",
+            d["id"].as_str().unwrap()
+        ))
     );
     let hr = got
         .iter()
@@ -363,9 +382,21 @@ async fn an_import_reaches_a_registered_endpoint_signed_and_in_order() {
     import_export(&s, &key, &user, "export.xml", SMALL.as_bytes().to_vec()).await;
     drained(&s).await;
     let again: Vec<String> = queued(&s, &ep).await;
+    let sync_messages: Vec<String> =
+        s.db.client()
+            .await
+            .query(
+                "SELECT id FROM webhook_messages WHERE event_type LIKE 'sync.%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
     let new_types: Vec<&String> = again[before..]
         .iter()
-        .filter(|id| !id.starts_with("sync."))
+        .filter(|id| !sync_messages.contains(*id))
         .collect();
     assert!(new_types.is_empty(), "re-import re-sent {new_types:?}");
 }
@@ -599,10 +630,7 @@ async fn a_failing_then_hanging_receiver_loses_nothing_and_keeps_the_order() {
     let (st, body) = call(
         s.req(
             Method::POST,
-            &format!(
-                "/api/v1/webhooks/endpoints/{ep}/messages/{}/resend",
-                wearhouse_projections::webhook_outbox::message_id(&ids[4])
-            ),
+            &format!("/api/v1/webhooks/endpoints/{ep}/messages/{}/resend", ids[4]),
         )
         .bearer_auth(&jwt),
     )
@@ -791,4 +819,110 @@ async fn a_connection_and_a_provider_sync_arrive_in_order_and_rotation_signs_wit
         "{:?}",
         last.json()
     );
+}
+
+/// The webhook ids queued for one user's lane of an endpoint, in order.
+async fn lane(s: &Server, endpoint: &str, user: &str) -> Vec<String> {
+    let id = wearhouse::webhooks::parse_endpoint_ref(endpoint).unwrap();
+    s.db.client()
+        .await
+        .query(
+            "SELECT message_id FROM webhook_deliveries WHERE endpoint_id = $1 AND lane = $2 ORDER BY seq",
+            &[&id, &user],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hanging_or_failing_lane_does_not_hold_up_the_others() {
+    // The timeout is the default 15 s: every check below must pass well before it.
+    let s = Server::start_with(TestDb::new().await, &[ALLOW]).await;
+    let jwt = s.login().await;
+    let key = s.api_key().await;
+    let (u1, u2) = (create_user(&s, &key).await, create_user(&s, &key).await);
+    let (hung, picky) = (Receiver::start().await, Receiver::start().await);
+    hung.book.lock().unwrap().always_hang = true;
+    picky.book.lock().unwrap().fail_user = Some(u1.clone());
+    let (ep_hung, _) = create_endpoint(&s, &jwt, json!({"url": hung.url})).await;
+    // Named by host name: with the allow setting, names that resolve to loopback are fine.
+    let (ep_picky, secret) = create_endpoint(&s, &jwt, json!({"url": picky.by_name()})).await;
+    for u in [&u1, &u2] {
+        import_export(&s, &key, u, "export.xml", SMALL.as_bytes().to_vec()).await;
+    }
+    settle(&s.db).await;
+    let started = std::time::Instant::now();
+    let want = lane(&s, &ep_picky, &u2).await;
+    assert!(want.len() > 3, "{want:?}");
+    // u2's lane of the picky endpoint is delivered while the hung endpoint's requests wait for
+    // their timeout and u1's lane of the same endpoint fails.
+    common::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "the healthy lane delivered",
+        || async { arrival(&picky.got()).len() >= want.len() },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(arrival(&picky.got()), want);
+    for g in picky.accepted() {
+        verify(&secret, &g).unwrap();
+    }
+    // In order per lane: u1's lane is stuck on its first message, and each lane of the hung
+    // endpoint has one request in flight, its first.
+    let first_u1 = lane(&s, &ep_picky, &u1).await[0].clone();
+    let u1_tries: Vec<Got> = picky.got().into_iter().filter(|g| !g.accepted).collect();
+    assert!(!u1_tries.is_empty());
+    assert!(u1_tries.iter().all(|g| g.id() == first_u1));
+    let firsts = [
+        lane(&s, &ep_hung, &u1).await[0].clone(),
+        lane(&s, &ep_hung, &u2).await[0].clone(),
+    ];
+    let hung_ids: Vec<String> = hung.got().iter().map(|g| g.id().to_string()).collect();
+    assert!(hung_ids.len() <= 2, "{hung_ids:?}");
+    assert!(
+        hung_ids.iter().all(|id| firsts.contains(id)),
+        "{hung_ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_refused_without_the_allow_setting() {
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let rx = Receiver::start().await;
+    let (ep, _) = create_endpoint(&s, &jwt, json!({"url": rx.by_name()})).await;
+    send_tests(&s, &jwt, &ep, 1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let attempt = loop {
+        let (_, a) = call(
+            s.req(
+                Method::GET,
+                &format!("/api/v1/webhooks/endpoints/{ep}/attempts"),
+            )
+            .bearer_auth(&jwt),
+        )
+        .await;
+        if let Some(first) = a["data"].as_array().and_then(|d| d.first().cloned()) {
+            break first;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt: {a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempt["status"], 2, "{attempt}");
+    assert!(
+        attempt["response"]
+            .as_str()
+            .unwrap()
+            .contains("non-public address"),
+        "{attempt}"
+    );
+    assert!(rx.got().is_empty(), "the receiver was reached");
 }

@@ -97,7 +97,7 @@ async fn deliveries_survive_a_kill_without_loss_or_reordering() {
     .await;
     let queued: Vec<String> = client
         .query(
-            "SELECT m.event_id FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id ORDER BY d.seq",
+            "SELECT message_id FROM webhook_deliveries ORDER BY seq",
             &[],
         )
         .await
