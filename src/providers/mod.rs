@@ -14,8 +14,8 @@ pub mod oura;
 pub mod pacer;
 pub mod payload;
 pub mod scheduler;
-pub mod subscriptions;
 pub mod strava;
+pub mod subscriptions;
 pub mod ultrahuman;
 pub mod whoop;
 
