@@ -8,10 +8,13 @@ use poem::{handler, IntoResponse, Response};
 /// (provider, SVG), compiled into the binary: nothing to install next to it.
 const ICONS: &[(&str, &str)] = &[
     ("apple", include_str!("provider-icons/apple.svg")),
+    ("fitbit", include_str!("provider-icons/fitbit.svg")),
     ("garmin", include_str!("provider-icons/garmin.svg")),
     ("google", include_str!("provider-icons/google.svg")),
     ("oura", include_str!("provider-icons/oura.svg")),
     ("samsung", include_str!("provider-icons/samsung.svg")),
+    ("strava", include_str!("provider-icons/strava.svg")),
+    ("ultrahuman", include_str!("provider-icons/ultrahuman.svg")),
     ("whoop", include_str!("provider-icons/whoop.svg")),
 ];
 

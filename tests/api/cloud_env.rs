@@ -136,3 +136,39 @@ impl Env {
             .unwrap_or(Value::Null)
     }
 }
+
+impl Env {
+    /// Requests counted per fixed window of a budget (`provider_rate_windows`), oldest first.
+    pub async fn window_counts(&self, budget_prefix: &str) -> Vec<i32> {
+        self.s
+            .db
+            .client()
+            .await
+            .query(
+                "SELECT used FROM provider_rate_windows WHERE budget LIKE $1 ORDER BY window_start",
+                &[&format!("{budget_prefix}%")],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+/// The requests were spread over fixed windows of at most `limit` each, as counted in Postgres
+/// when they were reserved (the simulator's arrival times lag reservations under load, so a
+/// request reserved at a window's end may arrive in the next one).
+pub fn assert_spread(counts: &[i32], requests: usize, limit: i32) {
+    assert!(counts.iter().all(|n| *n <= limit), "{counts:?}");
+    let total: i32 = counts.iter().sum();
+    assert!(
+        total as usize >= requests,
+        "{counts:?} for {requests} requests"
+    );
+    let needed = requests.div_ceil(limit as usize);
+    assert!(
+        counts.len() >= needed,
+        "{counts:?}: fewer than {needed} windows"
+    );
+}

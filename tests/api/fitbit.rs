@@ -90,9 +90,6 @@ async fn fitbit_budget_is_per_user() {
         .map(|(_, at)| at)
         .collect();
     assert!(times.len() >= 3, "{times:?}");
-    let mut per_window = std::collections::BTreeMap::<i64, usize>::new();
-    for t in &times {
-        *per_window.entry(t.div_euclid(2000)).or_default() += 1;
-    }
-    assert!(per_window.values().all(|n| *n <= 2), "{per_window:?}");
+    let counts = e.window_counts("fitbit:2s:").await;
+    crate::cloud_env::assert_spread(&counts, times.len(), 2);
 }

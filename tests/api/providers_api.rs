@@ -528,7 +528,7 @@ async fn oauth_failures_redirect_to_the_error_page() {
     assert_eq!(st, 401);
     let (st, _) = call(e.req(
         Method::GET,
-        &format!("/api/v1/oauth/fitbit/authorize?user_id={user}"),
+        &format!("/api/v1/oauth/sensorbio/authorize?user_id={user}"),
     ))
     .await;
     assert_eq!(st, 400);

@@ -681,7 +681,17 @@ async fn coverage_lists_what_the_apple_importer_and_the_providers_map() {
     assert_eq!(status, 200);
     assert_eq!(
         doc["providers"],
-        json!(["apple", "garmin", "google", "oura", "samsung", "whoop"])
+        json!([
+            "apple",
+            "fitbit",
+            "garmin",
+            "google",
+            "oura",
+            "samsung",
+            "strava",
+            "ultrahuman",
+            "whoop"
+        ])
     );
     let categories = doc["timeseries"].as_array().unwrap();
     // Health Connect's HRV is RMSSD; HealthKit's is SDNN.
