@@ -72,7 +72,29 @@ fn nullable_optionals(schema: &mut MetaSchema) {
     }
 }
 
+/// Operations that answer `null` when there is nothing to summarise (`Json<Option<T>>`, which
+/// poem-openapi declares as plain `T`); the contract declares `anyOf [T, null]`.
+const NULLABLE_ANSWERS: &[&str] = &["/api/v1/users/{user_id}/summaries/body"];
+
 fn complete(path: &str, op: &mut MetaOperation) {
+    if NULLABLE_ANSWERS.contains(&path) {
+        for r in op
+            .responses
+            .responses
+            .iter_mut()
+            .filter(|r| r.status == Some(200))
+        {
+            for media in &mut r.content {
+                let schema =
+                    std::mem::replace(&mut media.schema, MetaSchemaRef::Reference(String::new()));
+                media.schema = MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    all_of: vec![schema],
+                    nullable: true,
+                    ..MetaSchema::ANY
+                }));
+            }
+        }
+    }
     let has_body = op.request.is_some();
     if !op.security.is_empty() {
         add_response(
@@ -173,6 +195,19 @@ fn constrain(
         }),
         // The provider redirects the browser there: only an absolute URL will do.
         "redirect_uri" => Some(MetaSchema::new_with_format("string", "uri")),
+        // Deliveries are taken only from providers that push or ping.
+        "provider"
+            if path == "/api/v1/providers/{provider}/webhooks"
+                && method == poem::http::Method::POST =>
+        {
+            Some(one_of(
+                providers
+                    .iter()
+                    .filter(|p| p.as_push().is_some())
+                    .map(|p| p.name().to_string())
+                    .collect(),
+            ))
+        }
         // Only providers that verify their webhook URL with a GET challenge answer one, and
         // only they hold app-level subscriptions.
         "provider"
