@@ -23,7 +23,6 @@ mod priorities;
 mod provider_webhooks;
 mod sdk;
 mod sdk_auth;
-mod strava;
 mod summaries;
 mod sync;
 mod team;
@@ -133,7 +132,6 @@ pub fn app(state: AppState) -> impl Endpoint {
             operators::OperatorsApi,
             provider_webhooks::ProviderWebhooksApi,
             archival::ArchivalApi,
-            strava::StravaWebhooksApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(

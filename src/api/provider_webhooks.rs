@@ -1,6 +1,7 @@
-//! Provider-specific webhook routes of the contract: Garmin's deprecated `/garmin/webhooks/…`
-//! and Oura's `/oura/webhooks…` paths (the same handling as `/providers/{provider}/webhooks`),
-//! and the management of a provider's app-level webhook subscriptions.
+//! Provider-specific webhook routes of the contract: Garmin's deprecated `/garmin/webhooks/…`,
+//! Oura's `/oura/webhooks…` and Strava's `/strava/webhooks…` (and its deprecated
+//! `/strava/webhook…`) paths, handled as `/providers/{provider}/webhooks` is, and the
+//! management of a provider's app-level webhook subscriptions.
 
 use poem::web::Data;
 use poem::Request;
@@ -66,6 +67,11 @@ fn object(v: Value) -> Obj {
     }
 }
 
+/// The answer of a provider route's health check.
+fn health(provider: &str) -> Json<Obj> {
+    Json(object(json!({"status": "ok", "provider": provider})))
+}
+
 /// Where the provider should deliver: this installation's webhook route for it.
 fn own_callback(state: &AppState, provider: &str) -> String {
     format!(
@@ -103,8 +109,7 @@ async fn register(
     provider: &str,
     callback_url: &str,
 ) -> Result<Json<Obj>, ApiError> {
-    // Refuses providers without subscriptions before calling anyone.
-    state.providers.list_subscriptions(provider).await?;
+    state.providers.check_subscriptions(provider)?;
     let registered = state
         .providers
         .register_webhooks(provider, callback_url)
@@ -117,7 +122,7 @@ async fn register(
 }
 
 async fn renew(state: &AppState, provider: &str) -> Result<Json<Obj>, ApiError> {
-    state.providers.list_subscriptions(provider).await?;
+    state.providers.check_subscriptions(provider)?;
     let callback = own_callback(state, provider);
     let (created, renewed) = state
         .providers
@@ -199,7 +204,88 @@ impl ProviderWebhooksApi {
         tag = "Tag::ProviderWebhooks"
     )]
     async fn oura_health(&self) -> Json<Obj> {
-        Json(object(json!({"status": "ok", "provider": "oura"})))
+        health("oura")
+    }
+
+    /// Strava's subscription verification (`hub.challenge`)
+    #[oai(
+        path = "/strava/webhooks",
+        method = "get",
+        tag = "Tag::ProviderWebhooks"
+    )]
+    async fn strava_challenge(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<Json<Value>, ApiError> {
+        answer_challenge(&state, req, "strava")
+    }
+
+    /// A Strava event (an activity created, updated or deleted; an athlete's deauthorization)
+    #[oai(
+        path = "/strava/webhooks",
+        method = "post",
+        tag = "Tag::ProviderWebhooks"
+    )]
+    async fn strava_webhook(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Binary<Vec<u8>>,
+    ) -> Result<Json<Accepted>, ApiError> {
+        receive_webhook(&state, req, "strava", &body.0).await
+    }
+
+    /// Whether the Strava callback is served
+    #[oai(
+        path = "/strava/webhooks/health",
+        method = "get",
+        tag = "Tag::ProviderWebhooks"
+    )]
+    async fn strava_health(&self) -> Json<Obj> {
+        health("strava")
+    }
+
+    /// Strava's subscription verification (deprecated path)
+    #[oai(
+        path = "/strava/webhook",
+        method = "get",
+        tag = "Tag::ProviderWebhooks",
+        deprecated
+    )]
+    async fn strava_challenge_deprecated(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<Json<Value>, ApiError> {
+        answer_challenge(&state, req, "strava")
+    }
+
+    /// A Strava event (deprecated path)
+    #[oai(
+        path = "/strava/webhook",
+        method = "post",
+        tag = "Tag::ProviderWebhooks",
+        deprecated
+    )]
+    async fn strava_webhook_deprecated(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Binary<Vec<u8>>,
+    ) -> Result<Json<Accepted>, ApiError> {
+        receive_webhook(&state, req, "strava", &body.0).await
+    }
+
+    /// Whether the Strava callback is served (deprecated path)
+    #[oai(
+        path = "/strava/webhook/health",
+        method = "get",
+        tag = "Tag::ProviderWebhooks",
+        deprecated
+    )]
+    async fn strava_health_deprecated(&self) -> Json<Obj> {
+        health("strava")
     }
 
     /// Oura's webhook subscriptions

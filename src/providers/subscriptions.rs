@@ -21,6 +21,11 @@ pub enum SubscriptionError {
 }
 
 impl Engine {
+    /// Whether `provider` holds app-level subscriptions at all (no request is made).
+    pub fn check_subscriptions(&self, provider: &str) -> Result<(), SubscriptionError> {
+        self.subscriber(provider).map(|_| ())
+    }
+
     fn subscriber(
         &self,
         provider: &str,

@@ -93,37 +93,12 @@ impl Env {
 
     /// The data requests the simulator served.
     pub async fn requests(&self) -> Vec<String> {
-        self.sim
-            .http
-            .get(format!("{}/_sim/requests", self.sim.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.sim.requests().await
     }
 
     /// Every request served, with its arrival in Unix milliseconds.
     pub async fn request_log(&self) -> Vec<(String, i64)> {
-        let log: Vec<Value> = self
-            .sim
-            .http
-            .get(format!("{}/_sim/request_log", self.sim.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log.iter()
-            .map(|e| {
-                (
-                    e["request"].as_str().unwrap().to_string(),
-                    e["at_ms"].as_i64().unwrap(),
-                )
-            })
-            .collect()
+        self.sim.request_log().await
     }
 
     pub async fn connection(&self, user: &str, provider: &str) -> Value {

@@ -32,38 +32,6 @@ impl Sim {
         assert_eq!(r.status(), 204);
     }
 
-    async fn requests(&self) -> Vec<String> {
-        self.http
-            .get(format!("{}/_sim/requests", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// Every request served, with its arrival in Unix milliseconds.
-    async fn request_log(&self) -> Vec<(String, i64)> {
-        let log: Vec<Value> = self
-            .http
-            .get(format!("{}/_sim/request_log", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        log.iter()
-            .map(|e| {
-                (
-                    e["request"].as_str().unwrap().to_string(),
-                    e["at_ms"].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
     /// Oura's webhook subscriptions as the simulator holds them.
     async fn oura_subscriptions(&self) -> Vec<Value> {
         self.http

@@ -106,6 +106,39 @@ impl Sim {
             r["body"].as_str().unwrap_or("").to_string(),
         )
     }
+
+    /// The data requests the simulator served.
+    pub async fn requests(&self) -> Vec<String> {
+        self.http
+            .get(format!("{}/_sim/requests", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Every request served, with its arrival in Unix milliseconds.
+    pub async fn request_log(&self) -> Vec<(String, i64)> {
+        let log: Vec<Value> = self
+            .http
+            .get(format!("{}/_sim/request_log", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log.iter()
+            .map(|e| {
+                (
+                    e["request"].as_str().unwrap().to_string(),
+                    e["at_ms"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
 }
 
 impl Drop for Sim {
