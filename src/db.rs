@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "record_counts",
         include_str!("../migrations/0029_record_counts.sql"),
     ),
+    (
+        30,
+        "archived_sample_count",
+        include_str!("../migrations/0030_archived_sample_count.sql"),
+    ),
 ];
 
 /// The database URL: DATABASE_URL when set, else the private cluster (started when needed).

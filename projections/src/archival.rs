@@ -97,7 +97,10 @@ async fn remove_samples_before(
                SET count = sample_archive.count + EXCLUDED.count, sum = sample_archive.sum + EXCLUDED.sum,
                    min = least(sample_archive.min, EXCLUDED.min), max = greatest(sample_archive.max, EXCLUDED.max),
                    daily_total_count = sample_archive.daily_total_count + EXCLUDED.daily_total_count,
-                   daily_total_sum = sample_archive.daily_total_sum + EXCLUDED.daily_total_sum)"
+                   daily_total_sum = sample_archive.daily_total_sum + EXCLUDED.daily_total_sum),
+            counted AS (
+            UPDATE record_counts SET count = count + (SELECT coalesce(sum(count), 0) FROM agg)
+             WHERE kind = 'archived_samples')"
     } else {
         ""
     };
@@ -130,6 +133,25 @@ async fn remove_samples_before(
     Ok(())
 }
 
+/// Deletes the archived aggregates matching `filter` (on `sample_archive`'s columns) and counts
+/// their samples out of `archived_samples`.
+pub(crate) async fn delete_archived(
+    tx: &Transaction<'_>,
+    filter: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        &format!(
+            "WITH gone AS (DELETE FROM sample_archive WHERE {filter} RETURNING count) \
+             UPDATE record_counts SET count = greatest(count - (SELECT coalesce(sum(count), 0) FROM gone), 0)::int8 \
+              WHERE kind = 'archived_samples'"
+        ),
+        params,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Applies one `SamplesArchived` entry to the timeseries read model.
 pub(crate) async fn apply_run(
     tx: &Transaction<'_>,
@@ -151,6 +173,14 @@ pub(crate) async fn apply_run(
         remove_samples_before(tx, before, true, samples_hypertable).await?;
     }
     if let Some(day) = aggregates_deleted_before {
+        // Counted out before the chunks go: dropping a chunk reports no rows.
+        tx.execute(
+            "UPDATE record_counts SET count = greatest(count - \
+               (SELECT coalesce(sum(count), 0) FROM sample_archive WHERE day < $1), 0)::int8 \
+              WHERE kind = 'archived_samples'",
+            &[&day],
+        )
+        .await?;
         if is_hypertable(tx, "sample_archive").await? {
             tx.execute(
                 "SELECT count(*) FROM drop_chunks('sample_archive', older_than => $1::date)",

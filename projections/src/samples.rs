@@ -138,7 +138,8 @@ impl Projection for Samples {
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
         tx.batch_execute(
-            "TRUNCATE samples, sample_counts, sample_tombstones, sample_archive, archival_state",
+            "TRUNCATE samples, sample_counts, sample_tombstones, sample_archive, archival_state; \
+             UPDATE record_counts SET count = 0 WHERE kind = 'archived_samples'",
         )
         .await?;
         Ok(())
@@ -180,8 +181,9 @@ impl Projection for Samples {
                         &[&data_source_ids],
                     )
                     .await?;
-                    tx.execute(
-                        "DELETE FROM sample_archive WHERE user_id = $1 AND data_source_id = ANY($2)",
+                    crate::archival::delete_archived(
+                        tx,
+                        "user_id = $1 AND data_source_id = ANY($2)",
                         &[&user_id, &data_source_ids],
                     )
                     .await?;

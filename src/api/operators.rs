@@ -85,7 +85,8 @@ impl OperatorsApi {
                         coalesce(sum(count) FILTER (WHERE kind = 'workouts'), 0)::int8, \
                         coalesce(sum(count) FILTER (WHERE kind = 'sleep_sessions'), 0)::int8, \
                         coalesce(sum(count) FILTER (WHERE kind = 'menstrual_cycles'), 0)::int8, \
-                        (SELECT coalesce(sum(count), 0)::int8 FROM sample_counts) \
+                        (SELECT coalesce(sum(count), 0)::int8 FROM sample_counts), \
+                        coalesce(sum(count) FILTER (WHERE kind = 'archived_samples'), 0)::int8 \
                    FROM record_counts",
                 &[],
             )
@@ -125,7 +126,7 @@ impl OperatorsApi {
             },
             data_points: DataPointsInfo {
                 count: counts.get(4),
-                archived: 0,
+                archived: counts.get(5),
             },
             event_records: EventRecordsInfo {
                 count: workouts + sleep + cycles,

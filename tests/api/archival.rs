@@ -336,6 +336,9 @@ async fn a_run_rolls_old_samples_into_daily_aggregates_and_drops_their_chunks() 
     .await;
     assert_eq!(body["storage"]["live_row_count"], recent);
     assert_eq!(body["storage"]["archive_row_count"], 400);
+    // The dashboard counts the archived samples apart from the live ones.
+    let points = data_points(&s, &jwt).await;
+    assert_eq!(points, json!({"count": recent, "archived": old}));
     // The run is in the log, with the developer who asked for it.
     let actor: String = client
         .query_one(
@@ -351,6 +354,7 @@ async fn a_run_rolls_old_samples_into_daily_aggregates_and_drops_their_chunks() 
     let state = snapshot(&client).await;
     s.db.run(&["projections", "rebuild", "samples"]).await;
     assert_eq!(snapshot(&client).await, state);
+    assert_eq!(data_points(&s, &jwt).await, points);
 
     // Retention: aggregates of days before the deletion cutoff go, live samples stay.
     let (status, body) = put(&s, &jwt, json!({"delete_after_days": 300})).await;
@@ -366,7 +370,33 @@ async fn a_run_rolls_old_samples_into_daily_aggregates_and_drops_their_chunks() 
         count("SELECT count(*) FROM samples WHERE time >= $1").await,
         recent
     );
+    // The retained aggregates' samples stay counted, the deleted ones' do not.
+    let kept: i64 = client
+        .query_one("SELECT sum(count)::int8 FROM sample_archive", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, (300 - 200) * 5);
+    assert_eq!(
+        data_points(&s, &jwt).await,
+        json!({"count": recent, "archived": kept})
+    );
     let state = snapshot(&client).await;
     s.db.run(&["projections", "rebuild", "samples"]).await;
     assert_eq!(snapshot(&client).await, state);
+    assert_eq!(
+        data_points(&s, &jwt).await,
+        json!({"count": recent, "archived": kept})
+    );
+}
+
+/// `/dashboard/stats`' `data_points`.
+async fn data_points(s: &Server, jwt: &str) -> Value {
+    let (status, body) = call(
+        s.req(Method::GET, "/api/v1/dashboard/stats")
+            .bearer_auth(jwt),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data_points"].clone()
 }
