@@ -130,6 +130,14 @@ pub async fn start(
     let archival =
         crate::services::archival::Archival::new(pool.clone(), commands.clone(), jobs.clone());
     jobs_runner = jobs_runner.register(crate::services::archival::KIND, archival.handler());
+    jobs_runner = jobs_runner.register(
+        crate::services::seed::KIND,
+        Arc::new(crate::services::seed::SeedJob {
+            commands: commands.clone(),
+            limits: cfg.import_limits.limits(),
+            uploads: db.home.join("uploads"),
+        }),
+    );
     if cfg.archival_check_secs > 0 {
         // Only queues the day's run: the run itself is a job.
         tokio::spawn(crate::services::archival::schedule(

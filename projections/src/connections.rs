@@ -26,7 +26,12 @@ impl Projection for Connections {
             "ScopeChanged",
             "ConnectionRevoked",
             "SdkConnected",
+            crate::runner::USER_DELETED,
         ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["connections"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

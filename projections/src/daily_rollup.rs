@@ -370,6 +370,7 @@ impl Projection for DailyRollup {
             "CharacteristicsRecorded",
             "ProviderPrioritiesSet",
             "DeviceTypePrioritiesSet",
+            crate::runner::USER_DELETED,
         ]
     }
 
@@ -379,6 +380,10 @@ impl Projection for DailyRollup {
 
     fn batch_size(&self) -> i64 {
         10_000
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["daily_rollup"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

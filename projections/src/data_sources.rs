@@ -15,7 +15,15 @@ impl Projection for DataSources {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["SourcesDiscovered", "ProviderDataDeleted"]
+        &[
+            "SourcesDiscovered",
+            "ProviderDataDeleted",
+            crate::runner::USER_DELETED,
+        ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["data_sources"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -358,6 +358,10 @@ impl Projection for HealthScores {
         10_000
     }
 
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["health_scores"]
+    }
+
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
         tx.batch_execute("DELETE FROM health_scores WHERE provider = 'internal'")
             .await?;

@@ -21,7 +21,12 @@ impl Projection for Imports {
             "ImportStarted",
             "ImportCompleted",
             "ImportFailed",
+            crate::runner::USER_DELETED,
         ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["imports"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

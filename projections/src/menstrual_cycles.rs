@@ -22,7 +22,12 @@ impl Projection for MenstrualCycles {
             "MenstrualCyclesDerived",
             "RecordDeleted",
             "ProviderDataDeleted",
+            crate::runner::USER_DELETED,
         ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["menstrual_cycles"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -26,6 +26,7 @@ pub const NIGHT_INPUTS: &[&str] = &[
     "RecordDeleted",
     "ProviderPrioritiesSet",
     "DeviceTypePrioritiesSet",
+    crate::runner::USER_DELETED,
 ];
 
 /// The read models nights are computed from.

@@ -15,7 +15,15 @@ impl Projection for Personal {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["ActivitySummariesRecorded", "CharacteristicsRecorded"]
+        &[
+            "ActivitySummariesRecorded",
+            "CharacteristicsRecorded",
+            crate::runner::USER_DELETED,
+        ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["activity_summaries", "personal_records"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

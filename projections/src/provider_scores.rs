@@ -26,12 +26,17 @@ impl Projection for ProviderScores {
             "HealthScoresRecorded",
             "RecordDeleted",
             "ProviderDataDeleted",
+            crate::runner::USER_DELETED,
         ]
     }
 
     /// The provider of a score is its data source's.
     fn depends_on(&self) -> &'static [&'static str] {
         &["data_sources"]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["health_scores"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

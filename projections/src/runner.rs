@@ -70,6 +70,27 @@ pub trait Projection: Send + Sync + 'static {
     fn depends_on(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Tables of this read model with a `user_id` column: a deleted user's rows leave them
+    /// (the model then reads `UserDeleted`, and the runner applies it in log order between
+    /// the entries around it, so nothing of the user recorded before it survives).
+    fn user_tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Removes a deleted user's rows: by default from each of [`Projection::user_tables`].
+    async fn purge_user(
+        &self,
+        tx: &Transaction<'_>,
+        user_id: uuid::Uuid,
+    ) -> Result<(), ProjectionError> {
+        for table in self.user_tables() {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE user_id = $1"),
+                &[&user_id],
+            )
+            .await?;
+        }
+        Ok(())
+    }
     /// Empties every table of this read model (a rebuild starts from nothing).
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError>;
     /// Applies a batch of entries, in log order, inside the runner's transaction.
@@ -78,6 +99,37 @@ pub trait Projection: Send + Sync + 'static {
         tx: &Transaction<'_>,
         entries: &[LogEntry],
     ) -> Result<(), ProjectionError>;
+}
+
+/// The user deletion every per-user read model follows.
+pub const USER_DELETED: &str = "UserDeleted";
+
+/// Applies `entries`; for a model with per-user tables a user's deletion purges them at its
+/// place in the batch (the model's own `apply` never sees it).
+async fn apply_purging(
+    projection: &dyn Projection,
+    tx: &Transaction<'_>,
+    entries: &[LogEntry],
+) -> Result<(), ProjectionError> {
+    if projection.user_tables().is_empty() {
+        return projection.apply(tx, entries).await;
+    }
+    let mut from = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.event_type == USER_DELETED && entry.aggregate_type == "User" {
+            if from < i {
+                projection.apply(tx, &entries[from..i]).await?;
+            }
+            if let Ok(user) = entry.aggregate_id.parse() {
+                projection.purge_user(tx, user).await?;
+            }
+            from = i + 1;
+        }
+    }
+    if from < entries.len() {
+        projection.apply(tx, &entries[from..]).await?;
+    }
+    Ok(())
 }
 
 pub struct Runner {
@@ -192,7 +244,7 @@ impl Runner {
             return Ok(0);
         };
         if !entries.is_empty() {
-            projection.apply(&tx, &entries).await?;
+            apply_purging(projection, &tx, &entries).await?;
             // The batch's read-model writes are made, its checkpoint is not committed.
             wearhouse_domain::crashpoint::hit_in("projection.batch", name);
         }

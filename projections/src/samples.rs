@@ -133,7 +133,29 @@ impl Projection for Samples {
             "ProviderDataDeleted",
             crate::sample_deletes::EVENT,
             crate::archival::RUN_EVENT,
+            crate::runner::USER_DELETED,
         ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["samples", "sample_counts", "sample_tombstones"]
+    }
+
+    /// The tables, and the user's archived aggregates (counted out of the archived total).
+    async fn purge_user(
+        &self,
+        tx: &Transaction<'_>,
+        user_id: uuid::Uuid,
+    ) -> Result<(), ProjectionError> {
+        for table in self.user_tables() {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE user_id = $1"),
+                &[&user_id],
+            )
+            .await?;
+        }
+        crate::archival::delete_archived(tx, "user_id = $1", &[&user_id]).await?;
+        Ok(())
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

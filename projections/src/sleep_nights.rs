@@ -292,6 +292,10 @@ impl Projection for SleepNights {
         10_000
     }
 
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["sleep_nights"]
+    }
+
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {
         tx.batch_execute("TRUNCATE sleep_nights").await?;
         Ok(())

@@ -40,7 +40,12 @@ impl Projection for SleepSessions {
             "SleepSessionsRecorded",
             "RecordDeleted",
             "ProviderDataDeleted",
+            crate::runner::USER_DELETED,
         ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["sleep_sessions"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -23,7 +23,12 @@ impl Projection for SyncRuns {
             "SyncRunCompleted",
             "SyncRunFailed",
             "SyncRunCancelled",
+            crate::runner::USER_DELETED,
         ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["sync_runs"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

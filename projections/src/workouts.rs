@@ -20,7 +20,16 @@ impl Projection for Workouts {
     }
 
     fn event_types(&self) -> &'static [&'static str] {
-        &["WorkoutsRecorded", "RecordDeleted", "ProviderDataDeleted"]
+        &[
+            "WorkoutsRecorded",
+            "RecordDeleted",
+            "ProviderDataDeleted",
+            crate::runner::USER_DELETED,
+        ]
+    }
+
+    fn user_tables(&self) -> &'static [&'static str] {
+        &["workouts"]
     }
 
     async fn reset(&self, tx: &Transaction<'_>) -> Result<(), ProjectionError> {

@@ -23,6 +23,7 @@ mod priorities;
 mod provider_webhooks;
 mod sdk;
 mod sdk_auth;
+mod seed;
 mod summaries;
 mod sync;
 mod team;
@@ -132,6 +133,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             operators::OperatorsApi,
             provider_webhooks::ProviderWebhooksApi,
             archival::ArchivalApi,
+            seed::SeedApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(

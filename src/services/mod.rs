@@ -6,5 +6,6 @@ pub mod backfills;
 pub mod connections;
 pub mod imports;
 pub mod sdk;
+pub mod seed;
 pub mod syncs;
 pub mod webhooks;

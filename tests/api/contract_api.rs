@@ -167,6 +167,9 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/settings/archival"),
     ("PUT", "/api/v1/settings/archival"),
     ("POST", "/api/v1/settings/archival/run"),
+    ("POST", "/api/v1/settings/seed"),
+    ("GET", "/api/v1/settings/seed/presets"),
+    ("GET", "/api/v1/settings/seed/sleep-profiles"),
 ];
 
 /// The id of one of Oura's subscriptions at the simulator, registering them first.
@@ -1003,6 +1006,13 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
         ("GET", "/api/v1/settings/archival") | ("POST", "/api/v1/settings/archival/run") => {
             req(path.into())
         }
+        ("GET", "/api/v1/settings/seed/presets") | ("GET", "/api/v1/settings/seed/sleep-profiles") => {
+            req(path.into())
+        }
+        ("POST", "/api/v1/settings/seed") => req(path.into()).json(&json!({
+            "num_users": 1, "random_seed": 7,
+            "profile": {"preset": "minimal", "workout_config": {"count": 1}, "sleep_config": {"count": 1}}
+        })),
         ("PUT", "/api/v1/settings/archival") => {
             req(path.into()).json(&json!({"archive_after_days": 3650, "delete_after_days": null}))
         }

@@ -31,6 +31,7 @@ mod scores_api;
 mod sdk_auth;
 mod sdk_sync;
 mod security;
+mod seed;
 mod strava;
 mod summaries_api;
 mod team;

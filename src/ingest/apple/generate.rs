@@ -16,8 +16,10 @@
 //! has a nap; some nights' last sleep record is listed after the next night (a late sync); and
 //! cycling rides (27.9 km) come with the watch's own `DistanceCycling` series.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Write};
+
+use serde::{Deserialize, Serialize};
 
 use super::dates::{days_from_civil, format_apple_date};
 use super::records::{Counts, SkipReason};
@@ -159,9 +161,140 @@ struct Gen<W: Write> {
     serial: u64,
     /// A sleep record held back to be listed after the next night, as late syncs are.
     late: Vec<u8>,
+    /// Day 0 of [`Gen::day`] (UTC days since 1970).
+    first_day: i64,
+    /// A seeded export's content; `None` writes the test fixture, byte for byte as before.
+    shape: Option<Shape>,
+    /// Writes the next records whatever the shape's series (a workout's own series).
+    forced: bool,
+}
+
+/// Inclusive range of UTC days (since 1970).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Days {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Days {
+    pub fn len(&self) -> i64 {
+        self.last - self.first + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last < self.first
+    }
+
+    fn contains(&self, day: i64) -> bool {
+        (self.first..=self.last).contains(&day)
+    }
+
+    /// How many of `count` events spread evenly over the range fall on `day`.
+    fn share(&self, day: i64, count: i64) -> i64 {
+        if !self.contains(day) {
+            return 0;
+        }
+        let (k, n) = (day - self.first, self.len());
+        (k + 1) * count / n - k * count / n
+    }
+}
+
+/// The continuous series of a seeded export (series ids; blood pressure is 22 and 23).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesShape {
+    pub days: Days,
+    pub ids: BTreeSet<i16>,
+}
+
+/// The workouts of a seeded export: `count` spread over `days`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkoutShape {
+    pub days: Days,
+    pub count: i64,
+    /// HealthKit activity names (after `HKWorkoutActivityType`), picked at random.
+    pub kinds: Vec<String>,
+    /// Inclusive ranges: duration in minutes, lowest and highest heart rate, steps.
+    pub minutes: (i64, i64),
+    pub hr_min: (i64, i64),
+    pub hr_max: (i64, i64),
+    pub steps: (i64, i64),
+}
+
+/// The nights of a seeded export: `count` (at most one a day) spread over `days`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SleepShape {
+    pub days: Days,
+    pub count: i64,
+    /// Time asleep, minutes (inclusive range).
+    pub minutes: (i64, i64),
+    /// Chance of an afternoon nap on a day with a night, percent.
+    pub nap_pct: i64,
+    /// Weekday nights near the short end, weekend nights longer.
+    pub weekend_catchup: bool,
+    /// Share of the time asleep per stage, percent ranges (light sleep is the rest).
+    pub deep_pct: (i64, i64),
+    pub rem_pct: (i64, i64),
+    pub awake_pct: (i64, i64),
+}
+
+/// What a seeded export holds (`/api/v1/settings/seed`): each part over its own days. Only the
+/// watch writes, and none of the fixture's oddities (unknown types, bad values, late syncs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shape {
+    pub series: Option<SeriesShape>,
+    pub workouts: Option<WorkoutShape>,
+    pub sleep: Option<SleepShape>,
+}
+
+impl Shape {
+    /// The days any part covers.
+    fn span(&self) -> Option<Days> {
+        let parts = [
+            self.series.as_ref().map(|s| s.days),
+            self.workouts.as_ref().map(|w| w.days),
+            self.sleep.as_ref().map(|s| s.days),
+        ];
+        let mut all = parts.into_iter().flatten().filter(|d| !d.is_empty());
+        let first = all.next()?;
+        Some(all.fold(first, |a, d| Days {
+            first: a.first.min(d.first),
+            last: a.last.max(d.last),
+        }))
+    }
 }
 
 impl<W: Write> Gen<W> {
+    fn new(out: W, seed: u64, shape: Option<Shape>) -> Self {
+        Gen {
+            out: BufWriter::with_capacity(1 << 20, out),
+            line: Vec::with_capacity(4096),
+            bytes: 0,
+            rng: Rng(seed),
+            c: Counts::default(),
+            per_series: BTreeMap::new(),
+            now: 0,
+            serial: 0,
+            late: Vec::new(),
+            first_day: EPOCH_DAY,
+            shape,
+            forced: false,
+        }
+    }
+
+    /// Whether a record of `series` is written (the fixture writes every one).
+    fn wants(&self, series: i16) -> bool {
+        match &self.shape {
+            None => true,
+            Some(shape) => {
+                self.forced
+                    || shape
+                        .series
+                        .as_ref()
+                        .is_some_and(|s| s.ids.contains(&series))
+            }
+        }
+    }
+
     fn flush_line(&mut self) -> io::Result<()> {
         self.out.write_all(&self.line)?;
         self.bytes += self.line.len() as u64;
@@ -239,6 +372,9 @@ impl<W: Write> Gen<W> {
         v: f64,
         decimals: usize,
     ) -> io::Result<()> {
+        if !self.wants(series) {
+            return Ok(());
+        }
         let value = format!("{v:.decimals$}");
         let ty = format!("HKQuantityTypeIdentifier{hk}");
         self.record_line(&ty, s, unit, start, end, &value, true);
@@ -256,6 +392,9 @@ impl<W: Write> Gen<W> {
         value: &str,
         reason: SkipReason,
     ) -> io::Result<()> {
+        if self.shape.is_some() {
+            return Ok(());
+        }
         self.record_line(ty, s, unit, t, t + MIN, value, true);
         self.c.skip(reason);
         self.flush_line()
@@ -270,6 +409,9 @@ impl<W: Write> Gen<W> {
         end: i64,
         value: &str,
     ) -> io::Result<()> {
+        if self.shape.is_some() {
+            return Ok(());
+        }
         self.record_line(ty, s, unit, start, end, value, true);
         *self.c.unknown_types.entry(ty.to_string()).or_default() += 1;
         self.flush_line()
@@ -298,7 +440,7 @@ impl<W: Write> Gen<W> {
 
     fn day(&mut self, n: i64) -> io::Result<()> {
         // Local midnight at home is about 08:00 UTC; the day's events hang off that.
-        let t0 = (EPOCH_DAY + n) * DAY + 8 * HOUR;
+        let t0 = (self.first_day + n) * DAY + 8 * HOUR;
         let miles = n % 7 == 3;
 
         // Phone and watch count the same walking minutes: overlapping steps (OW #1287).
@@ -336,7 +478,7 @@ impl<W: Write> Gen<W> {
         for i in 0..240 {
             let t = t0 + i * 6 * MIN + self.rng.below(60) as i64 * 1_000_000;
             let hr = self.rng.range(52.0, 150.0).round();
-            if i % 40 == 7 {
+            if i % 40 == 7 && self.shape.is_none() {
                 // A record with metadata children, as the watch writes during workouts.
                 self.record_line(
                     "HKQuantityTypeIdentifierHeartRate",
@@ -426,7 +568,7 @@ impl<W: Write> Gen<W> {
         for i in 0..6 {
             let t = t0 + i * 4 * HOUR + 13 * MIN;
             let v = self.rng.range(20.0, 90.0);
-            if i == 2 {
+            if i == 2 && self.shape.is_none() {
                 // HRV records carry their beat-to-beat list as children.
                 self.record_line(
                     "HKQuantityTypeIdentifierHeartRateVariabilitySDNN",
@@ -690,6 +832,9 @@ impl<W: Write> Gen<W> {
             )?;
         }
         self.blood_pressure(t0 + 8 * HOUR + 30 * MIN)?;
+        if self.shape.is_some() {
+            return Ok(());
+        }
         self.sleep_night(n, t0)?;
         self.oura_night(t0)?;
         if n % 2 == 0 {
@@ -726,6 +871,9 @@ impl<W: Write> Gen<W> {
     }
 
     fn blood_pressure(&mut self, t: i64) -> io::Result<()> {
+        if !self.wants(22) {
+            return Ok(());
+        }
         let sys = self.rng.range(108.0, 132.0).round();
         let dia = self.rng.range(68.0, 85.0).round();
         self.q("BloodPressureSystolic", 22, &OMRON, "mmHg", t, t, sys, 0)?;
@@ -1078,17 +1226,7 @@ impl<W: Write> Gen<W> {
 /// Writes a synthetic export of at most about `target_bytes` (whole days; the first day is always
 /// written) and returns the counts a correct parse of it reports.
 pub fn generate<W: Write>(out: W, seed: u64, target_bytes: u64) -> io::Result<Counts> {
-    let mut g = Gen {
-        out: BufWriter::with_capacity(1 << 20, out),
-        line: Vec::with_capacity(4096),
-        bytes: 0,
-        rng: Rng(seed),
-        c: Counts::default(),
-        per_series: BTreeMap::new(),
-        now: 0,
-        serial: 0,
-        late: Vec::new(),
-    };
+    let mut g = Gen::new(out, seed, None);
     g.header()?;
     let footer = b"</HealthData>\n";
     let mut n = 0;
@@ -1108,6 +1246,211 @@ pub fn generate<W: Write>(out: W, seed: u64, target_bytes: u64) -> io::Result<Co
     g.out.flush()?;
     g.c.per_series = g.per_series;
     Ok(g.c)
+}
+
+/// Writes a seeded export: each part of `shape` over its own days, from `seed` (the same seed
+/// and shape give the same bytes). Returns the counts a correct parse of it reports.
+pub fn generate_shaped<W: Write>(out: W, seed: u64, shape: &Shape) -> io::Result<Counts> {
+    let mut g = Gen::new(out, seed, Some(shape.clone()));
+    g.header()?;
+    if let Some(span) = shape.span() {
+        for day in span.first..=span.last {
+            if let Some(series) = &shape.series {
+                if series.days.contains(day) && !series.ids.is_empty() {
+                    g.first_day = series.days.first;
+                    g.day(day - series.days.first)?;
+                }
+            }
+            if let Some(sleep) = &shape.sleep {
+                // One night a day at most.
+                if sleep.days.share(day, sleep.count.min(sleep.days.len())) > 0 {
+                    g.seeded_night(day, sleep)?;
+                }
+            }
+            if let Some(workouts) = &shape.workouts {
+                let today = workouts.days.share(day, workouts.count);
+                for j in 0..today {
+                    g.seeded_workout(day, j, today, workouts)?;
+                }
+            }
+        }
+    }
+    g.line.extend_from_slice(b"</HealthData>\n");
+    g.flush_line()?;
+    g.out.flush()?;
+    g.c.per_series = std::mem::take(&mut g.per_series);
+    Ok(g.c)
+}
+
+impl<W: Write> Gen<W> {
+    /// A whole number in the inclusive range.
+    fn pick(&mut self, (lo, hi): (i64, i64)) -> i64 {
+        let (lo, hi) = (lo.min(hi), lo.max(hi));
+        lo + self.rng.below((hi - lo + 1) as u64) as i64
+    }
+
+    /// A night ending on `day`: in bed from 21:00 to 02:00 local, the time asleep split into
+    /// ~90-minute cycles of light, deep, light, REM and awake in the shape's proportions.
+    fn seeded_night(&mut self, day: i64, s: &SleepShape) -> io::Result<()> {
+        let midnight = day * DAY + 8 * HOUR;
+        let bed = midnight - 3 * HOUR + self.rng.below(300) as i64 * MIN;
+        let local_day = (bed + i64::from(offset_at(bed)) * MIN).div_euclid(DAY);
+        // 1970-01-01 was a Thursday: Monday is 0.
+        let weekday = (local_day + 3).rem_euclid(7) < 5;
+        let (lo, hi) = s.minutes;
+        let range = match (s.weekend_catchup, weekday) {
+            (false, _) => (lo, hi),
+            (true, true) => (lo, (lo + 60).min(hi)),
+            (true, false) => ((hi - 60).max(lo), (hi + 120).min(720)),
+        };
+        let asleep = self.pick(range).max(1);
+        let latency = 5 + self.pick((10, 55)) / 2;
+        let in_bed = asleep + 2 * latency;
+        self.sleep(
+            &WATCH,
+            bed,
+            bed + in_bed * MIN,
+            "HKCategoryValueSleepAnalysisInBed",
+        )?;
+        let mut pct = [
+            self.pick(s.deep_pct) as f64,
+            self.pick(s.rem_pct) as f64,
+            self.pick(s.awake_pct) as f64,
+        ];
+        let sum: f64 = pct.iter().sum();
+        if sum > 95.0 {
+            pct.iter_mut().for_each(|p| *p *= 95.0 / sum);
+        }
+        let share = |p: f64| ((asleep as f64 * p / 100.0).round() as i64).max(1);
+        let (deep, rem, awake) = (share(pct[0]), share(pct[1]), share(pct[2]));
+        let light = (asleep - deep - rem - awake).max(1);
+        let cycles = ((asleep + 45) / 90).max(1);
+        let part = |total: i64, i: i64| total * (i + 1) / cycles - total * i / cycles;
+        let mut t = bed + latency * MIN;
+        for i in 0..cycles {
+            let l = part(light, i);
+            for (minutes, stage) in [
+                (l / 2, "AsleepCore"),
+                (part(deep, i), "AsleepDeep"),
+                (l - l / 2, "AsleepCore"),
+                (part(rem, i), "AsleepREM"),
+                (part(awake, i), "Awake"),
+            ] {
+                if minutes > 0 {
+                    let end = t + minutes * MIN;
+                    self.sleep(
+                        &WATCH,
+                        t,
+                        end,
+                        &format!("HKCategoryValueSleepAnalysis{stage}"),
+                    )?;
+                    t = end;
+                }
+            }
+        }
+        if (self.rng.below(100) as i64) < s.nap_pct {
+            let nap = midnight + 14 * HOUR + self.rng.below(120) as i64 * MIN;
+            let minutes = self.pick((20, 90));
+            self.sleep(
+                &WATCH,
+                nap,
+                nap + (minutes + 5) * MIN,
+                "HKCategoryValueSleepAnalysisInBed",
+            )?;
+            self.sleep(
+                &WATCH,
+                nap + 5 * MIN,
+                nap + (minutes + 5) * MIN,
+                "HKCategoryValueSleepAnalysisAsleepCore",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The `j`th of the day's `of` workouts, spread from 06:00 to 22:00 local, with its energy,
+    /// heart rate, steps and (for the kinds that cover ground) distance; a ride also brings the
+    /// watch's distance series.
+    fn seeded_workout(&mut self, day: i64, j: i64, of: i64, w: &WorkoutShape) -> io::Result<()> {
+        let kind = if w.kinds.is_empty() {
+            "Other".to_string()
+        } else {
+            w.kinds[self.rng.below(w.kinds.len() as u64) as usize].clone()
+        };
+        let minutes = self.pick(w.minutes).max(1);
+        let slot = 16 * 60 / of.max(1);
+        let start = day * DAY + 14 * HOUR + (j * slot + self.pick((0, (slot / 4).max(1)))) * MIN;
+        let end = start + minutes * MIN;
+        let ty = format!("HKWorkoutActivityType{kind}");
+        let _ = write!(
+            self.line,
+            " <Workout workoutActivityType=\"{ty}\" duration=\"{minutes}\" durationUnit=\"min\""
+        );
+        self.now = start;
+        self.src(&WATCH);
+        self.line.extend_from_slice(b" creationDate=\"");
+        self.date(end);
+        self.line.extend_from_slice(b"\" startDate=\"");
+        self.date(start);
+        self.line.extend_from_slice(b"\" endDate=\"");
+        self.date(end);
+        self.line.extend_from_slice(b"\">\n");
+        let stat = |g: &mut Self, ty: &str, attrs: String| {
+            let _ = write!(
+                g.line,
+                "  <WorkoutStatistics type=\"HKQuantityTypeIdentifier{ty}\" startDate=\""
+            );
+            g.date(start);
+            g.line.extend_from_slice(b"\" endDate=\"");
+            g.date(end);
+            let _ = writeln!(g.line, "\" {attrs}/>");
+        };
+        let kcal = minutes as f64 * self.rng.range(6.0, 12.0);
+        stat(
+            self,
+            "ActiveEnergyBurned",
+            format!("sum=\"{kcal:.3}\" unit=\"Cal\""),
+        );
+        let (low, high) = (self.pick(w.hr_min), self.pick(w.hr_max));
+        stat(
+            self,
+            "HeartRate",
+            format!(
+                "average=\"{:.1}\" minimum=\"{low}\" maximum=\"{high}\" unit=\"count/min\"",
+                (low + high) as f64 / 2.0
+            ),
+        );
+        let steps = self.pick(w.steps);
+        stat(self, "StepCount", format!("sum=\"{steps}\" unit=\"count\""));
+        let km_per_min = match kind.as_str() {
+            "Running" | "TrackAndField" => Some(("DistanceWalkingRunning", 0.17)),
+            "Walking" | "Hiking" => Some(("DistanceWalkingRunning", 0.09)),
+            "Cycling" => Some(("DistanceCycling", CYCLING_KMH / 60.0)),
+            "Swimming" => Some(("DistanceSwimming", 0.035)),
+            _ => None,
+        };
+        if let Some((dist, speed)) = km_per_min {
+            stat(
+                self,
+                dist,
+                format!("sum=\"{:.4}\" unit=\"km\"", minutes as f64 * speed),
+            );
+        }
+        self.line.extend_from_slice(b" </Workout>\n");
+        self.c.workouts += 1;
+        self.flush_line()?;
+        if kind == "Cycling" {
+            self.forced = true;
+            let mut t = start;
+            while t < end {
+                let piece = (end - t).min(5 * MIN);
+                let km = CYCLING_KMH * piece as f64 / HOUR as f64;
+                self.q("DistanceCycling", 101, &WATCH, "km", t, t + piece, km, 6)?;
+                t += piece;
+            }
+            self.forced = false;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1141,6 +1484,85 @@ mod tests {
         assert!(expected.per_series.len() >= 35, "{:?}", expected.per_series);
         assert!(expected.skipped.len() >= 5);
         assert_eq!(report.bytes, xml.len() as u64);
+    }
+
+    fn shape() -> Shape {
+        let days = Days {
+            first: EPOCH_DAY + 100,
+            last: EPOCH_DAY + 129,
+        };
+        Shape {
+            series: Some(SeriesShape {
+                days,
+                ids: [1, 80, 22, 23].into(),
+            }),
+            workouts: Some(WorkoutShape {
+                days,
+                count: 45,
+                kinds: vec!["Boxing".into(), "Cycling".into()],
+                minutes: (30, 60),
+                hr_min: (80, 100),
+                hr_max: (150, 180),
+                steps: (500, 2000),
+            }),
+            sleep: Some(SleepShape {
+                days,
+                count: 20,
+                minutes: (300, 420),
+                nap_pct: 0,
+                weekend_catchup: true,
+                deep_pct: (10, 15),
+                rem_pct: (20, 25),
+                awake_pct: (2, 5),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_shaped_export_holds_what_its_shape_asks_and_parses_to_its_counts() {
+        let mut xml = Vec::new();
+        let expected = generate_shaped(&mut xml, 5, &shape()).unwrap();
+        let mut again = Vec::new();
+        generate_shaped(&mut again, 5, &shape()).unwrap();
+        assert_eq!(xml, again);
+        let report = parse(xml.as_slice(), &mut NullSink).unwrap();
+        assert_eq!(report.counts, expected);
+        assert_eq!(expected.workouts, 45);
+        let series: Vec<i16> = expected.per_series.keys().copied().collect();
+        // Rides bring their distance series (101) whatever the series asked.
+        assert_eq!(series, vec![1, 22, 23, 80, 101]);
+        assert_eq!(expected.per_series[&1], 30 * 240);
+        assert_eq!(expected.per_series[&22], 30);
+        assert!(expected
+            .skipped
+            .iter()
+            .all(|(r, _)| matches!(r, SkipReason::DuplicateInCorrelation)));
+        assert!(expected.unknown_types.is_empty());
+        // No naps: 20 nights of one in-bed record and the stages.
+        let in_bed = xml
+            .windows(b"SleepAnalysisInBed".len())
+            .filter(|w| w == b"SleepAnalysisInBed")
+            .count();
+        assert_eq!(in_bed, 20);
+        let text = String::from_utf8(xml).unwrap();
+        assert!(text.contains("HKWorkoutActivityTypeBoxing"));
+        assert!(!text.contains("HKWorkoutActivityTypeYoga"));
+        // Nothing but the shape's parts: no sleep, no workouts when absent.
+        let mut only = Vec::new();
+        let bare = Shape {
+            sleep: None,
+            workouts: None,
+            ..shape()
+        };
+        let counts = generate_shaped(&mut only, 5, &bare).unwrap();
+        assert_eq!((counts.workouts, counts.sleep_intervals), (0, 0));
+        let mut empty = Vec::new();
+        let counts = generate_shaped(&mut empty, 5, &Shape::default()).unwrap();
+        assert_eq!(counts.records, 0);
+        assert_eq!(
+            parse(empty.as_slice(), &mut NullSink).unwrap().counts,
+            counts
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub(crate) mod types;
 pub(crate) mod units;
 
 pub use device::Source;
-pub use generate::generate;
+pub use generate::{generate, generate_shaped, Days, SeriesShape, Shape, SleepShape, WorkoutShape};
 pub use input::{open_export, open_export_limited};
 pub use limits::Limits;
 pub use parse::{parse, parse_with, ImportError, Report};
