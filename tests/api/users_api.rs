@@ -438,3 +438,88 @@ async fn rebuilding_the_users_read_model_gives_identical_answers() {
         .get(0);
     assert_eq!(n, 11);
 }
+
+/// Every read model holding rows per user, as (table, rebuilt by).
+const PER_USER: &[(&str, &str)] = &[
+    ("samples", "samples"),
+    ("sample_counts", "samples"),
+    ("workouts", "workouts"),
+    ("sleep_sessions", "sleep_sessions"),
+    ("sleep_nights", "sleep_nights"),
+    ("daily_rollup", "daily_rollup"),
+    ("health_scores", "health_scores"),
+    ("activity_summaries", "personal"),
+    ("personal_records", "personal"),
+    ("menstrual_cycles", "menstrual_cycles"),
+    ("data_sources", "data_sources"),
+    ("imports", "imports"),
+    ("sync_runs", "sync_runs"),
+];
+
+async fn rows_per_table(s: &Server, user: &str) -> Vec<(&'static str, i64)> {
+    let client = s.db.client().await;
+    let id: uuid::Uuid = user.parse().unwrap();
+    let mut out = vec![];
+    for (table, _) in PER_USER {
+        let n: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE user_id = $1"),
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        out.push((*table, n));
+    }
+    out
+}
+
+#[tokio::test]
+async fn deleting_a_user_empties_every_read_model_of_theirs() {
+    let s = Server::start().await;
+    let jwt = s.login().await;
+    let (key, gone) = s.user().await;
+    let (_, kept) = s.user().await;
+    // Two days of the generator's export: samples, workouts, nights, a cycle, summaries.
+    let mut xml = Vec::new();
+    wearhouse::ingest::apple::generate(&mut xml, 11, 1_200_000).unwrap();
+    let xml = String::from_utf8(xml).unwrap();
+    s.import(&key, &gone, &xml).await;
+    s.import(&key, &kept, &xml).await;
+    let before = rows_per_table(&s, &gone).await;
+    for (table, n) in &before {
+        assert!(*n > 0, "{table} holds nothing of the user: {before:?}");
+    }
+    let kept_before = rows_per_table(&s, &kept).await;
+
+    let (st, _) = call(
+        s.req(Method::DELETE, &format!("/api/v1/users/{gone}"))
+            .bearer_auth(&jwt),
+    )
+    .await;
+    assert_eq!(st, 200);
+    s.settle().await;
+    let after = rows_per_table(&s, &gone).await;
+    assert!(after.iter().all(|(_, n)| *n == 0), "{after:?}");
+    assert_eq!(rows_per_table(&s, &kept).await, kept_before);
+    // The read API agrees: the user's workouts are gone with them.
+    let (st, _) = s
+        .get(
+            &key,
+            &format!(
+                "/api/v1/users/{gone}/events/workouts?start_date=2024-01-01&end_date=2024-02-01"
+            ),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // A rebuild from the log ends the same: the deletion applies in log order.
+    let mut models: Vec<&str> = PER_USER.iter().map(|(_, m)| *m).collect();
+    models.dedup();
+    for model in models {
+        s.db.run(&["projections", "rebuild", model]).await;
+    }
+    let rebuilt = rows_per_table(&s, &gone).await;
+    assert!(rebuilt.iter().all(|(_, n)| *n == 0), "{rebuilt:?}");
+    assert_eq!(rows_per_table(&s, &kept).await, kept_before);
+}
