@@ -3,11 +3,16 @@
 //! normal pipeline as a durable job (`services::seed`). The presets and sleep stage profiles
 //! are upstream's; a request's profile resolves into the generator's [`Shape`].
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use serde_json::Value;
 
 use super::{request_id, ApiError, AppState};
 use crate::auth::DeveloperAuth;
@@ -46,27 +51,105 @@ const PROVIDER_NAMES: [&str; 14] = [
     "internal",
 ];
 
+/// Per-field default functions from a type's `Default` (poem-openapi declares a field optional
+/// only when the field itself names its default).
+macro_rules! field_defaults {
+    ($m:ident, $ty:ident, $($f:ident: $t:ty),* $(,)?) => {
+        mod $m {
+            use super::*;
+            $(pub fn $f() -> $t {
+                $ty::default().$f
+            })*
+        }
+    };
+}
+
+field_defaults!(
+    workout_defaults,
+    WorkoutConfig,
+    count: i32,
+    duration_min_minutes: i32,
+    duration_max_minutes: i32,
+    hr_min_range: Vec<i32>,
+    hr_max_range: Vec<i32>,
+    steps_range: Vec<i32>,
+    date_range_months: i32,
+);
+
+field_defaults!(
+    distribution_defaults,
+    SleepStageDistribution,
+    deep_pct_range: Vec<i32>,
+    rem_pct_range: Vec<i32>,
+    awake_pct_range: Vec<i32>,
+);
+
+field_defaults!(
+    sleep_defaults,
+    SleepConfig,
+    count: i32,
+    duration_min_minutes: i32,
+    duration_max_minutes: i32,
+    nap_chance_pct: i32,
+    weekend_catchup: bool,
+    date_range_months: i32,
+    stage_distribution: SleepStageDistribution,
+);
+
+field_defaults!(
+    series_defaults,
+    TimeSeriesConfig,
+    enabled_types: Vec<String>,
+    include_blood_pressure: bool,
+    date_range_months: i32,
+);
+
+field_defaults!(
+    profile_defaults,
+    SeedProfileConfig,
+    generate_workouts: bool,
+    generate_sleep: bool,
+    generate_time_series: bool,
+    num_connections: i32,
+    workout_config: WorkoutConfig,
+    sleep_config: SleepConfig,
+    time_series_config: TimeSeriesConfig,
+);
+
+field_defaults!(
+    request_defaults,
+    SeedDataRequest,
+    num_users: i32,
+    profile: SeedProfileConfig,
+);
+
 #[derive(Object, Clone)]
-#[oai(default)]
 struct WorkoutConfig {
     #[oai(validator(minimum(value = "0"), maximum(value = "500")))]
+    #[oai(default = "workout_defaults::count")]
     count: i32,
     /// Workout types to pick from; null: any. A type HealthKit has no activity for is written
     /// as `other`.
     workout_types: Option<Vec<String>>,
     #[oai(validator(minimum(value = "5"), maximum(value = "600")))]
+    #[oai(default = "workout_defaults::duration_min_minutes")]
     duration_min_minutes: i32,
     #[oai(validator(minimum(value = "5"), maximum(value = "600")))]
+    #[oai(default = "workout_defaults::duration_max_minutes")]
     duration_max_minutes: i32,
     /// Range of the lowest heart rate of a workout, `[min, max]`.
     #[oai(validator(min_items = 2, max_items = 2))]
+    #[oai(default = "workout_defaults::hr_min_range")]
     hr_min_range: Vec<i32>,
     /// Range of the highest heart rate of a workout, `[min, max]`.
     #[oai(validator(min_items = 2, max_items = 2))]
+    #[oai(default = "workout_defaults::hr_max_range")]
     hr_max_range: Vec<i32>,
     #[oai(validator(min_items = 2, max_items = 2))]
+    #[oai(default = "workout_defaults::steps_range")]
     steps_range: Vec<i32>,
     #[oai(validator(minimum(value = "1"), maximum(value = "24")))]
+    #[oai(default = "workout_defaults::date_range_months")]
     date_range_months: i32,
     /// Explicit start date (with `date_to`); overrides `date_range_months`.
     date_from: Option<NaiveDate>,
@@ -93,13 +176,15 @@ impl Default for WorkoutConfig {
 
 /// Percentage ranges of the time asleep per stage; light sleep is the rest.
 #[derive(Object, Clone)]
-#[oai(default)]
 struct SleepStageDistribution {
     #[oai(validator(min_items = 2, max_items = 2))]
+    #[oai(default = "distribution_defaults::deep_pct_range")]
     deep_pct_range: Vec<i32>,
     #[oai(validator(min_items = 2, max_items = 2))]
+    #[oai(default = "distribution_defaults::rem_pct_range")]
     rem_pct_range: Vec<i32>,
     #[oai(validator(min_items = 2, max_items = 2))]
+    #[oai(default = "distribution_defaults::awake_pct_range")]
     awake_pct_range: Vec<i32>,
 }
 
@@ -118,25 +203,31 @@ fn dist(deep: (i32, i32), rem: (i32, i32), awake: (i32, i32)) -> SleepStageDistr
 }
 
 #[derive(Object, Clone)]
-#[oai(default)]
 struct SleepConfig {
     #[oai(validator(minimum(value = "0"), maximum(value = "365")))]
+    #[oai(default = "sleep_defaults::count")]
     count: i32,
     #[oai(validator(minimum(value = "60"), maximum(value = "720")))]
+    #[oai(default = "sleep_defaults::duration_min_minutes")]
     duration_min_minutes: i32,
     #[oai(validator(minimum(value = "60"), maximum(value = "720")))]
+    #[oai(default = "sleep_defaults::duration_max_minutes")]
     duration_max_minutes: i32,
     #[oai(validator(minimum(value = "0"), maximum(value = "100")))]
+    #[oai(default = "sleep_defaults::nap_chance_pct")]
     nap_chance_pct: i32,
     /// Weekday nights shorter, weekend nights longer.
+    #[oai(default = "sleep_defaults::weekend_catchup")]
     weekend_catchup: bool,
     #[oai(validator(minimum(value = "1"), maximum(value = "24")))]
+    #[oai(default = "sleep_defaults::date_range_months")]
     date_range_months: i32,
     date_from: Option<NaiveDate>,
     date_to: Option<NaiveDate>,
     /// A named sleep stage profile (`GET /settings/seed/sleep-profiles`); null: use
     /// `stage_distribution`.
     stage_profile: Option<String>,
+    #[oai(default = "sleep_defaults::stage_distribution")]
     stage_distribution: SleepStageDistribution,
 }
 
@@ -158,13 +249,15 @@ impl Default for SleepConfig {
 }
 
 #[derive(Object, Clone)]
-#[oai(default)]
 struct TimeSeriesConfig {
     /// Continuous series to write (series type codes); empty: none.
+    #[oai(default = "series_defaults::enabled_types")]
     enabled_types: Vec<String>,
     /// Paired systolic and diastolic readings.
+    #[oai(default = "series_defaults::include_blood_pressure")]
     include_blood_pressure: bool,
     #[oai(validator(minimum(value = "1"), maximum(value = "24")))]
+    #[oai(default = "series_defaults::date_range_months")]
     date_range_months: i32,
     date_from: Option<NaiveDate>,
     date_to: Option<NaiveDate>,
@@ -183,19 +276,25 @@ impl Default for TimeSeriesConfig {
 }
 
 #[derive(Object, Clone)]
-#[oai(default)]
 struct SeedProfileConfig {
     /// A preset's id (`GET /settings/seed/presets`), as a label of the generated users.
     preset: Option<String>,
+    #[oai(default = "profile_defaults::generate_workouts")]
     generate_workouts: bool,
+    #[oai(default = "profile_defaults::generate_sleep")]
     generate_sleep: bool,
+    #[oai(default = "profile_defaults::generate_time_series")]
     generate_time_series: bool,
     /// Accepted as upstream's; the data is written as an Apple Health import either way.
     providers: Option<Vec<String>>,
     #[oai(validator(minimum(value = "1"), maximum(value = "5")))]
+    #[oai(default = "profile_defaults::num_connections")]
     num_connections: i32,
+    #[oai(default = "profile_defaults::workout_config")]
     workout_config: WorkoutConfig,
+    #[oai(default = "profile_defaults::sleep_config")]
     sleep_config: SleepConfig,
+    #[oai(default = "profile_defaults::time_series_config")]
     time_series_config: TimeSeriesConfig,
 }
 
@@ -216,10 +315,11 @@ impl Default for SeedProfileConfig {
 }
 
 #[derive(Object, Clone)]
-#[oai(default)]
 struct SeedDataRequest {
     #[oai(validator(minimum(value = "1"), maximum(value = "10")))]
+    #[oai(default = "request_defaults::num_users")]
     num_users: i32,
+    #[oai(default = "request_defaults::profile")]
     profile: SeedProfileConfig,
     /// Seed for reproducible data; null: a random one (answered as `seed_used`).
     random_seed: Option<i64>,
@@ -232,6 +332,79 @@ impl Default for SeedDataRequest {
             profile: SeedProfileConfig::default(),
             random_seed: None,
         }
+    }
+}
+
+/// Fields the contract lets be `null` (every other one is a number, flag, list or object).
+const NULLABLE: [&str; 7] = [
+    "preset",
+    "providers",
+    "workout_types",
+    "date_from",
+    "date_to",
+    "stage_profile",
+    "random_seed",
+];
+
+/// The first field holding a `null` it may not hold.
+fn misplaced_null(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::Object(fields) => fields.iter().find_map(|(name, value)| {
+            let at = format!("{path}.{name}");
+            if value.is_null() {
+                (!NULLABLE.contains(&name.as_str())).then_some(at)
+            } else {
+                misplaced_null(value, &at)
+            }
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| misplaced_null(item, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// The request body as declared, refusing `null` where the contract does not allow one: poem
+/// reads a `null` in a defaulted field as absent, upstream's validation refuses it.
+struct SeedBody(SeedDataRequest);
+
+impl Type for SeedBody {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        SeedDataRequest::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        SeedDataRequest::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        SeedDataRequest::register(registry)
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromJSON for SeedBody {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        if let Some(at) = value.as_ref().and_then(|v| misplaced_null(v, "body")) {
+            return Err(ParseError::custom(format!(
+                "{at}: null is not allowed here"
+            )));
+        }
+        SeedDataRequest::parse_from_json(value)
+            .map(SeedBody)
+            .map_err(ParseError::propagate)
     }
 }
 
@@ -764,9 +937,9 @@ impl SeedApi {
         state: Data<&AppState>,
         auth: DeveloperAuth,
         req: &Request,
-        body: Json<SeedDataRequest>,
+        body: Json<SeedBody>,
     ) -> Result<SeedAccepted, ApiError> {
-        let body = body.0;
+        let body = body.0 .0;
         if !(1..=10).contains(&body.num_users) {
             return Err(ApiError::bad_request("num_users must be 1-10"));
         }

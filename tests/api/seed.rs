@@ -151,6 +151,9 @@ async fn bad_seed_requests_are_refused_and_queue_nothing() {
         json!({"profile": {"sleep_config": {"stage_distribution": {
             "deep_pct_range": [40, 50], "rem_pct_range": [30, 40], "awake_pct_range": [5, 10]}}}}),
         json!({"num_users": "two"}),
+        // Null only where the contract allows it.
+        json!({"num_users": null}),
+        json!({"profile": {"time_series_config": {"date_range_months": null}}}),
     ];
     for body in cases {
         let (st, answer) = seed(&s, &jwt, body.clone()).await;
