@@ -394,7 +394,7 @@ async fn apply_one(
         return Ok(());
     }
     if !entries.is_empty() {
-        projection.apply(tx, &entries).await?;
+        wearhouse_projections::runner::apply_purging(projection, tx, &entries).await?;
     }
     tx.execute(
         "UPDATE kafka_offsets SET next_offset = $4, tx = $5, position = $6, updated_at = now() \

@@ -105,8 +105,9 @@ pub trait Projection: Send + Sync + 'static {
 pub const USER_DELETED: &str = "UserDeleted";
 
 /// Applies `entries`; for a model with per-user tables a user's deletion purges them at its
-/// place in the batch (the model's own `apply` never sees it).
-async fn apply_purging(
+/// place in the batch (the model's own `apply` never sees it). Every reader of the log that
+/// feeds a model (this runner, the Kafka workers) applies through here.
+pub async fn apply_purging(
     projection: &dyn Projection,
     tx: &Transaction<'_>,
     entries: &[LogEntry],
