@@ -237,6 +237,20 @@ fn constrain(
                     .collect(),
             ))
         }
+        // The vendor passthrough serves providers with a workouts endpoint (Ultrahuman has
+        // none: 501, as upstream answers for such a provider).
+        "provider"
+            if path.starts_with("/api/v1/providers/{provider}/users/{user_id}/workouts")
+                && matches!(in_type, MetaParamIn::Path) =>
+        {
+            Some(one_of(
+                providers
+                    .iter()
+                    .filter(|p| p.as_vendor_workouts().is_some())
+                    .map(|p| p.name().to_string())
+                    .collect(),
+            ))
+        }
         // Connections are kept per contract provider name (others are refused with 400).
         "provider" if path.starts_with("/api/v1/users/{user_id}/connections/{provider}") => {
             Some(one_of(

@@ -29,6 +29,7 @@ mod team;
 mod text;
 mod timeseries;
 mod users;
+mod vendor_workouts;
 mod webhooks;
 
 use std::sync::Arc;
@@ -132,6 +133,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             operators::OperatorsApi,
             provider_webhooks::ProviderWebhooksApi,
             archival::ArchivalApi,
+            vendor_workouts::VendorWorkoutsApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(

@@ -7,4 +7,5 @@ pub mod connections;
 pub mod imports;
 pub mod sdk;
 pub mod syncs;
+pub mod vendor_workouts;
 pub mod webhooks;
