@@ -167,6 +167,14 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/settings/archival"),
     ("PUT", "/api/v1/settings/archival"),
     ("POST", "/api/v1/settings/archival/run"),
+    (
+        "GET",
+        "/api/v1/providers/{provider}/users/{user_id}/workouts",
+    ),
+    (
+        "GET",
+        "/api/v1/providers/{provider}/users/{user_id}/workouts/{workout_id}",
+    ),
 ];
 
 /// The id of one of Oura's subscriptions at the simulator, registering them first.
@@ -1002,6 +1010,15 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
         }
         ("GET", "/api/v1/settings/archival") | ("POST", "/api/v1/settings/archival/run") => {
             req(path.into())
+        }
+        // The vendor passthrough: Oura's own workout list and one of its workouts, live.
+        ("GET", "/api/v1/providers/{provider}/users/{user_id}/workouts") => req(format!(
+            "/api/v1/providers/oura/users/{u}/workouts?summary_start_time={}",
+            (chrono::Utc::now() - chrono::Duration::days(3)).timestamp()
+        )),
+        ("GET", "/api/v1/providers/{provider}/users/{user_id}/workouts/{workout_id}") => {
+            let day = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+            req(format!("/api/v1/providers/oura/users/{u}/workouts/wo-{day}"))
         }
         ("PUT", "/api/v1/settings/archival") => {
             req(path.into()).json(&json!({"archive_after_days": 3650, "delete_after_days": null}))
