@@ -14,6 +14,10 @@
 //! parameter on the consent URL makes the user consent as that provider account (default: one
 //! account per provider, so users are linked).
 //!
+//! One workout is served by id where the provider has such an endpoint (the vendor passthrough):
+//! Oura's `/v2/usercollection/workout/{id}`, Whoop's `/v2/activity/workout/{id}`, Garmin's
+//! `/wellness-api/rest/activities/{id}`, Strava's `/activities/{id}`; an unknown id is a 404.
+//!
 //! Oura's webhook subscription API is served with expiries: `POST`, `GET` (list),
 //! `PUT .../renew/{id}`, and `GET`, `PUT`, `DELETE .../{id}` under `/oura/api/v2/webhook/subscription`.
 //!

@@ -47,3 +47,35 @@ impl VendorWorkouts for Garmin {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn a_window_is_listed_a_day_per_request() {
+        let start: DateTime<Utc> = "2026-03-01T06:00:00Z".parse().unwrap();
+        let q = WorkoutListQuery {
+            start,
+            end: start + Duration::hours(50),
+            limit: 50,
+            offset: 0,
+        };
+        let bounds: Vec<(String, String)> = Garmin
+            .list_requests(&q)
+            .into_iter()
+            .map(|r| (r.query[0].1.clone(), r.query[1].1.clone()))
+            .collect();
+        let t = |h: i64| (start + Duration::hours(h)).timestamp().to_string();
+        assert_eq!(
+            bounds,
+            vec![(t(0), t(24)), (t(24), t(48)), (t(48), t(50))],
+            "contiguous, the last one short"
+        );
+        assert_eq!(
+            Garmin.detail_request("a-2026-03-01").unwrap().path,
+            "/wellness-api/rest/activities/a-2026-03-01"
+        );
+    }
+}

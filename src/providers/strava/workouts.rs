@@ -26,3 +26,24 @@ impl VendorWorkouts for Strava {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn offset_selects_the_page_holding_it() {
+        let start: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let q = WorkoutListQuery {
+            start,
+            end: start + chrono::Duration::days(1),
+            limit: 10,
+            offset: 25,
+        };
+        let r = &Strava.list_requests(&q)[0];
+        let get = |k: &str| r.query.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!((get("page"), get("per_page")), ("3".into(), "10".into()));
+        assert_eq!(get("after"), start.timestamp().to_string());
+    }
+}
