@@ -66,16 +66,12 @@ impl VendorWorkoutsService {
         VendorWorkoutsService { engine }
     }
 
-    fn capable(&self, name: &str) -> Result<Arc<dyn Provider>, PassthroughError> {
-        let (p, _) = self
-            .engine
+    fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, PassthroughError> {
+        self.engine
             .registry
             .get(name)
-            .ok_or_else(|| PassthroughError::UnknownProvider(name.into()))?;
-        if p.as_vendor_workouts().is_none() {
-            return Err(PassthroughError::Unsupported(p.name()));
-        }
-        Ok(p)
+            .map(|(p, _)| p)
+            .ok_or_else(|| PassthroughError::UnknownProvider(name.into()))
     }
 
     /// The provider's own listing of the user's workouts in the order's window: from
@@ -83,14 +79,18 @@ impl VendorWorkoutsService {
     /// `summary_end_time` or now. One request answers as the provider did; several (Garmin's
     /// days) as one array of their items.
     pub async fn list(&self, order: ListOrder) -> Result<Value, PassthroughError> {
-        let p = self.capable(&order.provider)?;
-        let vendor: &dyn VendorWorkouts = p.as_vendor_workouts().expect("checked above");
+        let p = self.provider(&order.provider)?;
+        let vendor: &dyn VendorWorkouts = p
+            .as_vendor_workouts()
+            .ok_or(PassthroughError::Unsupported(p.name()))?;
         let now = Utc::now();
         let end = order.end.unwrap_or(now);
         let start = match (order.start, order.since) {
             (Some(t), _) => t,
             (None, s) if s > 0 => DateTime::from_timestamp(s, 0).unwrap_or(end),
-            _ => end - vendor.default_lookback(),
+            _ => end
+                .checked_sub_signed(vendor.default_lookback())
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
         };
         if start >= end {
             return Err(PassthroughError::EmptyWindow);
@@ -115,7 +115,10 @@ impl VendorWorkoutsService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| SyncError::Malformed(LIST_KIND.into()))?;
         if parsed.len() == 1 {
-            return Ok(parsed.remove(0));
+            return match parsed.remove(0) {
+                list @ (Value::Object(_) | Value::Array(_)) => Ok(list),
+                _ => Err(PassthroughError::Shape(p.name(), "a workout list")),
+            };
         }
         let mut items = Vec::new();
         for body in parsed {
@@ -134,8 +137,10 @@ impl VendorWorkoutsService {
         provider: &str,
         workout_id: &str,
     ) -> Result<serde_json::Map<String, Value>, PassthroughError> {
-        let p = self.capable(provider)?;
-        let vendor = p.as_vendor_workouts().expect("checked above");
+        let p = self.provider(provider)?;
+        let vendor = p
+            .as_vendor_workouts()
+            .ok_or(PassthroughError::Unsupported(p.name()))?;
         let segment = path_segment(workout_id).ok_or(PassthroughError::BadId)?;
         let request = vendor
             .detail_request(&segment)
