@@ -237,6 +237,31 @@ fn constrain(
                     .collect(),
             ))
         }
+        // The vendor passthrough serves providers with a workouts endpoint (Ultrahuman has
+        // none: 501, as upstream answers for such a provider), and reads one workout only
+        // where the provider can (not Fitbit).
+        "provider"
+            if path.starts_with("/api/v1/providers/{provider}/users/{user_id}/workouts")
+                && matches!(in_type, MetaParamIn::Path) =>
+        {
+            let detail = path.ends_with("{workout_id}");
+            Some(one_of(
+                providers
+                    .iter()
+                    .filter(|p| {
+                        p.as_vendor_workouts()
+                            .is_some_and(|v| !detail || v.detail_request("id").is_some())
+                    })
+                    .map(|p| p.name().to_string())
+                    .collect(),
+            ))
+        }
+        // The passthrough's window bounds are read as `start_date` is.
+        "summary_start_time" | "summary_end_time"
+            if path.starts_with("/api/v1/providers/{provider}/users/{user_id}/workouts") =>
+        {
+            constrain(path, method, "start_date", in_type)
+        }
         // Connections are kept per contract provider name (others are refused with 400).
         "provider" if path.starts_with("/api/v1/users/{user_id}/connections/{provider}") => {
             Some(one_of(

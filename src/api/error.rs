@@ -248,3 +248,18 @@ impl From<crate::services::syncs::PullError> for ApiError {
         }
     }
 }
+
+impl From<crate::services::vendor_workouts::PassthroughError> for ApiError {
+    fn from(e: crate::services::vendor_workouts::PassthroughError) -> Self {
+        use crate::services::vendor_workouts::PassthroughError as P;
+        match e {
+            P::UnknownProvider(_) | P::EmptyWindow | P::WindowTooLong(..) | P::BadId => {
+                ApiError::bad_request(e.to_string())
+            }
+            P::Unsupported(_) | P::NoDetail(_) => ApiError::not_implemented(e.to_string()),
+            P::NotFound(..) => ApiError::not_found(e.to_string()),
+            P::Shape(..) => ApiError::BadGateway(d(e.to_string())),
+            P::Sync(s) => s.into(),
+        }
+    }
+}

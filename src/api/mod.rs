@@ -30,6 +30,7 @@ mod team;
 mod text;
 mod timeseries;
 mod users;
+mod vendor_workouts;
 mod webhooks;
 
 use std::sync::Arc;
@@ -134,6 +135,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             provider_webhooks::ProviderWebhooksApi,
             archival::ArchivalApi,
             seed::SeedApi,
+            vendor_workouts::VendorWorkoutsApi,
         ),
     ));
     let allow = Arc::new(document::AllowTable::of(

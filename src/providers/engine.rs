@@ -649,6 +649,49 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// Fetches `requests` from `provider` with `user`'s token, as a pull does (refreshed when
+    /// it expires or is refused once, paced by the provider's budgets, 429 and 5xx retried),
+    /// and stores each answer raw as `kind` before anyone parses it. Nothing is mapped or
+    /// written to the log: the answers are the caller's (the vendor passthrough routes).
+    pub async fn fetch_live(
+        &self,
+        user: Uuid,
+        provider: &str,
+        requests: &[PullRequest],
+        kind: &str,
+    ) -> Result<Vec<Vec<u8>>, SyncError> {
+        let (p, endpoints) = self
+            .registry
+            .get(provider)
+            .ok_or_else(|| SyncError::UnknownProvider(provider.into()))?;
+        let now = Utc::now();
+        let req = SyncRequest {
+            run_id: Uuid::nil(),
+            user_id: user,
+            provider: p.name().into(),
+            source: "passthrough".into(),
+            start: now,
+            end: now,
+            data_types: vec![],
+        };
+        let mut live = self.live_tokens(&req, &endpoints).await?;
+        let mut bodies = Vec::with_capacity(requests.len());
+        for request in requests {
+            let bytes = self.get(&req, &endpoints, request, &mut live).await?;
+            let meta = RawMeta {
+                provider: p.name(),
+                kind,
+                content_type: "application/json",
+                user_id: Some(user),
+            };
+            raw::store_bytes(&self.pool, &bytes, meta)
+                .await
+                .map_err(store_err)?;
+            bodies.push(bytes);
+        }
+        Ok(bodies)
+    }
+
     /// Revokes `user`'s grant at `provider` (Strava's deauthorization, Fitbit's and
     /// Ultrahuman's token revocation) when they disconnect. Best effort: the connection is
     /// revoked here whatever the provider answers; a failure is logged.

@@ -1,7 +1,7 @@
 //! Cloud providers. Each folder implements [`Provider`] (its OAuth settings and a pure,
 //! versioned mapping from its payloads, typed in its `payload` module, to normalized records)
 //! and the capability traits it has: [`PullProvider`], [`PushProvider`], [`BackfillProvider`],
-//! [`SubscriptionProvider`]. Everything that does I/O (HTTP, tokens,
+//! [`SubscriptionProvider`], [`VendorWorkouts`]. Everything that does I/O (HTTP, tokens,
 //! storage) lives in `engine` and `oauth` and is shared by every provider.
 
 pub mod engine;
@@ -280,6 +280,12 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Lists and reads its workouts live for the vendor passthrough routes
+    /// ([`VendorWorkouts`]); `None`: the provider has no workouts endpoint to pass through.
+    fn as_vendor_workouts(&self) -> Option<&dyn VendorWorkouts> {
+        None
+    }
+
     /// The contract's flags, from the capabilities implemented.
     fn capabilities(&self) -> Capabilities {
         let modes = self.as_push().map(|p| p.modes()).unwrap_or_default();
@@ -339,6 +345,55 @@ pub trait PullProvider: Send + Sync {
     fn record_request(&self, _data_type: &str, _external_id: &str) -> Option<PullRequest> {
         None
     }
+}
+
+/// The window and page of a live workout listing (`GET /providers/{provider}/users/{user_id}/
+/// workouts`), resolved by the caller: `start < end`, `limit` in 1..=100.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkoutListQuery {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// The provider's own workouts, fetched live with the user's token and answered as the
+/// provider sent them (the vendor passthrough routes).
+pub trait VendorWorkouts: Send + Sync {
+    /// How far back a listing reaches when the caller gives no start.
+    fn default_lookback(&self) -> chrono::Duration {
+        chrono::Duration::days(30)
+    }
+    /// The longest window one listing may cover (the requests it takes grow with it);
+    /// `None`: any.
+    fn max_window(&self) -> Option<chrono::Duration> {
+        None
+    }
+    /// The requests listing the workouts of `q` (within [`VendorWorkouts::max_window`]).
+    /// Several (Garmin answers a day per request) are answered together as one array of their
+    /// items.
+    fn list_requests(&self, q: &WorkoutListQuery) -> Vec<PullRequest>;
+    /// The request reading workout `id` (already a safe path segment, see [`path_segment`]);
+    /// `None`: the provider has no such endpoint.
+    fn detail_request(&self, id: &str) -> Option<PullRequest>;
+}
+
+/// `id` as one URL path segment: every byte outside RFC 3986's unreserved set percent-encoded,
+/// so a caller's id can never reach another path of the provider's API with the user's token.
+/// `None` for the empty, `.` and `..` segments (URL parsers resolve dot segments).
+pub fn path_segment(id: &str) -> Option<String> {
+    if id.is_empty() || id == "." || id == ".." {
+        return None;
+    }
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
 }
 
 /// Receives the provider's webhook deliveries.
@@ -751,6 +806,19 @@ mod tests {
         let keys: Vec<&str> = create.iter().filter_map(|r| r.key.as_deref()).collect();
         assert_eq!(keys, vec!["workout/create"]);
         assert_eq!(renew, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn ids_become_single_path_segments() {
+        assert_eq!(path_segment("wo-2026-03-01").unwrap(), "wo-2026-03-01");
+        assert_eq!(
+            path_segment("../user/x?y#z").unwrap(),
+            "..%2Fuser%2Fx%3Fy%23z"
+        );
+        assert_eq!(path_segment("é").unwrap(), "%C3%A9");
+        assert_eq!(path_segment(".."), None);
+        assert_eq!(path_segment("."), None);
+        assert_eq!(path_segment(""), None);
     }
 
     #[test]

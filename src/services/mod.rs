@@ -8,4 +8,5 @@ pub mod imports;
 pub mod sdk;
 pub mod seed;
 pub mod syncs;
+pub mod vendor_workouts;
 pub mod webhooks;

@@ -189,6 +189,13 @@ pub(crate) fn items(kind: &str, start: i64, end: i64) -> Vec<Value> {
     out
 }
 
+/// Activity summary `id` (`a-YYYY-MM-DD`, as `activities` lists it).
+pub(crate) fn activity_of(id: &str) -> Option<Value> {
+    let d: chrono::NaiveDate = id.strip_prefix("a-")?.parse().ok()?;
+    let midnight = d.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - OFFSET;
+    Some(value(activity(d, midnight)))
+}
+
 /// The `activityFiles` notice of activity `id` whose file is served at `callback_url`.
 pub fn activity_file(id: u64, start: i64, callback_url: String) -> ActivityFile {
     ActivityFile {

@@ -14,6 +14,10 @@
 //! parameter on the consent URL makes the user consent as that provider account (default: one
 //! account per provider, so users are linked).
 //!
+//! One workout is served by id where the provider has such an endpoint (the vendor passthrough):
+//! Oura's `/v2/usercollection/workout/{id}`, Whoop's `/v2/activity/workout/{id}`, Garmin's
+//! `/wellness-api/rest/activities/{id}`, Strava's `/activities/{id}`; an unknown id is a 404.
+//!
 //! Oura's webhook subscription API is served with expiries: `POST`, `GET` (list),
 //! `PUT .../renew/{id}`, and `GET`, `PUT`, `DELETE .../{id}` under `/oura/api/v2/webhook/subscription`.
 //!
@@ -388,6 +392,13 @@ async fn api(
     let size = shared.page_size;
     let body = match (provider.as_str(), path.as_str()) {
         ("oura", "/v2/usercollection/personal_info") => json!(oura::personal_info(account)),
+        // One workout document (the vendor passthrough's detail).
+        ("oura", p) if p.starts_with("/v2/usercollection/workout/") => {
+            match oura::workout_of(&p["/v2/usercollection/workout/".len()..]) {
+                Some(w) => w,
+                None => return not_found_detail(),
+            }
+        }
         ("oura", p) if p.starts_with("/v2/usercollection/") => {
             match oura::records(&p["/v2/usercollection/".len()..], &q) {
                 Some(all) => json!(oura::page(all, offset, size)),
@@ -395,6 +406,12 @@ async fn api(
             }
         }
         ("garmin", "/wellness-api/rest/user/id") => json!({ "userId": garmin::USER }),
+        ("garmin", p) if p.starts_with("/wellness-api/rest/activities/") => {
+            match garmin::activity_of(&p["/wellness-api/rest/activities/".len()..]) {
+                Some(a) => a,
+                None => return not_found_detail(),
+            }
+        }
         ("garmin", "/wellness-api/rest/activityFile") => {
             let id = q.get("id").cloned().unwrap_or_default();
             let activity = shared
@@ -514,6 +531,12 @@ async fn api(
             json!(whoop::profile(id))
         }
         ("whoop", "/v2/user/measurement/body") => json!(whoop::body_measurement()),
+        ("whoop", p) if p.starts_with("/v2/activity/workout/") => {
+            match whoop::workout_of(&p["/v2/activity/workout/".len()..]) {
+                Some(w) => w,
+                None => return not_found_detail(),
+            }
+        }
         ("whoop", "/v2/activity/workout") => {
             json!(whoop::page(whoop::records("workout", &q), offset, size))
         }
@@ -526,6 +549,15 @@ async fn api(
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     Json(body).into_response()
+}
+
+/// The answer to a record id the provider does not hold.
+fn not_found_detail() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"detail": "Document not found"})),
+    )
+        .into_response()
 }
 
 /// Oura's subscription API: checks the app credentials, verifies the callback with a challenge

@@ -147,6 +147,12 @@ pub(crate) fn records(kind: &str, q: &HashMap<String, String>) -> Option<Vec<Val
     })
 }
 
+/// Workout `id` (`wo-YYYY-MM-DD`), as Oura answers one document of the collection.
+pub(crate) fn workout_of(id: &str) -> Option<Value> {
+    let d: NaiveDate = id.strip_prefix("wo-")?.parse().ok()?;
+    Some(value(workout(d)))
+}
+
 /// One page of `all` from `offset`.
 pub fn page(all: Vec<Value>, offset: usize, size: usize) -> Page<Value> {
     let next_token = (offset + size < all.len()).then(|| (offset + size).to_string());

@@ -116,6 +116,12 @@ pub(crate) fn records(kind: &str, q: &HashMap<String, String>) -> Vec<Value> {
     }
 }
 
+/// Workout `id` (`w-YYYY-MM-DD`).
+pub(crate) fn workout_of(id: &str) -> Option<Value> {
+    let d: NaiveDate = id.strip_prefix("w-")?.parse().ok()?;
+    Some(value(workout(d)))
+}
+
 /// One page of `all` from `offset`.
 pub fn page(all: Vec<Value>, offset: usize, size: usize) -> Records<Value> {
     let next_token = (offset + size < all.len()).then(|| (offset + size).to_string());

@@ -170,6 +170,14 @@ const IMPLEMENTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/settings/seed"),
     ("GET", "/api/v1/settings/seed/presets"),
     ("GET", "/api/v1/settings/seed/sleep-profiles"),
+    (
+        "GET",
+        "/api/v1/providers/{provider}/users/{user_id}/workouts",
+    ),
+    (
+        "GET",
+        "/api/v1/providers/{provider}/users/{user_id}/workouts/{workout_id}",
+    ),
 ];
 
 /// The id of one of Oura's subscriptions at the simulator, registering them first.
@@ -1013,6 +1021,15 @@ async fn send(w: &World, method: &str, path: &str) -> Option<(u16, String)> {
             "num_users": 1, "random_seed": 7,
             "profile": {"preset": "minimal", "workout_config": {"count": 1}, "sleep_config": {"count": 1}}
         })),
+        // The vendor passthrough: Oura's own workout list and one of its workouts, live.
+        ("GET", "/api/v1/providers/{provider}/users/{user_id}/workouts") => req(format!(
+            "/api/v1/providers/oura/users/{u}/workouts?summary_start_time={}",
+            (chrono::Utc::now() - chrono::Duration::days(3)).timestamp()
+        )),
+        ("GET", "/api/v1/providers/{provider}/users/{user_id}/workouts/{workout_id}") => {
+            let day = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+            req(format!("/api/v1/providers/oura/users/{u}/workouts/wo-{day}"))
+        }
         ("PUT", "/api/v1/settings/archival") => {
             req(path.into()).json(&json!({"archive_after_days": 3650, "delete_after_days": null}))
         }

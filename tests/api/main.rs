@@ -23,6 +23,7 @@ mod menstrual_cycles;
 mod oauth_api;
 mod operators;
 mod outgoing_webhooks;
+mod passthrough;
 mod projection_runner;
 mod providers_api;
 mod read_contract;

@@ -11,6 +11,7 @@ use wearhouse_domain::records::{record_id, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
 pub mod payload;
+mod workouts;
 
 use self::payload::{Activity, ActivityList, Profile};
 use super::mapped::{after_secs, provider_source, shape};
@@ -207,6 +208,10 @@ impl Provider for Fitbit {
             });
         }
         Ok(m)
+    }
+
+    fn as_vendor_workouts(&self) -> Option<&dyn super::VendorWorkouts> {
+        Some(self)
     }
 
     fn as_pull(&self) -> Option<&dyn PullProvider> {

@@ -27,6 +27,7 @@ use super::{
 use wearhouse_domain::records::ScoreComponent;
 
 mod mct;
+mod workouts;
 
 pub struct Garmin;
 
@@ -554,6 +555,10 @@ impl Provider for Garmin {
             self.map_item(data_type, v, ds, &mut m)?;
         }
         Ok(m)
+    }
+
+    fn as_vendor_workouts(&self) -> Option<&dyn super::VendorWorkouts> {
+        Some(self)
     }
 
     fn as_push(&self) -> Option<&dyn PushProvider> {

@@ -11,6 +11,7 @@ use wearhouse_domain::records::{record_id, SleepSessionRecord, SleepStageInterva
 use wearhouse_domain::workout_type::WorkoutType;
 
 pub mod payload;
+mod workouts;
 
 use serde::de::DeserializeOwned;
 
@@ -382,6 +383,10 @@ impl Provider for Oura {
     }
 
     fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_vendor_workouts(&self) -> Option<&dyn super::VendorWorkouts> {
         Some(self)
     }
 

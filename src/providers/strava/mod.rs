@@ -14,6 +14,7 @@ use wearhouse_domain::records::{record_id, RecordKind, WorkoutRecord};
 use wearhouse_domain::workout_type::WorkoutType;
 
 pub mod payload;
+mod workouts;
 
 use self::payload::{Activity, Event, PushSubscription, Stream, StreamSet};
 use super::mapped::{after_secs, provider_source, shape};
@@ -343,6 +344,10 @@ impl Provider for Strava {
     }
 
     fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_vendor_workouts(&self) -> Option<&dyn super::VendorWorkouts> {
         Some(self)
     }
 

@@ -15,6 +15,7 @@ use wearhouse_domain::records::{
 use wearhouse_domain::workout_type::WorkoutType;
 
 pub mod payload;
+mod workouts;
 
 use serde::de::DeserializeOwned;
 
@@ -349,6 +350,10 @@ impl Provider for Whoop {
     }
 
     fn as_pull(&self) -> Option<&dyn PullProvider> {
+        Some(self)
+    }
+
+    fn as_vendor_workouts(&self) -> Option<&dyn super::VendorWorkouts> {
         Some(self)
     }
 
