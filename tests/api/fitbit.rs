@@ -80,7 +80,8 @@ async fn fitbit_budget_is_per_user() {
     let e = setup(1, &[("WEARHOUSE_PROVIDER_RATE_BUDGETS", "fitbit=2/2/user")]).await;
     let user = e.user().await;
     e.connect("fitbit", &user).await;
-    let (st, body) = e.sync("fitbit", &user, 3).await;
+    // Five days: at least three runs (at noon) whatever the time of day, one a page.
+    let (st, body) = e.sync("fitbit", &user, 5).await;
     assert_eq!((st, body["success"].as_bool()), (200, Some(true)), "{body}");
     let times: Vec<i64> = e
         .request_log()
